@@ -1,0 +1,29 @@
+//! Generates the prost messages and their proto3-JSON serde impls from `proto/`.
+//! protox compiles the .proto files in-process, so no `protoc` is needed.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/sinew/config/v1/config.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let fds = protox::compile(files, ["proto"])?;
+    let descriptor_path = out.join("sinew_descriptor.bin");
+    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
+
+    let mut config = prost_build::Config::new();
+    config
+        .file_descriptor_set_path(&descriptor_path)
+        .compile_well_known_types()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        ;
+    config.compile_fds(fds)?;
+
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".sinew"])?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The proxy's own HTTP endpoints: admin (config dump, shutdown, log level) on localhost,
+//! readiness for the kubelet, and Prometheus metrics.
+
+use crate::ctx::Ctx;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Changes the log filter at run time (wired to tracing-subscriber's reload handle by main).
+pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Shared state of the admin endpoints.
+pub struct Admin {
+    pub ctx: Arc<Ctx>,
+    pub ready: AtomicBool,
+    pub shutdown: mpsc::Sender<()>,
+    pub set_log_level: Option<SetLogLevel>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Endpoint {
+    Admin,
+    Health,
+    Metrics,
+}
+
+/// Serves one of the admin endpoints on `listener` forever.
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener, which: Endpoint) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(which, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("invariant: static"));
+    r
+}
+
+// === impl Admin ===
+
+impl Admin {
+    fn handle(&self, which: Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        match (which, req.method(), path) {
+            (Endpoint::Health, &Method::GET, "/healthz/ready")
+            | (Endpoint::Admin, &Method::GET, "/ready") => self.readiness(),
+            (Endpoint::Metrics, &Method::GET, "/metrics") | (Endpoint::Admin, &Method::GET, "/metrics") => {
+                let mut r = text(StatusCode::OK, self.ctx.metrics.encode());
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8".parse().expect("invariant: static"),
+                );
+                r
+            }
+            (Endpoint::Admin, &Method::GET, "/config_dump") => {
+                let mut r = text(StatusCode::OK, self.config_dump());
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, "application/json".parse().expect("invariant: static"));
+                r
+            }
+            (Endpoint::Admin, &Method::POST, "/shutdown") => {
+                let _ = self.shutdown.try_send(());
+                text(StatusCode::OK, "draining\n")
+            }
+            (Endpoint::Admin, &Method::POST, "/logging") => {
+                let level = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")))
+                    .unwrap_or("");
+                match (&self.set_log_level, level) {
+                    (_, "") => text(StatusCode::BAD_REQUEST, "usage: POST /logging?level=<filter>, e.g. level=debug or level=info,sinew_proxy=trace\n"),
+                    (None, _) => text(StatusCode::NOT_IMPLEMENTED, "log level is fixed in this process\n"),
+                    (Some(set), l) => match set(l) {
+                        Ok(()) => text(StatusCode::OK, format!("log level set to {l}\n")),
+                        Err(e) => text(StatusCode::BAD_REQUEST, format!("invalid level {l:?}: {e}\n")),
+                    },
+                }
+            }
+            (Endpoint::Admin, _, "/") => text(
+                StatusCode::OK,
+                "GET /config_dump\nGET /metrics\nGET /ready\nPOST /shutdown\nPOST /logging?level=<filter>\n",
+            ),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        if self.ready.load(Ordering::Acquire) {
+            text(StatusCode::OK, "ready\n")
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        }
+    }
+
+    /// The effective config plus run-time facts (identity, certificate expiry), as JSON.
+    fn config_dump(&self) -> String {
+        let config = self.ctx.config();
+        let tls = self.ctx.tls.as_ref().map(|s| {
+            let st = s.current();
+            let expiry = st
+                .creds
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            serde_json::json!({
+                "identity": st.creds.identity.as_str(),
+                "certificateNotAfterUnix": expiry,
+                "trustAnchors": st.creds.roots.len(),
+            })
+        });
+        let dump = serde_json::json!({
+            "version": config.version,
+            "config": config.source,
+            "tls": tls,
+            "listeners": config.listeners.iter().map(|l| serde_json::json!({
+                "name": l.name,
+                "address": l.addr.to_string(),
+                "kind": format!("{:?}", l.kind),
+            })).collect::<Vec<_>>(),
+            "timeouts": format!("{:?}", config.timeouts),
+            "limits": format!("{:?}", config.limits),
+        });
+        serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}

@@ -1,0 +1,172 @@
+//! Running the proxy: load credentials, bind every listener, serve, and drain on shutdown.
+//!
+//! Start-up errors (unreadable certificate, address in use) are returned before anything is
+//! served, each naming the file or address. Shutdown (SIGTERM, SIGINT or `POST /shutdown`) stops
+//! accepting, lets connections finish up to the drain deadline, and returns.
+
+use crate::admin::{self, Admin};
+use crate::config::{Config, ListenerKind};
+use crate::ctx::Ctx;
+use crate::drain;
+use crate::metrics::{ActiveGuard, Direction, Metrics};
+use crate::tls;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// A proxy whose listeners are bound and ready to serve.
+pub struct Proxy {
+    admin: Arc<Admin>,
+    listeners: Vec<(TcpListener, ListenerKind)>,
+    admin_listeners: Vec<(TcpListener, admin::Endpoint)>,
+    shutdown_rx: mpsc::Receiver<()>,
+    /// Where each configured listener actually bound (port 0 resolves here).
+    pub bound: Vec<(String, SocketAddr)>,
+    pub admin_addrs: [SocketAddr; 3],
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// Loads credentials and binds every socket; nothing is served yet.
+    pub async fn bind(config: Config, set_log_level: Option<admin::SetLogLevel>) -> anyhow::Result<Self> {
+        let tls = match &config.tls {
+            Some(p) => {
+                let creds = tls::Credentials::load(&p.cert, &p.key, &p.trust_bundle)?;
+                info!(identity = %creds.identity, "loaded workload certificate");
+                Some(tls::Store::new(tls::TlsState::new(creds)?))
+            }
+            None => {
+                warn!("no tls configured: mesh connections are impossible in either direction");
+                None
+            }
+        };
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let sock = TcpListener::bind(l.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} for listener {}", l.addr, l.name))?;
+            bound.push((l.name.clone(), sock.local_addr()?));
+            listeners.push((sock, l.kind.clone()));
+        }
+        let mut admin_listeners = Vec::new();
+        let mut admin_addrs = [config.admin.admin, config.admin.health, config.admin.metrics];
+        for (i, (addr, which)) in [
+            (config.admin.admin, admin::Endpoint::Admin),
+            (config.admin.health, admin::Endpoint::Health),
+            (config.admin.metrics, admin::Endpoint::Metrics),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sock = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the admin endpoints"))?;
+            admin_addrs[i] = sock.local_addr()?;
+            admin_listeners.push((sock, which));
+        }
+        let metrics = Arc::new(Metrics::new());
+        let ctx = Arc::new(Ctx::new(Arc::new(config), tls, metrics));
+        let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
+        let admin = Arc::new(Admin {
+            ctx,
+            ready: false.into(),
+            shutdown: shutdown_tx,
+            set_log_level,
+        });
+        Ok(Self {
+            admin,
+            listeners,
+            admin_listeners,
+            shutdown_rx,
+            bound,
+            admin_addrs,
+        })
+    }
+
+    /// Serves until a shutdown signal, then drains. `extra_shutdown` lets tests stop the proxy.
+    pub async fn run(mut self, extra_shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let ctx = self.admin.ctx.clone();
+        for (sock, which) in self.admin_listeners.drain(..) {
+            tokio::spawn(admin::serve(self.admin.clone(), sock, which));
+        }
+        let (signal, watch) = drain::channel();
+        for (sock, kind) in self.listeners.drain(..) {
+            tokio::spawn(accept_loop(ctx.clone(), sock, kind, watch.clone()));
+        }
+        drop(watch);
+        self.admin.ready.store(true, Ordering::Release);
+        ctx.metrics.ready.set(1);
+        info!(listeners = ?self.bound, "proxy ready");
+
+        tokio::select! {
+            _ = shutdown_signal() => info!("received a termination signal"),
+            _ = self.shutdown_rx.recv() => info!("shutdown requested through the admin API"),
+            _ = extra_shutdown => info!("shutdown requested"),
+        }
+        self.admin.ready.store(false, Ordering::Release);
+        ctx.metrics.ready.set(0);
+        let deadline = ctx.config().timeouts.drain;
+        info!(?deadline, "draining: no new connections, waiting for requests in flight");
+        if tokio::time::timeout(deadline, signal.drain()).await.is_err() {
+            warn!(?deadline, "drain deadline passed with connections still open; exiting anyway");
+        } else {
+            info!("drained");
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(ctx: Arc<Ctx>, sock: TcpListener, kind: ListenerKind, mut watch: drain::Watch) {
+    loop {
+        let accepted = tokio::select! {
+            a = sock.accept() => a,
+            _ = watch.signaled() => return,
+        };
+        let (tcp, client) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        crate::io::tune(&tcp);
+        let ctx = ctx.clone();
+        let watch = watch.clone();
+        match &kind {
+            ListenerKind::Outbound { fixed } => {
+                let fixed = *fixed;
+                tokio::spawn(async move {
+                    let _active = ActiveGuard::new(&ctx.metrics.active_connections[Direction::Outbound as usize]);
+                    crate::outbound::serve(ctx.clone(), fixed, tcp, client, watch).await
+                });
+            }
+            ListenerKind::Inbound { app_port } => {
+                let app_port = *app_port;
+                tokio::spawn(async move {
+                    let _active = ActiveGuard::new(&ctx.metrics.active_connections[Direction::Inbound as usize]);
+                    crate::inbound::serve(ctx.clone(), app_port, tcp, client, watch).await
+                });
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the proxy can still be stopped through the admin API.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,450 @@
+//! The proxy's config: the `sinew.config.v1.ProxyConfig` message, validated once into types that
+//! cannot be invalid.
+//!
+//! Promises: [`Config::from_proto`] either returns a config whose every address, identity and
+//! duration is usable, or an error naming the offending field (`services[1].endpoints[0].address`)
+//! and why. Nothing downstream re-validates. Every default lives here, named.
+
+use crate::tls::Identity;
+use sinew_proto::config::v1 as pb;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
+pub const DEFAULT_INBOUND_PORT: u16 = 15006;
+pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
+pub const DEFAULT_HEALTH_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 15021);
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 15020);
+pub const DEFAULT_MESH_PORT: u16 = DEFAULT_INBOUND_PORT;
+pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not a valid ProxyConfig: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A validated proxy config.
+#[derive(Debug)]
+pub struct Config {
+    /// The message this was built from, for `/config_dump`.
+    pub source: pb::ProxyConfig,
+    pub tls: Option<TlsPaths>,
+    pub inbound_mode: InboundMode,
+    pub listeners: Vec<Listener>,
+    services: HashMap<SocketAddr, Arc<Service>>,
+    opaque_ports: PortSet,
+    excluded_outbound_ports: PortSet,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub admin: AdminAddrs,
+    pub version: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trust_bundle: PathBuf,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InboundMode {
+    Permissive,
+    Strict,
+}
+
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum ListenerKind {
+    /// App → mesh. `fixed` replaces SO_ORIGINAL_DST for explicit listeners.
+    Outbound { fixed: Option<SocketAddr> },
+    /// Mesh → app. `app_port` replaces the original destination port.
+    Inbound { app_port: Option<u16> },
+}
+
+/// A mesh service: the addresses that name it and the endpoints that serve it.
+#[derive(Debug)]
+pub struct Service {
+    pub name: Arc<str>,
+    pub protocol: ServiceProtocol,
+    pub endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ServiceProtocol {
+    Detect,
+    Http1,
+    Http2,
+    Tcp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Where the app listens.
+    pub addr: SocketAddr,
+    /// The peer proxy's identity; None for an endpoint without a sidecar.
+    pub identity: Option<Identity>,
+    /// Where the peer proxy's inbound listener is (same IP as `addr`).
+    pub mesh_addr: SocketAddr,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct Timeouts {
+    pub detect: Duration,
+    pub connect: Duration,
+    pub header_read: Duration,
+    pub idle: Duration,
+    pub drain: Duration,
+    pub tls_handshake: Duration,
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct AdminAddrs {
+    pub admin: SocketAddr,
+    pub health: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+/// A set of TCP ports as a bitmap: one cache line of lookups on the accept path.
+#[derive(Clone)]
+struct PortSet(Box<[u64; 1024]>);
+
+impl PortSet {
+    fn new(ports: impl IntoIterator<Item = u16>) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        for p in ports {
+            bits[p as usize / 64] |= 1 << (p % 64);
+        }
+        Self(bits)
+    }
+    fn contains(&self, port: u16) -> bool {
+        self.0[port as usize / 64] & (1 << (port % 64)) != 0
+    }
+    fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..=u16::MAX).filter(|p| self.contains(*p))
+    }
+}
+
+impl std::fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads a YAML (or JSON) ProxyConfig file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let msg: pb::ProxyConfig =
+            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Self::from_proto(msg)
+    }
+
+    pub fn from_proto(msg: pb::ProxyConfig) -> Result<Self, ConfigError> {
+        let tls = msg.tls.as_ref().map(|t| TlsPaths {
+            cert: PathBuf::from(&t.cert_file),
+            key: PathBuf::from(&t.key_file),
+            trust_bundle: PathBuf::from(&t.trust_bundle_file),
+        });
+        if let Some(t) = &tls {
+            for (name, p) in [
+                ("tls.certFile", &t.cert),
+                ("tls.keyFile", &t.key),
+                ("tls.trustBundleFile", &t.trust_bundle),
+            ] {
+                if p.as_os_str().is_empty() {
+                    return Err(invalid(name, "required when tls is set"));
+                }
+            }
+        }
+        let inbound_mode = match pb::InboundMode::try_from(msg.inbound_mode) {
+            Ok(pb::InboundMode::Permissive) => InboundMode::Permissive,
+            Ok(pb::InboundMode::Strict) => InboundMode::Strict,
+            Err(_) => return Err(invalid("inboundMode", "unknown mode")),
+        };
+
+        let mut services = HashMap::new();
+        for (i, s) in msg.services.iter().enumerate() {
+            let field = format!("services[{i}]");
+            let svc = Arc::new(service(&field, s)?);
+            if s.addresses.is_empty() {
+                return Err(invalid(format!("{field}.addresses"), "at least one ip:port is required"));
+            }
+            for (j, a) in s.addresses.iter().enumerate() {
+                let addr = socket_addr(&format!("{field}.addresses[{j}]"), a)?;
+                if let Some(prev) = services.insert(addr, svc.clone()) {
+                    return Err(invalid(
+                        format!("{field}.addresses[{j}]"),
+                        format!("{addr} already belongs to service {}", prev.name),
+                    ));
+                }
+            }
+        }
+
+        let mut listeners = Vec::new();
+        for (i, l) in msg.listeners.iter().enumerate() {
+            let field = format!("listeners[{i}]");
+            let addr = socket_addr(&format!("{field}.address"), &l.address)?;
+            let kind = match pb::Direction::try_from(l.direction) {
+                Ok(pb::Direction::Outbound) => {
+                    if l.app_port != 0 {
+                        return Err(invalid(format!("{field}.appPort"), "only for INBOUND listeners"));
+                    }
+                    let fixed = if l.fixed_destination.is_empty() {
+                        None
+                    } else {
+                        let f = format!("{field}.fixedDestination");
+                        let dst = socket_addr(&f, &l.fixed_destination)?;
+                        if !services.contains_key(&dst) {
+                            return Err(invalid(f, format!("{dst} is not an address of any service")));
+                        }
+                        Some(dst)
+                    };
+                    ListenerKind::Outbound { fixed }
+                }
+                Ok(pb::Direction::Inbound) => {
+                    if !l.fixed_destination.is_empty() {
+                        return Err(invalid(
+                            format!("{field}.fixedDestination"),
+                            "only for OUTBOUND listeners",
+                        ));
+                    }
+                    ListenerKind::Inbound {
+                        app_port: (l.app_port != 0)
+                            .then(|| port(&format!("{field}.appPort"), l.app_port))
+                            .transpose()?,
+                    }
+                }
+                Err(_) => return Err(invalid(format!("{field}.direction"), "unknown direction")),
+            };
+            let name = if l.name.is_empty() {
+                format!("{}-{}", if matches!(kind, ListenerKind::Inbound { .. }) { "inbound" } else { "outbound" }, addr.port())
+            } else {
+                l.name.clone()
+            };
+            listeners.push(Listener { name, addr, kind });
+        }
+        if listeners.is_empty() {
+            listeners = vec![
+                Listener {
+                    name: "outbound".into(),
+                    addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), DEFAULT_OUTBOUND_PORT),
+                    kind: ListenerKind::Outbound { fixed: None },
+                },
+                Listener {
+                    name: "inbound".into(),
+                    addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), DEFAULT_INBOUND_PORT),
+                    kind: ListenerKind::Inbound { app_port: None },
+                },
+            ];
+        }
+
+        let mut opaque: Vec<u16> = Vec::new();
+        if !msg.replace_default_opaque_ports {
+            opaque.extend_from_slice(crate::detect::SERVER_FIRST_PORTS);
+        }
+        for (i, p) in msg.opaque_ports.iter().enumerate() {
+            opaque.push(port(&format!("opaquePorts[{i}]"), *p)?);
+        }
+        let mut excluded = Vec::new();
+        for (i, p) in msg.excluded_outbound_ports.iter().enumerate() {
+            excluded.push(port(&format!("excludedOutboundPorts[{i}]"), *p)?);
+        }
+
+        let t = msg.timeouts.clone().unwrap_or_default();
+        let timeouts = Timeouts {
+            detect: duration("timeouts.protocolDetection", &t.protocol_detection, DEFAULT_DETECT_TIMEOUT)?,
+            connect: duration("timeouts.connect", &t.connect, DEFAULT_CONNECT_TIMEOUT)?,
+            header_read: duration("timeouts.headerRead", &t.header_read, DEFAULT_HEADER_READ_TIMEOUT)?,
+            idle: duration("timeouts.idle", &t.idle, DEFAULT_IDLE_TIMEOUT)?,
+            drain: duration("timeouts.drain", &t.drain, DEFAULT_DRAIN_TIMEOUT)?,
+            tls_handshake: duration("timeouts.tlsHandshake", &t.tls_handshake, DEFAULT_TLS_HANDSHAKE_TIMEOUT)?,
+        };
+        let l = msg.limits.unwrap_or_default();
+        let limits = Limits {
+            max_header_bytes: match l.max_header_bytes {
+                0 => DEFAULT_MAX_HEADER_BYTES,
+                n if n < 1024 => return Err(invalid("limits.maxHeaderBytes", "must be at least 1024")),
+                n => n as usize,
+            },
+            max_headers: match l.max_headers {
+                0 => DEFAULT_MAX_HEADERS,
+                n => n as usize,
+            },
+        };
+        let a = msg.admin.clone().unwrap_or_default();
+        let admin = AdminAddrs {
+            admin: optional_addr("admin.adminAddress", &a.admin_address, DEFAULT_ADMIN_ADDR)?,
+            health: optional_addr("admin.healthAddress", &a.health_address, DEFAULT_HEALTH_ADDR)?,
+            metrics: optional_addr("admin.metricsAddress", &a.metrics_address, DEFAULT_METRICS_ADDR)?,
+        };
+
+        Ok(Self {
+            version: msg.version.clone(),
+            source: msg,
+            tls,
+            inbound_mode,
+            listeners,
+            services,
+            opaque_ports: PortSet::new(opaque),
+            excluded_outbound_ports: PortSet::new(excluded),
+            timeouts,
+            limits,
+            admin,
+        })
+    }
+
+    /// The service that owns `addr`, if any.
+    pub fn service(&self, addr: &SocketAddr) -> Option<&Arc<Service>> {
+        self.services.get(addr)
+    }
+
+    pub fn is_opaque_port(&self, port: u16) -> bool {
+        self.opaque_ports.contains(port)
+    }
+
+    pub fn is_excluded_outbound_port(&self, port: u16) -> bool {
+        self.excluded_outbound_ports.contains(port)
+    }
+}
+
+fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
+    if s.name.is_empty() {
+        return Err(invalid(format!("{field}.name"), "required"));
+    }
+    let protocol = match pb::Protocol::try_from(s.protocol) {
+        Ok(pb::Protocol::Detect) => ServiceProtocol::Detect,
+        Ok(pb::Protocol::Http1) => ServiceProtocol::Http1,
+        Ok(pb::Protocol::Http2 | pb::Protocol::Grpc) => ServiceProtocol::Http2,
+        Ok(pb::Protocol::Tcp) => ServiceProtocol::Tcp,
+        Err(_) => return Err(invalid(format!("{field}.protocol"), "unknown protocol")),
+    };
+    let mut endpoints = Vec::with_capacity(s.endpoints.len());
+    for (i, e) in s.endpoints.iter().enumerate() {
+        let f = format!("{field}.endpoints[{i}]");
+        let addr = socket_addr(&format!("{f}.address"), &e.address)?;
+        let identity = if e.identity.is_empty() {
+            None
+        } else {
+            Some(
+                Identity::parse(&e.identity)
+                    .map_err(|err| invalid(format!("{f}.identity"), err.to_string()))?,
+            )
+        };
+        let mesh_port = match e.mesh_port {
+            0 => DEFAULT_MESH_PORT,
+            p => port(&format!("{f}.meshPort"), p)?,
+        };
+        endpoints.push(Endpoint {
+            addr,
+            identity,
+            mesh_addr: SocketAddr::new(addr.ip(), mesh_port),
+            labels: e.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+    }
+    Ok(Service {
+        name: Arc::from(s.name.as_str()),
+        protocol,
+        endpoints,
+        next: AtomicUsize::new(0),
+    })
+}
+
+// === impl Service ===
+
+impl Service {
+    /// Round-robin choice of an endpoint (the traffic-policy work brings real balancers).
+    pub fn pick(&self) -> Option<&Endpoint> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        Some(&self.endpoints[i])
+    }
+}
+
+fn socket_addr(field: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| invalid(field, format!("'{s}' is not an ip:port address")))
+}
+
+fn optional_addr(field: &str, s: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    if s.is_empty() {
+        Ok(default)
+    } else {
+        socket_addr(field, s)
+    }
+}
+
+fn port(field: &str, p: u32) -> Result<u16, ConfigError> {
+    match u16::try_from(p) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(invalid(field, format!("{p} is not a TCP port (1-65535)"))),
+    }
+}
+
+fn duration(
+    field: &str,
+    d: &Option<pbjson_types::Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match d {
+        None => Ok(default),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(invalid(field, "must not be negative")),
+        Some(d) if d.seconds == 0 && d.nanos == 0 => Err(invalid(field, "must be positive")),
+        Some(d) => Ok(Duration::new(d.seconds as u64, d.nanos as u32)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

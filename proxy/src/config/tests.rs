@@ -1,0 +1,94 @@
+use super::*;
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    let msg: pb::ProxyConfig = serde_saphyr::from_str(yaml).map_err(|e| ConfigError::Parse {
+        path: "test.yaml".into(),
+        reason: e.to_string(),
+    })?;
+    Config::from_proto(msg)
+}
+
+#[test]
+fn empty_config_gets_every_default() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.inbound_mode, InboundMode::Permissive);
+    assert_eq!(c.listeners.len(), 2);
+    assert_eq!(c.listeners[0].addr.port(), DEFAULT_OUTBOUND_PORT);
+    assert_eq!(c.listeners[1].addr.port(), DEFAULT_INBOUND_PORT);
+    assert_eq!(c.timeouts.detect, DEFAULT_DETECT_TIMEOUT);
+    assert_eq!(c.timeouts.drain, DEFAULT_DRAIN_TIMEOUT);
+    assert_eq!(c.limits.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+    assert_eq!(c.admin.admin, DEFAULT_ADMIN_ADDR);
+    assert!(c.is_opaque_port(3306) && c.is_opaque_port(5432) && !c.is_opaque_port(8080));
+}
+
+#[test]
+fn full_yaml_form_of_the_message_parses() {
+    let c = parse(
+        r#"
+inboundMode: STRICT
+tls: {certFile: /c.crt, keyFile: /c.key, trustBundleFile: /ca.crt}
+listeners:
+  - {name: out, address: "127.0.0.1:18401", direction: OUTBOUND, fixedDestination: "10.0.0.1:80"}
+  - {address: "127.0.0.1:18402", direction: INBOUND, appPort: 18080}
+services:
+  - name: reviews.default.svc.cluster.local
+    addresses: ["10.0.0.1:80"]
+    protocol: HTTP1
+    endpoints:
+      - address: "198.18.0.2:9080"
+        identity: spiffe://cluster.local/ns/default/sa/reviews
+        meshPort: 15006
+        labels: {version: v1}
+      - address: "198.18.0.3:9080"
+opaquePorts: [9999]
+timeouts: {protocolDetection: 0.25s, drain: 30s}
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.inbound_mode, InboundMode::Strict);
+    assert_eq!(c.timeouts.detect, Duration::from_millis(250));
+    assert_eq!(c.timeouts.drain, Duration::from_secs(30));
+    assert!(c.is_opaque_port(9999) && c.is_opaque_port(3306));
+    let svc = c.service(&"10.0.0.1:80".parse().unwrap()).unwrap();
+    assert_eq!(svc.protocol, ServiceProtocol::Http1);
+    assert_eq!(svc.endpoints[0].mesh_addr, "198.18.0.2:15006".parse().unwrap());
+    assert_eq!(svc.endpoints[0].labels["version"], "v1");
+    assert!(svc.endpoints[1].identity.is_none());
+    assert!(matches!(c.listeners[1].kind, ListenerKind::Inbound { app_port: Some(18080) }));
+}
+
+#[test]
+fn errors_name_the_field_and_the_reason() {
+    let cases = [
+        ("services: [{name: a, addresses: [nope]}]", "services[0].addresses[0]"),
+        ("services: [{name: a, addresses: ['1.1.1.1:80'], endpoints: [{address: '1.2.3.4:80', identity: bob}]}]", "services[0].endpoints[0].identity"),
+        ("listeners: [{address: '0.0.0.0:1', fixedDestination: '9.9.9.9:9'}]", "listeners[0].fixedDestination"),
+        ("opaquePorts: [70000]", "opaquePorts[0]"),
+        ("timeouts: {drain: 0s}", "timeouts.drain"),
+        ("tls: {certFile: /x}", "tls.keyFile"),
+        ("services: [{name: a, addresses: ['1.1.1.1:80']}, {name: b, addresses: ['1.1.1.1:80']}]", "services[1].addresses[0]"),
+    ];
+    for (yaml, field) in cases {
+        let err = parse(yaml).err().unwrap_or_else(|| panic!("accepted: {yaml}")).to_string();
+        assert!(err.starts_with(field), "{yaml}: {err}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_enum_names_are_rejected() {
+    assert!(parse("inboundMode: STRICTLY").is_err());
+    assert!(parse("listners: []").is_err());
+}
+
+#[test]
+fn round_robin_visits_every_endpoint() {
+    let c = parse(
+        "services: [{name: a, addresses: ['1.1.1.1:80'], endpoints: [{address: '1.2.3.4:80'}, {address: '1.2.3.5:80'}]}]",
+    )
+    .unwrap();
+    let s = c.service(&"1.1.1.1:80".parse().unwrap()).unwrap();
+    let picks: Vec<_> = (0..4).map(|_| s.pick().unwrap().addr.port()).collect();
+    assert_eq!(picks.len(), 4);
+    assert_ne!(s.pick().unwrap().addr, s.pick().unwrap().addr);
+}

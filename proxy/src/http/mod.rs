@@ -1,0 +1,246 @@
+//! HTTP pieces shared by both directions: the body type, the headers proxies exchange, header
+//! hygiene, the conversion of HTTP/1 requests into HTTP/2 between proxies and back, and the
+//! mapping of proxy errors to responses.
+
+pub mod client;
+pub mod server;
+pub mod upgrade;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Response bodies: the upstream's, streamed, or one the proxy made.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Original protocol of a request carried over the HTTP/2 connection between proxies.
+pub static ORIG_PROTO: HeaderName = HeaderName::from_static("sinew-orig-proto");
+/// Target port on the peer (the app's port), set by the client proxy.
+pub static DST_PORT: HeaderName = HeaderName::from_static("sinew-dst-port");
+/// On responses the proxy generated: Envoy-style response flags (UF, UH, UT, ...).
+pub static RESPONSE_FLAGS: HeaderName = HeaderName::from_static("sinew-response-flags");
+pub static XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Why the proxy could not get a response from upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("service {0} has no endpoints")]
+    NoEndpoints(Arc<str>),
+    #[error("connecting to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        addr: SocketAddr,
+        timeout: std::time::Duration,
+    },
+    #[error("mesh TLS with {addr} failed: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
+    #[error("{addr} did not negotiate sinew mTLS (is its proxy running?)")]
+    NoMeshAlpn { addr: SocketAddr },
+    #[error("HTTP/2 handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("upstream request failed: {0}")]
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("request names no usable target port")]
+    NoTargetPort,
+    #[error("mesh TLS config: {0}")]
+    TlsConfig(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Shared(Arc<ProxyError>),
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    /// The status and Envoy-style response flag a client sees.
+    pub fn status_and_flag(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoEndpoints(_) => (StatusCode::SERVICE_UNAVAILABLE, "UH"),
+            Self::ConnectTimeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UF"),
+            Self::Connect { .. } | Self::Tls { .. } | Self::NoMeshAlpn { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UF")
+            }
+            Self::Handshake { .. } | Self::TlsConfig(_) => (StatusCode::SERVICE_UNAVAILABLE, "UF"),
+            Self::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "UC"),
+            Self::NoTargetPort => (StatusCode::BAD_REQUEST, "NR"),
+            Self::Shared(e) => e.status_and_flag(),
+        }
+    }
+
+    /// A response telling the client what went wrong (the flag also goes in a header).
+    pub fn into_response(self) -> Response<Body> {
+        let (status, flag) = self.status_and_flag();
+        let mut rsp = Response::new(Either::Right(Full::from(format!("{self}\n"))));
+        *rsp.status_mut() = status;
+        let h = rsp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
+        rsp
+    }
+}
+
+/// A small response the proxy generates itself.
+pub fn status_response(status: StatusCode, msg: &'static str) -> Response<Body> {
+    let mut rsp = Response::new(Either::Right(Full::from(Bytes::from_static(msg.as_bytes()))));
+    *rsp.status_mut() = status;
+    rsp
+}
+
+/// True for requests that take over the connection: `Upgrade` (WebSocket) and `CONNECT`.
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT
+        || (req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE))
+}
+
+/// Removes connection-specific headers (RFC 9110 §7.6.1) before a message crosses a hop.
+/// `TE: trailers` survives: gRPC and HTTP/1 trailers depend on it.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let header::Entry::Occupied(e) = headers.entry(header::CONNECTION) {
+        let (_, values) = e.remove_entry_mult();
+        let named: Vec<HeaderValue> = values.collect();
+        for v in named {
+            if let Ok(s) = v.to_str() {
+                for name in s.split(',') {
+                    let name = name.trim();
+                    if !name.eq_ignore_ascii_case("te") {
+                        headers.remove(name);
+                    }
+                }
+            }
+        }
+    }
+    for h in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(h);
+    }
+    if let Some(te) = headers.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Prepares an app's request for the HTTP/2 connection between proxies. HTTP/1 requests become
+/// HTTP/2 with their version in [`ORIG_PROTO`]; the target port travels in [`DST_PORT`].
+pub fn to_mesh<B>(req: &mut Request<B>, dst_port: u16, fallback_authority: &str) {
+    let version = req.version();
+    if version != Version::HTTP_2 {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| fallback_authority.to_owned());
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+        {
+            *req.uri_mut() = uri;
+        }
+        let h = req.headers_mut();
+        h.remove(header::HOST);
+        strip_hop_by_hop(h);
+        h.insert(
+            ORIG_PROTO.clone(),
+            HeaderValue::from_static(if version == Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            }),
+        );
+        *req.version_mut() = Version::HTTP_2;
+    }
+    req.headers_mut()
+        .insert(DST_PORT.clone(), HeaderValue::from(dst_port));
+}
+
+/// Undoes [`to_mesh`] on the receiving proxy: returns the target port if the request named one,
+/// and restores HTTP/1 requests (version, `Host`, origin-form target).
+pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
+    let port = req
+        .headers_mut()
+        .remove(&DST_PORT)
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    if let Some(orig) = req.headers_mut().remove(&ORIG_PROTO) {
+        *req.version_mut() = if orig.as_bytes() == b"HTTP/1.0" {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        if let Some(a) = req.uri().authority().cloned() {
+            if !req.headers().contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    req.headers_mut().insert(header::HOST, v);
+                }
+            }
+        }
+    }
+    port
+}
+
+/// Points a request at `addr` for delivery: HTTP/1 gets an absolute URI for the pooled client
+/// (which writes origin-form on the wire and keeps `Host`); HTTP/2 keeps its `:authority`.
+pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
+    if req.version() == Version::HTTP_2 {
+        return;
+    }
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(pq)
+        .build()
+    {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Response headers that must not cross into HTTP/2.
+pub fn clean_response<B>(rsp: &mut Response<B>) {
+    strip_hop_by_hop(rsp.headers_mut());
+}
+
+#[cfg(test)]
+mod tests;

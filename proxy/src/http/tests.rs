@@ -1,0 +1,75 @@
+use super::*;
+
+#[test]
+fn http1_round_trips_through_the_mesh_form() {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/a/b?c=d")
+        .version(Version::HTTP_11)
+        .header("host", "reviews:9080")
+        .header("connection", "keep-alive, x-custom")
+        .header("x-custom", "hop")
+        .header("te", "trailers")
+        .header("keep-alive", "timeout=5")
+        .header("transfer-encoding", "chunked")
+        .body(())
+        .unwrap();
+    to_mesh(&mut req, 9080, "reviews.default.svc.cluster.local");
+    assert_eq!(req.version(), Version::HTTP_2);
+    assert_eq!(req.uri().to_string(), "http://reviews:9080/a/b?c=d");
+    assert!(req.headers().get("host").is_none());
+    assert!(req.headers().get("x-custom").is_none());
+    assert!(req.headers().get("keep-alive").is_none());
+    assert!(req.headers().get("transfer-encoding").is_none());
+    assert_eq!(req.headers()["te"], "trailers");
+    assert_eq!(req.headers()[&ORIG_PROTO], "HTTP/1.1");
+
+    assert_eq!(from_mesh(&mut req), Some(9080));
+    assert_eq!(req.version(), Version::HTTP_11);
+    assert_eq!(req.headers()["host"], "reviews:9080");
+    assert!(req.headers().get(&ORIG_PROTO).is_none());
+    assert!(req.headers().get(&DST_PORT).is_none());
+    set_origin(&mut req, "127.0.0.1:9080".parse().unwrap());
+    assert_eq!(req.uri().to_string(), "http://127.0.0.1:9080/a/b?c=d");
+    assert_eq!(req.headers()["host"], "reviews:9080");
+}
+
+#[test]
+fn http2_requests_keep_their_authority() {
+    let mut req = Request::builder()
+        .uri("http://grpc.example:50051/pkg.Svc/Call")
+        .version(Version::HTTP_2)
+        .body(())
+        .unwrap();
+    to_mesh(&mut req, 50051, "x");
+    assert!(req.headers().get(&ORIG_PROTO).is_none());
+    assert_eq!(from_mesh(&mut req), Some(50051));
+    assert_eq!(req.version(), Version::HTTP_2);
+    set_origin(&mut req, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(req.uri().authority().unwrap(), "grpc.example:50051");
+}
+
+#[test]
+fn http1_without_host_uses_the_service_name() {
+    let mut req = Request::builder().uri("/").version(Version::HTTP_10).body(()).unwrap();
+    to_mesh(&mut req, 80, "web.shop.svc.cluster.local");
+    assert_eq!(req.uri().host(), Some("web.shop.svc.cluster.local"));
+    assert_eq!(req.headers()[&ORIG_PROTO], "HTTP/1.0");
+    from_mesh(&mut req);
+    assert_eq!(req.version(), Version::HTTP_10);
+}
+
+#[test]
+fn bogus_target_ports_are_ignored() {
+    for v in ["0", "70000", "x"] {
+        let mut req = Request::builder().header(&DST_PORT, v).body(()).unwrap();
+        assert_eq!(from_mesh(&mut req), None, "{v}");
+    }
+}
+
+#[test]
+fn errors_map_to_envoy_style_flags() {
+    let rsp = ProxyError::NoEndpoints("a".into()).into_response();
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rsp.headers()[&RESPONSE_FLAGS], "UH");
+}

@@ -1,0 +1,106 @@
+//! The inbound HTTP service: one request from a peer proxy or a plaintext client to the app.
+//!
+//! Mesh requests lose the headers proxies exchange and gain `x-forwarded-client-cert` naming the
+//! caller; plaintext requests lose any `x-forwarded-client-cert` they brought (only the mesh may
+//! vouch for a caller) and any sinew headers.
+
+use crate::ctx::Ctx;
+use crate::http::{self as h, Body, ProxyError};
+use crate::metrics::Direction;
+use crate::tls::PeerInfo;
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+#[derive(Clone)]
+pub struct InboundHttp {
+    ctx: Arc<Ctx>,
+    /// Set for mesh connections.
+    peer: Option<Arc<PeerInfo>>,
+    /// The XFCC value for this connection's requests, built once.
+    xfcc: Option<HeaderValue>,
+    default_port: Option<u16>,
+}
+
+// === impl InboundHttp ===
+
+impl InboundHttp {
+    pub fn new(ctx: Arc<Ctx>, peer: Option<PeerInfo>, default_port: Option<u16>) -> Self {
+        let xfcc = peer.as_ref().and_then(|p| {
+            let by = ctx
+                .tls
+                .as_ref()
+                .map(|s| s.current().creds.identity.to_string())
+                .unwrap_or_default();
+            HeaderValue::from_str(&format!(
+                "By={by};Hash={};URI={}",
+                p.cert_sha256, p.identity
+            ))
+            .ok()
+        });
+        Self {
+            ctx,
+            peer: peer.map(Arc::new),
+            xfcc,
+            default_port,
+        }
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let port = if self.peer.is_some() {
+            h::from_mesh(&mut req).or(self.default_port)
+        } else {
+            let hs = req.headers_mut();
+            hs.remove(&h::DST_PORT);
+            hs.remove(&h::ORIG_PROTO);
+            self.default_port
+        };
+        let port = port.ok_or(ProxyError::NoTargetPort)?;
+        let hs = req.headers_mut();
+        hs.remove(&h::XFCC);
+        if let Some(v) = &self.xfcc {
+            hs.insert(h::XFCC.clone(), v.clone());
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        if h::is_upgrade(&req) {
+            let timeout = self.ctx.config().timeouts.connect;
+            let io = h::client::connect_tcp(addr, timeout).await?;
+            return h::upgrade::forward(io, req).await;
+        }
+        if req.version() != Version::HTTP_2 {
+            h::strip_hop_by_hop(req.headers_mut());
+        }
+        let mut rsp = self.ctx.plain.send(addr, req).await?;
+        h::clean_response(&mut rsp);
+        Ok(rsp)
+    }
+}
+
+impl tower::Service<Request<Incoming>> for InboundHttp {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let rsp = match this.forward(req).await {
+                Ok(rsp) => rsp,
+                Err(e) => {
+                    tracing::info!(peer = ?this.peer.as_ref().map(|p| &p.identity), error = %e, "inbound request failed");
+                    e.into_response()
+                }
+            };
+            this.ctx.metrics.request(Direction::Inbound, Some(rsp.status()));
+            Ok(rsp)
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! Inbound: connections to this pod, intercepted on 15006, delivered to the app on
+//! `127.0.0.1:<port>`.
+//!
+//! The first bytes decide: a TLS ClientHello offering a sinew ALPN is a peer proxy (mTLS is
+//! terminated and the peer's identity recorded); anything else is plaintext or the app's own TLS,
+//! accepted in PERMISSIVE mode and refused in STRICT mode.
+
+mod http;
+
+pub use self::http::InboundHttp;
+
+use crate::config::InboundMode;
+use crate::ctx::Ctx;
+use crate::detect::{self, Protocol};
+use crate::drain;
+use crate::io::Prefixed;
+use crate::metrics::{ConnKind, Direction};
+use crate::tls::client_hello::{self, Hello};
+use crate::tls::{self, PeerInfo};
+use bytes::BytesMut;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+/// What the first bytes of an inbound connection are.
+enum First {
+    Mesh,
+    OtherTls,
+    Plain,
+}
+
+/// Handles one accepted inbound connection until it closes.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    app_port: Option<u16>,
+    mut tcp: TcpStream,
+    client: SocketAddr,
+    drain: drain::Watch,
+) {
+    let config = ctx.config();
+    let metrics = &ctx.metrics;
+    let Ok(local) = tcp.local_addr() else { return };
+    // Without interception (a direct dial of the listener) only mesh traffic names its port.
+    let default_port = app_port.or_else(|| {
+        crate::transport::original_dst(&tcp)
+            .ok()
+            .filter(|d| !crate::transport::is_loop(*d, local))
+            .map(|d| d.port())
+    });
+
+    let deadline = tokio::time::Instant::now() + config.timeouts.detect;
+    let mut buf = BytesMut::with_capacity(1024);
+    let first = loop {
+        match client_hello::parse(&buf) {
+            Hello::NotTls => break First::Plain,
+            Hello::ClientHello { alpn } => {
+                let mesh = alpn.iter().any(|a| tls::MESH_ALPNS.contains(a));
+                break if mesh { First::Mesh } else { First::OtherTls };
+            }
+            Hello::Incomplete => {}
+        }
+        match tokio::time::timeout_at(deadline, tcp.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            // A client that sends nothing (server-first protocol) is plaintext to the app.
+            Err(_) => break First::Plain,
+        }
+    };
+
+    match first {
+        First::Mesh => {
+            serve_mesh(&ctx, default_port, Prefixed::new(buf.freeze(), tcp), client, drain).await
+        }
+        _ if config.inbound_mode == InboundMode::Strict => {
+            metrics.connection(Direction::Inbound, ConnKind::Refused);
+            info!(%client, "refused a connection without mesh mTLS: inbound mode is STRICT");
+        }
+        First::OtherTls => {
+            metrics.connection(Direction::Inbound, ConnKind::Tcp);
+            let Some(port) = default_port else { return no_port(client) };
+            forward_tcp(&ctx, port, Prefixed::new(buf.freeze(), tcp)).await;
+        }
+        First::Plain => {
+            let Some(port) = default_port else { return no_port(client) };
+            let detected = match detect::detect_buffered(&mut tcp, buf, deadline).await {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+            if detected.timed_out {
+                metrics.detect_timeouts.inc();
+            }
+            let io = Prefixed::new(detected.buffered.freeze(), tcp);
+            let svc = InboundHttp::new(ctx.clone(), None, Some(port));
+            let res = match detected.protocol {
+                Protocol::Http1 => {
+                    metrics.connection(Direction::Inbound, ConnKind::Http1);
+                    crate::http::server::serve_h1(io, hyper_svc(svc), config.limits, config.timeouts, drain).await
+                }
+                Protocol::Http2 => {
+                    metrics.connection(Direction::Inbound, ConnKind::Http2);
+                    crate::http::server::serve_h2(io, hyper_svc(svc), config.limits, drain).await
+                }
+                Protocol::Opaque => {
+                    metrics.connection(Direction::Inbound, ConnKind::Tcp);
+                    forward_tcp(&ctx, port, io).await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = res {
+                debug!(%client, error = %e, "inbound HTTP connection ended with an error");
+            }
+        }
+    }
+}
+
+fn no_port(client: SocketAddr) {
+    warn!(%client, "plaintext connection with no original destination and no appPort; closing");
+}
+
+fn hyper_svc(svc: InboundHttp) -> hyper_util::service::TowerToHyperService<InboundHttp> {
+    hyper_util::service::TowerToHyperService::new(svc)
+}
+
+async fn serve_mesh(
+    ctx: &Arc<Ctx>,
+    default_port: Option<u16>,
+    io: Prefixed<TcpStream>,
+    client: SocketAddr,
+    drain: drain::Watch,
+) {
+    let config = ctx.config();
+    let metrics = &ctx.metrics;
+    let Some(store) = &ctx.tls else {
+        warn!(%client, "mesh connection refused: this proxy has no certificate");
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server_config());
+    let tls = match tokio::time::timeout(config.timeouts.tls_handshake, acceptor.accept(io)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            metrics.tls_failures[Direction::Inbound as usize].inc();
+            warn!(%client, error = %e, "mesh TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics.tls_failures[Direction::Inbound as usize].inc();
+            warn!(%client, "mesh TLS handshake timed out");
+            return;
+        }
+    };
+    let conn = tls.get_ref().1;
+    let Some(peer) = PeerInfo::from_connection(conn) else {
+        warn!(%client, "mesh peer presented no SPIFFE identity; closing");
+        return;
+    };
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    debug!(%client, peer = %peer.identity, "mesh connection established");
+    let svc = InboundHttp::new(ctx.clone(), Some(peer), default_port);
+    let res = match alpn.as_deref() {
+        Some(tls::ALPN_H2) => {
+            metrics.connection(Direction::Inbound, ConnKind::MeshH2);
+            crate::http::server::serve_h2(tls, hyper_svc(svc), config.limits, drain).await
+        }
+        Some(tls::ALPN_H1) => {
+            metrics.connection(Direction::Inbound, ConnKind::MeshH1);
+            crate::http::server::serve_h1(tls, hyper_svc(svc), config.limits, config.timeouts, drain).await
+        }
+        Some(tls::ALPN_TCP) => {
+            metrics.connection(Direction::Inbound, ConnKind::MeshTcp);
+            serve_mesh_tcp(ctx, tls, client).await;
+            Ok(())
+        }
+        _ => {
+            warn!(%client, "mesh connection negotiated no known ALPN; closing");
+            Ok(())
+        }
+    };
+    if let Err(e) = res {
+        debug!(%client, error = %e, "mesh connection ended with an error");
+    }
+}
+
+/// A `sinew/tcp` stream: read the header naming the app port, then splice.
+async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, client: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = ctx.config().timeouts.detect;
+    let mut hdr = [0u8; 6];
+    match tokio::time::timeout(timeout, io.read_exact(&mut hdr)).await {
+        Ok(Ok(_)) if &hdr[..4] == crate::outbound::TCP_MAGIC => {}
+        _ => {
+            warn!(%client, "mesh TCP stream without a valid header; closing");
+            return;
+        }
+    }
+    let port = u16::from_be_bytes([hdr[4], hdr[5]]);
+    if port == 0 {
+        warn!(%client, "mesh TCP stream names port 0; closing");
+        return;
+    }
+    forward_tcp(ctx, port, io).await;
+}
+
+async fn forward_tcp<I>(ctx: &Ctx, port: u16, mut io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let timeout = ctx.config().timeouts.connect;
+    match crate::http::client::connect_tcp(addr, timeout).await {
+        Ok(mut app) => {
+            if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut app).await {
+                debug!(%addr, error = %e, "inbound TCP stream ended with an error");
+            }
+        }
+        Err(e) => info!(%addr, error = %e, "cannot reach the app"),
+    }
+}

@@ -1,0 +1,27 @@
+//! sinew-proxy: Sinew's sidecar.
+//!
+//! Module map (see docs/architecture.md):
+//! - [`outbound`] / [`inbound`]: the two directions of the data path;
+//! - [`detect`], [`tls`], [`http`], [`io`], [`transport`]: the pieces they are built from;
+//! - [`config`]: the validated config model; [`ctx`]: what handlers share;
+//! - [`admin`], [`metrics`], [`drain`], [`app`]: running the process;
+//! - [`init`]: the iptables rules of `sinew-proxy init`.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod ctx;
+pub mod detect;
+pub mod drain;
+pub mod http;
+pub mod inbound;
+pub mod io;
+pub mod metrics;
+pub mod outbound;
+pub mod tls;
+pub mod transport;
+
+#[cfg(feature = "test-util")]
+pub mod testing;

@@ -1,0 +1,80 @@
+//! The `sinew-proxy` binary: `run` the sidecar, or `init` the pod's interception rules.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use sinew_proxy::{app::Proxy, config::Config};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing_subscriber::{EnvFilter, prelude::*, reload};
+
+#[derive(Parser)]
+#[command(name = "sinew-proxy", version, about = "Sinew's sidecar proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Static bootstrap config (YAML or JSON form of sinew.config.v1.ProxyConfig).
+    #[arg(long, env = "SINEW_CONFIG")]
+    config: PathBuf,
+    /// Worker threads for the data path; 1 runs everything on one thread.
+    #[arg(long, env = "SINEW_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// Log filter (tracing EnvFilter syntax), changeable later with POST /logging?level=.
+    #[arg(long, env = "SINEW_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sinew-proxy: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&args.log_level)
+        .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", args.log_level))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let set_level: sinew_proxy::admin::SetLogLevel = Arc::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
+
+    let config = Config::load(&args.config)?;
+    let runtime = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async move {
+        let proxy = Proxy::bind(config, Some(set_level)).await?;
+        proxy.run(std::future::pending()).await
+    })?;
+    // Don't wait for connection tasks still open past the drain deadline.
+    runtime.shutdown_background();
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Proxy metrics in Prometheus' text format.
+//!
+//! Counters on the request path are resolved once at start-up and then only incremented
+//! (an atomic add): no label hashing or locking per request.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnLabels {
+    direction: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReqLabels {
+    direction: &'static str,
+    status_class: &'static str,
+}
+
+/// What a connection turned out to be, for the connection counters.
+#[derive(Clone, Copy, Debug)]
+pub enum ConnKind {
+    Http1,
+    Http2,
+    Tcp,
+    MeshH2,
+    MeshH1,
+    MeshTcp,
+    Passthrough,
+    Refused,
+}
+
+const CONN_KINDS: [(ConnKind, &str); 8] = [
+    (ConnKind::Http1, "http1"),
+    (ConnKind::Http2, "http2"),
+    (ConnKind::Tcp, "tcp"),
+    (ConnKind::MeshH2, "mesh_h2"),
+    (ConnKind::MeshH1, "mesh_h1"),
+    (ConnKind::MeshTcp, "mesh_tcp"),
+    (ConnKind::Passthrough, "passthrough"),
+    (ConnKind::Refused, "refused"),
+];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+pub struct Metrics {
+    registry: Registry,
+    conns: [[Counter; 8]; 2],
+    requests: [[Counter; 6]; 2],
+    pub active_connections: [Gauge; 2],
+    pub detect_timeouts: Counter,
+    pub tls_failures: [Counter; 2],
+    pub ready: Gauge,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sinew");
+        let conn_family = Family::<ConnLabels, Counter>::default();
+        let req_family = Family::<ReqLabels, Counter>::default();
+        let active = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+        let tls = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "tcp_connections_opened",
+            "TCP connections accepted, by direction and detected protocol",
+            conn_family.clone(),
+        );
+        registry.register(
+            "requests",
+            "HTTP requests proxied, by direction and response status class",
+            req_family.clone(),
+        );
+        registry.register(
+            "tcp_connections_active",
+            "Connections currently open, by direction",
+            active.clone(),
+        );
+        let detect_timeouts = Counter::default();
+        registry.register(
+            "protocol_detect_timeouts",
+            "Connections treated as opaque TCP because the client sent nothing in time",
+            detect_timeouts.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Mesh TLS handshakes that failed, by direction",
+            tls.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register("ready", "1 once the proxy is ready to serve", ready.clone());
+
+        let dirs = [Direction::Inbound, Direction::Outbound];
+        let conns = dirs.map(|d| {
+            CONN_KINDS.map(|(_, p)| {
+                conn_family
+                    .get_or_create(&ConnLabels {
+                        direction: d.as_str(),
+                        protocol: p,
+                    })
+                    .clone()
+            })
+        });
+        let requests = dirs.map(|d| {
+            CLASSES.map(|c| {
+                req_family
+                    .get_or_create(&ReqLabels {
+                        direction: d.as_str(),
+                        status_class: c,
+                    })
+                    .clone()
+            })
+        });
+        let active_connections =
+            dirs.map(|d| active.get_or_create(&[("direction", d.as_str())]).clone());
+        let tls_failures = dirs.map(|d| tls.get_or_create(&[("direction", d.as_str())]).clone());
+        Self {
+            registry,
+            conns,
+            requests,
+            active_connections,
+            detect_timeouts,
+            tls_failures,
+            ready,
+        }
+    }
+
+    pub fn connection(&self, dir: Direction, kind: ConnKind) {
+        self.conns[dir as usize][kind as usize].inc();
+    }
+
+    /// Counts one request by its response status, or as an error if it got no response.
+    pub fn request(&self, dir: Direction, status: Option<http::StatusCode>) {
+        let class = match status {
+            Some(s) => (s.as_u16() / 100).clamp(1, 5) as usize - 1,
+            None => 5,
+        };
+        self.requests[dir as usize][class].inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements the active-connection gauge when dropped.
+pub struct ActiveGuard(Gauge);
+
+impl ActiveGuard {
+    pub fn new(g: &Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_appear_in_the_exposition() {
+        let m = Metrics::new();
+        m.connection(Direction::Outbound, ConnKind::Http1);
+        m.request(Direction::Inbound, Some(http::StatusCode::NOT_FOUND));
+        m.request(Direction::Inbound, None);
+        let text = m.encode();
+        assert!(text.contains(r#"sinew_tcp_connections_opened_total{direction="outbound",protocol="http1"} 1"#), "{text}");
+        assert!(text.contains(r#"sinew_requests_total{direction="inbound",status_class="4xx"} 1"#), "{text}");
+        assert!(text.contains(r#"sinew_requests_total{direction="inbound",status_class="error"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Outbound: the app's connections, intercepted on 15001, carried to the destination service.
+//!
+//! Per connection: find the original destination, look up the service that owns it (no service
+//! means pass through untouched), detect the protocol unless the port is opaque, then serve HTTP
+//! per request or forward the byte stream.
+
+mod http;
+mod mesh;
+mod tcp;
+
+pub use self::http::OutboundHttp;
+pub use self::tcp::MAGIC as TCP_MAGIC;
+
+use crate::config::ServiceProtocol;
+use crate::ctx::Ctx;
+use crate::detect::{self, Protocol};
+use crate::drain;
+use crate::io::Prefixed;
+use crate::metrics::{ConnKind, Direction};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+/// Handles one accepted outbound connection until it closes.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    fixed: Option<SocketAddr>,
+    mut tcp: TcpStream,
+    client: SocketAddr,
+    drain: drain::Watch,
+) {
+    let config = ctx.config();
+    let metrics = &ctx.metrics;
+    let Ok(local) = tcp.local_addr() else { return };
+    let dst = match fixed {
+        Some(d) => d,
+        None => match crate::transport::original_dst(&tcp) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%client, error = %e, "cannot read the original destination; closing");
+                return;
+            }
+        },
+    };
+    if crate::transport::is_loop(dst, local) {
+        warn!(%client, %local, "connection addressed to the outbound listener itself (no iptables redirect?); closing");
+        metrics.connection(Direction::Outbound, ConnKind::Refused);
+        return;
+    }
+    let svc = if config.is_excluded_outbound_port(dst.port()) {
+        None
+    } else {
+        config.service(&dst).cloned()
+    };
+    let Some(svc) = svc else {
+        metrics.connection(Direction::Outbound, ConnKind::Passthrough);
+        tcp::passthrough(&ctx, dst, Prefixed::new(Bytes::new(), tcp)).await;
+        return;
+    };
+    let opaque = svc.protocol == ServiceProtocol::Tcp || config.is_opaque_port(dst.port());
+    if opaque {
+        metrics.connection(Direction::Outbound, ConnKind::Tcp);
+        tcp::forward(&ctx, &svc, Prefixed::new(Bytes::new(), tcp)).await;
+        return;
+    }
+    let detected = match detect::detect(&mut tcp, config.timeouts.detect).await {
+        Ok(d) => d,
+        Err(e) => {
+            debug!(%client, error = %e, "connection failed during protocol detection");
+            return;
+        }
+    };
+    if detected.timed_out {
+        metrics.detect_timeouts.inc();
+    }
+    let io = Prefixed::new(detected.buffered.freeze(), tcp);
+    let http = OutboundHttp::new(ctx.clone(), svc.clone(), dst);
+    let svc_hyper = hyper_util::service::TowerToHyperService::new(http);
+    let res = match detected.protocol {
+        Protocol::Http1 => {
+            metrics.connection(Direction::Outbound, ConnKind::Http1);
+            crate::http::server::serve_h1(io, svc_hyper, config.limits, config.timeouts, drain)
+                .await
+        }
+        Protocol::Http2 => {
+            metrics.connection(Direction::Outbound, ConnKind::Http2);
+            crate::http::server::serve_h2(io, svc_hyper, config.limits, drain).await
+        }
+        Protocol::Opaque => {
+            metrics.connection(Direction::Outbound, ConnKind::Tcp);
+            tcp::forward(&ctx, &svc, io).await;
+            Ok(())
+        }
+    };
+    if let Err(e) = res {
+        debug!(%client, %dst, error = %e, "outbound HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,357 @@
+//! Mesh TLS: workload credentials, SPIFFE identities and the rustls configs between proxies.
+//!
+//! Promises:
+//! - TLS 1.3 only, ring provider, client certificates required on the mesh port.
+//! - Both sides verify the peer's chain against the trust bundle. The client side also checks that
+//!   the server's SPIFFE URI SAN is exactly the identity the config expects for that endpoint, and
+//!   the error names both the expected and the presented identity.
+//! - Credentials live in a [`Store`] that can be replaced at run time (certificate renewal): new
+//!   connections use the new certificate, established ones keep theirs.
+
+pub mod client_hello;
+mod verify;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+pub use verify::IdentityMismatch;
+
+/// ALPN of the multiplexed HTTP/2 connection between proxies (carries HTTP/1 and HTTP/2 apps).
+pub const ALPN_H2: &[u8] = b"sinew/h2";
+/// ALPN of a dedicated HTTP/1.1 connection between proxies, used for Upgrade and CONNECT.
+pub const ALPN_H1: &[u8] = b"sinew/h1";
+/// ALPN of an opaque TCP stream between proxies (a small header names the target port).
+pub const ALPN_TCP: &[u8] = b"sinew/tcp";
+/// Every ALPN that marks a connection as mesh traffic.
+pub const MESH_ALPNS: &[&[u8]] = &[ALPN_H2, ALPN_H1, ALPN_TCP];
+
+/// A SPIFFE identity, e.g. `spiffe://cluster.local/ns/default/sa/reviews`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity(Arc<str>);
+
+impl Identity {
+    pub fn parse(s: &str) -> Result<Self, TlsError> {
+        let rest = s
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| TlsError::BadIdentity(s.to_string()))?;
+        let (domain, path) = rest
+            .split_once('/')
+            .ok_or_else(|| TlsError::BadIdentity(s.to_string()))?;
+        if domain.is_empty() || path.is_empty() || s.chars().any(|c| c.is_whitespace()) {
+            return Err(TlsError::BadIdentity(s.to_string()));
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} file {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} file {path} holds no PEM {expected}")]
+    Empty {
+        what: &'static str,
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("{what} file {path} is not valid PEM: {reason}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("the private key in {path} is not usable (ECDSA P-256/P-384, Ed25519 or RSA): {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("the certificate in {path} does not match its private key: {reason}")]
+    KeyMismatch { path: PathBuf, reason: String },
+    #[error("the certificate in {path} has no SPIFFE URI SAN (spiffe://...)")]
+    NoIdentity { path: PathBuf },
+    #[error("the certificate in {path} cannot be parsed: {reason}")]
+    BadCert { path: PathBuf, reason: String },
+    #[error("trust bundle {path} rejected: {reason}")]
+    Roots { path: PathBuf, reason: String },
+    #[error("'{0}' is not a SPIFFE identity (want spiffe://<trust-domain>/<path>)")]
+    BadIdentity(String),
+    #[error("rustls: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A workload's certificate, key and trust bundle, checked for consistency.
+pub struct Credentials {
+    pub key: Arc<CertifiedKey>,
+    pub roots: Arc<RootCertStore>,
+    pub identity: Identity,
+    pub not_after: SystemTime,
+}
+
+impl Credentials {
+    /// Loads PEM files; every error names the file and what is wrong with it.
+    pub fn load(cert: &Path, key: &Path, bundle: &Path) -> Result<Self, TlsError> {
+        let cert_pem = read("certificate", cert)?;
+        let key_pem = read("private key", key)?;
+        let bundle_pem = read("trust bundle", bundle)?;
+        Self::from_pem(&cert_pem, &key_pem, &bundle_pem, [cert, key, bundle])
+    }
+
+    /// Builds credentials from PEM text (`paths` only label errors).
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        bundle_pem: &[u8],
+        paths: [&Path; 3],
+    ) -> Result<Self, TlsError> {
+        let [cert_path, key_path, bundle_path] = paths;
+        let chain = certs("certificate", cert_path, cert_pem)?;
+        let roots_der = certs("trust bundle", bundle_path, bundle_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+            what: "private key",
+            path: key_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let provider = provider();
+        let signing_key = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Key {
+                path: key_path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let (identity, not_after) = leaf_identity(&chain[0], cert_path)?;
+        let certified = CertifiedKey::new(chain, signing_key);
+        certified.keys_match().map_err(|e| TlsError::KeyMismatch {
+            path: cert_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut roots = RootCertStore::empty();
+        for der in roots_der {
+            roots.add(der).map_err(|e| TlsError::Roots {
+                path: bundle_path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(Self {
+            key: Arc::new(certified),
+            roots: Arc::new(roots),
+            identity,
+            not_after,
+        })
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn certs(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            what,
+            path: path.to_path_buf(),
+            expected: "CERTIFICATE blocks",
+        });
+    }
+    Ok(certs)
+}
+
+/// The SPIFFE URI SAN and expiry of a leaf certificate.
+fn leaf_identity(der: &CertificateDer<'_>, path: &Path) -> Result<(Identity, SystemTime), TlsError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCert {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let not_after = SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+    let id = spiffe_ids(&cert)
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::NoIdentity {
+            path: path.to_path_buf(),
+        })?;
+    Ok((Identity::parse(&id)?, not_after))
+}
+
+/// All `spiffe://` URI SANs of a certificate.
+pub(crate) fn spiffe_ids(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) if u.starts_with("spiffe://") => {
+                Some(u.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SPIFFE identity presented in a DER certificate, if any.
+pub fn identity_of(der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    spiffe_ids(&cert)
+        .into_iter()
+        .next()
+        .and_then(|s| Identity::parse(&s).ok())
+}
+
+/// The crypto provider everything here uses: ring, TLS 1.3 suites only.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites
+        .retain(|s| s.version() == &rustls::version::TLS13);
+    Arc::new(p)
+}
+
+/// TLS configs derived from one set of credentials.
+pub struct TlsState {
+    pub creds: Credentials,
+    server: Arc<ServerConfig>,
+    clients: Mutex<HashMap<(Identity, &'static [u8]), Arc<ClientConfig>>>,
+}
+
+impl TlsState {
+    pub fn new(creds: Credentials) -> Result<Self, TlsError> {
+        let provider = provider();
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            creds.roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let mut server = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(client_verifier)
+            .with_cert_resolver(Arc::new(verify::FixedCert(creds.key.clone())));
+        server.alpn_protocols = MESH_ALPNS.iter().map(|a| a.to_vec()).collect();
+        // Mesh connections are long-lived; tickets would only cost memory.
+        server.send_tls13_tickets = 0;
+        Ok(Self {
+            creds,
+            server: Arc::new(server),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server.clone()
+    }
+
+    /// A client config that presents our certificate and accepts only `expected` as the server.
+    pub fn client_config(
+        &self,
+        expected: &Identity,
+        alpn: &'static [u8],
+    ) -> Result<Arc<ClientConfig>, TlsError> {
+        let key = (expected.clone(), alpn);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let provider = provider();
+        let verifier = verify::SpiffeServerVerifier::new(
+            self.creds.roots.clone(),
+            expected.clone(),
+            provider.clone(),
+        );
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(verify::FixedCert(self.creds.key.clone())));
+        config.alpn_protocols = vec![alpn.to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
+        let config = Arc::new(config);
+        clients.insert(key, config.clone());
+        Ok(config)
+    }
+}
+
+/// The proxy's current TLS state; replaced whole when credentials change.
+#[derive(Clone)]
+pub struct Store(Arc<RwLock<Arc<TlsState>>>);
+
+impl Store {
+    pub fn new(state: TlsState) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(state))))
+    }
+
+    pub fn current(&self) -> Arc<TlsState> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, state: TlsState) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+    }
+}
+
+/// Who is on the other end of a terminated mesh connection.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub identity: Identity,
+    /// Lower-case hex SHA-256 of the peer's leaf certificate (the `Hash=` of XFCC).
+    pub cert_sha256: Arc<str>,
+}
+
+impl PeerInfo {
+    pub fn from_connection(conn: &rustls::CommonState) -> Option<Self> {
+        let leaf = conn.peer_certificates()?.first()?;
+        let identity = identity_of(leaf)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
+        let mut hex = String::with_capacity(64);
+        for b in digest.as_ref() {
+            use fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+        }
+        Some(Self {
+            identity,
+            cert_sha256: Arc::from(hex),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

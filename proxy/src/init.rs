@@ -24,6 +24,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+use anyhow::Context as _;
+
 /// Where the app's outgoing TCP is redirected (Istio's number; operators know it).
 const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 /// Where incoming TCP for the app is redirected.
@@ -162,11 +164,14 @@ pub enum InitError {
         error: io::Error,
     },
 
-    #[error("{binary} failed ({status}): {stderr}; {hint}")]
+    #[error("{binary} failed ({status}): {stderr}{culprit}; {hint}")]
     Failed {
         binary: String,
         status: ExitStatus,
         stderr: String,
+        /// The restore input line that iptables-restore reported, as ` (input line N: ...)`, or
+        /// empty. iptables-legacy-restore says no more than "line 3 failed".
+        culprit: String,
         hint: &'static str,
     },
 }
@@ -185,7 +190,7 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
             return Ok(());
         };
         if args.dry_run {
-            print!("{input}");
+            write_stdout(&input)?;
             eprintln!("sinew-proxy init --cleanup --dry-run: printed the removal, changed nothing");
             return Ok(());
         }
@@ -200,7 +205,7 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     }
 
     if args.dry_run {
-        print!("{}", rules.restore_input());
+        write_stdout(&rules.restore_input())?;
         eprintln!(
             "sinew-proxy init --dry-run: printed the iptables-restore input, changed nothing"
         );
@@ -223,6 +228,15 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
         plan.chains_removed,
     );
     Ok(())
+}
+
+/// Unlike `print!`, reports a closed stdout (`init --dry-run | head`) as an error, not a panic.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing the iptables-restore input to stdout")
 }
 
 /// A validated interception plan: which traffic goes to which proxy port. Cannot be invalid and
@@ -538,10 +552,6 @@ impl Binaries {
     /// package uses (`iptables-legacy` / `iptables-legacy-restore`), so choosing a variant once
     /// is enough.
     fn from_args(args: &InitArgs) -> Self {
-        let sibling = |path: &Path, f: &dyn Fn(&str) -> Option<String>| {
-            let name = path.file_name()?.to_str()?;
-            Some(path.with_file_name(f(name)?))
-        };
         match (&args.iptables, &args.iptables_restore) {
             (Some(iptables), Some(restore)) => Self {
                 iptables: iptables.clone(),
@@ -549,11 +559,11 @@ impl Binaries {
             },
             (Some(iptables), None) => Self {
                 iptables: iptables.clone(),
-                restore: sibling(iptables, &|name| Some(format!("{name}-restore")))
+                restore: renamed(iptables, |name| Some(format!("{name}-restore")))
                     .unwrap_or_else(|| "iptables-restore".into()),
             },
             (None, Some(restore)) => Self {
-                iptables: sibling(restore, &|name| {
+                iptables: renamed(restore, |name| {
                     name.strip_suffix("-restore").map(str::to_owned)
                 })
                 .unwrap_or_else(|| "iptables".into()),
@@ -575,7 +585,7 @@ impl Binaries {
             .output()
             .map_err(|error| spawn_error(&self.iptables, "--iptables", error))?;
         if !output.status.success() {
-            return Err(failed(&self.iptables, output.status, &output.stderr));
+            return Err(failed(&self.iptables, output.status, &output.stderr, ""));
         }
         Ok(NatState::parse(&String::from_utf8_lossy(&output.stdout)))
     }
@@ -600,10 +610,16 @@ impl Binaries {
         // A restore that rejects its input may exit before reading all of it; its stderr then
         // explains more than our broken pipe, so the exit status is checked first.
         if !output.status.success() {
-            return Err(failed(&self.restore, output.status, &output.stderr));
+            return Err(failed(&self.restore, output.status, &output.stderr, input));
         }
         written.map_err(spawn_err)
     }
+}
+
+/// `path` with its file name passed through `rename`; `None` if either has no usable name.
+fn renamed(path: &Path, rename: impl FnOnce(&str) -> Option<String>) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(rename(name)?))
 }
 
 fn spawn_error(binary: &Path, flag: &'static str, error: io::Error) -> InitError {
@@ -614,19 +630,30 @@ fn spawn_error(binary: &Path, flag: &'static str, error: io::Error) -> InitError
     }
 }
 
-fn failed(binary: &Path, status: ExitStatus, stderr: &[u8]) -> InitError {
+/// `input` is what was fed on stdin (empty for commands without input).
+fn failed(binary: &Path, status: ExitStatus, stderr: &[u8], input: &str) -> InitError {
     let stderr = String::from_utf8_lossy(stderr);
-    // One line: the error is printed once, and iptables spreads one problem over several lines.
-    let one_line = stderr
+    // One line: the error is printed once, and iptables spreads one problem over several lines
+    // (nft ends a header line with ':' and puts the detail on the next).
+    let mut one_line = String::new();
+    for line in stderr
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
+    {
+        if !one_line.is_empty() {
+            one_line.push_str(if one_line.ends_with(':') { " " } else { "; " });
+        }
+        one_line.push_str(line);
+    }
+    let culprit = failed_line(&one_line, input);
     InitError::Failed {
         binary: binary.display().to_string(),
         status,
-        hint: failure_hint(&one_line),
+        hint: failure_hint(&one_line, culprit.unwrap_or("")),
+        culprit: culprit
+            .map(|line| format!(" (input: `{line}`)"))
+            .unwrap_or_default(),
         stderr: if one_line.is_empty() {
             "(no output)".to_owned()
         } else {
@@ -635,9 +662,22 @@ fn failed(binary: &Path, status: ExitStatus, stderr: &[u8]) -> InitError {
     }
 }
 
-fn failure_hint(stderr: &str) -> &'static str {
+/// The input line named by iptables-restore's "line N" (1-based), if any.
+fn failed_line<'a>(stderr: &str, input: &'a str) -> Option<&'a str> {
+    let (_, after) = stderr.split_once("line ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    let number: usize = digits.parse().ok()?;
+    input.lines().nth(number.checked_sub(1)?)
+}
+
+fn failure_hint(stderr: &str, culprit: &str) -> &'static str {
     if stderr.contains("Permission denied") || stderr.contains("must be root") {
         "run it as root or with CAP_NET_ADMIN in the pod's network namespace"
+    } else if culprit.starts_with("-X ") {
+        // A chain is deletable only when nothing jumps to it, and we only remove jumps from
+        // PREROUTING and OUTPUT, the ones we add.
+        "a rule outside PREROUTING/OUTPUT still jumps to this SINEW_ chain; delete that rule \
+         (iptables -t nat -S | grep SINEW_) and run again"
     } else {
         "check that the `iptables` package is installed (Debian: apt-get install -y iptables), \
          that the kernel has a nat table (nf_tables or iptable_nat), and that --iptables and \
@@ -1181,12 +1221,43 @@ COMMIT
     }
 
     #[test]
+    fn restore_errors_quote_the_failing_input_line() {
+        let input = "*nat\n-F SINEW_A\n-X SINEW_A\nCOMMIT\n";
+        let nft = failed(
+            Path::new("iptables-restore"),
+            ExitStatus::default(),
+            b"iptables-restore v1.8.9 (nf_tables): \n\
+              line 3: CHAIN_DEL failed (Device or resource busy): chain SINEW_A\n",
+            input,
+        );
+        assert_eq!(
+            nft.to_string(),
+            "iptables-restore failed (exit status: 0): iptables-restore v1.8.9 (nf_tables): \
+             line 3: CHAIN_DEL failed (Device or resource busy): chain SINEW_A \
+             (input: `-X SINEW_A`); a rule outside PREROUTING/OUTPUT still jumps to this SINEW_ \
+             chain; delete that rule (iptables -t nat -S | grep SINEW_) and run again"
+        );
+        let legacy = failed(
+            Path::new("iptables-legacy-restore"),
+            ExitStatus::default(),
+            b"iptables-restore: line 2 failed\n",
+            input,
+        );
+        assert!(
+            legacy
+                .to_string()
+                .contains("line 2 failed (input: `-F SINEW_A`); check that")
+        );
+    }
+
+    #[test]
     fn permission_errors_suggest_root() {
         let err = failed(
             Path::new("iptables"),
             ExitStatus::default(),
             b"iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: \
               Permission denied (you must be root)\n",
+            "",
         );
         assert!(
             err.to_string()

@@ -191,7 +191,7 @@ impl PlainClient {
             let rsp = send
                 .send_request(req)
                 .await
-                .map_err(|e| ProxyError::Upstream(e.into()))?;
+                .map_err(super::upstream_error)?;
             return Ok(rsp.map(Either::Left));
         }
         super::set_origin(&mut req, addr);
@@ -201,7 +201,16 @@ impl PlainClient {
                 addr,
                 source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),
             }),
-            Err(e) => Err(ProxyError::Upstream(e.into())),
+            Err(e) => {
+                let user = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<hyper::Error>())
+                    .is_some_and(|h| h.is_user() || h.is_body_write_aborted());
+                Err(if user {
+                    ProxyError::Downstream(e.into())
+                } else {
+                    ProxyError::Upstream(e.into())
+                })
+            }
         }
     }
 }

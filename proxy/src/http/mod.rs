@@ -3,6 +3,7 @@
 //! mapping of proxy errors to responses.
 
 pub mod client;
+pub mod guard;
 pub mod server;
 pub mod upgrade;
 
@@ -53,6 +54,8 @@ pub enum ProxyError {
     },
     #[error("upstream request failed: {0}")]
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the client's request body was malformed or cut short: {0}")]
+    Downstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("request names no usable target port")]
     NoTargetPort,
     #[error("mesh TLS config: {0}")]
@@ -74,6 +77,7 @@ impl ProxyError {
             }
             Self::Handshake { .. } | Self::TlsConfig(_) => (StatusCode::SERVICE_UNAVAILABLE, "UF"),
             Self::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "UC"),
+            Self::Downstream(_) => (StatusCode::BAD_REQUEST, "DPE"),
             Self::NoTargetPort => (StatusCode::BAD_REQUEST, "NR"),
             Self::Shared(e) => e.status_and_flag(),
         }
@@ -88,6 +92,16 @@ impl ProxyError {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
         rsp
+    }
+}
+
+/// Classifies a failed upstream exchange: a broken request body from our own client is the
+/// client's fault (400), anything else is the upstream's.
+pub fn upstream_error(e: hyper::Error) -> ProxyError {
+    if e.is_user() || e.is_body_write_aborted() {
+        ProxyError::Downstream(e.into())
+    } else {
+        ProxyError::Upstream(e.into())
     }
 }
 

@@ -35,6 +35,7 @@ where
         .max_buf_size(limits.max_header_bytes.max(MIN_BUF))
         .max_headers(limits.max_headers)
         .keep_alive(true);
+    let io = super::guard::Guarded::new(io, limits.max_header_bytes.max(MIN_BUF));
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();

@@ -65,10 +65,7 @@ impl OutboundHttp {
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, ep.addr.port(), &self.svc.name);
-        let mut rsp = send
-            .send_request(req)
-            .await
-            .map_err(|e| ProxyError::Upstream(e.into()))?;
+        let mut rsp = send.send_request(req).await.map_err(h::upstream_error)?;
         if version != Version::HTTP_2 {
             *rsp.version_mut() = version;
         }

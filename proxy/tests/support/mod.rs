@@ -100,6 +100,7 @@ pub struct MeshOptions {
     pub protocol: pb::Protocol,
     pub drain: std::time::Duration,
     pub max_header_bytes: u32,
+    pub header_read: std::time::Duration,
 }
 
 impl MeshOptions {
@@ -112,6 +113,7 @@ impl MeshOptions {
             protocol: pb::Protocol::Detect,
             drain: std::time::Duration::from_secs(5),
             max_header_bytes: 0,
+            header_read: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -138,6 +140,7 @@ impl Mesh {
         let timeouts = Some(pb::Timeouts {
             drain: Some(pbjson_types::Duration { seconds: o.drain.as_secs() as i64, nanos: o.drain.subsec_nanos() as i32 }),
             protocol_detection: Some(pbjson_types::Duration { seconds: 0, nanos: 300_000_000 }),
+            header_read: Some(pbjson_types::Duration { seconds: o.header_read.as_secs() as i64, nanos: o.header_read.subsec_nanos() as i32 }),
             ..Default::default()
         });
         let limits = Some(pb::Limits { max_header_bytes: o.max_header_bytes, max_headers: 0 });

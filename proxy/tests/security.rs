@@ -1,0 +1,137 @@
+//! Bad input and peers that must be refused: smuggling, oversized heads, slow clients, plaintext
+//! in STRICT mode, forged client-cert headers, wrong or untrusted peer identities.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+#[tokio::test]
+async fn smuggling_attempts_get_400_and_never_reach_the_app() {
+    let (app, _t) = start_echo_app().await;
+    let mesh = Mesh::start(app.port()).await;
+    for attack in [
+        &b"POST /echo HTTP/1.1\r\nHost: s\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: s\r\n\r\n"[..],
+        b"POST /echo HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: s\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: s\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST /echo HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n0\r\n\r\n",
+    ] {
+        let out = raw_exchange(mesh.outbound(), attack).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{}\n=> {out}", String::from_utf8_lossy(attack));
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "exactly one response, then close: {out}");
+    }
+    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_bad_chunk_aborts_the_request_and_closes_the_connection() {
+    let (app, _t) = start_echo_app().await;
+    let mesh = Mesh::start(app.port()).await;
+    // The head is fine, so the request has started when the bare-LF chunk line arrives: the
+    // request is aborted (not completed at the app) and nothing after it is parsed.
+    let out = raw_exchange(
+        mesh.outbound(),
+        b"POST /count HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: s\r\n\r\n",
+    )
+    .await;
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    assert!(out.matches("HTTP/1.1").count() <= 1, "the smuggled request must not be answered: {out}");
+    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431() {
+    let (app, _t) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.max_header_bytes = 16 * 1024;
+    let mesh = Mesh::with(o).await;
+    let mut req = b"GET / HTTP/1.1\r\nHost: s\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 40 * 1024));
+    req.extend_from_slice(b"\r\n\r\n");
+    let out = raw_exchange(mesh.outbound(), &req).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+}
+
+#[tokio::test]
+async fn slow_request_heads_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, _t) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.header_read = Duration::from_millis(500);
+    let mesh = Mesh::with(o).await;
+    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound()).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: s\r\n").await.unwrap();
+    // Never finish the head: the proxy must close (bounded wait, far above the timeout).
+    let mut buf = Vec::new();
+    let res = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
+    assert!(res.is_ok(), "connection still open long after the header timeout");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_plaintext_and_permissive_accepts_it() {
+    let (app, _t) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.strict = true;
+    let strict = Mesh::with(o).await;
+    let out = raw_exchange(strict.inbound(), b"GET / HTTP/1.1\r\nHost: s\r\n\r\n").await;
+    assert_eq!(out, "", "STRICT must close plaintext connections without answering");
+    assert_eq!(metric(strict.b.metrics, r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="refused"}"#).await, 1.0);
+    // mTLS still works in STRICT mode.
+    let mut c = h1_client(strict.outbound()).await;
+    assert_eq!(c.send_request(get("/")).await.unwrap().status(), 200);
+
+    let permissive = Mesh::start(app.port()).await;
+    let out = raw_exchange(
+        permissive.inbound(),
+        b"GET / HTTP/1.1\r\nHost: s\r\nX-Forwarded-Client-Cert: By=x;URI=spiffe://forged/ns/a/sa/admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("x-seen-xfcc: \r\n"), "a forged XFCC from outside the mesh must be dropped: {out}");
+}
+
+#[tokio::test]
+async fn a_peer_with_the_wrong_identity_is_refused() {
+    let (app, _t) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.expect = "spiffe://cluster.local/ns/default/sa/reviews".into();
+    let mesh = Mesh::with(o).await;
+    let mut c = h1_client(mesh.outbound()).await;
+    let rsp = c.send_request(get("/")).await.unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert_eq!(rsp.headers()["sinew-response-flags"], "UF");
+    let body = body_string(rsp).await;
+    assert!(body.contains("expected spiffe://cluster.local/ns/default/sa/reviews"), "{body}");
+    assert!(body.contains(&format!("presented {SERVER_ID}")), "{body}");
+    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_peer_with_an_untrusted_chain_is_refused() {
+    let (app, _t) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.b_untrusted = true;
+    let mesh = Mesh::with(o).await;
+    let mut c = h1_client(mesh.outbound()).await;
+    let rsp = c.send_request(get("/")).await.unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert!(body_string(rsp).await.contains("UnknownIssuer"));
+    assert_eq!(metric(mesh.b.metrics, r#"sinew_tls_handshake_failures_total{direction="inbound"}"#).await, 1.0);
+}
+
+#[tokio::test]
+async fn garbage_is_proxied_as_opaque_tcp_without_harm() {
+    let (echo, _t) = start_tcp_echo().await;
+    let mesh = Mesh::start(echo.port()).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound()).await.unwrap();
+    let junk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    tcp.write_all(&junk).await.unwrap();
+    let mut got = vec![0u8; junk.len()];
+    tcp.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, junk);
+    assert_eq!(metric(mesh.b.metrics, r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="mesh_tcp"}"#).await, 1.0);
+}

@@ -17,8 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config
         .file_descriptor_set_path(&descriptor_path)
         .compile_well_known_types()
-        .extern_path(".google.protobuf", "::pbjson_types")
-        ;
+        .extern_path(".google.protobuf", "::pbjson_types");
     config.compile_fds(fds)?;
 
     let descriptors = std::fs::read(&descriptor_path)?;

@@ -55,8 +55,12 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, which: Endpoint) {
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("invariant: static"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8"
+            .parse()
+            .expect("invariant: static"),
+    );
     r
 }
 
@@ -68,18 +72,23 @@ impl Admin {
         match (which, req.method(), path) {
             (Endpoint::Health, &Method::GET, "/healthz/ready")
             | (Endpoint::Admin, &Method::GET, "/ready") => self.readiness(),
-            (Endpoint::Metrics, &Method::GET, "/metrics") | (Endpoint::Admin, &Method::GET, "/metrics") => {
+            (Endpoint::Metrics, &Method::GET, "/metrics")
+            | (Endpoint::Admin, &Method::GET, "/metrics") => {
                 let mut r = text(StatusCode::OK, self.ctx.metrics.encode());
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8".parse().expect("invariant: static"),
+                    "text/plain; version=0.0.4; charset=utf-8"
+                        .parse()
+                        .expect("invariant: static"),
                 );
                 r
             }
             (Endpoint::Admin, &Method::GET, "/config_dump") => {
                 let mut r = text(StatusCode::OK, self.config_dump());
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, "application/json".parse().expect("invariant: static"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    "application/json".parse().expect("invariant: static"),
+                );
                 r
             }
             (Endpoint::Admin, &Method::POST, "/shutdown") => {
@@ -93,11 +102,20 @@ impl Admin {
                     .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")))
                     .unwrap_or("");
                 match (&self.set_log_level, level) {
-                    (_, "") => text(StatusCode::BAD_REQUEST, "usage: POST /logging?level=<filter>, e.g. level=debug or level=info,sinew_proxy=trace\n"),
-                    (None, _) => text(StatusCode::NOT_IMPLEMENTED, "log level is fixed in this process\n"),
+                    (_, "") => text(
+                        StatusCode::BAD_REQUEST,
+                        "usage: POST /logging?level=<filter>, e.g. level=debug or level=info,sinew_proxy=trace\n",
+                    ),
+                    (None, _) => text(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "log level is fixed in this process\n",
+                    ),
                     (Some(set), l) => match set(l) {
                         Ok(()) => text(StatusCode::OK, format!("log level set to {l}\n")),
-                        Err(e) => text(StatusCode::BAD_REQUEST, format!("invalid level {l:?}: {e}\n")),
+                        Err(e) => text(
+                            StatusCode::BAD_REQUEST,
+                            format!("invalid level {l:?}: {e}\n"),
+                        ),
                     },
                 }
             }

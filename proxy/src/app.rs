@@ -33,7 +33,10 @@ pub struct Proxy {
 
 impl Proxy {
     /// Loads credentials and binds every socket; nothing is served yet.
-    pub async fn bind(config: Config, set_log_level: Option<admin::SetLogLevel>) -> anyhow::Result<Self> {
+    pub async fn bind(
+        config: Config,
+        set_log_level: Option<admin::SetLogLevel>,
+    ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
             Some(p) => {
                 let creds = tls::Credentials::load(&p.cert, &p.key, &p.trust_bundle)?;
@@ -55,7 +58,11 @@ impl Proxy {
             listeners.push((sock, l.kind.clone()));
         }
         let mut admin_listeners = Vec::new();
-        let mut admin_addrs = [config.admin.admin, config.admin.health, config.admin.metrics];
+        let mut admin_addrs = [
+            config.admin.admin,
+            config.admin.health,
+            config.admin.metrics,
+        ];
         for (i, (addr, which)) in [
             (config.admin.admin, admin::Endpoint::Admin),
             (config.admin.health, admin::Endpoint::Health),
@@ -112,9 +119,18 @@ impl Proxy {
         self.admin.ready.store(false, Ordering::Release);
         ctx.metrics.ready.set(0);
         let deadline = ctx.config().timeouts.drain;
-        info!(?deadline, "draining: no new connections, waiting for requests in flight");
-        if tokio::time::timeout(deadline, signal.drain()).await.is_err() {
-            warn!(?deadline, "drain deadline passed with connections still open; exiting anyway");
+        info!(
+            ?deadline,
+            "draining: no new connections, waiting for requests in flight"
+        );
+        if tokio::time::timeout(deadline, signal.drain())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?deadline,
+                "drain deadline passed with connections still open; exiting anyway"
+            );
         } else {
             info!("drained");
         }
@@ -122,7 +138,12 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(ctx: Arc<Ctx>, sock: TcpListener, kind: ListenerKind, mut watch: drain::Watch) {
+async fn accept_loop(
+    ctx: Arc<Ctx>,
+    sock: TcpListener,
+    kind: ListenerKind,
+    mut watch: drain::Watch,
+) {
     loop {
         let accepted = tokio::select! {
             a = sock.accept() => a,
@@ -144,14 +165,18 @@ async fn accept_loop(ctx: Arc<Ctx>, sock: TcpListener, kind: ListenerKind, mut w
             ListenerKind::Outbound { fixed } => {
                 let fixed = *fixed;
                 tokio::spawn(async move {
-                    let _active = ActiveGuard::new(&ctx.metrics.active_connections[Direction::Outbound as usize]);
+                    let _active = ActiveGuard::new(
+                        &ctx.metrics.active_connections[Direction::Outbound as usize],
+                    );
                     crate::outbound::serve(ctx.clone(), fixed, tcp, client, watch).await
                 });
             }
             ListenerKind::Inbound { app_port } => {
                 let app_port = *app_port;
                 tokio::spawn(async move {
-                    let _active = ActiveGuard::new(&ctx.metrics.active_connections[Direction::Inbound as usize]);
+                    let _active = ActiveGuard::new(
+                        &ctx.metrics.active_connections[Direction::Inbound as usize],
+                    );
                     crate::inbound::serve(ctx.clone(), app_port, tcp, client, watch).await
                 });
             }
@@ -161,7 +186,10 @@ async fn accept_loop(ctx: Arc<Ctx>, sock: TcpListener, kind: ListenerKind, mut w
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the proxy can still be stopped through the admin API.
         return std::future::pending().await;
     };

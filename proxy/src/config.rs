@@ -218,7 +218,10 @@ impl Config {
             let field = format!("services[{i}]");
             let svc = Arc::new(service(&field, s)?);
             if s.addresses.is_empty() {
-                return Err(invalid(format!("{field}.addresses"), "at least one ip:port is required"));
+                return Err(invalid(
+                    format!("{field}.addresses"),
+                    "at least one ip:port is required",
+                ));
             }
             for (j, a) in s.addresses.iter().enumerate() {
                 let addr = socket_addr(&format!("{field}.addresses[{j}]"), a)?;
@@ -238,7 +241,10 @@ impl Config {
             let kind = match pb::Direction::try_from(l.direction) {
                 Ok(pb::Direction::Outbound) => {
                     if l.app_port != 0 {
-                        return Err(invalid(format!("{field}.appPort"), "only for INBOUND listeners"));
+                        return Err(invalid(
+                            format!("{field}.appPort"),
+                            "only for INBOUND listeners",
+                        ));
                     }
                     let fixed = if l.fixed_destination.is_empty() {
                         None
@@ -246,7 +252,10 @@ impl Config {
                         let f = format!("{field}.fixedDestination");
                         let dst = socket_addr(&f, &l.fixed_destination)?;
                         if !services.contains_key(&dst) {
-                            return Err(invalid(f, format!("{dst} is not an address of any service")));
+                            return Err(invalid(
+                                f,
+                                format!("{dst} is not an address of any service"),
+                            ));
                         }
                         Some(dst)
                     };
@@ -268,7 +277,15 @@ impl Config {
                 Err(_) => return Err(invalid(format!("{field}.direction"), "unknown direction")),
             };
             let name = if l.name.is_empty() {
-                format!("{}-{}", if matches!(kind, ListenerKind::Inbound { .. }) { "inbound" } else { "outbound" }, addr.port())
+                format!(
+                    "{}-{}",
+                    if matches!(kind, ListenerKind::Inbound { .. }) {
+                        "inbound"
+                    } else {
+                        "outbound"
+                    },
+                    addr.port()
+                )
             } else {
                 l.name.clone()
             };
@@ -301,20 +318,34 @@ impl Config {
             excluded.push(port(&format!("excludedOutboundPorts[{i}]"), *p)?);
         }
 
-        let t = msg.timeouts.clone().unwrap_or_default();
+        let t = msg.timeouts.unwrap_or_default();
         let timeouts = Timeouts {
-            detect: duration("timeouts.protocolDetection", &t.protocol_detection, DEFAULT_DETECT_TIMEOUT)?,
+            detect: duration(
+                "timeouts.protocolDetection",
+                &t.protocol_detection,
+                DEFAULT_DETECT_TIMEOUT,
+            )?,
             connect: duration("timeouts.connect", &t.connect, DEFAULT_CONNECT_TIMEOUT)?,
-            header_read: duration("timeouts.headerRead", &t.header_read, DEFAULT_HEADER_READ_TIMEOUT)?,
+            header_read: duration(
+                "timeouts.headerRead",
+                &t.header_read,
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
             idle: duration("timeouts.idle", &t.idle, DEFAULT_IDLE_TIMEOUT)?,
             drain: duration("timeouts.drain", &t.drain, DEFAULT_DRAIN_TIMEOUT)?,
-            tls_handshake: duration("timeouts.tlsHandshake", &t.tls_handshake, DEFAULT_TLS_HANDSHAKE_TIMEOUT)?,
+            tls_handshake: duration(
+                "timeouts.tlsHandshake",
+                &t.tls_handshake,
+                DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            )?,
         };
         let l = msg.limits.unwrap_or_default();
         let limits = Limits {
             max_header_bytes: match l.max_header_bytes {
                 0 => DEFAULT_MAX_HEADER_BYTES,
-                n if n < 1024 => return Err(invalid("limits.maxHeaderBytes", "must be at least 1024")),
+                n if n < 1024 => {
+                    return Err(invalid("limits.maxHeaderBytes", "must be at least 1024"));
+                }
                 n => n as usize,
             },
             max_headers: match l.max_headers {
@@ -325,8 +356,16 @@ impl Config {
         let a = msg.admin.clone().unwrap_or_default();
         let admin = AdminAddrs {
             admin: optional_addr("admin.adminAddress", &a.admin_address, DEFAULT_ADMIN_ADDR)?,
-            health: optional_addr("admin.healthAddress", &a.health_address, DEFAULT_HEALTH_ADDR)?,
-            metrics: optional_addr("admin.metricsAddress", &a.metrics_address, DEFAULT_METRICS_ADDR)?,
+            health: optional_addr(
+                "admin.healthAddress",
+                &a.health_address,
+                DEFAULT_HEALTH_ADDR,
+            )?,
+            metrics: optional_addr(
+                "admin.metricsAddress",
+                &a.metrics_address,
+                DEFAULT_METRICS_ADDR,
+            )?,
         };
 
         Ok(Self {
@@ -389,7 +428,11 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
             addr,
             identity,
             mesh_addr: SocketAddr::new(addr.ip(), mesh_port),
-            labels: e.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: e
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
     }
     Ok(Service {

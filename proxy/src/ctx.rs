@@ -19,11 +19,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(
-        config: Arc<Config>,
-        tls: Option<tls::Store>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(config: Arc<Config>, tls: Option<tls::Store>, metrics: Arc<Metrics>) -> Self {
         let plain = PlainClient::new(config.timeouts.connect, config.timeouts.idle);
         Self {
             config: RwLock::new(config),
@@ -36,7 +32,10 @@ impl Ctx {
 
     /// The config in force now (connections keep the one they started with).
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Installs a new config for new connections.

@@ -17,6 +17,7 @@ pub mod detect;
 pub mod drain;
 pub mod http;
 pub mod inbound;
+pub mod init;
 pub mod io;
 pub mod metrics;
 pub mod outbound;

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the sidecar.
     Run(RunArgs),
+    /// Install the pod's traffic interception rules (iptables nat), or remove them with --cleanup.
+    Init(sinew_proxy::init::InitArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Run(args) => run(args),
+        Command::Init(args) => sinew_proxy::init::run(&args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -63,7 +66,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let config = Config::load(&args.config)?;
     let runtime = if args.workers <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.workers)

@@ -198,8 +198,19 @@ mod tests {
         m.request(Direction::Inbound, Some(http::StatusCode::NOT_FOUND));
         m.request(Direction::Inbound, None);
         let text = m.encode();
-        assert!(text.contains(r#"sinew_tcp_connections_opened_total{direction="outbound",protocol="http1"} 1"#), "{text}");
-        assert!(text.contains(r#"sinew_requests_total{direction="inbound",status_class="4xx"} 1"#), "{text}");
-        assert!(text.contains(r#"sinew_requests_total{direction="inbound",status_class="error"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"sinew_tcp_connections_opened_total{direction="outbound",protocol="http1"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sinew_requests_total{direction="inbound",status_class="4xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sinew_requests_total{direction="inbound",status_class="error"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -50,7 +50,9 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let key = KeyPair::generate().expect("invariant: P-256 key generation");
-        let cert = params.signed_by(&key, &self.issuer).expect("invariant: sign");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("invariant: sign");
         (cert.pem(), key.serialize_pem())
     }
 

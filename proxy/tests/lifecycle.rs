@@ -19,20 +19,42 @@ async fn drain_lets_requests_in_flight_finish_then_stops_accepting() {
     });
     // Wait until the request is at the app (counted as an active inbound connection at B).
     for _ in 0..100 {
-        if metric(mesh.b.metrics, r#"sinew_tcp_connections_active{direction="inbound"}"#).await >= 1.0 {
+        if metric(
+            mesh.b.metrics,
+            r#"sinew_tcp_connections_active{direction="inbound"}"#,
+        )
+        .await
+            >= 1.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut health = h1_client(mesh.a.health).await;
-    assert_eq!(health.send_request(get("/healthz/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        health
+            .send_request(get("/healthz/ready"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let stopped = mesh.a.stop();
     let result = tokio::time::timeout(Duration::from_secs(10), stopped).await;
     let (status, body) = in_flight.await.unwrap();
-    assert_eq!(status, 200, "the request in flight completes during the drain");
+    assert_eq!(
+        status, 200,
+        "the request in flight completes during the drain"
+    );
     assert_eq!(body, "slow done");
-    result.expect("drain finishes once the request is done").unwrap().unwrap();
-    assert!(tokio::net::TcpStream::connect(outbound).await.is_err(), "no longer accepting");
+    result
+        .expect("drain finishes once the request is done")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(outbound).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
@@ -45,19 +67,43 @@ async fn admin_endpoints_report_config_readiness_and_take_shutdown() {
     let dump: serde_json::Value = serde_json::from_str(&body_string(rsp).await).unwrap();
     assert_eq!(dump["tls"]["identity"], CLIENT_ID);
     assert!(dump["tls"]["certificateNotAfterUnix"].as_u64().unwrap() > 0);
-    assert_eq!(dump["config"]["services"][0]["name"], "server.default.svc.cluster.local");
+    assert_eq!(
+        dump["config"]["services"][0]["name"],
+        "server.default.svc.cluster.local"
+    );
     let mut health = h1_client(mesh.a.health).await;
-    assert_eq!(health.send_request(get("/healthz/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        health
+            .send_request(get("/healthz/ready"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let rsp = admin
-        .send_request(Request::post("/logging?level=debug").header("host", "a").body(Full::default()).unwrap())
+        .send_request(
+            Request::post("/logging?level=debug")
+                .header("host", "a")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     // Tests run without a reloadable subscriber: the endpoint says so instead of pretending.
     assert_eq!(rsp.status(), 501);
     let rsp = admin
-        .send_request(Request::post("/shutdown").header("host", "a").body(Full::default()).unwrap())
+        .send_request(
+            Request::post("/shutdown")
+                .header("host", "a")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(rsp.status(), 200);
-    tokio::time::timeout(Duration::from_secs(10), mesh.a.stop()).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mesh.a.stop())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -20,7 +20,14 @@ async fn smuggling_attempts_get_400_and_never_reach_the_app() {
         assert!(out.starts_with("HTTP/1.1 400"), "{}\n=> {out}", String::from_utf8_lossy(attack));
         assert_eq!(out.matches("HTTP/1.1").count(), 1, "exactly one response, then close: {out}");
     }
-    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+    assert_eq!(
+        metric(
+            mesh.b.metrics,
+            r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#
+        )
+        .await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -35,8 +42,18 @@ async fn a_bad_chunk_aborts_the_request_and_closes_the_connection() {
     )
     .await;
     assert!(!out.contains("HTTP/1.1 200"), "{out}");
-    assert!(out.matches("HTTP/1.1").count() <= 1, "the smuggled request must not be answered: {out}");
-    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+    assert!(
+        out.matches("HTTP/1.1").count() <= 1,
+        "the smuggled request must not be answered: {out}"
+    );
+    assert_eq!(
+        metric(
+            mesh.b.metrics,
+            r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#
+        )
+        .await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -59,12 +76,19 @@ async fn slow_request_heads_are_cut_off() {
     let mut o = MeshOptions::new(app.port());
     o.header_read = Duration::from_millis(500);
     let mesh = Mesh::with(o).await;
-    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound()).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: s\r\n").await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: s\r\n")
+        .await
+        .unwrap();
     // Never finish the head: the proxy must close (bounded wait, far above the timeout).
     let mut buf = Vec::new();
     let res = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
-    assert!(res.is_ok(), "connection still open long after the header timeout");
+    assert!(
+        res.is_ok(),
+        "connection still open long after the header timeout"
+    );
     let text = String::from_utf8_lossy(&buf);
     assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
 }
@@ -76,8 +100,18 @@ async fn strict_mode_refuses_plaintext_and_permissive_accepts_it() {
     o.strict = true;
     let strict = Mesh::with(o).await;
     let out = raw_exchange(strict.inbound(), b"GET / HTTP/1.1\r\nHost: s\r\n\r\n").await;
-    assert_eq!(out, "", "STRICT must close plaintext connections without answering");
-    assert_eq!(metric(strict.b.metrics, r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="refused"}"#).await, 1.0);
+    assert_eq!(
+        out, "",
+        "STRICT must close plaintext connections without answering"
+    );
+    assert_eq!(
+        metric(
+            strict.b.metrics,
+            r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="refused"}"#
+        )
+        .await,
+        1.0
+    );
     // mTLS still works in STRICT mode.
     let mut c = h1_client(strict.outbound()).await;
     assert_eq!(c.send_request(get("/")).await.unwrap().status(), 200);
@@ -90,7 +124,10 @@ async fn strict_mode_refuses_plaintext_and_permissive_accepts_it() {
     .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let lower = out.to_ascii_lowercase();
-    assert!(lower.contains("x-seen-xfcc: \r\n"), "a forged XFCC from outside the mesh must be dropped: {out}");
+    assert!(
+        lower.contains("x-seen-xfcc: \r\n"),
+        "a forged XFCC from outside the mesh must be dropped: {out}"
+    );
 }
 
 #[tokio::test]
@@ -104,9 +141,19 @@ async fn a_peer_with_the_wrong_identity_is_refused() {
     assert_eq!(rsp.status(), 503);
     assert_eq!(rsp.headers()["sinew-response-flags"], "UF");
     let body = body_string(rsp).await;
-    assert!(body.contains("expected spiffe://cluster.local/ns/default/sa/reviews"), "{body}");
+    assert!(
+        body.contains("expected spiffe://cluster.local/ns/default/sa/reviews"),
+        "{body}"
+    );
     assert!(body.contains(&format!("presented {SERVER_ID}")), "{body}");
-    assert_eq!(metric(mesh.b.metrics, r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#).await, 0.0);
+    assert_eq!(
+        metric(
+            mesh.b.metrics,
+            r#"sinew_requests_total{direction="inbound",status_class="2xx"}"#
+        )
+        .await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -119,7 +166,14 @@ async fn a_peer_with_an_untrusted_chain_is_refused() {
     let rsp = c.send_request(get("/")).await.unwrap();
     assert_eq!(rsp.status(), 503);
     assert!(body_string(rsp).await.contains("UnknownIssuer"));
-    assert_eq!(metric(mesh.b.metrics, r#"sinew_tls_handshake_failures_total{direction="inbound"}"#).await, 1.0);
+    assert_eq!(
+        metric(
+            mesh.b.metrics,
+            r#"sinew_tls_handshake_failures_total{direction="inbound"}"#
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -127,11 +181,20 @@ async fn garbage_is_proxied_as_opaque_tcp_without_harm() {
     let (echo, _t) = start_tcp_echo().await;
     let mesh = Mesh::start(echo.port()).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(mesh.outbound())
+        .await
+        .unwrap();
     let junk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     tcp.write_all(&junk).await.unwrap();
     let mut got = vec![0u8; junk.len()];
     tcp.read_exact(&mut got).await.unwrap();
     assert_eq!(got, junk);
-    assert_eq!(metric(mesh.b.metrics, r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="mesh_tcp"}"#).await, 1.0);
+    assert_eq!(
+        metric(
+            mesh.b.metrics,
+            r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="mesh_tcp"}"#
+        )
+        .await,
+        1.0
+    );
 }

@@ -32,14 +32,19 @@ async fn a_100_mib_body_streams_through_without_memory_growth() {
 
     let chunk = Bytes::from(vec![7u8; CHUNK]);
     let stream = futures_util::stream::iter(
-        (0..TOTAL / CHUNK as u64).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+        (0..TOTAL / CHUNK as u64)
+            .map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
     );
     let req = Request::post("/count")
         .header("host", "server.default:8080")
         .body(StreamBody::new(stream))
         .unwrap();
-    let tcp = tokio::net::TcpStream::connect(mesh.outbound()).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(mesh.outbound())
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let rsp = send.send_request(req).await.unwrap();
     assert_eq!(rsp.status(), 200);
@@ -47,5 +52,8 @@ async fn a_100_mib_body_streams_through_without_memory_growth() {
     let growth_mib = (vm_hwm_kib().saturating_sub(before)) / 1024;
     // Client, two proxies and the app share this process; buffering the body anywhere would
     // show up as ~100 MiB. Flow-control windows and buffers allow a few MiB.
-    assert!(growth_mib < 32, "peak RSS grew by {growth_mib} MiB while streaming 100 MiB");
+    assert!(
+        growth_mib < 32,
+        "peak RSS grew by {growth_mib} MiB while streaming 100 MiB"
+    );
 }

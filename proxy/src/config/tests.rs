@@ -52,25 +52,48 @@ timeouts: {protocolDetection: 0.25s, drain: 30s}
     assert!(c.is_opaque_port(9999) && c.is_opaque_port(3306));
     let svc = c.service(&"10.0.0.1:80".parse().unwrap()).unwrap();
     assert_eq!(svc.protocol, ServiceProtocol::Http1);
-    assert_eq!(svc.endpoints[0].mesh_addr, "198.18.0.2:15006".parse().unwrap());
+    assert_eq!(
+        svc.endpoints[0].mesh_addr,
+        "198.18.0.2:15006".parse().unwrap()
+    );
     assert_eq!(svc.endpoints[0].labels["version"], "v1");
     assert!(svc.endpoints[1].identity.is_none());
-    assert!(matches!(c.listeners[1].kind, ListenerKind::Inbound { app_port: Some(18080) }));
+    assert!(matches!(
+        c.listeners[1].kind,
+        ListenerKind::Inbound {
+            app_port: Some(18080)
+        }
+    ));
 }
 
 #[test]
 fn errors_name_the_field_and_the_reason() {
     let cases = [
-        ("services: [{name: a, addresses: [nope]}]", "services[0].addresses[0]"),
-        ("services: [{name: a, addresses: ['1.1.1.1:80'], endpoints: [{address: '1.2.3.4:80', identity: bob}]}]", "services[0].endpoints[0].identity"),
-        ("listeners: [{address: '0.0.0.0:1', fixedDestination: '9.9.9.9:9'}]", "listeners[0].fixedDestination"),
+        (
+            "services: [{name: a, addresses: [nope]}]",
+            "services[0].addresses[0]",
+        ),
+        (
+            "services: [{name: a, addresses: ['1.1.1.1:80'], endpoints: [{address: '1.2.3.4:80', identity: bob}]}]",
+            "services[0].endpoints[0].identity",
+        ),
+        (
+            "listeners: [{address: '0.0.0.0:1', fixedDestination: '9.9.9.9:9'}]",
+            "listeners[0].fixedDestination",
+        ),
         ("opaquePorts: [70000]", "opaquePorts[0]"),
         ("timeouts: {drain: 0s}", "timeouts.drain"),
         ("tls: {certFile: /x}", "tls.keyFile"),
-        ("services: [{name: a, addresses: ['1.1.1.1:80']}, {name: b, addresses: ['1.1.1.1:80']}]", "services[1].addresses[0]"),
+        (
+            "services: [{name: a, addresses: ['1.1.1.1:80']}, {name: b, addresses: ['1.1.1.1:80']}]",
+            "services[1].addresses[0]",
+        ),
     ];
     for (yaml, field) in cases {
-        let err = parse(yaml).err().unwrap_or_else(|| panic!("accepted: {yaml}")).to_string();
+        let err = parse(yaml)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {yaml}"))
+            .to_string();
         assert!(err.starts_with(field), "{yaml}: {err}");
     }
 }

@@ -41,7 +41,11 @@ impl<K: Hash + Eq + Clone> H2Pool<K> {
     }
 
     /// Returns a live connection for `key`, connecting with `connect` if there is none.
-    pub async fn get<F, Fut>(&self, key: &K, connect: F) -> Result<SendRequest<Incoming>, ProxyError>
+    pub async fn get<F, Fut>(
+        &self,
+        key: &K,
+        connect: F,
+    ) -> Result<SendRequest<Incoming>, ProxyError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SendRequest<Incoming>, ProxyError>> + Send + 'static,
@@ -148,7 +152,10 @@ pub async fn connect_tcp(
 
 /// Plaintext delivery to an app (or to an endpoint without a sidecar).
 pub struct PlainClient {
-    h1: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Incoming>,
+    h1: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Incoming,
+    >,
     h2: H2Pool<SocketAddr>,
     connect_timeout: Duration,
 }

@@ -361,23 +361,23 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
                 return Poll::Ready(Ok(()));
             }
             // Bulk body bytes skip the copy through `out` when they fill the caller's buffer.
-            if let State::Body(n) | State::ChunkData(n) = this.framer.state {
-                if n >= buf.remaining() as u64 {
-                    let before = buf.filled().len();
-                    ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-                    let read = (buf.filled().len() - before) as u64;
-                    if read == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    let left = n - read;
-                    this.framer.state = match (left, &this.framer.state) {
-                        (0, State::Body(_)) => State::Head,
-                        (0, _) => State::ChunkCrlf(0),
-                        (l, State::Body(_)) => State::Body(l),
-                        (l, _) => State::ChunkData(l),
-                    };
+            if let State::Body(n) | State::ChunkData(n) = this.framer.state
+                && n >= buf.remaining() as u64
+            {
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+                let read = (buf.filled().len() - before) as u64;
+                if read == 0 {
                     return Poll::Ready(Ok(()));
                 }
+                let left = n - read;
+                this.framer.state = match (left, &this.framer.state) {
+                    (0, State::Body(_)) => State::Head,
+                    (0, _) => State::ChunkCrlf(0),
+                    (l, State::Body(_)) => State::Body(l),
+                    (l, _) => State::ChunkData(l),
+                };
+                return Poll::Ready(Ok(()));
             }
             if let State::Passthrough = this.framer.state {
                 return Pin::new(&mut this.io).poll_read(cx, buf);
@@ -476,14 +476,34 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
     #[test]
     fn other_framing_ambiguities_are_rejected() {
         let cases: [(&[u8], Violation); 5] = [
-            (b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", Violation::ConflictingContentLength),
-            (b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n", Violation::InvalidContentLength),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Violation::TransferEncodingNotChunked),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", Violation::InvalidChunk),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhelloX\r\n", Violation::MissingChunkCrlf),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+                Violation::ConflictingContentLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n",
+                Violation::InvalidContentLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                Violation::TransferEncodingNotChunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+                Violation::InvalidChunk,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhelloX\r\n",
+                Violation::MissingChunkCrlf,
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(run(input, 3).1, Some(want), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                run(input, 3).1,
+                Some(want),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -495,7 +515,8 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
 
     #[test]
     fn upgrades_stop_inspection() {
-        let input = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x00\x01binary";
+        let input =
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x00\x01binary";
         let (out, err) = run(input, 5);
         assert_eq!(err, None);
         assert_eq!(out, input);

@@ -107,7 +107,9 @@ pub fn upstream_error(e: hyper::Error) -> ProxyError {
 
 /// A small response the proxy generates itself.
 pub fn status_response(status: StatusCode, msg: &'static str) -> Response<Body> {
-    let mut rsp = Response::new(Either::Right(Full::from(Bytes::from_static(msg.as_bytes()))));
+    let mut rsp = Response::new(Either::Right(Full::from(Bytes::from_static(
+        msg.as_bytes(),
+    ))));
     *rsp.status_mut() = status;
     rsp
 }
@@ -143,10 +145,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(h);
     }
-    if let Some(te) = headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            headers.remove(header::TE);
-        }
+    if let Some(te) = headers.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(header::TE);
     }
 }
 
@@ -210,12 +212,11 @@ pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
         } else {
             Version::HTTP_11
         };
-        if let Some(a) = req.uri().authority().cloned() {
-            if !req.headers().contains_key(header::HOST) {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    req.headers_mut().insert(header::HOST, v);
-                }
-            }
+        if let Some(a) = req.uri().authority().cloned()
+            && !req.headers().contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
         }
     }
     port
@@ -227,14 +228,13 @@ pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
     if req.version() == Version::HTTP_2 {
         return;
     }
-    if !req.headers().contains_key(header::HOST) {
-        if let Some(v) = req
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req
             .uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            req.headers_mut().insert(header::HOST, v);
-        }
+    {
+        req.headers_mut().insert(header::HOST, v);
     }
     let pq = req
         .uri()

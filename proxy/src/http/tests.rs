@@ -51,7 +51,11 @@ fn http2_requests_keep_their_authority() {
 
 #[test]
 fn http1_without_host_uses_the_service_name() {
-    let mut req = Request::builder().uri("/").version(Version::HTTP_10).body(()).unwrap();
+    let mut req = Request::builder()
+        .uri("/")
+        .version(Version::HTTP_10)
+        .body(())
+        .unwrap();
     to_mesh(&mut req, 80, "web.shop.svc.cluster.local");
     assert_eq!(req.uri().host(), Some("web.shop.svc.cluster.local"));
     assert_eq!(req.headers()[&ORIG_PROTO], "HTTP/1.0");

@@ -43,7 +43,11 @@ where
                     }
                 }
                 (d, u) => {
-                    tracing::debug!(downstream = d.is_ok(), upstream = u.is_ok(), "upgrade failed")
+                    tracing::debug!(
+                        downstream = d.is_ok(),
+                        upstream = u.is_ok(),
+                        "upgrade failed"
+                    )
                 }
             }
         });

@@ -99,7 +99,9 @@ impl tower::Service<Request<Incoming>> for InboundHttp {
                     e.into_response()
                 }
             };
-            this.ctx.metrics.request(Direction::Inbound, Some(rsp.status()));
+            this.ctx
+                .metrics
+                .request(Direction::Inbound, Some(rsp.status()));
             Ok(rsp)
         })
     }

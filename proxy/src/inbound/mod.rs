@@ -71,7 +71,14 @@ pub async fn serve(
 
     match first {
         First::Mesh => {
-            serve_mesh(&ctx, default_port, Prefixed::new(buf.freeze(), tcp), client, drain).await
+            serve_mesh(
+                &ctx,
+                default_port,
+                Prefixed::new(buf.freeze(), tcp),
+                client,
+                drain,
+            )
+            .await
         }
         _ if config.inbound_mode == InboundMode::Strict => {
             metrics.connection(Direction::Inbound, ConnKind::Refused);
@@ -79,11 +86,15 @@ pub async fn serve(
         }
         First::OtherTls => {
             metrics.connection(Direction::Inbound, ConnKind::Tcp);
-            let Some(port) = default_port else { return no_port(client) };
+            let Some(port) = default_port else {
+                return no_port(client);
+            };
             forward_tcp(&ctx, port, Prefixed::new(buf.freeze(), tcp)).await;
         }
         First::Plain => {
-            let Some(port) = default_port else { return no_port(client) };
+            let Some(port) = default_port else {
+                return no_port(client);
+            };
             let detected = match detect::detect_buffered(&mut tcp, buf, deadline).await {
                 Ok(d) => d,
                 Err(_) => return,
@@ -96,7 +107,14 @@ pub async fn serve(
             let res = match detected.protocol {
                 Protocol::Http1 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http1);
-                    crate::http::server::serve_h1(io, hyper_svc(svc), config.limits, config.timeouts, drain).await
+                    crate::http::server::serve_h1(
+                        io,
+                        hyper_svc(svc),
+                        config.limits,
+                        config.timeouts,
+                        drain,
+                    )
+                    .await
                 }
                 Protocol::Http2 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http2);
@@ -137,8 +155,7 @@ async fn serve_mesh(
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server_config());
-    let tls = match tokio::time::timeout(config.timeouts.tls_handshake, acceptor.accept(io)).await
-    {
+    let tls = match tokio::time::timeout(config.timeouts.tls_handshake, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             metrics.tls_failures[Direction::Inbound as usize].inc();
@@ -166,7 +183,14 @@ async fn serve_mesh(
         }
         Some(tls::ALPN_H1) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH1);
-            crate::http::server::serve_h1(tls, hyper_svc(svc), config.limits, config.timeouts, drain).await
+            crate::http::server::serve_h1(
+                tls,
+                hyper_svc(svc),
+                config.limits,
+                config.timeouts,
+                drain,
+            )
+            .await
         }
         Some(tls::ALPN_TCP) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshTcp);

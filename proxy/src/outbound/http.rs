@@ -92,7 +92,9 @@ impl tower::Service<Request<Incoming>> for OutboundHttp {
                     e.into_response()
                 }
             };
-            this.ctx.metrics.request(Direction::Outbound, Some(rsp.status()));
+            this.ctx
+                .metrics
+                .request(Direction::Outbound, Some(rsp.status()));
             Ok(rsp)
         })
     }

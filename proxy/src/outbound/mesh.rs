@@ -32,7 +32,10 @@ pub async fn connect(
             ctx.metrics.tls_failures[crate::metrics::Direction::Outbound as usize].inc();
             return Err(ProxyError::Tls {
                 addr,
-                reason: format!("handshake timed out after {:?}", config.timeouts.tls_handshake),
+                reason: format!(
+                    "handshake timed out after {:?}",
+                    config.timeouts.tls_handshake
+                ),
             });
         }
     };
@@ -44,12 +47,12 @@ pub async fn connect(
 
 /// Turns a handshake error into an operator-readable reason (an identity mismatch names both).
 pub fn describe(e: &std::io::Error) -> String {
-    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) =
-        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        && let Some(m) = o.0.downcast_ref::<IdentityMismatch>()
     {
-        if let Some(m) = o.0.downcast_ref::<IdentityMismatch>() {
-            return m.to_string();
-        }
+        return m.to_string();
     }
     e.to_string()
 }

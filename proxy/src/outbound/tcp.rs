@@ -1,8 +1,8 @@
 //! Opaque TCP: to a mesh endpoint over mTLS (with a header naming the target port), to an
 //! endpoint without a sidecar directly, or straight through when the destination is not ours.
 
-use crate::ctx::Ctx;
 use crate::config::Service;
+use crate::ctx::Ctx;
 use crate::io::Prefixed;
 use crate::tls::ALPN_TCP;
 use std::net::SocketAddr;

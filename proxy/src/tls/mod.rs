@@ -86,7 +86,9 @@ pub enum TlsError {
         path: PathBuf,
         reason: String,
     },
-    #[error("the private key in {path} is not usable (ECDSA P-256/P-384, Ed25519 or RSA): {reason}")]
+    #[error(
+        "the private key in {path} is not usable (ECDSA P-256/P-384, Ed25519 or RSA): {reason}"
+    )]
     Key { path: PathBuf, reason: String },
     #[error("the certificate in {path} does not match its private key: {reason}")]
     KeyMismatch { path: PathBuf, reason: String },
@@ -135,13 +137,14 @@ impl Credentials {
             reason: e.to_string(),
         })?;
         let provider = provider();
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| TlsError::Key {
-                path: key_path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        let signing_key =
+            provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| TlsError::Key {
+                    path: key_path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
         let (identity, not_after) = leaf_identity(&chain[0], cert_path)?;
         let certified = CertifiedKey::new(chain, signing_key);
         certified.keys_match().map_err(|e| TlsError::KeyMismatch {
@@ -195,12 +198,14 @@ fn certs(
 }
 
 /// The SPIFFE URI SAN and expiry of a leaf certificate.
-fn leaf_identity(der: &CertificateDer<'_>, path: &Path) -> Result<(Identity, SystemTime), TlsError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCert {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+fn leaf_identity(
+    der: &CertificateDer<'_>,
+    path: &Path,
+) -> Result<(Identity, SystemTime), TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCert {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let not_after = SystemTime::UNIX_EPOCH
         + std::time::Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
     let id = spiffe_ids(&cert)
@@ -246,11 +251,14 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(p)
 }
 
+/// Client configs by (expected server identity, ALPN).
+type ClientConfigs = HashMap<(Identity, &'static [u8]), Arc<ClientConfig>>;
+
 /// TLS configs derived from one set of credentials.
 pub struct TlsState {
     pub creds: Credentials,
     server: Arc<ServerConfig>,
-    clients: Mutex<HashMap<(Identity, &'static [u8]), Arc<ClientConfig>>>,
+    clients: Mutex<ClientConfigs>,
 }
 
 impl TlsState {

@@ -14,7 +14,10 @@ async fn handshake(
     client: &TlsState,
     server: &TlsState,
     expect: &str,
-) -> (Result<(), std::io::Error>, Result<Option<PeerInfo>, std::io::Error>) {
+) -> (
+    Result<(), std::io::Error>,
+    Result<Option<PeerInfo>, std::io::Error>,
+) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let connector = tokio_rustls::TlsConnector::from(
         client
@@ -72,7 +75,10 @@ fn missing_cert_file_names_the_file() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("nope.crt") && err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("nope.crt") && err.contains("certificate"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -81,9 +87,14 @@ fn key_that_does_not_match_the_cert_is_refused() {
     let (cert, _) = ca.leaf(CLIENT);
     let (_, other_key) = ca.leaf(SERVER);
     let p = Path::new("x.pem");
-    let err = Credentials::from_pem(cert.as_bytes(), other_key.as_bytes(), ca.root_pem().as_bytes(), [p, p, p])
-        .err()
-        .unwrap();
+    let err = Credentials::from_pem(
+        cert.as_bytes(),
+        other_key.as_bytes(),
+        ca.root_pem().as_bytes(),
+        [p, p, p],
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
 }
 

@@ -36,7 +36,11 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     pub fn addr(&self, name: &str) -> SocketAddr {
-        self.bound.iter().find(|(n, _)| n == name).expect("listener").1
+        self.bound
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("listener")
+            .1
     }
 
     /// Starts draining (like SIGTERM) and returns the task to await.
@@ -63,7 +67,14 @@ pub async fn start_proxy(msg: pb::ProxyConfig) -> RunningProxy {
     let task = tokio::spawn(proxy.run(async move {
         let _ = rx.await;
     }));
-    RunningProxy { bound, admin, health, metrics, stop: Some(tx), task }
+    RunningProxy {
+        bound,
+        admin,
+        health,
+        metrics,
+        stop: Some(tx),
+        task,
+    }
 }
 
 fn tls(f: &WorkloadFiles) -> Option<pb::TlsFiles> {
@@ -138,15 +149,31 @@ impl Mesh {
             ca.write_workload(&b_dir, "server", SERVER_ID)
         };
         let timeouts = Some(pb::Timeouts {
-            drain: Some(pbjson_types::Duration { seconds: o.drain.as_secs() as i64, nanos: o.drain.subsec_nanos() as i32 }),
-            protocol_detection: Some(pbjson_types::Duration { seconds: 0, nanos: 300_000_000 }),
-            header_read: Some(pbjson_types::Duration { seconds: o.header_read.as_secs() as i64, nanos: o.header_read.subsec_nanos() as i32 }),
+            drain: Some(pbjson_types::Duration {
+                seconds: o.drain.as_secs() as i64,
+                nanos: o.drain.subsec_nanos() as i32,
+            }),
+            protocol_detection: Some(pbjson_types::Duration {
+                seconds: 0,
+                nanos: 300_000_000,
+            }),
+            header_read: Some(pbjson_types::Duration {
+                seconds: o.header_read.as_secs() as i64,
+                nanos: o.header_read.subsec_nanos() as i32,
+            }),
             ..Default::default()
         });
-        let limits = Some(pb::Limits { max_header_bytes: o.max_header_bytes, max_headers: 0 });
+        let limits = Some(pb::Limits {
+            max_header_bytes: o.max_header_bytes,
+            max_headers: 0,
+        });
         let b = start_proxy(pb::ProxyConfig {
             tls: tls(&b_files),
-            inbound_mode: if o.strict { pb::InboundMode::Strict } else { pb::InboundMode::Permissive } as i32,
+            inbound_mode: if o.strict {
+                pb::InboundMode::Strict
+            } else {
+                pb::InboundMode::Permissive
+            } as i32,
             listeners: vec![pb::Listener {
                 name: "inbound".into(),
                 address: "127.0.0.1:0".into(),
@@ -155,7 +182,7 @@ impl Mesh {
                 app_port: o.app_port as u32,
             }],
             admin: local_admin(),
-            timeouts: timeouts.clone(),
+            timeouts,
             limits,
             ..Default::default()
         })
@@ -206,7 +233,9 @@ pub async fn start_echo_app() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(echo);
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -231,8 +260,17 @@ async fn echo(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallib
     rsp = rsp
         .header("x-seen-xfcc", seen("x-forwarded-client-cert"))
         .header("x-seen-version", format!("{:?}", req.version()))
-        .header("x-seen-host", req.uri().authority().map(|a| a.to_string()).unwrap_or_else(|| seen("host")))
-        .header("x-seen-sinew", format!("{}{}", seen("sinew-orig-proto"), seen("sinew-dst-port")))
+        .header(
+            "x-seen-host",
+            req.uri()
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| seen("host")),
+        )
+        .header(
+            "x-seen-sinew",
+            format!("{}{}", seen("sinew-orig-proto"), seen("sinew-dst-port")),
+        )
         .header("x-seen-path", req.uri().path().to_string())
         .header("x-seen-expect", seen("expect"));
     if let Some(t) = req.headers().get("trailer") {
@@ -258,12 +296,17 @@ async fn echo(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallib
     }
     if let Some(code) = path.strip_prefix("/status/") {
         let code: u16 = code.parse().unwrap_or(500);
-        return Ok(rsp.status(code).body(http_body_util::Either::Right(Full::default())).unwrap());
+        return Ok(rsp
+            .status(code)
+            .body(http_body_util::Either::Right(Full::default()))
+            .unwrap());
     }
     if let Some(ms) = path.strip_prefix("/slow/") {
         let ms: u64 = ms.parse().unwrap_or(100);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        return Ok(rsp.body(http_body_util::Either::Right(Full::from("slow done"))).unwrap());
+        return Ok(rsp
+            .body(http_body_util::Either::Right(Full::from("slow done")))
+            .unwrap());
     }
     if path == "/count" {
         // Drains the body and answers with its size: streaming without buffering on our side.
@@ -274,9 +317,13 @@ async fn echo(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallib
                 n += d.len() as u64;
             }
         }
-        return Ok(rsp.body(http_body_util::Either::Right(Full::from(n.to_string()))).unwrap());
+        return Ok(rsp
+            .body(http_body_util::Either::Right(Full::from(n.to_string())))
+            .unwrap());
     }
-    Ok(rsp.body(http_body_util::Either::Left(req.into_body())).unwrap())
+    Ok(rsp
+        .body(http_body_util::Either::Left(req.into_body()))
+        .unwrap())
 }
 
 /// A TCP echo server.
@@ -285,7 +332,9 @@ pub async fn start_tcp_echo() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { continue };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = tcp.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -298,7 +347,9 @@ pub async fn start_tcp_echo() -> (SocketAddr, JoinHandle<()>) {
 /// HTTP/1.1 client connection to `addr`.
 pub async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
     tokio::spawn(conn.with_upgrades());
     send
 }
@@ -306,15 +357,20 @@ pub async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequ
 /// HTTP/2 prior-knowledge client connection to `addr`.
 pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     send
 }
 
 pub fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::builder().uri(path).header("host", "server.default:8080").body(Full::default()).unwrap()
+    Request::builder()
+        .uri(path)
+        .header("host", "server.default:8080")
+        .body(Full::default())
+        .unwrap()
 }
 
 pub async fn body_string(rsp: Response<Incoming>) -> String {
@@ -327,7 +383,8 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 

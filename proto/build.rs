@@ -1,13 +1,12 @@
-//! Generates the prost messages and their proto3-JSON serde impls from `proto/`.
-//! protox compiles the .proto files in-process, so no `protoc` is needed.
+//! Generates the prost messages and their proto3-JSON serde impls from `proto/`, and (with the
+//! `testing` feature) the tonic stubs of the test echo service. protox compiles the .proto files
+//! in-process, so no `protoc` is needed.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/sinew/config/v1/config.proto"];
-    for f in &files {
-        println!("cargo:rerun-if-changed={f}");
-    }
+    println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let fds = protox::compile(files, ["proto"])?;
     let descriptor_path = out.join("sinew_descriptor.bin");
@@ -24,5 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .build(&[".sinew"])?;
+
+    if std::env::var_os("CARGO_FEATURE_TESTING").is_some() {
+        let fds = protox::compile(["proto/sinew/testing/v1/echo.proto"], ["proto"])?;
+        tonic_prost_build::configure()
+            .build_transport(false)
+            .compile_fds(fds)?;
+    }
     Ok(())
 }

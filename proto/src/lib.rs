@@ -12,3 +12,12 @@ pub mod config {
         include!(concat!(env!("OUT_DIR"), "/sinew.config.v1.serde.rs"));
     }
 }
+
+/// A gRPC echo service for tests (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub mod v1 {
+        #![allow(clippy::all)]
+        tonic::include_proto!("sinew.testing.v1");
+    }
+}

@@ -35,7 +35,8 @@ async fn a_bad_chunk_aborts_the_request_and_closes_the_connection() {
     let (app, _t) = start_echo_app().await;
     let mesh = Mesh::start(app.port()).await;
     // The head is fine, so the request has started when the bare-LF chunk line arrives: the
-    // request is aborted (not completed at the app) and nothing after it is parsed.
+    // request is aborted before the app completes it, the client is told it was its fault, and
+    // nothing after it is parsed.
     let out = raw_exchange(
         mesh.outbound(),
         b"POST /count HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: s\r\n\r\n",

@@ -4,6 +4,7 @@
 //! Promise of [`H2Pool`]: at most one connection attempt per key at a time; concurrent requests
 //! for a key that is still connecting wait for that attempt instead of opening their own.
 
+use super::body::RequestBody;
 use super::{Body, ProxyError};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -19,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-type Connecting = Shared<BoxFuture<'static, Result<SendRequest<Incoming>, Arc<ProxyError>>>>;
+type Connecting = Shared<BoxFuture<'static, Result<SendRequest<RequestBody>, Arc<ProxyError>>>>;
 
 enum Slot {
-    Ready(SendRequest<Incoming>),
+    Ready(SendRequest<RequestBody>),
     Connecting(Connecting),
 }
 
@@ -45,10 +46,10 @@ impl<K: Hash + Eq + Clone> H2Pool<K> {
         &self,
         key: &K,
         connect: F,
-    ) -> Result<SendRequest<Incoming>, ProxyError>
+    ) -> Result<SendRequest<RequestBody>, ProxyError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<SendRequest<Incoming>, ProxyError>> + Send + 'static,
+        Fut: Future<Output = Result<SendRequest<RequestBody>, ProxyError>> + Send + 'static,
     {
         let fut = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,7 +115,7 @@ pub async fn h2_handshake<I>(
     io: I,
     addr: SocketAddr,
     settings: H2Settings,
-) -> Result<SendRequest<Incoming>, ProxyError>
+) -> Result<SendRequest<RequestBody>, ProxyError>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -154,7 +155,7 @@ pub async fn connect_tcp(
 pub struct PlainClient {
     h1: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
-        Incoming,
+        RequestBody,
     >,
     h2: H2Pool<SocketAddr>,
     connect_timeout: Duration,
@@ -195,29 +196,22 @@ impl PlainClient {
                     h2_handshake(io, addr, H2Settings::default()).await
                 })
                 .await?;
+            let (req, failed) = super::body::track(req);
             let rsp = send
                 .send_request(req)
                 .await
-                .map_err(super::upstream_error)?;
+                .map_err(|e| super::upstream_error(e, &failed))?;
             return Ok(rsp.map(Either::Left));
         }
         super::set_origin(&mut req, addr);
+        let (req, failed) = super::body::track(req);
         match self.h1.request(req).await {
             Ok(rsp) => Ok(rsp.map(Either::Left)),
             Err(e) if e.is_connect() => Err(ProxyError::Connect {
                 addr,
                 source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),
             }),
-            Err(e) => {
-                let user = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<hyper::Error>())
-                    .is_some_and(|h| h.is_user() || h.is_body_write_aborted());
-                Err(if user {
-                    ProxyError::Downstream(e.into())
-                } else {
-                    ProxyError::Upstream(e.into())
-                })
-            }
+            Err(e) => Err(super::upstream_error(e, &failed)),
         }
     }
 }

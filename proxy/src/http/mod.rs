@@ -2,6 +2,7 @@
 //! hygiene, the conversion of HTTP/1 requests into HTTP/2 between proxies and back, and the
 //! mapping of proxy errors to responses.
 
+pub mod body;
 pub mod client;
 pub mod guard;
 pub mod server;
@@ -95,10 +96,13 @@ impl ProxyError {
     }
 }
 
-/// Classifies a failed upstream exchange: a broken request body from our own client is the
-/// client's fault (400), anything else is the upstream's.
-pub fn upstream_error(e: hyper::Error) -> ProxyError {
-    if e.is_user() || e.is_body_write_aborted() {
+/// Classifies a failed upstream exchange: if our own client's body broke, it is the client's
+/// fault (400); anything else is the upstream's.
+pub fn upstream_error(
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    body: &body::BodyFailed,
+) -> ProxyError {
+    if body.get() {
         ProxyError::Downstream(e.into())
     } else {
         ProxyError::Upstream(e.into())

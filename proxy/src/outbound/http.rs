@@ -65,7 +65,11 @@ impl OutboundHttp {
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, ep.addr.port(), &self.svc.name);
-        let mut rsp = send.send_request(req).await.map_err(h::upstream_error)?;
+        let (req, failed) = h::body::track(req);
+        let mut rsp = send
+            .send_request(req)
+            .await
+            .map_err(|e| h::upstream_error(e, &failed))?;
         if version != Version::HTTP_2 {
             *rsp.version_mut() = version;
         }

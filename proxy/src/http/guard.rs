@@ -386,8 +386,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut rb))?;
             let filled = rb.filled();
             if filled.is_empty() {
-                // EOF: release a partial head so hyper sees exactly what the client sent.
-                if !this.framer.held.is_empty() {
+                // EOF: release a partial head so hyper sees exactly what the client sent. (In the
+                // chunk-line states `held` only mirrors bytes already passed on.)
+                if matches!(this.framer.state, State::Head) && !this.framer.held.is_empty() {
                     let held = std::mem::take(&mut this.framer.held);
                     this.out.extend_from_slice(&held);
                     continue;
@@ -492,6 +493,30 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
         let (out, err) = run(input, 5);
         assert_eq!(err, None);
         assert_eq!(out, input);
+    }
+
+    /// Reads everything through a `Guarded` over `input`.
+    async fn through_guard(input: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        Guarded::new(input, 64 * 1024)
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn eof_inside_a_chunk_line_passes_each_byte_once() {
+        // Found by the h1_guarded_io fuzz target: bytes of an unfinished chunk-size line were
+        // released a second time at end of stream.
+        for input in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx-trailer: 1",
+            b"GET / HTTP/1.1\r\nHost: a",
+        ] {
+            assert_eq!(through_guard(input).await, input);
+        }
     }
 
     #[test]

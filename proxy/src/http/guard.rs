@@ -204,6 +204,16 @@ impl Framer {
 
     /// Collects a request head, validates its framing, then releases it.
     fn head(&mut self, input: &mut &[u8], out: &mut BytesMut) -> Result<(), Violation> {
+        if self.held.is_empty() {
+            // Empty lines before a request line are ignored by servers (RFC 9112 §2.2); pass them
+            // on rather than mistaking "\r\n\r\n" for a whole head.
+            let blank = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            out.extend_from_slice(&input[..blank]);
+            input.advance(blank);
+            if input.is_empty() {
+                return Ok(());
+            }
+        }
         let before = self.held.len();
         self.held.extend_from_slice(input);
         let consumed_all = input.len();
@@ -477,6 +487,19 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
                 "{}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn blank_lines_between_pipelined_requests_do_not_switch_the_guard_off() {
+        // Found while fuzzing: "\r\n\r\n" before a request was taken for a complete head.
+        for sep in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n"] {
+            let mut input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+            input.extend_from_slice(sep);
+            input.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+            for step in [1, 3, input.len()] {
+                assert_eq!(run(&input, step).1, Some(Violation::ContentLengthAndTransferEncoding), "{sep:?} step {step}");
+            }
         }
     }
 

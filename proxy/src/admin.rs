@@ -138,8 +138,7 @@ impl Admin {
     /// The effective config plus run-time facts (identity, certificate expiry), as JSON.
     fn config_dump(&self) -> String {
         let config = self.ctx.config();
-        let tls = self.ctx.tls.as_ref().map(|s| {
-            let st = s.current();
+        let tls = self.ctx.tls.current().map(|st| {
             let expiry = st
                 .creds
                 .not_after
@@ -154,6 +153,7 @@ impl Admin {
         });
         let dump = serde_json::json!({
             "version": config.version,
+            "resourceVersions": self.ctx.resource_versions(),
             "config": config.source,
             "tls": tls,
             "listeners": config.listeners.iter().map(|l| serde_json::json!({

@@ -24,6 +24,7 @@ pub struct Proxy {
     listeners: Vec<(TcpListener, ListenerKind)>,
     admin_listeners: Vec<(TcpListener, admin::Endpoint)>,
     shutdown_rx: mpsc::Receiver<()>,
+    control: Option<(crate::control::Channel, crate::config::ControlPlane)>,
     /// Where each configured listener actually bound (port 0 resolves here).
     pub bound: Vec<(String, SocketAddr)>,
     pub admin_addrs: [SocketAddr; 3],
@@ -41,12 +42,21 @@ impl Proxy {
             Some(p) => {
                 let creds = tls::Credentials::load(&p.cert, &p.key, &p.trust_bundle)?;
                 info!(identity = %creds.identity, "loaded workload certificate");
-                Some(tls::Store::new(tls::TlsState::new(creds)?))
+                tls::Store::new(tls::TlsState::new(creds)?)
             }
             None => {
                 warn!("no tls configured: mesh connections are impossible in either direction");
-                None
+                tls::Store::empty()
             }
+        };
+        let control = match &config.control_plane {
+            Some(cp) => {
+                let channel = crate::control::Channel::new(cp)
+                    .with_context(|| format!("control plane at {}", cp.address))?;
+                info!(address = %cp.address, "certificates and config come from the control plane");
+                Some((channel, cp.clone()))
+            }
+            None => None,
         };
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
@@ -91,6 +101,7 @@ impl Proxy {
             listeners,
             admin_listeners,
             shutdown_rx,
+            control,
             bound,
             admin_addrs,
         })
@@ -107,9 +118,14 @@ impl Proxy {
             tokio::spawn(accept_loop(ctx.clone(), sock, kind, watch.clone()));
         }
         drop(watch);
-        self.admin.ready.store(true, Ordering::Release);
-        ctx.metrics.ready.set(1);
-        info!(listeners = ?self.bound, "proxy ready");
+        match self.control.take() {
+            None => {
+                self.admin.ready.store(true, Ordering::Release);
+                ctx.metrics.ready.set(1);
+                info!(listeners = ?self.bound, "proxy ready");
+            }
+            Some((channel, cp)) => spawn_control(&self.admin, channel, cp),
+        }
 
         tokio::select! {
             _ = shutdown_signal() => info!("received a termination signal"),
@@ -136,6 +152,36 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+/// Starts the certificate manager and the discovery client; the proxy turns ready once it holds
+/// a certificate and its first config.
+fn spawn_control(admin: &Arc<Admin>, channel: crate::control::Channel, cp: crate::config::ControlPlane) {
+    use crate::control::{discovery, identity};
+    let ctx = admin.ctx.clone();
+    let material = identity::TlsMaterial::default();
+    let (has_cert, mut cert_rx) = tokio::sync::watch::channel(false);
+    let (has_config, mut config_rx) = tokio::sync::watch::channel(false);
+    let certifier = identity::Certifier {
+        channel: channel.clone(),
+        config: cp.clone(),
+        store: ctx.tls.clone(),
+        material: material.clone(),
+        has_cert,
+    };
+    tokio::spawn(certifier.run());
+    let base = ctx.config().source.clone();
+    let (handle, client) = discovery::new(channel, cp, base, ctx.clone(), material, has_config);
+    let _ = ctx.discovery.set(handle);
+    tokio::spawn(client.run());
+    let admin = admin.clone();
+    tokio::spawn(async move {
+        let _ = cert_rx.wait_for(|v| *v).await;
+        let _ = config_rx.wait_for(|v| *v).await;
+        admin.ready.store(true, Ordering::Release);
+        admin.ctx.metrics.ready.set(1);
+        info!("proxy ready: certificate and first config received");
+    });
 }
 
 async fn accept_loop(

@@ -66,7 +66,27 @@ pub struct Config {
     pub limits: Limits,
     pub admin: AdminAddrs,
     pub version: String,
+    pub control_plane: Option<ControlPlane>,
 }
+
+/// Where certificates and config come from at run time.
+#[derive(Clone, Debug)]
+pub struct ControlPlane {
+    pub address: String,
+    pub root_cert: PathBuf,
+    pub identity: Identity,
+    pub token_file: PathBuf,
+    pub certificate_ttl: Duration,
+    pub resolve_timeout: Duration,
+    pub pod: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_CONTROL_PLANE_IDENTITY: &str =
+    "spiffe://cluster.local/ns/sinew-system/sa/sinew-control-plane";
+pub const DEFAULT_CERTIFICATE_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct TlsPaths {
@@ -368,7 +388,54 @@ impl Config {
             )?,
         };
 
+        let control_plane = match &msg.control_plane {
+            None => None,
+            Some(cp) => {
+                if tls.is_some() {
+                    return Err(invalid(
+                        "controlPlane",
+                        "set either tls (static certificate files) or controlPlane (certificates from the CA), not both",
+                    ));
+                }
+                for (name, v) in [
+                    ("controlPlane.address", &cp.address),
+                    ("controlPlane.rootCertFile", &cp.root_cert_file),
+                    ("controlPlane.tokenFile", &cp.token_file),
+                ] {
+                    if v.is_empty() {
+                        return Err(invalid(name, "required"));
+                    }
+                }
+                let identity = if cp.identity.is_empty() {
+                    DEFAULT_CONTROL_PLANE_IDENTITY.to_string()
+                } else {
+                    cp.identity.clone()
+                };
+                Some(ControlPlane {
+                    address: cp.address.clone(),
+                    root_cert: PathBuf::from(&cp.root_cert_file),
+                    identity: Identity::parse(&identity)
+                        .map_err(|e| invalid("controlPlane.identity", e.to_string()))?,
+                    token_file: PathBuf::from(&cp.token_file),
+                    certificate_ttl: duration(
+                        "controlPlane.certificateTtl",
+                        &cp.certificate_ttl,
+                        DEFAULT_CERTIFICATE_TTL,
+                    )?,
+                    resolve_timeout: duration(
+                        "controlPlane.resolveTimeout",
+                        &cp.resolve_timeout,
+                        DEFAULT_RESOLVE_TIMEOUT,
+                    )?,
+                    pod: cp.pod.clone(),
+                    namespace: cp.namespace.clone(),
+                    labels: cp.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                })
+            }
+        };
+
         Ok(Self {
+            control_plane,
             version: msg.version.clone(),
             source: msg,
             tls,

@@ -5,21 +5,26 @@ use crate::config::Config;
 use crate::http::client::{H2Pool, PlainClient};
 use crate::metrics::Metrics;
 use crate::tls;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub struct Ctx {
     config: RwLock<Arc<Config>>,
-    pub tls: Option<tls::Store>,
+    pub tls: tls::Store,
     pub metrics: Arc<Metrics>,
     /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
     pub mesh: H2Pool<(SocketAddr, tls::Identity)>,
     /// Plaintext delivery to the local app and to endpoints without a sidecar.
     pub plain: PlainClient,
+    /// Set when a control plane is configured: on-demand subscriptions.
+    pub discovery: OnceLock<crate::control::discovery::Discovery>,
+    /// Versions of the resources the control plane sent, by name (for /config_dump).
+    resource_versions: RwLock<BTreeMap<String, String>>,
 }
 
 impl Ctx {
-    pub fn new(config: Arc<Config>, tls: Option<tls::Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: Arc<Config>, tls: tls::Store, metrics: Arc<Metrics>) -> Self {
         let plain = PlainClient::new(config.timeouts.connect, config.timeouts.idle);
         Self {
             config: RwLock::new(config),
@@ -27,6 +32,8 @@ impl Ctx {
             metrics,
             mesh: H2Pool::new(),
             plain,
+            discovery: OnceLock::new(),
+            resource_versions: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -43,11 +50,20 @@ impl Ctx {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
+    pub fn set_resource_versions(&self, v: BTreeMap<String, String>) {
+        *self.resource_versions.write().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+
+    pub fn resource_versions(&self) -> BTreeMap<String, String> {
+        self.resource_versions.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The current TLS state, or an error saying the proxy has no mesh credentials.
     pub fn tls(&self) -> Result<Arc<tls::TlsState>, crate::http::ProxyError> {
-        self.tls.as_ref().map(|s| s.current()).ok_or_else(|| {
+        self.tls.current().ok_or_else(|| {
             crate::http::ProxyError::TlsConfig(tls::TlsError::Rustls(rustls::Error::General(
-                "no mesh certificate configured (set tls in the config)".into(),
+                "no mesh certificate yet (set tls in the config, or wait for the control plane's CA)"
+                    .into(),
             )))
         })
     }

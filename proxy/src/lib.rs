@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod ctx;
 pub mod detect;
 pub mod drain;

@@ -33,8 +33,8 @@ impl InboundHttp {
         let xfcc = peer.as_ref().and_then(|p| {
             let by = ctx
                 .tls
-                .as_ref()
-                .map(|s| s.current().creds.identity.to_string())
+                .current()
+                .map(|s| s.creds.identity.to_string())
                 .unwrap_or_default();
             HeaderValue::from_str(&format!(
                 "By={by};Hash={};URI={}",

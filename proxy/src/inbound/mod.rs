@@ -150,11 +150,11 @@ async fn serve_mesh(
 ) {
     let config = ctx.config();
     let metrics = &ctx.metrics;
-    let Some(store) = &ctx.tls else {
-        warn!(%client, "mesh connection refused: this proxy has no certificate");
+    let Some(state) = ctx.tls.current() else {
+        warn!(%client, "mesh connection refused: this proxy has no certificate yet");
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server_config());
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.server_config());
     let tls = match tokio::time::timeout(config.timeouts.tls_handshake, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

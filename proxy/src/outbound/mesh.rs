@@ -2,7 +2,7 @@
 
 use crate::ctx::Ctx;
 use crate::http::ProxyError;
-use crate::tls::{Identity, IdentityMismatch};
+use crate::tls::Identity;
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
@@ -45,14 +45,4 @@ pub async fn connect(
     Ok(stream)
 }
 
-/// Turns a handshake error into an operator-readable reason (an identity mismatch names both).
-pub fn describe(e: &std::io::Error) -> String {
-    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        && let Some(m) = o.0.downcast_ref::<IdentityMismatch>()
-    {
-        return m.to_string();
-    }
-    e.to_string()
-}
+pub use crate::tls::describe_handshake_error as describe;

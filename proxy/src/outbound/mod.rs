@@ -49,6 +49,17 @@ pub async fn serve(
         metrics.connection(Direction::Outbound, ConnKind::Refused);
         return;
     }
+    let mut config = config;
+    if !config.is_excluded_outbound_port(dst.port()) && config.service(&dst).is_none() {
+        // An address we have not heard of: ask the control plane before passing it through.
+        if let (Some(d), Some(cp)) = (ctx.discovery.get(), &config.control_plane) {
+            let name = dst.to_string();
+            if !d.is_answered(&name) {
+                d.resolve(name, cp.resolve_timeout).await;
+                config = ctx.config();
+            }
+        }
+    }
     let svc = if config.is_excluded_outbound_port(dst.port()) {
         None
     } else {

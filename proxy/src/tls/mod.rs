@@ -243,6 +243,47 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
         .and_then(|s| Identity::parse(&s).ok())
 }
 
+/// Loads PEM roots from a file (the bootstrap trust for the control plane).
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let pem = read("root certificate", path)?;
+    let mut roots = RootCertStore::empty();
+    for der in certs("root certificate", path, &pem)? {
+        roots.add(der).map_err(|e| TlsError::Roots {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// A client config for the control plane: TLS 1.3, ALPN h2, no client certificate (callers
+/// authenticate with a bearer credential), and the server must present `expected`.
+pub fn control_client_config(
+    roots: RootCertStore,
+    expected: Identity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = verify::SpiffeServerVerifier::new(Arc::new(roots), expected, provider.clone());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Turns a handshake error into an operator-readable reason (an identity mismatch names both).
+pub fn describe_handshake_error(e: &std::io::Error) -> String {
+    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) =
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        && let Some(m) = o.0.downcast_ref::<IdentityMismatch>()
+    {
+        return m.to_string();
+    }
+    e.to_string()
+}
+
 /// The crypto provider everything here uses: ring, TLS 1.3 suites only.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     let mut p = rustls::crypto::ring::default_provider();
@@ -318,21 +359,27 @@ impl TlsState {
     }
 }
 
-/// The proxy's current TLS state; replaced whole when credentials change.
-#[derive(Clone)]
-pub struct Store(Arc<RwLock<Arc<TlsState>>>);
+/// The proxy's current TLS state; replaced whole when credentials change. Empty until the first
+/// certificate arrives (from files at start-up, or from the control plane's CA).
+#[derive(Clone, Default)]
+pub struct Store(Arc<RwLock<Option<Arc<TlsState>>>>);
 
 impl Store {
     pub fn new(state: TlsState) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(state))))
+        Self(Arc::new(RwLock::new(Some(Arc::new(state)))))
     }
 
-    pub fn current(&self) -> Arc<TlsState> {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn current(&self) -> Option<Arc<TlsState>> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// New connections use `state` from now on; established ones keep theirs.
     pub fn replace(&self, state: TlsState) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(state));
     }
 }
 

@@ -1,0 +1,287 @@
+//! The discovery client: one stream to the control plane, subscriptions on demand, ACK/NACK.
+//!
+//! Promises:
+//! - a response is applied whole or not at all: the merged config is validated
+//!   ([`Config::from_proto`]) and the trust bundle parsed before anything changes; if either
+//!   fails the response is NACKed with the reason and the last good config stays in force;
+//! - while the control plane is away the proxy keeps serving with what it has, and reconnects
+//!   with jittered exponential backoff, telling the control plane what it already holds so only
+//!   changes are sent;
+//! - [`Discovery::resolve`] lets a new connection to an unknown address wait (bounded) for the
+//!   control plane's answer instead of being passed through by mistake.
+
+use super::identity::TlsMaterial;
+use super::{Backoff, Channel};
+use crate::config::{Config, ControlPlane};
+use crate::ctx::Ctx;
+use sinew_proto::config::v1 as cfg;
+use sinew_proto::discovery::v1 as pb;
+use sinew_proto::discovery::v1::discovery_client::DiscoveryClient;
+use sinew_proto::discovery::v1::discovery_request::Kind;
+use sinew_proto::discovery::v1::resource::Kind as ResourceKind;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// The handle the data path uses.
+#[derive(Clone)]
+pub struct Discovery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    subscribe: mpsc::UnboundedSender<String>,
+    /// Names the control plane has answered (with a resource or "not found").
+    answered: Mutex<HashSet<String>>,
+    changed: watch::Sender<u64>,
+}
+
+// === impl Discovery ===
+
+impl Discovery {
+    pub fn is_answered(&self, name: &str) -> bool {
+        self.inner
+            .answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// Subscribes to `name` if needed and waits up to `timeout` for the control plane's answer.
+    pub async fn resolve(&self, name: String, timeout: Duration) {
+        if self.is_answered(&name) {
+            return;
+        }
+        let mut changed = self.inner.changed.subscribe();
+        let _ = self.inner.subscribe.send(name.clone());
+        let _ = tokio::time::timeout(timeout, async {
+            while !self.is_answered(&name) {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// The task that owns the stream.
+pub struct Client {
+    channel: Channel,
+    config: ControlPlane,
+    /// The proxy's own config file: listeners, timeouts, static services.
+    base: cfg::ProxyConfig,
+    ctx: Arc<Ctx>,
+    material: TlsMaterial,
+    has_config: watch::Sender<bool>,
+    inner: Arc<Inner>,
+    subscribe_rx: mpsc::UnboundedReceiver<String>,
+    /// Resources held, by subscribed name (or base resource name).
+    resources: BTreeMap<String, pb::Resource>,
+    subscribed: BTreeSet<String>,
+}
+
+pub fn new(
+    channel: Channel,
+    config: ControlPlane,
+    base: cfg::ProxyConfig,
+    ctx: Arc<Ctx>,
+    material: TlsMaterial,
+    has_config: watch::Sender<bool>,
+) -> (Discovery, Client) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let inner = Arc::new(Inner {
+        subscribe: tx,
+        answered: Mutex::new(HashSet::new()),
+        changed: watch::channel(0).0,
+    });
+    let handle = Discovery {
+        inner: inner.clone(),
+    };
+    let client = Client {
+        channel,
+        config,
+        base,
+        ctx,
+        material,
+        has_config,
+        inner,
+        subscribe_rx: rx,
+        resources: BTreeMap::new(),
+        subscribed: BTreeSet::new(),
+    };
+    (handle, client)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("cannot read the token file {0}: {1}")]
+    Token(String, std::io::Error),
+    #[error("{0}")]
+    Grpc(#[from] tonic::Status),
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+// === impl Client ===
+
+impl Client {
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            match self.session(&mut backoff).await {
+                Ok(()) => {}
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, retry_in = ?delay, "discovery stream lost; keeping the last good config");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn session(&mut self, backoff: &mut Backoff) -> Result<(), StreamError> {
+        let token = super::read_token(&self.config.token_file)
+            .map_err(|e| StreamError::Token(self.config.token_file.display().to_string(), e))?;
+        let (tx, mut rx) = mpsc::channel::<pb::DiscoveryRequest>(64);
+        let hello = pb::Hello {
+            pod: self.config.pod.clone(),
+            namespace: self.config.namespace.clone(),
+            labels: self.config.labels.clone().into_iter().collect(),
+            known: self
+                .resources
+                .iter()
+                .filter(|(_, r)| !r.version.is_empty())
+                .map(|(n, r)| pb::ResourceVersion {
+                    name: n.clone(),
+                    version: r.version.clone(),
+                })
+                .collect(),
+            subscribe: self.subscribed.iter().cloned().collect(),
+        };
+        let _ = tx.try_send(request(Kind::Hello(hello)));
+        let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let mut req = tonic::Request::new(outbound);
+        if let Ok(v) = format!("Bearer {token}").parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+        let mut client = DiscoveryClient::with_origin(self.channel.clone(), self.channel.origin());
+        let mut responses = client.stream(req).await?.into_inner();
+        info!("discovery stream open");
+        loop {
+            tokio::select! {
+                msg = responses.message() => {
+                    let Some(rsp) = msg? else { return Err(StreamError::Closed) };
+                    backoff.reset();
+                    let nonce = rsp.nonce.clone();
+                    let reply = match self.apply(rsp) {
+                        Ok(()) => Kind::Ack(pb::Ack { nonce }),
+                        Err(reason) => {
+                            warn!(%nonce, %reason, "rejected config from the control plane (NACK); keeping the last good config");
+                            Kind::Nack(pb::Nack { nonce, reason })
+                        }
+                    };
+                    if tx.send(request(reply)).await.is_err() {
+                        return Err(StreamError::Closed);
+                    }
+                }
+                Some(name) = self.subscribe_rx.recv() => {
+                    if self.subscribed.insert(name.clone()) {
+                        debug!(%name, "subscribing");
+                        let sub = Kind::Subscribe(pb::Names { names: vec![name] });
+                        if tx.send(request(sub)).await.is_err() {
+                            return Err(StreamError::Closed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one response whole, or returns why it cannot be applied.
+    fn apply(&mut self, rsp: pb::DiscoveryResponse) -> Result<(), String> {
+        let mut next = self.resources.clone();
+        let mut bundle = None;
+        for r in rsp.resources {
+            if let Some(ResourceKind::TrustBundle(b)) = &r.kind {
+                if b.roots.is_empty() {
+                    return Err("trust bundle with no roots".into());
+                }
+                bundle = Some(b.roots.join("\n"));
+            }
+            next.insert(r.name.clone(), r);
+        }
+        for name in rsp.removed {
+            // Still subscribed, so the answer is now "not found".
+            next.insert(
+                name.clone(),
+                pb::Resource {
+                    name,
+                    version: String::new(),
+                    kind: Some(ResourceKind::NotFound(pb::NotFound {})),
+                },
+            );
+        }
+        let merged = merge(&self.base, &next, &rsp.nonce);
+        let config = Config::from_proto(merged).map_err(|e| format!("invalid config: {e}"))?;
+        if let Some(b) = bundle {
+            self.material
+                .set_bundle(b, &self.ctx.tls)
+                .map_err(|e| format!("invalid trust bundle: {e}"))?;
+        }
+        self.ctx.set_config(Arc::new(config));
+        self.ctx.set_resource_versions(
+            next.iter()
+                .map(|(n, r)| (n.clone(), if r.version.is_empty() { "not-found".into() } else { r.version.clone() }))
+                .collect(),
+        );
+        {
+            let mut answered = self.inner.answered.lock().unwrap_or_else(|p| p.into_inner());
+            answered.extend(next.keys().cloned());
+        }
+        self.resources = next;
+        self.inner.changed.send_modify(|g| *g += 1);
+        self.has_config.send_replace(true);
+        Ok(())
+    }
+}
+
+fn request(kind: Kind) -> pb::DiscoveryRequest {
+    pb::DiscoveryRequest { kind: Some(kind) }
+}
+
+/// The proxy's file config plus everything discovered. A discovered service is added once even
+/// if several subscribed names lead to it; an address the file already claims stays the file's.
+fn merge(
+    base: &cfg::ProxyConfig,
+    resources: &BTreeMap<String, pb::Resource>,
+    nonce: &str,
+) -> cfg::ProxyConfig {
+    let mut merged = base.clone();
+    merged.version = format!("discovery-{nonce}");
+    let mut claimed: HashSet<String> = merged
+        .services
+        .iter()
+        .flat_map(|s| s.addresses.iter().cloned())
+        .collect();
+    for r in resources.values() {
+        match &r.kind {
+            Some(ResourceKind::Service(s)) => {
+                // No address: nothing can dial it (yet); an address someone claims: theirs.
+                if s.addresses.is_empty() || s.addresses.iter().any(|a| claimed.contains(a)) {
+                    continue;
+                }
+                claimed.extend(s.addresses.iter().cloned());
+                merged.services.push(s.clone());
+            }
+            Some(ResourceKind::Settings(s)) => {
+                merged.inbound_mode = s.inbound_mode;
+                merged.opaque_ports.extend(s.opaque_ports.iter().copied());
+            }
+            _ => {}
+        }
+    }
+    merged
+}

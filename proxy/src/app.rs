@@ -156,14 +156,18 @@ impl Proxy {
 
 /// Starts the certificate manager and the discovery client; the proxy turns ready once it holds
 /// a certificate and its first config.
-fn spawn_control(admin: &Arc<Admin>, channel: crate::control::Channel, cp: crate::config::ControlPlane) {
+fn spawn_control(
+    admin: &Arc<Admin>,
+    channel: crate::control::Channel,
+    cp: crate::config::ControlPlane,
+) {
     use crate::control::{discovery, identity};
     let ctx = admin.ctx.clone();
     let material = identity::TlsMaterial::default();
     let (has_cert, mut cert_rx) = tokio::sync::watch::channel(false);
     let (has_config, mut config_rx) = tokio::sync::watch::channel(false);
     let certifier = identity::Certifier {
-        channel: channel.clone(),
+        ca: Arc::new(channel.clone()),
         config: cp.clone(),
         store: ctx.tls.clone(),
         material: material.clone(),

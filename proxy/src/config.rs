@@ -271,7 +271,8 @@ impl Config {
                     } else {
                         let f = format!("{field}.fixedDestination");
                         let dst = socket_addr(&f, &l.fixed_destination)?;
-                        if !services.contains_key(&dst) {
+                        // With a control plane the service is discovered on first use.
+                        if !services.contains_key(&dst) && msg.control_plane.is_none() {
                             return Err(invalid(
                                 f,
                                 format!("{dst} is not an address of any service"),
@@ -429,7 +430,11 @@ impl Config {
                     )?,
                     pod: cp.pod.clone(),
                     namespace: cp.namespace.clone(),
-                    labels: cp.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    labels: cp
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 })
             }
         };

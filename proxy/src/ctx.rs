@@ -51,11 +51,17 @@ impl Ctx {
     }
 
     pub fn set_resource_versions(&self, v: BTreeMap<String, String>) {
-        *self.resource_versions.write().unwrap_or_else(|p| p.into_inner()) = v;
+        *self
+            .resource_versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = v;
     }
 
     pub fn resource_versions(&self) -> BTreeMap<String, String> {
-        self.resource_versions.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.resource_versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current TLS state, or an error saying the proxy has no mesh credentials.

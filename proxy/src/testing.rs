@@ -56,6 +56,23 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// Signs a CSR (PEM) for `identity`, valid from now for `ttl`: what a CA does. Returns PEM.
+    pub fn sign_csr(&self, csr_pem: &str, identity: &str, ttl: std::time::Duration) -> String {
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("test CSR parses");
+        csr.params.subject_alt_names = vec![SanType::URI(
+            identity.try_into().expect("test identity is IA5"),
+        )];
+        let now = time_now();
+        csr.params.not_before = now - time::Duration::minutes(1);
+        csr.params.not_after = now + time::Duration::seconds(ttl.as_secs() as i64);
+        csr.params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        csr.signed_by(&self.issuer).expect("invariant: sign").pem()
+    }
+
     /// Writes `<dir>/<name>.crt`, `<name>.key` and `ca.crt` for `identity`.
     pub fn write_workload(&self, dir: &Path, name: &str, identity: &str) -> WorkloadFiles {
         let (cert, key) = self.leaf(identity);
@@ -69,6 +86,10 @@ impl TestCa {
         std::fs::write(&files.bundle, self.root_pem()).expect("write test bundle");
         files
     }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }
 
 /// A fresh temporary directory removed on drop.

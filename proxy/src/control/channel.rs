@@ -51,10 +51,10 @@ impl Channel {
 
     async fn connection(&self) -> Result<SendRequest<GrpcBody>, BoxError> {
         let mut conn = self.inner.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = conn.as_ref()
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
         }
         let c = self.connect().await?;
         *conn = Some(c.clone());
@@ -66,15 +66,23 @@ impl Channel {
             .await?
             .next()
             .ok_or_else(|| format!("{} resolves to no address", self.inner.address))?;
-        let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| format!("connecting to the control plane at {addr} timed out"))??;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| format!("connecting to the control plane at {addr} timed out"))??;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.inner.tls.clone());
         let tls = connector
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
-            .map_err(|e| format!("TLS with the control plane at {addr}: {}", crate::tls::describe_handshake_error(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "TLS with the control plane at {addr}: {}",
+                    crate::tls::describe_handshake_error(&e)
+                )
+            })?;
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))

@@ -234,11 +234,24 @@ impl Client {
         self.ctx.set_config(Arc::new(config));
         self.ctx.set_resource_versions(
             next.iter()
-                .map(|(n, r)| (n.clone(), if r.version.is_empty() { "not-found".into() } else { r.version.clone() }))
+                .map(|(n, r)| {
+                    (
+                        n.clone(),
+                        if r.version.is_empty() {
+                            "not-found".into()
+                        } else {
+                            r.version.clone()
+                        },
+                    )
+                })
                 .collect(),
         );
         {
-            let mut answered = self.inner.answered.lock().unwrap_or_else(|p| p.into_inner());
+            let mut answered = self
+                .inner
+                .answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             answered.extend(next.keys().cloned());
         }
         self.resources = next;

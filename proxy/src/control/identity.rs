@@ -51,7 +51,11 @@ impl TlsMaterial {
         m.bundle_pem = Some(bundle.clone());
         let (k, c) = (m.key_pem.clone(), m.chain_pem.clone());
         drop(m);
-        let state = TlsState::new(credentials(&k.unwrap_or_default(), &c.unwrap_or_default(), &bundle)?)?;
+        let state = TlsState::new(credentials(
+            &k.unwrap_or_default(),
+            &c.unwrap_or_default(),
+            &bundle,
+        )?)?;
         store.replace(state);
         Ok(creds)
     }
@@ -74,12 +78,22 @@ impl TlsMaterial {
 
 fn credentials(key: &str, chain: &str, bundle: &str) -> Result<Credentials, tls::TlsError> {
     let p = Path::new("<from the control plane>");
-    Credentials::from_pem(chain.as_bytes(), key.as_bytes(), bundle.as_bytes(), [p, p, p])
+    Credentials::from_pem(
+        chain.as_bytes(),
+        key.as_bytes(),
+        bundle.as_bytes(),
+        [p, p, p],
+    )
 }
 
 /// When to renew a certificate valid from `not_before` to `not_after`: at half its lifetime,
 /// moved by up to ±`jitter` of the lifetime (`unit` in [0, 1) picks where).
-pub fn renew_after(not_before: SystemTime, not_after: SystemTime, jitter: f64, unit: f64) -> SystemTime {
+pub fn renew_after(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    jitter: f64,
+    unit: f64,
+) -> SystemTime {
     let lifetime = not_after.duration_since(not_before).unwrap_or_default();
     let offset = lifetime.mul_f64((0.5 + jitter * (2.0 * unit - 1.0)).clamp(0.1, 0.9));
     not_before + offset
@@ -100,8 +114,40 @@ pub enum CertifyError {
     Csr(#[from] rcgen::Error),
 }
 
+/// Where certificates come from: the control plane's CA over gRPC, or a stand-in in tests.
+pub trait CaClient: Send + Sync + 'static {
+    fn create(
+        &self,
+        token: String,
+        req: pb::CreateCertificateRequest,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<pb::CreateCertificateResponse, tonic::Status>,
+    >;
+}
+
+impl CaClient for Channel {
+    fn create(
+        &self,
+        token: String,
+        req: pb::CreateCertificateRequest,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<pb::CreateCertificateResponse, tonic::Status>,
+    > {
+        let mut client = CertificateServiceClient::with_origin(self.clone(), self.origin());
+        Box::pin(async move {
+            let mut req = tonic::Request::new(req);
+            if let Ok(v) = format!("Bearer {token}").parse() {
+                req.metadata_mut().insert("authorization", v);
+            }
+            Ok(client.create_certificate(req).await?.into_inner())
+        })
+    }
+}
+
 pub struct Certifier {
-    pub channel: Channel,
+    pub ca: Arc<dyn CaClient>,
     pub config: ControlPlane,
     pub store: tls::Store,
     pub material: TlsMaterial,
@@ -139,30 +185,27 @@ impl Certifier {
 
     /// One CSR round trip; installs the result.
     pub async fn certify_once(&self) -> Result<Credentials, CertifyError> {
-        let token = super::read_token(&self.config.token_file).map_err(|source| CertifyError::Token {
-            path: self.config.token_file.clone(),
-            source,
-        })?;
+        let token =
+            super::read_token(&self.config.token_file).map_err(|source| CertifyError::Token {
+                path: self.config.token_file.clone(),
+                source,
+            })?;
         let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::default()
             .serialize_request(&key)?
             .pem()?;
-        let mut req = tonic::Request::new(pb::CreateCertificateRequest {
+        let req = pb::CreateCertificateRequest {
             csr,
             validity: Some(pbjson_types::Duration {
                 seconds: self.config.certificate_ttl.as_secs() as i64,
                 nanos: 0,
             }),
-        });
-        if let Ok(v) = format!("Bearer {token}").parse() {
-            req.metadata_mut().insert("authorization", v);
-        }
-        let mut client = CertificateServiceClient::with_origin(self.channel.clone(), self.channel.origin());
-        let rsp = client
-            .create_certificate(req)
+        };
+        let rsp = self
+            .ca
+            .create(token, req)
             .await
-            .map_err(CertifyError::Refused)?
-            .into_inner();
+            .map_err(CertifyError::Refused)?;
         let chain = rsp.cert_chain.join("\n");
         let bundle = rsp.trust_bundle.join("\n");
         Ok(self
@@ -172,17 +215,4 @@ impl Certifier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renewal_is_at_half_life_within_the_jitter() {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let end = start + Duration::from_secs(24 * 3600);
-        assert_eq!(renew_after(start, end, 0.1, 0.5), start + Duration::from_secs(12 * 3600));
-        let early = renew_after(start, end, 0.1, 0.0);
-        let late = renew_after(start, end, 0.1, 0.999_999);
-        assert!(early >= start + Duration::from_secs(9 * 3600) && early < start + Duration::from_secs(12 * 3600));
-        assert!(late > start + Duration::from_secs(12 * 3600) && late <= start + Duration::from_secs(15 * 3600));
-    }
-}
+mod tests;

@@ -24,7 +24,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { next: min, min, max }
+        Self {
+            next: min,
+            min,
+            max,
+        }
     }
 
     pub fn reset(&mut self) {

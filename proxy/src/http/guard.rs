@@ -207,7 +207,10 @@ impl Framer {
         if self.held.is_empty() {
             // Empty lines before a request line are ignored by servers (RFC 9112 §2.2); pass them
             // on rather than mistaking "\r\n\r\n" for a whole head.
-            let blank = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            let blank = input
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
             out.extend_from_slice(&input[..blank]);
             input.advance(blank);
             if input.is_empty() {
@@ -498,7 +501,11 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
             input.extend_from_slice(sep);
             input.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
             for step in [1, 3, input.len()] {
-                assert_eq!(run(&input, step).1, Some(Violation::ContentLengthAndTransferEncoding), "{sep:?} step {step}");
+                assert_eq!(
+                    run(&input, step).1,
+                    Some(Violation::ContentLengthAndTransferEncoding),
+                    "{sep:?} step {step}"
+                );
             }
         }
     }

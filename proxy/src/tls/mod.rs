@@ -275,8 +275,9 @@ pub fn control_client_config(
 
 /// Turns a handshake error into an operator-readable reason (an identity mismatch names both).
 pub fn describe_handshake_error(e: &std::io::Error) -> String {
-    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) =
-        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         && let Some(m) = o.0.downcast_ref::<IdentityMismatch>()
     {
         return m.to_string();

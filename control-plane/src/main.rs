@@ -1,0 +1,152 @@
+//! The `sinew-control-plane` binary: `serve` the CA and config streaming from a registry
+//! directory, or mint a local-mode `token` for a pod.
+
+#![forbid(unsafe_code)]
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sinew_control_plane::app::{AUDIENCE, ControlPlane, Options, TOKEN_KEY};
+use sinew_control_plane::auth::{Caller, LocalTokens};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sinew-control-plane",
+    version,
+    about = "Sinew's control plane: mesh CA and per-proxy config"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the CA and discovery (gRPC over TLS) and monitoring.
+    Serve(ServeArgs),
+    /// Print a local-mode credential for a pod (what `sinewctl` hands each sidecar).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory of Kubernetes-shaped YAML (Namespaces, ServiceAccounts, Services, Pods,
+    /// Deployments, DestinationRules); reloaded on change.
+    #[arg(long)]
+    registry: PathBuf,
+    /// Pod IPs and service VIPs assigned by the local runner (see docs/control-plane.md).
+    #[arg(long)]
+    assignments: Option<PathBuf>,
+    /// Where the CA root and the token key are kept (created on first start).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// A plug-in CA directory with ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem
+    /// (Istio's layout); without it a self-signed root is created in --state-dir.
+    #[arg(long)]
+    plugin_ca: Option<PathBuf>,
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// gRPC (CA + discovery) over TLS.
+    #[arg(long, default_value = "0.0.0.0:15012")]
+    listen: SocketAddr,
+    /// Monitoring: /metrics, /ready, /debug/proxies.
+    #[arg(long, default_value = "0.0.0.0:15014")]
+    monitoring: SocketAddr,
+    /// Extra DNS names for the serving certificate.
+    #[arg(long)]
+    dns_name: Vec<String>,
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    #[arg(long, default_value = "default")]
+    service_account: String,
+    #[arg(long)]
+    pod: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86400)]
+    ttl_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Serve(a) => serve(a),
+        Command::Token(a) => token(a),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sinew-control-plane: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(a: TokenArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.state_dir)
+        .with_context(|| format!("cannot create {}", a.state_dir.display()))?;
+    let tokens = LocalTokens::load_or_create(&a.state_dir.join(TOKEN_KEY), AUDIENCE)?;
+    let caller = Caller {
+        namespace: a.namespace,
+        service_account: a.service_account,
+        pod: a.pod,
+    };
+    println!("{}", tokens.mint(&caller, Duration::from_secs(a.ttl_secs)));
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level)
+        .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", a.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(a))
+}
+
+async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(Options {
+        registry: a.registry,
+        assignments: a.assignments,
+        state_dir: a.state_dir,
+        plugin_ca: a.plugin_ca,
+        trust_domain: a.trust_domain,
+        listen: a.listen,
+        monitoring: a.monitoring,
+        dns_names: a.dns_name,
+    })
+    .await?;
+    tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");
+    tokio::select! {
+        _ = cp.serve() => {}
+        _ = shutdown() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

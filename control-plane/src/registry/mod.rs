@@ -1,0 +1,100 @@
+//! The registry: local mode's source of truth — a directory of Kubernetes-shaped YAML turned into
+//! an immutable, validated [`Snapshot`] of namespaces, service accounts, services, pods and
+//! DestinationRules, kept current while the files change.
+//!
+//! # What is read
+//!
+//! Every `*.yaml` / `*.yml` file under the directory, recursively, in byte order of the path, so
+//! that the same tree always yields the same snapshot. Hidden entries (names starting with `.`)
+//! are skipped: editors leave `.#app.yaml` lock files, and a ConfigMap volume keeps its real
+//! files under `..data/` behind top-level symlinks (symlinks to files are followed, symlinks to
+//! directories are not, so a loop cannot hang the scan). The assignments file (below) is never
+//! read as a manifest even when it sits inside the directory.
+//!
+//! Each file may hold several documents separated by `---`. Documents that are empty (or only
+//! comments, or `null`) are skipped and not counted; "document N" in an error is the 0-based
+//! index among the remaining ones, and the line is always given (the YAML library's own line for
+//! syntax and type errors, the document's first line for validation errors).
+//!
+//! | `apiVersion` | `kind` | becomes |
+//! |---|---|---|
+//! | `v1` | `Namespace`, `ServiceAccount`, `Service`, `Pod` | `k8s_openapi` types |
+//! | `apps/v1` | `Deployment` | `replicas` pods named `<deployment>-<index>` |
+//! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `DestinationRule` | [`DestinationRule`] (spec kept as JSON) |
+//!
+//! Anything else is a warning ([`Snapshot::warnings`]) and is skipped, so a directory written for
+//! a cluster (with ConfigMaps, Ingresses, …) still runs locally.
+//!
+//! # What is promised
+//!
+//! The same YAML means the same thing here as in a cluster, so the checks are the API server's
+//! where it matters: `metadata.name` is required and must be a DNS name; the namespace defaults to
+//! `default`, which always exists, and any other namespace must be declared by a `Namespace`
+//! document; a pod's service account defaults to `default`, which exists in every namespace, and
+//! any other must be declared; Service ports need `port` (1–65535), `targetPort` defaults to
+//! `port` and may name a container port; a Deployment's selector must match its template's
+//! labels. Two objects of the same kind with the same namespace and name are an error that names
+//! both places (the three Istio DestinationRule versions are one kind, `sinew.dev` is another).
+//! Every problem in the directory is reported at once, each naming file, document and line.
+//!
+//! A pod is *meshed* (gets a sidecar and an identity) when its namespace has the label
+//! `sinew-injection=enabled`, it does not opt out with the label or annotation
+//! `sinew.dev/inject: "false"`, and it is not a `hostNetwork` pod — the injector's rule, so local
+//! mode meshes exactly what a cluster would.
+//!
+//! # Addresses: the hand-over from the runner
+//!
+//! Users do not write pod IPs or service VIPs; local mode's runner assigns them and hands them
+//! over as [`Assignments`], either in process ([`RegistryHandle::set_assignments`]) or through a
+//! YAML file that the registry watches alongside the manifests:
+//!
+//! ```yaml
+//! # Written by the local runner (see `Assignments::write_file`), read by the registry.
+//! pods:
+//!   - namespace: shop
+//!     name: reviews-0
+//!     ip: 198.18.0.10
+//! services:
+//!   - namespace: shop
+//!     name: reviews
+//!     vip: 198.19.0.10
+//! ```
+//!
+//! Both lists may be omitted; unknown fields and duplicate entries are errors (the file is written
+//! by a program, so a typo is a bug to surface, not to ignore). A missing file means "nothing
+//! assigned yet". Entries set in process override the file's entry for the same object. An
+//! explicit `spec.clusterIP` or `status.podIP` in the YAML always wins over an assignment, and a
+//! headless service (`clusterIP: None`) never gets a VIP.
+//!
+//! # Watching
+//!
+//! [`FileRegistry::spawn`] polls the directory (no inotify: it works the same on every
+//! filesystem, container mount and CI box) and republishes after a burst of changes has settled;
+//! see [`Debounce`]. A change that fails to parse keeps the last good snapshot in force and is
+//! reported by [`RegistryHandle::last_error`]; a snapshot is only published when its content
+//! changed, with the next [`Snapshot::generation`].
+//!
+//! # Resolution
+//!
+//! [`Snapshot::service_resources`] turns the model into the proxy's `Service` config messages, one
+//! per service port, with endpoints, identities and protocols — see [`ServiceResource`].
+
+mod assignments;
+mod error;
+mod model;
+mod parse;
+mod resolve;
+mod selector;
+mod watch;
+
+pub use self::assignments::Assignments;
+pub use self::error::{Origin, Problem, RegistryError};
+pub use self::model::{
+    DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
+};
+pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
+pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,561 @@
+//! The registry's model: an immutable [`Snapshot`] of what runs where, built from parsed
+//! documents after the checks that need more than one document (duplicates, references to
+//! namespaces and service accounts, Deployment expansion), and re-addressed by [`Assignments`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sinew_proto::config::v1::Protocol;
+
+use super::assignments::Assignments;
+use super::error::{Origin, Problem, RegistryError};
+use super::parse::{self, Doc, Object, Parsed};
+use super::selector;
+
+/// Namespace label that turns on the sidecar for the namespace's pods (the injector's rule).
+pub const INJECTION_LABEL: (&str, &str) = ("sinew-injection", "enabled");
+
+/// Pod label or annotation that opts one pod out: `sinew.dev/inject: "false"`.
+pub const INJECT_OPT_OUT: (&str, &str) = ("sinew.dev/inject", "false");
+
+/// Port of a meshed pod's inbound proxy listener.
+pub const MESH_INBOUND_PORT: u16 = 15006;
+
+/// The namespace that exists without being declared, as in every cluster.
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
+
+/// The service account that exists in every namespace without being declared.
+pub(crate) const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// Everything the registry knows at one moment. Immutable once built; shared as
+/// `Arc<Snapshot>`. Maps are keyed by `(namespace, name)` and iterate in that order, so
+/// everything derived from a snapshot is deterministic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    generation: u64,
+    namespaces: BTreeMap<String, NamespaceEntry>,
+    service_accounts: BTreeMap<(String, String), ServiceAccountEntry>,
+    services: BTreeMap<(String, String), ServiceEntry>,
+    pods: BTreeMap<(String, String), PodEntry>,
+    destination_rules: Vec<DestinationRule>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceEntry {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Whether pods here get a sidecar (label `sinew-injection=enabled`).
+    pub injection_enabled: bool,
+    /// `None` for the implicit `default` namespace.
+    pub origin: Option<Origin>,
+    pub object: Option<Namespace>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceAccountEntry {
+    pub namespace: String,
+    pub name: String,
+    pub origin: Origin,
+    pub object: ServiceAccount,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEntry {
+    pub namespace: String,
+    pub name: String,
+    /// In the order written.
+    pub ports: Vec<ServicePortEntry>,
+    /// `None` when the Service has no (or an empty) selector: it then has no endpoints.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// `spec.clusterIP: None`: no VIP, ever.
+    pub headless: bool,
+    /// `spec.clusterIP` as written in the YAML.
+    pub yaml_cluster_ip: Option<IpAddr>,
+    /// The address clients dial: the YAML's clusterIP, else the runner's assignment.
+    pub vip: Option<IpAddr>,
+    pub origin: Origin,
+    pub object: Service,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePortEntry {
+    pub name: Option<String>,
+    pub port: u16,
+    pub target_port: TargetPort,
+    /// `TCP`, `UDP` or `SCTP`. Only TCP ports are mesh resources.
+    pub transport: String,
+    pub app_protocol: Option<String>,
+    /// From `appProtocol`, else the port name's prefix (Istio's convention).
+    pub protocol: Protocol,
+}
+
+/// Where a Service port's traffic goes on the pod.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetPort {
+    Number(u16),
+    /// A container port name, resolved per pod (pods may use different numbers).
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodEntry {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.serviceAccountName`, default `default`.
+    pub service_account: String,
+    /// `status.podIP` as written in the YAML.
+    pub yaml_ip: Option<IpAddr>,
+    /// The pod's address: the YAML's podIP, else the runner's assignment.
+    pub ip: Option<IpAddr>,
+    /// Gets a sidecar and a SPIFFE identity (see the module docs for the rule).
+    pub meshed: bool,
+    /// The Deployment this pod was generated from.
+    pub owner: Option<String>,
+    pub origin: Origin,
+    /// The full pod (for Deployment pods: the template, named and labelled), so the runner can
+    /// read containers' `command`, `args`, `env` and `workingDir`.
+    pub object: Pod,
+}
+
+/// A DestinationRule of either API group, kept for the traffic-policy compiler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRule {
+    /// As written, e.g. `networking.istio.io/v1beta1`.
+    pub api_version: String,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.host` as written (short names resolve in `namespace`).
+    pub host: String,
+    /// Position among all documents of the directory (files in path order). Stands in for
+    /// `creationTimestamp` in "the oldest rule wins": locally, earlier means older.
+    pub order: usize,
+    pub origin: Origin,
+    pub spec: serde_json::Value,
+}
+
+/// A Deployment, validated, waiting to be expanded into pods.
+#[derive(Debug, Clone)]
+pub(crate) struct DeploymentDoc {
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+    pub template_meta: ObjectMeta,
+    pub template_spec: PodSpec,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Builds a snapshot from one file's text, as if it were the only file of a directory
+    /// (generation 1, no addresses assigned); `file` names it in messages. For tests and dry
+    /// runs (checking a manifest before it is copied into the directory).
+    pub fn from_yaml(file: impl AsRef<Path>, text: &str) -> Result<Snapshot, RegistryError> {
+        let mut parsed = Parsed::default();
+        parse::parse_file(file.as_ref(), text, &mut 0, &mut parsed);
+        build(parsed)
+    }
+
+    /// Starts at 1 for the first load and grows by one with every published change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Declared namespaces, plus `default` (always present).
+    pub fn namespaces(&self) -> &BTreeMap<String, NamespaceEntry> {
+        &self.namespaces
+    }
+
+    /// Declared service accounts (the implicit `default` ones are not listed).
+    pub fn service_accounts(&self) -> &BTreeMap<(String, String), ServiceAccountEntry> {
+        &self.service_accounts
+    }
+
+    pub fn services(&self) -> &BTreeMap<(String, String), ServiceEntry> {
+        &self.services
+    }
+
+    /// Pods written as Pods and pods generated from Deployments.
+    pub fn pods(&self) -> &BTreeMap<(String, String), PodEntry> {
+        &self.pods
+    }
+
+    /// In document order (oldest first).
+    pub fn destination_rules(&self) -> &[DestinationRule] {
+        &self.destination_rules
+    }
+
+    /// Things that are allowed but probably not what the user meant (skipped kinds, named
+    /// target ports no selected pod has).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
+        self.services
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodEntry> {
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The same snapshot with addresses from `assignments` filled in where the YAML gave none.
+    /// Earlier assignments are replaced, not merged: the argument is the whole current set.
+    pub fn with_assignments(&self, assignments: &Assignments) -> Snapshot {
+        let mut next = self.clone();
+        for (key, pod) in &mut next.pods {
+            pod.ip = pod
+                .yaml_ip
+                .or_else(|| assignments.pod_ips.get(key).copied());
+        }
+        for (key, svc) in &mut next.services {
+            svc.vip = if svc.headless {
+                None
+            } else {
+                svc.yaml_cluster_ip
+                    .or_else(|| assignments.service_vips.get(key).copied())
+            };
+        }
+        next
+    }
+
+    /// Equal in everything but the generation: publishing it again would change nothing.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        self.namespaces == other.namespaces
+            && self.service_accounts == other.service_accounts
+            && self.services == other.services
+            && self.pods == other.pods
+            && self.destination_rules == other.destination_rules
+            && self.warnings == other.warnings
+    }
+
+    pub(crate) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+}
+
+// === impl PodEntry ===
+
+impl PodEntry {
+    /// The number of the container port called `name`, in any container.
+    pub fn container_port(&self, name: &str) -> Option<u16> {
+        let spec = self.object.spec.as_ref()?;
+        spec.containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+    }
+}
+
+// === impl ServiceEntry ===
+
+impl ServiceEntry {
+    /// `<name>.<namespace>.svc.cluster.local`.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.{}", self.name, self.namespace, super::CLUSTER_DOMAIN)
+    }
+
+    /// Whether this Service selects `pod` (same namespace, selector matches its labels).
+    pub fn selects(&self, pod: &PodEntry) -> bool {
+        pod.namespace == self.namespace
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector::service_selects(s, &pod.labels))
+    }
+}
+
+// === impl DestinationRule ===
+
+impl DestinationRule {
+    /// `networking.istio.io` or `sinew.dev`: rules of different groups are different kinds.
+    pub fn group(&self) -> &str {
+        self.api_version
+            .split_once('/')
+            .map_or(self.api_version.as_str(), |(g, _)| g)
+    }
+}
+
+// === building ===
+
+/// Which objects share a name space for the duplicate check.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ObjectKey {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+/// Remembers where each object was first defined.
+#[derive(Default)]
+struct Seen(BTreeMap<ObjectKey, Origin>);
+
+impl Seen {
+    /// Records the object; a second definition is a problem naming both places.
+    fn first(&mut self, key: ObjectKey, origin: &Origin, what: &str) -> Result<(), Problem> {
+        match self.0.get(&key) {
+            Some(first) => Err(Problem::new(
+                origin.clone(),
+                format!(
+                    "{what} in namespace {:?} is already defined at {first}",
+                    key.namespace
+                ),
+            )),
+            None => {
+                self.0.insert(key, origin.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn key(kind: &str, namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: kind.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// Builds a snapshot (generation 1, no assignments) from parsed documents, or every problem
+/// found in them.
+pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
+    let Parsed {
+        docs,
+        mut problems,
+        mut warnings,
+    } = parsed;
+    let mut seen = Seen::default();
+    let mut snap = Snapshot {
+        generation: 1,
+        ..Snapshot::default()
+    };
+
+    // Namespaces first: everything else refers to them, wherever it is written.
+    snap.namespaces.insert(
+        DEFAULT_NAMESPACE.to_string(),
+        NamespaceEntry {
+            name: DEFAULT_NAMESPACE.to_string(),
+            labels: BTreeMap::new(),
+            injection_enabled: false,
+            origin: None,
+            object: None,
+        },
+    );
+    for Doc { origin, object, .. } in &docs {
+        if let Object::Namespace(ns) = object {
+            let what = format!("Namespace {:?}", ns.name);
+            match seen.first(key("Namespace", "", &ns.name), origin, &what) {
+                // The implicit `default` is replaced by a declared one.
+                Ok(()) => {
+                    snap.namespaces.insert(ns.name.clone(), (**ns).clone());
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    let namespace_known = |ns: &str, origin: &Origin, what: &str| -> Result<(), Problem> {
+        if snap.namespaces.contains_key(ns) {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                origin.clone(),
+                format!(
+                    "{what}: namespace {ns:?} is not declared (add a v1 Namespace document named {ns:?})"
+                ),
+            ))
+        }
+    };
+
+    let mut service_accounts = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    let mut pods: BTreeMap<(String, String), PodEntry> = BTreeMap::new();
+    let mut rules = Vec::new();
+    for Doc { origin, object, .. } in docs {
+        let result = match object {
+            Object::Namespace(_) => Ok(()),
+            Object::ServiceAccount(sa) => {
+                let what = format!("ServiceAccount {:?}", sa.name);
+                namespace_known(&sa.namespace, &origin, &what)
+                    .and_then(|()| {
+                        seen.first(
+                            key("ServiceAccount", &sa.namespace, &sa.name),
+                            &origin,
+                            &what,
+                        )
+                    })
+                    .map(|()| {
+                        service_accounts.insert((sa.namespace.clone(), sa.name.clone()), *sa);
+                    })
+            }
+            Object::Service(svc) => {
+                let what = format!("Service {:?}", svc.name);
+                namespace_known(&svc.namespace, &origin, &what)
+                    .and_then(|()| {
+                        seen.first(key("Service", &svc.namespace, &svc.name), &origin, &what)
+                    })
+                    .map(|()| {
+                        services.insert((svc.namespace.clone(), svc.name.clone()), *svc);
+                    })
+            }
+            Object::Pod(pod) => {
+                let what = format!("Pod {:?}", pod.name);
+                namespace_known(&pod.namespace, &origin, &what)
+                    .and_then(|()| {
+                        seen.first(key("Pod", &pod.namespace, &pod.name), &origin, &what)
+                    })
+                    .map(|()| {
+                        pods.insert((pod.namespace.clone(), pod.name.clone()), *pod);
+                    })
+            }
+            Object::Deployment(dep) => {
+                let what = format!("Deployment {:?}", dep.name);
+                namespace_known(&dep.namespace, &origin, &what)
+                    .and_then(|()| {
+                        seen.first(key("Deployment", &dep.namespace, &dep.name), &origin, &what)
+                    })
+                    .and_then(|()| {
+                        // A generated pod may collide with a Pod written by hand (or with
+                        // another Deployment's pods: `a` with 11 replicas and `a-1`).
+                        for pod in expand(&dep, &origin) {
+                            let what = format!(
+                                "Pod {:?} (replica of Deployment {:?})",
+                                pod.name, dep.name
+                            );
+                            seen.first(key("Pod", &pod.namespace, &pod.name), &origin, &what)?;
+                            pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
+                        }
+                        Ok(())
+                    })
+            }
+            Object::DestinationRule(dr) => {
+                let what = format!("DestinationRule {:?} ({})", dr.name, dr.group());
+                let kind = format!("DestinationRule.{}", dr.group());
+                namespace_known(&dr.namespace, &origin, &what)
+                    .and_then(|()| seen.first(key(&kind, &dr.namespace, &dr.name), &origin, &what))
+                    .map(|()| rules.push(dr))
+            }
+        };
+        if let Err(p) = result {
+            problems.push(p);
+        }
+    }
+
+    // Service accounts are checked once all are known: a pod may come before its account.
+    for pod in pods.values_mut() {
+        let sa_declared = pod.service_account == DEFAULT_SERVICE_ACCOUNT
+            || service_accounts.contains_key(&(pod.namespace.clone(), pod.service_account.clone()));
+        if !sa_declared {
+            problems.push(Problem::new(
+                pod.origin.clone(),
+                format!(
+                    "Pod {:?}: service account {:?} is not declared in namespace {:?} (add a v1 ServiceAccount document)",
+                    pod.name, pod.service_account, pod.namespace
+                ),
+            ));
+        }
+        pod.meshed = is_meshed(pod, snap.namespaces.get(&pod.namespace));
+    }
+
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| a.origin.cmp(&b.origin));
+        return Err(RegistryError::Invalid { problems });
+    }
+
+    warnings.extend(dangling_named_ports(&services, &pods));
+    snap.service_accounts = service_accounts;
+    snap.services = services;
+    snap.pods = pods;
+    snap.destination_rules = rules;
+    snap.warnings = warnings;
+    Ok(snap)
+}
+
+/// The injection rule (see the module docs).
+fn is_meshed(pod: &PodEntry, namespace: Option<&NamespaceEntry>) -> bool {
+    let (opt_out_key, opt_out_value) = INJECT_OPT_OUT;
+    let opted_out = pod.labels.get(opt_out_key).map(String::as_str) == Some(opt_out_value)
+        || pod.annotations.get(opt_out_key).map(String::as_str) == Some(opt_out_value);
+    let host_network = pod
+        .object
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    namespace.is_some_and(|ns| ns.injection_enabled) && !opted_out && !host_network
+}
+
+/// A Deployment's pods: `<name>-0` … `<name>-<replicas-1>`, each a copy of the template.
+fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
+    (0..dep.replicas)
+        .map(|i| {
+            let name = format!("{}-{i}", dep.name);
+            let mut metadata = dep.template_meta.clone();
+            metadata.name = Some(name.clone());
+            metadata.namespace = Some(dep.namespace.clone());
+            let object = Pod {
+                metadata,
+                spec: Some(dep.template_spec.clone()),
+                status: None,
+            };
+            PodEntry {
+                namespace: dep.namespace.clone(),
+                name,
+                labels: dep.template_meta.labels.clone().unwrap_or_default(),
+                annotations: dep.template_meta.annotations.clone().unwrap_or_default(),
+                service_account: service_account_of(&dep.template_spec),
+                yaml_ip: None,
+                ip: None,
+                meshed: false,
+                owner: Some(dep.name.clone()),
+                origin: origin.clone(),
+                object,
+            }
+        })
+        .collect()
+}
+
+/// `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
+pub(crate) fn service_account_of(spec: &PodSpec) -> String {
+    spec.service_account_name
+        .as_deref()
+        .or(spec.service_account.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
+        .to_string()
+}
+
+/// A named targetPort that a selected pod lacks leaves that pod out of the port's endpoints
+/// (as in Kubernetes); say so, since it is almost always a typo.
+fn dangling_named_ports(
+    services: &BTreeMap<(String, String), ServiceEntry>,
+    pods: &BTreeMap<(String, String), PodEntry>,
+) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for svc in services.values() {
+        for port in &svc.ports {
+            let TargetPort::Name(target) = &port.target_port else {
+                continue;
+            };
+            for pod in pods.values().filter(|p| svc.selects(p)) {
+                if pod.container_port(target).is_none() {
+                    out.insert(format!(
+                        "{}: Service {:?} port {}: Pod {:?} has no container port named {target:?}; it is not an endpoint of that port",
+                        svc.origin, svc.name, port.port, pod.name
+                    ));
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

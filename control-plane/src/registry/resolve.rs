@@ -1,0 +1,138 @@
+//! From the model to the proxy's config: one `sinew.config.v1.Service` per Service port, with the
+//! addresses clients dial, the protocol, and the selected pods as endpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use sinew_proto::config::v1::{Endpoint, Protocol, Service};
+
+use super::model::{
+    MESH_INBOUND_PORT, PodEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
+};
+
+/// The DNS suffix of service names (`<name>.<namespace>.svc.cluster.local`), as in a default
+/// cluster; local mode writes the same names into every pod's hosts file.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// One Service port as the proxy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceResource {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+    /// The names a proxy may subscribe by: `<vip>:<port>` (when a VIP is known) and
+    /// `<name>.<namespace>.svc.cluster.local:<port>`.
+    pub names: Vec<String>,
+    pub service: Service,
+}
+
+/// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+pub fn spiffe_identity(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// The protocol of a Service port, by Istio's convention: `appProtocol` if set, else the port
+/// name's prefix before the first `-` (`http-web` is HTTP). Protocols a proxy cannot look into
+/// (TLS, databases) are opaque TCP, which also keeps server-first protocols from waiting for a
+/// sniff; anything unknown is sniffed (DETECT).
+pub fn protocol_for_port(name: Option<&str>, app_protocol: Option<&str>) -> Protocol {
+    let from = |s: &str| match s.to_ascii_lowercase().as_str() {
+        "http" | "kubernetes.io/ws" => Some(Protocol::Http1),
+        "http2" | "kubernetes.io/h2c" => Some(Protocol::Http2),
+        "grpc" => Some(Protocol::Grpc),
+        "tcp" | "tls" | "https" | "kubernetes.io/wss" | "mysql" | "mongo" | "redis" => {
+            Some(Protocol::Tcp)
+        }
+        _ => None,
+    };
+    if let Some(p) = app_protocol.filter(|p| !p.is_empty()) {
+        // Istio: a set appProtocol decides, even when the port name says otherwise.
+        return from(p).unwrap_or(Protocol::Detect);
+    }
+    name.and_then(|n| from(n.split('-').next().unwrap_or(n)))
+        .unwrap_or(Protocol::Detect)
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Every TCP Service port as a proxy resource, sorted by namespace, name and port. UDP and
+    /// SCTP ports are left out: the mesh only intercepts TCP.
+    ///
+    /// Endpoints are the pods of the Service's namespace that its selector matches and that have
+    /// an address, at `<podIP>:<targetPort>` (a named target port is looked up in the pod's
+    /// containers; a pod without it is no endpoint of that port). Meshed pods carry their SPIFFE
+    /// identity and the mesh port 15006; others have neither, so clients reach them in
+    /// plaintext. Endpoints are sorted by address.
+    pub fn service_resources(&self, trust_domain: &str) -> Vec<ServiceResource> {
+        let mut out = Vec::new();
+        for svc in self.services().values() {
+            let selected: Vec<&PodEntry> = self
+                .pods()
+                .values()
+                .filter(|p| p.ip.is_some() && svc.selects(p))
+                .collect();
+            let mut ports: Vec<&ServicePortEntry> =
+                svc.ports.iter().filter(|p| p.transport == "TCP").collect();
+            ports.sort_by_key(|p| p.port);
+            for port in ports {
+                out.push(resource(svc, port, &selected, trust_domain));
+            }
+        }
+        out
+    }
+}
+
+fn resource(
+    svc: &ServiceEntry,
+    port: &ServicePortEntry,
+    selected: &[&PodEntry],
+    trust_domain: &str,
+) -> ServiceResource {
+    let vip = svc.vip.map(|ip| SocketAddr::new(ip, port.port).to_string());
+    let host = format!("{}:{}", svc.fqdn(), port.port);
+    let mut endpoints: Vec<(SocketAddr, Endpoint)> = selected
+        .iter()
+        .filter_map(|pod| {
+            let ip = pod.ip?;
+            let target = match &port.target_port {
+                TargetPort::Number(n) => *n,
+                TargetPort::Name(name) => pod.container_port(name)?,
+            };
+            let address = SocketAddr::new(ip, target);
+            let (identity, mesh_port) = if pod.meshed {
+                let id = spiffe_identity(trust_domain, &pod.namespace, &pod.service_account);
+                (id, u32::from(MESH_INBOUND_PORT))
+            } else {
+                (String::new(), 0)
+            };
+            let labels: HashMap<String, String> = pod.labels.clone().into_iter().collect();
+            Some((
+                address,
+                Endpoint {
+                    address: address.to_string(),
+                    identity,
+                    mesh_port,
+                    labels,
+                },
+            ))
+        })
+        .collect();
+    endpoints.sort_by_key(|(addr, _)| *addr);
+
+    ServiceResource {
+        namespace: svc.namespace.clone(),
+        name: svc.name.clone(),
+        port: port.port,
+        names: vip.iter().cloned().chain([host]).collect(),
+        service: Service {
+            name: svc.fqdn(),
+            addresses: vip.into_iter().collect(),
+            endpoints: endpoints.into_iter().map(|(_, e)| e).collect(),
+            protocol: port.protocol as i32,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

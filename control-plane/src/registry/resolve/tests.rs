@@ -1,0 +1,236 @@
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::*;
+use crate::registry::Assignments;
+use crate::registry::testutil::{demo, key, parse_files};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test IP")
+}
+
+/// The demo with every pod and the reviews service addressed.
+fn addressed_demo() -> Snapshot {
+    let mut a = Assignments::default();
+    a.pod_ips
+        .insert(key("shop", "reviews-1"), ip("198.18.0.11"));
+    a.pod_ips
+        .insert(key("shop", "reviews-0"), ip("198.18.0.10"));
+    a.pod_ips.insert(key("shop", "ratings"), ip("198.18.0.12"));
+    a.pod_ips.insert(key("legacy", "db"), ip("198.18.0.13"));
+    a.service_vips
+        .insert(key("shop", "reviews"), ip("198.19.0.1"));
+    parse_files(&demo())
+        .expect("demo is valid")
+        .with_assignments(&a)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn service_resources_one_per_tcp_port_with_endpoints_and_identities() {
+    let resources = addressed_demo().service_resources("cluster.local");
+    let index: Vec<_> = resources
+        .iter()
+        .map(|r| (r.namespace.as_str(), r.name.as_str(), r.port))
+        .collect();
+    assert_eq!(
+        index,
+        [
+            ("legacy", "db", 5432),
+            ("shop", "ratings", 8080),
+            ("shop", "reviews", 9080),
+            ("shop", "reviews", 9090),
+            ("shop", "reviews", 9100),
+        ],
+        "sorted, and the UDP port 53 is not a mesh resource"
+    );
+
+    let http = &resources[2];
+    assert_eq!(
+        http.names,
+        ["198.19.0.1:9080", "reviews.shop.svc.cluster.local:9080"]
+    );
+    let reviews_labels = labels(&[("app", "reviews"), ("version", "v1")]);
+    let identity = "spiffe://cluster.local/ns/shop/sa/reviews";
+    assert_eq!(
+        http.service,
+        Service {
+            name: "reviews.shop.svc.cluster.local".into(),
+            addresses: vec!["198.19.0.1:9080".into()],
+            endpoints: vec![
+                Endpoint {
+                    address: "198.18.0.10:9080".into(),
+                    identity: identity.into(),
+                    mesh_port: 15006,
+                    labels: reviews_labels.clone(),
+                },
+                Endpoint {
+                    address: "198.18.0.11:9080".into(),
+                    identity: identity.into(),
+                    mesh_port: 15006,
+                    labels: reviews_labels.clone(),
+                },
+            ],
+            protocol: Protocol::Http1 as i32,
+        }
+    );
+    // targetPort defaults to the port.
+    let grpc = &resources[3];
+    assert_eq!(grpc.service.protocol, Protocol::Grpc as i32);
+    assert_eq!(
+        grpc.service
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect::<Vec<_>>(),
+        ["198.18.0.10:9090", "198.18.0.11:9090"]
+    );
+    assert_eq!(
+        resources[4].service.protocol,
+        Protocol::Tcp as i32,
+        "appProtocol wins over the name"
+    );
+
+    // The trust domain is the caller's.
+    let other = addressed_demo().service_resources("example.org");
+    assert_eq!(
+        other[2].service.endpoints[0].identity,
+        "spiffe://example.org/ns/shop/sa/reviews"
+    );
+}
+
+#[test]
+fn unmeshed_endpoints_have_no_identity() {
+    let resources = addressed_demo().service_resources("cluster.local");
+    // ratings opted out; db lives in a namespace without injection.
+    let ratings = &resources[1];
+    assert_eq!(
+        ratings.service.protocol,
+        Protocol::Detect as i32,
+        "unnamed port is sniffed"
+    );
+    assert_eq!(
+        ratings.service.endpoints,
+        [Endpoint {
+            address: "198.18.0.12:8080".into(),
+            identity: String::new(),
+            mesh_port: 0,
+            labels: labels(&[("app", "ratings")]),
+        }]
+    );
+    let db = &resources[0];
+    assert_eq!(
+        db.service.addresses,
+        ["198.19.0.99:5432"],
+        "clusterIP from the YAML"
+    );
+    assert_eq!(
+        db.names,
+        ["198.19.0.99:5432", "db.legacy.svc.cluster.local:5432"]
+    );
+    assert_eq!(db.service.protocol, Protocol::Tcp as i32);
+    assert_eq!(db.service.endpoints.len(), 1);
+    assert!(db.service.endpoints[0].identity.is_empty());
+}
+
+#[test]
+fn pods_without_an_address_are_not_endpoints_and_services_without_vip_have_no_address() {
+    let snap = parse_files(&demo()).expect("demo is valid");
+    let resources = snap.service_resources("cluster.local");
+    let reviews = &resources[2];
+    assert!(reviews.service.endpoints.is_empty());
+    assert!(reviews.service.addresses.is_empty());
+    assert_eq!(reviews.names, ["reviews.shop.svc.cluster.local:9080"]);
+}
+
+#[test]
+fn named_target_port_resolves_per_pod() {
+    // Two versions listen on different numbers under the same port name.
+    let text = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-v1, labels: {app: web}}
+spec: {containers: [{name: app, ports: [{name: web, containerPort: 8080}]}]}
+status: {podIP: 198.18.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-v2, labels: {app: web}}
+spec: {containers: [{name: side}, {name: app, ports: [{name: web, containerPort: 9090}]}]}
+status: {podIP: 198.18.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-v3, labels: {app: web}}
+spec: {containers: [{name: app, ports: [{name: other, containerPort: 7070}]}]}
+status: {podIP: 198.18.0.3}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, labels: {app: api}}
+spec: {containers: [{name: app, ports: [{name: web, containerPort: 8080}]}]}
+status: {podIP: 198.18.0.4}
+"#;
+    let snap = parse_files(&[("w.yaml", text)]).expect("valid");
+    let resources = snap.service_resources("cluster.local");
+    let addresses: Vec<_> = resources[0]
+        .service
+        .endpoints
+        .iter()
+        .map(|e| e.address.as_str())
+        .collect();
+    assert_eq!(addresses, ["198.18.0.1:8080", "198.18.0.2:9090"]);
+    assert_eq!(
+        snap.warnings().len(),
+        1,
+        "web-v3 lacks the port: {:?}",
+        snap.warnings()
+    );
+}
+
+#[test]
+fn protocol_from_app_protocol_then_port_name_prefix() {
+    let cases = [
+        (Some("http"), None, Protocol::Http1),
+        (Some("http-web"), None, Protocol::Http1),
+        (Some("HTTP"), None, Protocol::Http1),
+        (Some("http2"), None, Protocol::Http2),
+        (Some("grpc-api"), None, Protocol::Grpc),
+        (Some("tcp-db"), None, Protocol::Tcp),
+        (Some("mysql"), None, Protocol::Tcp),
+        (Some("https"), None, Protocol::Tcp),
+        (Some("httpx"), None, Protocol::Detect),
+        (Some("web"), None, Protocol::Detect),
+        (None, None, Protocol::Detect),
+        (Some("web"), Some("grpc"), Protocol::Grpc),
+        (Some("http"), Some("tcp"), Protocol::Tcp),
+        (Some("http"), Some("kubernetes.io/h2c"), Protocol::Http2),
+        (Some("http"), Some("something-else"), Protocol::Detect),
+    ];
+    for (name, app_protocol, want) in cases {
+        assert_eq!(
+            protocol_for_port(name, app_protocol),
+            want,
+            "name {name:?}, appProtocol {app_protocol:?}"
+        );
+    }
+}
+
+#[test]
+fn ipv6_addresses_are_bracketed() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: v6}\nspec: {clusterIP: \"fd00::1\", selector: {app: v6}, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: v6, labels: {app: v6}}\nspec: {containers: [{name: app}]}\nstatus: {podIP: \"fd00::2\"}\n";
+    let snap = parse_files(&[("v6.yaml", text)]).expect("valid");
+    let r = &snap.service_resources("cluster.local")[0];
+    assert_eq!(r.service.addresses, ["[fd00::1]:80"]);
+    assert_eq!(r.service.endpoints[0].address, "[fd00::2]:80");
+}

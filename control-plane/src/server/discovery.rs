@@ -1,0 +1,263 @@
+//! The discovery stream: one task per connected proxy, answering its subscriptions and pushing
+//! what changed.
+//!
+//! Promises (the protocol rules are in docs/protocol.md):
+//! - the first response carries the base resources (settings, trust bundle);
+//! - every subscribed name is answered, with the service or `not_found`;
+//! - after that a name is re-sent only when its version changes, and names whose resource
+//!   disappears are listed in `removed` (as `not_found` answers for names still subscribed);
+//! - a NACK changes nothing on either side except the status: the control plane remembers the
+//!   reason (for `sinewctl status` and logs) and does not re-send the same version.
+
+use crate::auth::Authenticator;
+use crate::compile::Index;
+use crate::server::status::{ProxyState, Status as MeshStatus};
+use futures_util::{Stream, StreamExt};
+use sinew_proto::discovery::v1 as pb;
+use sinew_proto::discovery::v1::discovery_request::Kind;
+use sinew_proto::discovery::v1::resource::Kind as ResourceKind;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+pub const SETTINGS: &str = "settings";
+pub const TRUST_BUNDLE: &str = "trust-bundle";
+const MAX_PENDING: usize = 256;
+
+pub struct DiscoveryService {
+    pub index: watch::Receiver<Arc<Index>>,
+    pub bundle: watch::Receiver<Arc<Vec<String>>>,
+    pub settings: pb::ProxySettings,
+    pub auth: Arc<dyn Authenticator>,
+    pub status: Arc<MeshStatus>,
+    pub nonces: Arc<AtomicU64>,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::DiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::discovery_server::Discovery for DiscoveryService {
+    type StreamStream = ResponseStream;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<pb::DiscoveryRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let caller = super::authenticate(self.auth.as_ref(), req.metadata())?;
+        let inbound = req.into_inner();
+        let (tx, mut rx) = mpsc::channel(16);
+        let session = Session {
+            caller: format!("{}/{}", caller.namespace, caller.service_account),
+            pod: caller.pod.clone().unwrap_or_default(),
+            index: self.index.clone(),
+            bundle: self.bundle.clone(),
+            settings: self.settings.clone(),
+            status: self.status.clone(),
+            nonces: self.nonces.clone(),
+            sent: HashMap::new(),
+            pending: HashMap::new(),
+            tx,
+        };
+        tokio::spawn(session.run(inbound));
+        let out = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// What a proxy holds of one subscribed name.
+#[derive(Clone, PartialEq, Eq)]
+enum Sent {
+    Version(String),
+    NotFound,
+}
+
+struct Session {
+    caller: String,
+    pod: String,
+    index: watch::Receiver<Arc<Index>>,
+    bundle: watch::Receiver<Arc<Vec<String>>>,
+    settings: pb::ProxySettings,
+    status: Arc<MeshStatus>,
+    nonces: Arc<AtomicU64>,
+    /// Subscribed names and what was last sent for each (None: not answered yet).
+    sent: HashMap<String, Option<Sent>>,
+    /// Responses awaiting ACK/NACK, by nonce: the names they carried.
+    pending: HashMap<String, usize>,
+    tx: mpsc::Sender<Result<pb::DiscoveryResponse, Status>>,
+}
+
+// === impl Session ===
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<pb::DiscoveryRequest>) {
+        let id = self
+            .status
+            .connect(ProxyState::new(&self.caller, &self.pod));
+        let res = self.serve(&mut inbound, id).await;
+        if let Err(e) = res {
+            tracing::debug!(caller = %self.caller, error = %e, "discovery stream ended");
+        }
+        self.status.disconnect(id);
+    }
+
+    async fn serve(
+        &mut self,
+        inbound: &mut Streaming<pb::DiscoveryRequest>,
+        id: u64,
+    ) -> Result<(), Status> {
+        // The first message must be the hello.
+        let hello = match inbound.next().await {
+            Some(Ok(pb::DiscoveryRequest {
+                kind: Some(Kind::Hello(h)),
+            })) => h,
+            Some(Ok(_)) => return Err(Status::invalid_argument("the first message must be hello")),
+            Some(Err(e)) => return Err(e),
+            None => return Ok(()),
+        };
+        let known: HashMap<String, String> = hello
+            .known
+            .into_iter()
+            .map(|k| (k.name, k.version))
+            .collect();
+        for name in hello.subscribe {
+            let already = known.get(&name).map(|v| Sent::Version(v.clone()));
+            self.sent.insert(name, already);
+        }
+        self.send_base(known.get(TRUST_BUNDLE).cloned()).await?;
+        self.push_changes(id).await?;
+        loop {
+            tokio::select! {
+                msg = inbound.next() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    match msg?.kind {
+                        Some(Kind::Subscribe(n)) => {
+                            for name in n.names {
+                                self.sent.entry(name).or_insert(None);
+                            }
+                            self.push_changes(id).await?;
+                        }
+                        Some(Kind::Unsubscribe(n)) => {
+                            for name in n.names {
+                                self.sent.remove(&name);
+                            }
+                            self.status.update(id, |s| s.subscriptions = self.sent.len());
+                        }
+                        Some(Kind::Ack(a)) => {
+                            self.pending.remove(&a.nonce);
+                            self.status.update(id, |s| s.acks += 1);
+                        }
+                        Some(Kind::Nack(n)) => {
+                            self.pending.remove(&n.nonce);
+                            tracing::warn!(caller = %self.caller, pod = %self.pod, nonce = %n.nonce, reason = %n.reason, "proxy rejected config (NACK)");
+                            self.status.update(id, |s| {
+                                s.nacks += 1;
+                                s.last_nack = Some(n.reason.clone());
+                            });
+                        }
+                        Some(Kind::Hello(_)) => return Err(Status::invalid_argument("hello sent twice")),
+                        None => {}
+                    }
+                }
+                changed = self.index.changed() => {
+                    if changed.is_err() { return Ok(()) }
+                    self.push_changes(id).await?;
+                }
+                changed = self.bundle.changed() => {
+                    if changed.is_err() { return Ok(()) }
+                    self.send_base(None).await?;
+                }
+            }
+        }
+    }
+
+    fn nonce(&self) -> String {
+        self.nonces.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    async fn send(&mut self, rsp: pb::DiscoveryResponse) -> Result<(), Status> {
+        // A proxy that never answers must not grow this without bound.
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.clear();
+        }
+        self.pending.insert(rsp.nonce.clone(), rsp.resources.len());
+        self.tx
+            .send(Ok(rsp))
+            .await
+            .map_err(|_| Status::cancelled("proxy went away"))
+    }
+
+    /// Settings and trust bundle (unless the proxy already holds this bundle version).
+    async fn send_base(&mut self, known_bundle: Option<String>) -> Result<(), Status> {
+        let roots = self.bundle.borrow_and_update().clone();
+        let bundle_version = crate::compile::version_of(roots.join("").as_bytes());
+        let mut resources = vec![pb::Resource {
+            name: SETTINGS.into(),
+            version: crate::compile::version_of(&prost::Message::encode_to_vec(&self.settings)),
+            kind: Some(ResourceKind::Settings(self.settings.clone())),
+        }];
+        if known_bundle.as_deref() != Some(bundle_version.as_str()) {
+            resources.push(pb::Resource {
+                name: TRUST_BUNDLE.into(),
+                version: bundle_version,
+                kind: Some(ResourceKind::TrustBundle(pb::TrustBundle {
+                    roots: roots.to_vec(),
+                })),
+            });
+        }
+        let nonce = self.nonce();
+        self.send(pb::DiscoveryResponse {
+            nonce,
+            resources,
+            removed: Vec::new(),
+        })
+        .await
+    }
+
+    /// Answers unanswered names and re-sends names whose version changed.
+    async fn push_changes(&mut self, id: u64) -> Result<(), Status> {
+        let index = self.index.borrow_and_update().clone();
+        let mut resources = Vec::new();
+        let mut removed = Vec::new();
+        for (name, sent) in self.sent.iter_mut() {
+            let now = match index.get(name) {
+                Some(v) => Sent::Version(v.version.clone()),
+                None => Sent::NotFound,
+            };
+            if sent.as_ref() == Some(&now) {
+                continue;
+            }
+            match index.get(name) {
+                Some(v) => resources.push(pb::Resource {
+                    name: name.clone(),
+                    version: v.version.clone(),
+                    kind: Some(ResourceKind::Service(v.service.clone())),
+                }),
+                None if matches!(sent, Some(Sent::Version(_))) => removed.push(name.clone()),
+                None => resources.push(pb::Resource {
+                    name: name.clone(),
+                    version: String::new(),
+                    kind: Some(ResourceKind::NotFound(pb::NotFound {})),
+                }),
+            }
+            *sent = Some(now);
+        }
+        let subs = self.sent.len();
+        self.status.update(id, |s| {
+            s.subscriptions = subs;
+            s.generation = index.generation;
+        });
+        if resources.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        let nonce = self.nonce();
+        self.send(pb::DiscoveryResponse {
+            nonce,
+            resources,
+            removed,
+        })
+        .await
+    }
+}

@@ -1,0 +1,206 @@
+//! Serving: the CA and discovery gRPC services over TLS on 15012, and monitoring on 15014.
+//!
+//! The gRPC services are plain tower services routed by path and served with hyper over
+//! tokio-rustls; the serving certificate comes from the mesh CA, so proxies trust it through the
+//! root they were given at bootstrap.
+
+pub mod ca;
+pub mod discovery;
+pub mod status;
+
+use crate::auth::{Authenticator, Caller};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::net::TcpListener;
+use tonic::body::Body as GrpcBody;
+use tonic::server::NamedService;
+
+/// Verifies the `authorization: Bearer <token>` metadata.
+pub fn authenticate(
+    auth: &dyn Authenticator,
+    md: &tonic::metadata::MetadataMap,
+) -> Result<Caller, tonic::Status> {
+    let token = md
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| tonic::Status::unauthenticated("missing 'authorization: Bearer <token>'"))?;
+    auth.authenticate(token)
+        .map_err(|e| tonic::Status::unauthenticated(e.to_string()))
+}
+
+type CaServer = sinew_proto::ca::v1::certificate_service_server::CertificateServiceServer<
+    ca::CertificateService,
+>;
+type DiscoveryServer =
+    sinew_proto::discovery::v1::discovery_server::DiscoveryServer<discovery::DiscoveryService>;
+
+/// Routes gRPC requests to the CA or discovery service by path.
+#[derive(Clone)]
+pub struct Router {
+    ca: CaServer,
+    discovery: DiscoveryServer,
+}
+
+impl Router {
+    pub fn new(ca: ca::CertificateService, discovery: discovery::DiscoveryService) -> Self {
+        Self {
+            ca: CaServer::new(ca),
+            discovery: DiscoveryServer::new(discovery),
+        }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for Router {
+    type Response = Response<GrpcBody>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response<GrpcBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let path = req.uri().path();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if service == <CaServer as NamedService>::NAME {
+            let mut s = self.ca.clone();
+            Box::pin(async move { tower::Service::call(&mut s, req).await })
+        } else if service == <DiscoveryServer as NamedService>::NAME {
+            let mut s = self.discovery.clone();
+            Box::pin(async move { tower::Service::call(&mut s, req).await })
+        } else {
+            Box::pin(async move { Ok(tonic::Status::unimplemented("no such service").into_http()) })
+        }
+    }
+}
+
+/// Accepts TLS connections and serves gRPC on each until the process exits.
+pub async fn serve_grpc(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let res = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                // Streams are long-lived and idle for hours: ping to find dead peers.
+                .keep_alive_interval(std::time::Duration::from_secs(30))
+                .keep_alive_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "gRPC connection ended");
+            }
+        });
+    }
+}
+
+/// The server TLS config for 15012: TLS 1.3, no client certificates (callers authenticate with
+/// bearer credentials), ALPN h2.
+pub fn tls_config(
+    chain_pem: &[String],
+    key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut chain = Vec::new();
+    for pem in chain_pem {
+        chain.push(CertificateDer::from_pem_slice(pem.as_bytes())?);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| s.version() == &rustls::version::TLS13);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON).
+pub async fn serve_monitoring(
+    listener: TcpListener,
+    status: Arc<status::Status>,
+    registry_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let status = status.clone();
+        let registry_error = registry_error.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let status = status.clone();
+                let registry_error = registry_error.clone();
+                async move {
+                    let (code, body) = match req.uri().path() {
+                        "/ready" => (200, "ready\n".to_string()),
+                        "/metrics" => (200, metrics_text(&status)),
+                        "/debug/proxies" => (
+                            200,
+                            serde_json::to_string_pretty(&serde_json::json!({
+                                "proxies": status.snapshot(),
+                                "registryError": registry_error(),
+                            }))
+                            .unwrap_or_default(),
+                        ),
+                        _ => (404, "not found\n".to_string()),
+                    };
+                    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+                    *rsp.status_mut() = http::StatusCode::from_u16(code).unwrap_or_default();
+                    Ok::<_, Infallible>(rsp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn metrics_text(status: &status::Status) -> String {
+    use std::sync::atomic::Ordering;
+    format!(
+        "# HELP sinew_cp_connected_proxies Proxies with an open discovery stream.\n# TYPE sinew_cp_connected_proxies gauge\nsinew_cp_connected_proxies {}\n\
+         # HELP sinew_cp_certificates_issued_total Workload certificates issued.\n# TYPE sinew_cp_certificates_issued_total counter\nsinew_cp_certificates_issued_total {}\n\
+         # HELP sinew_cp_certificates_refused_total Certificate requests refused.\n# TYPE sinew_cp_certificates_refused_total counter\nsinew_cp_certificates_refused_total {}\n\
+         # HELP sinew_cp_nacks_total Config responses proxies rejected (connected proxies).\n# TYPE sinew_cp_nacks_total counter\nsinew_cp_nacks_total {}\n",
+        status.connected(),
+        status.certificates_issued.load(Ordering::Relaxed),
+        status.certificates_refused.load(Ordering::Relaxed),
+        status.nacks(),
+    )
+}

@@ -1,0 +1,332 @@
+//! The control plane over real gRPC on loopback: credentials, certificate issuance, discovery
+//! subscriptions, ACK/NACK, hot reload and bad YAML.
+
+mod support;
+
+use sinew_proto::ca::v1 as ca;
+use sinew_proto::ca::v1::certificate_service_client::CertificateServiceClient;
+use sinew_proto::discovery::v1 as pb;
+use sinew_proto::discovery::v1::discovery_client::DiscoveryClient;
+use sinew_proto::discovery::v1::discovery_request::Kind;
+use sinew_proto::discovery::v1::resource::Kind as ResourceKind;
+use sinew_proxy::testing::TempDir;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+fn csr_for(san: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(san.try_into().unwrap())];
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+async fn create_certificate(
+    cp: &Running,
+    token: &str,
+    csr: String,
+) -> Result<ca::CreateCertificateResponse, tonic::Status> {
+    let channel = cp.channel();
+    let mut client = CertificateServiceClient::with_origin(channel.clone(), channel.origin());
+    let mut req = tonic::Request::new(ca::CreateCertificateRequest {
+        csr,
+        validity: None,
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    client.create_certificate(req).await.map(|r| r.into_inner())
+}
+
+async fn start_default() -> Running {
+    let dir = Arc::new(TempDir::new("cp"));
+    let yaml = MESH_YAML.replace("APP_PORT", "18080");
+    let a = assignments_yaml(unique_ip(), unique_ip(), unique_ip());
+    start(dir, &yaml, &a, "127.0.0.1:0".parse().unwrap()).await
+}
+
+#[tokio::test]
+async fn a_csr_naming_another_identity_still_gets_the_tokens_identity() {
+    let cp = start_default().await;
+    let token = cp.token("shop", "web");
+    let rsp = create_certificate(
+        &cp,
+        &token,
+        csr_for("spiffe://cluster.local/ns/kube-system/sa/admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rsp.identity, "spiffe://cluster.local/ns/shop/sa/web");
+    let leaf =
+        rustls::pki_types::pem::PemObject::from_pem_slice(rsp.cert_chain[0].as_bytes()).unwrap();
+    let leaf: rustls::pki_types::CertificateDer<'static> = leaf;
+    assert_eq!(
+        sinew_proxy::tls::identity_of(&leaf).unwrap().as_str(),
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
+    assert!(!rsp.trust_bundle.is_empty());
+}
+
+#[tokio::test]
+async fn forged_expired_and_wrong_audience_tokens_are_refused() {
+    let cp = start_default().await;
+    let good = cp.token("shop", "web");
+    // Forged: the claims changed after signing.
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    let forged = parts.join(".");
+    let expired = cp.tokens.mint(
+        &sinew_control_plane::auth::Caller {
+            namespace: "shop".into(),
+            service_account: "web".into(),
+            pod: None,
+        },
+        Duration::ZERO,
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other_audience = sinew_control_plane::auth::LocalTokens::load_or_create(
+        &cp.state.join(sinew_control_plane::app::TOKEN_KEY),
+        "someone-else",
+    )
+    .unwrap()
+    .mint(
+        &sinew_control_plane::auth::Caller {
+            namespace: "shop".into(),
+            service_account: "web".into(),
+            pod: None,
+        },
+        Duration::from_secs(600),
+    );
+    for (token, want) in [
+        (forged, "signature"),
+        (expired, "expired"),
+        (other_audience, "audience"),
+        ("garbage".to_string(), ""),
+    ] {
+        let err = create_certificate(&cp, &token, csr_for("spiffe://x/y"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{token}: {err:?}");
+        assert!(err.message().contains(want), "{want}: {}", err.message());
+    }
+    let metrics = cp.monitoring("/metrics").await;
+    assert!(
+        metrics.contains("sinew_cp_certificates_refused_total 4"),
+        "{metrics}"
+    );
+}
+
+/// A raw discovery client: the stream and a sender for requests.
+struct RawClient {
+    tx: tokio::sync::mpsc::Sender<pb::DiscoveryRequest>,
+    rx: tonic::Streaming<pb::DiscoveryResponse>,
+}
+
+impl RawClient {
+    async fn connect(cp: &Running, hello: pb::Hello) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tx.send(pb::DiscoveryRequest {
+            kind: Some(Kind::Hello(hello)),
+        })
+        .await
+        .unwrap();
+        let channel = cp.channel();
+        let mut client = DiscoveryClient::with_origin(channel.clone(), channel.origin());
+        let mut req =
+            tonic::Request::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", cp.token("shop", "client"))
+                .parse()
+                .unwrap(),
+        );
+        let rx = client.stream(req).await.unwrap().into_inner();
+        Self { tx, rx }
+    }
+
+    async fn next(&mut self) -> pb::DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("a response in time")
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn send(&self, kind: Kind) {
+        self.tx
+            .send(pb::DiscoveryRequest { kind: Some(kind) })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_receives_only_what_it_subscribed_to() {
+    let dir = Arc::new(TempDir::new("cp"));
+    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
+    let cp = start(
+        dir,
+        &MESH_YAML.replace("APP_PORT", "18080"),
+        &assignments_yaml(web_ip, web_vip, other_vip),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let mut c = RawClient::connect(&cp, pb::Hello::default()).await;
+    let base = c.next().await;
+    let names: Vec<_> = base.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["settings", "trust-bundle"]);
+    c.send(Kind::Ack(pb::Ack { nonce: base.nonce })).await;
+
+    c.send(Kind::Subscribe(pb::Names {
+        names: vec![format!("{web_vip}:8080"), "198.18.9.9:1".into()],
+    }))
+    .await;
+    let rsp = c.next().await;
+    assert_eq!(rsp.resources.len(), 2);
+    let web = rsp
+        .resources
+        .iter()
+        .find(|r| r.name == format!("{web_vip}:8080"))
+        .unwrap();
+    let Some(ResourceKind::Service(svc)) = &web.kind else {
+        panic!("{web:?}")
+    };
+    assert_eq!(svc.name, "web.shop.svc.cluster.local");
+    assert_eq!(svc.endpoints.len(), 1);
+    assert_eq!(svc.endpoints[0].address, format!("{web_ip}:18080"));
+    assert_eq!(
+        svc.endpoints[0].identity,
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
+    let unknown = rsp
+        .resources
+        .iter()
+        .find(|r| r.name == "198.18.9.9:1")
+        .unwrap();
+    assert!(matches!(unknown.kind, Some(ResourceKind::NotFound(_))));
+    // The other service exists but was not asked for: never sent.
+    assert!(
+        !rsp.resources
+            .iter()
+            .any(|r| r.name.contains(&other_vip.to_string()))
+    );
+    c.send(Kind::Ack(pb::Ack { nonce: rsp.nonce })).await;
+
+    // A change to the unsubscribed service sends nothing; a change to the subscribed one does.
+    let yaml = MESH_YAML
+        .replace("APP_PORT", "18080")
+        .replace("port: 9090", "port: 9091");
+    std::fs::write(cp.registry.join("mesh.yaml"), &yaml).unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(1500), c.rx.message()).await;
+    assert!(
+        nothing.is_err(),
+        "an unsubscribed change must not be sent: {nothing:?}"
+    );
+    let started = std::time::Instant::now();
+    std::fs::write(
+        cp.registry.join("mesh.yaml"),
+        yaml.replace("targetPort: 18080", "targetPort: 18081"),
+    )
+    .unwrap();
+    let rsp = c.next().await;
+    eprintln!(
+        "registry change reached the subscriber after {:?}",
+        started.elapsed()
+    );
+    let Some(ResourceKind::Service(svc)) = &rsp.resources[0].kind else {
+        panic!()
+    };
+    assert_eq!(svc.endpoints[0].address, format!("{web_ip}:18081"));
+    assert_ne!(rsp.resources[0].version, web.version);
+}
+
+#[tokio::test]
+async fn a_nack_is_visible_on_the_control_plane() {
+    let cp = start_default().await;
+    let mut c = RawClient::connect(
+        &cp,
+        pb::Hello {
+            pod: "client-0".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = c.next().await;
+    c.send(Kind::Nack(pb::Nack {
+        nonce: base.nonce,
+        reason: "cannot apply: test says no".into(),
+    }))
+    .await;
+    eventually(
+        "the NACK in /debug/proxies",
+        Duration::from_secs(5),
+        || async {
+            cp.monitoring("/debug/proxies")
+                .await
+                .contains("cannot apply: test says no")
+        },
+    )
+    .await;
+    assert!(
+        cp.monitoring("/metrics")
+            .await
+            .contains("sinew_cp_nacks_total 1")
+    );
+}
+
+#[tokio::test]
+async fn malformed_yaml_is_reported_and_the_last_good_config_stays() {
+    let dir = Arc::new(TempDir::new("cp"));
+    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
+    let cp = start(
+        dir,
+        &MESH_YAML.replace("APP_PORT", "18080"),
+        &assignments_yaml(web_ip, web_vip, other_vip),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let mut c = RawClient::connect(
+        &cp,
+        pb::Hello {
+            subscribe: vec![format!("{web_vip}:8080")],
+            ..Default::default()
+        },
+    )
+    .await;
+    let _base = c.next().await;
+    let first = c.next().await;
+    assert!(matches!(
+        first.resources[0].kind,
+        Some(ResourceKind::Service(_))
+    ));
+    std::fs::write(
+        cp.registry.join("broken.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: [oops}\n",
+    )
+    .unwrap();
+    eventually("the registry error", Duration::from_secs(5), || async {
+        cp.monitoring("/debug/proxies")
+            .await
+            .contains("broken.yaml")
+    })
+    .await;
+    let nothing = tokio::time::timeout(Duration::from_millis(500), c.rx.message()).await;
+    assert!(
+        nothing.is_err(),
+        "bad YAML must not disturb subscribers: {nothing:?}"
+    );
+    // A reconnecting proxy still gets the last good service.
+    let mut again = RawClient::connect(
+        &cp,
+        pb::Hello {
+            subscribe: vec![format!("{web_vip}:8080")],
+            ..Default::default()
+        },
+    )
+    .await;
+    let _ = again.next().await;
+    let rsp = again.next().await;
+    assert!(matches!(
+        rsp.resources[0].kind,
+        Some(ResourceKind::Service(_))
+    ));
+}

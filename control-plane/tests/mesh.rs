@@ -1,0 +1,392 @@
+//! Proxies that get their certificates and config from a running control plane: mesh traffic,
+//! hot config changes, and a control-plane restart under traffic.
+
+mod support;
+
+use sinew_proto::config::v1 as cfg;
+use sinew_proxy::app::Proxy;
+use sinew_proxy::config::Config;
+use sinew_proxy::testing::TempDir;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+/// A control plane on its own runtime and thread, so "killing" it really closes every connection.
+struct IsolatedCp {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IsolatedCp {
+    fn start(
+        dir: Arc<TempDir>,
+        yaml: String,
+        assignments: String,
+        grpc: SocketAddr,
+    ) -> (Self, Running2) {
+        let (info_tx, info_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let cp = start(dir, &yaml, &assignments, grpc).await;
+                info_tx
+                    .send(Running2 {
+                        grpc: cp.grpc,
+                        monitoring: cp.monitoring,
+                        state: cp.state.clone(),
+                        registry: cp.registry.clone(),
+                        tokens: cp.tokens.clone(),
+                    })
+                    .unwrap();
+                let _ = stop_rx.await;
+                drop(cp);
+            });
+            rt.shutdown_background();
+        });
+        let info = info_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("control plane started");
+        (
+            Self {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            info,
+        )
+    }
+
+    fn kill(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for IsolatedCp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Clone)]
+struct Running2 {
+    grpc: SocketAddr,
+    monitoring: SocketAddr,
+    state: std::path::PathBuf,
+    registry: std::path::PathBuf,
+    tokens: Arc<sinew_control_plane::auth::LocalTokens>,
+}
+
+impl Running2 {
+    fn proxy_cp(&self, dir: &TempDir, sa: &str) -> cfg::ControlPlane {
+        let token_file = dir.path().join(format!("{sa}.token"));
+        let token = self.tokens.mint(
+            &sinew_control_plane::auth::Caller {
+                namespace: "shop".into(),
+                service_account: sa.into(),
+                pod: Some(format!("{sa}-0")),
+            },
+            Duration::from_secs(3600),
+        );
+        std::fs::write(&token_file, token).unwrap();
+        cfg::ControlPlane {
+            address: self.grpc.to_string(),
+            root_cert_file: self
+                .state
+                .join(sinew_control_plane::app::TRUST_BUNDLE_FILE)
+                .display()
+                .to_string(),
+            token_file: token_file.display().to_string(),
+            pod: format!("{sa}-0"),
+            namespace: "shop".into(),
+            resolve_timeout: Some(pbjson_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn get(&self, path: &str) -> String {
+        http_get(self.monitoring, path).await
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let _ = tcp
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out)).await;
+    out
+}
+
+fn admin() -> Option<cfg::AdminConfig> {
+    Some(cfg::AdminConfig {
+        admin_address: "127.0.0.1:0".into(),
+        health_address: "127.0.0.1:0".into(),
+        metrics_address: "127.0.0.1:0".into(),
+    })
+}
+
+struct StartedProxy {
+    addrs: Vec<(String, SocketAddr)>,
+    health: SocketAddr,
+    admin: SocketAddr,
+    _task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_proxy(msg: cfg::ProxyConfig) -> StartedProxy {
+    let proxy = Proxy::bind(Config::from_proto(msg).unwrap(), None)
+        .await
+        .unwrap();
+    let addrs = proxy.bound.clone();
+    let [admin, health, _] = proxy.admin_addrs;
+    let task = tokio::spawn(proxy.run(std::future::pending()));
+    let p = StartedProxy {
+        addrs,
+        health,
+        admin,
+        _task: task,
+    };
+    eventually(
+        "proxy ready (certificate + first config)",
+        Duration::from_secs(20),
+        || async {
+            http_get(p.health, "/healthz/ready")
+                .await
+                .starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
+    p
+}
+
+async fn echo_app() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let Ok(n) = tcp.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let xfcc = req
+                        .lines()
+                        .find(|l| {
+                            l.to_ascii_lowercase()
+                                .starts_with("x-forwarded-client-cert:")
+                        })
+                        .unwrap_or("none")
+                        .to_string();
+                    let body = format!("app saw {xfcc}");
+                    let rsp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tcp.write_all(rsp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One HTTP/1.1 request on a fresh connection through `outbound`.
+async fn request(outbound: SocketAddr) -> Result<String, String> {
+    let out = tokio::time::timeout(Duration::from_secs(10), http_get(outbound, "/"))
+        .await
+        .map_err(|_| "timeout".to_string())?;
+    if out.starts_with("HTTP/1.1 200") {
+        Ok(out)
+    } else {
+        Err(out)
+    }
+}
+
+struct Mesh {
+    _dir: Arc<TempDir>,
+    cp: IsolatedCp,
+    info: Running2,
+    outbound: SocketAddr,
+    a: StartedProxy,
+    _b: StartedProxy,
+    yaml: String,
+    assignments: String,
+}
+
+async fn mesh() -> Mesh {
+    let dir = Arc::new(TempDir::new("cpmesh"));
+    let app = echo_app().await;
+    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
+    let yaml = MESH_YAML.replace("APP_PORT", &app.port().to_string());
+    let assignments = assignments_yaml(web_ip, web_vip, other_vip);
+    let (cp, info) = IsolatedCp::start(
+        dir.clone(),
+        yaml.clone(),
+        assignments.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let b = start_proxy(cfg::ProxyConfig {
+        control_plane: Some(info.proxy_cp(&dir, "web")),
+        listeners: vec![cfg::Listener {
+            name: "inbound".into(),
+            address: format!("{web_ip}:15006"),
+            direction: cfg::Direction::Inbound as i32,
+            ..Default::default()
+        }],
+        admin: admin(),
+        ..Default::default()
+    })
+    .await;
+    let a = start_proxy(cfg::ProxyConfig {
+        control_plane: Some(info.proxy_cp(&dir, "client")),
+        listeners: vec![cfg::Listener {
+            name: "outbound".into(),
+            address: "127.0.0.1:0".into(),
+            direction: cfg::Direction::Outbound as i32,
+            fixed_destination: format!("{web_vip}:8080"),
+            ..Default::default()
+        }],
+        admin: admin(),
+        ..Default::default()
+    })
+    .await;
+    let outbound = a.addrs[0].1;
+    Mesh {
+        _dir: dir,
+        cp,
+        info,
+        outbound,
+        a,
+        _b: b,
+        yaml,
+        assignments,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_get_certificates_and_config_then_carry_mesh_traffic() {
+    let m = mesh().await;
+    let out = request(m.outbound).await.unwrap();
+    assert!(
+        out.contains("URI=spiffe://cluster.local/ns/shop/sa/client"),
+        "{out}"
+    );
+    assert!(
+        out.contains("By=spiffe://cluster.local/ns/shop/sa/web"),
+        "{out}"
+    );
+    let dump = http_get(m.a.admin, "/config_dump").await;
+    assert!(
+        dump.contains("\"identity\": \"spiffe://cluster.local/ns/shop/sa/client\""),
+        "{dump}"
+    );
+    assert!(dump.contains("certificateNotAfterUnix"), "{dump}");
+    assert!(dump.contains("resourceVersions"), "{dump}");
+    // Only what it talked to: the web service, not the other one.
+    assert!(
+        dump.contains("web.shop.svc.cluster.local")
+            && !dump.contains("other.shop.svc.cluster.local"),
+        "{dump}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_change_reaches_a_running_proxy() {
+    let m = mesh().await;
+    request(m.outbound).await.unwrap();
+    let before = http_get(m.a.admin, "/config_dump").await;
+    let started = std::time::Instant::now();
+    // Label change on the pod: a new endpoint version for the subscribed service.
+    std::fs::write(
+        m.info.registry.join("mesh.yaml"),
+        m.yaml
+            .replace("labels: {app: web}", "labels: {app: web, version: v2}"),
+    )
+    .unwrap();
+    eventually(
+        "the new endpoint labels at the proxy",
+        Duration::from_secs(10),
+        || async {
+            http_get(m.a.admin, "/config_dump")
+                .await
+                .contains("\"version\": \"v2\"")
+        },
+    )
+    .await;
+    eprintln!(
+        "YAML change visible in the proxy's config after {:?}",
+        started.elapsed()
+    );
+    assert!(!before.contains("\"version\": \"v2\""));
+    request(m.outbound).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_under_traffic_fails_no_request_and_proxies_reconnect() {
+    let mut m = mesh().await;
+    let grpc = m.info.grpc;
+    let outbound = m.outbound;
+    let traffic = tokio::spawn(async move {
+        let mut failures = Vec::new();
+        for _ in 0..150 {
+            if let Err(e) = request(outbound).await {
+                failures.push(e);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        failures
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m.cp.kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Same port, same state directory (so the same root): a restarted control plane.
+    let (cp, info) = IsolatedCp::start(m._dir.clone(), m.yaml.clone(), m.assignments.clone(), grpc);
+    m.cp = cp;
+    let failures = traffic.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} requests failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    eventually(
+        "both proxies reconnected",
+        Duration::from_secs(40),
+        || async {
+            info.get("/metrics")
+                .await
+                .contains("sinew_cp_connected_proxies 2")
+        },
+    )
+    .await;
+    request(outbound).await.unwrap();
+}

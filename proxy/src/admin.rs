@@ -154,6 +154,7 @@ impl Admin {
         let dump = serde_json::json!({
             "version": config.version,
             "resourceVersions": self.ctx.resource_versions(),
+            "lastRejectedConfig": self.ctx.last_config_error(),
             "config": config.source,
             "tls": tls,
             "listeners": config.listeners.iter().map(|l| serde_json::json!({

@@ -21,6 +21,8 @@ pub struct Ctx {
     pub discovery: OnceLock<crate::control::discovery::Discovery>,
     /// Versions of the resources the control plane sent, by name (for /config_dump).
     resource_versions: RwLock<BTreeMap<String, String>>,
+    /// Why the last rejected (NACKed) config was rejected; cleared by the next good one.
+    last_config_error: RwLock<Option<String>>,
 }
 
 impl Ctx {
@@ -34,6 +36,7 @@ impl Ctx {
             plain,
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
+            last_config_error: RwLock::new(None),
         }
     }
 
@@ -55,6 +58,20 @@ impl Ctx {
             .resource_versions
             .write()
             .unwrap_or_else(|p| p.into_inner()) = v;
+    }
+
+    pub fn set_last_config_error(&self, e: Option<String>) {
+        *self
+            .last_config_error
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    pub fn last_config_error(&self) -> Option<String> {
+        self.last_config_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn resource_versions(&self) -> BTreeMap<String, String> {

@@ -69,6 +69,7 @@ pub struct Metrics {
     pub detect_timeouts: Counter,
     pub tls_failures: [Counter; 2],
     pub ready: Gauge,
+    pub config_rejections: Counter,
 }
 
 // === impl Metrics ===
@@ -106,6 +107,12 @@ impl Metrics {
             "Mesh TLS handshakes that failed, by direction",
             tls.clone(),
         );
+        let config_rejections = Counter::default();
+        registry.register(
+            "config_rejections",
+            "Config responses from the control plane that could not be applied (NACKed)",
+            config_rejections.clone(),
+        );
         let ready = Gauge::default();
         registry.register("ready", "1 once the proxy is ready to serve", ready.clone());
 
@@ -141,6 +148,7 @@ impl Metrics {
             detect_timeouts,
             tls_failures,
             ready,
+            config_rejections,
         }
     }
 

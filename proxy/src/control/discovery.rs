@@ -202,35 +202,24 @@ impl Client {
 
     /// Applies one response whole, or returns why it cannot be applied.
     fn apply(&mut self, rsp: pb::DiscoveryResponse) -> Result<(), String> {
-        let mut next = self.resources.clone();
-        let mut bundle = None;
-        for r in rsp.resources {
-            if let Some(ResourceKind::TrustBundle(b)) = &r.kind {
-                if b.roots.is_empty() {
-                    return Err("trust bundle with no roots".into());
-                }
-                bundle = Some(b.roots.join("\n"));
+        let prepared = prepare(&self.base, &self.resources, rsp);
+        let (config, next, bundle) = match prepared {
+            Ok(p) => p,
+            Err(reason) => {
+                self.ctx.metrics.config_rejections.inc();
+                self.ctx.set_last_config_error(Some(reason.clone()));
+                return Err(reason);
             }
-            next.insert(r.name.clone(), r);
-        }
-        for name in rsp.removed {
-            // Still subscribed, so the answer is now "not found".
-            next.insert(
-                name.clone(),
-                pb::Resource {
-                    name,
-                    version: String::new(),
-                    kind: Some(ResourceKind::NotFound(pb::NotFound {})),
-                },
-            );
-        }
-        let merged = merge(&self.base, &next, &rsp.nonce);
-        let config = Config::from_proto(merged).map_err(|e| format!("invalid config: {e}"))?;
+        };
         if let Some(b) = bundle {
-            self.material
-                .set_bundle(b, &self.ctx.tls)
-                .map_err(|e| format!("invalid trust bundle: {e}"))?;
+            self.material.set_bundle(b, &self.ctx.tls).map_err(|e| {
+                self.ctx.metrics.config_rejections.inc();
+                let reason = format!("invalid trust bundle: {e}");
+                self.ctx.set_last_config_error(Some(reason.clone()));
+                reason
+            })?;
         }
+        self.ctx.set_last_config_error(None);
         self.ctx.set_config(Arc::new(config));
         self.ctx.set_resource_versions(
             next.iter()
@@ -259,6 +248,42 @@ impl Client {
         self.has_config.send_replace(true);
         Ok(())
     }
+}
+
+type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
+
+/// Validates a response against what is held: the merged config and any new trust bundle, or
+/// the reason to NACK. Changes nothing.
+fn prepare(
+    base: &cfg::ProxyConfig,
+    held: &BTreeMap<String, pb::Resource>,
+    rsp: pb::DiscoveryResponse,
+) -> Result<Prepared, String> {
+    let mut next = held.clone();
+    let mut bundle = None;
+    for r in rsp.resources {
+        if let Some(ResourceKind::TrustBundle(b)) = &r.kind {
+            if b.roots.is_empty() {
+                return Err("trust bundle with no roots".into());
+            }
+            bundle = Some(b.roots.join("\n"));
+        }
+        next.insert(r.name.clone(), r);
+    }
+    for name in rsp.removed {
+        // Still subscribed, so the answer is now "not found".
+        next.insert(
+            name.clone(),
+            pb::Resource {
+                name,
+                version: String::new(),
+                kind: Some(ResourceKind::NotFound(pb::NotFound {})),
+            },
+        );
+    }
+    let merged = merge(base, &next, &rsp.nonce);
+    let config = Config::from_proto(merged).map_err(|e| format!("invalid config: {e}"))?;
+    Ok((config, next, bundle))
 }
 
 fn request(kind: Kind) -> pb::DiscoveryRequest {
@@ -297,4 +322,129 @@ fn merge(
         }
     }
     merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, addr: &str, endpoint: &str, identity: &str) -> pb::Resource {
+        pb::Resource {
+            name: addr.into(),
+            version: "v1".into(),
+            kind: Some(ResourceKind::Service(cfg::Service {
+                name: name.into(),
+                addresses: vec![addr.into()],
+                endpoints: vec![cfg::Endpoint {
+                    address: endpoint.into(),
+                    identity: identity.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn rsp(resources: Vec<pb::Resource>, removed: Vec<&str>) -> pb::DiscoveryResponse {
+        pb::DiscoveryResponse {
+            nonce: "7".into(),
+            resources,
+            removed: removed.into_iter().map(String::from).collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_response_merges_with_the_file_config() {
+        let (config, next, bundle) = prepare(
+            &cfg::ProxyConfig::default(),
+            &BTreeMap::new(),
+            rsp(
+                vec![service(
+                    "web.shop.svc.cluster.local",
+                    "198.18.0.10:80",
+                    "198.18.1.2:8080",
+                    "spiffe://cluster.local/ns/shop/sa/web",
+                )],
+                vec![],
+            ),
+        )
+        .unwrap();
+        assert!(config.service(&"198.18.0.10:80".parse().unwrap()).is_some());
+        assert_eq!(config.version, "discovery-7");
+        assert_eq!(next.len(), 1);
+        assert!(bundle.is_none());
+    }
+
+    #[test]
+    fn an_invalid_resource_is_refused_with_the_reason_and_nothing_changes() {
+        let held = BTreeMap::new();
+        let err = prepare(
+            &cfg::ProxyConfig::default(),
+            &held,
+            rsp(
+                vec![service(
+                    "web",
+                    "198.18.0.10:80",
+                    "198.18.1.2:8080",
+                    "not-a-spiffe-id",
+                )],
+                vec![],
+            ),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("identity") && err.contains("not-a-spiffe-id"),
+            "{err}"
+        );
+        assert!(held.is_empty());
+        let err = prepare(
+            &cfg::ProxyConfig::default(),
+            &held,
+            rsp(
+                vec![pb::Resource {
+                    name: "trust-bundle".into(),
+                    version: "1".into(),
+                    kind: Some(ResourceKind::TrustBundle(pb::TrustBundle { roots: vec![] })),
+                }],
+                vec![],
+            ),
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("trust bundle"), "{err}");
+    }
+
+    #[test]
+    fn removed_names_become_not_found() {
+        let mut held = BTreeMap::new();
+        let r = service("web", "198.18.0.10:80", "198.18.1.2:8080", "");
+        held.insert(r.name.clone(), r);
+        let (config, next, _) = prepare(
+            &cfg::ProxyConfig::default(),
+            &held,
+            rsp(vec![], vec!["198.18.0.10:80"]),
+        )
+        .unwrap();
+        assert!(config.service(&"198.18.0.10:80".parse().unwrap()).is_none());
+        assert!(matches!(
+            next["198.18.0.10:80"].kind,
+            Some(ResourceKind::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_same_service_under_two_names_is_added_once() {
+        let mut by_vip = service("web", "198.18.0.10:80", "198.18.1.2:8080", "");
+        let mut by_name = by_vip.clone();
+        by_name.name = "web.shop.svc.cluster.local:80".into();
+        by_vip.name = "198.18.0.10:80".into();
+        let (config, _, _) = prepare(
+            &cfg::ProxyConfig::default(),
+            &BTreeMap::new(),
+            rsp(vec![by_vip, by_name], vec![]),
+        )
+        .unwrap();
+        assert_eq!(config.source.services.len(), 1);
+    }
 }

@@ -65,13 +65,29 @@ impl Snapshot {
     /// identity and the mesh port 15006; others have neither, so clients reach them in
     /// plaintext. Endpoints are sorted by address.
     pub fn service_resources(&self, trust_domain: &str) -> Vec<ServiceResource> {
+        // Candidates by (namespace, label, value): a service only looks at pods carrying its
+        // first selector label, instead of every pod (services × pods dominated compiling a
+        // 1,000-service registry).
+        let mut by_label: HashMap<(&str, &str, &str), Vec<&PodEntry>> = HashMap::new();
+        for pod in self.pods().values().filter(|p| p.ip.is_some()) {
+            for (k, v) in &pod.labels {
+                by_label
+                    .entry((pod.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(pod);
+            }
+        }
         let mut out = Vec::new();
         for svc in self.services().values() {
-            let selected: Vec<&PodEntry> = self
-                .pods()
-                .values()
-                .filter(|p| p.ip.is_some() && svc.selects(p))
-                .collect();
+            let first = svc.selector.as_ref().and_then(|s| s.iter().next());
+            let selected: Vec<&PodEntry> = match first {
+                Some((k, v)) => by_label
+                    .get(&(svc.namespace.as_str(), k.as_str(), v.as_str()))
+                    .map(|pods| pods.iter().copied().filter(|p| svc.selects(p)).collect())
+                    .unwrap_or_default(),
+                // No selector, or an empty one, selects nothing.
+                None => Vec::new(),
+            };
             let mut ports: Vec<&ServicePortEntry> =
                 svc.ports.iter().filter(|p| p.transport == "TCP").collect();
             ports.sort_by_key(|p| p.port);

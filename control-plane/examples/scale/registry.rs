@@ -5,6 +5,28 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How a service's revision shows in the registry (and so in its resource):
+/// false: its pods' label `rev: "<n>"` (pods carry two labels, `app` and `rev`);
+/// true: its target port `10000 + n` (pods carry only `app`).
+static REV_IN_PORT: AtomicBool = AtomicBool::new(false);
+const PORT_REV_BASE: u32 = 10_000;
+
+pub fn set_rev_in_port(on: bool) {
+    REV_IN_PORT.store(on, Ordering::SeqCst);
+}
+
+/// The revision a service resource shows.
+pub fn rev_of(svc: &sinew_proto::config::v1::Service) -> Option<u32> {
+    let ep = svc.endpoints.first()?;
+    if REV_IN_PORT.load(Ordering::Relaxed) {
+        let port: u32 = ep.address.rsplit_once(':')?.1.parse().ok()?;
+        port.checked_sub(PORT_REV_BASE)
+    } else {
+        ep.labels.get("rev")?.parse().ok()
+    }
+}
 
 pub const NAMESPACE: &str = "scale";
 pub const PORT: u16 = 8080;
@@ -87,17 +109,24 @@ impl Registry {
             y,
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}, labels: {{sinew-injection: enabled}}}}\n"
         );
+        let in_port = REV_IN_PORT.load(Ordering::Relaxed);
         for (s, rev) in revs.iter().enumerate() {
+            let target = if in_port { PORT_REV_BASE + rev } else { 8080 };
+            let labels = if in_port {
+                format!("{{app: svc-{s}}}")
+            } else {
+                format!("{{app: svc-{s}, rev: \"{rev}\"}}")
+            };
             let _ = write!(
                 y,
                 "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: svc-{s}, namespace: {NAMESPACE}}}\n\
                  ---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{s}, namespace: {NAMESPACE}}}\n\
-                 spec:\n  selector: {{app: svc-{s}}}\n  ports: [{{name: http, port: {PORT}, targetPort: 8080}}]\n"
+                 spec:\n  selector: {{app: svc-{s}}}\n  ports: [{{name: http, port: {PORT}, targetPort: {target}}}]\n"
             );
             for r in 0..2 {
                 let _ = write!(
                     y,
-                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: svc-{s}-{r}, namespace: {NAMESPACE}, labels: {{app: svc-{s}, rev: \"{rev}\"}}}}\n\
+                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: svc-{s}-{r}, namespace: {NAMESPACE}, labels: {labels}}}\n\
                      spec:\n  serviceAccountName: svc-{s}\n  containers: [{{name: app, image: ignored}}]\n"
                 );
             }

@@ -355,19 +355,33 @@ async fn control_plane_restart_under_traffic_fails_no_request_and_proxies_reconn
     let mut m = mesh().await;
     let grpc = m.info.grpc;
     let outbound = m.outbound;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = done.clone();
     let traffic = tokio::spawn(async move {
         let mut failures = Vec::new();
         for _ in 0..150 {
             if let Err(e) = request(outbound).await {
                 failures.push(e);
             }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         failures
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_least = |n: usize| {
+        let done = done.clone();
+        async move {
+            eventually("requests in flight", Duration::from_secs(30), || {
+                let done = done.clone();
+                async move { done.load(std::sync::atomic::Ordering::SeqCst) >= n }
+            })
+            .await
+        }
+    };
+    // Traffic flows, the control plane dies, traffic keeps flowing while it is away.
+    at_least(20).await;
     m.cp.kill();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    at_least(60).await;
     // Same port, same state directory (so the same root): a restarted control plane.
     let (cp, info) = IsolatedCp::start(m._dir.clone(), m.yaml.clone(), m.assignments.clone(), grpc);
     m.cp = cp;

@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out.join("sinew_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
 
+    // Maps as BTreeMap: encoding must be deterministic, because resource versions are digests of
+    // the encoded bytes (a HashMap's random order gave unchanged services new versions).
     tonic_prost_build::configure()
+        .btree_map(".")
         .build_transport(false)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
@@ -27,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
+        .btree_map(["."])
         .build(&[".sinew"])?;
     Ok(())
 }

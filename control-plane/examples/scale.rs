@@ -891,6 +891,14 @@ async fn run(args: &Args, work: &WorkDir) -> anyhow::Result<String> {
     }
 
     let _ = writeln!(out, "\n## Connections and memory\n");
+    if connected < 2_000 {
+        let _ = writeln!(
+            out,
+            "With few proxies the per-proxy figure is mostly allocator noise (the idle baseline \
+             itself moves by tens of MiB with what the start-up parse left in malloc's arenas); \
+             it is meaningful at thousands of proxies.\n"
+        );
+    }
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(
         out,

@@ -90,3 +90,26 @@ pub fn spawn(
     });
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  clusterIP: 10.0.0.1\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, labels: {app: web, a: '1', b: '2', c: '3', d: '4'}}\nspec: {containers: [{name: app, image: x}]}\nstatus: {podIP: 10.1.0.1}\n";
+
+    #[test]
+    fn the_same_registry_compiles_to_the_same_versions() {
+        // Found by the scale simulation: labels encoded in HashMap order gave unchanged services
+        // new versions, so every change was re-sent to every proxy.
+        let versions = |_: usize| {
+            let snapshot = Snapshot::from_yaml("web.yaml", YAML).unwrap();
+            let index = Index::build(&snapshot, "cluster.local");
+            assert_eq!(index.len(), 2, "vip:port and host:port");
+            index.get("10.0.0.1:80").unwrap().version.clone()
+        };
+        let first = versions(0);
+        for i in 1..20 {
+            assert_eq!(versions(i), first);
+        }
+    }
+}

@@ -16,7 +16,7 @@ struct EchoSvc;
 type RspStream = Pin<Box<dyn Stream<Item = Result<EchoResponse, Status>> + Send>>;
 
 fn reply<T>(req: &Request<T>, message: String) -> EchoResponse {
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = std::collections::BTreeMap::new();
     if let Some(v) = req.metadata().get("x-forwarded-client-cert") {
         seen.insert("xfcc".into(), v.to_str().unwrap_or("?").into());
     }

@@ -122,7 +122,7 @@ fn resource(
             } else {
                 (String::new(), 0)
             };
-            let labels: HashMap<String, String> = pod.labels.clone().into_iter().collect();
+            let labels = pod.labels.clone();
             Some((
                 address,
                 Endpoint {

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::*;
@@ -25,7 +25,7 @@ fn addressed_demo() -> Snapshot {
         .with_assignments(&a)
 }
 
-fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -89,6 +89,7 @@ mod watch;
 
 pub use self::assignments::Assignments;
 pub use self::error::{Origin, Problem, RegistryError};
+pub use self::parse::{ManifestDoc, split_manifest};
 pub use self::model::{
     DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
     ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,

@@ -142,6 +142,78 @@ pub(crate) fn parse_dir(dir: &Path, exclude: Option<&Path>) -> Result<Parsed, Re
     Ok(parsed)
 }
 
+// === one file, object by object ===
+
+/// One document of a manifest file as written, with what identifies the object in it: what a
+/// runner needs to store applied objects one by one (`sinewctl apply`) and replace or delete
+/// them by key later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestDoc {
+    pub origin: Origin,
+    pub api_version: String,
+    pub kind: String,
+    /// `metadata.namespace`, `default` when omitted; empty for a `Namespace`.
+    pub namespace: String,
+    pub name: String,
+    /// The document's own text, comments kept.
+    pub text: String,
+    /// The file line `text` starts on (line 1 of `text` is this line of the file).
+    pub first_line: usize,
+}
+
+impl ManifestDoc {
+    /// `networking.istio.io` for `networking.istio.io/v1`, empty for the core group (`v1`).
+    pub fn group(&self) -> &str {
+        self.api_version.split_once('/').map_or("", |(g, _)| g)
+    }
+}
+
+/// Splits one manifest file into its documents after checking each on its own, with the same
+/// problems (file, document, line) a directory load would report. Kinds the registry does not
+/// use are returned too (a runner keeps them; the registry skips them with a warning). Checks
+/// that need other documents (namespaces declared, duplicates) are left to a load.
+pub fn split_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, RegistryError> {
+    let mut parsed = Parsed::default();
+    parse_file(path, text, &mut 0, &mut parsed);
+    if !parsed.problems.is_empty() {
+        return Err(RegistryError::Invalid {
+            problems: parsed.problems,
+        });
+    }
+    let (raw, _) = split_documents(text);
+    let mut out = Vec::new();
+    for doc in raw {
+        // Every document decoded above; empty ones are not documents.
+        let Ok(Some(value)) = decode::<Option<serde_json::Value>>(&doc) else {
+            continue;
+        };
+        let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
+        let namespace = match str_at(&value, &["metadata", "namespace"]) {
+            _ if kind == "Namespace" => String::new(),
+            Some(ns) if !ns.is_empty() => ns.to_string(),
+            _ => DEFAULT_NAMESPACE.to_string(),
+        };
+        out.push(ManifestDoc {
+            origin: Origin {
+                file: path.to_path_buf(),
+                document: out.len(),
+                line: content_line(&doc),
+            },
+            api_version: str_at(&value, &["apiVersion"])
+                .unwrap_or_default()
+                .to_string(),
+            kind,
+            namespace,
+            name: str_at(&value, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_string(),
+            text: doc.text.to_string(),
+            first_line: doc.first_line,
+        });
+    }
+    Ok(out)
+}
+
 // === one file ===
 
 /// A document's slice of the file and the file line it starts on.

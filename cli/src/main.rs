@@ -1,0 +1,249 @@
+//! `sinewctl`: the whole mesh on one Linux machine from Kubernetes YAML. See `docs/local-mode.md`.
+
+#![forbid(unsafe_code)]
+
+mod down;
+mod host;
+mod manifests;
+mod pod;
+mod process;
+mod state;
+mod status;
+mod sys;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::manifests::Store;
+use crate::state::Run;
+
+#[derive(Parser)]
+#[command(
+    name = "sinewctl",
+    version,
+    about = "Sinew's command line: run the mesh locally from Kubernetes YAML"
+)]
+struct Cli {
+    /// Name of the local mesh; several can run side by side under different names.
+    #[arg(long, global = true, env = "SINEW_RUN", default_value = "local")]
+    name: String,
+    /// Where runs keep their state, manifests and logs.
+    #[arg(long, global = true, env = "SINEW_STATE_ROOT", default_value = state::DEFAULT_STATE_ROOT)]
+    state_root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mesh described by a directory of YAML (Namespaces, ServiceAccounts, Services,
+    /// Pods, Deployments, DestinationRules) until Ctrl-C; then remove everything.
+    Up {
+        /// A directory (read recursively) or a single file.
+        dir: PathBuf,
+        /// Where sinew-proxy, sinew-control-plane and the demo app are [default: next to sinewctl].
+        #[arg(long, env = "SINEW_BIN_DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Stop the running mesh, or remove what a crashed one left behind.
+    Down,
+    /// Create or update objects in the running mesh; takes effect without restarts.
+    Apply {
+        /// Files or directories (or - for standard input).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Delete the objects named in the files from the running mesh.
+    Delete {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a command inside a pod: in its network namespace, as its containers' user, so its
+    /// traffic goes through the sidecar.
+    Exec {
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        pod: String,
+        /// Run as this UID instead of the pod's.
+        #[arg(long)]
+        uid: Option<u32>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a pod's container log (or the sidecar's with -c proxy).
+    Logs {
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        pod: String,
+        /// Container name, or `proxy` [default: the pod's only container].
+        #[arg(short, long)]
+        container: Option<String>,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Pods, identities, certificate expiry, proxy readiness, config and the last errors.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sinewctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let run = Run::new(&cli.state_root, &cli.name)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    match cli.command {
+        Command::Up { dir, bin_dir } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(PathBuf::from)
+                    .context("cannot tell where sinewctl is")?,
+            };
+            runtime()?.block_on(up::up(run, up::Options { source: dir, bin_dir }))?;
+        }
+        Command::Down => runtime()?.block_on(down::down(&run))?,
+        Command::Apply { files } => change(&run, &files, false)?,
+        Command::Delete { files } => change(&run, &files, true)?,
+        Command::Exec {
+            namespace,
+            pod,
+            uid,
+            command,
+        } => return exec(&run, &namespace, &pod, uid, &command),
+        Command::Logs {
+            namespace,
+            pod,
+            container,
+            follow,
+        } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
+        Command::Status { json } => status::status(&run, json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apply` and `delete`: checked as a whole against the running mesh, then written; the
+/// control plane and the supervisor pick the change up within a few hundred milliseconds.
+fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
+    run.load_state()?;
+    let docs = manifests::read_inputs(files)?;
+    let store = Store::new(run.manifests());
+    let changes = if delete {
+        store.delete(&docs)?
+    } else {
+        store.apply(&docs)?
+    };
+    for (name, change) in changes {
+        println!("{name} {change}");
+    }
+    Ok(())
+}
+
+fn exec(
+    run: &Run,
+    namespace: &str,
+    pod: &str,
+    uid: Option<u32>,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    if !sys::is_root() {
+        anyhow::bail!("`sinewctl exec` needs root to enter the pod's network namespace (run it with sudo)");
+    }
+    let state = run.load_state()?;
+    let p = state.pod(namespace, pod)?;
+    let (uid, gid) = match uid {
+        Some(u) => (u, u),
+        None => (p.uid, p.gid),
+    };
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &p.netns, "setpriv"])
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "--"])
+        .args(command)
+        .status()
+        .context("cannot run `ip netns exec`")?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+fn logs(
+    run: &Run,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let state = run.load_state()?;
+    let p = state.pod(namespace, pod)?;
+    let names: Vec<&str> = p
+        .containers
+        .iter()
+        .chain(&p.proxy)
+        .map(|c| c.name.as_str())
+        .collect();
+    let process = match container {
+        Some(name) => p.containers.iter().chain(&p.proxy).find(|c| c.name == name),
+        None if p.containers.len() == 1 => p.containers.first(),
+        None => anyhow::bail!(
+            "pod {namespace}/{pod} has several containers; choose one with -c ({})",
+            names.join(", ")
+        ),
+    }
+    .with_context(|| format!("pod {namespace}/{pod} has no container {container:?} ({})", names.join(", ")))?;
+    let mut file = std::fs::File::open(&process.log)
+        .with_context(|| format!("cannot open {}", process.log.display()))?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        out.write_all(&buf)?;
+        out.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // A restarted run of the mesh truncates nothing, but the file may be gone after `down`.
+        if !process.log.exists() {
+            return Ok(());
+        }
+        file.stream_position()?;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

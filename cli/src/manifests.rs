@@ -1,0 +1,543 @@
+//! Applied objects, kept one file each under the run's `manifests/` directory — the directory
+//! the control plane and the supervisor both watch — so that `apply` replaces an object and
+//! `delete` removes it by kind, namespace and name, as against an API server.
+//!
+//! A change is checked as a whole before anything is written: the objects as they would be
+//! after the change are loaded by the same registry code the control plane runs, in a staging
+//! copy, and any problem is reported against the user's file and line. Nothing is written when
+//! there is a problem, so a running mesh never sees a half-applied change.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use sinew_control_plane::registry::{
+    FileRegistry, ManifestDoc, Origin, Problem, RegistryError, Snapshot, split_manifest,
+};
+
+use crate::state::{CONTROL_PLANE_IP, POD_RANGE, VIP_RANGE};
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Unchanged => "unchanged",
+            Change::Deleted => "deleted",
+        })
+    }
+}
+
+/// The object store of one run.
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Reads manifests from files, directories (every `*.yaml`/`*.yml` below, in path order, hidden
+/// entries skipped) or `-` (standard input); each document is checked on its own. Every problem
+/// of every file is reported at once.
+pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
+    let mut docs = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let files = if path.as_os_str() == "-" {
+            vec![path.clone()]
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files)?;
+            files.sort();
+            if files.is_empty() {
+                bail!("{}: no *.yaml or *.yml files", path.display());
+            }
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read standard input")?;
+                text
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            match split_manifest(&file, &text) {
+                Ok(mut d) => docs.append(&mut d),
+                Err(RegistryError::Invalid { problems: mut p }) => problems.append(&mut p),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", describe(&problems, |o| o.to_string()));
+    }
+    // The same object twice in one input is a mistake kubectl would also refuse.
+    let mut seen: BTreeMap<PathBuf, &ManifestDoc> = BTreeMap::new();
+    for doc in &docs {
+        if let Some(first) = seen.insert(Store::relative(doc), doc) {
+            bail!(
+                "{}: {} {:?} in namespace {:?} is also defined at {}",
+                doc.origin,
+                doc.kind,
+                doc.name,
+                doc.namespace,
+                first.origin
+            );
+        }
+    }
+    Ok(docs)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+// === impl Store ===
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    /// `<namespace>/<kind>_<group>_<name>.yaml` (`_cluster` for namespaces, `core` for the
+    /// core group): `_` occurs in no Kubernetes name, so keys cannot collide.
+    fn relative(doc: &ManifestDoc) -> PathBuf {
+        let ns = if doc.namespace.is_empty() {
+            "_cluster"
+        } else {
+            &doc.namespace
+        };
+        let group = match doc.group() {
+            "" => "core",
+            g => g,
+        };
+        PathBuf::from(ns).join(format!(
+            "{}_{group}_{}.yaml",
+            doc.kind.to_ascii_lowercase(),
+            doc.name
+        ))
+    }
+
+    /// Applies `docs`: creates or replaces each object, after checking the result as a whole.
+    pub fn apply(&self, docs: &[ManifestDoc]) -> anyhow::Result<Vec<(String, Change)>> {
+        let staging = Staging::copy_of(&self.dir)?;
+        let mut changes = Vec::new();
+        let mut sources = BTreeMap::new();
+        for doc in docs {
+            let rel = Store::relative(doc);
+            let text = stored_text(doc);
+            let change = match std::fs::read_to_string(self.dir.join(&rel)) {
+                Ok(old) if old == text => Change::Unchanged,
+                Ok(_) => Change::Configured,
+                Err(_) => Change::Created,
+            };
+            staging.write(&rel, &text)?;
+            sources.insert(staging.dir.join(&rel), doc.clone());
+            changes.push((rel, text, display_name(doc), change));
+        }
+        staging.check(&sources)?;
+        for (rel, text, _, change) in &changes {
+            if *change != Change::Unchanged {
+                let path = self.dir.join(rel);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                crate::state::write_atomic(&path, text.as_bytes())?;
+            }
+        }
+        Ok(changes
+            .into_iter()
+            .map(|(_, _, name, change)| (name, change))
+            .collect())
+    }
+
+    /// Deletes the objects `docs` name (their content is not compared). Deleting a Namespace
+    /// deletes everything in it, as in Kubernetes. Objects that do not exist are reported as
+    /// errors after the others are deleted.
+    pub fn delete(&self, docs: &[ManifestDoc]) -> anyhow::Result<Vec<(String, Change)>> {
+        let staging = Staging::copy_of(&self.dir)?;
+        let mut removed = Vec::new();
+        let mut missing = Vec::new();
+        for doc in docs {
+            let rel = Store::relative(doc);
+            if !self.dir.join(&rel).exists() {
+                missing.push(format!(
+                    "{} not found{}",
+                    display_name(doc),
+                    in_namespace(doc)
+                ));
+                continue;
+            }
+            staging.remove(&rel)?;
+            if doc.kind == "Namespace" && doc.group().is_empty() {
+                staging.remove(Path::new(&doc.name))?;
+                removed.push((PathBuf::from(&doc.name), true));
+            }
+            removed.push((rel, false));
+        }
+        staging.check(&BTreeMap::new())?;
+        let mut out = Vec::new();
+        for doc in docs {
+            let rel = Store::relative(doc);
+            if removed.iter().any(|(r, _)| *r == rel) {
+                std::fs::remove_file(self.dir.join(&rel))
+                    .with_context(|| format!("cannot remove {}", rel.display()))?;
+                out.push((display_name(doc), Change::Deleted));
+            }
+        }
+        for (rel, is_dir) in &removed {
+            if *is_dir {
+                let _ = std::fs::remove_dir_all(self.dir.join(rel));
+            }
+        }
+        if !missing.is_empty() {
+            for (name, change) in &out {
+                println!("{name} {change}");
+            }
+            bail!("{}", missing.join("\n"));
+        }
+        Ok(out)
+    }
+}
+
+/// `kind/name` as kubectl prints it (`destinationrule.networking.istio.io/reviews`).
+fn display_name(doc: &ManifestDoc) -> String {
+    let kind = doc.kind.to_ascii_lowercase();
+    match doc.group() {
+        "" => format!("{kind}/{}", doc.name),
+        g => format!("{kind}.{g}/{}", doc.name),
+    }
+}
+
+fn in_namespace(doc: &ManifestDoc) -> String {
+    if doc.namespace.is_empty() {
+        String::new()
+    } else {
+        format!(" in namespace {:?}", doc.namespace)
+    }
+}
+
+/// The document as stored: its own text, starting with a comment saying where it came from.
+fn stored_text(doc: &ManifestDoc) -> String {
+    let body = doc.text.trim_start_matches("---").trim_start_matches('\n');
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Applied from {} (document {}, line {}).",
+        doc.origin.file.display(),
+        doc.origin.document,
+        doc.first_line
+    );
+    text.push_str(body);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// A scratch copy of the store where a change is tried first. Removed on drop.
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn copy_of(store: &Path) -> anyhow::Result<Staging> {
+        let parent = store.parent().unwrap_or(Path::new("/tmp"));
+        let dir = parent.join(format!(".staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let staging = Staging { dir };
+        if store.exists() {
+            copy_tree(store, &staging.dir)?;
+        }
+        Ok(staging)
+    }
+
+    fn write(&self, rel: &Path, text: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn remove(&self, rel: &Path) -> anyhow::Result<()> {
+        let path = self.dir.join(rel);
+        let res = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match res {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Loads the staged objects as the control plane would, plus local mode's address rules.
+    /// Problems in staged copies of `sources` are reported at the user's file and line.
+    fn check(&self, sources: &BTreeMap<PathBuf, ManifestDoc>) -> anyhow::Result<Snapshot> {
+        let names = self.stored_names();
+        let place = |o: &Origin| staged_place(o, sources, &names);
+        let snapshot = match FileRegistry::load(&self.dir) {
+            Ok(s) => s,
+            Err(RegistryError::Invalid { problems }) => bail!("{}", describe(&problems, place)),
+            Err(e) => return Err(e.into()),
+        };
+        let clashes = check_addresses(&snapshot, place);
+        if !clashes.is_empty() {
+            bail!("{}", clashes.join("\n"));
+        }
+        Ok(snapshot)
+    }
+
+    /// Staged file → what the user knows it as, for problems in objects applied earlier.
+    fn stored_names(&self) -> BTreeMap<PathBuf, String> {
+        let mut files = Vec::new();
+        let _ = walk(&self.dir, &mut files);
+        files
+            .into_iter()
+            .filter_map(|f| {
+                let rel = f.strip_prefix(&self.dir).ok()?.to_path_buf();
+                let ns = rel.parent()?.to_str()?.to_string();
+                let stem = rel.file_stem()?.to_str()?;
+                let mut parts = stem.splitn(3, '_');
+                let (kind, _group, name) = (parts.next()?, parts.next()?, parts.next()?);
+                let place = if ns == "_cluster" {
+                    String::new()
+                } else {
+                    format!(" in namespace {ns:?}")
+                };
+                Some((f, format!("{kind}/{name}{place} (applied earlier)")))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Problems, one per line, as `<place>: reason`.
+fn describe(problems: &[Problem], place: impl Fn(&Origin) -> String) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", place(&p.origin), p.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where a staged object came from: the user's file and line for what is being applied (the
+/// stored text has one comment line in front of the document's own lines), the object's name
+/// for what was applied earlier.
+fn staged_place(
+    origin: &Origin,
+    sources: &BTreeMap<PathBuf, ManifestDoc>,
+    names: &BTreeMap<PathBuf, String>,
+) -> String {
+    match sources.get(&origin.file) {
+        Some(doc) => format!(
+            "{}: document {} (line {})",
+            doc.origin.file.display(),
+            doc.origin.document,
+            doc.first_line + origin.line.saturating_sub(2)
+        ),
+        None => match names.get(&origin.file) {
+            Some(name) => name.clone(),
+            None => origin.to_string(),
+        },
+    }
+}
+
+/// Local mode's address rules: a `status.podIP` or `spec.clusterIP` written in the YAML must lie
+/// in the range local mode hands out (pods 198.18.0.0/16, VIPs 198.19.0.0/16), must not be the
+/// control plane's, and must not be used twice.
+pub fn check_addresses(snapshot: &Snapshot, place: impl Fn(&Origin) -> String) -> Vec<String> {
+    let in_range = |ip: Ipv4Addr, (lo, hi): (Ipv4Addr, Ipv4Addr)| ip >= lo && ip <= hi;
+    let mut used: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut claim = |ip: IpAddr, who: String, range: (Ipv4Addr, Ipv4Addr), out: &mut Vec<String>| {
+        let ok = match ip {
+            IpAddr::V4(v4) => in_range(v4, range) && v4 != CONTROL_PLANE_IP,
+            IpAddr::V6(_) => false,
+        };
+        if !ok {
+            out.push(format!(
+                "{who}: address {ip} is outside local mode's range {}-{} (leave it out to have one assigned)",
+                range.0, range.1
+            ));
+        } else if let Some(first) = used.get(&ip) {
+            out.push(format!("{who}: address {ip} is already used by {first}"));
+        } else {
+            used.insert(ip, who);
+        }
+    };
+    for pod in snapshot.pods().values() {
+        if let Some(ip) = pod.yaml_ip {
+            let who = format!("{}: Pod {:?} status.podIP", place(&pod.origin), pod.name);
+            claim(ip, who, POD_RANGE, &mut out);
+        }
+    }
+    for svc in snapshot.services().values() {
+        if let Some(ip) = svc.yaml_cluster_ip {
+            let who = format!("{}: Service {:?} spec.clusterIP", place(&svc.origin), svc.name);
+            claim(ip, who, VIP_RANGE, &mut out);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("sinewctl-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const BASE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+
+    #[test]
+    fn apply_creates_configures_and_keeps_unchanged() {
+        let d = Dir::new("apply");
+        let store = Store::new(d.0.join("manifests"));
+        let f = d.file("base.yaml", BASE);
+        let changes = store.apply(&read_inputs(&[f.clone()]).unwrap()).unwrap();
+        let shown: Vec<String> = changes.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        assert_eq!(shown, ["namespace/shop created", "service/web created"]);
+        let changes = store.apply(&read_inputs(&[f]).unwrap()).unwrap();
+        assert!(changes.iter().all(|(_, c)| *c == Change::Unchanged));
+        let g = d.file(
+            "svc.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080}]\n",
+        );
+        let changes = store.apply(&read_inputs(&[g]).unwrap()).unwrap();
+        assert_eq!(changes, [("service/web".to_string(), Change::Configured)]);
+        let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
+        assert_eq!(snap.service("shop", "web").unwrap().ports[0].port, 8080);
+    }
+
+    #[test]
+    fn a_bad_change_names_the_users_file_and_line_and_writes_nothing() {
+        let d = Dir::new("bad");
+        let store = Store::new(d.0.join("manifests"));
+        store
+            .apply(&read_inputs(&[d.file("base.yaml", BASE)]).unwrap())
+            .unwrap();
+        // A Service in a namespace that does not exist: only a whole-store check sees it.
+        let bad = d.file(
+            "bad.yaml",
+            "# comment\napiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\n\napiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: nowhere}\nspec: {ports: [{port: 1}]}\n",
+        );
+        let err = store.apply(&read_inputs(&[bad.clone()]).unwrap()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{}: document 1 (line 7)", bad.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("namespace \"nowhere\" is not declared"), "{msg}");
+        assert!(!d.0.join("manifests/_cluster/namespace_core_ok.yaml").exists());
+        // Syntax errors are found per file, with the line.
+        let broken = d.file("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: [\n");
+        let msg = read_inputs(&[broken.clone()]).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{}: document 0 (line", broken.display())), "{msg}");
+    }
+
+    #[test]
+    fn delete_removes_by_key_and_namespaces_cascade() {
+        let d = Dir::new("delete");
+        let store = Store::new(d.0.join("manifests"));
+        let f = d.file("base.yaml", BASE);
+        store.apply(&read_inputs(&[f.clone()]).unwrap()).unwrap();
+        let ns_only = d.file(
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        );
+        let out = store.delete(&read_inputs(&[ns_only.clone()]).unwrap()).unwrap();
+        assert_eq!(out, [("namespace/shop".to_string(), Change::Deleted)]);
+        let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
+        assert!(snap.services().is_empty());
+        let err = store.delete(&read_inputs(&[ns_only]).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("namespace/shop not found"));
+    }
+
+    #[test]
+    fn addresses_outside_the_range_or_used_twice_are_refused() {
+        let d = Dir::new("addr");
+        let store = Store::new(d.0.join("manifests"));
+        let f = d.file(
+            "a.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 198.19.0.9, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {clusterIP: 198.19.0.9, ports: [{port: 1}]}\n",
+        );
+        let msg = store.apply(&read_inputs(&[f]).unwrap()).unwrap_err().to_string();
+        assert!(msg.contains("address 10.0.0.1 is outside"), "{msg}");
+        assert!(msg.contains("address 198.19.0.9 is already used by"), "{msg}");
+    }
+}

@@ -1,0 +1,557 @@
+//! One pod's life in local mode: its network namespace, interception rules, sidecar and
+//! containers, in the order a kubelet with native sidecars uses — the proxy first, the app's
+//! containers only once the proxy is ready — and the reverse on the way out.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use sinew_control_plane::registry::PodEntry;
+use tokio::sync::watch;
+
+use crate::host::{self, ServiceRoute};
+use crate::process::{Board, RestartPolicy, Slot, Spec, Supervised};
+use crate::state::{PodState, ProcessState};
+use crate::sys;
+
+/// The proxy's UID and GID (excluded from interception by `sinew-proxy init`).
+pub const PROXY_UID: u32 = 1337;
+/// Containers run as this user unless `securityContext.runAsUser` says otherwise. Kubernetes
+/// would use the image's user; there is no image here, and nobody is the safe choice.
+pub const DEFAULT_APP_UID: u32 = 65534;
+/// Pod annotation choosing what the sidecar accepts inbound: `PERMISSIVE` (default) or `STRICT`.
+pub const INBOUND_MODE_ANNOTATION: &str = "sinew.dev/inbound-mode";
+/// Istio's interception annotations, passed to `sinew-proxy init`.
+const INIT_ANNOTATIONS: [(&str, &str); 5] = [
+    ("traffic.sidecar.istio.io/includeInboundPorts", "--inbound-ports"),
+    ("traffic.sidecar.istio.io/excludeInboundPorts", "--exclude-inbound-ports"),
+    ("traffic.sidecar.istio.io/excludeOutboundPorts", "--exclude-outbound-ports"),
+    ("traffic.sidecar.istio.io/includeOutboundIPRanges", "--outbound-cidrs"),
+    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "--exclude-outbound-cidrs"),
+];
+const HEALTH_ADDR: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    15021,
+);
+/// How long containers get between SIGTERM and SIGKILL (capped: locally nobody waits 30 s).
+const MAX_GRACE: Duration = Duration::from_secs(10);
+
+/// What every pod needs from the run.
+pub struct Env {
+    pub bridge_netns: String,
+    pub proxy_bin: PathBuf,
+    /// Prepended to containers' `PATH`, so `command: [sinew-demo, …]` finds our binaries.
+    pub bin_dir: PathBuf,
+    pub control_plane_address: String,
+    pub trust_bundle: PathBuf,
+    pub tokens: sinew_control_plane::auth::LocalTokens,
+    pub trust_domain: String,
+}
+
+/// Services as pods see them: names for `/etc/hosts` and VIP rules for the service chain.
+#[derive(Debug, Default, PartialEq)]
+pub struct NetView {
+    pub hosts: BTreeMap<(String, String), Vec<Ipv4Addr>>,
+    pub routes: Vec<ServiceRoute>,
+}
+
+/// Everything decided about a pod before it starts.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub namespace: String,
+    pub name: String,
+    pub netns: String,
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub dir: PathBuf,
+    pub meshed: bool,
+    pub identity: Option<String>,
+    pub service_account: String,
+    pub labels: BTreeMap<String, String>,
+    pub strict: bool,
+    pub init_args: Vec<String>,
+    pub user: (u32, u32),
+    pub containers: Vec<Spec>,
+    pub grace: Duration,
+    /// Problems that do not stop the pod (a container without a command, unsupported env).
+    pub warnings: Vec<String>,
+}
+
+/// A started pod: stop it to tear it down.
+pub struct Handle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Decides how `pod` runs. Errors are about the pod spec (an inbound mode that is not one).
+pub fn plan(
+    pod: &PodEntry,
+    netns: String,
+    index: u32,
+    ip: Ipv4Addr,
+    dir: PathBuf,
+    env: &Env,
+) -> anyhow::Result<Plan> {
+    let spec = pod.object.spec.clone().unwrap_or_default();
+    let mut warnings = Vec::new();
+    let strict = match pod.annotations.get(INBOUND_MODE_ANNOTATION).map(|s| s.to_ascii_uppercase()) {
+        None => false,
+        Some(m) if m == "PERMISSIVE" => false,
+        Some(m) if m == "STRICT" => true,
+        Some(m) => anyhow::bail!(
+            "Pod {:?}: annotation {INBOUND_MODE_ANNOTATION} must be PERMISSIVE or STRICT, not {m:?}",
+            pod.name
+        ),
+    };
+    let mut init_args = Vec::new();
+    for (annotation, flag) in INIT_ANNOTATIONS {
+        if let Some(v) = pod.annotations.get(annotation) {
+            init_args.push(format!("{flag}={v}"));
+        }
+    }
+    let pod_sc = spec.security_context.as_ref();
+    let pod_uid = pod_sc.and_then(|s| s.run_as_user);
+    let pod_gid = pod_sc.and_then(|s| s.run_as_group);
+    let restart = RestartPolicy::parse(spec.restart_policy.as_deref());
+    let grace = spec
+        .termination_grace_period_seconds
+        .map_or(MAX_GRACE, |s| Duration::from_secs(s.max(0) as u64).min(MAX_GRACE));
+    let mut user = None;
+    let mut containers = Vec::new();
+    for c in &spec.containers {
+        let sc = c.security_context.as_ref();
+        let uid = sc.and_then(|s| s.run_as_user).or(pod_uid);
+        let gid = sc.and_then(|s| s.run_as_group).or(pod_gid).or(uid);
+        let uid = uid.map_or(DEFAULT_APP_UID, |u| u as u32);
+        let gid = gid.map_or(DEFAULT_APP_UID, |g| g as u32);
+        if uid == PROXY_UID && pod.meshed {
+            warnings.push(format!(
+                "container {:?} runs as UID {PROXY_UID}, the proxy's: its traffic is not intercepted",
+                c.name
+            ));
+        }
+        user.get_or_insert((uid, gid));
+        let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
+        let vars = container_env(c, &pod.object, &pod.service_account, ip, &mut warnings);
+        argv.extend(c.args.clone().unwrap_or_default());
+        let argv: Vec<String> = argv.iter().map(|a| expand(a, &vars)).collect();
+        if c.command.as_ref().is_none_or(|c| c.is_empty()) {
+            warnings.push(format!(
+                "container {:?} has no command: local mode runs commands, not images; it is skipped",
+                c.name
+            ));
+            continue;
+        }
+        let mut env = vec![
+            (
+                "PATH".to_string(),
+                format!(
+                    "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    env.bin_dir.display()
+                ),
+            ),
+            ("HOME".to_string(), "/".to_string()),
+            ("HOSTNAME".to_string(), pod.name.clone()),
+        ];
+        env.extend(vars);
+        containers.push(Spec {
+            name: c.name.clone(),
+            netns: netns.clone(),
+            user: Some((uid, gid)),
+            argv,
+            env,
+            cwd: c
+                .working_dir
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+            log: dir.join(format!("{}.log", c.name)),
+            restart,
+        });
+    }
+    let identity = pod.meshed.then(|| {
+        sinew_control_plane::registry::spiffe_identity(
+            &env.trust_domain,
+            &pod.namespace,
+            &pod.service_account,
+        )
+    });
+    Ok(Plan {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        netns,
+        index,
+        ip,
+        dir,
+        meshed: pod.meshed,
+        identity,
+        service_account: pod.service_account.clone(),
+        labels: pod.labels.clone(),
+        strict,
+        init_args,
+        user: user.unwrap_or((DEFAULT_APP_UID, DEFAULT_APP_UID)),
+        containers,
+        grace,
+        warnings,
+    })
+}
+
+/// The container's `env`: plain values and the downward API fields that make sense locally.
+fn container_env(
+    c: &Container,
+    pod: &Pod,
+    service_account: &str,
+    ip: Ipv4Addr,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let meta = &pod.metadata;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for var in c.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), _) => Some(expand(v, &out)),
+            (None, Some(from)) => match from.field_ref.as_ref().map(|f| f.field_path.as_str()) {
+                Some("metadata.name") => meta.name.clone(),
+                Some("metadata.namespace") => meta.namespace.clone(),
+                Some("status.podIP") => Some(ip.to_string()),
+                Some("spec.serviceAccountName") => Some(service_account.to_string()),
+                Some("spec.nodeName") => Some("local".to_string()),
+                Some(path) => {
+                    warnings.push(format!(
+                        "container {:?}: env {}: fieldRef {path} is not available locally",
+                        c.name, var.name
+                    ));
+                    None
+                }
+                None => {
+                    warnings.push(format!(
+                        "container {:?}: env {}: only value and fieldRef are supported locally",
+                        c.name, var.name
+                    ));
+                    None
+                }
+            },
+            (None, None) => Some(String::new()),
+        };
+        if let Some(value) = value {
+            out.retain(|(k, _)| k != &var.name);
+            out.push((var.name.clone(), value));
+        }
+    }
+    out
+}
+
+/// Kubernetes' `$(VAR)` expansion in commands, args and env values; `$$` escapes, unknown
+/// variables stay as written.
+fn expand(s: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(name_end) = tail.strip_prefix("$(").and_then(|t| t.find(')')) {
+            let name = &tail[2..2 + name_end];
+            match vars.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&tail[..3 + name_end]),
+            }
+            rest = &tail[3 + name_end..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Starts the pod in the background; it reports through `board`.
+pub fn start(
+    plan: Plan,
+    env: Arc<Env>,
+    net: watch::Receiver<Arc<NetView>>,
+    board: Board,
+) -> Handle {
+    let (stop, stopped) = watch::channel(false);
+    board.update(|s| {
+        s.pods
+            .retain(|p| !(p.namespace == plan.namespace && p.name == plan.name));
+        s.pods.push(PodState {
+            namespace: plan.namespace.clone(),
+            name: plan.name.clone(),
+            netns: plan.netns.clone(),
+            ip: plan.ip.to_string(),
+            meshed: plan.meshed,
+            identity: plan.identity.clone(),
+            uid: plan.user.0,
+            gid: plan.user.1,
+            phase: "Pending".into(),
+            proxy: plan.meshed.then(|| ProcessState {
+                name: "proxy".into(),
+                log: plan.dir.join("proxy.log"),
+                ..Default::default()
+            }),
+            proxy_ready_ms: None,
+            containers: plan
+                .containers
+                .iter()
+                .map(|c| ProcessState {
+                    name: c.name.clone(),
+                    log: c.log.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        s.pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    });
+    let task = tokio::spawn(run(plan, env, net, board, stopped));
+    Handle { stop, task }
+}
+
+fn set_phase(board: &Board, plan: &Plan, phase: impl Into<String>) {
+    let phase = phase.into();
+    board.update(|s| {
+        if let Some(p) = s
+            .pods
+            .iter_mut()
+            .find(|p| p.namespace == plan.namespace && p.name == plan.name)
+        {
+            p.phase = phase;
+        }
+    });
+}
+
+async fn run(
+    plan: Plan,
+    env: Arc<Env>,
+    mut net: watch::Receiver<Arc<NetView>>,
+    board: Board,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut proxy = None;
+    let mut containers = Vec::new();
+    let result: anyhow::Result<()> = async {
+        set_up(&plan, &env).await?;
+        let view = net.borrow_and_update().clone();
+        apply_net(&plan, &view).await?;
+        if plan.meshed {
+            set_phase(&board, &plan, "Starting");
+            let started = Instant::now();
+            let spec = proxy_spec(&plan, &env);
+            proxy = Some(Supervised::spawn(
+                spec,
+                Slot::Proxy {
+                    namespace: plan.namespace.clone(),
+                    pod: plan.name.clone(),
+                },
+                board.clone(),
+            ));
+            tokio::select! {
+                () = wait_ready(&plan.netns) => {}
+                () = until_stopped(&mut stopped) => return Ok(()),
+            }
+            let ms = started.elapsed().as_millis() as u64;
+            board.update(|s| {
+                if let Some(p) = s
+                    .pods
+                    .iter_mut()
+                    .find(|p| p.namespace == plan.namespace && p.name == plan.name)
+                {
+                    p.proxy_ready_ms = Some(ms);
+                }
+            });
+        }
+        for (index, spec) in plan.containers.iter().enumerate() {
+            containers.push(Supervised::spawn(
+                spec.clone(),
+                Slot::Container {
+                    namespace: plan.namespace.clone(),
+                    pod: plan.name.clone(),
+                    index,
+                },
+                board.clone(),
+            ));
+        }
+        set_phase(&board, &plan, "Running");
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        set_phase(&board, &plan, format!("Failed: {e:#}"));
+    }
+    loop {
+        tokio::select! {
+            () = until_stopped(&mut stopped) => break,
+            changed = net.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let view = net.borrow_and_update().clone();
+                if let Err(e) = apply_net(&plan, &view).await {
+                    set_phase(&board, &plan, format!("Failed: {e:#}"));
+                }
+            }
+        }
+    }
+    set_phase(&board, &plan, "Terminating");
+    // Containers first, the sidecar last: the app may still send while it shuts down.
+    let grace = plan.grace;
+    let stops: Vec<_> = containers
+        .into_iter()
+        .map(|c| tokio::spawn(c.stop(grace)))
+        .collect();
+    for s in stops {
+        let _ = s.await;
+    }
+    if let Some(proxy) = proxy {
+        proxy.stop(plan.grace).await;
+    }
+    host::delete_netns(&plan.netns, Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(&plan.dir);
+    board.update(|s| {
+        s.pods
+            .retain(|p| !(p.namespace == plan.namespace && p.name == plan.name));
+    });
+}
+
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Network namespace, files, and (meshed) interception rules and credentials.
+async fn set_up(plan: &Plan, env: &Env) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&plan.dir)
+        .with_context(|| format!("cannot create {}", plan.dir.display()))?;
+    std::fs::set_permissions(&plan.dir, std::fs::Permissions::from_mode(0o755))?;
+    host::create_pod_netns(&env.bridge_netns, &plan.netns, plan.index, plan.ip).await?;
+    if plan.meshed {
+        let mut args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            plan.netns.clone(),
+            env.proxy_bin.display().to_string(),
+            "init".into(),
+        ];
+        args.extend(plan.init_args.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        host::run("ip", &args, None)
+            .await
+            .context("sinew-proxy init")?;
+        write_credentials(plan, env)?;
+    }
+    host::install_services_chain(&plan.netns).await
+}
+
+/// The pod's token (readable by the proxy only) and the proxy's bootstrap config.
+fn write_credentials(plan: &Plan, env: &Env) -> anyhow::Result<()> {
+    use std::os::unix::fs::chown;
+    let caller = sinew_control_plane::auth::Caller {
+        namespace: plan.namespace.clone(),
+        service_account: plan.service_account.clone(),
+        pod: Some(plan.name.clone()),
+    };
+    // Re-read by the proxy on every use; a month outlives any local run.
+    let token = env
+        .tokens
+        .mint(&caller, Duration::from_secs(30 * 24 * 3600));
+    let token_file = plan.dir.join("token");
+    std::fs::write(&token_file, token)?;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o400))?;
+    chown(&token_file, Some(PROXY_UID), Some(PROXY_UID))?;
+    let mut config = serde_json::json!({
+        "controlPlane": {
+            "address": env.control_plane_address,
+            "rootCertFile": env.trust_bundle,
+            "tokenFile": token_file,
+            "pod": plan.name,
+            "namespace": plan.namespace,
+            "labels": plan.labels,
+        },
+    });
+    if plan.strict {
+        config["inboundMode"] = "STRICT".into();
+    }
+    std::fs::write(
+        plan.dir.join("proxy.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    Ok(())
+}
+
+fn proxy_spec(plan: &Plan, env: &Env) -> Spec {
+    Spec {
+        name: "proxy".into(),
+        netns: plan.netns.clone(),
+        user: Some((PROXY_UID, PROXY_UID)),
+        argv: vec![
+            env.proxy_bin.display().to_string(),
+            "run".into(),
+            "--config".into(),
+            plan.dir.join("proxy.json").display().to_string(),
+            "--workers".into(),
+            "1".into(),
+        ],
+        // Logs go to a file: no colour codes.
+        env: vec![
+            ("SINEW_LOG".into(), "info".into()),
+            ("NO_COLOR".into(), "1".into()),
+        ],
+        cwd: PathBuf::from("/"),
+        log: plan.dir.join("proxy.log"),
+        restart: RestartPolicy::Always,
+    }
+}
+
+/// Polls the proxy's readiness (a startup probe, 10 ms apart) until it answers 200.
+async fn wait_ready(netns: &str) {
+    loop {
+        let ns = netns.to_string();
+        let ready = tokio::task::spawn_blocking(move || {
+            sys::http_get(&ns, HEALTH_ADDR, "/healthz/ready", Duration::from_millis(500))
+                .is_ok_and(|(status, _)| status == 200)
+        })
+        .await
+        .unwrap_or(false);
+        if ready {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Writes the pod's hosts file and replaces its service rules.
+async fn apply_net(plan: &Plan, view: &NetView) -> anyhow::Result<()> {
+    host::write_etc(
+        &plan.netns,
+        &host::hosts_file(&plan.name, plan.ip, &plan.namespace, &view.hosts),
+    )?;
+    host::iptables_restore(&plan.netns, &host::services_script(&view.routes)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_variables_like_kubernetes() {
+        let vars = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "x y".to_string())];
+        assert_eq!(expand("$(A)-$(B)", &vars), "1-x y");
+        assert_eq!(expand("$$(A) $(C) $ end$", &vars), "$(A) $(C) $ end$");
+        assert_eq!(expand("no vars", &vars), "no vars");
+    }
+}

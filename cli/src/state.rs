@@ -1,0 +1,253 @@
+//! Where a local run keeps its things, and the record of what it is running.
+//!
+//! One run is one directory, `<state-root>/<run>/` (`/run/sinew/local/` by default; `/run` is a
+//! tmpfs, so a reboot leaves nothing behind):
+//!
+//! ```text
+//! up.pid                  the supervisor (`sinewctl up`) while it runs
+//! run.json                what runs where: pods, addresses, processes (RunState)
+//! manifests/              applied objects, one file each (the registry's directory)
+//! assignments.yaml        pod IPs and service VIPs handed to the control plane
+//! control-plane/          CA root, token key, trust bundle; control-plane.log
+//! pods/<ns>/<pod>/        proxy.json, token, one <container>.log per container, proxy.log
+//! ```
+//!
+//! Kernel objects are named after the run so that leftovers of a crashed run are recognisable
+//! and never confused with another run's: network namespaces are `sinew-<run>.<namespace>.<pod>`
+//! for pods, `sinew-<run>.net` for the bridge and `sinew-<run>.control-plane`; run names hold no
+//! dot and Kubernetes namespaces hold none either, so the prefix `sinew-<run>.` is exact.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+/// Where runs keep their state unless told otherwise.
+pub const DEFAULT_STATE_ROOT: &str = "/run/sinew";
+
+/// The control plane's address on every run's bridge.
+pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const CONTROL_PLANE_GRPC_PORT: u16 = 15012;
+pub const CONTROL_PLANE_MONITORING_PORT: u16 = 15014;
+/// Every pod's interface is on-link for all of 198.18.0.0/15: pods take 198.18.0.0/16 and
+/// service VIPs 198.19.0.0/16, so traffic to a VIP needs no route (it is intercepted or DNATed
+/// before it could leave).
+pub const POD_PREFIX_LEN: u8 = 15;
+pub const POD_RANGE: (Ipv4Addr, Ipv4Addr) =
+    (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 255, 254));
+pub const VIP_RANGE: (Ipv4Addr, Ipv4Addr) =
+    (Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 19, 255, 254));
+
+/// One local mesh's directory and names. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// What `sinewctl up` is running, rewritten (atomically) whenever it changes; read by
+/// `status`, `exec`, `logs` and the tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    pub run: String,
+    pub supervisor_pid: u32,
+    pub source: String,
+    pub started_unix_ms: u64,
+    /// Every pod's proxy ready and every container started once.
+    pub ready: bool,
+    pub control_plane: ProcessState,
+    pub control_plane_address: String,
+    pub control_plane_netns: String,
+    pub pods: Vec<PodState>,
+    /// Problems that stop something from running (an address clash, a failed set-up).
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodState {
+    pub namespace: String,
+    pub name: String,
+    pub netns: String,
+    pub ip: String,
+    pub meshed: bool,
+    pub identity: Option<String>,
+    /// The UID and GID the pod's containers (and `sinewctl exec`) run as.
+    pub uid: u32,
+    pub gid: u32,
+    /// `Pending`, `Starting` (waiting for the proxy), `Running`, `Failed: …`.
+    pub phase: String,
+    pub proxy: Option<ProcessState>,
+    /// From starting the proxy to its `/healthz/ready` answering 200.
+    pub proxy_ready_ms: Option<u64>,
+    pub containers: Vec<ProcessState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessState {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    /// How the last run ended, e.g. `exit status: 1`.
+    pub last_exit: Option<String>,
+    pub log: PathBuf,
+}
+
+// === impl Run ===
+
+impl Run {
+    pub fn new(state_root: &Path, name: &str) -> anyhow::Result<Run> {
+        let valid = !name.is_empty()
+            && name.len() <= 24
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            bail!(
+                "invalid run name {name:?}: use 1-24 lowercase letters, digits and '-', not starting or ending with '-'"
+            );
+        }
+        Ok(Run {
+            name: name.to_string(),
+            dir: state_root.join(name),
+        })
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("up.pid")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("run.json")
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.join("manifests")
+    }
+
+    pub fn assignments(&self) -> PathBuf {
+        self.dir.join("assignments.yaml")
+    }
+
+    pub fn control_plane_dir(&self) -> PathBuf {
+        self.dir.join("control-plane")
+    }
+
+    pub fn pod_dir(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.dir.join("pods").join(namespace).join(pod)
+    }
+
+    /// Every network namespace of this run starts with this.
+    pub fn netns_prefix(&self) -> String {
+        format!("sinew-{}.", self.name)
+    }
+
+    pub fn pod_netns(&self, namespace: &str, pod: &str) -> String {
+        format!("{}{namespace}.{pod}", self.netns_prefix())
+    }
+
+    pub fn bridge_netns(&self) -> String {
+        format!("{}net", self.netns_prefix())
+    }
+
+    pub fn control_plane_netns(&self) -> String {
+        format!("{}control-plane", self.netns_prefix())
+    }
+
+    /// The supervisor's pid if one is running for this run.
+    pub fn supervisor(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        crate::sys::alive(pid).then_some(pid)
+    }
+
+    /// The running mesh's record; a plain error when nothing is running.
+    pub fn load_state(&self) -> anyhow::Result<RunState> {
+        if self.supervisor().is_none() {
+            bail!(
+                "no local mesh {:?} is running (start one with `sinewctl up DIR`{})",
+                self.name,
+                if self.name == "local" {
+                    String::new()
+                } else {
+                    format!(" --name {}", self.name)
+                }
+            );
+        }
+        let path = self.state_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    pub fn save_state(&self, state: &RunState) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(state)?;
+        write_atomic(&self.state_file(), text.as_bytes())
+    }
+}
+
+impl RunState {
+    /// The pod called `name` in `namespace`; the message lists what there is.
+    pub fn pod(&self, namespace: &str, name: &str) -> anyhow::Result<&PodState> {
+        self.pods
+            .iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .pods
+                    .iter()
+                    .filter(|p| p.namespace == namespace)
+                    .map(|p| p.name.clone())
+                    .collect();
+                if known.is_empty() {
+                    anyhow::anyhow!("no pod {name:?} in namespace {namespace:?} (it has no pods)")
+                } else {
+                    anyhow::anyhow!(
+                        "no pod {name:?} in namespace {namespace:?} (pods there: {})",
+                        known.join(", ")
+                    )
+                }
+            })
+    }
+}
+
+/// Writes through a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_make_unambiguous_prefixes() {
+        let run = Run::new(Path::new("/run/sinew"), "a-b").unwrap();
+        assert_eq!(run.pod_netns("shop", "web-0"), "sinew-a-b.shop.web-0");
+        assert_eq!(run.bridge_netns(), "sinew-a-b.net");
+        assert!(run.pod_netns("x", "y").starts_with(&run.netns_prefix()));
+        // Run "a" must never claim run "a-b"'s namespaces.
+        let a = Run::new(Path::new("/run/sinew"), "a").unwrap();
+        assert!(!run.pod_netns("shop", "web-0").starts_with(&a.netns_prefix()));
+        for bad in ["", "A", "a.b", "-a", "a-", "a/b", &"x".repeat(25)] {
+            assert!(Run::new(Path::new("/x"), bad).is_err(), "{bad:?}");
+        }
+    }
+}

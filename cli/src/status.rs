@@ -1,0 +1,338 @@
+//! `sinewctl status`, and the live traffic line of `sinewctl up`: what runs, who it is, whether
+//! its proxy is ready and on which config, and what went wrong — read from the run's record and
+//! asked of each proxy (admin and metrics ports, inside the pod's namespace).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::state::{
+    CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, PodState, Run, RunState, now_unix_ms,
+};
+use crate::sys;
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+const ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
+const HEALTH: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15021);
+const METRICS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15020);
+
+/// What one proxy says about itself.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyReport {
+    pub ready: bool,
+    pub identity: Option<String>,
+    pub certificate_expires_in_secs: Option<i64>,
+    pub resources: usize,
+    pub version: String,
+    pub last_rejected_config: Option<String>,
+}
+
+fn probe_proxy(pod: &PodState) -> ProxyReport {
+    let mut report = ProxyReport {
+        ready: sys::http_get(&pod.netns, HEALTH, "/healthz/ready", PROBE_TIMEOUT)
+            .is_ok_and(|(s, _)| s == 200),
+        ..Default::default()
+    };
+    let Ok((200, body)) = sys::http_get(&pod.netns, ADMIN, "/config_dump", PROBE_TIMEOUT) else {
+        return report;
+    };
+    let Ok(dump) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return report;
+    };
+    report.identity = dump["tls"]["identity"].as_str().map(str::to_string);
+    report.certificate_expires_in_secs = dump["tls"]["certificateNotAfterUnix"]
+        .as_i64()
+        .map(|t| t - (now_unix_ms() / 1000) as i64);
+    report.resources = dump["resourceVersions"].as_object().map_or(0, |m| m.len());
+    report.version = dump["version"].as_str().unwrap_or_default().to_string();
+    report.last_rejected_config = dump["lastRejectedConfig"].as_str().map(str::to_string);
+    report
+}
+
+/// `sinewctl status [--json]`.
+pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
+    let state = run.load_state()?;
+    let reports: Vec<Option<ProxyReport>> = std::thread::scope(|s| {
+        let handles: Vec<_> = state
+            .pods
+            .iter()
+            .map(|p| s.spawn(move || p.meshed.then(|| probe_proxy(p))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let cp = control_plane(&state);
+    if json {
+        let pods: Vec<serde_json::Value> = state
+            .pods
+            .iter()
+            .zip(&reports)
+            .map(|(p, r)| serde_json::json!({"pod": p, "proxy": r}))
+            .collect();
+        let out = serde_json::json!({
+            "run": state.run,
+            "ready": state.ready,
+            "controlPlane": {"process": state.control_plane, "ready": cp.ready, "registryError": cp.registry_error, "connectedProxies": cp.proxies},
+            "pods": pods,
+            "errors": state.errors,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let up_for = Duration::from_millis(now_unix_ms().saturating_sub(state.started_unix_ms));
+    println!(
+        "local mesh {:?} from {}: up {}, supervisor pid {}",
+        state.run,
+        state.source,
+        human(up_for.as_secs() as i64),
+        state.supervisor_pid
+    );
+    println!(
+        "control plane {}: {} (pid {}, restarts {}), {} proxies connected{}",
+        state.control_plane_address,
+        if cp.ready { "ready" } else { "NOT READY" },
+        state
+            .control_plane
+            .pid
+            .map_or("-".to_string(), |p| p.to_string()),
+        state.control_plane.restarts,
+        cp.proxies,
+        cp.registry_error
+            .as_ref()
+            .map_or(String::new(), |e| format!(", registry error: {e}")),
+    );
+    let mut rows = vec![[
+        "NAMESPACE", "POD", "IP", "STATUS", "PROXY", "IDENTITY", "CERT EXPIRES", "CONFIG", "RESTARTS",
+    ]
+    .map(String::from)];
+    let mut problems = state.errors.clone();
+    for (p, r) in state.pods.iter().zip(&reports) {
+        let restarts: u32 = p.containers.iter().map(|c| c.restarts).sum::<u32>()
+            + p.proxy.as_ref().map_or(0, |x| x.restarts);
+        let (proxy, identity, expires, config) = match r {
+            None => ("-".into(), "(not meshed)".into(), "-".into(), "-".into()),
+            Some(r) => (
+                if r.ready { "ready" } else { "not ready" }.to_string(),
+                r.identity.clone().unwrap_or_else(|| "(no certificate yet)".into()),
+                r.certificate_expires_in_secs.map_or("-".into(), human),
+                format!("{} services", r.resources),
+            ),
+        };
+        rows.push([
+            p.namespace.clone(),
+            p.name.clone(),
+            p.ip.clone(),
+            p.phase.clone(),
+            proxy,
+            identity,
+            expires,
+            config,
+            restarts.to_string(),
+        ]);
+        if let Some(rejected) = r.as_ref().and_then(|r| r.last_rejected_config.as_ref()) {
+            problems.push(format!(
+                "{}/{}: proxy rejected config: {rejected}",
+                p.namespace, p.name
+            ));
+        }
+        for c in p.containers.iter().chain(&p.proxy) {
+            if let (None, Some(exit)) = (c.pid, &c.last_exit) {
+                problems.push(format!(
+                    "{}/{}: {} exited ({exit}); log: {}",
+                    p.namespace,
+                    p.name,
+                    c.name,
+                    c.log.display()
+                ));
+            }
+        }
+    }
+    print_table(&rows);
+    if !problems.is_empty() {
+        println!("\nproblems:");
+        for p in problems {
+            println!("  {p}");
+        }
+    }
+    Ok(())
+}
+
+struct ControlPlaneReport {
+    ready: bool,
+    proxies: usize,
+    registry_error: Option<String>,
+}
+
+fn control_plane(state: &RunState) -> ControlPlaneReport {
+    let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
+    let ns = &state.control_plane_netns;
+    let ready = sys::http_get(ns, addr, "/ready", PROBE_TIMEOUT).is_ok_and(|(s, _)| s == 200);
+    let debug = sys::http_get(ns, addr, "/debug/proxies", PROBE_TIMEOUT)
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .unwrap_or_default();
+    ControlPlaneReport {
+        ready,
+        proxies: debug["proxies"].as_array().map_or(0, Vec::len),
+        registry_error: debug["registryError"].as_str().map(str::to_string),
+    }
+}
+
+fn print_table(rows: &[[String; 9]]) {
+    let mut widths = [0usize; 9];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// `1d2h`, `3h4m`, `5m6s`, `7s`; negative means already past.
+fn human(secs: i64) -> String {
+    if secs < 0 {
+        return format!("expired {} ago", human(-secs));
+    }
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+/// Request and connection counters summed over every proxy of the mesh.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Totals {
+    /// Requests the callers' proxies sent (each request counted once, at its caller).
+    pub requests: f64,
+    /// Those that failed: a 5xx or no response.
+    pub failures: f64,
+    /// Inbound connections that arrived over mesh mTLS.
+    pub mtls_connections: f64,
+}
+
+/// Adds up one proxy's Prometheus text.
+pub fn parse_metrics(text: &str) -> Totals {
+    let mut t = Totals::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if name.starts_with("sinew_requests_total{") && name.contains("direction=\"outbound\"") {
+            t.requests += value;
+            if name.contains("status_class=\"5xx\"") || name.contains("status_class=\"error\"") {
+                t.failures += value;
+            }
+        } else if name.starts_with("sinew_tcp_connections_opened_total{")
+            && name.contains("direction=\"inbound\"")
+            && name.contains("protocol=\"mesh_")
+        {
+            t.mtls_connections += value;
+        }
+    }
+    t
+}
+
+/// Turns successive samples into rates for the live line.
+#[derive(Debug, Default)]
+pub struct TrafficMeter {
+    last: Option<(Instant, Totals)>,
+}
+
+impl TrafficMeter {
+    /// Scrapes every meshed pod and returns the line to show (blocking; call off the runtime).
+    pub fn sample(mut self, state: &RunState) -> (TrafficMeter, String) {
+        let mut now = Totals::default();
+        let per_pod: BTreeMap<String, Totals> = std::thread::scope(|s| {
+            let handles: Vec<_> = state
+                .pods
+                .iter()
+                .filter(|p| p.meshed)
+                .map(|p| {
+                    s.spawn(move || {
+                        let t = sys::http_get(&p.netns, METRICS, "/metrics", PROBE_TIMEOUT)
+                            .map(|(_, body)| parse_metrics(&body))
+                            .unwrap_or_default();
+                        (p.netns.clone(), t)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for t in per_pod.values() {
+            now.requests += t.requests;
+            now.failures += t.failures;
+            now.mtls_connections += t.mtls_connections;
+        }
+        let at = Instant::now();
+        let line = match self.last {
+            Some((then, before)) if now.requests >= before.requests => {
+                let secs = at.duration_since(then).as_secs_f64().max(0.001);
+                let sent = now.requests - before.requests;
+                let failed = (now.failures - before.failures).max(0.0);
+                let success = if sent > 0.0 {
+                    format!("{:.1}%", 100.0 * (sent - failed) / sent)
+                } else {
+                    "-".into()
+                };
+                format!(
+                    "{:.1} req/s, success {success}, {} mTLS connections opened, {} pods",
+                    sent / secs,
+                    now.mtls_connections,
+                    state.pods.len()
+                )
+            }
+            _ => format!("measuring… {} pods", state.pods.len()),
+        };
+        self.last = Some((at, now));
+        (self, line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_outbound_requests_failures_and_inbound_mtls() {
+        let text = "# HELP x\n\
+            sinew_requests_total{direction=\"outbound\",status_class=\"2xx\"} 90\n\
+            sinew_requests_total{direction=\"outbound\",status_class=\"5xx\"} 7\n\
+            sinew_requests_total{direction=\"outbound\",status_class=\"error\"} 3\n\
+            sinew_requests_total{direction=\"inbound\",status_class=\"2xx\"} 50\n\
+            sinew_tcp_connections_opened_total{direction=\"inbound\",protocol=\"mesh_h2\"} 2\n\
+            sinew_tcp_connections_opened_total{direction=\"inbound\",protocol=\"http1\"} 9\n";
+        assert_eq!(
+            parse_metrics(text),
+            Totals {
+                requests: 100.0,
+                failures: 10.0,
+                mtls_connections: 2.0
+            }
+        );
+    }
+
+    #[test]
+    fn durations_read_like_kubectl() {
+        assert_eq!(human(7), "7s");
+        assert_eq!(human(65), "1m5s");
+        assert_eq!(human(86399), "23h59m");
+        assert_eq!(human(90000), "1d1h");
+        assert_eq!(human(-5), "expired 5s ago");
+    }
+}

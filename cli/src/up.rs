@@ -1,0 +1,653 @@
+//! `sinewctl up DIR`: the supervisor of a local mesh. It validates the YAML, builds the bridge,
+//! starts the control plane, then keeps the pods in line with the applied objects — creating,
+//! replacing and removing pods, assigning addresses, rewriting hosts files and service rules —
+//! until Ctrl-C, when it removes everything it made.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use sinew_control_plane::app::{AUDIENCE, TOKEN_KEY, TRUST_BUNDLE_FILE};
+use sinew_control_plane::auth::LocalTokens;
+use sinew_control_plane::registry::{
+    Assignments, Debounce, FileRegistry, PodEntry, Snapshot, TargetPort,
+};
+use tokio::sync::watch;
+
+use crate::host::{self, ServiceRoute};
+use crate::manifests::{self, Store};
+use crate::pod::{self, Env, NetView};
+use crate::process::{Board, RestartPolicy, Slot, Spec, Supervised};
+use crate::state::{
+    CONTROL_PLANE_GRPC_PORT, CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, POD_RANGE, Run,
+    VIP_RANGE, now_unix_ms,
+};
+use crate::status;
+use crate::sys;
+
+/// How long the control plane gets to answer `/ready`.
+const CONTROL_PLANE_START: Duration = Duration::from_secs(30);
+const TRUST_DOMAIN: &str = "cluster.local";
+
+/// Programs local mode needs on the host, and the Debian package that has each.
+const HOST_TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("iptables-restore", "iptables"),
+    ("setpriv", "util-linux"),
+    ("sysctl", "procps"),
+];
+
+pub struct Options {
+    pub source: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+/// Root, the host tools and our binaries: checked before anything is created.
+pub fn preflight(bin_dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if !sys::is_root() {
+        bail!(
+            "local mode needs root: it creates network namespaces and iptables rules (run it with sudo)"
+        );
+    }
+    let missing: Vec<String> = HOST_TOOLS
+        .iter()
+        .filter(|(tool, _)| sys::which(tool).is_none())
+        .map(|(tool, pkg)| format!("{tool} (apt-get install {pkg})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!("missing on this machine: {}", missing.join(", "));
+    }
+    let find = |name: &str| -> anyhow::Result<PathBuf> {
+        let p = bin_dir.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            bail!(
+                "{} not found (build it with `cargo build -p {name}`, or point --bin-dir at where it is)",
+                p.display()
+            )
+        }
+    };
+    Ok((find("sinew-proxy")?, find("sinew-control-plane")?))
+}
+
+pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (proxy_bin, cp_bin) = preflight(&opts.bin_dir)?;
+    let docs = manifests::read_inputs(std::slice::from_ref(&opts.source))?;
+    if let Some(pid) = run.supervisor() {
+        bail!(
+            "local mesh {:?} is already running (supervisor pid {pid}); `sinewctl down{}` stops it",
+            run.name,
+            name_flag(&run)
+        );
+    }
+    let swept = crate::down::sweep(&run).await;
+    if !swept.is_empty() {
+        println!("sinew: removed what an earlier run left behind: {swept}");
+    }
+    std::fs::create_dir_all(&run.dir)
+        .with_context(|| format!("cannot create {}", run.dir.display()))?;
+    std::fs::set_permissions(&run.dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(run.pid_file(), std::process::id().to_string())?;
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::wait_for_signal().await;
+        let _ = shutdown_tx.send(true);
+        // A second Ctrl-C while cleaning up is ignored: leaving half the mesh would be worse.
+        loop {
+            crate::wait_for_signal().await;
+            eprintln!("sinew: still cleaning up, one moment");
+        }
+    });
+
+    let board = Board::default();
+    let mut mesh = Mesh::new(run.clone(), board.clone());
+    let result = mesh
+        .run(docs, &opts, proxy_bin, cp_bin, started, shutdown)
+        .await;
+    if let Err(e) = &result {
+        eprintln!("sinewctl: {e:#}");
+    }
+    println!("sinew: stopping");
+    let removed = mesh.tear_down().await;
+    println!("sinew: removed {removed}; nothing of this run is left");
+    result.map_err(|_| anyhow::anyhow!("local mesh {:?} stopped after an error", run.name))
+}
+
+fn name_flag(run: &Run) -> String {
+    if run.name == "local" {
+        String::new()
+    } else {
+        format!(" --name {}", run.name)
+    }
+}
+
+/// A running pod as the supervisor tracks it.
+struct Running {
+    handle: pod::Handle,
+    digest: String,
+}
+
+/// The supervisor's view of the mesh.
+struct Mesh {
+    run: Run,
+    board: Board,
+    control_plane: Option<Supervised>,
+    pods: BTreeMap<(String, String), Running>,
+    assignments: Assignments,
+    next_index: u32,
+    net: Option<watch::Sender<Arc<NetView>>>,
+    env: Option<Arc<Env>>,
+    /// Messages already printed, so a problem is reported once, not on every reload.
+    reported: BTreeSet<String>,
+    created_netns: bool,
+    /// A service URL for the "Try:" hint.
+    try_target: Option<String>,
+}
+
+impl Mesh {
+    fn new(run: Run, board: Board) -> Mesh {
+        Mesh {
+            run,
+            board,
+            control_plane: None,
+            pods: BTreeMap::new(),
+            assignments: Assignments::default(),
+            next_index: 1,
+            net: None,
+            env: None,
+            reported: BTreeSet::new(),
+            created_netns: false,
+            try_target: None,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        docs: Vec<sinew_control_plane::registry::ManifestDoc>,
+        opts: &Options,
+        proxy_bin: PathBuf,
+        cp_bin: PathBuf,
+        started: Instant,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let run = self.run.clone();
+        Store::new(run.manifests()).apply(&docs)?;
+        let first = FileRegistry::load(&run.manifests())?;
+        let meshed = first.pods().values().filter(|p| p.meshed).count();
+        println!(
+            "sinew: local mesh {:?} from {}: {} namespaces, {} services, {} pods ({meshed} meshed)",
+            run.name,
+            opts.source.display(),
+            first.namespaces().len(),
+            first.services().len(),
+            first.pods().len(),
+        );
+        for w in first.warnings() {
+            println!("sinew: warning: {w}");
+        }
+
+        self.board.update(|s| {
+            s.run = run.name.clone();
+            s.supervisor_pid = std::process::id();
+            s.source = opts.source.display().to_string();
+            s.started_unix_ms = now_unix_ms();
+            s.control_plane_address =
+                SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_GRPC_PORT).to_string();
+            s.control_plane_netns = run.control_plane_netns();
+        });
+        self.save();
+
+        // The network: a bridge, and the control plane attached to it like a pod.
+        self.created_netns = true;
+        host::create_bridge(&run.bridge_netns()).await?;
+        host::create_pod_netns(
+            &run.bridge_netns(),
+            &run.control_plane_netns(),
+            0,
+            CONTROL_PLANE_IP,
+        )
+        .await?;
+
+        let cp_dir = run.control_plane_dir();
+        std::fs::create_dir_all(&cp_dir)?;
+        std::fs::set_permissions(&cp_dir, std::fs::Permissions::from_mode(0o755))?;
+        let tokens = LocalTokens::load_or_create(&cp_dir.join(TOKEN_KEY), AUDIENCE)?;
+        let cp_started = Instant::now();
+        let cp_log = cp_dir.join("control-plane.log");
+        self.board.update(|s| {
+            s.control_plane.name = "control-plane".into();
+            s.control_plane.log = cp_log.clone();
+        });
+        self.control_plane = Some(Supervised::spawn(
+            Spec {
+                name: "control-plane".into(),
+                netns: run.control_plane_netns(),
+                user: None,
+                argv: vec![
+                    cp_bin.display().to_string(),
+                    "serve".into(),
+                    "--registry".into(),
+                    run.manifests().display().to_string(),
+                    "--assignments".into(),
+                    run.assignments().display().to_string(),
+                    "--state-dir".into(),
+                    cp_dir.display().to_string(),
+                    "--listen".into(),
+                    SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_GRPC_PORT).to_string(),
+                    "--monitoring".into(),
+                    SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT)
+                        .to_string(),
+                ],
+                env: vec![
+                    ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                    ("NO_COLOR".into(), "1".into()),
+                ],
+                cwd: PathBuf::from("/"),
+                log: cp_log.clone(),
+                restart: RestartPolicy::Always,
+            },
+            Slot::ControlPlane,
+            self.board.clone(),
+        ));
+        let (cp_netns, trust_bundle) = (run.control_plane_netns(), cp_dir.join(TRUST_BUNDLE_FILE));
+        tokio::select! {
+            r = wait_control_plane(&cp_netns, &trust_bundle) => {
+                r.with_context(|| format!("the control plane did not start; its log: {}", cp_log.display()))?
+            }
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        }
+        println!(
+            "sinew: control plane {CONTROL_PLANE_IP}:{CONTROL_PLANE_GRPC_PORT} ready in {} ms",
+            cp_started.elapsed().as_millis()
+        );
+
+        let (mut snapshots, _registry) =
+            FileRegistry::spawn(run.manifests(), Some(run.assignments()), Debounce::default())
+                .await?;
+        let (net_tx, _) = watch::channel(Arc::new(NetView::default()));
+        self.net = Some(net_tx);
+        self.env = Some(Arc::new(Env {
+            bridge_netns: run.bridge_netns(),
+            proxy_bin,
+            bin_dir: opts.bin_dir.clone(),
+            control_plane_address: SocketAddr::new(
+                CONTROL_PLANE_IP.into(),
+                CONTROL_PLANE_GRPC_PORT,
+            )
+            .to_string(),
+            trust_bundle: cp_dir.join(TRUST_BUNDLE_FILE),
+            tokens,
+            trust_domain: TRUST_DOMAIN.into(),
+        }));
+        let snapshot = snapshots.borrow_and_update().clone();
+        self.reconcile(&snapshot).await;
+
+        let live = std::io::stdout().is_terminal();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let mut traffic = status::TrafficMeter::default();
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        bail!("the registry watcher stopped");
+                    }
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    self.reconcile(&snapshot).await;
+                }
+                () = self.board.changed() => {
+                    self.save();
+                    if !announced && self.all_running() {
+                        announced = true;
+                        self.board.update(|s| s.ready = true);
+                        self.save();
+                        self.announce(started);
+                    }
+                }
+                _ = ticker.tick(), if live && announced => {
+                    let state = self.board.get();
+                    let meter = std::mem::take(&mut traffic);
+                    let line = tokio::task::spawn_blocking(move || meter.sample(&state)).await;
+                    if let Ok((meter, line)) = line {
+                        traffic = meter;
+                        print!("\r\x1b[2K{line}");
+                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                    }
+                }
+            }
+        }
+        if live {
+            println!();
+        }
+        Ok(())
+    }
+
+    fn save(&self) {
+        let state = self.board.get();
+        if let Err(e) = self.run.save_state(&state) {
+            eprintln!("sinewctl: {e:#}");
+        }
+    }
+
+    fn all_running(&self) -> bool {
+        let state = self.board.get();
+        !self.pods.is_empty()
+            && state.pods.len() == self.pods.len()
+            && state.pods.iter().all(|p| p.phase == "Running")
+    }
+
+    fn announce(&self, started: Instant) {
+        let state = self.board.get();
+        for p in &state.pods {
+            let mesh = match (&p.identity, p.proxy_ready_ms) {
+                (Some(id), Some(ms)) => format!("{id}, proxy ready in {ms} ms"),
+                (Some(id), None) => id.clone(),
+                (None, _) => "not meshed".into(),
+            };
+            println!("sinew: pod {}/{} {} {mesh}", p.namespace, p.name, p.ip);
+        }
+        println!(
+            "sinew: all {} pods running, {:.1} s after start",
+            state.pods.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let flag = name_flag(&self.run);
+        let client = state
+            .pods
+            .iter()
+            .find(|p| p.meshed)
+            .or(state.pods.first());
+        println!("\nTry:");
+        if let Some(p) = client {
+            let target = self.try_target.clone().unwrap_or_default();
+            println!(
+                "  sinewctl{flag} exec -n {} {} -- curl -s{target}",
+                p.namespace, p.name
+            );
+            println!(
+                "  sinewctl{flag} logs -n {} {} -c proxy",
+                p.namespace, p.name
+            );
+        }
+        println!("  sinewctl{flag} status");
+        println!("  sinewctl{flag} apply -f FILE      (changes take effect live)");
+        println!("Ctrl-C (or `sinewctl{flag} down`) stops the mesh and removes everything.\n");
+    }
+
+    /// Brings pods, addresses, hosts files and service rules in line with `snapshot`.
+    async fn reconcile(&mut self, snapshot: &Snapshot) {
+        let Some(env) = self.env.clone() else {
+            return;
+        };
+        let mut errors = Vec::new();
+        // Addresses: keep what is assigned, give new objects the next free one.
+        let mut assignments = Assignments::default();
+        let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        used.insert(CONTROL_PLANE_IP);
+        for pod in snapshot.pods().values() {
+            if let Some(IpAddr::V4(ip)) = pod.yaml_ip {
+                used.insert(ip);
+            }
+        }
+        for svc in snapshot.services().values() {
+            if let Some(IpAddr::V4(ip)) = svc.yaml_cluster_ip {
+                used.insert(ip);
+            }
+        }
+        for (key, ip) in self.assignments.pod_ips.iter().chain(&self.assignments.service_vips) {
+            let known = snapshot.pods().contains_key(key) || snapshot.services().contains_key(key);
+            if let (true, IpAddr::V4(v4)) = (known, ip) {
+                used.insert(*v4);
+            }
+        }
+        for (key, pod) in snapshot.pods() {
+            if pod.yaml_ip.is_some() {
+                continue;
+            }
+            let ip = self.assignments.pod_ips.get(key).copied().or_else(|| {
+                let ip = next_free(&mut used, POD_RANGE)?;
+                Some(IpAddr::V4(ip))
+            });
+            match ip {
+                Some(ip) => {
+                    assignments.pod_ips.insert(key.clone(), ip);
+                }
+                None => errors.push(format!("pod {}/{}: no free address left", key.0, key.1)),
+            }
+        }
+        for (key, svc) in snapshot.services() {
+            if svc.headless || svc.yaml_cluster_ip.is_some() {
+                continue;
+            }
+            let vip = self.assignments.service_vips.get(key).copied().or_else(|| {
+                let ip = next_free(&mut used, VIP_RANGE)?;
+                Some(IpAddr::V4(ip))
+            });
+            if let Some(vip) = vip {
+                assignments.service_vips.insert(key.clone(), vip);
+            }
+        }
+        if assignments != self.assignments || !self.run.assignments().exists() {
+            if let Err(e) =
+                crate::state::write_atomic(&self.run.assignments(), assignments.to_yaml().as_bytes())
+            {
+                errors.push(format!("{e:#}"));
+            }
+            self.assignments = assignments;
+        }
+        let snapshot = snapshot.with_assignments(&self.assignments);
+        self.try_target = snapshot.services().values().find_map(|svc| {
+            let port = svc.ports.first()?.port;
+            let port = if port == 80 { String::new() } else { format!(":{port}") };
+            Some(format!(" http://{}.{}{port}/", svc.name, svc.namespace))
+        });
+        errors.extend(manifests::check_addresses(&snapshot, |o| o.to_string()));
+
+        // What pods see of services.
+        let view = Arc::new(net_view(&snapshot));
+        if let Some(net) = &self.net {
+            net.send_if_modified(|current| {
+                if **current == *view {
+                    false
+                } else {
+                    *current = view.clone();
+                    true
+                }
+            });
+        }
+
+        // Pods: stop the removed and the changed (in parallel), then start the new.
+        let mut desired = BTreeMap::new();
+        for (key, pod) in snapshot.pods() {
+            if pod
+                .object
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false)
+            {
+                self.report(format!(
+                    "pod {}/{}: hostNetwork pods are not run in local mode",
+                    key.0, key.1
+                ));
+                continue;
+            }
+            let Some(IpAddr::V4(ip)) = pod.ip else {
+                continue;
+            };
+            desired.insert(key.clone(), (pod, ip, digest(pod)));
+        }
+        let stale: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(k, r)| desired.get(*k).is_none_or(|(_, _, d)| *d != r.digest))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let stops: Vec<_> = stale
+            .iter()
+            .filter_map(|k| self.pods.remove(k))
+            .map(|r| tokio::spawn(r.handle.stop()))
+            .collect();
+        for (ns, name) in &stale {
+            let verb = if desired.contains_key(&(ns.clone(), name.clone())) {
+                "changed; restarting"
+            } else {
+                "deleted"
+            };
+            println!("sinew: pod {ns}/{name} {verb}");
+        }
+        for s in stops {
+            let _ = s.await;
+        }
+        for (key, (pod, ip, digest)) in desired {
+            if self.pods.contains_key(&key) {
+                continue;
+            }
+            let index = self.next_index;
+            self.next_index += 1;
+            let netns = self.run.pod_netns(&key.0, &key.1);
+            let dir = self.run.pod_dir(&key.0, &key.1);
+            match pod::plan(pod, netns, index, ip, dir, &env) {
+                Ok(plan) => {
+                    for w in &plan.warnings {
+                        self.report(format!("pod {}/{}: {w}", key.0, key.1));
+                    }
+                    let net = self
+                        .net
+                        .as_ref()
+                        .map(|n| n.subscribe())
+                        .unwrap_or_else(|| watch::channel(Arc::new(NetView::default())).1);
+                    let handle = pod::start(plan, env.clone(), net, self.board.clone());
+                    self.pods.insert(key, Running { handle, digest });
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        for e in &errors {
+            self.report(e.clone());
+        }
+        self.board.update(|s| s.errors = errors);
+    }
+
+    fn report(&mut self, message: String) {
+        if self.reported.insert(message.clone()) {
+            println!("sinew: {message}");
+        }
+    }
+
+    /// Stops everything in order (pods, then the control plane), removes the network and the
+    /// run's files, and sweeps for anything a failure left behind. Says what it removed.
+    async fn tear_down(&mut self) -> String {
+        let pods = self.pods.len();
+        let stops: Vec<_> = std::mem::take(&mut self.pods)
+            .into_values()
+            .map(|r| tokio::spawn(r.handle.stop()))
+            .collect();
+        for s in stops {
+            let _ = s.await;
+        }
+        if let Some(cp) = self.control_plane.take() {
+            cp.stop(Duration::from_secs(5)).await;
+        }
+        if self.created_netns {
+            host::delete_netns(&self.run.control_plane_netns(), Duration::from_secs(2)).await;
+            host::delete_netns(&self.run.bridge_netns(), Duration::from_secs(2)).await;
+        }
+        let mut swept = crate::down::sweep(&self.run).await;
+        // Removing the run's directory is the plan, not a leftover.
+        swept.state_dir = false;
+        let mut out = format!("{pods} pods, the control plane, the bridge and the run's files");
+        if !swept.is_empty() {
+            out.push_str(&format!(" (and {swept})"));
+        }
+        out
+    }
+}
+
+/// What identifies a pod's spec: a change restarts the pod, as a new ReplicaSet would.
+fn digest(pod: &PodEntry) -> String {
+    serde_json::to_string(&(&pod.object, pod.meshed)).unwrap_or_default()
+}
+
+fn next_free(used: &mut BTreeSet<Ipv4Addr>, (lo, hi): (Ipv4Addr, Ipv4Addr)) -> Option<Ipv4Addr> {
+    let ip = (u32::from(lo)..=u32::from(hi))
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))?;
+    used.insert(ip);
+    Some(ip)
+}
+
+/// Service names for hosts files and VIP rules, from a snapshot with addresses filled in.
+fn net_view(snapshot: &Snapshot) -> NetView {
+    let mut view = NetView::default();
+    for (key, svc) in snapshot.services() {
+        let selected: Vec<&PodEntry> = snapshot
+            .pods()
+            .values()
+            .filter(|p| svc.selects(p))
+            .collect();
+        let v4 = |ip: Option<IpAddr>| match ip {
+            Some(IpAddr::V4(v4)) => Some(v4),
+            _ => None,
+        };
+        let Some(vip) = v4(svc.vip) else {
+            if svc.headless {
+                let ips: Vec<Ipv4Addr> = selected.iter().filter_map(|p| v4(p.ip)).collect();
+                view.hosts.insert(key.clone(), ips);
+            }
+            continue;
+        };
+        view.hosts.insert(key.clone(), vec![vip]);
+        for port in svc.ports.iter().filter(|p| p.transport == "TCP") {
+            let endpoints = selected
+                .iter()
+                .filter_map(|p| {
+                    let target = match &port.target_port {
+                        TargetPort::Number(n) => *n,
+                        TargetPort::Name(name) => p.container_port(name)?,
+                    };
+                    Some((v4(p.ip)?, target))
+                })
+                .collect();
+            view.routes.push(ServiceRoute {
+                vip,
+                port: port.port,
+                endpoints,
+            });
+        }
+    }
+    view.routes.sort();
+    view
+}
+
+/// Waits for the control plane's `/ready` and its trust bundle.
+async fn wait_control_plane(netns: &str, trust_bundle: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CONTROL_PLANE_START;
+    let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
+    loop {
+        let ns = netns.to_string();
+        let ready = tokio::task::spawn_blocking(move || {
+            sys::http_get(&ns, addr, "/ready", Duration::from_millis(500))
+                .is_ok_and(|(status, _)| status == 200)
+        })
+        .await
+        .unwrap_or(false);
+        if ready && trust_bundle.exists() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no answer on {addr}/ready within {CONTROL_PLANE_START:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,136 @@
+//! `backend`: a service that says who it is and who called it.
+//!
+//! Every request gets `200 {"service", "pod", "path", "caller"}`, where `caller` is the mesh
+//! identity the sidecar put in `x-forwarded-client-cert` (null for plaintext). To give the mesh's
+//! resilience features something to do it can answer `503` to a share of requests and stall a
+//! share of others; `GET /healthz` is exempt from both.
+
+use crate::server::{self, Body};
+use http::{Request, Response, StatusCode};
+use serde_json::json;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+
+/// How a backend answers.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BackendOpts {
+    /// Service name reported in every answer.
+    #[arg(long)]
+    pub name: String,
+    /// Pod name reported in every answer; the host name if unset.
+    #[arg(long, env = "POD_NAME", default_value_t = hostname())]
+    pub pod: String,
+    /// Percentage of requests answered `503` ("injected failure").
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u8).range(0..=100),
+    )]
+    pub fail_percent: u8,
+    /// Percentage of requests delayed by --slow-ms before answering.
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u8).range(0..=100),
+    )]
+    pub slow_percent: u8,
+    /// Delay of a slow request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub slow_ms: u64,
+}
+
+/// Serves the backend on `listener` until `shutdown` resolves.
+pub async fn serve_backend(
+    listener: TcpListener,
+    opts: BackendOpts,
+    shutdown: impl Future<Output = ()>,
+) {
+    let backend = Arc::new(Backend {
+        opts,
+        rng: Rng::seeded(),
+    });
+    let handler = move |req| Arc::clone(&backend).handle(req);
+    server::serve(listener, handler, shutdown).await;
+}
+
+struct Backend {
+    opts: BackendOpts,
+    rng: Rng,
+}
+
+// === impl Backend ===
+
+impl Backend {
+    async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body> {
+        if server::is_healthz(&req) {
+            return server::healthz();
+        }
+        let opts = &self.opts;
+        if self.rng.chance(opts.slow_percent) {
+            tokio::time::sleep(Duration::from_millis(opts.slow_ms)).await;
+        }
+        if self.rng.chance(opts.fail_percent) {
+            let body = json!({ "service": opts.name, "error": "injected failure" });
+            return server::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+        }
+        let body = json!({
+            "service": opts.name,
+            "pod": opts.pod,
+            "path": req.uri().path(),
+            "caller": server::caller(req.headers()),
+        });
+        server::json(StatusCode::OK, &body)
+    }
+}
+
+/// The host name, or "" if it cannot be read. (In local mode pods share the host's UTS namespace,
+/// which is why the manifests set `POD_NAME`.)
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A xorshift64 generator: deciding which requests fail needs no cryptographic randomness, just a
+/// different sequence per process, so replicas do not fail in lockstep.
+struct Rng(AtomicU64);
+
+// === impl Rng ===
+
+impl Rng {
+    fn seeded() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = nanos ^ (u64::from(std::process::id()) << 32);
+        // xorshift never leaves zero.
+        Self(AtomicU64::new(seed | 1))
+    }
+
+    fn next(&self) -> u64 {
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x)))
+            .unwrap_or_else(|x| x);
+        step(prev)
+    }
+
+    /// True with probability `percent`/100.
+    fn chance(&self, percent: u8) -> bool {
+        percent > 0 && self.next() % 100 < u64::from(percent)
+    }
+}

@@ -81,10 +81,15 @@ pub async fn sweep(run: &Run) -> Swept {
 /// Stops the run's supervisor (it removes what it made), then sweeps for leftovers.
 pub async fn down(run: &Run) -> anyhow::Result<()> {
     if !sys::is_root() {
-        anyhow::bail!("`sinewctl down` needs root: it removes network namespaces (run it with sudo)");
+        anyhow::bail!(
+            "`sinewctl down` needs root: it removes network namespaces (run it with sudo)"
+        );
     }
     if let Some(pid) = run.supervisor() {
-        println!("sinew: stopping local mesh {:?} (supervisor pid {pid})", run.name);
+        println!(
+            "sinew: stopping local mesh {:?} (supervisor pid {pid})",
+            run.name
+        );
         sys::signal(pid, false);
         let deadline = tokio::time::Instant::now() + SUPERVISOR_GRACE;
         while sys::alive(pid) && tokio::time::Instant::now() < deadline {

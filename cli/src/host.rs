@@ -284,10 +284,17 @@ mod tests {
         ]);
         let rules: Vec<&str> = script.lines().filter(|l| l.starts_with("-A")).collect();
         assert_eq!(rules.len(), 4);
-        assert!(rules[0].contains("--probability 0.333333") && rules[0].ends_with("198.18.0.2:8080"));
-        assert!(rules[1].contains("--probability 0.500000") && rules[1].ends_with("198.18.0.3:8080"));
+        assert!(
+            rules[0].contains("--probability 0.333333") && rules[0].ends_with("198.18.0.2:8080")
+        );
+        assert!(
+            rules[1].contains("--probability 0.500000") && rules[1].ends_with("198.18.0.3:8080")
+        );
         assert!(!rules[2].contains("statistic") && rules[2].ends_with("198.18.0.4:8080"));
-        assert!(rules[3].contains("-A SINEW_LOCAL_REJECT -d 198.19.0.2/32") && rules[3].contains("REJECT"));
+        assert!(
+            rules[3].contains("-A SINEW_LOCAL_REJECT -d 198.19.0.2/32")
+                && rules[3].contains("REJECT")
+        );
         assert!(script.starts_with("*nat\n:SINEW_LOCAL_SERVICES - [0:0]\n"));
         assert!(script.contains("COMMIT\n*filter\n:SINEW_LOCAL_REJECT - [0:0]\n"));
         assert!(script.ends_with("COMMIT\n"));
@@ -305,9 +312,9 @@ mod tests {
             vec![Ipv4Addr::new(198, 19, 0, 2)],
         );
         let hosts = hosts_file("client-0", Ipv4Addr::new(198, 18, 0, 5), "shop", &services);
-        assert!(hosts.contains(
-            "198.19.0.1\tweb.shop.svc.cluster.local web.shop.svc web.shop web\n"
-        ));
+        assert!(
+            hosts.contains("198.19.0.1\tweb.shop.svc.cluster.local web.shop.svc web.shop web\n")
+        );
         assert!(hosts.contains("198.19.0.2\tdb.other.svc.cluster.local db.other.svc db.other\n"));
         assert!(hosts.contains("198.18.0.5\tclient-0\n"));
     }

@@ -122,7 +122,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(PathBuf::from)
                     .context("cannot tell where sinewctl is")?,
             };
-            runtime()?.block_on(up::up(run, up::Options { source: dir, bin_dir }))?;
+            runtime()?.block_on(up::up(
+                run,
+                up::Options {
+                    source: dir,
+                    bin_dir,
+                },
+            ))?;
         }
         Command::Down => runtime()?.block_on(down::down(&run))?,
         Command::Apply { files } => change(&run, &files, false)?,
@@ -169,7 +175,9 @@ fn exec(
     command: &[String],
 ) -> anyhow::Result<ExitCode> {
     if !sys::is_root() {
-        anyhow::bail!("`sinewctl exec` needs root to enter the pod's network namespace (run it with sudo)");
+        anyhow::bail!(
+            "`sinewctl exec` needs root to enter the pod's network namespace (run it with sudo)"
+        );
     }
     let state = run.load_state()?;
     let p = state.pod(namespace, pod)?;
@@ -177,7 +185,13 @@ fn exec(
         Some(u) => (u, u),
         None => (p.uid, p.gid),
     };
+    // The same PATH the pod's containers get: our binaries first.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(state.bin_dir.clone()).chain(std::env::split_paths(&path)),
+    )?;
     let status = std::process::Command::new("ip")
+        .env("PATH", path)
         .args(["netns", "exec", &p.netns, "setpriv"])
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
@@ -185,7 +199,9 @@ fn exec(
         .args(command)
         .status()
         .context("cannot run `ip netns exec`")?;
-    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }
 
 fn logs(
@@ -212,7 +228,12 @@ fn logs(
             names.join(", ")
         ),
     }
-    .with_context(|| format!("pod {namespace}/{pod} has no container {container:?} ({})", names.join(", ")))?;
+    .with_context(|| {
+        format!(
+            "pod {namespace}/{pod} has no container {container:?} ({})",
+            names.join(", ")
+        )
+    })?;
     let mut file = std::fs::File::open(&process.log)
         .with_context(|| format!("cannot open {}", process.log.display()))?;
     let mut out = std::io::stdout().lock();

@@ -104,7 +104,8 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
@@ -251,7 +252,8 @@ fn in_namespace(doc: &ManifestDoc) -> String {
 
 /// The document as stored: its own text, starting with a comment saying where it came from.
 fn stored_text(doc: &ManifestDoc) -> String {
-    let body = doc.text.trim_start_matches("---").trim_start_matches('\n');
+    // Verbatim (a leading `---` included), so line N of the document is line N + 1 here.
+    let body = &doc.text;
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -277,7 +279,8 @@ impl Staging {
         let parent = store.parent().unwrap_or(Path::new("/tmp"));
         let dir = parent.join(format!(".staging-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let staging = Staging { dir };
         if store.exists() {
             copy_tree(store, &staging.dir)?;
@@ -355,7 +358,9 @@ impl Drop for Staging {
 }
 
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
         let entry = entry?;
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
@@ -407,7 +412,10 @@ pub fn check_addresses(snapshot: &Snapshot, place: impl Fn(&Origin) -> String) -
     let in_range = |ip: Ipv4Addr, (lo, hi): (Ipv4Addr, Ipv4Addr)| ip >= lo && ip <= hi;
     let mut used: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut out = Vec::new();
-    let mut claim = |ip: IpAddr, who: String, range: (Ipv4Addr, Ipv4Addr), out: &mut Vec<String>| {
+    let mut claim = |ip: IpAddr,
+                     who: String,
+                     range: (Ipv4Addr, Ipv4Addr),
+                     out: &mut Vec<String>| {
         let ok = match ip {
             IpAddr::V4(v4) => in_range(v4, range) && v4 != CONTROL_PLANE_IP,
             IpAddr::V6(_) => false,
@@ -431,7 +439,11 @@ pub fn check_addresses(snapshot: &Snapshot, place: impl Fn(&Origin) -> String) -
     }
     for svc in snapshot.services().values() {
         if let Some(ip) = svc.yaml_cluster_ip {
-            let who = format!("{}: Service {:?} spec.clusterIP", place(&svc.origin), svc.name);
+            let who = format!(
+                "{}: Service {:?} spec.clusterIP",
+                place(&svc.origin),
+                svc.name
+            );
             claim(ip, who, VIP_RANGE, &mut out);
         }
     }
@@ -462,6 +474,10 @@ mod tests {
         }
     }
 
+    fn docs(path: &Path) -> Vec<ManifestDoc> {
+        read_inputs(&[path.to_path_buf()]).unwrap()
+    }
+
     const BASE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
 
     #[test]
@@ -469,16 +485,16 @@ mod tests {
         let d = Dir::new("apply");
         let store = Store::new(d.0.join("manifests"));
         let f = d.file("base.yaml", BASE);
-        let changes = store.apply(&read_inputs(&[f.clone()]).unwrap()).unwrap();
+        let changes = store.apply(&docs(&f)).unwrap();
         let shown: Vec<String> = changes.iter().map(|(n, c)| format!("{n} {c}")).collect();
         assert_eq!(shown, ["namespace/shop created", "service/web created"]);
-        let changes = store.apply(&read_inputs(&[f]).unwrap()).unwrap();
+        let changes = store.apply(&docs(&f)).unwrap();
         assert!(changes.iter().all(|(_, c)| *c == Change::Unchanged));
         let g = d.file(
             "svc.yaml",
             "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080}]\n",
         );
-        let changes = store.apply(&read_inputs(&[g]).unwrap()).unwrap();
+        let changes = store.apply(&docs(&g)).unwrap();
         assert_eq!(changes, [("service/web".to_string(), Change::Configured)]);
         let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
         assert_eq!(snap.service("shop", "web").unwrap().ports[0].port, 8080);
@@ -496,18 +512,32 @@ mod tests {
             "bad.yaml",
             "# comment\napiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\n\napiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: nowhere}\nspec: {ports: [{port: 1}]}\n",
         );
-        let err = store.apply(&read_inputs(&[bad.clone()]).unwrap()).unwrap_err();
+        let err = store.apply(&docs(&bad)).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(&format!("{}: document 1 (line 7)", bad.display())),
             "{msg}"
         );
-        assert!(msg.contains("namespace \"nowhere\" is not declared"), "{msg}");
-        assert!(!d.0.join("manifests/_cluster/namespace_core_ok.yaml").exists());
+        assert!(
+            msg.contains("namespace \"nowhere\" is not declared"),
+            "{msg}"
+        );
+        assert!(
+            !d.0.join("manifests/_cluster/namespace_core_ok.yaml")
+                .exists()
+        );
         // Syntax errors are found per file, with the line.
-        let broken = d.file("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: [\n");
-        let msg = read_inputs(&[broken.clone()]).unwrap_err().to_string();
-        assert!(msg.starts_with(&format!("{}: document 0 (line", broken.display())), "{msg}");
+        let broken = d.file(
+            "broken.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: [\n",
+        );
+        let msg = read_inputs(std::slice::from_ref(&broken))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!("{}: document 0 (line", broken.display())),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -515,16 +545,16 @@ mod tests {
         let d = Dir::new("delete");
         let store = Store::new(d.0.join("manifests"));
         let f = d.file("base.yaml", BASE);
-        store.apply(&read_inputs(&[f.clone()]).unwrap()).unwrap();
+        store.apply(&docs(&f)).unwrap();
         let ns_only = d.file(
             "ns.yaml",
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
         );
-        let out = store.delete(&read_inputs(&[ns_only.clone()]).unwrap()).unwrap();
+        let out = store.delete(&docs(&ns_only)).unwrap();
         assert_eq!(out, [("namespace/shop".to_string(), Change::Deleted)]);
         let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
         assert!(snap.services().is_empty());
-        let err = store.delete(&read_inputs(&[ns_only]).unwrap()).unwrap_err();
+        let err = store.delete(&docs(&ns_only)).unwrap_err();
         assert!(err.to_string().contains("namespace/shop not found"));
     }
 
@@ -536,8 +566,11 @@ mod tests {
             "a.yaml",
             "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 198.19.0.9, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {clusterIP: 198.19.0.9, ports: [{port: 1}]}\n",
         );
-        let msg = store.apply(&read_inputs(&[f]).unwrap()).unwrap_err().to_string();
+        let msg = store.apply(&docs(&f)).unwrap_err().to_string();
         assert!(msg.contains("address 10.0.0.1 is outside"), "{msg}");
-        assert!(msg.contains("address 198.19.0.9 is already used by"), "{msg}");
+        assert!(
+            msg.contains("address 198.19.0.9 is already used by"),
+            "{msg}"
+        );
     }
 }

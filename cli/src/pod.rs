@@ -28,16 +28,28 @@ pub const DEFAULT_APP_UID: u32 = 65534;
 pub const INBOUND_MODE_ANNOTATION: &str = "sinew.dev/inbound-mode";
 /// Istio's interception annotations, passed to `sinew-proxy init`.
 const INIT_ANNOTATIONS: [(&str, &str); 5] = [
-    ("traffic.sidecar.istio.io/includeInboundPorts", "--inbound-ports"),
-    ("traffic.sidecar.istio.io/excludeInboundPorts", "--exclude-inbound-ports"),
-    ("traffic.sidecar.istio.io/excludeOutboundPorts", "--exclude-outbound-ports"),
-    ("traffic.sidecar.istio.io/includeOutboundIPRanges", "--outbound-cidrs"),
-    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "--exclude-outbound-cidrs"),
+    (
+        "traffic.sidecar.istio.io/includeInboundPorts",
+        "--inbound-ports",
+    ),
+    (
+        "traffic.sidecar.istio.io/excludeInboundPorts",
+        "--exclude-inbound-ports",
+    ),
+    (
+        "traffic.sidecar.istio.io/excludeOutboundPorts",
+        "--exclude-outbound-ports",
+    ),
+    (
+        "traffic.sidecar.istio.io/includeOutboundIPRanges",
+        "--outbound-cidrs",
+    ),
+    (
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+        "--exclude-outbound-cidrs",
+    ),
 ];
-const HEALTH_ADDR: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    15021,
-);
+const HEALTH_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15021);
 /// How long containers get between SIGTERM and SIGKILL (capped: locally nobody waits 30 s).
 const MAX_GRACE: Duration = Duration::from_secs(10);
 
@@ -106,7 +118,11 @@ pub fn plan(
 ) -> anyhow::Result<Plan> {
     let spec = pod.object.spec.clone().unwrap_or_default();
     let mut warnings = Vec::new();
-    let strict = match pod.annotations.get(INBOUND_MODE_ANNOTATION).map(|s| s.to_ascii_uppercase()) {
+    let strict = match pod
+        .annotations
+        .get(INBOUND_MODE_ANNOTATION)
+        .map(|s| s.to_ascii_uppercase())
+    {
         None => false,
         Some(m) if m == "PERMISSIVE" => false,
         Some(m) if m == "STRICT" => true,
@@ -127,7 +143,9 @@ pub fn plan(
     let restart = RestartPolicy::parse(spec.restart_policy.as_deref());
     let grace = spec
         .termination_grace_period_seconds
-        .map_or(MAX_GRACE, |s| Duration::from_secs(s.max(0) as u64).min(MAX_GRACE));
+        .map_or(MAX_GRACE, |s| {
+            Duration::from_secs(s.max(0) as u64).min(MAX_GRACE)
+        });
     let mut user = None;
     let mut containers = Vec::new();
     for c in &spec.containers {
@@ -522,8 +540,13 @@ async fn wait_ready(netns: &str) {
     loop {
         let ns = netns.to_string();
         let ready = tokio::task::spawn_blocking(move || {
-            sys::http_get(&ns, HEALTH_ADDR, "/healthz/ready", Duration::from_millis(500))
-                .is_ok_and(|(status, _)| status == 200)
+            sys::http_get(
+                &ns,
+                HEALTH_ADDR,
+                "/healthz/ready",
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|(status, _)| status == 200)
         })
         .await
         .unwrap_or(false);
@@ -549,7 +572,10 @@ mod tests {
 
     #[test]
     fn expands_variables_like_kubernetes() {
-        let vars = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "x y".to_string())];
+        let vars = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "x y".to_string()),
+        ];
         assert_eq!(expand("$(A)-$(B)", &vars), "1-x y");
         assert_eq!(expand("$$(A) $(C) $ end$", &vars), "$(A) $(C) $ end$");
         assert_eq!(expand("no vars", &vars), "no vars");

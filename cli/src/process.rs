@@ -58,8 +58,15 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
     ControlPlane,
-    Proxy { namespace: String, pod: String },
-    Container { namespace: String, pod: String, index: usize },
+    Proxy {
+        namespace: String,
+        pod: String,
+    },
+    Container {
+        namespace: String,
+        pod: String,
+        index: usize,
+    },
 }
 
 impl Slot {
@@ -188,7 +195,10 @@ async fn supervise(
         }) {
             Ok(mut child) => {
                 let pid = child.id();
-                note(&spec.log, &format!("started {} (pid {})", spec.argv.join(" "), pid.unwrap_or(0)));
+                note(
+                    &spec.log,
+                    &format!("started {} (pid {})", spec.argv.join(" "), pid.unwrap_or(0)),
+                );
                 board.process(&slot, |p| p.pid = pid);
                 let status = tokio::select! {
                     status = child.wait() => status,
@@ -229,7 +239,10 @@ async fn supervise(
             p.last_exit = Some(text);
         });
         if !restart {
-            note(&spec.log, &format!("{}; not restarted (restartPolicy)", outcome.text));
+            note(
+                &spec.log,
+                &format!("{}; not restarted (restartPolicy)", outcome.text),
+            );
             stop_requested(&mut stopped).await;
             return;
         }

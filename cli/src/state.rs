@@ -34,10 +34,14 @@ pub const CONTROL_PLANE_MONITORING_PORT: u16 = 15014;
 /// service VIPs 198.19.0.0/16, so traffic to a VIP needs no route (it is intercepted or DNATed
 /// before it could leave).
 pub const POD_PREFIX_LEN: u8 = 15;
-pub const POD_RANGE: (Ipv4Addr, Ipv4Addr) =
-    (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 255, 254));
-pub const VIP_RANGE: (Ipv4Addr, Ipv4Addr) =
-    (Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 19, 255, 254));
+pub const POD_RANGE: (Ipv4Addr, Ipv4Addr) = (
+    Ipv4Addr::new(198, 18, 0, 2),
+    Ipv4Addr::new(198, 18, 255, 254),
+);
+pub const VIP_RANGE: (Ipv4Addr, Ipv4Addr) = (
+    Ipv4Addr::new(198, 19, 0, 1),
+    Ipv4Addr::new(198, 19, 255, 254),
+);
 
 /// One local mesh's directory and names. See the module docs.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct RunState {
     pub run: String,
     pub supervisor_pid: u32,
     pub source: String,
+    /// Where our binaries are; first on `PATH` for containers and `sinewctl exec`.
+    pub bin_dir: PathBuf,
     pub started_unix_ms: u64,
     /// Every pod's proxy ready and every container started once.
     pub ready: bool,
@@ -245,7 +251,10 @@ mod tests {
         assert!(run.pod_netns("x", "y").starts_with(&run.netns_prefix()));
         // Run "a" must never claim run "a-b"'s namespaces.
         let a = Run::new(Path::new("/run/sinew"), "a").unwrap();
-        assert!(!run.pod_netns("shop", "web-0").starts_with(&a.netns_prefix()));
+        assert!(
+            !run.pod_netns("shop", "web-0")
+                .starts_with(&a.netns_prefix())
+        );
         for bad in ["", "A", "a.b", "-a", "a-", "a/b", &"x".repeat(25)] {
             assert!(Run::new(Path::new("/x"), bad).is_err(), "{bad:?}");
         }

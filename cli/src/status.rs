@@ -104,10 +104,20 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
             .as_ref()
             .map_or(String::new(), |e| format!(", registry error: {e}")),
     );
-    let mut rows = vec![[
-        "NAMESPACE", "POD", "IP", "STATUS", "PROXY", "IDENTITY", "CERT EXPIRES", "CONFIG", "RESTARTS",
-    ]
-    .map(String::from)];
+    let mut rows = vec![
+        [
+            "NAMESPACE",
+            "POD",
+            "IP",
+            "STATUS",
+            "PROXY",
+            "IDENTITY",
+            "CERT EXPIRES",
+            "CONFIG",
+            "RESTARTS",
+        ]
+        .map(String::from),
+    ];
     let mut problems = state.errors.clone();
     for (p, r) in state.pods.iter().zip(&reports) {
         let restarts: u32 = p.containers.iter().map(|c| c.restarts).sum::<u32>()
@@ -116,7 +126,9 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
             None => ("-".into(), "(not meshed)".into(), "-".into(), "-".into()),
             Some(r) => (
                 if r.ready { "ready" } else { "not ready" }.to_string(),
-                r.identity.clone().unwrap_or_else(|| "(no certificate yet)".into()),
+                r.identity
+                    .clone()
+                    .unwrap_or_else(|| "(no certificate yet)".into()),
                 r.certificate_expires_in_secs.map_or("-".into(), human),
                 format!("{} services", r.resources),
             ),

@@ -23,7 +23,10 @@ pub fn connect_in(netns: &str, addr: SocketAddr, timeout: Duration) -> io::Resul
     std::thread::scope(|s| {
         s.spawn(|| {
             let ns = std::fs::File::open(&path)?;
-            rustix::thread::move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(LinkNameSpaceType::Network),
+            )?;
             TcpStream::connect_timeout(&addr, timeout)
         })
         .join()

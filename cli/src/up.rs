@@ -199,12 +199,19 @@ impl Mesh {
             s.run = run.name.clone();
             s.supervisor_pid = std::process::id();
             s.source = opts.source.display().to_string();
+            s.bin_dir = opts.bin_dir.clone();
             s.started_unix_ms = now_unix_ms();
             s.control_plane_address =
                 SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_GRPC_PORT).to_string();
             s.control_plane_netns = run.control_plane_netns();
         });
         self.save();
+
+        // Addresses first, so the control plane's first snapshot already has them: a proxy asking
+        // about a VIP must never hear "no such service" merely because of start-up order.
+        for e in self.assign(&first) {
+            self.report(e);
+        }
 
         // The network: a bridge, and the control plane attached to it like a pod.
         self.created_netns = true;
@@ -270,9 +277,12 @@ impl Mesh {
             cp_started.elapsed().as_millis()
         );
 
-        let (mut snapshots, _registry) =
-            FileRegistry::spawn(run.manifests(), Some(run.assignments()), Debounce::default())
-                .await?;
+        let (mut snapshots, _registry) = FileRegistry::spawn(
+            run.manifests(),
+            Some(run.assignments()),
+            Debounce::default(),
+        )
+        .await?;
         let (net_tx, _) = watch::channel(Arc::new(NetView::default()));
         self.net = Some(net_tx);
         self.env = Some(Arc::new(Env {
@@ -362,11 +372,7 @@ impl Mesh {
             started.elapsed().as_secs_f64()
         );
         let flag = name_flag(&self.run);
-        let client = state
-            .pods
-            .iter()
-            .find(|p| p.meshed)
-            .or(state.pods.first());
+        let client = state.pods.iter().find(|p| p.meshed).or(state.pods.first());
         println!("\nTry:");
         if let Some(p) = client {
             let target = self.try_target.clone().unwrap_or_default();
@@ -384,11 +390,9 @@ impl Mesh {
         println!("Ctrl-C (or `sinewctl{flag} down`) stops the mesh and removes everything.\n");
     }
 
-    /// Brings pods, addresses, hosts files and service rules in line with `snapshot`.
-    async fn reconcile(&mut self, snapshot: &Snapshot) {
-        let Some(env) = self.env.clone() else {
-            return;
-        };
+    /// Keeps the addresses already assigned, gives new pods and services the next free ones,
+    /// and writes the assignments file the control plane reads when anything changed.
+    fn assign(&mut self, snapshot: &Snapshot) -> Vec<String> {
         let mut errors = Vec::new();
         // Addresses: keep what is assigned, give new objects the next free one.
         let mut assignments = Assignments::default();
@@ -404,7 +408,12 @@ impl Mesh {
                 used.insert(ip);
             }
         }
-        for (key, ip) in self.assignments.pod_ips.iter().chain(&self.assignments.service_vips) {
+        for (key, ip) in self
+            .assignments
+            .pod_ips
+            .iter()
+            .chain(&self.assignments.service_vips)
+        {
             let known = snapshot.pods().contains_key(key) || snapshot.services().contains_key(key);
             if let (true, IpAddr::V4(v4)) = (known, ip) {
                 used.insert(*v4);
@@ -438,17 +447,31 @@ impl Mesh {
             }
         }
         if assignments != self.assignments || !self.run.assignments().exists() {
-            if let Err(e) =
-                crate::state::write_atomic(&self.run.assignments(), assignments.to_yaml().as_bytes())
-            {
+            if let Err(e) = crate::state::write_atomic(
+                &self.run.assignments(),
+                assignments.to_yaml().as_bytes(),
+            ) {
                 errors.push(format!("{e:#}"));
             }
             self.assignments = assignments;
         }
+        errors
+    }
+
+    /// Brings pods, addresses, hosts files and service rules in line with `snapshot`.
+    async fn reconcile(&mut self, snapshot: &Snapshot) {
+        let Some(env) = self.env.clone() else {
+            return;
+        };
+        let mut errors = self.assign(snapshot);
         let snapshot = snapshot.with_assignments(&self.assignments);
         self.try_target = snapshot.services().values().find_map(|svc| {
             let port = svc.ports.first()?.port;
-            let port = if port == 80 { String::new() } else { format!(":{port}") };
+            let port = if port == 80 {
+                String::new()
+            } else {
+                format!(":{port}")
+            };
             Some(format!(" http://{}.{}{port}/", svc.name, svc.namespace))
         });
         errors.extend(manifests::check_addresses(&snapshot, |o| o.to_string()));

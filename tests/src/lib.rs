@@ -4,13 +4,15 @@
 //! - [`testbed`]: pods as network namespaces on a private bridge, processes run in them, and
 //!   teardown that also runs when a test fails;
 //! - [`process`]: bounded waits and runs of child processes;
-//! - [`proxy_bin`]: finding (or building) the `sinew-proxy` binary;
+//! - [`bins`]: finding (or building) our binaries;
+//! - [`local`]: a local mesh (`sinewctl up`) driven from a test;
 //! - [`pcap`]: TCP streams and TLS records out of a tcpdump capture.
 //!
 //! Std only, on purpose: this crate drives binaries, it does not link the proxy.
 
+pub mod bins;
 pub mod host;
+pub mod local;
 pub mod pcap;
 pub mod process;
-pub mod proxy_bin;
 pub mod testbed;

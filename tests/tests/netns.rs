@@ -11,10 +11,10 @@
 //! them it prints `SKIPPED: ...` and passes (fails instead with SINEW_E2E_REQUIRED=1).
 
 use sinew_proxy::testing::{TestCa, WorkloadFiles};
+use sinew_tests::bins;
 use sinew_tests::host::{self, Tools};
 use sinew_tests::pcap::{self, Flow, Stream, tls};
 use sinew_tests::process::wait_until;
-use sinew_tests::proxy_bin;
 use sinew_tests::testbed::{Pod, Testbed};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -85,7 +85,7 @@ fn intercepted_pod_to_pod_http_carries_the_caller_identity_and_crosses_the_bridg
         Ok(t) => t,
         Err(reason) => return host::skip(TEST, &reason),
     };
-    let built = proxy_bin::locate();
+    let built = bins::proxy();
     let mut bed = Testbed::new(&tools);
     let proxy = install_proxy(&built, bed.dir());
     let a = bed.add_pod("a", 2);

@@ -89,11 +89,11 @@ mod watch;
 
 pub use self::assignments::Assignments;
 pub use self::error::{Origin, Problem, RegistryError};
-pub use self::parse::{ManifestDoc, split_manifest};
 pub use self::model::{
     DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
     ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
 };
+pub use self::parse::{ManifestDoc, split_manifest};
 pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
 

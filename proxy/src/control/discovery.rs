@@ -315,7 +315,14 @@ fn merge(
                 merged.services.push(s.clone());
             }
             Some(ResourceKind::Settings(s)) => {
-                merged.inbound_mode = s.inbound_mode;
+                // The stricter mode wins: a STRICT written in the bootstrap file (local mode's
+                // `sinew.dev/inbound-mode` annotation) is never relaxed from afar.
+                let strict = cfg::InboundMode::Strict as i32;
+                if s.inbound_mode == strict || base.inbound_mode == strict {
+                    merged.inbound_mode = strict;
+                } else {
+                    merged.inbound_mode = s.inbound_mode;
+                }
                 merged.opaque_ports.extend(s.opaque_ports.iter().copied());
             }
             _ => {}
@@ -413,6 +420,37 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("trust bundle"), "{err}");
+    }
+
+    #[test]
+    fn settings_never_relax_a_static_strict_mode() {
+        let settings = |mode: cfg::InboundMode| pb::Resource {
+            name: "settings".into(),
+            version: "1".into(),
+            kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                inbound_mode: mode as i32,
+                opaque_ports: vec![],
+            })),
+        };
+        let strict_file = cfg::ProxyConfig {
+            inbound_mode: cfg::InboundMode::Strict as i32,
+            ..Default::default()
+        };
+        let mode = |base: &cfg::ProxyConfig, from_cp| {
+            let mut held = BTreeMap::new();
+            held.insert("settings".to_string(), settings(from_cp));
+            merge(base, &held, "1").inbound_mode
+        };
+        let (strict, permissive) = (cfg::InboundMode::Strict as i32, 0);
+        assert_eq!(mode(&strict_file, cfg::InboundMode::Permissive), strict);
+        assert_eq!(
+            mode(&cfg::ProxyConfig::default(), cfg::InboundMode::Strict),
+            strict
+        );
+        assert_eq!(
+            mode(&cfg::ProxyConfig::default(), cfg::InboundMode::Permissive),
+            permissive
+        );
     }
 
     #[test]

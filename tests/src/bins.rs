@@ -1,31 +1,79 @@
-//! Finding the `sinew-proxy` binary from another package's test.
+//! Finding our binaries (`sinew-proxy`, `sinewctl`, …) from another package's test.
 //!
-//! `CARGO_BIN_EXE_sinew-proxy` exists only for the proxy's own tests, so we look where cargo puts
-//! it: beside the `deps/` directory this test binary runs from (which is already inside
+//! `CARGO_BIN_EXE_<name>` exists only for a package's own tests, so we look where cargo puts
+//! them: beside the `deps/` directory this test binary runs from (which is already inside
 //! `CARGO_TARGET_DIR` when that is set), then `$CARGO_TARGET_DIR/<profile>/`. A missing binary, or
-//! one older than the proxy's sources (`cargo test -p sinew-tests` does not rebuild it), is built
-//! with `cargo build -p sinew-proxy --bin sinew-proxy`, bounded in time.
+//! one older than its sources (`cargo test -p sinew-tests` does not rebuild it), is built with
+//! `cargo build -p <package> --bin <name>`, bounded in time.
 
 use crate::process::run_bounded;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-const BIN: &str = "sinew-proxy";
-/// What the binary is built from (not the proxy's own tests, which would force needless builds).
-const SOURCES: [&str; 6] = [
-    "proxy/src",
-    "proxy/Cargo.toml",
+/// Binaries built together, and what they are built from (not their own tests, which would
+/// force needless builds).
+pub struct Set {
+    /// `(binary, package)`.
+    pub bins: &'static [(&'static str, &'static str)],
+    pub sources: &'static [&'static str],
+}
+
+const PROTO_SOURCES: [&str; 4] = [
     "proto/src",
     "proto/proto",
     "proto/build.rs",
     "proto/Cargo.toml",
 ];
+
+/// The sidecar alone.
+pub const PROXY: Set = Set {
+    bins: &[("sinew-proxy", "sinew-proxy")],
+    sources: &[
+        "proxy/src",
+        "proxy/Cargo.toml",
+        PROTO_SOURCES[0],
+        PROTO_SOURCES[1],
+        PROTO_SOURCES[2],
+        PROTO_SOURCES[3],
+    ],
+};
+
+/// Everything `sinewctl up` runs: it finds the others next to itself.
+pub const LOCAL_MODE: Set = Set {
+    bins: &[
+        ("sinewctl", "sinewctl"),
+        ("sinew-proxy", "sinew-proxy"),
+        ("sinew-control-plane", "sinew-control-plane"),
+        ("sinew-demo", "sinew-demo"),
+    ],
+    sources: &[
+        "proxy/src",
+        "proxy/Cargo.toml",
+        "control-plane/src",
+        "control-plane/Cargo.toml",
+        "cli/src",
+        "cli/Cargo.toml",
+        "examples/demo/app/src",
+        "examples/demo/app/Cargo.toml",
+        PROTO_SOURCES[0],
+        PROTO_SOURCES[1],
+        PROTO_SOURCES[2],
+        PROTO_SOURCES[3],
+    ],
+};
+
 /// A clean debug build of the workspace takes about 2 minutes on our 2 cores; leave room.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// The path of an up-to-date `sinew-proxy` binary. Panics with the reason when there is none.
-pub fn locate() -> PathBuf {
+pub fn proxy() -> PathBuf {
+    locate(&PROXY).join("sinew-proxy")
+}
+
+/// The directory holding up-to-date builds of every binary of `set`, building them (bounded in
+/// time) when one is missing or older than the sources. Panics with the reason when it cannot.
+pub fn locate(set: &Set) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe of the test binary");
     // target/<profile>/deps/<test>-<hash>
     let profile_dir = exe
@@ -37,20 +85,28 @@ pub fn locate() -> PathBuf {
         .and_then(|n| n.to_str())
         .unwrap_or("debug")
         .to_owned();
-    let mut candidates = vec![profile_dir.join(BIN)];
+    let mut candidates = vec![profile_dir.to_path_buf()];
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(dir).join(&profile).join(BIN));
+        candidates.push(PathBuf::from(dir).join(&profile));
     }
     let sources = workspace_root();
-    let newest_source = newest_mtime(&SOURCES.map(|s| sources.join(s)));
-    if let Some(bin) = candidates.iter().find(|p| is_fresh(p, newest_source)) {
-        return bin.clone();
+    let roots: Vec<PathBuf> = set.sources.iter().map(|s| sources.join(s)).collect();
+    let newest_source = newest_mtime(&roots);
+    let complete = |dir: &PathBuf| {
+        set.bins
+            .iter()
+            .all(|(bin, _)| is_fresh(&dir.join(bin), newest_source))
+    };
+    if let Some(dir) = candidates.iter().find(|d| complete(d)) {
+        return dir.clone();
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&sources)
-        .args(["build", "-p", "sinew-proxy", "--bin", BIN]);
+    cmd.current_dir(&sources).arg("build");
+    for (bin, package) in set.bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
     match profile.as_str() {
         "debug" => {}
         "release" => {
@@ -61,24 +117,23 @@ pub fn locate() -> PathBuf {
         }
     }
     eprintln!(
-        "{BIN} is missing or older than its sources; building it: {cmd:?} (in {})",
+        "a binary is missing or older than its sources; building: {cmd:?} (in {})",
         sources.display()
     );
-    let out = run_bounded(cmd, BUILD_TIMEOUT).unwrap_or_else(|e| {
-        panic!("cannot build {BIN} ({e}); build it first: cargo build -p sinew-proxy --bin {BIN}")
-    });
+    let out = run_bounded(cmd, BUILD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("cannot build the binaries ({e}); build them first"));
     assert!(
         out.status.success(),
-        "cargo build -p sinew-proxy failed ({}):\n{}",
+        "cargo build failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     candidates
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|d| set.bins.iter().all(|(bin, _)| d.join(bin).is_file()))
         .unwrap_or_else(|| {
             panic!(
-                "cargo built {BIN} but it is not in {}",
+                "cargo built the binaries but they are not in {}",
                 profile_dir.display()
             )
         })

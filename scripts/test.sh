@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Tools the end-to-end tests drive: iptables (interception), iproute2 (netns, veth, bridge),
-# tcpdump (capture on the bridge), curl (client in a pod), python3 (test app), util-linux (setpriv).
+# tcpdump (capture on the bridge), curl (client in a pod), python3 (test app), util-linux (setpriv),
+# procps (sysctl, used by sinewctl in pods).
 need=()
 for pair in iptables:iptables iptables-restore:iptables ip:iproute2 tcpdump:tcpdump curl:curl \
-            python3:python3 setpriv:util-linux; do
+            python3:python3 setpriv:util-linux sysctl:procps; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -29,6 +30,6 @@ if [[ $(id -u) -eq 0 ]]; then export SINEW_E2E_REQUIRED=${SINEW_E2E_REQUIRED:-1}
 jobs=(-j "${CARGO_BUILD_JOBS:-2}")
 cargo fmt --all -- --check
 cargo clippy "${jobs[@]}" --workspace --all-targets -- -D warnings
-# The end-to-end tests run the real binary: build it first.
-cargo build "${jobs[@]}" -p sinew-proxy --bin sinew-proxy
+# The end-to-end tests run the real binaries (sinewctl finds the others next to itself).
+cargo build "${jobs[@]}" -p sinew-proxy -p sinew-control-plane -p sinewctl -p sinew-demo --bins
 cargo test "${jobs[@]}" --workspace

@@ -95,6 +95,11 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run.dir)
         .with_context(|| format!("cannot create {}", run.dir.display()))?;
     std::fs::set_permissions(&run.dir, std::fs::Permissions::from_mode(0o755))?;
+    // The whole set is checked before anything runs; a mistake leaves nothing behind.
+    if let Err(e) = Store::new(run.manifests()).apply(&docs) {
+        let _ = std::fs::remove_dir_all(&run.dir);
+        return Err(e);
+    }
     std::fs::write(run.pid_file(), std::process::id().to_string())?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -110,9 +115,7 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
 
     let board = Board::default();
     let mut mesh = Mesh::new(run.clone(), board.clone());
-    let result = mesh
-        .run(docs, &opts, proxy_bin, cp_bin, started, shutdown)
-        .await;
+    let result = mesh.run(&opts, proxy_bin, cp_bin, started, shutdown).await;
     if let Err(e) = &result {
         eprintln!("sinewctl: {e:#}");
     }
@@ -172,7 +175,6 @@ impl Mesh {
 
     async fn run(
         &mut self,
-        docs: Vec<sinew_control_plane::registry::ManifestDoc>,
         opts: &Options,
         proxy_bin: PathBuf,
         cp_bin: PathBuf,
@@ -180,7 +182,6 @@ impl Mesh {
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let run = self.run.clone();
-        Store::new(run.manifests()).apply(&docs)?;
         let first = FileRegistry::load(&run.manifests())?;
         let meshed = first.pods().values().filter(|p| p.meshed).count();
         println!(

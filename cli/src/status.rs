@@ -303,7 +303,7 @@ impl TrafficMeter {
                     "-".into()
                 };
                 format!(
-                    "{:.1} req/s, success {success}, {} mTLS connections opened, {} pods",
+                    "{:.1} req/s across the mesh, success {success}, {} mTLS connections opened, {} pods",
                     sent / secs,
                     now.mtls_connections,
                     state.pods.len()

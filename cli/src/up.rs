@@ -152,8 +152,8 @@ struct Mesh {
     /// Messages already printed, so a problem is reported once, not on every reload.
     reported: BTreeSet<String>,
     created_netns: bool,
-    /// A service URL for the "Try:" hint.
-    try_target: Option<String>,
+    /// A pod and a service URL for the "Try:" hint.
+    try_hint: Option<(String, String, String)>,
 }
 
 impl Mesh {
@@ -169,7 +169,7 @@ impl Mesh {
             env: None,
             reported: BTreeSet::new(),
             created_netns: false,
-            try_target: None,
+            try_hint: None,
         }
     }
 
@@ -373,18 +373,10 @@ impl Mesh {
             started.elapsed().as_secs_f64()
         );
         let flag = name_flag(&self.run);
-        let client = state.pods.iter().find(|p| p.meshed).or(state.pods.first());
         println!("\nTry:");
-        if let Some(p) = client {
-            let target = self.try_target.clone().unwrap_or_default();
-            println!(
-                "  sinewctl{flag} exec -n {} {} -- curl -s{target}",
-                p.namespace, p.name
-            );
-            println!(
-                "  sinewctl{flag} logs -n {} {} -c proxy",
-                p.namespace, p.name
-            );
+        if let Some((ns, pod, url)) = &self.try_hint {
+            println!("  sinewctl{flag} exec -n {ns} {pod} -- curl -s {url}");
+            println!("  sinewctl{flag} logs -n {ns} {pod} -c proxy");
         }
         println!("  sinewctl{flag} status");
         println!("  sinewctl{flag} apply -f FILE      (changes take effect live)");
@@ -466,14 +458,23 @@ impl Mesh {
         };
         let mut errors = self.assign(snapshot);
         let snapshot = snapshot.with_assignments(&self.assignments);
-        self.try_target = snapshot.services().values().find_map(|svc| {
+        // "Try:": a meshed pod calling a service it is not part of.
+        self.try_hint = snapshot.services().values().find_map(|svc| {
             let port = svc.ports.first()?.port;
             let port = if port == 80 {
                 String::new()
             } else {
                 format!(":{port}")
             };
-            Some(format!(" http://{}.{}{port}/", svc.name, svc.namespace))
+            let client = snapshot
+                .pods()
+                .values()
+                .find(|p| p.meshed && !svc.selects(p))?;
+            Some((
+                client.namespace.clone(),
+                client.name.clone(),
+                format!("http://{}.{}{port}/", svc.name, svc.namespace),
+            ))
         });
         errors.extend(manifests::check_addresses(&snapshot, |o| o.to_string()));
 

@@ -130,6 +130,23 @@ spec:
       command: [sinew-demo, backend, --name, extra, --listen, "0.0.0.0:8080"]
 "#;
 
+/// The web Deployment with a second replica.
+const WEB_SCALED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers:
+        - name: app
+          command: [sinew-demo, backend, --name, web, --listen, "0.0.0.0:8080"]
+"#;
+
 fn prerequisites(test: &str) -> Option<PathBuf> {
     match host::require(&TOOLS) {
         Ok(_) => Some(bins::locate(&bins::LOCAL_MODE)),
@@ -344,6 +361,39 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
     )
     .unwrap();
     assert_eq!(reached["service"], "extra");
+    // Scaling a Deployment adds a pod and leaves the running one alone; the new pod takes traffic.
+    let web0 = pod_state(&mesh, "shop", "web-0")["containers"][0]["pid"].as_u64();
+    let scaled = scratch.write("web.yaml", WEB_SCALED);
+    let applied = mesh.ctl(&["apply", "-f", scaled.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&applied.stdout).contains("deployment.apps/web configured"));
+    wait_until("web-1 answers", Duration::from_secs(60), || {
+        let pod = get(&mesh, "shop", "client-0", "http://web.shop/")?["pod"].clone();
+        if pod == "web-1" {
+            Ok(())
+        } else {
+            Err(format!("answered by {pod}"))
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        pod_state(&mesh, "shop", "web-0")["containers"][0]["pid"].as_u64(),
+        web0
+    );
+    // Deleting removes the pod, its namespace and its name.
+    let deleted = mesh.ctl(&["delete", "-f", extra.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&deleted.stdout).contains("pod/extra-0 deleted"));
+    wait_until("extra-0 is gone", Duration::from_secs(30), || {
+        let gone = !mesh.state().contains("\"extra-0\"")
+            && !Path::new(&format!("/run/netns/sinew-{run}.shop.extra-0")).exists();
+        if gone {
+            Ok(())
+        } else {
+            Err("still there".to_string())
+        }
+    })
+    .unwrap();
+    assert!(get(&mesh, "shop", "client-0", "http://extra.shop/").is_err());
+
     // An invalid change is refused with file and line, and nothing changes.
     let bad = scratch.write(
         "bad.yaml",

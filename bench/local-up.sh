@@ -26,6 +26,8 @@ for r in $(seq "$rounds"); do
     sleep 0.01
   done
   t1=$(now_ms)
+  # Every proxy's readiness time is recorded once all pods run.
+  until grep -q '"ready": true' /run/sinew-bench/bench/run.json 2>/dev/null; do sleep 0.05; done
   cp "/run/sinew-bench/bench/run.json" "$work/run.$r.json"
   "${ctl[@]}" down >/dev/null
   wait "$up" || true

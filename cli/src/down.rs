@@ -53,6 +53,35 @@ impl fmt::Display for Swept {
 /// which takes their veths, bridge and iptables rules with them), their `/etc/netns` files and
 /// the state directory. Works from names alone, so it also cleans up after a crash.
 pub async fn sweep(run: &Run) -> Swept {
+    let mut swept = sweep_namespaces(run).await;
+    if run.dir.exists() && run.looks_like_run_dir() {
+        let _ = std::fs::remove_dir_all(&run.dir);
+        swept.state_dir = true;
+    }
+    swept
+}
+
+/// What `up` does once it holds the run's lock: [`sweep`], keeping the lock file.
+pub async fn sweep_leftovers(run: &Run) -> Swept {
+    let mut swept = sweep_namespaces(run).await;
+    if let Ok(entries) = std::fs::read_dir(&run.dir) {
+        for e in entries.flatten() {
+            if e.file_name() == "up.pid" {
+                continue;
+            }
+            let path = e.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            swept.state_dir = true;
+        }
+    }
+    swept
+}
+
+async fn sweep_namespaces(run: &Run) -> Swept {
     let mut swept = Swept::default();
     let prefix = run.netns_prefix();
     // Pods first, the bridge last (deleting it first would only make the pods' links go down).
@@ -70,10 +99,6 @@ pub async fn sweep(run: &Run) -> Swept {
                 swept.etc_dirs += 1;
             }
         }
-    }
-    if run.dir.exists() {
-        let _ = std::fs::remove_dir_all(&run.dir);
-        swept.state_dir = true;
     }
     swept
 }

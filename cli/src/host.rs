@@ -44,6 +44,9 @@ pub async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> anyhow::R
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Not in the terminal's process group: a Ctrl-C must not kill `ip netns del` halfway
+        // through the clean-up it started.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {}", shown()))?;
@@ -102,10 +105,14 @@ pub async fn create_pod_netns(
         ],
     )
     .await?;
+    // The MAC follows from the address, so a pod replaced under the same address is reached at
+    // once, not after its peers' ARP entries for the old one expire.
+    let [a, b, c, d] = ip.octets();
     ip_batch(
         Some(netns),
         &[
             "link set lo up".into(),
+            format!("link set {POD_IF} address 02:53:{a:02x}:{b:02x}:{c:02x}:{d:02x}"),
             format!("addr add {ip}/{POD_PREFIX_LEN} dev {POD_IF}"),
             format!("link set {POD_IF} up"),
         ],
@@ -162,10 +169,25 @@ pub fn etc_dir(netns: &str) -> PathBuf {
 }
 
 /// Writes the pod's `/etc/hosts` and `/etc/resolv.conf` (no DNS server: names are in hosts).
+///
+/// `ip netns exec` bind-mounts these files over `/etc/…` for each process it starts, and a bind
+/// mount stays with the file (inode) it found. So the hosts file is rewritten in place, in one
+/// write, never replaced: processes already running see new services too.
 pub fn write_etc(netns: &str, hosts: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let dir = etc_dir(netns);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    crate::state::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
+    let path = dir.join("hosts");
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == hosts) {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(hosts.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let resolv = dir.join("resolv.conf");
     if !resolv.exists() {
         crate::state::write_atomic(

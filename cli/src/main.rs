@@ -155,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
     run.load_state()?;
     let docs = manifests::read_inputs(files)?;
+    let _lock = run.lock_changes()?;
     let store = Store::new(run.manifests());
     let changes = if delete {
         store.delete(&docs)?

@@ -86,6 +86,22 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
     if !problems.is_empty() {
         bail!("{}", describe(&problems, |o| o.to_string()));
     }
+    // Names become file names in the store: only what Kubernetes allows in them gets through.
+    let mut kept = Vec::with_capacity(docs.len());
+    for doc in docs {
+        if doc.name.is_empty() {
+            // Only kinds the registry skips get here without a name (it requires one for the
+            // rest); a kustomization.yaml, say. Nothing would use it.
+            eprintln!(
+                "sinewctl: {}: {} {} without metadata.name is skipped",
+                doc.origin, doc.api_version, doc.kind
+            );
+            continue;
+        }
+        check_key(&doc)?;
+        kept.push(doc);
+    }
+    let docs = kept;
     // The same object twice in one input is a mistake kubectl would also refuse.
     let mut seen: BTreeMap<PathBuf, &ManifestDoc> = BTreeMap::new();
     for doc in &docs {
@@ -101,6 +117,40 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
         }
     }
     Ok(docs)
+}
+
+/// Kind, group, namespace and name as Kubernetes spells them (so none can climb out of the store
+/// or name another file): a DNS subdomain for names and groups, a DNS label for namespaces,
+/// letters and digits for kinds.
+fn check_key(doc: &ManifestDoc) -> anyhow::Result<()> {
+    let dns = |s: &str, dots: bool| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+            })
+            && !s.starts_with(['-', '.'])
+            && !s.ends_with(['-', '.'])
+            && !s.contains("..")
+    };
+    let kind_ok = !doc.kind.is_empty() && doc.kind.bytes().all(|b| b.is_ascii_alphanumeric());
+    let group_ok = doc.group().is_empty() || dns(doc.group(), true);
+    let namespace_ok = doc.namespace.is_empty() || dns(&doc.namespace, false);
+    let (what, value) = if !kind_ok {
+        ("kind", doc.kind.as_str())
+    } else if !group_ok {
+        ("apiVersion", doc.api_version.as_str())
+    } else if !namespace_ok {
+        ("metadata.namespace", doc.namespace.as_str())
+    } else if !dns(&doc.name, true) {
+        ("metadata.name", doc.name.as_str())
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{}: {what} {value:?} is not a valid Kubernetes name (lowercase letters, digits, '-' and '.')",
+        doc.origin
+    )
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -318,7 +368,11 @@ impl Staging {
         let place = |o: &Origin| staged_place(o, sources, &names);
         let snapshot = match FileRegistry::load(&self.dir) {
             Ok(s) => s,
-            Err(RegistryError::Invalid { problems }) => bail!("{}", describe(&problems, place)),
+            Err(RegistryError::Invalid { problems }) => {
+                // Reasons may name a second place ("already defined at …"): map those too.
+                let text = describe(&problems, place);
+                bail!("{}", self.rewrite_places(&text, &place))
+            }
             Err(e) => return Err(e.into()),
         };
         let clashes = check_addresses(&snapshot, place);
@@ -326,6 +380,39 @@ impl Staging {
             bail!("{}", clashes.join("\n"));
         }
         Ok(snapshot)
+    }
+
+    /// Replaces every `<staged file>: document N (line L)` in `text` with the user's place.
+    fn rewrite_places(&self, text: &str, place: &impl Fn(&Origin) -> String) -> String {
+        let prefix = self.dir.display().to_string();
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(&prefix) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            let parsed = tail.split_once(": document ").and_then(|(file, after)| {
+                let (document, after) = after.split_once(" (line ")?;
+                let (line, after) = after.split_once(')')?;
+                let origin = Origin {
+                    file: PathBuf::from(file),
+                    document: document.parse().ok()?,
+                    line: line.parse().ok()?,
+                };
+                Some((place(&origin), after))
+            });
+            match parsed {
+                Some((shown, after)) => {
+                    out.push_str(&shown);
+                    rest = after;
+                }
+                None => {
+                    out.push_str(&prefix);
+                    rest = &tail[prefix.len()..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Staged file → what the user knows it as, for problems in objects applied earlier.
@@ -538,6 +625,61 @@ mod tests {
             msg.starts_with(&format!("{}: document 0 (line", broken.display())),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_second_place_in_a_reason_is_the_users_too() {
+        let d = Dir::new("second");
+        let store = Store::new(d.0.join("manifests"));
+        // A Deployment pod clashing with a Pod of the same name, both in the new file.
+        let f = d.file(
+            "pods.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web-0}\nspec: {containers: [{name: c}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c}]}\n",
+        );
+        let msg = store.apply(&docs(&f)).unwrap_err().to_string();
+        assert!(!msg.contains(".staging-"), "{msg}");
+        assert!(
+            msg.contains(&format!("{}: document 0 (line 1)", f.display())),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("{}: document 1 (line 6)", f.display())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn names_that_could_climb_out_of_the_store_are_refused() {
+        let d = Dir::new("names");
+        for (yaml, field) in [
+            (
+                "apiVersion: v2\nkind: Thing\nmetadata: {name: ../../etc}\n",
+                "metadata.name",
+            ),
+            (
+                "apiVersion: v2\nkind: Thing\nmetadata: {name: x, namespace: /etc}\n",
+                "metadata.namespace",
+            ),
+            (
+                "apiVersion: v2\nkind: ../Thing\nmetadata: {name: x}\n",
+                "kind",
+            ),
+        ] {
+            let f = d.file("bad.yaml", yaml);
+            let msg = read_inputs(std::slice::from_ref(&f))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(field) && msg.contains("not a valid Kubernetes name"),
+                "{msg}"
+            );
+        }
+        // A nameless document of a kind nobody uses is skipped, not stored.
+        let f = d.file(
+            "k.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
+        );
+        assert!(read_inputs(&[f]).unwrap().is_empty());
     }
 
     #[test]

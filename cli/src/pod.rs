@@ -137,23 +137,56 @@ pub fn plan(
             init_args.push(format!("{flag}={v}"));
         }
     }
+    // IDs are checked: `-1` or `2^32` would reach setpriv as "no change" or 0, i.e. root.
+    let id = |value: Option<i64>, what: &str| -> anyhow::Result<Option<u32>> {
+        value
+            .map(|v| {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|v| *v != u32::MAX)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("Pod {:?}: {what} {v} is not a valid ID", pod.name)
+                    })
+            })
+            .transpose()
+    };
     let pod_sc = spec.security_context.as_ref();
-    let pod_uid = pod_sc.and_then(|s| s.run_as_user);
-    let pod_gid = pod_sc.and_then(|s| s.run_as_group);
+    let pod_uid = id(
+        pod_sc.and_then(|s| s.run_as_user),
+        "securityContext.runAsUser",
+    )?;
+    let pod_gid = id(
+        pod_sc.and_then(|s| s.run_as_group),
+        "securityContext.runAsGroup",
+    )?;
     let restart = RestartPolicy::parse(spec.restart_policy.as_deref());
     let grace = spec
         .termination_grace_period_seconds
         .map_or(MAX_GRACE, |s| {
             Duration::from_secs(s.max(0) as u64).min(MAX_GRACE)
         });
+    if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+        warnings.push("initContainers are not run in local mode".into());
+    }
+    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        warnings.push("volumes are not mounted in local mode".into());
+    }
     let mut user = None;
     let mut containers = Vec::new();
     for c in &spec.containers {
         let sc = c.security_context.as_ref();
-        let uid = sc.and_then(|s| s.run_as_user).or(pod_uid);
-        let gid = sc.and_then(|s| s.run_as_group).or(pod_gid).or(uid);
-        let uid = uid.map_or(DEFAULT_APP_UID, |u| u as u32);
-        let gid = gid.map_or(DEFAULT_APP_UID, |g| g as u32);
+        let uid = id(sc.and_then(|s| s.run_as_user), "runAsUser")?.or(pod_uid);
+        let gid = id(sc.and_then(|s| s.run_as_group), "runAsGroup")?
+            .or(pod_gid)
+            .or(uid);
+        let uid = uid.unwrap_or(DEFAULT_APP_UID);
+        let gid = gid.unwrap_or(DEFAULT_APP_UID);
+        if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+            warnings.push(format!(
+                "container {:?}: envFrom is not supported in local mode",
+                c.name
+            ));
+        }
         if uid == PROXY_UID && pod.meshed {
             warnings.push(format!(
                 "container {:?} runs as UID {PROXY_UID}, the proxy's: its traffic is not intercepted",
@@ -363,10 +396,33 @@ async fn run(
 ) {
     let mut proxy = None;
     let mut containers = Vec::new();
+    // Setting up the sandbox is retried with backoff, as a kubelet does: a failure here is
+    // usually the machine's (a command that timed out), not the pod's.
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            set_up(&plan, &env).await?;
+            let view = net.borrow_and_update().clone();
+            apply_net(&plan, &view).await
+        }
+        .await;
+        let Err(e) = attempt else { break };
+        set_phase(
+            &board,
+            &plan,
+            format!("Failed: {e:#} (retrying in {}s)", backoff.as_secs()),
+        );
+        host::delete_netns(&plan.netns, Duration::from_secs(2)).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = until_stopped(&mut stopped) => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
     let result: anyhow::Result<()> = async {
-        set_up(&plan, &env).await?;
-        let view = net.borrow_and_update().clone();
-        apply_net(&plan, &view).await?;
+        if *stopped.borrow() {
+            return Ok(());
+        }
         if plan.meshed {
             set_phase(&board, &plan, "Starting");
             let started = Instant::now();
@@ -488,9 +544,20 @@ fn write_credentials(plan: &Plan, env: &Env) -> anyhow::Result<()> {
         .tokens
         .mint(&caller, Duration::from_secs(30 * 24 * 3600));
     let token_file = plan.dir.join("token");
-    std::fs::write(&token_file, token)?;
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o400))?;
-    chown(&token_file, Some(PROXY_UID), Some(PROXY_UID))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Readable by the proxy only, from the first byte on.
+        let _ = std::fs::remove_file(&token_file);
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o400)
+            .open(&token_file)
+            .with_context(|| format!("cannot create {}", token_file.display()))?;
+        chown(&token_file, Some(PROXY_UID), Some(PROXY_UID))?;
+        f.write_all(token.as_bytes())?;
+    }
     let mut config = serde_json::json!({
         "controlPlane": {
             "address": env.control_plane_address,

@@ -201,7 +201,14 @@ async fn supervise(
                 );
                 board.process(&slot, |p| p.pid = pid);
                 let status = tokio::select! {
-                    status = child.wait() => status,
+                    status = child.wait() => {
+                        // What it left running (a shell-wrapped app's children) would hold
+                        // its port against the restart.
+                        if let Some(pid) = pid {
+                            sys::signal_group(pid, true);
+                        }
+                        status
+                    }
                     grace = stop_requested(&mut stopped) => {
                         terminate(&mut child, pid, grace).await;
                         note(&spec.log, "stopped");
@@ -284,11 +291,15 @@ fn open_log(spec: &Spec) -> Result<(std::fs::File, std::fs::File), String> {
     Ok((open()?, open()?))
 }
 
+/// SIGTERM to the process's group, SIGKILL to it after `grace`.
 async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>, grace: Duration) {
     if let Some(pid) = pid {
-        sys::signal(pid, false);
+        sys::signal_group(pid, false);
     }
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        if let Some(pid) = pid {
+            sys::signal_group(pid, true);
+        }
         let _ = child.kill().await;
     }
 }

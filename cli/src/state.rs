@@ -18,6 +18,7 @@
 //! dot and Kubernetes namespaces hold none either, so the prefix `sinew-<run>.` is exact.
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -165,14 +166,68 @@ impl Run {
         format!("{}control-plane", self.netns_prefix())
     }
 
-    /// The supervisor's pid if one is running for this run.
+    /// The supervisor's pid if one is running for this run: it holds a lock on `up.pid` for as
+    /// long as it lives, so a stale file (a crash, a reused pid) never counts.
     pub fn supervisor(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.pid_file())
+        let file = std::fs::File::open(self.pid_file()).ok()?;
+        if crate::sys::try_lock(&file, false).ok()? {
+            // We got the lock: nobody holds it.
+            return None;
+        }
+        std::fs::read_to_string(self.pid_file())
             .ok()?
             .trim()
             .parse()
-            .ok()?;
-        crate::sys::alive(pid).then_some(pid)
+            .ok()
+    }
+
+    /// Makes this process the run's supervisor: creates the run's directory and takes the lock
+    /// on `up.pid` (kept while the returned file is open). Refuses if another holds it.
+    pub fn claim(&self) -> anyhow::Result<std::fs::File> {
+        use std::io::Write as _;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(self.pid_file())
+            .with_context(|| format!("cannot open {}", self.pid_file().display()))?;
+        if !crate::sys::try_lock(&file, true)? {
+            let pid = std::fs::read_to_string(self.pid_file()).unwrap_or_default();
+            bail!(
+                "local mesh {:?} is already running (supervisor pid {}); `sinewctl down` stops it",
+                self.name,
+                pid.trim()
+            );
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(file)
+    }
+
+    /// Serialises `apply` and `delete`: each checks the store as a whole and then writes it.
+    pub fn lock_changes(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.dir.join("apply.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
+    /// Whether the run's directory holds what a run writes (so a sweep never deletes a
+    /// directory that merely has the run's name).
+    pub fn looks_like_run_dir(&self) -> bool {
+        ["up.pid", "run.json", "manifests"]
+            .iter()
+            .any(|f| self.dir.join(f).exists())
     }
 
     /// The running mesh's record; a plain error when nothing is running.
@@ -225,9 +280,14 @@ impl RunState {
     }
 }
 
-/// Writes through a temporary file and a rename, so readers never see half a file.
+/// Writes through a temporary file and a rename, so readers never see half a file. The
+/// temporary name is unique to the process and call, so concurrent writers do not collide.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}.{n}", std::process::id()));
+    let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

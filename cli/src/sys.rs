@@ -57,6 +57,22 @@ pub fn http_get(
     Ok((status, body.to_string()))
 }
 
+/// Tries to lock `file` (exclusive or shared) without waiting: `Ok(false)` if another holds
+/// a conflicting lock. The lock lasts until the file is closed.
+pub fn try_lock(file: &std::fs::File, exclusive: bool) -> io::Result<bool> {
+    use rustix::fs::FlockOperation;
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(file, op) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a process with this pid exists and has not exited (a zombie, which only waits for
 /// its parent to collect it, counts as gone).
 pub fn alive(pid: u32) -> bool {
@@ -77,6 +93,13 @@ fn zombie(pid: u32) -> bool {
 pub fn signal(pid: u32, hard: bool) -> bool {
     let sig = if hard { Signal::KILL } else { Signal::TERM };
     pid_of(pid).is_some_and(|p| rustix::process::kill_process(p, sig).is_ok())
+}
+
+/// Like [`signal`], to the whole process group `pid` leads (a container started with its own
+/// group): a shell-wrapped app's children go too.
+pub fn signal_group(pid: u32, hard: bool) -> bool {
+    let sig = if hard { Signal::KILL } else { Signal::TERM };
+    pid_of(pid).is_some_and(|p| rustix::process::kill_process_group(p, sig).is_ok())
 }
 
 fn pid_of(pid: u32) -> Option<Pid> {

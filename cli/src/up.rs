@@ -81,26 +81,17 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let (proxy_bin, cp_bin) = preflight(&opts.bin_dir)?;
     let docs = manifests::read_inputs(std::slice::from_ref(&opts.source))?;
-    if let Some(pid) = run.supervisor() {
-        bail!(
-            "local mesh {:?} is already running (supervisor pid {pid}); `sinewctl down{}` stops it",
-            run.name,
-            name_flag(&run)
-        );
-    }
-    let swept = crate::down::sweep(&run).await;
+    // From here on this process is the run's supervisor (or it stops: another one is).
+    let _lock = run.claim()?;
+    let swept = crate::down::sweep_leftovers(&run).await;
     if !swept.is_empty() {
         println!("sinew: removed what an earlier run left behind: {swept}");
     }
-    std::fs::create_dir_all(&run.dir)
-        .with_context(|| format!("cannot create {}", run.dir.display()))?;
-    std::fs::set_permissions(&run.dir, std::fs::Permissions::from_mode(0o755))?;
     // The whole set is checked before anything runs; a mistake leaves nothing behind.
     if let Err(e) = Store::new(run.manifests()).apply(&docs) {
         let _ = std::fs::remove_dir_all(&run.dir);
         return Err(e);
     }
-    std::fs::write(run.pid_file(), std::process::id().to_string())?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
@@ -318,7 +309,7 @@ impl Mesh {
                 }
                 () = self.board.changed() => {
                     self.save();
-                    if !announced && self.all_running() {
+                    if !announced && self.settled() {
                         announced = true;
                         self.board.update(|s| s.ready = true);
                         self.save();
@@ -350,11 +341,14 @@ impl Mesh {
         }
     }
 
-    fn all_running(&self) -> bool {
+    /// Every pod has started (or failed to): time to say so.
+    fn settled(&self) -> bool {
         let state = self.board.get();
-        !self.pods.is_empty()
-            && state.pods.len() == self.pods.len()
-            && state.pods.iter().all(|p| p.phase == "Running")
+        state.pods.len() == self.pods.len()
+            && state
+                .pods
+                .iter()
+                .all(|p| p.phase == "Running" || p.phase.starts_with("Failed"))
     }
 
     fn announce(&self, started: Instant) {
@@ -367,11 +361,16 @@ impl Mesh {
             };
             println!("sinew: pod {}/{} {} {mesh}", p.namespace, p.name, p.ip);
         }
-        println!(
-            "sinew: all {} pods running, {:.1} s after start",
-            state.pods.len(),
-            started.elapsed().as_secs_f64()
-        );
+        let running = state.pods.iter().filter(|p| p.phase == "Running").count();
+        let elapsed = started.elapsed().as_secs_f64();
+        if running == state.pods.len() {
+            println!("sinew: all {running} pods running, {elapsed:.1} s after start");
+        } else {
+            println!(
+                "sinew: {running} of {} pods running, {elapsed:.1} s after start; `sinewctl status` says why",
+                state.pods.len()
+            );
+        }
         let flag = name_flag(&self.run);
         println!("\nTry:");
         if let Some((ns, pod, url)) = &self.try_hint {
@@ -401,14 +400,23 @@ impl Mesh {
                 used.insert(ip);
             }
         }
-        for (key, ip) in self
+        // An address assigned earlier stays with its object, unless the YAML now claims it for
+        // another one: then the object gets a new address (and a pod is restarted with it).
+        let claimed = used.clone();
+        let keep = |ip: &IpAddr| matches!(ip, IpAddr::V4(v4) if !claimed.contains(v4));
+        self.assignments
+            .pod_ips
+            .retain(|key, ip| snapshot.pods().contains_key(key) && keep(ip));
+        self.assignments
+            .service_vips
+            .retain(|key, ip| snapshot.services().contains_key(key) && keep(ip));
+        for ip in self
             .assignments
             .pod_ips
-            .iter()
-            .chain(&self.assignments.service_vips)
+            .values()
+            .chain(self.assignments.service_vips.values())
         {
-            let known = snapshot.pods().contains_key(key) || snapshot.services().contains_key(key);
-            if let (true, IpAddr::V4(v4)) = (known, ip) {
+            if let IpAddr::V4(v4) = ip {
                 used.insert(*v4);
             }
         }
@@ -439,15 +447,14 @@ impl Mesh {
                 assignments.service_vips.insert(key.clone(), vip);
             }
         }
-        if assignments != self.assignments || !self.run.assignments().exists() {
-            if let Err(e) = crate::state::write_atomic(
-                &self.run.assignments(),
-                assignments.to_yaml().as_bytes(),
-            ) {
-                errors.push(format!("{e:#}"));
-            }
-            self.assignments = assignments;
+        let text = assignments.to_yaml();
+        let previous = std::fs::read_to_string(self.run.assignments()).ok();
+        if previous.as_deref() != Some(text.as_str())
+            && let Err(e) = crate::state::write_atomic(&self.run.assignments(), text.as_bytes())
+        {
+            errors.push(format!("{e:#}"));
         }
+        self.assignments = assignments;
         errors
     }
 
@@ -510,7 +517,7 @@ impl Mesh {
             let Some(IpAddr::V4(ip)) = pod.ip else {
                 continue;
             };
-            desired.insert(key.clone(), (pod, ip, digest(pod)));
+            desired.insert(key.clone(), (pod, ip, digest(pod, ip)));
         }
         let stale: Vec<(String, String)> = self
             .pods
@@ -599,9 +606,10 @@ impl Mesh {
     }
 }
 
-/// What identifies a pod's spec: a change restarts the pod, as a new ReplicaSet would.
-fn digest(pod: &PodEntry) -> String {
-    serde_json::to_string(&(&pod.object, pod.meshed)).unwrap_or_default()
+/// What identifies a pod's spec and address: a change restarts the pod, as a new ReplicaSet
+/// would.
+fn digest(pod: &PodEntry, ip: Ipv4Addr) -> String {
+    serde_json::to_string(&(&pod.object, pod.meshed, ip)).unwrap_or_default()
 }
 
 fn next_free(used: &mut BTreeSet<Ipv4Addr>, (lo, hi): (Ipv4Addr, Ipv4Addr)) -> Option<Ipv4Addr> {

@@ -95,11 +95,11 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        crate::wait_for_signal().await;
+        sinew_control_plane::app::shutdown_signal().await;
         let _ = shutdown_tx.send(true);
         // A second Ctrl-C while cleaning up is ignored: leaving half the mesh would be worse.
         loop {
-            crate::wait_for_signal().await;
+            sinew_control_plane::app::shutdown_signal().await;
             eprintln!("sinew: still cleaning up, one moment");
         }
     });

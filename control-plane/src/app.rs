@@ -170,3 +170,19 @@ impl ControlPlane {
         server::serve_grpc(self.grpc, self.tls, self.router).await
     }
 }
+
+/// Resolves on SIGTERM or SIGINT (never, if the handlers cannot be installed). For the
+/// binaries that serve until told to stop: the control plane and `sinewctl up`.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -132,21 +132,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");
     tokio::select! {
         _ = cp.serve() => {}
-        _ = shutdown() => tracing::info!("shutting down"),
+        _ = sinew_control_plane::app::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

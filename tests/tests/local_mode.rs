@@ -148,22 +148,15 @@ spec:
       command: [sinew-demo, backend, --name, extra, --listen, "0.0.0.0:8080"]
 "#;
 
-/// The web Deployment with a second replica.
-const WEB_SCALED: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      serviceAccountName: web
-      containers:
-        - name: app
-          command: [sinew-demo, backend, --name, web, --listen, "0.0.0.0:8080"]
-"#;
+/// The web Deployment of [`MESH`] with a second replica.
+fn web_scaled() -> String {
+    let deployment = MESH
+        .split("\n---\n")
+        .find(|d| d.contains("kind: Deployment"))
+        .expect("MESH has the web Deployment");
+    assert!(deployment.contains("replicas: 1"));
+    deployment.replace("replicas: 1", "replicas: 2")
+}
 
 fn prerequisites(test: &str) -> Option<PathBuf> {
     match host::require(&TOOLS) {
@@ -419,7 +412,7 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
     // Scaling a Deployment adds a pod and leaves the running one alone; the new pod takes traffic.
     let web0 = pod_state(&mesh, "shop", "web-0")["containers"][0]["pid"].as_u64();
     assert!(web0.is_some(), "web-0's app runs");
-    let scaled = scratch.write("web.yaml", WEB_SCALED);
+    let scaled = scratch.write("web.yaml", &web_scaled());
     let applied = mesh.ctl(&["apply", "-f", scaled.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&applied.stdout).contains("deployment.apps/web configured"));
     wait_until("web-1 answers", Duration::from_secs(60), || {

@@ -11,55 +11,56 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-/// Binaries built together, and what they are built from (not their own tests, which would
-/// force needless builds).
+/// Binaries built together: `(binary, package, what it is built from)`. The sources leave out
+/// the packages' own tests, which would force needless builds.
 pub struct Set {
-    /// `(binary, package)`.
-    pub bins: &'static [(&'static str, &'static str)],
-    pub sources: &'static [&'static str],
+    pub bins: &'static [(&'static str, &'static str, &'static [&'static str])],
 }
 
-const PROTO_SOURCES: [&str; 4] = [
+const PROXY_SOURCES: &[&str] = &[
+    "proxy/src",
+    "proxy/Cargo.toml",
     "proto/src",
     "proto/proto",
     "proto/build.rs",
     "proto/Cargo.toml",
 ];
+const CONTROL_PLANE_SOURCES: &[&str] = &[
+    "control-plane/src",
+    "control-plane/Cargo.toml",
+    "proto/src",
+    "proto/proto",
+    "proto/build.rs",
+    "proto/Cargo.toml",
+];
+const SINEWCTL_SOURCES: &[&str] = &[
+    "cli/src",
+    "cli/Cargo.toml",
+    "control-plane/src",
+    "control-plane/Cargo.toml",
+    "proto/src",
+    "proto/proto",
+    "proto/build.rs",
+    "proto/Cargo.toml",
+];
+const DEMO_SOURCES: &[&str] = &["examples/demo/app/src", "examples/demo/app/Cargo.toml"];
 
 /// The sidecar alone.
 pub const PROXY: Set = Set {
-    bins: &[("sinew-proxy", "sinew-proxy")],
-    sources: &[
-        "proxy/src",
-        "proxy/Cargo.toml",
-        PROTO_SOURCES[0],
-        PROTO_SOURCES[1],
-        PROTO_SOURCES[2],
-        PROTO_SOURCES[3],
-    ],
+    bins: &[("sinew-proxy", "sinew-proxy", PROXY_SOURCES)],
 };
 
 /// Everything `sinewctl up` runs: it finds the others next to itself.
 pub const LOCAL_MODE: Set = Set {
     bins: &[
-        ("sinewctl", "sinewctl"),
-        ("sinew-proxy", "sinew-proxy"),
-        ("sinew-control-plane", "sinew-control-plane"),
-        ("sinew-demo", "sinew-demo"),
-    ],
-    sources: &[
-        "proxy/src",
-        "proxy/Cargo.toml",
-        "control-plane/src",
-        "control-plane/Cargo.toml",
-        "cli/src",
-        "cli/Cargo.toml",
-        "examples/demo/app/src",
-        "examples/demo/app/Cargo.toml",
-        PROTO_SOURCES[0],
-        PROTO_SOURCES[1],
-        PROTO_SOURCES[2],
-        PROTO_SOURCES[3],
+        ("sinewctl", "sinewctl", SINEWCTL_SOURCES),
+        ("sinew-proxy", "sinew-proxy", PROXY_SOURCES),
+        (
+            "sinew-control-plane",
+            "sinew-control-plane",
+            CONTROL_PLANE_SOURCES,
+        ),
+        ("sinew-demo", "sinew-demo", DEMO_SOURCES),
     ],
 };
 
@@ -90,12 +91,16 @@ pub fn locate(set: &Set) -> PathBuf {
         candidates.push(PathBuf::from(dir).join(&profile));
     }
     let sources = workspace_root();
-    let roots: Vec<PathBuf> = set.sources.iter().map(|s| sources.join(s)).collect();
-    let newest_source = newest_mtime(&roots);
+    let newest: Vec<Option<SystemTime>> = set
+        .bins
+        .iter()
+        .map(|(_, _, from)| newest_mtime(&from.iter().map(|s| sources.join(s)).collect::<Vec<_>>()))
+        .collect();
     let complete = |dir: &PathBuf| {
         set.bins
             .iter()
-            .all(|(bin, _)| is_fresh(&dir.join(bin), newest_source))
+            .zip(&newest)
+            .all(|((bin, _, _), newest)| is_fresh(&dir.join(bin), *newest))
     };
     if let Some(dir) = candidates.iter().find(|d| complete(d)) {
         return dir.clone();
@@ -104,7 +109,7 @@ pub fn locate(set: &Set) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&sources).arg("build");
-    for (bin, package) in set.bins {
+    for (bin, package, _) in set.bins {
         cmd.args(["-p", package, "--bin", bin]);
     }
     match profile.as_str() {
@@ -130,7 +135,7 @@ pub fn locate(set: &Set) -> PathBuf {
     );
     candidates
         .into_iter()
-        .find(|d| set.bins.iter().all(|(bin, _)| d.join(bin).is_file()))
+        .find(|d| set.bins.iter().all(|(bin, _, _)| d.join(bin).is_file()))
         .unwrap_or_else(|| {
             panic!(
                 "cargo built the binaries but they are not in {}",

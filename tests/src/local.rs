@@ -107,6 +107,11 @@ impl LocalMesh {
         }
     }
 
+    /// The pid of `sinewctl up` (the run's supervisor).
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Everything `up` printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()

@@ -626,3 +626,67 @@ fn bad_input_gets_a_plain_error_and_creates_nothing() {
     let err = up(&fine, &[], Some(65534));
     assert!(err.contains("needs root"), "{err}");
 }
+
+#[test]
+fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
+    let Some(bin_dir) =
+        prerequisites("down_cleans_up_after_a_crashed_run_while_another_runs_beside_it")
+    else {
+        return;
+    };
+    let scratch = Scratch::new("crash");
+    // One meshed and one unmeshed pod: enough to leave every kind of thing behind.
+    let yaml = MESH
+        .split("\n---\n")
+        .filter(|d| {
+            d.contains("kind: Namespace")
+                || d.contains("name: client, namespace: shop")
+                || d.contains("name: client-0")
+                || d.contains("name: outsider-0")
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let dir = scratch.0.join("crash");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
+    let run = LocalMesh::unique_name("crash");
+    let mut mesh = LocalMesh::up(&bin_dir, &dir, &run);
+    let pids = pids_of(&state(&mesh));
+    assert!(pids.len() >= 4, "{pids:?}");
+
+    // kill -9: the supervisor cannot clean up; its pods and control plane keep running.
+    let supervisor = mesh.supervisor_pid().expect("up runs");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &supervisor.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("the supervisor is gone", Duration::from_secs(10), || {
+        if alive(u64::from(supervisor)) {
+            Err("alive".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .ok();
+    assert!(
+        !leftovers(&run).is_empty(),
+        "nothing left to clean: the test proves nothing"
+    );
+    assert!(
+        pids.iter().skip(1).any(|p| alive(*p)),
+        "the pods died with the supervisor"
+    );
+
+    // Not running any more, as far as the tools can tell; `down` removes what is left.
+    let status = mesh.ctl(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stderr).contains("no local mesh"));
+    let said = mesh.down();
+    assert!(said.contains("removed"), "{said}");
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+    let running: Vec<u64> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(running.is_empty(), "still running: {running:?}");
+    assert!(!mesh.dir().exists());
+}

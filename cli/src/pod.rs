@@ -637,6 +637,97 @@ async fn apply_net(plan: &Plan, view: &NetView) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn env(dir: &std::path::Path) -> Env {
+        Env {
+            bridge_netns: "sinew-t.net".into(),
+            proxy_bin: "/bin/sinew-proxy".into(),
+            bin_dir: "/opt/sinew".into(),
+            control_plane_address: "198.18.0.1:15012".into(),
+            trust_bundle: dir.join("bundle.pem"),
+            tokens: sinew_control_plane::auth::LocalTokens::load_or_create(
+                &dir.join("key"),
+                "sinew-ca",
+            )
+            .unwrap(),
+            trust_domain: "cluster.local".into(),
+        }
+    }
+
+    fn plan_of(yaml: &str) -> anyhow::Result<Plan> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sinewctl-plan-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let snapshot = sinew_control_plane::registry::Snapshot::from_yaml("p.yaml", yaml).unwrap();
+        let pod = snapshot.pods().values().next().unwrap();
+        let ip = Ipv4Addr::new(198, 18, 0, 7);
+        let plan = plan(
+            pod,
+            "sinew-t.default.p".into(),
+            1,
+            ip,
+            dir.join("p"),
+            &env(&dir),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        plan
+    }
+
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {sinew-injection: enabled}}\n---\n";
+
+    #[test]
+    fn a_pod_becomes_processes_with_its_env_user_and_annotations() {
+        let plan = plan_of(&format!(
+            "{NS}apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {{sinew.dev/inbound-mode: strict, traffic.sidecar.istio.io/excludeOutboundPorts: '5432'}}\nspec:\n  securityContext: {{runAsUser: 1000}}\n  containers:\n    - name: app\n      command: [server, --name, $(POD), --ip, $(IP), $$(kept)]\n      env:\n        - {{name: POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}\n        - {{name: IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}\n      workingDir: /srv\n    - name: sidecar-image-only\n"
+        ))
+        .unwrap();
+        assert!(plan.meshed && plan.strict);
+        assert_eq!(
+            plan.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/default/sa/default")
+        );
+        assert_eq!(plan.init_args, ["--exclude-outbound-ports=5432"]);
+        assert_eq!(plan.user, (1000, 1000));
+        assert_eq!(
+            plan.containers.len(),
+            1,
+            "the container without a command is skipped"
+        );
+        let c = &plan.containers[0];
+        assert_eq!(
+            c.argv,
+            ["server", "--name", "p", "--ip", "198.18.0.7", "$(kept)"]
+        );
+        assert_eq!(c.user, Some((1000, 1000)));
+        assert_eq!(c.cwd, PathBuf::from("/srv"));
+        assert!(
+            c.env
+                .iter()
+                .any(|(k, v)| k == "PATH" && v.starts_with("/opt/sinew:"))
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("sidecar-image-only"))
+        );
+    }
+
+    #[test]
+    fn ids_that_would_mean_root_and_unknown_modes_are_refused() {
+        for sc in ["runAsUser: -1", "runAsUser: 4294967296", "runAsGroup: -1"] {
+            let err = plan_of(&format!(
+                "{NS}apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  securityContext: {{{sc}}}\n  containers: [{{name: a, command: [x]}}]\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("is not a valid ID"), "{sc}: {err}");
+        }
+        let err = plan_of(&format!(
+            "{NS}apiVersion: v1\nkind: Pod\nmetadata: {{name: p, annotations: {{sinew.dev/inbound-mode: strictly}}}}\nspec: {{containers: [{{name: a, command: [x]}}]}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("PERMISSIVE or STRICT"), "{err}");
+    }
+
     #[test]
     fn expands_variables_like_kubernetes() {
         let vars = vec![

@@ -53,6 +53,11 @@ fn probe_proxy(pod: &PodState) -> ProxyReport {
 /// `sinewctl status [--json]`.
 pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
     let state = run.load_state()?;
+    if !sys::is_root() {
+        anyhow::bail!(
+            "`sinewctl status` needs root to reach the proxies inside the pods' network namespaces (run it with sudo)"
+        );
+    }
     let reports: Vec<Option<ProxyReport>> = std::thread::scope(|s| {
         let handles: Vec<_> = state
             .pods

@@ -145,6 +145,10 @@ struct Mesh {
     created_netns: bool,
     /// A pod and a service URL for the "Try:" hint.
     try_hint: Option<(String, String, String)>,
+    /// The start-up summary has been printed: later pods are announced one by one.
+    announced: bool,
+    /// Stdout is a terminal showing the live line, which events must clear first.
+    live: bool,
 }
 
 impl Mesh {
@@ -161,6 +165,8 @@ impl Mesh {
             reported: BTreeSet::new(),
             created_netns: false,
             try_hint: None,
+            announced: false,
+            live: false,
         }
     }
 
@@ -294,9 +300,9 @@ impl Mesh {
         self.reconcile(&snapshot).await;
 
         let live = std::io::stdout().is_terminal();
+        self.live = live;
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         let mut traffic = status::TrafficMeter::default();
-        let mut announced = false;
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
@@ -309,14 +315,14 @@ impl Mesh {
                 }
                 () = self.board.changed() => {
                     self.save();
-                    if !announced && self.settled() {
-                        announced = true;
+                    if !self.announced && self.settled() {
+                        self.announced = true;
                         self.board.update(|s| s.ready = true);
                         self.save();
                         self.announce(started);
                     }
                 }
-                _ = ticker.tick(), if live && announced => {
+                _ = ticker.tick(), if live && self.announced => {
                     let state = self.board.get();
                     let meter = std::mem::take(&mut traffic);
                     let line = tokio::task::spawn_blocking(move || meter.sample(&state)).await;
@@ -536,7 +542,7 @@ impl Mesh {
             } else {
                 "deleted"
             };
-            println!("sinew: pod {ns}/{name} {verb}");
+            self.say(&format!("pod {ns}/{name} {verb}"));
         }
         for s in stops {
             let _ = s.await;
@@ -559,6 +565,13 @@ impl Mesh {
                         .as_ref()
                         .map(|n| n.subscribe())
                         .unwrap_or_else(|| watch::channel(Arc::new(NetView::default())).1);
+                    if self.announced {
+                        let who = plan.identity.clone().unwrap_or_else(|| "not meshed".into());
+                        self.say(&format!(
+                            "pod {}/{} {} starting ({who})",
+                            key.0, key.1, plan.ip
+                        ));
+                    }
                     let handle = pod::start(plan, env.clone(), net, self.board.clone());
                     self.pods.insert(key, Running { handle, digest });
                 }
@@ -573,8 +586,16 @@ impl Mesh {
 
     fn report(&mut self, message: String) {
         if self.reported.insert(message.clone()) {
-            println!("sinew: {message}");
+            self.say(&message);
         }
+    }
+
+    /// One event line; on a terminal it replaces the live line, which the next tick redraws.
+    fn say(&self, message: &str) {
+        if self.live && self.announced {
+            print!("\r\x1b[2K");
+        }
+        println!("sinew: {message}");
     }
 
     /// Stops everything in order (pods, then the control plane), removes the network and the

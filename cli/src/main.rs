@@ -154,6 +154,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// control plane and the supervisor pick the change up within a few hundred milliseconds.
 fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
     run.load_state()?;
+    if !sys::is_root() {
+        anyhow::bail!("changing the mesh needs root: its files belong to root (run it with sudo)");
+    }
     let docs = manifests::read_inputs(files)?;
     let _lock = run.lock_changes()?;
     let store = Store::new(run.manifests());

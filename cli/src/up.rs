@@ -491,8 +491,26 @@ impl Mesh {
         });
         errors.extend(manifests::check_addresses(&snapshot, |o| o.to_string()));
 
-        // What pods see of services.
+        // What pods see of services. A new VIP is handed out (hosts files, service rules) only
+        // once discovery serves it: otherwise a proxy asked to dial it could hear "no such
+        // service" from a control plane a moment behind, and pass the request through in
+        // plaintext.
         let view = Arc::new(net_view(&snapshot));
+        let fresh: Vec<String> = {
+            let current = self.net.as_ref().map(|n| n.borrow().clone());
+            view.routes
+                .iter()
+                .filter(|r| {
+                    current.as_ref().is_none_or(|c| {
+                        !c.routes.iter().any(|o| o.vip == r.vip && o.port == r.port)
+                    })
+                })
+                .map(|r| format!("{}:{}", r.vip, r.port))
+                .collect()
+        };
+        if let Err(e) = wait_served(&self.run.control_plane_netns(), fresh).await {
+            self.report(e);
+        }
         if let Some(net) = &self.net {
             net.send_if_modified(|current| {
                 if **current == *view {
@@ -682,6 +700,47 @@ fn net_view(snapshot: &Snapshot) -> NetView {
     }
     view.routes.sort();
     view
+}
+
+/// How long a new VIP may wait for the control plane before it is handed out anyway.
+const SERVE_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits (bounded) until discovery serves every name in `names` (`vip:port`).
+async fn wait_served(netns: &str, mut names: Vec<String>) -> Result<(), String> {
+    let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
+    let deadline = Instant::now() + SERVE_WAIT;
+    while !names.is_empty() {
+        let ns = netns.to_string();
+        let asked = names.clone();
+        let served = tokio::task::spawn_blocking(move || {
+            asked
+                .into_iter()
+                .filter(|name| {
+                    sys::http_get(
+                        &ns,
+                        addr,
+                        &format!("/debug/resolve?name={name}"),
+                        Duration::from_millis(500),
+                    )
+                    .is_ok_and(|(status, _)| status == 200)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        names.retain(|n| !served.contains(n));
+        if names.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the control plane does not serve {} yet after {SERVE_WAIT:?}; handing the addresses out anyway",
+                names.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Waits for the control plane's `/ready` and its trust bundle.

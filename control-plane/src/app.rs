@@ -39,6 +39,7 @@ pub struct ControlPlane {
     pub tokens: Arc<LocalTokens>,
     pub registry: RegistryHandle,
     pub status: Arc<server::status::Status>,
+    index: tokio::sync::watch::Receiver<Arc<crate::compile::Index>>,
     grpc: TcpListener,
     monitoring: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -135,7 +136,7 @@ impl ControlPlane {
                 status: status.clone(),
             },
             server::discovery::DiscoveryService {
-                index,
+                index: index.clone(),
                 bundle: bundle_rx,
                 settings: Default::default(),
                 auth: tokens.clone(),
@@ -150,6 +151,7 @@ impl ControlPlane {
             tokens,
             registry,
             status,
+            index,
             grpc,
             monitoring,
             tls,
@@ -165,6 +167,7 @@ impl ControlPlane {
             self.monitoring,
             self.status.clone(),
             Arc::new(move || registry.last_error()),
+            self.index,
         ));
         let _bundle = self._bundle;
         server::serve_grpc(self.grpc, self.tls, self.router).await

@@ -160,6 +160,30 @@ impl RawClient {
 }
 
 #[tokio::test]
+async fn resolve_says_which_names_discovery_serves() {
+    let dir = Arc::new(TempDir::new("cp"));
+    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
+    let cp = start(
+        dir,
+        &MESH_YAML.replace("APP_PORT", "18080"),
+        &assignments_yaml(web_ip, web_vip, other_vip),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let known = cp
+        .monitoring(&format!("/debug/resolve?name={web_vip}:8080"))
+        .await;
+    assert!(known.starts_with("HTTP/1.1 200"), "{known}");
+    assert!(known.contains("\"version\""), "{known}");
+    let by_host = cp
+        .monitoring("/debug/resolve?name=web.shop.svc.cluster.local:8080")
+        .await;
+    assert!(by_host.starts_with("HTTP/1.1 200"), "{by_host}");
+    let unknown = cp.monitoring("/debug/resolve?name=198.18.9.9:1").await;
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+}
+
+#[tokio::test]
 async fn a_proxy_receives_only_what_it_subscribed_to() {
     let dir = Arc::new(TempDir::new("cp"));
     let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());

@@ -383,19 +383,19 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
         String::from_utf8_lossy(&applied.stderr)
     );
     assert!(String::from_utf8_lossy(&applied.stdout).contains("service/extra created"));
-    // Its address reaches the control plane and the client's hosts file within moments of each
-    // other; a request in between may go out in plaintext (PERMISSIVE accepts it), as in a
-    // cluster where DNS and the mesh learn of a new service separately. Then it is mTLS.
+    // The supervisor hands the new name out (hosts files) only once discovery serves its VIP,
+    // so no request to it ever goes out in plaintext: every answer shows the caller's identity.
+    // Until the new pod's sidecar is up, requests may fail; they never succeed unprotected.
     let reached = wait_until(
-        "the applied service answers over mTLS",
+        "the applied service answers",
         Duration::from_secs(60),
         || {
             let body = get(&mesh, "shop", "client-0", "http://extra.shop/")?;
-            if body["caller"] == CLIENT_ID {
-                Ok(body)
-            } else {
-                Err(format!("not over mTLS yet: {body}"))
-            }
+            assert_eq!(
+                body["caller"], CLIENT_ID,
+                "a request to a new service went out in plaintext"
+            );
+            Ok::<_, String>(body)
         },
     )
     .unwrap();

@@ -149,11 +149,14 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON).
+/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON), and
+/// `/debug/resolve?name=<vip:port | host:port>` (200 with the version discovery would serve for
+/// that name now, 404 if none: how a runner knows a new address is live before it hands it out).
 pub async fn serve_monitoring(
     listener: TcpListener,
     status: Arc<status::Status>,
     registry_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    index: tokio::sync::watch::Receiver<Arc<crate::compile::Index>>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -161,12 +164,30 @@ pub async fn serve_monitoring(
         };
         let status = status.clone();
         let registry_error = registry_error.clone();
+        let index = index.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let status = status.clone();
                 let registry_error = registry_error.clone();
+                let index = index.clone();
                 async move {
                     let (code, body) = match req.uri().path() {
+                        "/debug/resolve" => {
+                            let name = req
+                                .uri()
+                                .query()
+                                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
+                                .unwrap_or_default();
+                            let found = index.borrow().get(name).map(|v| v.version.clone());
+                            match found {
+                                Some(version) => (
+                                    200,
+                                    serde_json::json!({"name": name, "version": version})
+                                        .to_string(),
+                                ),
+                                None => (404, format!("{name:?} is not a known name\n")),
+                            }
+                        }
                         "/ready" => (200, "ready\n".to_string()),
                         "/metrics" => (200, metrics_text(&status)),
                         "/debug/proxies" => (

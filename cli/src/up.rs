@@ -149,6 +149,9 @@ struct Mesh {
     announced: bool,
     /// Stdout is a terminal showing the live line, which events must clear first.
     live: bool,
+    /// The last snapshot reconciled, and the ready pods whose addresses were last handed out.
+    snapshot: Option<Snapshot>,
+    published_ready: BTreeSet<(String, String)>,
 }
 
 impl Mesh {
@@ -167,6 +170,8 @@ impl Mesh {
             try_hint: None,
             announced: false,
             live: false,
+            snapshot: None,
+            published_ready: BTreeSet::new(),
         }
     }
 
@@ -207,7 +212,9 @@ impl Mesh {
 
         // Addresses first, so the control plane's first snapshot already has them: a proxy asking
         // about a VIP must never hear "no such service" merely because of start-up order.
-        for e in self.assign(&first) {
+        let mut errors = self.assign(&first);
+        errors.extend(self.publish(&first, &BTreeSet::new()).await);
+        for e in errors {
             self.report(e);
         }
 
@@ -315,6 +322,7 @@ impl Mesh {
                 }
                 () = self.board.changed() => {
                     self.save();
+                    self.republish_if_readiness_changed().await;
                     if !self.announced && self.settled() {
                         self.announced = true;
                         self.board.update(|s| s.ready = true);
@@ -453,14 +461,71 @@ impl Mesh {
                 assignments.service_vips.insert(key.clone(), vip);
             }
         }
-        let text = assignments.to_yaml();
+        self.assignments = assignments;
+        errors
+    }
+
+    /// Hands addresses out: the assignments file (the control plane's endpoints) and what pods
+    /// see (hosts files, service rules). Every service VIP, but only the pod IPs of pods that
+    /// run (sidecar ready, containers started) and are not being stopped: endpoints are ready
+    /// pods, as in Kubernetes, so no one dials a sidecar that is not up yet or going away.
+    async fn publish(
+        &mut self,
+        snapshot: &Snapshot,
+        leaving: &BTreeSet<(String, String)>,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        let ready: BTreeSet<(String, String)> = self
+            .board
+            .get()
+            .pods
+            .into_iter()
+            .filter(|p| p.phase == "Running")
+            .map(|p| (p.namespace, p.name))
+            .filter(|k| !leaving.contains(k))
+            .collect();
+        let mut published = self.assignments.clone();
+        published.pod_ips.retain(|k, _| ready.contains(k));
+        self.published_ready = ready;
+        let text = published.to_yaml();
         let previous = std::fs::read_to_string(self.run.assignments()).ok();
         if previous.as_deref() != Some(text.as_str())
             && let Err(e) = crate::state::write_atomic(&self.run.assignments(), text.as_bytes())
         {
             errors.push(format!("{e:#}"));
         }
-        self.assignments = assignments;
+        if self.net.is_none() {
+            return errors;
+        }
+        // Pods see a change (hosts files, service rules) only once discovery serves it: a new
+        // VIP handed out early could make a proxy hear "no such service" from a control plane a
+        // moment behind, and pass the request through in plaintext; a new endpoint announced
+        // early would be dialled by pods but not by proxies.
+        let view = Arc::new(net_view(&snapshot.with_assignments(&published)));
+        let changed: Vec<(String, BTreeSet<String>)> = {
+            let current = self.net.as_ref().map(|n| n.borrow().clone());
+            view.routes
+                .iter()
+                .filter(|r| current.as_ref().is_none_or(|c| !c.routes.contains(r)))
+                .map(|r| {
+                    let endpoints = r.endpoints.iter().map(|(ip, port)| format!("{ip}:{port}"));
+                    (format!("{}:{}", r.vip, r.port), endpoints.collect())
+                })
+                .collect()
+        };
+        if let Err(e) = wait_served(&self.run.control_plane_netns(), changed).await {
+            errors.push(e);
+        }
+        if let Some(net) = &self.net {
+            net.send_if_modified(|current| {
+                if **current == *view {
+                    false
+                } else {
+                    *current = view.clone();
+                    true
+                }
+            });
+        }
         errors
     }
 
@@ -469,7 +534,9 @@ impl Mesh {
         let Some(env) = self.env.clone() else {
             return;
         };
+        self.snapshot = Some(snapshot.clone());
         let mut errors = self.assign(snapshot);
+        let source = snapshot;
         let snapshot = snapshot.with_assignments(&self.assignments);
         // "Try:": a meshed pod calling a service it is not part of.
         self.try_hint = snapshot.services().values().find_map(|svc| {
@@ -490,37 +557,6 @@ impl Mesh {
             ))
         });
         errors.extend(manifests::check_addresses(&snapshot, |o| o.to_string()));
-
-        // What pods see of services. A new VIP is handed out (hosts files, service rules) only
-        // once discovery serves it: otherwise a proxy asked to dial it could hear "no such
-        // service" from a control plane a moment behind, and pass the request through in
-        // plaintext.
-        let view = Arc::new(net_view(&snapshot));
-        let fresh: Vec<String> = {
-            let current = self.net.as_ref().map(|n| n.borrow().clone());
-            view.routes
-                .iter()
-                .filter(|r| {
-                    current.as_ref().is_none_or(|c| {
-                        !c.routes.iter().any(|o| o.vip == r.vip && o.port == r.port)
-                    })
-                })
-                .map(|r| format!("{}:{}", r.vip, r.port))
-                .collect()
-        };
-        if let Err(e) = wait_served(&self.run.control_plane_netns(), fresh).await {
-            self.report(e);
-        }
-        if let Some(net) = &self.net {
-            net.send_if_modified(|current| {
-                if **current == *view {
-                    false
-                } else {
-                    *current = view.clone();
-                    true
-                }
-            });
-        }
 
         // Pods: stop the removed and the changed (in parallel), then start the new.
         let mut desired = BTreeMap::new();
@@ -549,6 +585,9 @@ impl Mesh {
             .filter(|(k, r)| desired.get(*k).is_none_or(|(_, _, d)| *d != r.digest))
             .map(|(k, _)| k.clone())
             .collect();
+        // Out of the endpoints first, then stopped.
+        let leaving: BTreeSet<(String, String)> = stale.iter().cloned().collect();
+        errors.extend(self.publish(source, &leaving).await);
         let stops: Vec<_> = stale
             .iter()
             .filter_map(|k| self.pods.remove(k))
@@ -600,6 +639,31 @@ impl Mesh {
             self.report(e.clone());
         }
         self.board.update(|s| s.errors = errors);
+    }
+
+    /// A pod became ready (or stopped being so): hand its address out (or take it back). Pods
+    /// may become ready while a hand-out waits for the control plane, so it repeats until
+    /// what was handed out is what runs.
+    async fn republish_if_readiness_changed(&mut self) {
+        loop {
+            let ready: BTreeSet<(String, String)> = self
+                .board
+                .get()
+                .pods
+                .into_iter()
+                .filter(|p| p.phase == "Running")
+                .map(|p| (p.namespace, p.name))
+                .collect();
+            if ready == self.published_ready {
+                return;
+            }
+            let Some(snapshot) = self.snapshot.clone() else {
+                return;
+            };
+            for e in self.publish(&snapshot, &BTreeSet::new()).await {
+                self.report(e);
+            }
+        }
     }
 
     fn report(&mut self, message: String) {
@@ -705,8 +769,12 @@ fn net_view(snapshot: &Snapshot) -> NetView {
 /// How long a new VIP may wait for the control plane before it is handed out anyway.
 const SERVE_WAIT: Duration = Duration::from_secs(3);
 
-/// Waits (bounded) until discovery serves every name in `names` (`vip:port`).
-async fn wait_served(netns: &str, mut names: Vec<String>) -> Result<(), String> {
+/// Waits (bounded) until discovery serves every `vip:port` in `names` with exactly the given
+/// endpoints.
+async fn wait_served(
+    netns: &str,
+    mut names: Vec<(String, BTreeSet<String>)>,
+) -> Result<(), String> {
     let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
     let deadline = Instant::now() + SERVE_WAIT;
     while !names.is_empty() {
@@ -715,26 +783,37 @@ async fn wait_served(netns: &str, mut names: Vec<String>) -> Result<(), String> 
         let served = tokio::task::spawn_blocking(move || {
             asked
                 .into_iter()
-                .filter(|name| {
-                    sys::http_get(
-                        &ns,
-                        addr,
-                        &format!("/debug/resolve?name={name}"),
-                        Duration::from_millis(500),
-                    )
-                    .is_ok_and(|(status, _)| status == 200)
+                .filter(|(name, endpoints)| {
+                    let path = format!("/debug/resolve?name={name}");
+                    let Ok((200, body)) =
+                        sys::http_get(&ns, addr, &path, Duration::from_millis(500))
+                    else {
+                        return false;
+                    };
+                    let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
+                        return false;
+                    };
+                    let served: BTreeSet<String> = json["endpoints"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect();
+                    served == *endpoints
                 })
+                .map(|(name, _)| name)
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-        names.retain(|n| !served.contains(n));
+        names.retain(|(n, _)| !served.contains(n));
         if names.is_empty() {
             break;
         }
         if Instant::now() > deadline {
+            let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
             return Err(format!(
-                "the control plane does not serve {} yet after {SERVE_WAIT:?}; handing the addresses out anyway",
+                "the control plane does not serve the current {} yet after {SERVE_WAIT:?}; handing the addresses out anyway",
                 names.join(", ")
             ));
         }

@@ -175,6 +175,10 @@ async fn resolve_says_which_names_discovery_serves() {
         .await;
     assert!(known.starts_with("HTTP/1.1 200"), "{known}");
     assert!(known.contains("\"version\""), "{known}");
+    assert!(
+        known.contains(&format!("\"endpoints\":[\"{web_ip}:18080\"]")),
+        "{known}"
+    );
     let by_host = cp
         .monitoring("/debug/resolve?name=web.shop.svc.cluster.local:8080")
         .await;

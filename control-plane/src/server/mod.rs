@@ -150,8 +150,9 @@ pub fn tls_config(
 }
 
 /// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON), and
-/// `/debug/resolve?name=<vip:port | host:port>` (200 with the version discovery would serve for
-/// that name now, 404 if none: how a runner knows a new address is live before it hands it out).
+/// `/debug/resolve?name=<vip:port | host:port>` (200 with the version and endpoint addresses
+/// discovery would serve for that name now, 404 if none: how a runner knows a change is live
+/// before it hands addresses out).
 pub async fn serve_monitoring(
     listener: TcpListener,
     status: Arc<status::Status>,
@@ -178,13 +179,22 @@ pub async fn serve_monitoring(
                                 .query()
                                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
                                 .unwrap_or_default();
-                            let found = index.borrow().get(name).map(|v| v.version.clone());
+                            let found = index.borrow().get(name).map(|v| {
+                                let endpoints: Vec<&str> = v
+                                    .service
+                                    .endpoints
+                                    .iter()
+                                    .map(|e| e.address.as_str())
+                                    .collect();
+                                serde_json::json!({
+                                    "name": name,
+                                    "version": v.version,
+                                    "endpoints": endpoints,
+                                })
+                                .to_string()
+                            });
                             match found {
-                                Some(version) => (
-                                    200,
-                                    serde_json::json!({"name": name, "version": version})
-                                        .to_string(),
-                                ),
+                                Some(body) => (200, body),
                                 None => (404, format!("{name:?} is not a known name\n")),
                             }
                         }

@@ -350,6 +350,72 @@ async fn a_yaml_change_reaches_a_running_proxy() {
     request(m.outbound).await.unwrap();
 }
 
+/// One request on an open keep-alive connection: the status line and the body.
+async fn request_on(tcp: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the proxy closed the kept-alive connection");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let status = head.lines().next().unwrap_or_default().to_string();
+                    return (status, body.to_string());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a response within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_follows_endpoint_changes() {
+    let m = mesh().await;
+    let mut tcp = tokio::net::TcpStream::connect(m.outbound).await.unwrap();
+    let (status, _) = request_on(&mut tcp).await;
+    assert!(status.contains("200"), "{status}");
+    let endpoints = || async {
+        http_get(m.a.admin, "/config_dump")
+            .await
+            .contains("\"meshPort\"")
+    };
+    // The service loses its only pod, then gets it back. The app's connection stays open
+    // throughout; each request must see the endpoints of that moment, not those of when the
+    // connection was accepted.
+    std::fs::write(
+        m.info.registry.join("mesh.yaml"),
+        m.yaml.replace("labels: {app: web}", "labels: {app: elsewhere}"),
+    )
+    .unwrap();
+    eventually("no endpoints at the proxy", Duration::from_secs(10), || async {
+        !endpoints().await
+    })
+    .await;
+    let (status, body) = request_on(&mut tcp).await;
+    assert!(status.contains("503") && body.contains("no endpoints"), "{status} {body}");
+    std::fs::write(m.info.registry.join("mesh.yaml"), &m.yaml).unwrap();
+    eventually("the endpoint back at the proxy", Duration::from_secs(10), endpoints).await;
+    let (status, body) = request_on(&mut tcp).await;
+    assert!(status.contains("200"), "{status} {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_restart_under_traffic_fails_no_request_and_proxies_reconnect() {
     let mut m = mesh().await;

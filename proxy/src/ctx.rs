@@ -40,7 +40,9 @@ impl Ctx {
         }
     }
 
-    /// The config in force now (connections keep the one they started with).
+    /// The config in force now. A connection keeps the one it started with for its settings,
+    /// but outbound HTTP looks its service up here per request, so a kept-alive app connection
+    /// follows endpoint changes.
     pub fn config(&self) -> Arc<Config> {
         self.config
             .read()

@@ -33,10 +33,15 @@ impl OutboundHttp {
     }
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-        let ep = self
-            .svc
+        // The service as configured now, not as it was when the connection was accepted: an
+        // app's keep-alive connection outlives config changes (new endpoints, say), and each
+        // request must see them. One map lookup; the accepted snapshot stands in if the
+        // service has just been removed.
+        let config = self.ctx.config();
+        let svc = config.service(&self.dst).unwrap_or(&self.svc);
+        let ep = svc
             .pick()
-            .ok_or_else(|| ProxyError::NoEndpoints(self.svc.name.clone()))?;
+            .ok_or_else(|| ProxyError::NoEndpoints(svc.name.clone()))?;
         let Some(id) = &ep.identity else {
             if h::is_upgrade(&req) {
                 let timeout = self.ctx.config().timeouts.connect;
@@ -64,7 +69,7 @@ impl OutboundHttp {
             })
             .await?;
         let version = req.version();
-        h::to_mesh(&mut req, ep.addr.port(), &self.svc.name);
+        h::to_mesh(&mut req, ep.addr.port(), &svc.name);
         let (req, failed) = h::body::track(req);
         let mut rsp = send
             .send_request(req)

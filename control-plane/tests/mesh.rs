@@ -401,17 +401,28 @@ async fn a_kept_alive_connection_follows_endpoint_changes() {
     // connection was accepted.
     std::fs::write(
         m.info.registry.join("mesh.yaml"),
-        m.yaml.replace("labels: {app: web}", "labels: {app: elsewhere}"),
+        m.yaml
+            .replace("labels: {app: web}", "labels: {app: elsewhere}"),
     )
     .unwrap();
-    eventually("no endpoints at the proxy", Duration::from_secs(10), || async {
-        !endpoints().await
-    })
+    eventually(
+        "no endpoints at the proxy",
+        Duration::from_secs(10),
+        || async { !endpoints().await },
+    )
     .await;
     let (status, body) = request_on(&mut tcp).await;
-    assert!(status.contains("503") && body.contains("no endpoints"), "{status} {body}");
+    assert!(
+        status.contains("503") && body.contains("no endpoints"),
+        "{status} {body}"
+    );
     std::fs::write(m.info.registry.join("mesh.yaml"), &m.yaml).unwrap();
-    eventually("the endpoint back at the proxy", Duration::from_secs(10), endpoints).await;
+    eventually(
+        "the endpoint back at the proxy",
+        Duration::from_secs(10),
+        endpoints,
+    )
+    .await;
     let (status, body) = request_on(&mut tcp).await;
     assert!(status.contains("200"), "{status} {body}");
 }

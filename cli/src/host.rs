@@ -254,7 +254,17 @@ pub async fn install_services_chain(netns: &str) -> anyhow::Result<()> {
 pub async fn iptables_restore(netns: &str, script: &str) -> anyhow::Result<()> {
     run(
         "ip",
-        &["netns", "exec", netns, "iptables-restore", "--noflush"],
+        // -w: wait for the xtables lock (iptables-legacy) rather than fail when pods update
+        // their rules at the same moment.
+        &[
+            "netns",
+            "exec",
+            netns,
+            "iptables-restore",
+            "-w",
+            "10",
+            "--noflush",
+        ],
         Some(script),
     )
     .await

@@ -50,6 +50,8 @@ const INIT_ANNOTATIONS: [(&str, &str); 5] = [
     ),
 ];
 const HEALTH_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15021);
+/// When a proxy that is still not ready is reported as a problem.
+const PROXY_READY_REPORT: Duration = Duration::from_secs(30);
 /// How long containers get between SIGTERM and SIGKILL (capped: locally nobody waits 30 s).
 const MAX_GRACE: Duration = Duration::from_secs(10);
 
@@ -357,6 +359,7 @@ pub fn start(
                 ..Default::default()
             }),
             proxy_ready_ms: None,
+            network_error: None,
             containers: plan
                 .containers
                 .iter()
@@ -435,8 +438,25 @@ async fn run(
                 },
                 board.clone(),
             ));
+            // A startup probe: no containers until the sidecar is ready. A proxy that is slow
+            // to get there (a control plane that refuses it, say) is reported, and waited for.
+            let slow = async {
+                tokio::time::sleep(PROXY_READY_REPORT).await;
+                set_phase(
+                    &board,
+                    &plan,
+                    format!(
+                        "Failed: proxy not ready after {}s, still waiting (sinewctl logs -n {} {} -c proxy)",
+                        PROXY_READY_REPORT.as_secs(),
+                        plan.namespace,
+                        plan.name
+                    ),
+                );
+                std::future::pending::<()>().await
+            };
             tokio::select! {
                 () = wait_ready(&plan.netns) => {}
+                () = slow => {}
                 () = until_stopped(&mut stopped) => return Ok(()),
             }
             let ms = started.elapsed().as_millis() as u64;
@@ -476,9 +496,18 @@ async fn run(
                     break;
                 }
                 let view = net.borrow_and_update().clone();
-                if let Err(e) = apply_net(&plan, &view).await {
-                    set_phase(&board, &plan, format!("Failed: {e:#}"));
-                }
+                // A failed update leaves the pod running (it is retried with the next change);
+                // it is a problem to show, not a reason to stop being an endpoint.
+                let error = apply_net(&plan, &view).await.err().map(|e| format!("{e:#}"));
+                board.update(|s| {
+                    if let Some(p) = s
+                        .pods
+                        .iter_mut()
+                        .find(|p| p.namespace == plan.namespace && p.name == plan.name)
+                    {
+                        p.network_error = error;
+                    }
+                });
             }
         }
     }

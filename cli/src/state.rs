@@ -89,6 +89,9 @@ pub struct PodState {
     pub proxy: Option<ProcessState>,
     /// From starting the proxy to its `/healthz/ready` answering 200.
     pub proxy_ready_ms: Option<u64>,
+    /// The last failure to update the pod's hosts file or service rules (retried with the
+    /// next change).
+    pub network_error: Option<String>,
     pub containers: Vec<ProcessState>,
 }
 

@@ -155,6 +155,12 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
                 p.namespace, p.name
             ));
         }
+        if let Some(e) = &p.network_error {
+            problems.push(format!(
+                "{}/{}: hosts file or service rules not updated: {e}",
+                p.namespace, p.name
+            ));
+        }
         for c in p.containers.iter().chain(&p.proxy) {
             if let (None, Some(exit)) = (c.pid, &c.last_exit) {
                 problems.push(format!(

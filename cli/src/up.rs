@@ -585,9 +585,14 @@ impl Mesh {
             .filter(|(k, r)| desired.get(*k).is_none_or(|(_, _, d)| *d != r.digest))
             .map(|(k, _)| k.clone())
             .collect();
-        // Out of the endpoints first, then stopped.
+        // Out of the endpoints first, then stopped — after a moment for the sidecars and pods to
+        // apply the change, as a preStop delay gives them in a cluster.
         let leaving: BTreeSet<(String, String)> = stale.iter().cloned().collect();
+        let were_endpoints = leaving.iter().any(|k| self.published_ready.contains(k));
         errors.extend(self.publish(source, &leaving).await);
+        if were_endpoints {
+            tokio::time::sleep(ENDPOINT_DRAIN).await;
+        }
         let stops: Vec<_> = stale
             .iter()
             .filter_map(|k| self.pods.remove(k))
@@ -766,6 +771,9 @@ fn net_view(snapshot: &Snapshot) -> NetView {
     view
 }
 
+/// Between taking a pod out of the endpoints and stopping it.
+const ENDPOINT_DRAIN: Duration = Duration::from_millis(250);
+
 /// How long a new VIP may wait for the control plane before it is handed out anyway.
 const SERVE_WAIT: Duration = Duration::from_secs(3);
 
@@ -780,29 +788,21 @@ async fn wait_served(
     while !names.is_empty() {
         let ns = netns.to_string();
         let asked = names.clone();
+        // All names at once, each with a short timeout: one pass takes one round trip.
         let served = tokio::task::spawn_blocking(move || {
-            asked
-                .into_iter()
-                .filter(|(name, endpoints)| {
-                    let path = format!("/debug/resolve?name={name}");
-                    let Ok((200, body)) =
-                        sys::http_get(&ns, addr, &path, Duration::from_millis(500))
-                    else {
-                        return false;
-                    };
-                    let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
-                        return false;
-                    };
-                    let served: BTreeSet<String> = json["endpoints"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|e| e.as_str().map(str::to_string))
-                        .collect();
-                    served == *endpoints
-                })
-                .map(|(name, _)| name)
-                .collect::<Vec<_>>()
+            std::thread::scope(|scope| {
+                let checks: Vec<_> = asked
+                    .iter()
+                    .map(|(name, endpoints)| {
+                        let ns = &ns;
+                        scope.spawn(move || serves(ns, addr, name, endpoints).then(|| name.clone()))
+                    })
+                    .collect();
+                checks
+                    .into_iter()
+                    .filter_map(|c| c.join().ok().flatten())
+                    .collect::<Vec<_>>()
+            })
         })
         .await
         .unwrap_or_default();
@@ -820,6 +820,24 @@ async fn wait_served(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Whether discovery serves `name` with exactly `endpoints`.
+fn serves(netns: &str, addr: SocketAddr, name: &str, endpoints: &BTreeSet<String>) -> bool {
+    let path = format!("/debug/resolve?name={name}");
+    let Ok((200, body)) = sys::http_get(netns, addr, &path, Duration::from_millis(300)) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return false;
+    };
+    let served: BTreeSet<String> = json["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    served == *endpoints
 }
 
 /// Waits for the control plane's `/ready` and its trust bundle.

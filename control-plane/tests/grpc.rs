@@ -183,6 +183,10 @@ async fn resolve_says_which_names_discovery_serves() {
         .monitoring("/debug/resolve?name=web.shop.svc.cluster.local:8080")
         .await;
     assert!(by_host.starts_with("HTTP/1.1 200"), "{by_host}");
+    let escaped = cp
+        .monitoring(&format!("/debug/resolve?name={web_vip}%3A8080"))
+        .await;
+    assert!(escaped.starts_with("HTTP/1.1 200"), "{escaped}");
     let unknown = cp.monitoring("/debug/resolve?name=198.18.9.9:1").await;
     assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
 }

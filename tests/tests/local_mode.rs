@@ -651,8 +651,16 @@ fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
     let run = LocalMesh::unique_name("crash");
     let mut mesh = LocalMesh::up(&bin_dir, &dir, &run);
-    let pids = pids_of(&state(&mesh));
-    assert!(pids.len() >= 4, "{pids:?}");
+    // Supervisor, control plane, client-0's proxy and app, outsider-0's app.
+    let pids = wait_until("every process recorded", Duration::from_secs(10), || {
+        let pids = pids_of(&state(&mesh));
+        if pids.len() >= 5 {
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
+        }
+    })
+    .unwrap();
 
     // kill -9: the supervisor cannot clean up; its pods and control plane keep running.
     let supervisor = mesh.supervisor_pid().expect("up runs");

@@ -178,7 +178,9 @@ pub async fn serve_monitoring(
                                 .uri()
                                 .query()
                                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
+                                .map(percent_decode)
                                 .unwrap_or_default();
+                            let name = name.as_str();
                             let found = index.borrow().get(name).map(|v| {
                                 let endpoints: Vec<&str> = v
                                     .service
@@ -220,6 +222,34 @@ pub async fn serve_monitoring(
                 .await;
         });
     }
+}
+
+/// `%XX` escapes and `+` of a query value; malformed escapes are kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn metrics_text(status: &status::Status) -> String {

@@ -317,8 +317,10 @@ fn merge(
             Some(ResourceKind::Settings(s)) => {
                 // The stricter mode wins: a STRICT written in the bootstrap file (local mode's
                 // `sinew.dev/inbound-mode` annotation) is never relaxed from afar.
+                // A mode this proxy does not know is taken as the strictest.
                 let strict = cfg::InboundMode::Strict as i32;
-                if s.inbound_mode == strict || base.inbound_mode == strict {
+                let known = cfg::InboundMode::try_from(s.inbound_mode).is_ok();
+                if s.inbound_mode == strict || base.inbound_mode == strict || !known {
                     merged.inbound_mode = strict;
                 } else {
                     merged.inbound_mode = s.inbound_mode;
@@ -436,7 +438,7 @@ mod tests {
             inbound_mode: cfg::InboundMode::Strict as i32,
             ..Default::default()
         };
-        let mode = |base: &cfg::ProxyConfig, from_cp| {
+        let mode = |base: &cfg::ProxyConfig, from_cp: cfg::InboundMode| {
             let mut held = BTreeMap::new();
             held.insert("settings".to_string(), settings(from_cp));
             merge(base, &held, "1").inbound_mode

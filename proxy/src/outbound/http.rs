@@ -35,10 +35,14 @@ impl OutboundHttp {
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
         // The service as configured now, not as it was when the connection was accepted: an
         // app's keep-alive connection outlives config changes (new endpoints, say), and each
-        // request must see them. One map lookup; the accepted snapshot stands in if the
-        // service has just been removed.
+        // request must see them. If the address no longer belongs to that service (removed, or
+        // another service's now), its old endpoints may be other pods' addresses already: the
+        // request is refused rather than sent there.
         let config = self.ctx.config();
-        let svc = config.service(&self.dst).unwrap_or(&self.svc);
+        let svc = match config.service(&self.dst) {
+            Some(svc) if svc.name == self.svc.name => svc,
+            _ => return Err(ProxyError::NoEndpoints(self.svc.name.clone())),
+        };
         let ep = svc
             .pick()
             .ok_or_else(|| ProxyError::NoEndpoints(svc.name.clone()))?;

@@ -68,10 +68,19 @@ pub struct Env {
 }
 
 /// Services as pods see them: names for `/etc/hosts` and VIP rules for the service chain.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct NetView {
+    /// Grows with every view published; a pod records the one it applied.
+    pub seq: u64,
     pub hosts: BTreeMap<(String, String), Vec<Ipv4Addr>>,
     pub routes: Vec<ServiceRoute>,
+}
+
+impl NetView {
+    /// The same services and routes (whatever the sequence number).
+    pub fn same_as(&self, other: &NetView) -> bool {
+        self.hosts == other.hosts && self.routes == other.routes
+    }
 }
 
 /// Everything decided about a pod before it starts.
@@ -360,6 +369,7 @@ pub fn start(
             }),
             proxy_ready_ms: None,
             network_error: None,
+            view_applied: 0,
             containers: plan
                 .containers
                 .iter()
@@ -406,7 +416,9 @@ async fn run(
         let attempt = async {
             set_up(&plan, &env).await?;
             let view = net.borrow_and_update().clone();
-            apply_net(&plan, &view).await
+            apply_net(&plan, &view).await?;
+            record_view(&board, &plan, view.seq, None);
+            Ok::<_, anyhow::Error>(())
         }
         .await;
         let Err(e) = attempt else { break };
@@ -498,16 +510,10 @@ async fn run(
                 let view = net.borrow_and_update().clone();
                 // A failed update leaves the pod running (it is retried with the next change);
                 // it is a problem to show, not a reason to stop being an endpoint.
-                let error = apply_net(&plan, &view).await.err().map(|e| format!("{e:#}"));
-                board.update(|s| {
-                    if let Some(p) = s
-                        .pods
-                        .iter_mut()
-                        .find(|p| p.namespace == plan.namespace && p.name == plan.name)
-                    {
-                        p.network_error = error;
-                    }
-                });
+                match apply_net(&plan, &view).await {
+                    Ok(()) => record_view(&board, &plan, view.seq, None),
+                    Err(e) => record_view(&board, &plan, 0, Some(format!("{e:#}"))),
+                }
             }
         }
     }
@@ -529,6 +535,22 @@ async fn run(
     board.update(|s| {
         s.pods
             .retain(|p| !(p.namespace == plan.namespace && p.name == plan.name));
+    });
+}
+
+/// Records the view a pod applied (`seq` 0: none, the update failed) and the failure, if any.
+fn record_view(board: &Board, plan: &Plan, seq: u64, error: Option<String>) {
+    board.update(|s| {
+        if let Some(p) = s
+            .pods
+            .iter_mut()
+            .find(|p| p.namespace == plan.namespace && p.name == plan.name)
+        {
+            if seq > 0 {
+                p.view_applied = seq;
+            }
+            p.network_error = error;
+        }
     });
 }
 

@@ -92,6 +92,9 @@ pub struct PodState {
     /// The last failure to update the pod's hosts file or service rules (retried with the
     /// next change).
     pub network_error: Option<String>,
+    /// The services view (`NetView::seq`) its hosts file and service rules last took.
+    #[serde(default)]
+    pub view_applied: u64,
     pub containers: Vec<ProcessState>,
 }
 

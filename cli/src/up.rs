@@ -152,6 +152,10 @@ struct Mesh {
     /// The last snapshot reconciled, and the ready pods whose addresses were last handed out.
     snapshot: Option<Snapshot>,
     published_ready: BTreeSet<(String, String)>,
+    /// The last services view published to pods, and the newest registry generation the
+    /// control plane was seen serving a handed-out change with.
+    view_seq: u64,
+    served_generation: u64,
 }
 
 impl Mesh {
@@ -172,6 +176,8 @@ impl Mesh {
             live: false,
             snapshot: None,
             published_ready: BTreeSet::new(),
+            view_seq: 0,
+            served_generation: 0,
         }
     }
 
@@ -501,7 +507,7 @@ impl Mesh {
         // VIP handed out early could make a proxy hear "no such service" from a control plane a
         // moment behind, and pass the request through in plaintext; a new endpoint announced
         // early would be dialled by pods but not by proxies.
-        let view = Arc::new(net_view(&snapshot.with_assignments(&published)));
+        let mut view = net_view(&snapshot.with_assignments(&published));
         let changed: Vec<(String, BTreeSet<String>)> = {
             let current = self.net.as_ref().map(|n| n.borrow().clone());
             view.routes
@@ -513,20 +519,60 @@ impl Mesh {
                 })
                 .collect()
         };
-        if let Err(e) = wait_served(&self.run.control_plane_netns(), changed).await {
-            errors.push(e);
+        match wait_served(&self.run.control_plane_netns(), changed).await {
+            Ok(generation) => self.served_generation = self.served_generation.max(generation),
+            Err(e) => errors.push(e),
         }
-        if let Some(net) = &self.net {
-            net.send_if_modified(|current| {
-                if **current == *view {
-                    false
-                } else {
-                    *current = view.clone();
-                    true
-                }
-            });
+        if let Some(net) = &self.net
+            && !net.borrow().same_as(&view)
+        {
+            self.view_seq += 1;
+            view.seq = self.view_seq;
+            net.send_replace(Arc::new(view));
         }
         errors
+    }
+
+    /// Waits (bounded) until a change handed out is in force everywhere: every proxy has been
+    /// sent the control plane's config of that moment, and every running pod but `leaving` has
+    /// applied its hosts file and service rules. What a preStop delay guesses at in a cluster.
+    async fn drained(&mut self, leaving: &BTreeSet<(String, String)>) {
+        let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
+        let deadline = Instant::now() + DRAIN_WAIT;
+        loop {
+            let pods_done = self.board.get().pods.iter().all(|p| {
+                p.phase != "Running"
+                    || leaving.contains(&(p.namespace.clone(), p.name.clone()))
+                    || p.view_applied >= self.view_seq
+            });
+            let (ns, generation) = (self.run.control_plane_netns(), self.served_generation);
+            let proxies_done = tokio::task::spawn_blocking(move || {
+                let Ok((200, body)) =
+                    sys::http_get(&ns, addr, "/debug/proxies", Duration::from_millis(300))
+                else {
+                    return false;
+                };
+                serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|json| {
+                    json["proxies"].as_array().is_some_and(|proxies| {
+                        proxies
+                            .iter()
+                            .all(|p| p["generation"].as_u64().unwrap_or(0) >= generation)
+                    })
+                })
+            })
+            .await
+            .unwrap_or(false);
+            if pods_done && proxies_done {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.report(format!(
+                    "a change did not reach every pod and proxy within {DRAIN_WAIT:?}; stopping pods anyway"
+                ));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Brings pods, addresses, hosts files and service rules in line with `snapshot`.
@@ -585,13 +631,12 @@ impl Mesh {
             .filter(|(k, r)| desired.get(*k).is_none_or(|(_, _, d)| *d != r.digest))
             .map(|(k, _)| k.clone())
             .collect();
-        // Out of the endpoints first, then stopped — after a moment for the sidecars and pods to
-        // apply the change, as a preStop delay gives them in a cluster.
+        // Out of the endpoints first, then stopped — once sidecars and pods have the change.
         let leaving: BTreeSet<(String, String)> = stale.iter().cloned().collect();
         let were_endpoints = leaving.iter().any(|k| self.published_ready.contains(k));
         errors.extend(self.publish(source, &leaving).await);
         if were_endpoints {
-            tokio::time::sleep(ENDPOINT_DRAIN).await;
+            self.drained(&leaving).await;
         }
         let stops: Vec<_> = stale
             .iter()
@@ -771,18 +816,19 @@ fn net_view(snapshot: &Snapshot) -> NetView {
     view
 }
 
-/// Between taking a pod out of the endpoints and stopping it.
-const ENDPOINT_DRAIN: Duration = Duration::from_millis(250);
+/// At most this long between taking a pod out of the endpoints and stopping it.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a new VIP may wait for the control plane before it is handed out anyway.
 const SERVE_WAIT: Duration = Duration::from_secs(3);
 
 /// Waits (bounded) until discovery serves every `vip:port` in `names` with exactly the given
-/// endpoints.
+/// endpoints; the newest registry generation seen serving them.
 async fn wait_served(
     netns: &str,
     mut names: Vec<(String, BTreeSet<String>)>,
-) -> Result<(), String> {
+) -> Result<u64, String> {
+    let mut generation = 0;
     let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
     let deadline = Instant::now() + SERVE_WAIT;
     while !names.is_empty() {
@@ -795,7 +841,8 @@ async fn wait_served(
                     .iter()
                     .map(|(name, endpoints)| {
                         let ns = &ns;
-                        scope.spawn(move || serves(ns, addr, name, endpoints).then(|| name.clone()))
+                        scope
+                            .spawn(move || Some((name.clone(), serves(ns, addr, name, endpoints)?)))
                     })
                     .collect();
                 checks
@@ -806,7 +853,10 @@ async fn wait_served(
         })
         .await
         .unwrap_or_default();
-        names.retain(|(n, _)| !served.contains(n));
+        for (_, g) in &served {
+            generation = generation.max(*g);
+        }
+        names.retain(|(n, _)| !served.iter().any(|(s, _)| s == n));
         if names.is_empty() {
             break;
         }
@@ -819,25 +869,24 @@ async fn wait_served(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+    Ok(generation)
 }
 
-/// Whether discovery serves `name` with exactly `endpoints`.
-fn serves(netns: &str, addr: SocketAddr, name: &str, endpoints: &BTreeSet<String>) -> bool {
+/// The registry generation discovery serves `name` from, if it serves it with exactly
+/// `endpoints`.
+fn serves(netns: &str, addr: SocketAddr, name: &str, endpoints: &BTreeSet<String>) -> Option<u64> {
     let path = format!("/debug/resolve?name={name}");
     let Ok((200, body)) = sys::http_get(netns, addr, &path, Duration::from_millis(300)) else {
-        return false;
+        return None;
     };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
-        return false;
-    };
+    let json = serde_json::from_str::<serde_json::Value>(&body).ok()?;
     let served: BTreeSet<String> = json["endpoints"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|e| e.as_str().map(str::to_string))
         .collect();
-    served == *endpoints
+    (served == *endpoints).then(|| json["generation"].as_u64().unwrap_or(0))
 }
 
 /// Waits for the control plane's `/ready` and its trust bundle.

@@ -202,6 +202,17 @@ fn get(mesh: &LocalMesh, ns: &str, pod: &str, url: &str) -> Result<serde_json::V
     serde_json::from_str(&body).map_err(|e| format!("not JSON from {url}: {e}: {body:?}"))
 }
 
+/// Requests a pod's sidecar has sent and got a 2xx for (its Prometheus counter).
+fn outbound_ok(mesh: &LocalMesh, ns: &str, pod: &str) -> u64 {
+    let (_, metrics) = mesh.exec(ns, pod, &["curl", "-s", "http://127.0.0.1:15020/metrics"]);
+    metrics
+        .lines()
+        .find(|l| l.starts_with(r#"sinew_requests_total{direction="outbound",status_class="2xx"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn state(mesh: &LocalMesh) -> serde_json::Value {
     serde_json::from_str(&mesh.state()).expect("run.json is JSON")
 }
@@ -496,7 +507,17 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
             .args(["--rps", "50", "--duration", "6", "--report-secs", "60"]);
         std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)))
     };
-    std::thread::sleep(Duration::from_secs(2));
+    // Kill the control plane once the load is flowing: 20 more requests through client-0's proxy.
+    let sent_before = outbound_ok(&mesh, "shop", "client-0");
+    wait_until("the load is flowing", Duration::from_secs(30), || {
+        let now = outbound_ok(&mesh, "shop", "client-0");
+        if now >= sent_before + 20 {
+            Ok(())
+        } else {
+            Err(format!("{now} (from {sent_before})"))
+        }
+    })
+    .unwrap();
     assert!(
         Command::new("kill")
             .arg(cp_pid.to_string())

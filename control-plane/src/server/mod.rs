@@ -150,9 +150,9 @@ pub fn tls_config(
 }
 
 /// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON), and
-/// `/debug/resolve?name=<vip:port | host:port>` (200 with the version and endpoint addresses
-/// discovery would serve for that name now, 404 if none: how a runner knows a change is live
-/// before it hands addresses out).
+/// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
+/// registry generation discovery would serve for that name now, 404 if none: how a runner knows
+/// a change is live before it hands addresses out).
 pub async fn serve_monitoring(
     listener: TcpListener,
     status: Arc<status::Status>,
@@ -181,7 +181,8 @@ pub async fn serve_monitoring(
                                 .map(percent_decode)
                                 .unwrap_or_default();
                             let name = name.as_str();
-                            let found = index.borrow().get(name).map(|v| {
+                            let index = index.borrow();
+                            let found = index.get(name).map(|v| {
                                 let endpoints: Vec<&str> = v
                                     .service
                                     .endpoints
@@ -192,6 +193,7 @@ pub async fn serve_monitoring(
                                     "name": name,
                                     "version": v.version,
                                     "endpoints": endpoints,
+                                    "generation": index.generation,
                                 })
                                 .to_string()
                             });

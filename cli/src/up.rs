@@ -361,6 +361,17 @@ impl Mesh {
         }
     }
 
+    /// The pods that run: sidecar ready, containers started.
+    fn running(&self) -> BTreeSet<(String, String)> {
+        self.board
+            .get()
+            .pods
+            .into_iter()
+            .filter(|p| p.phase == "Running")
+            .map(|p| (p.namespace, p.name))
+            .collect()
+    }
+
     /// Every pod has started (or failed to): time to say so.
     fn settled(&self) -> bool {
         let state = self.board.get();
@@ -481,24 +492,15 @@ impl Mesh {
         leaving: &BTreeSet<(String, String)>,
     ) -> Vec<String> {
         let mut errors = Vec::new();
-        let ready: BTreeSet<(String, String)> = self
-            .board
-            .get()
-            .pods
-            .into_iter()
-            .filter(|p| p.phase == "Running")
-            .map(|p| (p.namespace, p.name))
-            .filter(|k| !leaving.contains(k))
-            .collect();
+        let ready: BTreeSet<(String, String)> =
+            self.running().difference(leaving).cloned().collect();
         let mut published = self.assignments.clone();
         published.pod_ips.retain(|k, _| ready.contains(k));
         self.published_ready = ready;
-        let text = published.to_yaml();
-        let previous = std::fs::read_to_string(self.run.assignments()).ok();
-        if previous.as_deref() != Some(text.as_str())
-            && let Err(e) = crate::state::write_atomic(&self.run.assignments(), text.as_bytes())
-        {
-            errors.push(format!("{e:#}"));
+        let path = self.run.assignments();
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|t| t == published.to_yaml());
+        if !unchanged && let Err(e) = published.write_file(&path) {
+            errors.push(format!("cannot write {}: {e}", path.display()));
         }
         if self.net.is_none() {
             return errors;
@@ -696,15 +698,7 @@ impl Mesh {
     /// what was handed out is what runs.
     async fn republish_if_readiness_changed(&mut self) {
         loop {
-            let ready: BTreeSet<(String, String)> = self
-                .board
-                .get()
-                .pods
-                .into_iter()
-                .filter(|p| p.phase == "Running")
-                .map(|p| (p.namespace, p.name))
-                .collect();
-            if ready == self.published_ready {
+            if self.running() == self.published_ready {
                 return;
             }
             let Some(snapshot) = self.snapshot.clone() else {

@@ -10,6 +10,7 @@ use sinew_proto::discovery::v1::discovery_client::DiscoveryClient;
 use sinew_proto::discovery::v1::discovery_request::Kind;
 use sinew_proto::discovery::v1::resource::Kind as ResourceKind;
 use sinew_proxy::testing::TempDir;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -35,6 +36,21 @@ async fn create_certificate(
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     client.create_certificate(req).await.map(|r| r.into_inner())
+}
+
+/// The mesh on port 18080 with fresh addresses: the control plane and the web pod's IP, the web
+/// VIP and the other service's VIP.
+async fn start_with_addresses() -> (Running, IpAddr, IpAddr, IpAddr) {
+    let dir = Arc::new(TempDir::new("cp"));
+    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
+    let cp = start(
+        dir,
+        &MESH_YAML.replace("APP_PORT", "18080"),
+        &assignments_yaml(web_ip, web_vip, other_vip),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    (cp, web_ip, web_vip, other_vip)
 }
 
 async fn start_default() -> Running {
@@ -161,15 +177,7 @@ impl RawClient {
 
 #[tokio::test]
 async fn resolve_says_which_names_discovery_serves() {
-    let dir = Arc::new(TempDir::new("cp"));
-    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
-    let cp = start(
-        dir,
-        &MESH_YAML.replace("APP_PORT", "18080"),
-        &assignments_yaml(web_ip, web_vip, other_vip),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let (cp, web_ip, web_vip, _) = start_with_addresses().await;
     let known = cp
         .monitoring(&format!("/debug/resolve?name={web_vip}:8080"))
         .await;
@@ -193,15 +201,7 @@ async fn resolve_says_which_names_discovery_serves() {
 
 #[tokio::test]
 async fn a_proxy_receives_only_what_it_subscribed_to() {
-    let dir = Arc::new(TempDir::new("cp"));
-    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
-    let cp = start(
-        dir,
-        &MESH_YAML.replace("APP_PORT", "18080"),
-        &assignments_yaml(web_ip, web_vip, other_vip),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let (cp, web_ip, web_vip, other_vip) = start_with_addresses().await;
     let mut c = RawClient::connect(&cp, pb::Hello::default()).await;
     let base = c.next().await;
     let names: Vec<_> = base.resources.iter().map(|r| r.name.as_str()).collect();
@@ -307,15 +307,7 @@ async fn a_nack_is_visible_on_the_control_plane() {
 
 #[tokio::test]
 async fn malformed_yaml_is_reported_and_the_last_good_config_stays() {
-    let dir = Arc::new(TempDir::new("cp"));
-    let (web_ip, web_vip, other_vip) = (unique_ip(), unique_ip(), unique_ip());
-    let cp = start(
-        dir,
-        &MESH_YAML.replace("APP_PORT", "18080"),
-        &assignments_yaml(web_ip, web_vip, other_vip),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let (cp, _, web_vip, _) = start_with_addresses().await;
     let mut c = RawClient::connect(
         &cp,
         pb::Hello {

@@ -15,8 +15,10 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
     pub mesh: H2Pool<(SocketAddr, tls::Identity)>,
-    /// Plaintext delivery to the local app and to endpoints without a sidecar.
+    /// Plaintext delivery to endpoints without a sidecar.
     pub plain: PlainClient,
+    /// Delivery to the local app, from [`crate::inbound::APP_SOURCE`].
+    pub app: PlainClient,
     /// Set when a control plane is configured: on-demand subscriptions.
     pub discovery: OnceLock<crate::control::discovery::Discovery>,
     /// Versions of the resources the control plane sent, by name (for /config_dump).
@@ -27,13 +29,19 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tls: tls::Store, metrics: Arc<Metrics>) -> Self {
-        let plain = PlainClient::new(config.timeouts.connect, config.timeouts.idle);
+        let plain = PlainClient::new(config.timeouts.connect, config.timeouts.idle, None);
+        let app = PlainClient::new(
+            config.timeouts.connect,
+            config.timeouts.idle,
+            Some(crate::inbound::APP_SOURCE.into()),
+        );
         Self {
             config: RwLock::new(config),
             tls,
             metrics,
             mesh: H2Pool::new(),
             plain,
+            app,
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
             last_config_error: RwLock::new(None),

@@ -358,13 +358,18 @@ impl Rules {
         );
 
         // Outbound (OUTPUT: TCP this pod opens). Order matters; the first match decides.
+        // The inbound proxy delivering to the app on the pod IP, from its own source address:
+        // without this the next rule would send that connection back to the inbound listener.
+        add(
+            OUTPUT,
+            format!("-s {}/32 -o lo -j RETURN", crate::inbound::APP_SOURCE),
+        );
         for owner in self.owner_matches() {
             // The proxy dialing its own pod IP (a service whose endpoint is this very pod) leaves
             // over `lo` and never passes PREROUTING, because NAT is decided once per connection in
             // OUTPUT. Send it through the inbound rules so it is treated exactly like the same
             // connection from another pod: the inbound proxy terminates the mTLS it carries.
-            // Loopback addresses are excluded: that is the proxy delivering to the app on
-            // 127.0.0.1 or talking to itself.
+            // Loopback addresses are excluded: that is the proxy talking to itself.
             add(
                 OUTPUT,
                 format!("! -d 127.0.0.0/8 -o lo {owner} -j {INBOUND}"),
@@ -843,6 +848,7 @@ mod tests {
 -A SINEW_INBOUND -p tcp -m tcp --dport 15090 -j RETURN
 -A SINEW_INBOUND -p tcp -j SINEW_IN_REDIRECT
 -A SINEW_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A SINEW_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN
 -A SINEW_OUTPUT ! -d 127.0.0.0/8 -o lo -m owner --uid-owner 1337 -j SINEW_INBOUND
 -A SINEW_OUTPUT ! -d 127.0.0.0/8 -o lo -m owner --gid-owner 1337 -j SINEW_INBOUND
 -A SINEW_OUTPUT -o lo -j RETURN
@@ -902,6 +908,7 @@ COMMIT
         assert_eq!(
             chain(&rules, OUTPUT),
             [
+                "-s 127.0.0.6/32 -o lo -j RETURN",
                 "! -d 127.0.0.0/8 -o lo -m owner --uid-owner 2000 -j SINEW_INBOUND",
                 "! -d 127.0.0.0/8 -o lo -m owner --gid-owner 3000 -j SINEW_INBOUND",
                 "-o lo -j RETURN",
@@ -968,7 +975,7 @@ COMMIT
     fn exclude_outbound_ports_return_after_the_owner_rules() {
         let rules = rules(&["--exclude-outbound-ports", "3306,5432"]);
         assert_eq!(
-            chain(&rules, OUTPUT)[5..],
+            chain(&rules, OUTPUT)[6..],
             [
                 "-p tcp -m tcp --dport 3306 -j RETURN",
                 "-p tcp -m tcp --dport 5432 -j RETURN",
@@ -981,7 +988,7 @@ COMMIT
     fn outbound_cidrs_redirect_only_listed_destinations() {
         let rules = rules(&["--outbound-cidrs", "10.96.0.0/12,198.18.0.7"]);
         assert_eq!(
-            chain(&rules, OUTPUT)[5..],
+            chain(&rules, OUTPUT)[6..],
             [
                 "-d 10.96.0.0/12 -j SINEW_REDIRECT",
                 "-d 198.18.0.7/32 -j SINEW_REDIRECT",
@@ -998,7 +1005,7 @@ COMMIT
             "10.0.0.0/8",
         ]);
         assert_eq!(
-            chain(&rules, OUTPUT)[5..],
+            chain(&rules, OUTPUT)[6..],
             [
                 "-d 10.0.0.0/8 -j RETURN",
                 "-d 169.254.169.254/32 -j RETURN",

@@ -16,6 +16,7 @@ pub mod control;
 pub mod ctx;
 pub mod detect;
 pub mod drain;
+pub mod first_speaker;
 pub mod http;
 pub mod inbound;
 pub mod init;

@@ -15,7 +15,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -141,7 +141,27 @@ pub async fn connect_tcp(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, ProxyError> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+    connect_tcp_from(addr, None, timeout).await
+}
+
+/// Like [`connect_tcp`], from `source` when given.
+pub async fn connect_tcp_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ProxyError> {
+    let connect = async {
+        let Some(source) = source else {
+            return tokio::net::TcpStream::connect(addr).await;
+        };
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(addr).await
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(s)) => {
             crate::io::tune(&s);
             Ok(s)
@@ -159,14 +179,17 @@ pub struct PlainClient {
     >,
     h2: H2Pool<SocketAddr>,
     connect_timeout: Duration,
+    source: Option<IpAddr>,
 }
 
 // === impl PlainClient ===
 
 impl PlainClient {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    /// A client whose connections come from `source` when given (see [`crate::inbound::APP_SOURCE`]).
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration, source: Option<IpAddr>) -> Self {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(source);
         connector.set_connect_timeout(Some(connect_timeout));
         let h1 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -178,6 +201,7 @@ impl PlainClient {
             h1,
             h2: H2Pool::new(),
             connect_timeout,
+            source,
         }
     }
 
@@ -188,11 +212,11 @@ impl PlainClient {
         mut req: Request<Incoming>,
     ) -> Result<Response<Body>, ProxyError> {
         if req.version() == http::Version::HTTP_2 {
-            let timeout = self.connect_timeout;
+            let (timeout, source) = (self.connect_timeout, self.source);
             let mut send = self
                 .h2
                 .get(&addr, move || async move {
-                    let io = connect_tcp(addr, timeout).await?;
+                    let io = connect_tcp_from(addr, source, timeout).await?;
                     h2_handshake(io, addr, H2Settings::default()).await
                 })
                 .await?;

@@ -10,11 +10,20 @@
 //! Promises: [`Framer::feed`] never panics on any input; bytes are passed on unchanged and in
 //! order until a violation, after which nothing more of the stream is passed on. It is strict
 //! where HTTP/1 parsers differ (bare LF in chunk lines, oversized chunk sizes), so a stream it
-//! accepts frames the same way in hyper.
+//! accepts frames the same way in hyper. Chunk-size and trailer lines are held until they are
+//! whole and valid, so the poison line always lands where hyper expects a line, never inside
+//! chunk data the app would read.
+//!
+//! After a request that asks to upgrade (`Upgrade:` or `CONNECT`) nothing more is read until
+//! the server's answer is known through an [`UpgradeSignal`]: a switch (101, or 2xx to CONNECT)
+//! hands over the raw stream; a refusal keeps every check on for the requests that follow.
 
 use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -52,6 +61,8 @@ enum State {
     ChunkCrlf(u8),
     /// After the last chunk: trailer lines until an empty line.
     Trailers,
+    /// A request asked to upgrade; what follows it waits in `held` for the server's answer.
+    AwaitUpgrade,
     /// Upgraded (or head too large for us: hyper answers 431): no more inspection.
     Passthrough,
     /// A violation was found; everything after it is dropped.
@@ -66,6 +77,8 @@ pub struct Framer {
     max_head: usize,
     /// Bytes of trailer lines seen for the current request.
     trailer_bytes: usize,
+    /// The current request asked to upgrade.
+    upgrade: bool,
 }
 
 // === impl Framer ===
@@ -77,6 +90,38 @@ impl Framer {
             held: Vec::new(),
             max_head,
             trailer_bytes: 0,
+            upgrade: false,
+        }
+    }
+
+    /// True while the framer waits for [`Framer::upgrade_decided`].
+    pub fn awaits_upgrade(&self) -> bool {
+        matches!(self.state, State::AwaitUpgrade)
+    }
+
+    /// The server answered the request that asked to upgrade. Switched: what followed it (and
+    /// everything after) passes on unchecked. Refused: it is framed like any other request.
+    pub fn upgrade_decided(&mut self, switched: bool, out: &mut BytesMut) -> Result<(), Violation> {
+        if !self.awaits_upgrade() {
+            return Ok(());
+        }
+        self.upgrade = false;
+        let held = std::mem::take(&mut self.held);
+        if switched {
+            self.state = State::Passthrough;
+            out.extend_from_slice(&held);
+            return Ok(());
+        }
+        self.state = State::Head;
+        self.feed(&held, out)
+    }
+
+    /// The state after a complete request message.
+    fn message_done(&self) -> State {
+        if self.upgrade {
+            State::AwaitUpgrade
+        } else {
+            State::Head
         }
     }
 
@@ -107,6 +152,10 @@ impl Framer {
                 out.extend_from_slice(input);
                 *input = &[];
             }
+            State::AwaitUpgrade => {
+                self.held.extend_from_slice(input);
+                *input = &[];
+            }
             State::Poisoned => *input = &[],
             State::Body(n) => {
                 let take = (*n).min(input.len() as u64) as usize;
@@ -114,7 +163,7 @@ impl Framer {
                 input.advance(take);
                 *n -= take as u64;
                 if *n == 0 {
-                    self.state = State::Head;
+                    self.state = self.message_done();
                 }
             }
             State::ChunkData(n) => {
@@ -140,10 +189,11 @@ impl Framer {
                 }
             }
             State::ChunkSize => {
-                let Some(line_end) = self.take_line(input, out, MAX_CHUNK_LINE)? else {
+                let Some(line_end) = self.take_line(input, MAX_CHUNK_LINE)? else {
                     return Ok(());
                 };
                 let size = chunk_size(&self.held[..line_end])?;
+                out.extend_from_slice(&self.held);
                 self.held.clear();
                 self.state = if size == 0 {
                     State::Trailers
@@ -152,19 +202,21 @@ impl Framer {
                 };
             }
             State::Trailers => {
-                let Some(line_len) = self.take_line(input, out, self.max_head)? else {
+                let Some(line_len) = self.take_line(input, self.max_head)? else {
                     return Ok(());
                 };
-                self.held.clear();
-                // An empty line ends the trailer section.
-                if line_len == 0 {
-                    self.trailer_bytes = 0;
-                    self.state = State::Head;
-                } else {
+                if line_len > 0 {
                     self.trailer_bytes += line_len + 2;
                     if self.trailer_bytes > self.max_head {
                         return Err(Violation::TrailersTooLarge);
                     }
+                }
+                out.extend_from_slice(&self.held);
+                self.held.clear();
+                // An empty line ends the trailer section.
+                if line_len == 0 {
+                    self.trailer_bytes = 0;
+                    self.state = self.message_done();
                 }
             }
             State::Head => self.head(input, out)?,
@@ -172,18 +224,13 @@ impl Framer {
         Ok(())
     }
 
-    /// For chunk-size and trailer lines: holds bytes until CRLF, passing them on immediately.
-    /// Returns the length of the held text before the final CRLF once a line is complete.
-    fn take_line(
-        &mut self,
-        input: &mut &[u8],
-        out: &mut BytesMut,
-        cap: usize,
-    ) -> Result<Option<usize>, Violation> {
+    /// For chunk-size and trailer lines: holds bytes until LF; the caller passes the line on
+    /// once it has judged it. Returns the length of the text before the final CRLF once a line
+    /// is complete.
+    fn take_line(&mut self, input: &mut &[u8], cap: usize) -> Result<Option<usize>, Violation> {
         let pos = input.iter().position(|b| *b == b'\n');
         let take = pos.map_or(input.len(), |p| p + 1);
         self.held.extend_from_slice(&input[..take]);
-        out.extend_from_slice(&input[..take]);
         input.advance(take);
         if self.held.len() > cap {
             return Err(match self.state {
@@ -238,9 +285,13 @@ impl Framer {
         *input = &input[used_from_input.min(consumed_all)..];
         let head = std::mem::take(&mut self.held);
         let head = &head[..end];
-        let next = framing(head)?;
+        let (next, upgrade) = framing(head)?;
         out.extend_from_slice(head);
-        self.state = next;
+        self.upgrade = upgrade;
+        self.state = match next {
+            State::Head => self.message_done(),
+            next => next,
+        };
         Ok(())
     }
 }
@@ -262,14 +313,14 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Decides how the body of a request with this head is framed.
-fn framing(head: &[u8]) -> Result<State, Violation> {
+/// Decides how the body of a request with this head is framed, and whether it asks to upgrade.
+fn framing(head: &[u8]) -> Result<(State, bool), Violation> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         // Malformed or too many headers: hyper will reject it with its own status.
-        _ => return Ok(State::Passthrough),
+        _ => return Ok((State::Passthrough, false)),
     }
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<Vec<u8>> = None;
@@ -312,12 +363,7 @@ fn framing(head: &[u8]) -> Result<State, Violation> {
         (Some(0), None) | (None, None) => State::Head,
         (Some(n), None) => State::Body(n),
     };
-    if upgrade {
-        // After an upgrade the bytes are the new protocol's; if the upgrade is refused hyper
-        // keeps parsing without us, which still leaves its own checks in place.
-        return Ok(State::Passthrough);
-    }
-    Ok(state)
+    Ok((state, upgrade))
 }
 
 /// Parses `1a;ext=1` (without the CRLF). At most 16 hex digits.
@@ -335,12 +381,63 @@ fn chunk_size(line: &[u8]) -> Result<u64, Violation> {
     Ok(n)
 }
 
+/// How the server answered the latest request that asked to upgrade, shared between the
+/// service (which sees the response) and the [`Guarded`] reader (which waits for it).
+#[derive(Clone, Debug, Default)]
+pub struct UpgradeSignal(Arc<SignalInner>);
+
+#[derive(Debug, Default)]
+struct SignalInner {
+    /// One of the `ANSWER_*` values.
+    answer: AtomicU8,
+    waker: AtomicWaker,
+}
+
+const ANSWER_PENDING: u8 = 0;
+const ANSWER_SWITCHED: u8 = 1;
+const ANSWER_REFUSED: u8 = 2;
+
+// === impl UpgradeSignal ===
+
+impl UpgradeSignal {
+    /// Whether a request asks to upgrade, by the same rule the framer uses.
+    pub fn asks_to_upgrade<B>(req: &http::Request<B>) -> bool {
+        req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
+    }
+
+    /// Records the server's answer: `switched` for 101, or 2xx to CONNECT.
+    pub fn answer(&self, switched: bool) {
+        let answer = if switched {
+            ANSWER_SWITCHED
+        } else {
+            ANSWER_REFUSED
+        };
+        self.0.answer.store(answer, Ordering::Release);
+        self.0.waker.wake();
+    }
+
+    /// Takes the answer, leaving the signal pending for the next upgrade request.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let take = || match self.0.answer.swap(ANSWER_PENDING, Ordering::AcqRel) {
+            ANSWER_PENDING => None,
+            answer => Some(answer == ANSWER_SWITCHED),
+        };
+        if let Some(switched) = take() {
+            return Poll::Ready(switched);
+        }
+        self.0.waker.register(cx.waker());
+        take().map_or(Poll::Pending, Poll::Ready)
+    }
+}
+
 /// An I/O whose reads pass through a [`Framer`]; writes are untouched.
 pub struct Guarded<I> {
     io: I,
     framer: Framer,
     out: BytesMut,
     scratch: Box<[u8]>,
+    /// Without one, an upgrade request is taken as switched at once (the framer alone).
+    upgrades: Option<UpgradeSignal>,
 }
 
 impl<I> Guarded<I> {
@@ -350,6 +447,15 @@ impl<I> Guarded<I> {
             framer: Framer::new(max_head),
             out: BytesMut::new(),
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            upgrades: None,
+        }
+    }
+
+    /// Waits for the server's answer to each upgrade request before reading further.
+    pub fn with_upgrade_signal(io: I, max_head: usize, signal: UpgradeSignal) -> Self {
+        Self {
+            upgrades: Some(signal),
+            ..Self::new(io, max_head)
         }
     }
 }
@@ -373,6 +479,16 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             if this.framer.is_poisoned() {
                 return Poll::Ready(Ok(()));
             }
+            if this.framer.awaits_upgrade() {
+                let switched = match &this.upgrades {
+                    Some(signal) => ready!(signal.poll_take(cx)),
+                    None => true,
+                };
+                if let Err(v) = this.framer.upgrade_decided(switched, &mut this.out) {
+                    tracing::info!(reason = %v, "rejected an HTTP/1 request with 400");
+                }
+                continue;
+            }
             // Bulk body bytes skip the copy through `out` when they fill the caller's buffer.
             if let State::Body(n) | State::ChunkData(n) = this.framer.state
                 && n >= buf.remaining() as u64
@@ -385,7 +501,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
                 }
                 let left = n - read;
                 this.framer.state = match (left, &this.framer.state) {
-                    (0, State::Body(_)) => State::Head,
+                    (0, State::Body(_)) => this.framer.message_done(),
                     (0, _) => State::ChunkCrlf(0),
                     (l, State::Body(_)) => State::Body(l),
                     (l, _) => State::ChunkData(l),
@@ -399,9 +515,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut rb))?;
             let filled = rb.filled();
             if filled.is_empty() {
-                // EOF: release a partial head so hyper sees exactly what the client sent. (In the
-                // chunk-line states `held` only mirrors bytes already passed on.)
-                if matches!(this.framer.state, State::Head) && !this.framer.held.is_empty() {
+                // EOF: release a partial head or line so hyper sees exactly what the client sent
+                // (and fails the request it cuts short).
+                if matches!(
+                    this.framer.state,
+                    State::Head | State::ChunkSize | State::Trailers
+                ) && !this.framer.held.is_empty()
+                {
                     let held = std::mem::take(&mut this.framer.held);
                     this.out.extend_from_slice(&held);
                     continue;
@@ -516,13 +636,102 @@ GET /z HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(run(input, 100).1, Some(Violation::InvalidChunk));
     }
 
+    const UPGRADE_HEAD: &[u8] =
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+
     #[test]
-    fn upgrades_stop_inspection() {
-        let input =
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x00\x01binary";
-        let (out, err) = run(input, 5);
+    fn a_switched_upgrade_stops_inspection() {
+        let mut input = UPGRADE_HEAD.to_vec();
+        input.extend_from_slice(b"\x00\x01binary");
+        let (out, err) = run(&input, 5);
         assert_eq!(err, None);
-        assert_eq!(out, input);
+        assert_eq!(out, UPGRADE_HEAD, "nothing after the head until the answer");
+        let mut f = Framer::new(64 * 1024);
+        let mut out = BytesMut::new();
+        f.feed(&input, &mut out).unwrap();
+        assert!(f.awaits_upgrade());
+        f.upgrade_decided(true, &mut out).unwrap();
+        f.feed(b"more\r\n\r\n", &mut out).unwrap();
+        let mut all = input.clone();
+        all.extend_from_slice(b"more\r\n\r\n");
+        assert_eq!(&out[..], &all[..]);
+    }
+
+    /// Found by an attacker's test: after `Upgrade: foo` answered 200, the guard used to stay off
+    /// for the rest of the connection, so a CL+TE request behind it reached the app.
+    #[test]
+    fn a_refused_upgrade_keeps_the_guard_on() {
+        let mut input = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo\r\n\r\n".to_vec();
+        let head_len = input.len();
+        input.extend_from_slice(
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        let mut f = Framer::new(64 * 1024);
+        let mut out = BytesMut::new();
+        f.feed(&input, &mut out).unwrap();
+        assert_eq!(&out[..], &input[..head_len]);
+        assert_eq!(
+            f.upgrade_decided(false, &mut out),
+            Err(Violation::ContentLengthAndTransferEncoding)
+        );
+        assert_eq!(&out[head_len..], POISON);
+    }
+
+    /// Found by an attacker's test: a bare-LF chunk-size line was passed on before it was
+    /// judged, so hyper took the poison line that followed for chunk data and the app read
+    /// `\x01 / H`.
+    #[test]
+    fn a_rejected_chunk_line_is_never_passed_on() {
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for line in [&b"5\nhello\r\n"[..], b"5;a=\x01\n", b"zz\r\n"] {
+            let mut input = head.to_vec();
+            input.extend_from_slice(line);
+            for step in [1, 3, input.len()] {
+                let (out, err) = run(&input, step);
+                assert_eq!(err, Some(Violation::InvalidChunk), "{line:?}");
+                let mut want = head.to_vec();
+                want.extend_from_slice(POISON);
+                assert_eq!(out, want, "{line:?} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_trailers_are_never_passed_on() {
+        let mut f = Framer::new(64);
+        let mut out = BytesMut::new();
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+        let mut input = head.to_vec();
+        input.extend_from_slice(b"x-t: ");
+        input.extend(std::iter::repeat_n(b'a', 100));
+        assert_eq!(f.feed(&input, &mut out), Err(Violation::TrailersTooLarge));
+        let mut want = head.to_vec();
+        want.extend_from_slice(POISON);
+        assert_eq!(&out[..], &want[..]);
+    }
+
+    #[tokio::test]
+    async fn a_guarded_reader_waits_for_the_upgrade_answer() {
+        use std::future::poll_fn;
+        let mut input = UPGRADE_HEAD.to_vec();
+        input.extend_from_slice(b"\x00frames");
+        let signal = UpgradeSignal::default();
+        let mut io = Guarded::with_upgrade_signal(&input[..], 64 * 1024, signal.clone());
+        let mut buf = vec![0u8; 1024];
+        let mut rb = ReadBuf::new(&mut buf);
+        poll_fn(|cx| Pin::new(&mut io).poll_read(cx, &mut rb))
+            .await
+            .unwrap();
+        assert_eq!(rb.filled(), UPGRADE_HEAD);
+        let mut rb = ReadBuf::new(&mut buf);
+        let pending = poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut rb))).await;
+        assert!(pending.is_pending(), "no byte before the answer");
+        signal.answer(true);
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut io, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(rest, b"\x00frames");
     }
 
     /// Reads everything through a `Guarded` over `input`.

@@ -3,16 +3,20 @@
 //! On drain, hyper's graceful shutdown sends GOAWAY on HTTP/2 and closes idle HTTP/1 keep-alive
 //! connections, while requests in flight run to completion.
 
+use super::guard::{Guarded, UpgradeSignal};
 use crate::config::{Limits, Timeouts};
 use crate::drain;
+use futures_util::future::{BoxFuture, Either};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// hyper refuses read buffers below this.
 const MIN_BUF: usize = 8 * 1024;
 
-pub async fn serve_h1<I, S>(
+pub async fn serve_h1<I, S, B>(
     io: I,
     svc: S,
     limits: Limits,
@@ -21,12 +25,12 @@ pub async fn serve_h1<I, S>(
 ) -> Result<(), hyper::Error>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: hyper::service::HttpService<Incoming> + Send,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send,
     S::Future: Send + 'static,
-    S::ResBody: Send + 'static,
-    <S::ResBody as http_body::Body>::Data: Send,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -35,7 +39,9 @@ where
         .max_buf_size(limits.max_header_bytes.max(MIN_BUF))
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let io = super::guard::Guarded::new(io, limits.max_header_bytes.max(MIN_BUF));
+    let signal = UpgradeSignal::default();
+    let io = Guarded::with_upgrade_signal(io, limits.max_header_bytes.max(MIN_BUF), signal.clone());
+    let svc = AnswerUpgrades { inner: svc, signal };
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
@@ -78,5 +84,43 @@ where
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+    }
+}
+
+/// Tells the smuggling guard how each upgrade request was answered, so it hands over the raw
+/// stream only after a real switch. Only upgrade requests pay for the extra future.
+struct AnswerUpgrades<S> {
+    inner: S,
+    signal: UpgradeSignal,
+}
+
+// === impl AnswerUpgrades ===
+
+impl<S, B> Service<Request<Incoming>> for AnswerUpgrades<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response<B>, S::Error>>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if !UpgradeSignal::asks_to_upgrade(&req) {
+            return Either::Left(self.inner.call(req));
+        }
+        let connect = req.method() == http::Method::CONNECT;
+        let signal = self.signal.clone();
+        let response = self.inner.call(req);
+        Either::Right(Box::pin(async move {
+            let res = response.await;
+            let switched = res.as_ref().is_ok_and(|rsp| {
+                rsp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    || (connect && rsp.status().is_success())
+            });
+            signal.answer(switched);
+            res
+        }))
     }
 }

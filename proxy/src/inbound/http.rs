@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,12 +24,19 @@ pub struct InboundHttp {
     /// The XFCC value for this connection's requests, built once.
     xfcc: Option<HeaderValue>,
     default_port: Option<u16>,
+    /// Where the app is reached: the address the client dialled (see [`super::APP_SOURCE`]).
+    app_ip: IpAddr,
 }
 
 // === impl InboundHttp ===
 
 impl InboundHttp {
-    pub fn new(ctx: Arc<Ctx>, peer: Option<PeerInfo>, default_port: Option<u16>) -> Self {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        peer: Option<PeerInfo>,
+        default_port: Option<u16>,
+        app_ip: IpAddr,
+    ) -> Self {
         let xfcc = peer.as_ref().and_then(|p| {
             let by = ctx
                 .tls
@@ -47,6 +54,7 @@ impl InboundHttp {
             peer: peer.map(Arc::new),
             xfcc,
             default_port,
+            app_ip,
         }
     }
 
@@ -65,16 +73,17 @@ impl InboundHttp {
         if let Some(v) = &self.xfcc {
             hs.insert(h::XFCC.clone(), v.clone());
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let addr = SocketAddr::new(self.app_ip, port);
         if h::is_upgrade(&req) {
             let timeout = self.ctx.config().timeouts.connect;
-            let io = h::client::connect_tcp(addr, timeout).await?;
+            let source = Some(super::APP_SOURCE.into());
+            let io = h::client::connect_tcp_from(addr, source, timeout).await?;
             return h::upgrade::forward(io, req).await;
         }
         if req.version() != Version::HTTP_2 {
             h::strip_hop_by_hop(req.headers_mut());
         }
-        let mut rsp = self.ctx.plain.send(addr, req).await?;
+        let mut rsp = self.ctx.app.send(addr, req).await?;
         h::clean_response(&mut rsp);
         Ok(rsp)
     }

@@ -4,6 +4,10 @@
 //! The first bytes decide: a TLS ClientHello offering a sinew ALPN is a peer proxy (mTLS is
 //! terminated and the peer's identity recorded); anything else is plaintext or the app's own TLS,
 //! accepted in PERMISSIVE mode and refused in STRICT mode.
+//!
+//! Delivery goes to the address the client reached (the pod IP under interception), from
+//! [`APP_SOURCE`], as Istio does since 1.10: an app listening only on 127.0.0.1 stays private to
+//! its pod instead of being exposed to the mesh by its sidecar.
 
 mod http;
 
@@ -13,16 +17,22 @@ use crate::config::InboundMode;
 use crate::ctx::Ctx;
 use crate::detect::{self, Protocol};
 use crate::drain;
+use crate::first_speaker::{self, Settled};
 use crate::io::Prefixed;
 use crate::metrics::{ConnKind, Direction};
 use crate::tls::client_hello::{self, Hello};
 use crate::tls::{self, PeerInfo};
 use bytes::BytesMut;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
+
+/// The source address of the proxy's connections to the app. `sinew-proxy init` lets traffic
+/// from it reach the pod's own IP without redirecting it back to the inbound listener (Istio
+/// uses the same address, so apps and NetworkPolicies that know Istio's see what they expect).
+pub const APP_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
 
 /// What the first bytes of an inbound connection are.
 enum First {
@@ -43,12 +53,11 @@ pub async fn serve(
     let metrics = &ctx.metrics;
     let Ok(local) = tcp.local_addr() else { return };
     // Without interception (a direct dial of the listener) only mesh traffic names its port.
-    let default_port = app_port.or_else(|| {
-        crate::transport::original_dst(&tcp)
-            .ok()
-            .filter(|d| !crate::transport::is_loop(*d, local))
-            .map(|d| d.port())
-    });
+    let original = crate::transport::original_dst(&tcp)
+        .ok()
+        .filter(|d| !crate::transport::is_loop(*d, local));
+    let default_port = app_port.or(original.map(|d| d.port()));
+    let app_ip = original.map_or(local.ip(), |d| d.ip());
 
     let deadline = tokio::time::Instant::now() + config.timeouts.detect;
     let mut buf = BytesMut::with_capacity(1024);
@@ -71,14 +80,8 @@ pub async fn serve(
 
     match first {
         First::Mesh => {
-            serve_mesh(
-                &ctx,
-                default_port,
-                Prefixed::new(buf.freeze(), tcp),
-                client,
-                drain,
-            )
-            .await
+            let io = Prefixed::new(buf.freeze(), tcp);
+            serve_mesh(&ctx, default_port, app_ip, io, client, drain).await
         }
         _ if config.inbound_mode == InboundMode::Strict => {
             metrics.connection(Direction::Inbound, ConnKind::Refused);
@@ -89,12 +92,14 @@ pub async fn serve(
             let Some(port) = default_port else {
                 return no_port(client);
             };
-            forward_tcp(&ctx, port, Prefixed::new(buf.freeze(), tcp)).await;
+            let app = SocketAddr::new(app_ip, port);
+            forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp)).await;
         }
         First::Plain => {
             let Some(port) = default_port else {
                 return no_port(client);
             };
+            let app = SocketAddr::new(app_ip, port);
             let detected = match detect::detect_buffered(&mut tcp, buf, deadline).await {
                 Ok(d) => d,
                 Err(_) => return,
@@ -102,9 +107,29 @@ pub async fn serve(
             if detected.timed_out {
                 metrics.detect_timeouts.inc();
             }
-            let io = Prefixed::new(detected.buffered.freeze(), tcp);
-            let svc = InboundHttp::new(ctx.clone(), None, Some(port));
-            let res = match detected.protocol {
+            let (protocol, buffered) = if detected.is_silent() {
+                let Some(upstream) = connect_app(&ctx, app).await else {
+                    return;
+                };
+                let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
+                match first_speaker::settle(&mut tcp, upstream, deadline).await {
+                    Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
+                    Ok(Settled::Opaque { pending, upstream }) => {
+                        metrics.connection(Direction::Inbound, ConnKind::Tcp);
+                        splice(app, Prefixed::new(pending.freeze(), tcp), upstream).await;
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(%client, error = %e, "connection failed while waiting for a first byte");
+                        return;
+                    }
+                }
+            } else {
+                (detected.protocol, detected.buffered)
+            };
+            let io = Prefixed::new(buffered.freeze(), tcp);
+            let svc = InboundHttp::new(ctx.clone(), None, Some(port), app_ip);
+            let res = match protocol {
                 Protocol::Http1 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http1);
                     crate::http::server::serve_h1(
@@ -122,7 +147,7 @@ pub async fn serve(
                 }
                 Protocol::Opaque => {
                     metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                    forward_tcp(&ctx, port, io).await;
+                    forward_tcp(&ctx, app, io).await;
                     Ok(())
                 }
             };
@@ -144,6 +169,7 @@ fn hyper_svc(svc: InboundHttp) -> hyper_util::service::TowerToHyperService<Inbou
 async fn serve_mesh(
     ctx: &Arc<Ctx>,
     default_port: Option<u16>,
+    app_ip: IpAddr,
     io: Prefixed<TcpStream>,
     client: SocketAddr,
     drain: drain::Watch,
@@ -175,7 +201,7 @@ async fn serve_mesh(
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     debug!(%client, peer = %peer.identity, "mesh connection established");
-    let svc = InboundHttp::new(ctx.clone(), Some(peer), default_port);
+    let svc = InboundHttp::new(ctx.clone(), Some(peer), default_port, app_ip);
     let res = match alpn.as_deref() {
         Some(tls::ALPN_H2) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH2);
@@ -194,7 +220,7 @@ async fn serve_mesh(
         }
         Some(tls::ALPN_TCP) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshTcp);
-            serve_mesh_tcp(ctx, tls, client).await;
+            serve_mesh_tcp(ctx, tls, app_ip, client).await;
             Ok(())
         }
         _ => {
@@ -208,7 +234,7 @@ async fn serve_mesh(
 }
 
 /// A `sinew/tcp` stream: read the header naming the app port, then splice.
-async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, client: SocketAddr)
+async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, app_ip: IpAddr, client: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -226,21 +252,34 @@ where
         warn!(%client, "mesh TCP stream names port 0; closing");
         return;
     }
-    forward_tcp(ctx, port, io).await;
+    forward_tcp(ctx, SocketAddr::new(app_ip, port), io).await;
 }
 
-async fn forward_tcp<I>(ctx: &Ctx, port: u16, mut io: I)
+async fn forward_tcp<I>(ctx: &Ctx, app: SocketAddr, io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if let Some(upstream) = connect_app(ctx, app).await {
+        splice(app, io, upstream).await;
+    }
+}
+
+async fn connect_app(ctx: &Ctx, app: SocketAddr) -> Option<TcpStream> {
     let timeout = ctx.config().timeouts.connect;
-    match crate::http::client::connect_tcp(addr, timeout).await {
-        Ok(mut app) => {
-            if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut app).await {
-                debug!(%addr, error = %e, "inbound TCP stream ended with an error");
-            }
+    match crate::http::client::connect_tcp_from(app, Some(APP_SOURCE.into()), timeout).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            info!(%app, error = %e, "cannot reach the app");
+            None
         }
-        Err(e) => info!(%addr, error = %e, "cannot reach the app"),
+    }
+}
+
+async fn splice<I>(app: SocketAddr, mut io: I, mut upstream: TcpStream)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut upstream).await {
+        debug!(%app, error = %e, "inbound TCP stream ended with an error");
     }
 }

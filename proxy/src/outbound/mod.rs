@@ -15,6 +15,7 @@ use crate::config::ServiceProtocol;
 use crate::ctx::Ctx;
 use crate::detect::{self, Protocol};
 use crate::drain;
+use crate::first_speaker::{self, Settled};
 use crate::io::Prefixed;
 use crate::metrics::{ConnKind, Direction};
 use bytes::Bytes;
@@ -70,10 +71,16 @@ pub async fn serve(
         tcp::passthrough(&ctx, dst, Prefixed::new(Bytes::new(), tcp)).await;
         return;
     };
-    let opaque = svc.protocol == ServiceProtocol::Tcp || config.is_opaque_port(dst.port());
-    if opaque {
+    // A port declared HTTP is served as HTTP whatever arrives (hyper answers 400 or 408); only
+    // undeclared ports fall back to opaque TCP, and only for bytes that cannot be a request.
+    let declared_http = matches!(
+        svc.protocol,
+        ServiceProtocol::Http1 | ServiceProtocol::Http2
+    );
+    if !declared_http && (svc.protocol == ServiceProtocol::Tcp || config.is_opaque_port(dst.port()))
+    {
         metrics.connection(Direction::Outbound, ConnKind::Tcp);
-        tcp::forward(&ctx, &svc, Prefixed::new(Bytes::new(), tcp)).await;
+        tcp::forward(&ctx, &svc, tcp).await;
         return;
     }
     let detected = match detect::detect(&mut tcp, config.timeouts.detect).await {
@@ -86,10 +93,33 @@ pub async fn serve(
     if detected.timed_out {
         metrics.detect_timeouts.inc();
     }
-    let io = Prefixed::new(detected.buffered.freeze(), tcp);
+    let (protocol, buffered) = match detected.protocol {
+        Protocol::Opaque if declared_http => (Protocol::Http1, detected.buffered),
+        Protocol::Opaque if detected.is_silent() => {
+            let Some(upstream) = tcp::connect(&ctx, &svc).await else {
+                return;
+            };
+            let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
+            match first_speaker::settle(&mut tcp, upstream, deadline).await {
+                Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
+                Ok(Settled::Opaque { pending, upstream }) => {
+                    metrics.connection(Direction::Outbound, ConnKind::Tcp);
+                    let io = Prefixed::new(pending.freeze(), tcp);
+                    tcp::splice(&svc, io, upstream).await;
+                    return;
+                }
+                Err(e) => {
+                    debug!(%client, error = %e, "connection failed while waiting for a first byte");
+                    return;
+                }
+            }
+        }
+        protocol => (protocol, detected.buffered),
+    };
+    let io = Prefixed::new(buffered.freeze(), tcp);
     let http = OutboundHttp::new(ctx.clone(), svc.clone(), dst);
     let svc_hyper = hyper_util::service::TowerToHyperService::new(http);
-    let res = match detected.protocol {
+    let res = match protocol {
         Protocol::Http1 => {
             metrics.connection(Direction::Outbound, ConnKind::Http1);
             crate::http::server::serve_h1(io, svc_hyper, config.limits, config.timeouts, drain)

@@ -112,6 +112,8 @@ pub struct MeshOptions {
     pub drain: std::time::Duration,
     pub max_header_bytes: u32,
     pub header_read: std::time::Duration,
+    /// B's address, as a pod IP: its inbound listener binds it and A dials it.
+    pub pod_ip: &'static str,
 }
 
 impl MeshOptions {
@@ -125,6 +127,7 @@ impl MeshOptions {
             drain: std::time::Duration::from_secs(5),
             max_header_bytes: 0,
             header_read: std::time::Duration::from_secs(10),
+            pod_ip: "127.0.0.1",
         }
     }
 }
@@ -176,7 +179,7 @@ impl Mesh {
             } as i32,
             listeners: vec![pb::Listener {
                 name: "inbound".into(),
-                address: "127.0.0.1:0".into(),
+                address: format!("{}:0", o.pod_ip),
                 direction: pb::Direction::Inbound as i32,
                 fixed_destination: String::new(),
                 app_port: o.app_port as u32,
@@ -202,7 +205,7 @@ impl Mesh {
                 addresses: vec![SERVICE_ADDR.into()],
                 protocol: o.protocol as i32,
                 endpoints: vec![pb::Endpoint {
-                    address: format!("127.0.0.1:{}", o.app_port),
+                    address: format!("{}:{}", o.pod_ip, o.app_port),
                     identity: o.expect.clone(),
                     mesh_port: b_inbound.port() as u32,
                     labels: Default::default(),

@@ -45,6 +45,8 @@ const TOOLS: [&str; 7] = [
     "setpriv",
     "python3",
 ];
+/// A second app in pod b, listening on 127.0.0.1 only.
+const PRIVATE_PORT: u16 = 8081;
 /// Start-up of a debug-build proxy and of Python, with room for a loaded CI machine.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +77,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
         sys.stderr.write("peer=%s probe=%s %s\n" % (self.client_address[0], probe, fmt % args))
 
 
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Echo).serve_forever()
+bind = sys.argv[2] if len(sys.argv) > 2 else "0.0.0.0"
+http.server.ThreadingHTTPServer((bind, int(sys.argv[1])), Echo).serve_forever()
 "#;
 
 #[test]
@@ -249,12 +252,13 @@ fn intercepted_pod_to_pod_http_carries_the_caller_identity_and_crosses_the_bridg
         "XFCC names the receiving proxy: {xfcc}"
     );
     eprintln!("pod b's app got XFCC: {xfcc}");
-    // B's proxy, not A's, delivered it: the app saw a loopback peer.
+    // B's proxy, not A's, delivered it, on the pod IP from its own source address (127.0.0.6,
+    // which `sinew-proxy init` keeps from being redirected back into the proxy).
     let app_log = bed.log("app-b");
     assert!(
         app_log
             .lines()
-            .any(|l| l.starts_with(&format!("peer=127.0.0.1 probe={probe} "))),
+            .any(|l| l.starts_with(&format!("peer=127.0.0.6 probe={probe} "))),
         "app log: {app_log}"
     );
 
@@ -280,6 +284,49 @@ fn intercepted_pod_to_pod_http_carries_the_caller_identity_and_crosses_the_bridg
     bed.stop("tcpdump", "INT", Duration::from_secs(10));
     let bytes = std::fs::read(&capture).expect("read the capture");
     check_wire(&bytes, &a, &b, &probe);
+
+    // An app listening on 127.0.0.1 only is private to its pod, as under Istio since 1.10: pod
+    // a's plaintext request to b's pod IP on that port is answered 503 by b's proxy.
+    bed.spawn(
+        "private-b",
+        &b.netns,
+        Some(APP_UID),
+        tools.path("python3"),
+        &[&"-u", &app, &PRIVATE_PORT.to_string(), &"127.0.0.1"],
+    );
+    let private_url = format!("http://127.0.0.1:{PRIVATE_PORT}/");
+    wait_until("private-b listening", START_TIMEOUT, || {
+        bed.ensure_running("private-b")?;
+        curl_ok(&bed, &tools, &b, &private_url)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = bed.exec(
+        &a.netns,
+        Some(APP_UID),
+        tools.path("curl"),
+        &[
+            &"-q",
+            &"-sS",
+            &"--noproxy",
+            &"*",
+            &"--max-time",
+            &REQUEST_MAX_SECS.to_string(),
+            &"-o",
+            &"/dev/null",
+            &"-w",
+            &"%{http_code}",
+            &format!("http://{}:{PRIVATE_PORT}/", b.ip),
+        ],
+        Duration::from_secs(REQUEST_MAX_SECS + 10),
+    );
+    assert_eq!(text(&out.stdout), "503", "{}", text(&out.stderr));
+    assert!(
+        bed.log("private-b")
+            .lines()
+            .all(|l| l.starts_with("peer=127.0.0.1 ")),
+        "only pod b itself reached the private app: {}",
+        bed.log("private-b")
+    );
 
     // Teardown is part of the contract: nothing of ours may outlive the test.
     let namespaces = bed.namespaces();

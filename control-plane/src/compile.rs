@@ -8,7 +8,7 @@
 use crate::registry::Snapshot;
 use prost::Message;
 use sinew_proto::config::v1 as pb;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -25,6 +25,8 @@ pub struct Index {
     /// The registry generation this was built from.
     pub generation: u64,
     by_name: HashMap<String, Arc<Versioned>>,
+    /// Each pod's own ports as the Services selecting it declare them, by (namespace, pod).
+    inbound: HashMap<(String, String), Vec<pb::InboundPort>>,
 }
 
 // === impl Index ===
@@ -32,7 +34,23 @@ pub struct Index {
 impl Index {
     pub fn build(snapshot: &Snapshot, trust_domain: &str) -> Self {
         let mut by_name = HashMap::new();
+        let mut declared: HashMap<(String, String), BTreeMap<u32, i32>> = HashMap::new();
         for r in snapshot.service_resources(trust_domain) {
+            for (pod, port) in r.pod_ports {
+                let ports = declared.entry((r.namespace.clone(), pod)).or_default();
+                // A declaration beats silence; two Services declaring one pod port differently
+                // cancel out and it is sniffed.
+                let detect = pb::Protocol::Detect as i32;
+                let declared = r.service.protocol;
+                ports
+                    .entry(u32::from(port))
+                    .and_modify(|p| match (*p == detect, declared == detect) {
+                        (true, _) => *p = declared,
+                        (false, false) if *p != declared => *p = detect,
+                        _ => {}
+                    })
+                    .or_insert(declared);
+            }
             let service = r.service;
             let versioned = Arc::new(Versioned {
                 version: version_of(&service.encode_to_vec()),
@@ -42,10 +60,29 @@ impl Index {
                 by_name.insert(name, versioned.clone());
             }
         }
+        let inbound = declared
+            .into_iter()
+            .map(|(pod, ports)| {
+                let ports = ports
+                    .into_iter()
+                    .filter(|(_, protocol)| *protocol != pb::Protocol::Detect as i32)
+                    .map(|(port, protocol)| pb::InboundPort { port, protocol })
+                    .collect();
+                (pod, ports)
+            })
+            .collect();
         Self {
             generation: snapshot.generation(),
             by_name,
+            inbound,
         }
+    }
+
+    /// The declared protocols of a pod's own ports, by port (ports left to detection omitted).
+    pub fn inbound_ports(&self, namespace: &str, pod: &str) -> &[pb::InboundPort] {
+        self.inbound
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Versioned>> {
@@ -111,5 +148,52 @@ mod tests {
         for i in 1..20 {
             assert_eq!(versions(i), first);
         }
+    }
+
+    #[test]
+    fn a_pods_own_ports_carry_the_protocol_its_services_declare() {
+        let yaml = "\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  clusterIP: 10.0.0.1
+  ports:
+  - {name: http-web, port: 80, targetPort: 8080}
+  - {name: db, port: 5000, targetPort: 5000, appProtocol: tcp}
+  - {name: metrics, port: 9090, targetPort: metrics}
+  - {name: other, port: 7000}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-grpc}
+spec:
+  selector: {app: web}
+  clusterIP: 10.0.0.2
+  ports:
+  - {name: grpc, port: 80, targetPort: 8080}
+  - {name: http-metrics, port: 9090, targetPort: 9191}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, labels: {app: web}}
+spec: {containers: [{name: app, image: x, ports: [{name: metrics, containerPort: 9191}]}]}
+status: {podIP: 10.1.0.1}
+";
+        let snapshot = Snapshot::from_yaml("web.yaml", yaml).unwrap();
+        let index = Index::build(&snapshot, "cluster.local");
+        let ports: Vec<(u32, pb::Protocol)> = index
+            .inbound_ports("default", "web-0")
+            .iter()
+            .map(|p| (p.port, pb::Protocol::try_from(p.protocol).unwrap()))
+            .collect();
+        // 8080: http-web and grpc disagree, so it is sniffed (left out); 9191: declared HTTP by
+        // one Service and not by the other; 7000: nothing declared.
+        assert_eq!(
+            ports,
+            [(5000, pb::Protocol::Tcp), (9191, pb::Protocol::Http1)]
+        );
+        assert!(index.inbound_ports("default", "web-1").is_empty());
     }
 }

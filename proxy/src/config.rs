@@ -62,6 +62,8 @@ pub struct Config {
     services: HashMap<SocketAddr, Arc<Service>>,
     opaque_ports: PortSet,
     excluded_outbound_ports: PortSet,
+    /// This pod's own ports with a declared protocol.
+    inbound_ports: HashMap<u16, ServiceProtocol>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub admin: AdminAddrs,
@@ -338,6 +340,18 @@ impl Config {
         for (i, p) in msg.excluded_outbound_ports.iter().enumerate() {
             excluded.push(port(&format!("excludedOutboundPorts[{i}]"), *p)?);
         }
+        let mut inbound_ports = HashMap::new();
+        for (i, p) in msg.inbound_ports.iter().enumerate() {
+            let field = format!("inboundPorts[{i}]");
+            let number = port(&format!("{field}.port"), p.port)?;
+            let protocol = protocol(&format!("{field}.protocol"), p.protocol)?;
+            if inbound_ports.insert(number, protocol).is_some() {
+                return Err(invalid(
+                    format!("{field}.port"),
+                    format!("port {number} is listed twice"),
+                ));
+            }
+        }
 
         let t = msg.timeouts.unwrap_or_default();
         let timeouts = Timeouts {
@@ -449,6 +463,7 @@ impl Config {
             services,
             opaque_ports: PortSet::new(opaque),
             excluded_outbound_ports: PortSet::new(excluded),
+            inbound_ports,
             timeouts,
             limits,
             admin,
@@ -467,19 +482,31 @@ impl Config {
     pub fn is_excluded_outbound_port(&self, port: u16) -> bool {
         self.excluded_outbound_ports.contains(port)
     }
+
+    /// How this pod's own `port` is declared (Detect when nothing says).
+    pub fn inbound_protocol(&self, port: u16) -> ServiceProtocol {
+        self.inbound_ports
+            .get(&port)
+            .copied()
+            .unwrap_or(ServiceProtocol::Detect)
+    }
+}
+
+fn protocol(field: &str, p: i32) -> Result<ServiceProtocol, ConfigError> {
+    Ok(match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Detect) => ServiceProtocol::Detect,
+        Ok(pb::Protocol::Http1) => ServiceProtocol::Http1,
+        Ok(pb::Protocol::Http2 | pb::Protocol::Grpc) => ServiceProtocol::Http2,
+        Ok(pb::Protocol::Tcp) => ServiceProtocol::Tcp,
+        Err(_) => return Err(invalid(field, "unknown protocol")),
+    })
 }
 
 fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
     if s.name.is_empty() {
         return Err(invalid(format!("{field}.name"), "required"));
     }
-    let protocol = match pb::Protocol::try_from(s.protocol) {
-        Ok(pb::Protocol::Detect) => ServiceProtocol::Detect,
-        Ok(pb::Protocol::Http1) => ServiceProtocol::Http1,
-        Ok(pb::Protocol::Http2 | pb::Protocol::Grpc) => ServiceProtocol::Http2,
-        Ok(pb::Protocol::Tcp) => ServiceProtocol::Tcp,
-        Err(_) => return Err(invalid(format!("{field}.protocol"), "unknown protocol")),
-    };
+    let protocol = protocol(&format!("{field}.protocol"), s.protocol)?;
     let mut endpoints = Vec::with_capacity(s.endpoints.len());
     for (i, e) in s.endpoints.iter().enumerate() {
         let f = format!("{field}.endpoints[{i}]");

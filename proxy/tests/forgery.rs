@@ -339,3 +339,24 @@ async fn an_app_listening_on_localhost_only_is_not_reachable_through_the_pod_ip(
         public.seen()
     );
 }
+
+/// A port its Services declare HTTP is HTTP whatever arrives: bytes that are not HTTP are
+/// answered 400 by the proxy and never reach the app as a stream.
+#[tokio::test]
+async fn a_port_declared_http_never_passes_bytes_through() {
+    let mut app = RawApp::start("127.0.0.1:0").await;
+    let mut o = MeshOptions::new(app.addr.port());
+    o.app_protocol = sinew_proto::config::v1::Protocol::Http1;
+    o.header_read = Duration::from_millis(500);
+    let mesh = Mesh::with(o).await;
+    let out = raw_exchange(mesh.inbound(), b"\x00\x01\x02\x03 not http\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    // A silent client is not handed to the app either: the proxy closes it at the header timeout.
+    let mut silent = TcpStream::connect(mesh.inbound()).await.unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "");
+    app.wait_idle().await;
+    assert_eq!(app.seen(), "", "nothing reached the app");
+    // Mesh traffic to the port is HTTP as ever.
+    let out = raw_exchange(mesh.outbound(), b"GET / HTTP/1.1\r\nHost: s\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

@@ -24,6 +24,8 @@ pub struct ServiceResource {
     /// `<name>.<namespace>.svc.cluster.local:<port>`.
     pub names: Vec<String>,
     pub service: Service,
+    /// The pods behind the endpoints and the port each one serves this on: (pod, target port).
+    pub pod_ports: Vec<(String, u16)>,
 }
 
 /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
@@ -107,6 +109,7 @@ fn resource(
 ) -> ServiceResource {
     let vip = svc.vip.map(|ip| SocketAddr::new(ip, port.port).to_string());
     let host = format!("{}:{}", svc.fqdn(), port.port);
+    let mut pod_ports = Vec::new();
     let mut endpoints: Vec<(SocketAddr, Endpoint)> = selected
         .iter()
         .filter_map(|pod| {
@@ -116,6 +119,7 @@ fn resource(
                 TargetPort::Name(name) => pod.container_port(name)?,
             };
             let address = SocketAddr::new(ip, target);
+            pod_ports.push((pod.name.clone(), target));
             let (identity, mesh_port) = if pod.meshed {
                 let id = spiffe_identity(trust_domain, &pod.namespace, &pod.service_account);
                 (id, u32::from(MESH_INBOUND_PORT))
@@ -147,6 +151,7 @@ fn resource(
             endpoints: endpoints.into_iter().map(|(_, e)| e).collect(),
             protocol: port.protocol as i32,
         },
+        pod_ports,
     }
 }
 

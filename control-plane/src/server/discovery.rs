@@ -51,12 +51,14 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         let (tx, mut rx) = mpsc::channel(16);
         let session = Session {
             caller: format!("{}/{}", caller.namespace, caller.service_account),
+            namespace: caller.namespace.clone(),
             pod: caller.pod.clone().unwrap_or_default(),
             index: self.index.clone(),
             bundle: self.bundle.clone(),
             settings: self.settings.clone(),
             status: self.status.clone(),
             nonces: self.nonces.clone(),
+            settings_sent: None,
             sent: HashMap::new(),
             pending: HashMap::new(),
             tx,
@@ -76,12 +78,16 @@ enum Sent {
 
 struct Session {
     caller: String,
+    /// The verified caller's namespace and pod: whose inbound ports the settings describe.
+    namespace: String,
     pod: String,
     index: watch::Receiver<Arc<Index>>,
     bundle: watch::Receiver<Arc<Vec<String>>>,
     settings: pb::ProxySettings,
     status: Arc<MeshStatus>,
     nonces: Arc<AtomicU64>,
+    /// The version of the settings last sent.
+    settings_sent: Option<String>,
     /// Subscribed names and what was last sent for each (None: not answered yet).
     sent: HashMap<String, Option<Sent>>,
     /// Responses awaiting ACK/NACK, by nonce: the names they carried.
@@ -193,11 +199,8 @@ impl Session {
     async fn send_base(&mut self, known_bundle: Option<String>) -> Result<(), Status> {
         let roots = self.bundle.borrow_and_update().clone();
         let bundle_version = crate::compile::version_of(roots.join("").as_bytes());
-        let mut resources = vec![pb::Resource {
-            name: SETTINGS.into(),
-            version: crate::compile::version_of(&prost::Message::encode_to_vec(&self.settings)),
-            kind: Some(ResourceKind::Settings(self.settings.clone())),
-        }];
+        let index = self.index.borrow().clone();
+        let mut resources = vec![self.settings_resource(&index)];
         if known_bundle.as_deref() != Some(bundle_version.as_str()) {
             resources.push(pb::Resource {
                 name: TRUST_BUNDLE.into(),
@@ -216,10 +219,29 @@ impl Session {
         .await
     }
 
-    /// Answers unanswered names and re-sends names whose version changed.
+    /// This proxy's settings: the mesh-wide ones plus its pod's declared inbound ports.
+    fn settings_resource(&mut self, index: &Index) -> pb::Resource {
+        let mut settings = self.settings.clone();
+        settings.inbound_ports = index.inbound_ports(&self.namespace, &self.pod).to_vec();
+        let version = crate::compile::version_of(&prost::Message::encode_to_vec(&settings));
+        self.settings_sent = Some(version.clone());
+        pb::Resource {
+            name: SETTINGS.into(),
+            version,
+            kind: Some(ResourceKind::Settings(settings)),
+        }
+    }
+
+    /// Answers unanswered names and re-sends names whose version changed (and the settings,
+    /// when this pod's declared ports changed).
     async fn push_changes(&mut self, id: u64) -> Result<(), Status> {
         let index = self.index.borrow_and_update().clone();
         let mut resources = Vec::new();
+        let sent_settings = self.settings_sent.clone();
+        let settings = self.settings_resource(&index);
+        if sent_settings.as_ref() != Some(&settings.version) {
+            resources.push(settings);
+        }
         let mut removed = Vec::new();
         for (name, sent) in self.sent.iter_mut() {
             let now = match index.get(name) {

@@ -82,6 +82,11 @@ fn errors_name_the_field_and_the_reason() {
             "listeners[0].fixedDestination",
         ),
         ("opaquePorts: [70000]", "opaquePorts[0]"),
+        (
+            "inboundPorts: [{port: 80, protocol: HTTP1}, {port: 80, protocol: TCP}]",
+            "inboundPorts[1].port",
+        ),
+        ("inboundPorts: [{port: 0}]", "inboundPorts[0].port"),
         ("timeouts: {drain: 0s}", "timeouts.drain"),
         ("tls: {certFile: /x}", "tls.keyFile"),
         (
@@ -114,4 +119,13 @@ fn round_robin_visits_every_endpoint() {
     let picks: Vec<_> = (0..4).map(|_| s.pick().unwrap().addr.port()).collect();
     assert_eq!(picks.len(), 4);
     assert_ne!(s.pick().unwrap().addr, s.pick().unwrap().addr);
+}
+
+#[test]
+fn inbound_ports_say_how_each_own_port_is_declared() {
+    let c =
+        parse("inboundPorts: [{port: 8080, protocol: GRPC}, {port: 5432, protocol: TCP}]").unwrap();
+    assert_eq!(c.inbound_protocol(8080), ServiceProtocol::Http2);
+    assert_eq!(c.inbound_protocol(5432), ServiceProtocol::Tcp);
+    assert_eq!(c.inbound_protocol(9090), ServiceProtocol::Detect);
 }

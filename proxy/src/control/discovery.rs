@@ -326,6 +326,16 @@ fn merge(
                     merged.inbound_mode = s.inbound_mode;
                 }
                 merged.opaque_ports.extend(s.opaque_ports.iter().copied());
+                // A port the bootstrap file declares stays as the file says.
+                let mut ports: Vec<cfg::InboundPort> = s
+                    .inbound_ports
+                    .iter()
+                    .filter(|p| !base.inbound_ports.iter().any(|b| b.port == p.port))
+                    .cloned()
+                    .collect();
+                ports.sort_by_key(|p| p.port);
+                ports.dedup_by_key(|p| p.port);
+                merged.inbound_ports.extend(ports);
             }
             _ => {}
         }
@@ -425,13 +435,49 @@ mod tests {
     }
 
     #[test]
+    fn declared_inbound_ports_come_from_the_control_plane_unless_the_file_names_the_port() {
+        let port = |port: u32, protocol: cfg::Protocol| cfg::InboundPort {
+            port,
+            protocol: protocol as i32,
+        };
+        let mut held = BTreeMap::new();
+        held.insert(
+            "settings".to_string(),
+            pb::Resource {
+                name: "settings".into(),
+                version: "1".into(),
+                kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                    inbound_ports: vec![
+                        port(8080, cfg::Protocol::Http1),
+                        port(5432, cfg::Protocol::Http1),
+                    ],
+                    ..Default::default()
+                })),
+            },
+        );
+        let file = cfg::ProxyConfig {
+            inbound_ports: vec![port(5432, cfg::Protocol::Tcp)],
+            ..Default::default()
+        };
+        let merged = merge(&file, &held, "1");
+        assert_eq!(
+            merged.inbound_ports,
+            [
+                port(5432, cfg::Protocol::Tcp),
+                port(8080, cfg::Protocol::Http1)
+            ]
+        );
+        assert!(Config::from_proto(merged).is_ok());
+    }
+
+    #[test]
     fn settings_never_relax_a_static_strict_mode() {
         let settings = |mode: cfg::InboundMode| pb::Resource {
             name: "settings".into(),
             version: "1".into(),
             kind: Some(ResourceKind::Settings(pb::ProxySettings {
                 inbound_mode: mode as i32,
-                opaque_ports: vec![],
+                ..Default::default()
             })),
         };
         let strict_file = cfg::ProxyConfig {

@@ -13,7 +13,7 @@ mod http;
 
 pub use self::http::InboundHttp;
 
-use crate::config::InboundMode;
+use crate::config::{InboundMode, ServiceProtocol};
 use crate::ctx::Ctx;
 use crate::detect::{self, Protocol};
 use crate::drain;
@@ -100,6 +100,13 @@ pub async fn serve(
                 return no_port(client);
             };
             let app = SocketAddr::new(app_ip, port);
+            let declared = config.inbound_protocol(port);
+            if declared == ServiceProtocol::Tcp {
+                metrics.connection(Direction::Inbound, ConnKind::Tcp);
+                forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp)).await;
+                return;
+            }
+            let declared_http = matches!(declared, ServiceProtocol::Http1 | ServiceProtocol::Http2);
             let detected = match detect::detect_buffered(&mut tcp, buf, deadline).await {
                 Ok(d) => d,
                 Err(_) => return,
@@ -107,25 +114,28 @@ pub async fn serve(
             if detected.timed_out {
                 metrics.detect_timeouts.inc();
             }
-            let (protocol, buffered) = if detected.is_silent() {
-                let Some(upstream) = connect_app(&ctx, app).await else {
-                    return;
-                };
-                let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
-                match first_speaker::settle(&mut tcp, upstream, deadline).await {
-                    Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
-                    Ok(Settled::Opaque { pending, upstream }) => {
-                        metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                        splice(app, Prefixed::new(pending.freeze(), tcp), upstream).await;
+            let (protocol, buffered) = match detected.protocol {
+                // A port declared HTTP is HTTP whatever arrives: hyper answers 400 or 408.
+                Protocol::Opaque if declared_http => (Protocol::Http1, detected.buffered),
+                Protocol::Opaque if detected.is_silent() => {
+                    let Some(upstream) = connect_app(&ctx, app).await else {
                         return;
-                    }
-                    Err(e) => {
-                        debug!(%client, error = %e, "connection failed while waiting for a first byte");
-                        return;
+                    };
+                    let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
+                    match first_speaker::settle(&mut tcp, upstream, deadline).await {
+                        Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
+                        Ok(Settled::Opaque { pending, upstream }) => {
+                            metrics.connection(Direction::Inbound, ConnKind::Tcp);
+                            splice(app, Prefixed::new(pending.freeze(), tcp), upstream).await;
+                            return;
+                        }
+                        Err(e) => {
+                            debug!(%client, error = %e, "connection failed while waiting for a first byte");
+                            return;
+                        }
                     }
                 }
-            } else {
-                (detected.protocol, detected.buffered)
+                protocol => (protocol, detected.buffered),
             };
             let io = Prefixed::new(buffered.freeze(), tcp);
             let svc = InboundHttp::new(ctx.clone(), None, Some(port), app_ip);

@@ -114,6 +114,8 @@ pub struct MeshOptions {
     pub header_read: std::time::Duration,
     /// B's address, as a pod IP: its inbound listener binds it and A dials it.
     pub pod_ip: &'static str,
+    /// How B's app port is declared (B's `inboundPorts`).
+    pub app_protocol: pb::Protocol,
 }
 
 impl MeshOptions {
@@ -128,6 +130,7 @@ impl MeshOptions {
             max_header_bytes: 0,
             header_read: std::time::Duration::from_secs(10),
             pod_ip: "127.0.0.1",
+            app_protocol: pb::Protocol::Detect,
         }
     }
 }
@@ -187,6 +190,10 @@ impl Mesh {
             admin: local_admin(),
             timeouts,
             limits,
+            inbound_ports: vec![pb::InboundPort {
+                port: o.app_port as u32,
+                protocol: o.app_protocol as i32,
+            }],
             ..Default::default()
         })
         .await;

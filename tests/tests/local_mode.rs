@@ -699,7 +699,7 @@ fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
             Ok(())
         }
     })
-    .ok();
+    .unwrap();
     assert!(
         !leftovers(&run).is_empty(),
         "nothing left to clean: the test proves nothing"

@@ -44,8 +44,9 @@ pub struct ControlPlane {
     monitoring: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: server::Router,
-    /// Kept alive while serving: dropping it would end every discovery stream.
-    _bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
+    /// The trust bundle every discovery stream pushes: a plug-in CA reload or root rotation
+    /// publishes a new one here. Kept alive while serving: dropping it would end every stream.
+    pub bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
 }
 
 // === impl ControlPlane ===
@@ -156,7 +157,7 @@ impl ControlPlane {
             monitoring,
             tls,
             router,
-            _bundle: bundle_tx,
+            bundle: bundle_tx,
         })
     }
 
@@ -169,7 +170,7 @@ impl ControlPlane {
             Arc::new(move || registry.last_error()),
             self.index,
         ));
-        let _bundle = self._bundle;
+        let _bundle = self.bundle;
         server::serve_grpc(self.grpc, self.tls, self.router).await
     }
 }

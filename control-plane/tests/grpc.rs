@@ -244,15 +244,22 @@ async fn a_proxy_receives_only_what_it_subscribed_to() {
     c.send(Kind::Ack(pb::Ack { nonce: rsp.nonce })).await;
 
     // A change to the unsubscribed service sends nothing; a change to the subscribed one does.
+    // Proven by order: the unsubscribed change is compiled (discovery would serve it) before the
+    // subscribed one is made, so had it been sent, it would arrive first.
     let yaml = MESH_YAML
         .replace("APP_PORT", "18080")
         .replace("port: 9090", "port: 9091");
     std::fs::write(cp.registry.join("mesh.yaml"), &yaml).unwrap();
-    let nothing = tokio::time::timeout(Duration::from_millis(1500), c.rx.message()).await;
-    assert!(
-        nothing.is_err(),
-        "an unsubscribed change must not be sent: {nothing:?}"
-    );
+    eventually(
+        "the unsubscribed change compiled",
+        Duration::from_secs(10),
+        || async {
+            cp.monitoring(&format!("/debug/resolve?name={other_vip}:9091"))
+                .await
+                .starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
     let started = std::time::Instant::now();
     std::fs::write(
         cp.registry.join("mesh.yaml"),
@@ -263,6 +270,12 @@ async fn a_proxy_receives_only_what_it_subscribed_to() {
     eprintln!(
         "registry change reached the subscriber after {:?}",
         started.elapsed()
+    );
+    let names: Vec<_> = rsp.resources.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(
+        (names, rsp.removed.clone()),
+        (vec![format!("{web_vip}:8080")], vec![]),
+        "the first response after both changes carries the subscribed one only"
     );
     let Some(ResourceKind::Service(svc)) = &rsp.resources[0].kind else {
         panic!()
@@ -333,11 +346,6 @@ async fn malformed_yaml_is_reported_and_the_last_good_config_stays() {
             .contains("broken.yaml")
     })
     .await;
-    let nothing = tokio::time::timeout(Duration::from_millis(500), c.rx.message()).await;
-    assert!(
-        nothing.is_err(),
-        "bad YAML must not disturb subscribers: {nothing:?}"
-    );
     // A reconnecting proxy still gets the last good service.
     let mut again = RawClient::connect(
         &cp,
@@ -347,10 +355,29 @@ async fn malformed_yaml_is_reported_and_the_last_good_config_stays() {
         },
     )
     .await;
-    let _ = again.next().await;
+    let base = again.next().await;
+    assert!(base.resources.iter().any(|r| r.name == "settings"));
     let rsp = again.next().await;
     assert!(matches!(
         rsp.resources[0].kind,
         Some(ResourceKind::Service(_))
     ));
+    // The bad YAML sent subscribers nothing, proven by order: once the registry is good again
+    // with a change to the subscribed service, that change is the next thing they get.
+    std::fs::write(
+        cp.registry.join("mesh.yaml"),
+        MESH_YAML
+            .replace("APP_PORT", "18081")
+            .replace("port: 9090", "port: 9091"),
+    )
+    .unwrap();
+    std::fs::remove_file(cp.registry.join("broken.yaml")).unwrap();
+    let next = c.next().await;
+    assert_eq!(next.resources.len(), 1, "{next:?}");
+    assert!(next.removed.is_empty(), "{next:?}");
+    let Some(ResourceKind::Service(svc)) = &next.resources[0].kind else {
+        panic!("{next:?}")
+    };
+    assert!(svc.endpoints[0].address.ends_with(":18081"), "{next:?}");
+    assert_ne!(next.resources[0].version, first.resources[0].version);
 }

@@ -42,6 +42,7 @@ impl IsolatedCp {
                         state: cp.state.clone(),
                         registry: cp.registry.clone(),
                         tokens: cp.tokens.clone(),
+                        bundle: cp.bundle.clone(),
                     })
                     .unwrap();
                 let _ = stop_rx.await;
@@ -84,6 +85,7 @@ struct Running2 {
     state: std::path::PathBuf,
     registry: std::path::PathBuf,
     tokens: Arc<sinew_control_plane::auth::LocalTokens>,
+    bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
 }
 
 impl Running2 {
@@ -148,6 +150,7 @@ struct StartedProxy {
     addrs: Vec<(String, SocketAddr)>,
     health: SocketAddr,
     admin: SocketAddr,
+    metrics: SocketAddr,
     _task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -156,12 +159,13 @@ async fn start_proxy(msg: cfg::ProxyConfig) -> StartedProxy {
         .await
         .unwrap();
     let addrs = proxy.bound.clone();
-    let [admin, health, _] = proxy.admin_addrs;
+    let [admin, health, metrics] = proxy.admin_addrs;
     let task = tokio::spawn(proxy.run(std::future::pending()));
     let p = StartedProxy {
         addrs,
         health,
         admin,
+        metrics,
         _task: task,
     };
     eventually(
@@ -383,6 +387,86 @@ async fn request_on(tcp: &mut tokio::net::TcpStream) -> (String, String) {
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .expect("a response within 10 s")
+}
+
+/// The HTTP body of a response read by [`http_get`].
+fn body(rsp: &str) -> &str {
+    rsp.split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
+
+/// This proxy's entry in the control plane's `/debug/proxies`.
+async fn proxy_state(info: &Running2, pod: &str) -> serde_json::Value {
+    let rsp = info.get("/debug/proxies").await;
+    let all: serde_json::Value = serde_json::from_str(body(&rsp)).unwrap_or_default();
+    all["proxies"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["pod"] == pod).cloned())
+        .unwrap_or_default()
+}
+
+async fn config_dump(p: &StartedProxy) -> serde_json::Value {
+    serde_json::from_str(body(&http_get(p.admin, "/config_dump").await)).unwrap()
+}
+
+async fn config_rejections(p: &StartedProxy) -> String {
+    let rsp = http_get(p.metrics, "/metrics").await;
+    body(&rsp)
+        .lines()
+        .find_map(|l| l.strip_prefix("sinew_config_rejections_total "))
+        .unwrap_or_else(|| panic!("no sinew_config_rejections_total in {rsp}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_nacks_a_config_it_cannot_apply_and_keeps_serving_with_the_last_good_one() {
+    let m = mesh().await;
+    request(m.outbound).await.unwrap();
+    assert_eq!(config_rejections(&m.a).await, "0");
+    assert!(config_dump(&m.a).await["lastRejectedConfig"].is_null());
+    let good = m.info.bundle.borrow().clone();
+
+    // A trust bundle whose certificate does not parse (a broken plug-in CA reload, say).
+    m.info.bundle.send_replace(Arc::new(vec![
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n".into(),
+    ]));
+    eventually(
+        "the client proxy's NACK at the control plane",
+        Duration::from_secs(10),
+        || async { proxy_state(&m.info, "client-0").await["nacks"] == 1 },
+    )
+    .await;
+    let state = proxy_state(&m.info, "client-0").await;
+    let reason = state["last_nack"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("trust bundle"), "{state}");
+    // The proxy says the same, counts it, and still serves with the config and roots it had.
+    assert_eq!(config_rejections(&m.a).await, "1");
+    let dump = config_dump(&m.a).await;
+    assert_eq!(dump["lastRejectedConfig"], reason.as_str(), "{dump}");
+    assert!(
+        dump.to_string().contains("web.shop.svc.cluster.local"),
+        "{dump}"
+    );
+    request(m.outbound).await.unwrap();
+
+    // The CA's bundle again: applied and ACKed, and the rejection is cleared.
+    let acks = state["acks"].as_u64().unwrap();
+    m.info.bundle.send_replace(good);
+    eventually(
+        "the client proxy's ACK of the good bundle",
+        Duration::from_secs(10),
+        || async {
+            proxy_state(&m.info, "client-0").await["acks"]
+                .as_u64()
+                .is_some_and(|n| n > acks)
+        },
+    )
+    .await;
+    assert!(config_dump(&m.a).await["lastRejectedConfig"].is_null());
+    assert_eq!(proxy_state(&m.info, "client-0").await["nacks"], 1);
+    assert_eq!(config_rejections(&m.a).await, "1");
+    request(m.outbound).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,10 +45,24 @@ fn main() -> std::process::ExitCode {
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sinew-proxy: {e:#}");
+            eprintln!("sinew-proxy: {}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each of its causes, once. Our error types put their cause's text in their own
+/// message (so a log line reads whole), and `{:#}` would print it a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

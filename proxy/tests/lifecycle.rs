@@ -9,7 +9,7 @@ use support::*;
 
 #[tokio::test]
 async fn drain_lets_requests_in_flight_finish_then_stops_accepting() {
-    let (app, _t) = start_echo_app().await;
+    let (app, _t, seen) = start_recording_echo_app().await;
     let mut mesh = Mesh::start(app.port()).await;
     let outbound = mesh.outbound();
     let mut c = h1_client(outbound).await;
@@ -17,19 +17,11 @@ async fn drain_lets_requests_in_flight_finish_then_stops_accepting() {
         let rsp = c.send_request(get("/slow/700")).await.unwrap();
         (rsp.status(), body_string(rsp).await)
     });
-    // Wait until the request is at the app (counted as an active inbound connection at B).
-    for _ in 0..100 {
-        if metric(
-            mesh.b.metrics,
-            r#"sinew_tcp_connections_active{direction="inbound"}"#,
-        )
-        .await
-            >= 1.0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The drain must start while the request is in flight: wait until it is at the app.
+    eventually("the slow request at the app", || async {
+        seen.lock().unwrap().iter().any(|r| r == "GET /slow/700")
+    })
+    .await;
     let mut health = h1_client(mesh.a.health).await;
     assert_eq!(
         health
@@ -38,6 +30,10 @@ async fn drain_lets_requests_in_flight_finish_then_stops_accepting() {
             .unwrap()
             .status(),
         200
+    );
+    assert!(
+        !in_flight.is_finished(),
+        "the request must still be in flight when the drain starts"
     );
     let stopped = mesh.a.stop();
     let result = tokio::time::timeout(Duration::from_secs(10), stopped).await;

@@ -10,7 +10,7 @@ use sinew_tests::bins;
 use sinew_tests::host;
 use sinew_tests::local::LocalMesh;
 use sinew_tests::process::{run_bounded, wait_until};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -266,6 +266,26 @@ fn leftovers(run: &str) -> Vec<String> {
     out
 }
 
+/// Every manifest the run's control plane reads, by path, with its content.
+fn manifests(mesh: &LocalMesh) -> BTreeMap<PathBuf, String> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                out.insert(path, text);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&mesh.dir().join("manifests"), &mut out);
+    out
+}
+
 fn pids_of(state: &serde_json::Value) -> Vec<u64> {
     let mut pids = vec![state["supervisorPid"].as_u64().unwrap_or(0)];
     pids.extend(state["controlPlane"]["pid"].as_u64());
@@ -459,12 +479,19 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
         "bad.yaml",
         "apiVersion: v1\nkind: Service\nmetadata: {name: broken, namespace: shop}\nspec:\n  ports: [{port: 0}]\n",
     );
+    let manifests_before = manifests(&mesh);
+    assert!(!manifests_before.is_empty(), "the run keeps its manifests");
     let refused = mesh.ctl(&["apply", "-f", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
         err.contains(&format!("{}: document 0 (line", bad.display())),
         "{err}"
+    );
+    assert_eq!(
+        manifests(&mesh),
+        manifests_before,
+        "a refused apply changed what the control plane reads"
     );
     assert!(get(&mesh, "shop", "client-0", "http://web.shop/").is_ok());
 
@@ -699,7 +726,7 @@ fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
             Ok(())
         }
     })
-    .ok();
+    .unwrap();
     assert!(
         !leftovers(&run).is_empty(),
         "nothing left to clean: the test proves nothing"

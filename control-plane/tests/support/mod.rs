@@ -19,6 +19,8 @@ pub struct Running {
     pub registry: PathBuf,
     pub state: PathBuf,
     pub assignments: PathBuf,
+    /// Publishes a trust bundle to every connected proxy.
+    pub bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -103,6 +105,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
     .await
     .expect("control plane starts");
     let (grpc, monitoring, tokens) = (cp.grpc_addr, cp.monitoring_addr, cp.tokens.clone());
+    let bundle = cp.bundle.clone();
     let task = tokio::spawn(cp.serve());
     Running {
         dir,
@@ -112,6 +115,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
         registry,
         state,
         assignments: assignments_file,
+        bundle,
         task,
     }
 }

@@ -395,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_resource_is_refused_with_the_reason_and_nothing_changes() {
+    fn an_invalid_resource_is_refused_with_the_reason() {
         let held = BTreeMap::new();
         let err = prepare(
             &cfg::ProxyConfig::default(),
@@ -416,7 +416,6 @@ mod tests {
             err.contains("identity") && err.contains("not-a-spiffe-id"),
             "{err}"
         );
-        assert!(held.is_empty());
         let err = prepare(
             &cfg::ProxyConfig::default(),
             &held,
@@ -432,6 +431,103 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("trust bundle"), "{err}");
+    }
+
+    /// A client whose stream is never opened: only [`Client::apply`] is driven.
+    fn client() -> (Client, Arc<Ctx>, crate::testing::TempDir) {
+        let dir = crate::testing::TempDir::new("discovery");
+        let root = dir.path().join("root.pem");
+        std::fs::write(&root, crate::testing::TestCa::new("discovery").root_pem()).unwrap();
+        let cp = ControlPlane {
+            address: "127.0.0.1:1".into(),
+            root_cert: root,
+            identity: crate::tls::Identity::parse(crate::config::DEFAULT_CONTROL_PLANE_IDENTITY)
+                .unwrap(),
+            token_file: dir.path().join("token"),
+            certificate_ttl: crate::config::DEFAULT_CERTIFICATE_TTL,
+            resolve_timeout: crate::config::DEFAULT_RESOLVE_TIMEOUT,
+            pod: "client-0".into(),
+            namespace: "shop".into(),
+            labels: Default::default(),
+        };
+        let channel = Channel::new(&cp).unwrap();
+        let base = cfg::ProxyConfig::default();
+        let ctx = Arc::new(Ctx::new(
+            Arc::new(Config::from_proto(base.clone()).unwrap()),
+            crate::tls::Store::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        ));
+        let (_, client) = new(
+            channel,
+            cp,
+            base,
+            ctx.clone(),
+            TlsMaterial::default(),
+            watch::channel(false).0,
+        );
+        (client, ctx, dir)
+    }
+
+    #[tokio::test]
+    async fn a_rejected_response_keeps_the_last_good_config_and_says_why() {
+        let (mut client, ctx, _dir) = client();
+        let web = |endpoint: &str, identity: &str| {
+            service(
+                "web.shop.svc.cluster.local",
+                "198.18.0.10:80",
+                endpoint,
+                identity,
+            )
+        };
+        let good_id = "spiffe://cluster.local/ns/shop/sa/web";
+        client
+            .apply(rsp(vec![web("198.18.1.2:8080", good_id)], vec![]))
+            .unwrap();
+        let good = ctx.config();
+        let versions = ctx.resource_versions();
+        let held = client.resources.clone();
+        assert_eq!(ctx.last_config_error(), None);
+
+        // A change to the held service together with a resource that does not validate: the
+        // whole response is refused, the good change included.
+        let mut other = service(
+            "db",
+            "198.18.0.11:5432",
+            "198.18.1.3:5432",
+            "not-a-spiffe-id",
+        );
+        other.version = "v9".into();
+        let mut changed = web("198.18.1.9:8080", good_id);
+        changed.version = "v2".into();
+        let reason = client.apply(rsp(vec![changed, other], vec![])).unwrap_err();
+        assert!(reason.contains("not-a-spiffe-id"), "{reason}");
+        assert!(
+            Arc::ptr_eq(&good, &ctx.config()),
+            "the config in force changed"
+        );
+        assert_eq!(ctx.resource_versions(), versions);
+        assert_eq!(client.resources, held);
+        assert_eq!(ctx.last_config_error().as_deref(), Some(reason.as_str()));
+        assert_eq!(ctx.metrics.config_rejections.get(), 1);
+        let in_force = ctx.config();
+        let endpoint = in_force
+            .service(&"198.18.0.10:80".parse().unwrap())
+            .and_then(|s| s.pick())
+            .map(|e| e.addr.to_string());
+        assert_eq!(endpoint.as_deref(), Some("198.18.1.2:8080"));
+
+        // The next good response is applied and clears the rejection.
+        client
+            .apply(rsp(vec![web("198.18.1.9:8080", good_id)], vec![]))
+            .unwrap();
+        assert_eq!(ctx.last_config_error(), None);
+        assert_eq!(ctx.metrics.config_rejections.get(), 1);
+        let endpoint = ctx
+            .config()
+            .service(&"198.18.0.10:80".parse().unwrap())
+            .and_then(|s| s.pick())
+            .map(|e| e.addr.to_string());
+        assert_eq!(endpoint.as_deref(), Some("198.18.1.9:8080"));
     }
 
     #[test]

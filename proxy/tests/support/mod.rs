@@ -16,6 +16,7 @@ use sinew_proxy::config::Config;
 use sinew_proxy::testing::{TempDir, TestCa, WorkloadFiles};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -239,22 +240,38 @@ impl Mesh {
 /// A test app: echoes request bodies (streamed, trailers included) and reports what it saw in
 /// `x-seen-*` response headers. Serves HTTP/1.1 and HTTP/2 (prior knowledge) on one port.
 pub async fn start_echo_app() -> (SocketAddr, JoinHandle<()>) {
+    let (addr, task, _) = start_recording_echo_app().await;
+    (addr, task)
+}
+
+/// Every request an app received, as "METHOD path", in order of arrival.
+pub type Seen = Arc<Mutex<Vec<String>>>;
+
+/// [`start_echo_app`], also recording every request that reaches it (to prove what did not).
+pub async fn start_recording_echo_app() -> (SocketAddr, JoinHandle<()>, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let counter = seen.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            let counter = counter.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(echo);
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let line = format!("{} {}", req.method(), req.uri().path());
+                    counter.lock().unwrap().push(line);
+                    echo(req)
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .await;
             });
         }
     });
-    (addr, task)
+    (addr, task, seen)
 }
 
 type EchoBody = http_body_util::Either<Incoming, Full<Bytes>>;
@@ -387,23 +404,53 @@ pub async fn body_string(rsp: Response<Incoming>) -> String {
     String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
-/// Sends raw bytes to `addr` and reads until the peer closes (bounded by 5 s).
+/// Sends raw bytes to `addr` and reads until the peer closes; a peer that has not closed within
+/// 10 s fails the test (every caller expects the proxy to close).
 pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ =
-        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut out),
+    );
+    match read.await {
+        Ok(Ok(_)) => {}
+        // A reset after the answer is still a close; what was read before it counts.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => panic!("reading the answer: {e}"),
+        Err(_) => panic!(
+            "the peer did not close within 10 s; read so far: {}",
+            String::from_utf8_lossy(&out)
+        ),
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads a counter or gauge value from a Prometheus exposition.
+/// Reads a counter or gauge value from a Prometheus exposition. A series that is not exposed
+/// fails the test, so a renamed metric or label cannot pass as a zero.
 pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
     let mut c = h1_client(addr).await;
     let rsp = c.send_request(get("/metrics")).await.unwrap();
     let text = body_string(rsp).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no series {series} in the exposition:\n{text}"))
+}
+
+/// Waits (bounded) until `f` holds, and fails the test if it never does.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
 }

@@ -14,7 +14,8 @@
 #   files land in their checkout) with that toolchain first on PATH.
 #
 # Callers set SINEW_WHO (the prefix of every message) and SINEW_ROOT (the checkout). Tests
-# (scripts/tests/bootstrap.sh) run these functions against a PATH of stubs.
+# (scripts/tests/bootstrap.sh) run these functions against a PATH of stubs. SINEW_RUSTUP_URL
+# replaces https://sh.rustup.rs (a mirror; README); SINEW_SBIN_PATH exists for those tests.
 
 SINEW_WHO=${SINEW_WHO:-sinew}
 # A non-login root shell often lacks the sbin directories, where iptables and ip live.
@@ -257,11 +258,26 @@ sinew_build_bins() {
     done
   fi
   if [[ -n $stale ]]; then
-    sinew_say "building sinewctl, the proxy, the control plane and the demo app ($profile;" \
-      "a first build takes about $SINEW_FIRST_BUILD on 2 cores, later ones only rebuild what changed)"
+    sinew_announce_build "$profile"
     sinew_cargo build "${flags[@]}"
   else
-    # Up to date as far as file times tell: let cargo confirm, without its "Finished" line.
-    sinew_cargo build "${flags[@]}" 2>&1 | { grep -v '^ *Finished ' || true; } >&2
+    # Up to date as far as file times tell: let cargo confirm, without its "Finished" line. Cargo
+    # may still rebuild (a new toolchain, other features): then say so before its first line.
+    sinew_cargo build "${flags[@]}" 2>&1 | {
+      local line said=""
+      while IFS= read -r line; do
+        [[ $line =~ ^\ *Finished\  ]] && continue
+        if [[ -z $said && $line =~ ^\ *Compiling\  ]]; then
+          sinew_announce_build "$profile"
+          said=1
+        fi
+        printf '%s\n' "$line" >&2
+      done
+    }
   fi
+}
+
+sinew_announce_build() {
+  sinew_say "building sinewctl, the proxy, the control plane and the demo app ($1;" \
+    "a first build takes about $SINEW_FIRST_BUILD on 2 cores, later ones only rebuild what changed)"
 }

@@ -212,6 +212,19 @@ check "runs it as the caller" has "$(calls)" "sudo -u alice -H -- env"
 finish "under_sudo_the_callers_toolchain_is_found_and_run_as_them"
 
 setup; build_tools
+stub cargo "echo \"cargo-env RUSTUP_HOME=\$RUSTUP_HOME CARGO_HOME=\$CARGO_HOME\" >>'$case_dir/calls'
+echo 'cargo 1.95.0 (0000000 2026-01-01)'" "$case_dir/alice/.cargo/bin/cargo"
+stub getent "echo 'alice:x:1000:1000::$case_dir/alice:/bin/bash'"
+stub sudo 'exit 1'
+run SUDO_USER=alice SINEW_CARGO_AS_CALLER=1
+check "exit 0" test "$rc" -eq 0
+check "finds the sudo caller's toolchain" has "$out" "CARGO=$case_dir/alice/.cargo/bin/cargo "
+check "runs it as root with the caller's rustup homes" \
+  has "$(calls)" "cargo-env RUSTUP_HOME=$case_dir/alice/.rustup CARGO_HOME=$case_dir/alice/.cargo"
+check "not through sudo" lacks "$(calls)" "sudo"
+finish "test_sh_under_sudo_runs_the_callers_toolchain_as_root"
+
+setup; build_tools
 stub curl 'echo "curl: (6) Could not resolve host: sh.rustup.rs" >&2; exit 6'
 run
 check "fails" test "$rc" -ne 0

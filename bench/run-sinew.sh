@@ -107,7 +107,8 @@ BIN=$BENCH_WORK/bin/sinew-proxy
 cp "$built" "$BIN.tmp.$$" && mv -f "$BIN.tmp.$$" "$BIN"
 
 rev=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
-export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$(sha256sum "$BIN" | cut -c1-16) workers=$WORKERS log_level=$LOG_LEVEL"
+sum=$(sha256sum "$BIN" | cut -c1-16)
+export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL"
 echo "sinew-proxy: $SINEW_BENCH_BUILD_INFO" >&2
 
 q_self=$(printf %q "$SELF"); q_bin=$(printf %q "$BIN")

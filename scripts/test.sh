@@ -1,35 +1,54 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian 12 machine: installs what the tests need, then
-# formatting, lints and every test (unit, behaviour on loopback, end-to-end in network
-# namespaces). Tests that need root print "SKIPPED: ..." when run without it.
+# The whole test suite, from a bare Debian 12 or 13 machine: installs what the build and the tests
+# need (Debian packages; Rust with rustup when cargo is missing or older than the workspace needs),
+# then shellcheck and the bootstrap tests for the scripts, formatting, lints and every test (unit,
+# behaviour on loopback, end-to-end in network namespaces).
 #
-#   scripts/test.sh            # as root (CI), or as a user with sudo for the apt step
+#   scripts/test.sh                       # as root (CI): everything must run
+#   SINEW_ALLOW_SKIP=1 scripts/test.sh    # without root: the end-to-end tests skip, and are listed
 #
-# Honours CARGO_TARGET_DIR (a build cache outside the clone) and keeps to 2 build jobs.
+# An end-to-end test that cannot run (no root, a missing tool) fails unless SINEW_ALLOW_SKIP=1;
+# either way the last lines say how many tests were skipped and why. Honours CARGO_TARGET_DIR,
+# RUSTUP_TOOLCHAIN, and keeps to 2 build jobs (CARGO_BUILD_JOBS).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SINEW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export SINEW_WHO=test.sh
+# shellcheck source-path=SCRIPTDIR source=lib/bootstrap.sh
+. "$SINEW_ROOT/scripts/lib/bootstrap.sh"
+cd "$SINEW_ROOT"
 
-# Tools the end-to-end tests drive: iptables (interception), iproute2 (netns, veth, bridge),
-# tcpdump (capture on the bridge), curl (client in a pod), python3 (test app), util-linux (setpriv),
-# procps (sysctl, used by sinewctl in pods).
-need=()
-for pair in iptables:iptables iptables-restore:iptables ip:iproute2 tcpdump:tcpdump curl:curl \
-            python3:python3 setpriv:util-linux sysctl:procps; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
-done
-if ((${#need[@]})); then
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  echo "installing: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# Besides local mode's tools, the end-to-end tests drive tcpdump (capture on the bridge) and
+# python3 (test app); shellcheck checks the scripts.
+sinew_packages "${SINEW_LOCAL_MODE_TOOLS[@]}" "${SINEW_BUILD_TOOLS[@]}" tcpdump:tcpdump \
+  python3:python3 shellcheck:shellcheck
+export PATH="$PATH:$SINEW_SBIN_PATH"
+
+# The scripts first: seconds, and they are what brought this machine here.
+shellcheck -x scripts/test.sh scripts/sinewctl scripts/lib/*.sh scripts/tests/*.sh .ci/run bench/*.sh
+scripts/tests/bootstrap.sh
+
+# The tests need root, so under sudo cargo runs as root too (with the caller's toolchain).
+export SINEW_CARGO_AS_CALLER=1
+sinew_rust
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-# As root every tool above is installed, so the network-namespace tests must run, not skip.
-if [[ $(id -u) -eq 0 ]]; then export SINEW_E2E_REQUIRED=${SINEW_E2E_REQUIRED:-1}; fi
+SINEW_SKIP_REPORT=$(mktemp)
+export SINEW_SKIP_REPORT
+skip_summary() {
+  local n
+  n=$(wc -l <"$SINEW_SKIP_REPORT")
+  echo "skipped: $n tests"
+  sed 's/^/  /; s/\t/: /' "$SINEW_SKIP_REPORT"
+  rm -f "$SINEW_SKIP_REPORT"
+}
+trap skip_summary EXIT
+if [[ $(id -u) -ne 0 && ${SINEW_ALLOW_SKIP:-} != 1 ]]; then
+  sinew_say "not root: the end-to-end tests will fail; run as root, or set SINEW_ALLOW_SKIP=1 to skip them"
+fi
+
 jobs=(-j "${CARGO_BUILD_JOBS:-2}")
-cargo fmt --all -- --check
-cargo clippy "${jobs[@]}" --workspace --all-targets -- -D warnings
+sinew_cargo fmt --all -- --check
+sinew_cargo clippy "${jobs[@]}" --workspace --all-targets -- -D warnings
 # The end-to-end tests run the real binaries (sinewctl finds the others next to itself).
-cargo build "${jobs[@]}" -p sinew-proxy -p sinew-control-plane -p sinewctl -p sinew-demo --bins
-cargo test "${jobs[@]}" --workspace
+sinew_build_bins debug
+sinew_cargo test "${jobs[@]}" --workspace

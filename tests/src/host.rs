@@ -1,16 +1,22 @@
-//! What an end-to-end test needs from the machine, and the visible `SKIPPED` line when it is missing.
+//! What an end-to-end test needs from the machine, and what happens when it is missing.
 //!
 //! Promises: [`require`] either finds every tool (as an absolute path, also when the caller's `PATH`
 //! lacks the sbin directories) and confirms root, or returns one sentence naming what is missing
-//! and the Debian package that brings it. [`skip`] prints `SKIPPED: <test>: <reason>` to stderr,
-//! or fails the test when `SINEW_E2E_REQUIRED=1`, so CI cannot turn green by skipping.
+//! and the Debian package that brings it. [`skip`] fails the test with that sentence, so a test
+//! that did nothing can never look like a pass; only with `SINEW_ALLOW_SKIP=1` does it skip
+//! instead, printing `SKIPPED: <test>: <reason>` and appending `<test>\t<reason>` to the file
+//! named by `SINEW_SKIP_REPORT` (which `scripts/test.sh` lists at the end).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Set to `1` where the end-to-end tests must run (CI): a missing prerequisite fails instead.
-pub const REQUIRED_ENV: &str = "SINEW_E2E_REQUIRED";
+/// Set to `1` to let a test whose prerequisites are missing skip instead of failing.
+pub const ALLOW_SKIP_ENV: &str = "SINEW_ALLOW_SKIP";
+/// A file each skipped test appends one line to: `<test>\t<reason>`.
+pub const SKIP_REPORT_ENV: &str = "SINEW_SKIP_REPORT";
 
 /// Where tools live besides `PATH`: a non-login root shell often lacks the sbin directories.
 const EXTRA_DIRS: [&str; 5] = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -56,12 +62,47 @@ pub fn require(tools: &[&'static str]) -> Result<Tools, String> {
     }
 }
 
-/// Reports a skipped test visibly; panics instead when [`REQUIRED_ENV`] is `1`.
+/// A test that cannot run: fails it, unless [`ALLOW_SKIP_ENV`] is `1`; then prints the `SKIPPED`
+/// line, records the skip in the [`SKIP_REPORT_ENV`] file, and returns so the test can end.
+#[track_caller]
 pub fn skip(test: &str, reason: &str) {
-    if std::env::var(REQUIRED_ENV).is_ok_and(|v| v == "1") {
-        panic!("{test} cannot run ({reason}) and {REQUIRED_ENV}=1 says it must");
+    let allow = std::env::var_os(ALLOW_SKIP_ENV);
+    let report = std::env::var_os(SKIP_REPORT_ENV).filter(|p| !p.is_empty());
+    if let Err(why) = decide_skip(test, reason, allow, report.map(PathBuf::from).as_deref()) {
+        panic!("{why}");
     }
     eprintln!("SKIPPED: {test}: {reason}");
+}
+
+/// [`skip`] without the environment: `Err` is the failure message.
+fn decide_skip(
+    test: &str,
+    reason: &str,
+    allow: Option<OsString>,
+    report: Option<&Path>,
+) -> Result<(), String> {
+    if allow.as_deref() != Some("1".as_ref()) {
+        return Err(format!(
+            "{test} cannot run: {reason}. Run it as root with the tools installed \
+             (scripts/test.sh installs them), or set {ALLOW_SKIP_ENV}=1 to skip it on purpose."
+        ));
+    }
+    if let Some(report) = report {
+        // One short write with O_APPEND: lines from parallel tests do not interleave.
+        let line = format!("{test}\t{}\n", reason.replace(['\n', '\t'], " "));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(report)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| {
+                format!(
+                    "{test} skipped ({reason}) but cannot record it in {} ({SKIP_REPORT_ENV}): {e}",
+                    report.display()
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// The effective UID, from `/proc` (std has no getuid and this crate takes no libc).
@@ -135,5 +176,46 @@ mod tests {
                 || err.contains("needs root"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_test_that_cannot_run_fails_unless_skipping_is_allowed() {
+        for allow in [None, Some(OsString::from("0")), Some(OsString::from(""))] {
+            let err = decide_skip("e2e::t", "needs root", allow.clone(), None)
+                .expect_err("skipping was not allowed");
+            assert!(
+                err.contains("e2e::t")
+                    && err.contains("needs root")
+                    && err.contains("SINEW_ALLOW_SKIP=1"),
+                "{allow:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_allowed_skip_is_recorded_in_the_report_with_its_reason() {
+        let dir = std::env::temp_dir().join(format!("sinew-skip-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let report = dir.join("skipped");
+        let _ = std::fs::remove_file(&report);
+        decide_skip("e2e::a", "needs root", Some("1".into()), Some(&report)).unwrap();
+        decide_skip(
+            "e2e::b",
+            "missing tcpdump\n(x)",
+            Some("1".into()),
+            Some(&report),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&report).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text, "e2e::a\tneeds root\ne2e::b\tmissing tcpdump (x)\n");
+    }
+
+    #[test]
+    fn an_unwritable_report_fails_the_test_rather_than_losing_the_skip() {
+        let report = Path::new("/proc/sinew-no-such-dir/skipped");
+        let err = decide_skip("e2e::a", "needs root", Some("1".into()), Some(report))
+            .expect_err("the report cannot be written");
+        assert!(err.contains("SINEW_SKIP_REPORT"), "{err}");
     }
 }

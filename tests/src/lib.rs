@@ -1,6 +1,6 @@
 //! End-to-end test support: test hosts made of network namespaces, and reading what crossed them.
 //!
-//! - [`host`]: prerequisites (root, tools) and the visible `SKIPPED` line;
+//! - [`host`]: prerequisites (root, tools); a test that cannot run fails unless skipping is allowed;
 //! - [`testbed`]: pods as network namespaces on a private bridge, processes run in them, and
 //!   teardown that also runs when a test fails;
 //! - [`process`]: bounded waits and runs of child processes;

@@ -3,8 +3,8 @@
 //! plane's CA, config streamed over gRPC — and the tests talk to it only the way a user would:
 //! `sinewctl exec`, `apply`, `status`, `down`, and killing processes.
 //!
-//! Needs root, iproute2, iptables, util-linux (setpriv) and curl; without them it prints
-//! `SKIPPED: ...` and passes (fails instead with SINEW_E2E_REQUIRED=1).
+//! Needs root, iproute2, iptables, util-linux (setpriv) and curl; without them each test fails,
+//! or skips with `SINEW_ALLOW_SKIP=1` (see `sinew_tests::host`).
 
 use sinew_tests::bins;
 use sinew_tests::host;
@@ -162,7 +162,7 @@ fn prerequisites(test: &str) -> Option<PathBuf> {
     match host::require(&TOOLS) {
         Ok(_) => Some(bins::locate(&bins::LOCAL_MODE)),
         Err(reason) => {
-            host::skip(test, &reason);
+            host::skip(&format!("local_mode::{test}"), &reason);
             None
         }
     }

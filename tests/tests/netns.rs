@@ -8,7 +8,7 @@
 //! 15006 and nothing in the clear.
 //!
 //! Needs root and iproute2, iptables, tcpdump, curl, util-linux (setpriv) and python3; without
-//! them it prints `SKIPPED: ...` and passes (fails instead with SINEW_E2E_REQUIRED=1).
+//! them it fails, or skips with `SINEW_ALLOW_SKIP=1` (see `sinew_tests::host`).
 
 use sinew_proxy::testing::{TestCa, WorkloadFiles};
 use sinew_tests::bins;

@@ -309,7 +309,7 @@ fn stored_text(doc: &ManifestDoc) -> String {
         text,
         "# Applied from {} (document {}, line {}).",
         doc.origin.file.display(),
-        doc.origin.document,
+        doc.origin.document + 1,
         doc.first_line
     );
     text.push_str(body);
@@ -395,7 +395,8 @@ impl Staging {
                 let (line, after) = after.split_once(')')?;
                 let origin = Origin {
                     file: PathBuf::from(file),
-                    document: document.parse().ok()?,
+                    // Shown from 1, kept from 0.
+                    document: document.parse::<usize>().ok()?.checked_sub(1)?,
                     line: line.parse().ok()?,
                 };
                 Some((place(&origin), after))
@@ -482,7 +483,7 @@ fn staged_place(
         Some(doc) => format!(
             "{}: document {} (line {})",
             doc.origin.file.display(),
-            doc.origin.document,
+            doc.origin.document + 1,
             doc.first_line + origin.line.saturating_sub(2)
         ),
         None => match names.get(&origin.file) {
@@ -602,7 +603,7 @@ mod tests {
         let err = store.apply(&docs(&bad)).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains(&format!("{}: document 1 (line 7)", bad.display())),
+            msg.contains(&format!("{}: document 2 (line 7)", bad.display())),
             "{msg}"
         );
         assert!(
@@ -622,7 +623,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.starts_with(&format!("{}: document 0 (line", broken.display())),
+            msg.starts_with(&format!("{}: document 1 (line", broken.display())),
             "{msg}"
         );
     }
@@ -639,11 +640,11 @@ mod tests {
         let msg = store.apply(&docs(&f)).unwrap_err().to_string();
         assert!(!msg.contains(".staging-"), "{msg}");
         assert!(
-            msg.contains(&format!("{}: document 0 (line 1)", f.display())),
+            msg.contains(&format!("{}: document 1 (line 1)", f.display())),
             "{msg}"
         );
         assert!(
-            msg.contains(&format!("{}: document 1 (line 6)", f.display())),
+            msg.contains(&format!("{}: document 2 (line 6)", f.display())),
             "{msg}"
         );
     }

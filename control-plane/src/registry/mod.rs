@@ -12,8 +12,8 @@
 //! read as a manifest even when it sits inside the directory.
 //!
 //! Each file may hold several documents separated by `---`. Documents that are empty (or only
-//! comments, or `null`) are skipped and not counted; "document N" in an error is the 0-based
-//! index among the remaining ones, and the line is always given (the YAML library's own line for
+//! comments, or `null`) are skipped and not counted; "document N" in an error counts the
+//! remaining ones from 1, and the line is always given (the YAML library's own line for
 //! syntax and type errors, the document's first line for validation errors).
 //!
 //! | `apiVersion` | `kind` | becomes |

@@ -119,6 +119,26 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
     Ok(docs)
 }
 
+/// A visible warning for each object stored but not run by local mode (a ConfigMap, a
+/// VirtualService): `apply` and `up` would otherwise say `created` for something that does
+/// nothing.
+pub fn unused_warnings(docs: &[ManifestDoc]) -> Vec<String> {
+    docs.iter()
+        .filter(|d| !d.used_locally())
+        .map(|d| {
+            let place = if d.namespace.is_empty() {
+                d.name.clone()
+            } else {
+                format!("{}/{}", d.namespace, d.name)
+            };
+            format!(
+                "warning: {}: {} {place} ({}) is stored but not used by local mode",
+                d.origin, d.kind, d.api_version
+            )
+        })
+        .collect()
+}
+
 /// Kind, group, namespace and name as Kubernetes spells them (so none can climb out of the store
 /// or name another file): a DNS subdomain for names and groups, a DNS label for namespaces,
 /// letters and digits for kinds.
@@ -625,6 +645,50 @@ mod tests {
         assert!(
             msg.starts_with(&format!("{}: document 1 (line", broken.display())),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn apply_warns_about_kinds_local_mode_stores_but_does_not_run() {
+        let d = Dir::new("unused");
+        let f = d.file(
+            "mixed.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: shop}\ndata: {a: b}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        );
+        let got = unused_warnings(&read_inputs(std::slice::from_ref(&f)).unwrap());
+        assert_eq!(
+            got,
+            [format!(
+                "warning: {}: document 1 (line 1): ConfigMap shop/x (v1) is stored but not used by local mode",
+                f.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn the_demo_passes_strict_validation_and_runs_every_kind_it_has() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+        let docs = read_inputs(&[demo]).unwrap();
+        assert!(!docs.is_empty());
+        assert_eq!(unused_warnings(&docs), Vec::<String>::new());
+    }
+
+    #[test]
+    fn apply_refuses_a_misspelt_field_instead_of_saying_configured() {
+        let d = Dir::new("strict");
+        let f = d.file(
+            "d.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replica: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c}]}\n",
+        );
+        let msg = read_inputs(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{}: document 1 (line 5): Deployment \"web\": spec.replica: unknown field",
+                f.display()
+            )
         );
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use sinew_control_plane::app::{AUDIENCE, TOKEN_KEY, TRUST_BUNDLE_FILE};
 use sinew_control_plane::auth::LocalTokens;
+use sinew_control_plane::registry::SKIPPED_KIND;
 use sinew_control_plane::registry::{
     Assignments, Debounce, FileRegistry, PodEntry, Snapshot, TargetPort,
 };
@@ -91,6 +92,9 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
     if let Err(e) = Store::new(run.manifests()).apply(&docs) {
         let _ = std::fs::remove_dir_all(&run.dir);
         return Err(e);
+    }
+    for w in manifests::unused_warnings(&docs) {
+        println!("sinew: {w}");
     }
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -200,7 +204,12 @@ impl Mesh {
             first.services().len(),
             first.pods().len(),
         );
-        for w in first.warnings() {
+        // Skipped kinds were announced above against the user's own files.
+        for w in first
+            .warnings()
+            .iter()
+            .filter(|w| !w.ends_with(SKIPPED_KIND))
+        {
             println!("sinew: warning: {w}");
         }
 
@@ -384,6 +393,7 @@ impl Mesh {
 
     fn announce(&self, started: Instant) {
         let state = self.board.get();
+        let (me, flag) = (crate::invoked_as(), name_flag(&self.run));
         for p in &state.pods {
             let mesh = match (&p.identity, p.proxy_ready_ms) {
                 (Some(id), Some(ms)) => format!("{id}, proxy ready in {ms} ms"),
@@ -398,19 +408,18 @@ impl Mesh {
             println!("sinew: all {running} pods running, {elapsed:.1} s after start");
         } else {
             println!(
-                "sinew: {running} of {} pods running, {elapsed:.1} s after start; `sinewctl status` says why",
+                "sinew: {running} of {} pods running, {elapsed:.1} s after start; `{me}{flag} status` says why",
                 state.pods.len()
             );
         }
-        let flag = name_flag(&self.run);
         println!("\nTry:");
         if let Some((ns, pod, url)) = &self.try_hint {
-            println!("  sinewctl{flag} exec -n {ns} {pod} -- curl -s {url}");
-            println!("  sinewctl{flag} logs -n {ns} {pod} -c proxy");
+            println!("  {me}{flag} exec -n {ns} {pod} -- curl -s {url}");
+            println!("  {me}{flag} logs -n {ns} {pod} -c proxy");
         }
-        println!("  sinewctl{flag} status");
-        println!("  sinewctl{flag} apply -f FILE      (changes take effect live)");
-        println!("Ctrl-C (or `sinewctl{flag} down`) stops the mesh and removes everything.\n");
+        println!("  {me}{flag} status");
+        println!("  {me}{flag} apply -f FILE      (changes take effect live)");
+        println!("Ctrl-C (or `{me}{flag} down`) stops the mesh and removes everything.\n");
     }
 
     /// Keeps the addresses already assigned, gives new pods and services the next free ones,

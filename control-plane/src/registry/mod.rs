@@ -93,7 +93,7 @@ pub use self::model::{
     DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
     ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
 };
-pub use self::parse::{ManifestDoc, split_manifest};
+pub use self::parse::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
 

@@ -35,6 +35,10 @@ pub(crate) const DESTINATION_RULE_VERSIONS: [&str; 4] = [
     "sinew.dev/v1alpha1",
 ];
 
+/// How the warning about a kind the registry does not run ends (runners that announce those
+/// themselves leave these out).
+pub const SKIPPED_KIND: &str = "is not used by local mode; skipped";
+
 /// Everything read from a directory: the documents that decoded, what was wrong with the others,
 /// and what was skipped.
 #[derive(Debug, Default)]
@@ -260,7 +264,7 @@ pub(crate) fn parse_file(path: &Path, text: &str, order: &mut usize, out: &mut P
         match decode_object(&doc, &value, &origin, *order) {
             Ok(Some(object)) => out.docs.push(Doc { origin, object }),
             Ok(None) => out.warnings.push(format!(
-                "{origin}: {} {} is not used by the registry; skipped",
+                "{origin}: {} {} {SKIPPED_KIND}",
                 str_at(&value, &["apiVersion"]).unwrap_or("?"),
                 str_at(&value, &["kind"]).unwrap_or("?"),
             )),

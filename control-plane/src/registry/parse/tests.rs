@@ -73,7 +73,7 @@ fn parses_multi_document_directory_into_snapshot() {
     // Skipped kinds are warnings that say where they were.
     assert_eq!(
         snap.warnings(),
-        ["demo/app.yaml: document 7 (line 94): v1 ConfigMap is not used by the registry; skipped"]
+        ["demo/app.yaml: document 7 (line 94): v1 ConfigMap is not used by local mode; skipped"]
     );
 }
 
@@ -743,7 +743,7 @@ fn a_misspelt_kind_of_a_known_group_is_an_error_and_an_unused_kind_a_warning() {
     assert_eq!(
         snap.warnings(),
         [
-            "v.yaml: document 1 (line 1): networking.istio.io/v1 VirtualService is not used by the registry; skipped"
+            "v.yaml: document 1 (line 1): networking.istio.io/v1 VirtualService is not used by local mode; skipped"
         ]
     );
 }

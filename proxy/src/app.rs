@@ -44,6 +44,11 @@ impl Proxy {
                 info!(identity = %creds.identity, "loaded workload certificate");
                 tls::Store::new(tls::TlsState::new(creds)?)
             }
+            // Its normal start: the certificate comes later, from the control plane.
+            None if config.control_plane.is_some() => {
+                info!("starting without a certificate: asking the control plane for one");
+                tls::Store::empty()
+            }
             None => {
                 warn!("no tls configured: mesh connections are impossible in either direction");
                 tls::Store::empty()
@@ -175,17 +180,64 @@ fn spawn_control(
     };
     tokio::spawn(certifier.run());
     let base = ctx.config().source.clone();
+    let cp_address = cp.address.clone();
     let (handle, client) = discovery::new(channel, cp, base, ctx.clone(), material, has_config);
     let _ = ctx.discovery.set(handle);
     tokio::spawn(client.run());
     let admin = admin.clone();
+    let address = cp_address;
     tokio::spawn(async move {
-        let _ = cert_rx.wait_for(|v| *v).await;
-        let _ = config_rx.wait_for(|v| *v).await;
+        let (has_cert, has_config) = (cert_rx.clone(), config_rx.clone());
+        let ready = async {
+            let _ = cert_rx.wait_for(|v| *v).await;
+            let _ = config_rx.wait_for(|v| *v).await;
+        };
+        tokio::pin!(ready);
+        // Waiting is the normal start (info); only a wait that lasts is worth a warning.
+        tokio::select! {
+            () = &mut ready => {}
+            () = tokio::time::sleep(STARTUP_PATIENCE) => {
+                let missing = match (*has_cert.borrow(), *has_config.borrow()) {
+                    (false, false) => "a certificate and a config",
+                    (false, true) => "a certificate",
+                    _ => "its first config",
+                };
+                warn!(
+                    "not ready after {}s: still waiting for {missing} from the control plane at {} (is it running and reachable?)",
+                    STARTUP_PATIENCE.as_secs(),
+                    address
+                );
+                ready.await;
+            }
+        }
         admin.ready.store(true, Ordering::Release);
         admin.ctx.metrics.ready.set(1);
-        info!("proxy ready: certificate and first config received");
+        let version = admin.ctx.config().version.clone();
+        match admin.ctx.tls.current() {
+            Some(tls) => info!(
+                "ready: certificate for {} valid until {}, config version {version}",
+                tls.creds.identity.as_str(),
+                utc(tls.creds.not_after)
+            ),
+            None => info!("ready: config version {version}"),
+        }
     });
+}
+
+/// How long a proxy may wait for its certificate and first config before the wait is logged
+/// as a warning (local mode's pods get both in well under a second).
+const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `2026-12-01 23:59:00 UTC`.
+fn utc(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 async fn accept_loop(

@@ -151,6 +151,8 @@ struct Mesh {
     try_hint: Option<(String, String, String)>,
     /// The start-up summary has been printed: later pods are announced one by one.
     announced: bool,
+    /// Pods announced as starting after that, until they are announced ready.
+    starting: BTreeMap<(String, String), Instant>,
     /// Stdout is a terminal showing the live line, which events must clear first.
     live: bool,
     /// The last snapshot reconciled, and the ready pods whose addresses were last handed out.
@@ -177,6 +179,7 @@ impl Mesh {
             created_netns: false,
             try_hint: None,
             announced: false,
+            starting: BTreeMap::new(),
             live: false,
             snapshot: None,
             published_ready: BTreeSet::new(),
@@ -338,6 +341,7 @@ impl Mesh {
                 () = self.board.changed() => {
                     self.save();
                     self.republish_if_readiness_changed().await;
+                    self.announce_ready();
                     if !self.announced && self.settled() {
                         self.announced = true;
                         self.board.update(|s| s.ready = true);
@@ -518,7 +522,8 @@ impl Mesh {
         // VIP handed out early could make a proxy hear "no such service" from a control plane a
         // moment behind, and pass the request through in plaintext; a new endpoint announced
         // early would be dialled by pods but not by proxies.
-        let mut view = net_view(&snapshot.with_assignments(&published));
+        let assigned = snapshot.with_assignments(&published);
+        let mut view = net_view(&assigned);
         let changed: Vec<(String, BTreeSet<String>)> = {
             let current = self.net.as_ref().map(|n| n.borrow().clone());
             view.routes
@@ -532,7 +537,14 @@ impl Mesh {
         };
         match wait_served(&self.run.control_plane_netns(), changed).await {
             Ok(generation) => self.served_generation = self.served_generation.max(generation),
-            Err(e) => errors.push(e),
+            Err(late) => {
+                let shown: Vec<String> = late.iter().map(|n| service_at(&assigned, n)).collect();
+                errors.push(format!(
+                    "the control plane was slow to pick up new endpoints (over {}s); requests to {} may fail for a moment until it does",
+                    SERVE_WAIT.as_secs(),
+                    shown.join(", ")
+                ));
+            }
         }
         if let Some(net) = &self.net
             && !net.borrow().same_as(&view)
@@ -689,6 +701,7 @@ impl Mesh {
                             "pod {}/{} {} starting ({who})",
                             key.0, key.1, plan.ip
                         ));
+                        self.starting.insert(key.clone(), Instant::now());
                     }
                     let handle = pod::start(plan, env.clone(), net, self.board.clone());
                     self.pods.insert(key, Running { handle, digest });
@@ -717,6 +730,34 @@ impl Mesh {
                 self.report(e);
             }
         }
+    }
+
+    /// Pods started after the summary (by `apply`) say when they run, as `up` does for its
+    /// first pods: "starting" alone leaves the user guessing.
+    fn announce_ready(&mut self) {
+        if self.starting.is_empty() {
+            return;
+        }
+        let running = self.running();
+        let ready: Vec<_> = self
+            .starting
+            .keys()
+            .filter(|k| running.contains(*k))
+            .cloned()
+            .collect();
+        for key in ready {
+            if let Some(since) = self.starting.remove(&key) {
+                self.say(&format!(
+                    "pod {}/{} ready, {} ms after it started",
+                    key.0,
+                    key.1,
+                    since.elapsed().as_millis()
+                ));
+            }
+        }
+        // Deleted or restarted before it was ready: nothing to announce.
+        let pods = &self.pods;
+        self.starting.retain(|k, _| pods.contains_key(k));
     }
 
     fn report(&mut self, message: String) {
@@ -830,7 +871,7 @@ const SERVE_WAIT: Duration = Duration::from_secs(3);
 async fn wait_served(
     netns: &str,
     mut names: Vec<(String, BTreeSet<String>)>,
-) -> Result<u64, String> {
+) -> Result<u64, Vec<String>> {
     let mut generation = 0;
     let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
     let deadline = Instant::now() + SERVE_WAIT;
@@ -864,15 +905,28 @@ async fn wait_served(
             break;
         }
         if Instant::now() > deadline {
-            let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(format!(
-                "the control plane does not serve the current {} yet after {SERVE_WAIT:?}; handing the addresses out anyway",
-                names.join(", ")
-            ));
+            // The caller says what that means for the user; the addresses go out anyway.
+            return Err(names.into_iter().map(|(n, _)| n).collect());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(generation)
+}
+
+/// `shop/reviews:9080` for the `<vip>:<port>` a proxy subscribes by (the name itself if no
+/// service has that address).
+fn service_at(snapshot: &Snapshot, name: &str) -> String {
+    snapshot
+        .services()
+        .values()
+        .find_map(|svc| {
+            let vip = svc.vip?;
+            svc.ports
+                .iter()
+                .find(|p| format!("{vip}:{}", p.port) == name)
+                .map(|p| format!("{}/{}:{}", svc.namespace, svc.name, p.port))
+        })
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// The registry generation discovery serves `name` from, if it serves it with exactly

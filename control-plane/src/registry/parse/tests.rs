@@ -719,6 +719,20 @@ fn destination_rule_enums_accept_istio_names_and_numbers_and_keep_the_spec_as_wr
 }
 
 #[test]
+fn a_destination_rule_value_of_the_wrong_type_names_the_field() {
+    let text = RULE.replace("SIMPLE", "RANDOM").replace(
+        "    tls: {mode: ISTIO_MUTUAL}",
+        "    connectionPool:\n      tcp: {maxConnections: ten}",
+    );
+    assert_eq!(
+        problems(&[("x.yaml", &text)]),
+        [
+            "x.yaml: document 1 (line 10): DestinationRule \"web\": spec.trafficPolicy.connectionPool.tcp.maxConnections: expected an integer, got \"ten\""
+        ]
+    );
+}
+
+#[test]
 fn an_unknown_destination_rule_field_is_an_error_at_its_line() {
     let text = RULE.replace("simple: SIMPLE", "simple: RANDOM\n      simpel: RANDOM");
     assert_eq!(

@@ -686,7 +686,7 @@ mod tests {
         assert_eq!(
             msg,
             format!(
-                "{}: document 1 (line 5): Deployment \"web\": spec.replica: unknown field",
+                "{}: document 1 (line 5): Deployment \"web\": spec.replica: unknown field; did you mean replicas?",
                 f.display()
             )
         );

@@ -506,7 +506,15 @@ fn decode_typed<T: DeserializeOwned>(doc: &RawDoc<'_>, ctx: &Ctx<'_>) -> Result<
                 .iter()
                 .map(|path| {
                     let line = nodes.line_of(path).map_or(ctx.origin.line, file_line);
-                    ctx.problem_at(line, format!("{path}: unknown field"))
+                    let field = path.rsplit('.').next().unwrap_or(path);
+                    let field = field.split('[').next().unwrap_or(field);
+                    match kinds::closest(field, &strict::sibling_fields::<T>(path)) {
+                        Some(meant) => ctx.problem_at(
+                            line,
+                            format!("{path}: unknown field; did you mean {meant}?"),
+                        ),
+                        None => ctx.problem_at(line, format!("{path}: unknown field")),
+                    }
                 })
                 .collect())
         }

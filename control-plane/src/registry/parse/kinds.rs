@@ -101,25 +101,31 @@ pub(super) fn check(api_version: &str, kind: &str) -> Result<(), String> {
             versions[0]
         ));
     }
-    let closest = kinds
-        .iter()
-        .map(|k| {
-            (
-                distance(&k.to_ascii_lowercase(), &kind.to_ascii_lowercase()),
-                k,
-            )
-        })
-        .min();
-    match closest {
-        // Close: a typo or a case slip, not another word.
-        Some((d, k)) if d <= 2.max(kind.len() / 4) => Err(format!(
+    match closest(kind, kinds) {
+        Some(k) => Err(format!(
             "apiVersion {api_version} has no kind {kind:?}; did you mean {k}?"
         )),
-        _ => Err(format!(
+        None => Err(format!(
             "apiVersion {api_version} has no kind {kind:?} (it has {})",
             kinds.join(", ")
         )),
     }
+}
+
+/// The name among `known` that `written` is probably a slip of (a typo or a case slip, not
+/// another word), if any.
+pub(super) fn closest<'k>(written: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                distance(&k.to_ascii_lowercase(), &written.to_ascii_lowercase()),
+                *k,
+            )
+        })
+        .min()
+        .filter(|(d, _)| *d <= 2.max(written.len() / 4))
+        .map(|(_, k)| k)
 }
 
 /// Edit distance (insertions, deletions, substitutions, adjacent swaps count one).

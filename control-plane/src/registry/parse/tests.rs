@@ -647,8 +647,8 @@ fn unknown_fields_are_errors_naming_the_field_and_its_line() {
     assert_eq!(
         problems(&[("d.yaml", &text)]),
         [
-            "d.yaml: document 1 (line 5): Deployment \"frontend\": spec.replica: unknown field",
-            "d.yaml: document 1 (line 12): Deployment \"frontend\": spec.template.spec.containers[0].comand: unknown field",
+            "d.yaml: document 1 (line 5): Deployment \"frontend\": spec.replica: unknown field; did you mean replicas?",
+            "d.yaml: document 1 (line 12): Deployment \"frontend\": spec.template.spec.containers[0].comand: unknown field; did you mean command?",
         ]
     );
 }
@@ -738,7 +738,7 @@ fn an_unknown_destination_rule_field_is_an_error_at_its_line() {
     assert_eq!(
         problems(&[("x.yaml", &text)]),
         [
-            "x.yaml: document 1 (line 9): DestinationRule \"web\": spec.trafficPolicy.loadBalancer.simpel: unknown field"
+            "x.yaml: document 1 (line 9): DestinationRule \"web\": spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?"
         ]
     );
 }

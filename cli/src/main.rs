@@ -168,7 +168,35 @@ fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
     for (name, change) in changes {
         println!("{name} {change}");
     }
+    if !delete {
+        for w in manifests::unused_warnings(&docs) {
+            eprintln!("{w}");
+        }
+    }
     Ok(())
+}
+
+/// How the user ran sinewctl, for the commands we suggest: someone who typed `scripts/sinewctl`
+/// does not have `sinewctl` on the PATH. `SINEWCTL_INVOKED_AS` (set by `scripts/sinewctl`) wins;
+/// otherwise argv[0] as typed, with `sudo ` when run under sudo.
+pub(crate) fn invoked_as() -> String {
+    invoked_as_from(
+        std::env::var("SINEWCTL_INVOKED_AS").ok(),
+        std::env::args_os()
+            .next()
+            .map(|a| a.to_string_lossy().into_owned()),
+        std::env::var_os("SUDO_USER").is_some(),
+    )
+}
+
+fn invoked_as_from(env: Option<String>, argv0: Option<String>, sudo: bool) -> String {
+    if let Some(env) = env.filter(|e| !e.trim().is_empty()) {
+        return env.trim().to_string();
+    }
+    let argv0 = argv0
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "sinewctl".to_string());
+    if sudo { format!("sudo {argv0}") } else { argv0 }
 }
 
 fn exec(
@@ -234,7 +262,8 @@ fn logs(
     }
     .with_context(|| {
         format!(
-            "pod {namespace}/{pod} has no container {container:?} ({})",
+            "pod {namespace}/{pod} has no container {:?} (it has {})",
+            container.unwrap_or_default(),
             names.join(", ")
         )
     })?;
@@ -255,5 +284,33 @@ fn logs(
             return Ok(());
         }
         file.stream_position()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invoked_as_from;
+
+    #[test]
+    fn hints_name_sinewctl_the_way_it_was_invoked() {
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            invoked_as_from(
+                some("sudo scripts/sinewctl"),
+                some("/w/target/debug/sinewctl"),
+                true
+            ),
+            "sudo scripts/sinewctl",
+            "the script's variable wins"
+        );
+        assert_eq!(
+            invoked_as_from(None, some("./sinewctl"), false),
+            "./sinewctl"
+        );
+        assert_eq!(
+            invoked_as_from(some(" "), some("sinewctl"), true),
+            "sudo sinewctl"
+        );
+        assert_eq!(invoked_as_from(None, None, false), "sinewctl");
     }
 }

@@ -119,6 +119,26 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
     Ok(docs)
 }
 
+/// A visible warning for each object stored but not run by local mode (a ConfigMap, a
+/// VirtualService): `apply` and `up` would otherwise say `created` for something that does
+/// nothing.
+pub fn unused_warnings(docs: &[ManifestDoc]) -> Vec<String> {
+    docs.iter()
+        .filter(|d| !d.used_locally())
+        .map(|d| {
+            let place = if d.namespace.is_empty() {
+                d.name.clone()
+            } else {
+                format!("{}/{}", d.namespace, d.name)
+            };
+            format!(
+                "warning: {}: {} {place} ({}) is stored but not used by local mode",
+                d.origin, d.kind, d.api_version
+            )
+        })
+        .collect()
+}
+
 /// Kind, group, namespace and name as Kubernetes spells them (so none can climb out of the store
 /// or name another file): a DNS subdomain for names and groups, a DNS label for namespaces,
 /// letters and digits for kinds.
@@ -309,7 +329,7 @@ fn stored_text(doc: &ManifestDoc) -> String {
         text,
         "# Applied from {} (document {}, line {}).",
         doc.origin.file.display(),
-        doc.origin.document,
+        doc.origin.document + 1,
         doc.first_line
     );
     text.push_str(body);
@@ -395,7 +415,8 @@ impl Staging {
                 let (line, after) = after.split_once(')')?;
                 let origin = Origin {
                     file: PathBuf::from(file),
-                    document: document.parse().ok()?,
+                    // Shown from 1, kept from 0.
+                    document: document.parse::<usize>().ok()?.checked_sub(1)?,
                     line: line.parse().ok()?,
                 };
                 Some((place(&origin), after))
@@ -482,7 +503,7 @@ fn staged_place(
         Some(doc) => format!(
             "{}: document {} (line {})",
             doc.origin.file.display(),
-            doc.origin.document,
+            doc.origin.document + 1,
             doc.first_line + origin.line.saturating_sub(2)
         ),
         None => match names.get(&origin.file) {
@@ -602,7 +623,7 @@ mod tests {
         let err = store.apply(&docs(&bad)).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains(&format!("{}: document 1 (line 7)", bad.display())),
+            msg.contains(&format!("{}: document 2 (line 7)", bad.display())),
             "{msg}"
         );
         assert!(
@@ -622,8 +643,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.starts_with(&format!("{}: document 0 (line", broken.display())),
+            msg.starts_with(&format!("{}: document 1 (line", broken.display())),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn apply_warns_about_kinds_local_mode_stores_but_does_not_run() {
+        let d = Dir::new("unused");
+        let f = d.file(
+            "mixed.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: shop}\ndata: {a: b}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        );
+        let got = unused_warnings(&read_inputs(std::slice::from_ref(&f)).unwrap());
+        assert_eq!(
+            got,
+            [format!(
+                "warning: {}: document 1 (line 1): ConfigMap shop/x (v1) is stored but not used by local mode",
+                f.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn the_demo_passes_strict_validation_and_runs_every_kind_it_has() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+        let docs = read_inputs(&[demo]).unwrap();
+        assert!(!docs.is_empty());
+        assert_eq!(unused_warnings(&docs), Vec::<String>::new());
+    }
+
+    #[test]
+    fn apply_refuses_a_misspelt_field_instead_of_saying_configured() {
+        let d = Dir::new("strict");
+        let f = d.file(
+            "d.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replica: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c}]}\n",
+        );
+        let msg = read_inputs(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{}: document 1 (line 5): Deployment \"web\": spec.replica: unknown field; did you mean replicas?",
+                f.display()
+            )
         );
     }
 
@@ -639,11 +704,11 @@ mod tests {
         let msg = store.apply(&docs(&f)).unwrap_err().to_string();
         assert!(!msg.contains(".staging-"), "{msg}");
         assert!(
-            msg.contains(&format!("{}: document 0 (line 1)", f.display())),
+            msg.contains(&format!("{}: document 1 (line 1)", f.display())),
             "{msg}"
         );
         assert!(
-            msg.contains(&format!("{}: document 1 (line 6)", f.display())),
+            msg.contains(&format!("{}: document 2 (line 6)", f.display())),
             "{msg}"
         );
     }

@@ -458,8 +458,9 @@ async fn run(
                     &board,
                     &plan,
                     format!(
-                        "Failed: proxy not ready after {}s, still waiting (sinewctl logs -n {} {} -c proxy)",
+                        "Failed: proxy not ready after {}s, still waiting ({} logs -n {} {} -c proxy)",
                         PROXY_READY_REPORT.as_secs(),
+                        crate::invoked_as(),
                         plan.namespace,
                         plan.name
                     ),

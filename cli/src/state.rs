@@ -204,9 +204,15 @@ impl Run {
         if !crate::sys::try_lock(&file, true)? {
             let pid = std::fs::read_to_string(self.pid_file()).unwrap_or_default();
             bail!(
-                "local mesh {:?} is already running (supervisor pid {}); `sinewctl down` stops it",
+                "local mesh {:?} is already running (supervisor pid {}); `{}{} down` stops it",
                 self.name,
-                pid.trim()
+                pid.trim(),
+                crate::invoked_as(),
+                if self.name == "local" {
+                    String::new()
+                } else {
+                    format!(" --name {}", self.name)
+                }
             );
         }
         file.set_len(0)?;
@@ -240,8 +246,9 @@ impl Run {
     pub fn load_state(&self) -> anyhow::Result<RunState> {
         if self.supervisor().is_none() {
             bail!(
-                "no local mesh {:?} is running (start one with `sinewctl up DIR`{})",
+                "no local mesh {:?} is running (start one with `{} up DIR`{})",
                 self.name,
+                crate::invoked_as(),
                 if self.name == "local" {
                     String::new()
                 } else {
@@ -268,21 +275,44 @@ impl RunState {
             .iter()
             .find(|p| p.namespace == namespace && p.name == name)
             .ok_or_else(|| {
-                let known: Vec<String> = self
+                let all: Vec<(&str, &str)> = self
                     .pods
                     .iter()
-                    .filter(|p| p.namespace == namespace)
-                    .map(|p| p.name.clone())
+                    .map(|p| (p.namespace.as_str(), p.name.as_str()))
                     .collect();
-                if known.is_empty() {
-                    anyhow::anyhow!("no pod {name:?} in namespace {namespace:?} (it has no pods)")
-                } else {
-                    anyhow::anyhow!(
-                        "no pod {name:?} in namespace {namespace:?} (pods there: {})",
-                        known.join(", ")
-                    )
-                }
+                anyhow::anyhow!("{}", missing_pod(&all, namespace, name))
             })
+    }
+}
+
+/// Why `namespace/name` is not found, saying where a pod of that name is when it is in another
+/// namespace (`-n` defaults to `default`, and most pods are elsewhere).
+fn missing_pod(pods: &[(&str, &str)], namespace: &str, name: &str) -> String {
+    let elsewhere: Vec<&str> = pods
+        .iter()
+        .filter(|(_, n)| *n == name)
+        .map(|(ns, _)| *ns)
+        .collect();
+    if !elsewhere.is_empty() {
+        let flags: Vec<String> = elsewhere.iter().map(|ns| format!("-n {ns}")).collect();
+        return format!(
+            "no pod {name:?} in namespace {namespace:?}; it is in namespace {} (add {})",
+            elsewhere.join(", "),
+            flags.join(" or ")
+        );
+    }
+    let known: Vec<&str> = pods
+        .iter()
+        .filter(|(ns, _)| *ns == namespace)
+        .map(|(_, n)| *n)
+        .collect();
+    if known.is_empty() {
+        format!("no pod {name:?} in namespace {namespace:?} (it has no pods)")
+    } else {
+        format!(
+            "no pod {name:?} in namespace {namespace:?} (pods there: {})",
+            known.join(", ")
+        )
     }
 }
 
@@ -308,6 +338,23 @@ pub fn now_unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_missing_from_the_namespace_asked_says_which_namespace_has_it() {
+        let pods = [("shop", "frontend-0"), ("shop", "backend-0")];
+        assert_eq!(
+            missing_pod(&pods, "default", "frontend-0"),
+            "no pod \"frontend-0\" in namespace \"default\"; it is in namespace shop (add -n shop)"
+        );
+        assert_eq!(
+            missing_pod(&pods, "shop", "nope"),
+            "no pod \"nope\" in namespace \"shop\" (pods there: frontend-0, backend-0)"
+        );
+        assert_eq!(
+            missing_pod(&pods, "default", "nope"),
+            "no pod \"nope\" in namespace \"default\" (it has no pods)"
+        );
+    }
 
     #[test]
     fn run_names_make_unambiguous_prefixes() {

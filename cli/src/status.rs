@@ -10,6 +10,7 @@ use crate::state::{
     CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, PodState, Run, RunState, now_unix_ms,
 };
 use crate::sys;
+use sinew_control_plane::registry::{FileRegistry, Snapshot};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
@@ -23,7 +24,10 @@ pub struct ProxyReport {
     pub ready: bool,
     pub identity: Option<String>,
     pub certificate_expires_in_secs: Option<i64>,
+    /// Config resources held: one per service port, subscribed by name or address.
     pub resources: usize,
+    /// Distinct services among them (what CONFIG shows).
+    pub services: usize,
     pub version: String,
     pub last_rejected_config: Option<String>,
 }
@@ -45,9 +49,50 @@ fn probe_proxy(pod: &PodState) -> ProxyReport {
         .as_i64()
         .map(|t| t - (now_unix_ms() / 1000) as i64);
     report.resources = dump["resourceVersions"].as_object().map_or(0, |m| m.len());
+    report.services = services_in(&dump);
     report.version = dump["version"].as_str().unwrap_or_default().to_string();
     report.last_rejected_config = dump["lastRejectedConfig"].as_str().map(str::to_string);
     report
+}
+
+/// The services a proxy's config holds: its resources are per service port, so a service with
+/// two ports is one service, not two.
+fn services_in(dump: &serde_json::Value) -> usize {
+    dump["config"]["services"]
+        .as_array()
+        .map(|services| {
+            services
+                .iter()
+                .filter_map(|s| s["name"].as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .unwrap_or(0)
+}
+
+/// Services whose selector matches no pod of their namespace: reachable by name, answered by
+/// no one (a typo in a label is the usual cause).
+fn services_without_pods(snapshot: &Snapshot) -> Vec<String> {
+    snapshot
+        .services()
+        .values()
+        .filter_map(|svc| {
+            let selector = svc.selector.as_ref()?;
+            let matched = snapshot.pods().values().any(|p| {
+                p.namespace == svc.namespace
+                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+            });
+            let shown: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (!matched).then(|| {
+                format!(
+                    "{}/{}: Service selector {} matches no pod (no endpoints: requests to it fail)",
+                    svc.namespace,
+                    svc.name,
+                    shown.join(",")
+                )
+            })
+        })
+        .collect()
 }
 
 /// `sinewctl status [--json]`.
@@ -124,6 +169,10 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
         .map(String::from),
     ];
     let mut problems = state.errors.clone();
+    // The objects as the control plane reads them (a store it cannot load is reported there).
+    if let Ok(snapshot) = FileRegistry::load(&run.manifests()) {
+        problems.extend(services_without_pods(&snapshot));
+    }
     for (p, r) in state.pods.iter().zip(&reports) {
         let restarts: u32 = p.containers.iter().map(|c| c.restarts).sum::<u32>()
             + p.proxy.as_ref().map_or(0, |x| x.restarts);
@@ -135,7 +184,10 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
                     .clone()
                     .unwrap_or_else(|| "(no certificate yet)".into()),
                 r.certificate_expires_in_secs.map_or("-".into(), human),
-                format!("{} services", r.resources),
+                match r.services {
+                    1 => "1 service".to_string(),
+                    n => format!("{n} services"),
+                },
             ),
         };
         rows.push([
@@ -221,17 +273,19 @@ fn print_table(rows: &[[String; 9]]) {
     }
 }
 
-/// `1d2h`, `3h4m`, `5m6s`, `7s`; negative means already past.
+/// `2d3h`, `25h4m`, `5m6s`, `7s`; negative means already past.
 fn human(secs: i64) -> String {
     if secs < 0 {
         return format!("expired {} ago", human(-secs));
     }
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s}s"),
-        (0, _, _) => format!("{h}h{m}m"),
-        _ => format!("{d}d{h}h"),
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    // Hours up to two days, so a fresh 24 h certificate (`24h0m`) compares at a glance with
+    // one about to renew (`11h58m`).
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        (0..48, _) => format!("{h}h{m}m"),
+        _ => format!("{}d{}h", h / 24, h % 24),
     }
 }
 
@@ -355,7 +409,39 @@ mod tests {
         assert_eq!(human(7), "7s");
         assert_eq!(human(65), "1m5s");
         assert_eq!(human(86399), "23h59m");
-        assert_eq!(human(90000), "1d1h");
+        assert_eq!(human(86400), "24h0m", "beside 23h58m, not 1d0h");
+        assert_eq!(human(90000), "25h0m");
+        assert_eq!(human(2 * 86400 + 3600), "2d1h");
         assert_eq!(human(-5), "expired 5s ago");
+    }
+
+    #[test]
+    fn config_counts_services_not_their_port_resources() {
+        let dump = serde_json::json!({"config": {"services": [
+            {"name": "reviews.shop.svc.cluster.local", "addresses": ["198.19.0.1:9080"]},
+            {"name": "reviews.shop.svc.cluster.local", "addresses": ["198.19.0.1:9090"]},
+            {"name": "ratings.shop.svc.cluster.local", "addresses": ["198.19.0.2:80"]},
+        ]}});
+        assert_eq!(services_in(&dump), 2);
+        assert_eq!(services_in(&serde_json::json!({})), 0);
+    }
+
+    #[test]
+    fn a_service_whose_selector_matches_no_pod_is_a_problem() {
+        let dir = std::env::temp_dir().join(format!("sinewctl-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("m.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {selector: {app: apj}, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, labels: {app: web}}\nspec: {containers: [{name: c}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: api-0, labels: {app: api}}\nspec: {containers: [{name: c}]}\n",
+        )
+        .unwrap();
+        let snapshot = FileRegistry::load(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            services_without_pods(&snapshot),
+            [
+                "default/api: Service selector app=apj matches no pod (no endpoints: requests to it fail)"
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use sinew_control_plane::app::{AUDIENCE, TOKEN_KEY, TRUST_BUNDLE_FILE};
 use sinew_control_plane::auth::LocalTokens;
+use sinew_control_plane::registry::SKIPPED_KIND;
 use sinew_control_plane::registry::{
     Assignments, Debounce, FileRegistry, PodEntry, Snapshot, TargetPort,
 };
@@ -92,6 +93,9 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&run.dir);
         return Err(e);
     }
+    for w in manifests::unused_warnings(&docs) {
+        println!("sinew: {w}");
+    }
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
@@ -147,6 +151,8 @@ struct Mesh {
     try_hint: Option<(String, String, String)>,
     /// The start-up summary has been printed: later pods are announced one by one.
     announced: bool,
+    /// Pods announced as starting after that, until they are announced ready.
+    starting: BTreeMap<(String, String), Instant>,
     /// Stdout is a terminal showing the live line, which events must clear first.
     live: bool,
     /// The last snapshot reconciled, and the ready pods whose addresses were last handed out.
@@ -173,6 +179,7 @@ impl Mesh {
             created_netns: false,
             try_hint: None,
             announced: false,
+            starting: BTreeMap::new(),
             live: false,
             snapshot: None,
             published_ready: BTreeSet::new(),
@@ -200,7 +207,12 @@ impl Mesh {
             first.services().len(),
             first.pods().len(),
         );
-        for w in first.warnings() {
+        // Skipped kinds were announced above against the user's own files.
+        for w in first
+            .warnings()
+            .iter()
+            .filter(|w| !w.ends_with(SKIPPED_KIND))
+        {
             println!("sinew: warning: {w}");
         }
 
@@ -329,6 +341,7 @@ impl Mesh {
                 () = self.board.changed() => {
                     self.save();
                     self.republish_if_readiness_changed().await;
+                    self.announce_ready();
                     if !self.announced && self.settled() {
                         self.announced = true;
                         self.board.update(|s| s.ready = true);
@@ -384,6 +397,7 @@ impl Mesh {
 
     fn announce(&self, started: Instant) {
         let state = self.board.get();
+        let (me, flag) = (crate::invoked_as(), name_flag(&self.run));
         for p in &state.pods {
             let mesh = match (&p.identity, p.proxy_ready_ms) {
                 (Some(id), Some(ms)) => format!("{id}, proxy ready in {ms} ms"),
@@ -398,19 +412,18 @@ impl Mesh {
             println!("sinew: all {running} pods running, {elapsed:.1} s after start");
         } else {
             println!(
-                "sinew: {running} of {} pods running, {elapsed:.1} s after start; `sinewctl status` says why",
+                "sinew: {running} of {} pods running, {elapsed:.1} s after start; `{me}{flag} status` says why",
                 state.pods.len()
             );
         }
-        let flag = name_flag(&self.run);
         println!("\nTry:");
         if let Some((ns, pod, url)) = &self.try_hint {
-            println!("  sinewctl{flag} exec -n {ns} {pod} -- curl -s {url}");
-            println!("  sinewctl{flag} logs -n {ns} {pod} -c proxy");
+            println!("  {me}{flag} exec -n {ns} {pod} -- curl -s {url}");
+            println!("  {me}{flag} logs -n {ns} {pod} -c proxy");
         }
-        println!("  sinewctl{flag} status");
-        println!("  sinewctl{flag} apply -f FILE      (changes take effect live)");
-        println!("Ctrl-C (or `sinewctl{flag} down`) stops the mesh and removes everything.\n");
+        println!("  {me}{flag} status");
+        println!("  {me}{flag} apply -f FILE      (changes take effect live)");
+        println!("Ctrl-C (or `{me}{flag} down`) stops the mesh and removes everything.\n");
     }
 
     /// Keeps the addresses already assigned, gives new pods and services the next free ones,
@@ -509,7 +522,8 @@ impl Mesh {
         // VIP handed out early could make a proxy hear "no such service" from a control plane a
         // moment behind, and pass the request through in plaintext; a new endpoint announced
         // early would be dialled by pods but not by proxies.
-        let mut view = net_view(&snapshot.with_assignments(&published));
+        let assigned = snapshot.with_assignments(&published);
+        let mut view = net_view(&assigned);
         let changed: Vec<(String, BTreeSet<String>)> = {
             let current = self.net.as_ref().map(|n| n.borrow().clone());
             view.routes
@@ -523,7 +537,14 @@ impl Mesh {
         };
         match wait_served(&self.run.control_plane_netns(), changed).await {
             Ok(generation) => self.served_generation = self.served_generation.max(generation),
-            Err(e) => errors.push(e),
+            Err(late) => {
+                let shown: Vec<String> = late.iter().map(|n| service_at(&assigned, n)).collect();
+                errors.push(format!(
+                    "the control plane was slow to pick up new endpoints (over {}s); requests to {} may fail for a moment until it does",
+                    SERVE_WAIT.as_secs(),
+                    shown.join(", ")
+                ));
+            }
         }
         if let Some(net) = &self.net
             && !net.borrow().same_as(&view)
@@ -680,6 +701,7 @@ impl Mesh {
                             "pod {}/{} {} starting ({who})",
                             key.0, key.1, plan.ip
                         ));
+                        self.starting.insert(key.clone(), Instant::now());
                     }
                     let handle = pod::start(plan, env.clone(), net, self.board.clone());
                     self.pods.insert(key, Running { handle, digest });
@@ -708,6 +730,34 @@ impl Mesh {
                 self.report(e);
             }
         }
+    }
+
+    /// Pods started after the summary (by `apply`) say when they run, as `up` does for its
+    /// first pods: "starting" alone leaves the user guessing.
+    fn announce_ready(&mut self) {
+        if self.starting.is_empty() {
+            return;
+        }
+        let running = self.running();
+        let ready: Vec<_> = self
+            .starting
+            .keys()
+            .filter(|k| running.contains(*k))
+            .cloned()
+            .collect();
+        for key in ready {
+            if let Some(since) = self.starting.remove(&key) {
+                self.say(&format!(
+                    "pod {}/{} ready, {} ms after it started",
+                    key.0,
+                    key.1,
+                    since.elapsed().as_millis()
+                ));
+            }
+        }
+        // Deleted or restarted before it was ready: nothing to announce.
+        let pods = &self.pods;
+        self.starting.retain(|k, _| pods.contains_key(k));
     }
 
     fn report(&mut self, message: String) {
@@ -821,7 +871,7 @@ const SERVE_WAIT: Duration = Duration::from_secs(3);
 async fn wait_served(
     netns: &str,
     mut names: Vec<(String, BTreeSet<String>)>,
-) -> Result<u64, String> {
+) -> Result<u64, Vec<String>> {
     let mut generation = 0;
     let addr = SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT);
     let deadline = Instant::now() + SERVE_WAIT;
@@ -855,15 +905,28 @@ async fn wait_served(
             break;
         }
         if Instant::now() > deadline {
-            let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(format!(
-                "the control plane does not serve the current {} yet after {SERVE_WAIT:?}; handing the addresses out anyway",
-                names.join(", ")
-            ));
+            // The caller says what that means for the user; the addresses go out anyway.
+            return Err(names.into_iter().map(|(n, _)| n).collect());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(generation)
+}
+
+/// `shop/reviews:9080` for the `<vip>:<port>` a proxy subscribes by (the name itself if no
+/// service has that address).
+fn service_at(snapshot: &Snapshot, name: &str) -> String {
+    snapshot
+        .services()
+        .values()
+        .find_map(|svc| {
+            let vip = svc.vip?;
+            svc.ports
+                .iter()
+                .find(|p| format!("{vip}:{}", p.port) == name)
+                .map(|p| format!("{}/{}:{}", svc.namespace, svc.name, p.port))
+        })
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// The registry generation discovery serves `name` from, if it serves it with exactly

@@ -44,6 +44,11 @@ impl Proxy {
                 info!(identity = %creds.identity, "loaded workload certificate");
                 tls::Store::new(tls::TlsState::new(creds)?)
             }
+            // Its normal start: the certificate comes later, from the control plane.
+            None if config.control_plane.is_some() => {
+                info!("starting without a certificate: asking the control plane for one");
+                tls::Store::empty()
+            }
             None => {
                 warn!("no tls configured: mesh connections are impossible in either direction");
                 tls::Store::empty()
@@ -164,8 +169,8 @@ fn spawn_control(
     use crate::control::{discovery, identity};
     let ctx = admin.ctx.clone();
     let material = identity::TlsMaterial::default();
-    let (has_cert, mut cert_rx) = tokio::sync::watch::channel(false);
-    let (has_config, mut config_rx) = tokio::sync::watch::channel(false);
+    let (has_cert, cert_rx) = tokio::sync::watch::channel(false);
+    let (has_config, config_rx) = tokio::sync::watch::channel(false);
     let certifier = identity::Certifier {
         ca: Arc::new(channel.clone()),
         config: cp.clone(),
@@ -175,17 +180,74 @@ fn spawn_control(
     };
     tokio::spawn(certifier.run());
     let base = ctx.config().source.clone();
+    let address = cp.address.clone();
     let (handle, client) = discovery::new(channel, cp, base, ctx.clone(), material, has_config);
     let _ = ctx.discovery.set(handle);
     tokio::spawn(client.run());
     let admin = admin.clone();
     tokio::spawn(async move {
-        let _ = cert_rx.wait_for(|v| *v).await;
-        let _ = config_rx.wait_for(|v| *v).await;
+        until_ready(cert_rx, config_rx, STARTUP_PATIENCE, |missing| {
+            warn!(
+                "not ready after {}s: still waiting for {missing} from the control plane at {address} (is it running and reachable?)",
+                STARTUP_PATIENCE.as_secs(),
+            );
+        })
+        .await;
         admin.ready.store(true, Ordering::Release);
         admin.ctx.metrics.ready.set(1);
-        info!("proxy ready: certificate and first config received");
+        let version = admin.ctx.config().version.clone();
+        match admin.ctx.tls.current() {
+            Some(tls) => info!(
+                "ready: certificate for {} valid until {}, config version {version}",
+                tls.creds.identity.as_str(),
+                utc(tls.creds.not_after)
+            ),
+            None => info!("ready: config version {version}"),
+        }
     });
+}
+
+/// Returns once both a certificate and a config are there. Waiting is the normal start (info);
+/// if `patience` passes first, `on_slow` is told once what is still missing, and the wait goes on.
+async fn until_ready(
+    mut cert: tokio::sync::watch::Receiver<bool>,
+    mut config: tokio::sync::watch::Receiver<bool>,
+    patience: std::time::Duration,
+    on_slow: impl FnOnce(&'static str),
+) {
+    let (has_cert, has_config) = (cert.clone(), config.clone());
+    let ready = async {
+        let _ = cert.wait_for(|v| *v).await;
+        let _ = config.wait_for(|v| *v).await;
+    };
+    tokio::pin!(ready);
+    tokio::select! {
+        () = &mut ready => {}
+        () = tokio::time::sleep(patience) => {
+            on_slow(match (*has_cert.borrow(), *has_config.borrow()) {
+                (false, false) => "a certificate and a config",
+                (false, true) => "a certificate",
+                _ => "its first config",
+            });
+            ready.await;
+        }
+    }
+}
+
+/// How long a proxy may wait for its certificate and first config before the wait is logged
+/// as a warning (local mode's pods get both in well under a second).
+const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `2026-12-01 23:59:00 UTC`.
+fn utc(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 async fn accept_loop(
@@ -246,5 +308,53 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::until_ready;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_the_patience_is_reported_once_with_what_is_missing() {
+        let (cert_tx, cert) = watch::channel(false);
+        let (config_tx, config) = watch::channel(false);
+        config_tx.send_replace(true);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        let wait = tokio::spawn(until_ready(
+            cert,
+            config,
+            Duration::from_secs(10),
+            move |m| t.lock().unwrap().push(m),
+        ));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(*told.lock().unwrap(), ["a certificate"]);
+        assert!(!wait.is_finished(), "still waiting for the certificate");
+        cert_tx.send_replace(true);
+        wait.await.unwrap();
+        assert_eq!(told.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_within_the_patience_is_not_reported() {
+        let (cert_tx, cert) = watch::channel(false);
+        let (config_tx, config) = watch::channel(false);
+        let told = Arc::new(Mutex::new(Vec::<&str>::new()));
+        let t = told.clone();
+        let wait = tokio::spawn(until_ready(
+            cert,
+            config,
+            Duration::from_secs(10),
+            move |m| t.lock().unwrap().push(m),
+        ));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        cert_tx.send_replace(true);
+        config_tx.send_replace(true);
+        wait.await.unwrap();
+        assert!(told.lock().unwrap().is_empty());
     }
 }

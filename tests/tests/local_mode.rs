@@ -485,7 +485,7 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        err.contains(&format!("{}: document 0 (line", bad.display())),
+        err.contains(&format!("{}: document 1 (line", bad.display())),
         "{err}"
     );
     assert_eq!(
@@ -641,7 +641,7 @@ fn bad_input_gets_a_plain_error_and_creates_nothing() {
     );
     let err = up(&invalid, &[], None);
     assert!(
-        err.contains(&format!("{}: document 1 (line", invalid.display())),
+        err.contains(&format!("{}: document 2 (line", invalid.display())),
         "{err}"
     );
 

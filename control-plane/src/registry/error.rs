@@ -5,8 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// Where an object came from: a file, the 0-based index of the (non-empty) document in it, and a
-/// 1-based line (the document's first line, or the exact line of a syntax or type error).
+/// Where an object came from: a file, the 0-based index of the (non-empty) document in it (shown
+/// 1-based, as an editor or `kubectl` would count), and a 1-based line (the document's first line, or the exact line of a syntax or type error).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
     pub file: PathBuf,
@@ -59,7 +59,7 @@ impl fmt::Display for Origin {
             f,
             "{}: document {} (line {})",
             self.file.display(),
-            self.document,
+            self.document + 1,
             self.line
         )
     }

@@ -12,8 +12,8 @@
 //! read as a manifest even when it sits inside the directory.
 //!
 //! Each file may hold several documents separated by `---`. Documents that are empty (or only
-//! comments, or `null`) are skipped and not counted; "document N" in an error is the 0-based
-//! index among the remaining ones, and the line is always given (the YAML library's own line for
+//! comments, or `null`) are skipped and not counted; "document N" in an error counts the
+//! remaining ones from 1, and the line is always given (the YAML library's own line for
 //! syntax and type errors, the document's first line for validation errors).
 //!
 //! | `apiVersion` | `kind` | becomes |
@@ -93,7 +93,7 @@ pub use self::model::{
     DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
     ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
 };
-pub use self::parse::{ManifestDoc, split_manifest};
+pub use self::parse::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
 

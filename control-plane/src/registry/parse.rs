@@ -35,6 +35,10 @@ pub(crate) const DESTINATION_RULE_VERSIONS: [&str; 4] = [
     "sinew.dev/v1alpha1",
 ];
 
+/// How the warning about a kind the registry does not run ends (runners that announce those
+/// themselves leave these out).
+pub const SKIPPED_KIND: &str = "is not used by local mode; skipped";
+
 /// Everything read from a directory: the documents that decoded, what was wrong with the others,
 /// and what was skipped.
 #[derive(Debug, Default)]
@@ -162,6 +166,11 @@ pub struct ManifestDoc {
 }
 
 impl ManifestDoc {
+    /// Whether the registry runs this kind; the others are stored and skipped (with a warning).
+    pub fn used_locally(&self) -> bool {
+        kinds::is_used(&self.api_version, &self.kind)
+    }
+
     /// `networking.istio.io` for `networking.istio.io/v1`, empty for the core group (`v1`).
     pub fn group(&self) -> &str {
         self.api_version.split_once('/').map_or("", |(g, _)| g)
@@ -255,11 +264,11 @@ pub(crate) fn parse_file(path: &Path, text: &str, order: &mut usize, out: &mut P
         match decode_object(&doc, &value, &origin, *order) {
             Ok(Some(object)) => out.docs.push(Doc { origin, object }),
             Ok(None) => out.warnings.push(format!(
-                "{origin}: {} {} is not used by the registry; skipped",
+                "{origin}: {} {} {SKIPPED_KIND}",
                 str_at(&value, &["apiVersion"]).unwrap_or("?"),
                 str_at(&value, &["kind"]).unwrap_or("?"),
             )),
-            Err(p) => out.problems.push(p),
+            Err(p) => out.problems.extend(p),
         }
     }
     if let Some(ScanFailure {
@@ -421,21 +430,21 @@ impl Ctx<'_> {
     }
 }
 
-/// `Ok(None)` for kinds the registry does not use.
+/// `Ok(None)` for kinds the registry does not use. Every unknown field is its own problem.
 fn decode_object(
     doc: &RawDoc<'_>,
     value: &serde_json::Value,
     origin: &Origin,
     order: usize,
-) -> Result<Option<Object>, Problem> {
+) -> Result<Option<Object>, Vec<Problem>> {
     let Some(map) = value.as_object() else {
-        return Err(Problem::new(
+        return Err(vec![Problem::new(
             origin.clone(),
             format!(
                 "expected a mapping with apiVersion and kind, found {}",
                 json_type(value)
             ),
-        ));
+        )]);
     };
     let field = |name: &str| match map.get(name) {
         Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
@@ -447,35 +456,83 @@ fn decode_object(
             format!("{name} must be a string, not {}", json_type(other)),
         )),
     };
-    let api_version = field("apiVersion")?;
-    let kind = field("kind")?;
+    let api_version = field("apiVersion").map_err(one)?;
+    let kind = field("kind").map_err(one)?;
     let ctx = Ctx {
         origin,
         kind,
         name: str_at(value, &["metadata", "name"]).filter(|n| !n.is_empty()),
     };
     let object = match (api_version, kind) {
-        ("v1", "Namespace") => {
-            Object::Namespace(Box::new(namespace(decode_typed(doc, &ctx)?, &ctx)?))
-        }
-        ("v1", "ServiceAccount") => {
-            Object::ServiceAccount(Box::new(service_account(decode_typed(doc, &ctx)?, &ctx)?))
-        }
-        ("v1", "Service") => Object::Service(Box::new(service(decode_typed(doc, &ctx)?, &ctx)?)),
-        ("v1", "Pod") => Object::Pod(Box::new(pod(decode_typed(doc, &ctx)?, &ctx)?)),
-        ("apps/v1", "Deployment") => {
-            Object::Deployment(Box::new(deployment(decode_typed(doc, &ctx)?, &ctx)?))
-        }
+        ("v1", "Namespace") => Object::Namespace(Box::new(
+            namespace(decode_typed(doc, &ctx)?, &ctx).map_err(one)?,
+        )),
+        ("v1", "ServiceAccount") => Object::ServiceAccount(Box::new(
+            service_account(decode_typed(doc, &ctx)?, &ctx).map_err(one)?,
+        )),
+        ("v1", "Service") => Object::Service(Box::new(
+            service(decode_typed(doc, &ctx)?, &ctx).map_err(one)?,
+        )),
+        ("v1", "Pod") => Object::Pod(Box::new(pod(decode_typed(doc, &ctx)?, &ctx).map_err(one)?)),
+        ("apps/v1", "Deployment") => Object::Deployment(Box::new(
+            deployment(decode_typed(doc, &ctx)?, &ctx).map_err(one)?,
+        )),
         (v, "DestinationRule") if DESTINATION_RULE_VERSIONS.contains(&v) => {
-            Object::DestinationRule(destination_rule(v, value, &ctx, order)?)
+            // Checked whole against the schema; kept as written for the compiler.
+            decode_typed::<istio::DestinationRuleDoc>(doc, &ctx)?;
+            Object::DestinationRule(destination_rule(v, value, &ctx, order).map_err(one)?)
         }
-        _ => return Ok(None),
+        _ => match kinds::check(api_version, kind) {
+            Ok(()) => return Ok(None),
+            Err(reason) => return Err(vec![Problem::new(origin.clone(), reason)]),
+        },
     };
     Ok(Some(object))
 }
 
-fn decode_typed<T: DeserializeOwned>(doc: &RawDoc<'_>, ctx: &Ctx<'_>) -> Result<T, Problem> {
-    decode::<T>(doc).map_err(|(line, reason)| ctx.problem_at(line, reason))
+fn one(p: Problem) -> Vec<Problem> {
+    vec![p]
+}
+
+/// Decodes strictly: an unknown field is a problem at its own line (all of them are listed),
+/// and a value of the wrong type names its field, the type expected and what was written.
+fn decode_typed<T: DeserializeOwned>(doc: &RawDoc<'_>, ctx: &Ctx<'_>) -> Result<T, Vec<Problem>> {
+    let file_line = |line: usize| doc.first_line + line.max(1) - 1;
+    match strict::decode::<T>(doc.text) {
+        Ok((value, unknown)) if unknown.is_empty() => Ok(value),
+        Ok((_, unknown)) => {
+            let nodes = strict::Nodes::of(doc.text);
+            Err(unknown
+                .iter()
+                .map(|path| {
+                    let line = nodes.line_of(path).map_or(ctx.origin.line, file_line);
+                    let field = path.rsplit('.').next().unwrap_or(path);
+                    let field = field.split('[').next().unwrap_or(field);
+                    match kinds::closest(field, &strict::sibling_fields::<T>(path)) {
+                        Some(meant) => ctx.problem_at(
+                            line,
+                            format!("{path}: unknown field; did you mean {meant}?"),
+                        ),
+                        None => ctx.problem_at(line, format!("{path}: unknown field")),
+                    }
+                })
+                .collect())
+        }
+        Err(e) => {
+            let nodes = strict::Nodes::of(doc.text);
+            match (nodes.explain(&e), e.location()) {
+                (Some(reason), Some(at)) => {
+                    let line = usize::try_from(at.line()).unwrap_or(1);
+                    Err(vec![ctx.problem_at(file_line(line), reason)])
+                }
+                // Not about one field: the library's words, with the source line.
+                _ => Err(vec![match decode::<T>(doc) {
+                    Err((line, reason)) => ctx.problem_at(line, reason),
+                    Ok(_) => ctx.problem(one_line(&e.to_string())),
+                }]),
+            }
+        }
+    }
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -823,6 +880,10 @@ fn destination_rule(
         spec,
     })
 }
+
+mod istio;
+mod kinds;
+mod strict;
 
 #[cfg(test)]
 mod tests;

@@ -222,7 +222,7 @@ metadata:
 spec:
   host: reviews
   trafficPolicy:
-    retryBudget: {budgetPercent: 20}
+    retryBudget: {percent: 20}
 "#;
 
 /// The demo as a directory-like list of files.

@@ -100,6 +100,13 @@ impl tower::Service<Request<Incoming>> for OutboundHttp {
         Box::pin(async move {
             let rsp = match this.forward(req).await {
                 Ok(rsp) => rsp,
+                // No endpoints is what a service looks like while its pods start: the 503 and
+                // its UH flag say so; a log line per such request made a healthy start look
+                // broken.
+                Err(e @ ProxyError::NoEndpoints(_)) => {
+                    tracing::debug!(service = %this.svc.name, dst = %this.dst, error = %e, "outbound request failed");
+                    e.into_response()
+                }
                 Err(e) => {
                     tracing::info!(service = %this.svc.name, dst = %this.dst, error = %e, "outbound request failed");
                     e.into_response()

@@ -140,7 +140,7 @@ spec: {containers: [{name: app, ports: [{name: htttp, containerPort: 8080}]}]}
     assert_eq!(
         snap.warnings(),
         [
-            "w.yaml: document 0 (line 1): Service \"web\" port 80: Pod \"web\" has no container port named \"http\"; it is not an endpoint of that port"
+            "w.yaml: document 1 (line 1): Service \"web\" port 80: Pod \"web\" has no container port named \"http\"; it is not an endpoint of that port"
         ]
     );
 }
@@ -155,6 +155,6 @@ fn from_yaml_reads_one_file() {
     let err = Snapshot::from_yaml("pod.yaml", "apiVersion: v1\nkind: Pod\n").expect_err("no name");
     assert_eq!(
         err.to_string(),
-        "pod.yaml: document 0 (line 1): Pod: metadata.name is required"
+        "pod.yaml: document 1 (line 1): Pod: metadata.name is required"
     );
 }

@@ -49,7 +49,7 @@ fn parses_multi_document_directory_into_snapshot() {
     assert_eq!(reviews.vip, None, "no VIP until assigned");
     assert_eq!(
         reviews.origin.to_string(),
-        "demo/app.yaml: document 0 (line 1)"
+        "demo/app.yaml: document 1 (line 1)"
     );
     let db = snap.service("legacy", "db").expect("db");
     assert_eq!(db.yaml_cluster_ip, Some("198.19.0.99".parse().unwrap()));
@@ -73,7 +73,7 @@ fn parses_multi_document_directory_into_snapshot() {
     // Skipped kinds are warnings that say where they were.
     assert_eq!(
         snap.warnings(),
-        ["demo/app.yaml: document 6 (line 94): v1 ConfigMap is not used by the registry; skipped"]
+        ["demo/app.yaml: document 7 (line 94): v1 ConfigMap is not used by local mode; skipped"]
     );
 }
 
@@ -88,7 +88,7 @@ fn deployment_expands_to_indexed_pods_with_template_labels() {
         assert_eq!(pod.labels.get("version").map(String::as_str), Some("v1"));
         assert_eq!(
             pod.origin.to_string(),
-            "demo/app.yaml: document 1 (line 22)"
+            "demo/app.yaml: document 2 (line 22)"
         );
         // The full pod is kept for the runner: name, namespace, and the container's command.
         assert_eq!(pod.object.metadata.name.as_deref(), Some(pod.name.as_str()));
@@ -245,13 +245,12 @@ fn destination_rules_kept_in_all_four_api_versions() {
         Some(&serde_json::json!(10))
     );
     assert_eq!(
-        last.spec
-            .pointer("/trafficPolicy/retryBudget/budgetPercent"),
+        last.spec.pointer("/trafficPolicy/retryBudget/percent"),
         Some(&serde_json::json!(20))
     );
     assert_eq!(
         last.origin.to_string(),
-        "demo/rules.yaml: document 3 (line 27)"
+        "demo/rules.yaml: document 4 (line 27)"
     );
 }
 
@@ -260,7 +259,7 @@ fn empty_documents_are_not_counted() {
     let text = "---\n# nothing here\n---\n\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app}]}\n---\n~\n---\napiVersion: v1\nkind: Pod\nmetadata: {}\n";
     assert_eq!(
         problems(&[("p.yaml", text)]),
-        ["p.yaml: document 1 (line 13): Pod: metadata.name is required"]
+        ["p.yaml: document 2 (line 13): Pod: metadata.name is required"]
     );
 }
 
@@ -327,7 +326,7 @@ spec:
     assert_eq!(
         problems(&[("examples/demo/app.yaml", text)]),
         [
-            "examples/demo/app.yaml: document 1 (line 6): Service \"reviews\": spec.ports[0].port is required"
+            "examples/demo/app.yaml: document 2 (line 6): Service \"reviews\": spec.ports[0].port is required"
         ]
     );
 }
@@ -338,7 +337,7 @@ fn syntax_error_reports_the_yaml_library_line() {
     let got = problems(&[("bad.yaml", text)]);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
-        got[0].starts_with("bad.yaml: document 1 (line 10): invalid YAML: "),
+        got[0].starts_with("bad.yaml: document 2 (line 10): invalid YAML: "),
         "{got:?}"
     );
 }
@@ -348,9 +347,9 @@ fn type_error_reports_the_yaml_library_line() {
     let text = "# leading comment\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  ports:\n  - port: eighty\n";
     let got = problems(&[("svc.yaml", text)]);
     assert_eq!(got.len(), 1, "{got:?}");
-    assert!(
-        got[0].starts_with("svc.yaml: document 0 (line 9): Service \"reviews\": "),
-        "{got:?}"
+    assert_eq!(
+        got[0],
+        "svc.yaml: document 1 (line 9): Service \"reviews\": spec.ports[0].port: expected an integer, got \"eighty\""
     );
 }
 
@@ -359,7 +358,7 @@ fn duplicate_yaml_keys_are_rejected_like_kubectl_does() {
     let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  name: b\nspec: {containers: [{name: app}]}\n";
     let got = problems(&[("dup.yaml", text)]);
     assert!(
-        got[0].starts_with("dup.yaml: document 0 (line 5): "),
+        got[0].starts_with("dup.yaml: document 1 (line 5): "),
         "{got:?}"
     );
     assert!(got[0].contains("name"), "{got:?}");
@@ -371,10 +370,10 @@ fn documents_without_api_version_or_kind_are_rejected() {
     assert_eq!(
         problems(&[("x.yaml", text)]),
         [
-            "x.yaml: document 0 (line 1): apiVersion is required",
-            "x.yaml: document 1 (line 4): kind is required",
-            "x.yaml: document 2 (line 7): apiVersion must be a string, not a number",
-            "x.yaml: document 3 (line 10): expected a mapping with apiVersion and kind, found a sequence",
+            "x.yaml: document 1 (line 1): apiVersion is required",
+            "x.yaml: document 2 (line 4): kind is required",
+            "x.yaml: document 3 (line 7): apiVersion must be a string, not a number",
+            "x.yaml: document 4 (line 10): expected a mapping with apiVersion and kind, found a sequence",
         ]
     );
 }
@@ -389,7 +388,7 @@ fn duplicate_objects_name_both_places() {
     assert_eq!(
         got,
         [
-            "b.yaml: document 1 (line 6): Service \"reviews\" in namespace \"default\" is already defined at a.yaml: document 0 (line 1)"
+            "b.yaml: document 2 (line 6): Service \"reviews\" in namespace \"default\" is already defined at a.yaml: document 1 (line 1)"
         ]
     );
 
@@ -412,7 +411,7 @@ fn duplicate_objects_name_both_places() {
     assert_eq!(
         got,
         [
-            "r.yaml: document 2 (line 11): DestinationRule \"r\" (networking.istio.io) in namespace \"default\" is already defined at r.yaml: document 0 (line 1)"
+            "r.yaml: document 3 (line 11): DestinationRule \"r\" (networking.istio.io) in namespace \"default\" is already defined at r.yaml: document 1 (line 1)"
         ]
     );
 }
@@ -437,7 +436,7 @@ spec:
     assert_eq!(
         problems(&[("d.yaml", text)]),
         [
-            "d.yaml: document 1 (line 6): Pod \"web-1\" (replica of Deployment \"web\") in namespace \"default\" is already defined at d.yaml: document 0 (line 1)"
+            "d.yaml: document 2 (line 6): Pod \"web-1\" (replica of Deployment \"web\") in namespace \"default\" is already defined at d.yaml: document 1 (line 1)"
         ]
     );
 }
@@ -462,8 +461,8 @@ spec: {serviceAccount: default, containers: [{name: app}]}
     assert_eq!(
         problems(&[("p.yaml", text)]),
         [
-            "p.yaml: document 0 (line 1): Pod \"a\": namespace \"shop\" is not declared (add a v1 Namespace document named \"shop\")",
-            "p.yaml: document 1 (line 6): Pod \"b\": service account \"reviews\" is not declared in namespace \"default\" (add a v1 ServiceAccount document)",
+            "p.yaml: document 1 (line 1): Pod \"a\": namespace \"shop\" is not declared (add a v1 Namespace document named \"shop\")",
+            "p.yaml: document 2 (line 6): Pod \"b\": service account \"reviews\" is not declared in namespace \"default\" (add a v1 ServiceAccount document)",
         ]
     );
 }
@@ -478,13 +477,13 @@ fn deployment_selector_must_match_template() {
     assert_eq!(
         problems(&[("d.yaml", &dep("{matchLabels: {app: api}}"))]),
         [
-            "d.yaml: document 0 (line 1): Deployment \"web\": spec.selector does not match spec.template.metadata.labels (the Deployment would not own its own pods)"
+            "d.yaml: document 1 (line 1): Deployment \"web\": spec.selector does not match spec.template.metadata.labels (the Deployment would not own its own pods)"
         ]
     );
     assert_eq!(
         problems(&[("d.yaml", &dep("{}"))]),
         [
-            "d.yaml: document 0 (line 1): Deployment \"web\": spec.selector is required (an empty selector would select every pod)"
+            "d.yaml: document 1 (line 1): Deployment \"web\": spec.selector is required (an empty selector would select every pod)"
         ]
     );
     let got = problems(&[(
@@ -587,7 +586,7 @@ fn object_checks_name_the_field() {
     for (text, want) in cases {
         let got = problems(&[("o.yaml", text)]);
         assert_eq!(got.len(), 1, "{text}: {got:?}");
-        let prefix = "o.yaml: document 0 (line 1): ";
+        let prefix = "o.yaml: document 1 (line 1): ";
         assert!(
             got[0].starts_with(&format!("{prefix}{want}")),
             "for\n{text}\nwant {want}\ngot  {}",
@@ -603,7 +602,7 @@ fn every_problem_is_reported_at_once() {
     let err = parse_files(&[("a.yaml", a), ("b.yaml", b)]).expect_err("invalid");
     assert_eq!(
         err.to_string(),
-        "2 problems in the manifests:\n  a.yaml: document 0 (line 1): Pod: metadata.name is required\n  b.yaml: document 0 (line 1): Service \"s\": spec.ports[0].port is required"
+        "2 problems in the manifests:\n  a.yaml: document 1 (line 1): Pod: metadata.name is required\n  b.yaml: document 1 (line 1): Service \"s\": spec.ports[0].port is required"
     );
 }
 
@@ -635,5 +634,130 @@ fn configmap_style_symlinks_are_followed_but_directory_links_are_not() {
         pods,
         [key("default", "linked")],
         "read once, through the visible link"
+    );
+}
+
+// === strict validation (kubectl --validate=strict) ===
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: frontend}\nspec:\n  REPLICAS\n  selector: {matchLabels: {app: f}}\n  template:\n    metadata: {labels: {app: f}}\n    spec:\n      containers:\n      - name: app\n        comand: [sleep, '1']\n";
+
+#[test]
+fn unknown_fields_are_errors_naming_the_field_and_its_line() {
+    let text = DEPLOYMENT.replace("REPLICAS", "replica: 3");
+    assert_eq!(
+        problems(&[("d.yaml", &text)]),
+        [
+            "d.yaml: document 1 (line 5): Deployment \"frontend\": spec.replica: unknown field; did you mean replicas?",
+            "d.yaml: document 1 (line 12): Deployment \"frontend\": spec.template.spec.containers[0].comand: unknown field; did you mean command?",
+        ]
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_the_field_the_type_and_the_value() {
+    let text = DEPLOYMENT
+        .replace("REPLICAS", "replicas: two")
+        .replace("comand", "command");
+    assert_eq!(
+        problems(&[("d.yaml", &text)]),
+        [
+            "d.yaml: document 1 (line 5): Deployment \"frontend\": spec.replicas: expected an integer, got \"two\""
+        ]
+    );
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: {port: 80}\n";
+    assert_eq!(
+        problems(&[("s.yaml", text)]),
+        [
+            "s.yaml: document 1 (line 5): Service \"web\": spec.ports: expected a list, got a mapping"
+        ]
+    );
+}
+
+const RULE: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\nspec:\n  host: web\n  trafficPolicy:\n    loadBalancer:\n      simple: SIMPLE\n    tls: {mode: ISTIO_MUTUAL}\n";
+
+#[test]
+fn an_unknown_destination_rule_enum_value_is_an_error_listing_the_allowed_ones() {
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
+        RULE.replace("SIMPLE", "ROUND_ROBBIN")
+    );
+    assert_eq!(
+        problems(&[("x.yaml", &text)]),
+        [
+            "x.yaml: document 2 (line 12): DestinationRule \"web\": spec.trafficPolicy.loadBalancer.simple: unknown value \"ROUND_ROBBIN\"; expected one of UNSPECIFIED, LEAST_REQUEST, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_CONN"
+        ]
+    );
+    let text = RULE
+        .replace("SIMPLE", "ROUND_ROBIN")
+        .replace("ISTIO_MUTUAL", "istio_mutual");
+    assert_eq!(
+        problems(&[("x.yaml", &text)]),
+        [
+            "x.yaml: document 1 (line 9): DestinationRule \"web\": spec.trafficPolicy.tls.mode: unknown value \"istio_mutual\"; expected one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL"
+        ],
+        "names are case-sensitive, as in Istio"
+    );
+}
+
+#[test]
+fn destination_rule_enums_accept_istio_names_and_numbers_and_keep_the_spec_as_written() {
+    let snap =
+        parse_files(&[("x.yaml", &RULE.replace("SIMPLE", "ROUND_ROBIN"))]).expect("a valid rule");
+    assert_eq!(
+        snap.destination_rules()[0]
+            .spec
+            .pointer("/trafficPolicy/loadBalancer/simple"),
+        Some(&serde_json::json!("ROUND_ROBIN"))
+    );
+    parse_files(&[("x.yaml", &RULE.replace("SIMPLE", "4"))])
+        .expect("protobuf number of ROUND_ROBIN");
+    let got = problems(&[("x.yaml", &RULE.replace("SIMPLE", "9"))]);
+    assert!(
+        got[0].contains("simple: unknown value 9; expected one of"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_destination_rule_value_of_the_wrong_type_names_the_field() {
+    let text = RULE.replace("SIMPLE", "RANDOM").replace(
+        "    tls: {mode: ISTIO_MUTUAL}",
+        "    connectionPool:\n      tcp: {maxConnections: ten}",
+    );
+    assert_eq!(
+        problems(&[("x.yaml", &text)]),
+        [
+            "x.yaml: document 1 (line 10): DestinationRule \"web\": spec.trafficPolicy.connectionPool.tcp.maxConnections: expected an integer, got \"ten\""
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_destination_rule_field_is_an_error_at_its_line() {
+    let text = RULE.replace("simple: SIMPLE", "simple: RANDOM\n      simpel: RANDOM");
+    assert_eq!(
+        problems(&[("x.yaml", &text)]),
+        [
+            "x.yaml: document 1 (line 9): DestinationRule \"web\": spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?"
+        ]
+    );
+}
+
+#[test]
+fn a_misspelt_kind_of_a_known_group_is_an_error_and_an_unused_kind_a_warning() {
+    let text = "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: frontend}\n";
+    assert_eq!(
+        problems(&[("d.yaml", text)]),
+        [
+            "d.yaml: document 1 (line 1): apiVersion apps/v1 has no kind \"Deploymnet\"; did you mean Deployment?"
+        ]
+    );
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec: {hosts: [web]}\n";
+    let snap = parse_files(&[("v.yaml", text)]).expect("stored, not run");
+    assert_eq!(
+        snap.warnings(),
+        [
+            "v.yaml: document 1 (line 1): networking.istio.io/v1 VirtualService is not used by local mode; skipped"
+        ]
     );
 }

@@ -109,7 +109,7 @@ async fn spawn_fails_loudly_on_invalid_first_load() {
     assert_eq!(
         err.problems()[0].to_string(),
         format!(
-            "{}: document 0 (line 1): Pod: metadata.name is required",
+            "{}: document 1 (line 1): Pod: metadata.name is required",
             dir.path().join("bad.yaml").display()
         )
     );
@@ -167,7 +167,7 @@ async fn invalid_edit_keeps_last_good_snapshot_then_recovers() {
     eventually("the error to be recorded", || handle.last_error().is_some()).await;
     let error = handle.last_error().unwrap_or_default();
     assert!(
-        error.starts_with(&format!("{}: document 0 (line ", path.display())),
+        error.starts_with(&format!("{}: document 1 (line ", path.display())),
         "{error}"
     );
     assert!(error.contains("invalid YAML"), "{error}");

@@ -57,6 +57,14 @@ struct ServeArgs {
     /// Extra DNS names for the serving certificate.
     #[arg(long)]
     dns_name: Vec<String>,
+    /// A range of service addresses (VIPs), as a CIDR; repeatable. With --pod-cidr, the mesh's
+    /// address ranges sent to every proxy: an address inside them that a proxy cannot resolve
+    /// (control plane unreachable) is refused instead of sent in plaintext.
+    #[arg(long = "service-cidr", value_name = "CIDR")]
+    service_cidr: Vec<sinew_proto::net::IpNet>,
+    /// A range of pod addresses, as a CIDR; repeatable. See --service-cidr.
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pod_cidr: Vec<sinew_proto::net::IpNet>,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -118,6 +126,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let mut mesh_ranges = a.service_cidr;
+    mesh_ranges.extend(a.pod_cidr);
+    if mesh_ranges.is_empty() {
+        tracing::warn!(
+            "no --service-cidr/--pod-cidr: proxies that cannot reach the control plane will send connections to unresolved mesh addresses in plaintext"
+        );
+    }
     let cp = ControlPlane::start(Options {
         registry: a.registry,
         assignments: a.assignments,
@@ -127,6 +142,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         listen: a.listen,
         monitoring: a.monitoring,
         dns_names: a.dns_name,
+        mesh_ranges,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");

@@ -166,6 +166,7 @@ impl Mesh {
         let limits = Some(pb::Limits {
             max_header_bytes: o.max_header_bytes,
             max_headers: 0,
+            ..Default::default()
         });
         let b = start_proxy(pb::ProxyConfig {
             tls: tls(&b_files),

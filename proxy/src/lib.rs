@@ -2,7 +2,7 @@
 //!
 //! Module map (see docs/architecture.md):
 //! - [`outbound`] / [`inbound`]: the two directions of the data path;
-//! - [`detect`], [`tls`], [`http`], [`io`], [`transport`]: the pieces they are built from;
+//! - [`detect`], [`tls`], [`http`], [`io`], [`idle`], [`transport`]: the pieces they are built from;
 //! - [`config`]: the validated config model; [`ctx`]: what handlers share;
 //! - [`admin`], [`metrics`], [`drain`], [`conn_limit`], [`app`]: running the process;
 //! - [`init`]: the iptables rules of `sinew-proxy init`.
@@ -18,6 +18,7 @@ pub mod ctx;
 pub mod detect;
 pub mod drain;
 pub mod http;
+pub mod idle;
 pub mod inbound;
 pub mod init;
 pub mod io;

@@ -210,8 +210,13 @@ impl Metrics {
         self.refused[dir as usize][reason as usize].inc();
     }
 
-    pub fn idle_closed(&self, dir: Direction) {
-        self.idle_closed[dir as usize].inc();
+    /// The idle timeout for one connection in `dir`, counting its close in
+    /// `sinew_tcp_connections_idle_closed_total`.
+    pub fn idle_timeout(&self, dir: Direction, after: std::time::Duration) -> crate::idle::Timeout {
+        crate::idle::Timeout {
+            after,
+            closed: self.idle_closed[dir as usize].clone(),
+        }
     }
 
     /// Counts one request by its response status, or as an error if it got no response.

@@ -7,30 +7,10 @@ mod support;
 use sinew_proto::config::v1 as pb;
 use sinew_proxy::testing::{TempDir, TestCa};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use support::tcp::{echo_on, ping};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// A TCP echo server on `ip` that counts the connections it accepted.
-async fn echo_on(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, accepted)
-}
 
 /// A proxy whose control plane never answers (nothing listens at its address), with one
 /// outbound listener per destination, named "to-<index>".
@@ -81,24 +61,6 @@ async fn proxy_without_control_plane(
         ..Default::default()
     })
     .await
-}
-
-/// Writes `ping` and returns what came back before the connection ended (a reset counts as
-/// the end).
-async fn ping(addr: SocketAddr) -> Vec<u8> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = tcp.write_all(b"ping").await;
-    let mut got = vec![0; 4];
-    let mut n = 0;
-    while n < 4 {
-        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut got[n..])).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(k)) => n += k,
-            Err(_) => panic!("neither an answer nor a close within 10 s"),
-        }
-    }
-    got.truncate(n);
-    got
 }
 
 const REFUSED: &str =

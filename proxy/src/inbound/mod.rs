@@ -112,13 +112,21 @@ pub async fn serve(
                         hyper_svc(svc),
                         config.limits,
                         config.timeouts,
+                        metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
                         drain,
                     )
                     .await
                 }
                 Protocol::Http2 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http2);
-                    crate::http::server::serve_h2(io, hyper_svc(svc), config.limits, drain).await
+                    crate::http::server::serve_h2(
+                        io,
+                        hyper_svc(svc),
+                        config.limits,
+                        metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
+                        drain,
+                    )
+                    .await
                 }
                 Protocol::Opaque => {
                     metrics.connection(Direction::Inbound, ConnKind::Tcp);
@@ -179,7 +187,14 @@ async fn serve_mesh(
     let res = match alpn.as_deref() {
         Some(tls::ALPN_H2) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH2);
-            crate::http::server::serve_h2(tls, hyper_svc(svc), config.limits, drain).await
+            crate::http::server::serve_h2(
+                tls,
+                hyper_svc(svc),
+                config.limits,
+                metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
+                drain,
+            )
+            .await
         }
         Some(tls::ALPN_H1) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH1);
@@ -188,6 +203,7 @@ async fn serve_mesh(
                 hyper_svc(svc),
                 config.limits,
                 config.timeouts,
+                metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
                 drain,
             )
             .await
@@ -237,7 +253,14 @@ where
     let timeout = ctx.config().timeouts.connect;
     match crate::http::client::connect_tcp(addr, timeout).await {
         Ok(mut app) => {
-            if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut app).await {
+            if let Err(e) = crate::io::copy_with_idle_timeout(
+                &mut io,
+                &mut app,
+                ctx.metrics
+                    .idle_timeout(Direction::Inbound, ctx.config().timeouts.tcp_idle),
+            )
+            .await
+            {
                 debug!(%addr, error = %e, "inbound TCP stream ended with an error");
             }
         }

@@ -94,12 +94,21 @@ pub async fn serve(
     let res = match detected.protocol {
         Protocol::Http1 => {
             metrics.connection(Direction::Outbound, ConnKind::Http1);
-            crate::http::server::serve_h1(io, svc_hyper, config.limits, config.timeouts, drain)
-                .await
+            let idle = metrics.idle_timeout(Direction::Outbound, config.timeouts.idle);
+            crate::http::server::serve_h1(
+                io,
+                svc_hyper,
+                config.limits,
+                config.timeouts,
+                idle,
+                drain,
+            )
+            .await
         }
         Protocol::Http2 => {
             metrics.connection(Direction::Outbound, ConnKind::Http2);
-            crate::http::server::serve_h2(io, svc_hyper, config.limits, drain).await
+            let idle = metrics.idle_timeout(Direction::Outbound, config.timeouts.idle);
+            crate::http::server::serve_h2(io, svc_hyper, config.limits, idle, drain).await
         }
         Protocol::Opaque => {
             metrics.connection(Direction::Outbound, ConnKind::Tcp);

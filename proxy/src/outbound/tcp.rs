@@ -1,9 +1,11 @@
 //! Opaque TCP: to a mesh endpoint over mTLS (with a header naming the target port), to an
 //! endpoint without a sidecar directly, or straight through when the destination is not ours.
+//! A stream with no byte either way for `timeouts.tcpIdle` is closed.
 
 use crate::config::Service;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
+use crate::metrics::Direction;
 use crate::tls::ALPN_TCP;
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
@@ -26,7 +28,7 @@ pub async fn forward(ctx: &Ctx, svc: &Service, mut io: Prefixed<TcpStream>) {
     let res = match &ep.identity {
         Some(id) => match super::mesh::connect(ctx, ep.mesh_addr, id, ALPN_TCP).await {
             Ok(mut tls) => match tls.write_all(&header(ep.addr.port())).await {
-                Ok(()) => crate::io::copy_bidirectional(&mut io, &mut tls).await,
+                Ok(()) => crate::io::copy_with_idle_timeout(&mut io, &mut tls, idle(ctx)).await,
                 Err(e) => Err(e),
             },
             Err(e) => {
@@ -37,7 +39,7 @@ pub async fn forward(ctx: &Ctx, svc: &Service, mut io: Prefixed<TcpStream>) {
         None => {
             let timeout = ctx.config().timeouts.connect;
             match crate::http::client::connect_tcp(ep.addr, timeout).await {
-                Ok(mut up) => crate::io::copy_bidirectional(&mut io, &mut up).await,
+                Ok(mut up) => crate::io::copy_with_idle_timeout(&mut io, &mut up, idle(ctx)).await,
                 Err(e) => {
                     debug!(service = %svc.name, error = %e, "TCP connect failed");
                     return;
@@ -50,11 +52,16 @@ pub async fn forward(ctx: &Ctx, svc: &Service, mut io: Prefixed<TcpStream>) {
     }
 }
 
+fn idle(ctx: &Ctx) -> crate::idle::Timeout {
+    ctx.metrics
+        .idle_timeout(Direction::Outbound, ctx.config().timeouts.tcp_idle)
+}
+
 pub async fn passthrough(ctx: &Ctx, dst: SocketAddr, mut io: Prefixed<TcpStream>) {
     let timeout = ctx.config().timeouts.connect;
     match crate::http::client::connect_tcp(dst, timeout).await {
         Ok(mut up) => {
-            if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut up).await {
+            if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut up, idle(ctx)).await {
                 debug!(%dst, error = %e, "passthrough stream ended with an error");
             }
         }

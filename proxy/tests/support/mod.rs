@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tcp;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

@@ -152,3 +152,54 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec![
+            "sinew-control-plane",
+            "serve",
+            "--registry",
+            "/r",
+            "--state-dir",
+            "/s",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(a),
+            Command::Token(_) => unreachable!("invariant: the argv says serve"),
+        }
+    }
+
+    #[test]
+    fn service_and_pod_cidrs_are_repeatable_and_normalised() {
+        let a = serve_args(&[
+            "--service-cidr",
+            "198.19.0.0/16",
+            "--pod-cidr",
+            "198.18.7.7/16",
+            "--pod-cidr",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let shown =
+            |v: &[sinew_proto::net::IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(shown(&a.service_cidr), ["198.19.0.0/16"]);
+        assert_eq!(shown(&a.pod_cidr), ["198.18.0.0/16", "fd00::/8"]);
+        assert!(serve_args(&[]).unwrap().service_cidr.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_cidr_is_refused_naming_the_flag_and_value() {
+        let e = serve_args(&["--pod-cidr", "198.18.0.0/33"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--pod-cidr") && e.contains("'198.18.0.0/33' is not an address range"),
+            "{e}"
+        );
+    }
+}

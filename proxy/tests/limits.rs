@@ -161,3 +161,55 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() 
     assert!(answered.elapsed() >= idle, "not before the idle timeout");
     assert_eq!(metric(p.metrics, IDLE_CLOSED).await, 1.0);
 }
+
+#[tokio::test]
+async fn a_request_slower_than_the_idle_timeout_is_not_cut_short() {
+    let idle = Duration::from_millis(200);
+    let (app, _task) = start_echo_app().await;
+    let p = proxy(
+        service(app, pb::Protocol::Detect),
+        pb::Timeouts {
+            idle: duration(idle),
+            ..Default::default()
+        },
+        pb::Limits::default(),
+    )
+    .await;
+    let mut tcp = TcpStream::connect(p.addr("out")).await.unwrap();
+    // The app takes five idle periods to answer: no byte moves meanwhile, but a request is in
+    // flight, so the connection is not idle.
+    tcp.write_all(b"GET /slow/1000 HTTP/1.1\r\nHost: server.default:8080\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rsp = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        while !rsp.ends_with(b"slow done") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed mid-request: {}",
+                String::from_utf8_lossy(&rsp)
+            );
+            rsp.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer within 10 s");
+    let text = String::from_utf8_lossy(&rsp).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    // Had the connection counted as idle, the proxy would have begun closing it mid-request
+    // (the answer then says `connection: close` and no second request is read).
+    assert!(!text.contains("connection: close"), "{text}");
+    tcp.write_all(b"GET /status/204 HTTP/1.1\r\nHost: server.default:8080\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(
+        &head, b"HTTP/1.1 204",
+        "the connection is still open for the next request"
+    );
+    assert!(wait_closed(&mut tcp).await, "then closed once idle");
+    assert_eq!(metric(p.metrics, IDLE_CLOSED).await, 1.0);
+}

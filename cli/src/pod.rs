@@ -619,6 +619,8 @@ fn write_credentials(plan: &Plan, env: &Env) -> anyhow::Result<()> {
             "namespace": plan.namespace,
             "labels": plan.labels,
         },
+        // Also sent by the control plane; here too so they hold while it is unreachable.
+        "meshAddressRanges": [crate::state::VIP_CIDR, crate::state::POD_CIDR],
     });
     if plan.strict {
         config["inboundMode"] = "STRICT".into();

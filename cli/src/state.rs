@@ -39,6 +39,11 @@ pub const POD_RANGE: (Ipv4Addr, Ipv4Addr) = (
     Ipv4Addr::new(198, 18, 0, 2),
     Ipv4Addr::new(198, 18, 255, 254),
 );
+/// The pod and VIP ranges as CIDRs: the mesh's own addresses, given to the control plane
+/// (`--pod-cidr`, `--service-cidr`) and to every proxy's bootstrap (`meshAddressRanges`), so an
+/// unresolved connection to one is refused instead of sent in plaintext.
+pub const POD_CIDR: &str = "198.18.0.0/16";
+pub const VIP_CIDR: &str = "198.19.0.0/16";
 pub const VIP_RANGE: (Ipv4Addr, Ipv4Addr) = (
     Ipv4Addr::new(198, 19, 0, 1),
     Ipv4Addr::new(198, 19, 255, 254),

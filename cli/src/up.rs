@@ -25,8 +25,8 @@ use crate::manifests::{self, Store};
 use crate::pod::{self, Env, NetView};
 use crate::process::{Board, RestartPolicy, Slot, Spec, Supervised};
 use crate::state::{
-    CONTROL_PLANE_GRPC_PORT, CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, POD_RANGE, Run,
-    VIP_RANGE, now_unix_ms,
+    CONTROL_PLANE_GRPC_PORT, CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, POD_CIDR, POD_RANGE,
+    Run, VIP_CIDR, VIP_RANGE, now_unix_ms,
 };
 use crate::status;
 use crate::sys;
@@ -276,6 +276,10 @@ impl Mesh {
                     "--monitoring".into(),
                     SocketAddr::new(CONTROL_PLANE_IP.into(), CONTROL_PLANE_MONITORING_PORT)
                         .to_string(),
+                    "--service-cidr".into(),
+                    VIP_CIDR.into(),
+                    "--pod-cidr".into(),
+                    POD_CIDR.into(),
                 ],
                 env: vec![
                     ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),

@@ -30,6 +30,10 @@ pub struct Options {
     pub listen: SocketAddr,
     pub monitoring: SocketAddr,
     pub dns_names: Vec<String>,
+    /// The mesh's service and pod ranges (`--service-cidr`, `--pod-cidr`), sent to every proxy
+    /// in its settings: a proxy refuses, rather than sends in plaintext, a connection to an
+    /// address inside them that it could not resolve (see docs/proxy.md).
+    pub mesh_ranges: Vec<sinew_proto::net::IpNet>,
 }
 
 pub struct ControlPlane {
@@ -139,7 +143,10 @@ impl ControlPlane {
             server::discovery::DiscoveryService {
                 index: index.clone(),
                 bundle: bundle_rx,
-                settings: Default::default(),
+                settings: sinew_proto::discovery::v1::ProxySettings {
+                    mesh_address_ranges: o.mesh_ranges.iter().map(|r| r.to_string()).collect(),
+                    ..Default::default()
+                },
                 auth: tokens.clone(),
                 status: status.clone(),
                 nonces: Default::default(),

@@ -57,6 +57,14 @@ struct ServeArgs {
     /// Extra DNS names for the serving certificate.
     #[arg(long)]
     dns_name: Vec<String>,
+    /// A range of service addresses (VIPs), as a CIDR; repeatable. With --pod-cidr, the mesh's
+    /// address ranges sent to every proxy: an address inside them that a proxy cannot resolve
+    /// (control plane unreachable) is refused instead of sent in plaintext.
+    #[arg(long = "service-cidr", value_name = "CIDR")]
+    service_cidr: Vec<sinew_proto::net::IpNet>,
+    /// A range of pod addresses, as a CIDR; repeatable. See --service-cidr.
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pod_cidr: Vec<sinew_proto::net::IpNet>,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -118,6 +126,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let mut mesh_ranges = a.service_cidr;
+    mesh_ranges.extend(a.pod_cidr);
+    if mesh_ranges.is_empty() {
+        tracing::warn!(
+            "no --service-cidr/--pod-cidr: proxies that cannot reach the control plane will send connections to unresolved mesh addresses in plaintext"
+        );
+    }
     let cp = ControlPlane::start(Options {
         registry: a.registry,
         assignments: a.assignments,
@@ -127,6 +142,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         listen: a.listen,
         monitoring: a.monitoring,
         dns_names: a.dns_name,
+        mesh_ranges,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");
@@ -135,4 +151,55 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         _ = sinew_control_plane::app::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec![
+            "sinew-control-plane",
+            "serve",
+            "--registry",
+            "/r",
+            "--state-dir",
+            "/s",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(a),
+            Command::Token(_) => unreachable!("invariant: the argv says serve"),
+        }
+    }
+
+    #[test]
+    fn service_and_pod_cidrs_are_repeatable_and_normalised() {
+        let a = serve_args(&[
+            "--service-cidr",
+            "198.19.0.0/16",
+            "--pod-cidr",
+            "198.18.7.7/16",
+            "--pod-cidr",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let shown =
+            |v: &[sinew_proto::net::IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(shown(&a.service_cidr), ["198.19.0.0/16"]);
+        assert_eq!(shown(&a.pod_cidr), ["198.18.0.0/16", "fd00::/8"]);
+        assert!(serve_args(&[]).unwrap().service_cidr.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_cidr_is_refused_naming_the_flag_and_value() {
+        let e = serve_args(&["--pod-cidr", "198.18.0.0/33"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--pod-cidr") && e.contains("'198.18.0.0/33' is not an address range"),
+            "{e}"
+        );
+    }
 }

@@ -200,6 +200,22 @@ async fn resolve_says_which_names_discovery_serves() {
 }
 
 #[tokio::test]
+async fn every_proxy_is_sent_the_mesh_address_ranges_in_its_settings() {
+    let cp = start_default().await;
+    let mut c = RawClient::connect(&cp, pb::Hello::default()).await;
+    let base = c.next().await;
+    let settings = base
+        .resources
+        .iter()
+        .find(|r| r.name == "settings")
+        .expect("settings in the first response");
+    let Some(ResourceKind::Settings(s)) = &settings.kind else {
+        panic!("{settings:?}")
+    };
+    assert_eq!(s.mesh_address_ranges, MESH_RANGES);
+}
+
+#[tokio::test]
 async fn a_proxy_receives_only_what_it_subscribed_to() {
     let (cp, web_ip, web_vip, other_vip) = start_with_addresses().await;
     let mut c = RawClient::connect(&cp, pb::Hello::default()).await;

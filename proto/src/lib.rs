@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod net;
+
 /// The proxy's config model (static bootstrap file, and the resources the control plane streams).
 pub mod config {
     pub mod v1 {

@@ -3,12 +3,17 @@
 //! Start-up errors (unreadable certificate, address in use) are returned before anything is
 //! served, each naming the file or address. Shutdown (SIGTERM, SIGINT or `POST /shutdown`) stops
 //! accepting, lets connections finish up to the drain deadline, and returns.
+//!
+//! Accepted connections, both directions together, are capped at `limits.maxConnections`: one
+//! more is closed (reset) at once and counted, so a flood of idle connections cannot take the
+//! file descriptors the app's own traffic needs.
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, ListenerKind};
+use crate::conn_limit::ConnLimit;
 use crate::ctx::Ctx;
 use crate::drain;
-use crate::metrics::{ActiveGuard, Direction, Metrics};
+use crate::metrics::{ActiveGuard, Direction, Metrics, RefuseReason};
 use crate::tls;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A proxy whose listeners are bound and ready to serve.
 pub struct Proxy {
@@ -119,8 +124,17 @@ impl Proxy {
             tokio::spawn(admin::serve(self.admin.clone(), sock, which));
         }
         let (signal, watch) = drain::channel();
+        let max = ctx.config().limits.max_connections;
+        ctx.metrics.connections_limit.set(max as i64);
+        let limit = ConnLimit::new(max);
         for (sock, kind) in self.listeners.drain(..) {
-            tokio::spawn(accept_loop(ctx.clone(), sock, kind, watch.clone()));
+            tokio::spawn(accept_loop(
+                ctx.clone(),
+                sock,
+                kind,
+                limit.clone(),
+                watch.clone(),
+            ));
         }
         drop(watch);
         match self.control.take() {
@@ -254,8 +268,13 @@ async fn accept_loop(
     ctx: Arc<Ctx>,
     sock: TcpListener,
     kind: ListenerKind,
+    limit: Arc<ConnLimit>,
     mut watch: drain::Watch,
 ) {
+    let dir = match kind {
+        ListenerKind::Outbound { .. } => Direction::Outbound,
+        ListenerKind::Inbound { .. } => Direction::Inbound,
+    };
     loop {
         let accepted = tokio::select! {
             a = sock.accept() => a,
@@ -270,6 +289,12 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(permit) = limit.try_acquire() else {
+            ctx.metrics.refused(dir, RefuseReason::Limit);
+            debug!(%client, ?dir, "connection limit (limits.maxConnections) reached; refusing");
+            crate::transport::close_with_reset(tcp);
+            continue;
+        };
         crate::io::tune(&tcp);
         let ctx = ctx.clone();
         let watch = watch.clone();
@@ -277,6 +302,7 @@ async fn accept_loop(
             ListenerKind::Outbound { fixed } => {
                 let fixed = *fixed;
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let _active = ActiveGuard::new(
                         &ctx.metrics.active_connections[Direction::Outbound as usize],
                     );
@@ -286,6 +312,7 @@ async fn accept_loop(
             ListenerKind::Inbound { app_port } => {
                 let app_port = *app_port;
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let _active = ActiveGuard::new(
                         &ctx.metrics.active_connections[Direction::Inbound as usize],
                     );

@@ -7,6 +7,7 @@
 
 use crate::tls::Identity;
 use sinew_proto::config::v1 as pb;
+use sinew_proto::net::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,11 +26,18 @@ pub const DEFAULT_MESH_PORT: u16 = DEFAULT_INBOUND_PORT;
 pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Downstream HTTP idle: longer than the common client pools' own idle timeouts (Go 90 s,
+/// OkHttp 5 min), so a client rarely reuses a connection just as the proxy closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Opaque TCP idle: Istio's default, because database pools keep quiet connections for long.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Two file descriptors per proxied connection: fits under the usual 65536 `nofile` with room
+/// for the pools and listeners.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,6 +77,8 @@ pub struct Config {
     pub admin: AdminAddrs,
     pub version: String,
     pub control_plane: Option<ControlPlane>,
+    /// The mesh's service and pod ranges: unresolved destinations inside fail closed.
+    pub mesh_ranges: Vec<IpNet>,
 }
 
 /// Where certificates and config come from at run time.
@@ -152,6 +162,7 @@ pub struct Timeouts {
     pub connect: Duration,
     pub header_read: Duration,
     pub idle: Duration,
+    pub tcp_idle: Duration,
     pub drain: Duration,
     pub tls_handshake: Duration,
 }
@@ -160,6 +171,7 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    pub max_connections: usize,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -367,6 +379,7 @@ impl Config {
                 DEFAULT_HEADER_READ_TIMEOUT,
             )?,
             idle: duration("timeouts.idle", &t.idle, DEFAULT_IDLE_TIMEOUT)?,
+            tcp_idle: duration("timeouts.tcpIdle", &t.tcp_idle, DEFAULT_TCP_IDLE_TIMEOUT)?,
             drain: duration("timeouts.drain", &t.drain, DEFAULT_DRAIN_TIMEOUT)?,
             tls_handshake: duration(
                 "timeouts.tlsHandshake",
@@ -387,7 +400,20 @@ impl Config {
                 0 => DEFAULT_MAX_HEADERS,
                 n => n as usize,
             },
+            max_connections: match l.max_connections {
+                0 => DEFAULT_MAX_CONNECTIONS,
+                n => n as usize,
+            },
         };
+        let mut mesh_ranges = Vec::with_capacity(msg.mesh_address_ranges.len());
+        for (i, r) in msg.mesh_address_ranges.iter().enumerate() {
+            let net: IpNet = r.parse().map_err(|e: sinew_proto::net::InvalidIpNet| {
+                invalid(format!("meshAddressRanges[{i}]"), e.to_string())
+            })?;
+            if !mesh_ranges.contains(&net) {
+                mesh_ranges.push(net);
+            }
+        }
         let a = msg.admin.clone().unwrap_or_default();
         let admin = AdminAddrs {
             admin: optional_addr("admin.adminAddress", &a.admin_address, DEFAULT_ADMIN_ADDR)?,
@@ -455,6 +481,7 @@ impl Config {
 
         Ok(Self {
             control_plane,
+            mesh_ranges,
             version: msg.version.clone(),
             source: msg,
             tls,
@@ -481,6 +508,11 @@ impl Config {
 
     pub fn is_excluded_outbound_port(&self, port: u16) -> bool {
         self.excluded_outbound_ports.contains(port)
+    }
+
+    /// True when `ip` is inside one of the mesh's address ranges (`meshAddressRanges`).
+    pub fn in_mesh_range(&self, ip: IpAddr) -> bool {
+        self.mesh_ranges.iter().any(|r| r.contains(ip))
     }
 
     /// How this pod's own `port` is declared (Detect when nothing says).

@@ -99,6 +99,32 @@ where
     tokio::io::copy_bidirectional_with_sizes(a, b, 16 * 1024, 16 * 1024).await
 }
 
+/// [`copy_bidirectional`] that ends once no byte moved either way for `idle.after`: the
+/// result is then an error of kind `TimedOut` and the close is counted in `idle.closed`.
+pub async fn copy_with_idle_timeout<A, B>(
+    a: &mut A,
+    b: &mut B,
+    idle: crate::idle::Timeout,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let activity = crate::idle::Activity::new();
+    // Every byte either way passes through `a`, so watching one side is enough.
+    let mut a = crate::idle::Tracked::new(a, activity.clone());
+    tokio::select! {
+        res = copy_bidirectional(&mut a, b) => res,
+        () = activity.expired(idle.after) => {
+            idle.closed.inc();
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("closed after {:?} without a byte either way", idle.after),
+            ))
+        }
+    }
+}
+
 /// Applies the socket options every proxied TCP connection wants.
 pub fn tune(stream: &tokio::net::TcpStream) {
     // Latency over batching: requests and responses are usually small.

@@ -2,9 +2,9 @@
 //!
 //! Module map (see docs/architecture.md):
 //! - [`outbound`] / [`inbound`]: the two directions of the data path;
-//! - [`detect`], [`tls`], [`http`], [`io`], [`transport`]: the pieces they are built from;
+//! - [`detect`], [`tls`], [`http`], [`io`], [`idle`], [`transport`]: the pieces they are built from;
 //! - [`config`]: the validated config model; [`ctx`]: what handlers share;
-//! - [`admin`], [`metrics`], [`drain`], [`app`]: running the process;
+//! - [`admin`], [`metrics`], [`drain`], [`conn_limit`], [`app`]: running the process;
 //! - [`init`]: the iptables rules of `sinew-proxy init`.
 
 #![forbid(unsafe_code)]
@@ -12,12 +12,14 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod conn_limit;
 pub mod control;
 pub mod ctx;
 pub mod detect;
 pub mod drain;
 pub mod first_speaker;
 pub mod http;
+pub mod idle;
 pub mod inbound;
 pub mod init;
 pub mod io;

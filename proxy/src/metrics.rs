@@ -59,11 +59,29 @@ const CONN_KINDS: [(ConnKind, &str); 8] = [
     (ConnKind::Passthrough, "passthrough"),
     (ConnKind::Refused, "refused"),
 ];
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Clone, Copy, Debug)]
+pub enum RefuseReason {
+    /// `limits.maxConnections` connections were already open.
+    Limit,
+    /// An outbound destination inside `meshAddressRanges` that the control plane did not
+    /// resolve in time: closed rather than sent in plaintext.
+    Unresolved,
+}
+
+const REFUSE_REASONS: [(RefuseReason, &str); 2] = [
+    (RefuseReason::Limit, "limit"),
+    (RefuseReason::Unresolved, "unresolved"),
+];
+
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
 pub struct Metrics {
     registry: Registry,
     conns: [[Counter; 8]; 2],
+    refused: [[Counter; 2]; 2],
+    idle_closed: [Counter; 2],
+    pub connections_limit: Gauge,
     requests: [[Counter; 6]; 2],
     pub active_connections: [Gauge; 2],
     pub detect_timeouts: Counter,
@@ -95,6 +113,27 @@ impl Metrics {
             "tcp_connections_active",
             "Connections currently open, by direction",
             active.clone(),
+        );
+        let refused = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        registry.register(
+            "tcp_connections_refused",
+            "Connections closed as soon as they were accepted, by direction and reason \
+             (limit: limits.maxConnections reached; unresolved: a mesh-range destination the \
+             control plane did not resolve in time)",
+            refused.clone(),
+        );
+        let idle = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "tcp_connections_idle_closed",
+            "Connections the proxy closed because they stayed idle for timeouts.idle (HTTP) or \
+             timeouts.tcpIdle (opaque TCP), by direction",
+            idle.clone(),
+        );
+        let connections_limit = Gauge::default();
+        registry.register(
+            "tcp_connections_limit",
+            "limits.maxConnections: most connections open at once, both directions together",
+            connections_limit.clone(),
         );
         let detect_timeouts = Counter::default();
         registry.register(
@@ -140,9 +179,20 @@ impl Metrics {
         let active_connections =
             dirs.map(|d| active.get_or_create(&[("direction", d.as_str())]).clone());
         let tls_failures = dirs.map(|d| tls.get_or_create(&[("direction", d.as_str())]).clone());
+        let refused = dirs.map(|d| {
+            REFUSE_REASONS.map(|(_, r)| {
+                refused
+                    .get_or_create(&[("direction", d.as_str()), ("reason", r)])
+                    .clone()
+            })
+        });
+        let idle_closed = dirs.map(|d| idle.get_or_create(&[("direction", d.as_str())]).clone());
         Self {
             registry,
             conns,
+            refused,
+            idle_closed,
+            connections_limit,
             requests,
             active_connections,
             detect_timeouts,
@@ -154,6 +204,19 @@ impl Metrics {
 
     pub fn connection(&self, dir: Direction, kind: ConnKind) {
         self.conns[dir as usize][kind as usize].inc();
+    }
+
+    pub fn refused(&self, dir: Direction, reason: RefuseReason) {
+        self.refused[dir as usize][reason as usize].inc();
+    }
+
+    /// The idle timeout for one connection in `dir`, counting its close in
+    /// `sinew_tcp_connections_idle_closed_total`.
+    pub fn idle_timeout(&self, dir: Direction, after: std::time::Duration) -> crate::idle::Timeout {
+        crate::idle::Timeout {
+            after,
+            closed: self.idle_closed[dir as usize].clone(),
+        }
     }
 
     /// Counts one request by its response status, or as an error if it got no response.

@@ -27,3 +27,11 @@ pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
 pub fn is_loop(dst: SocketAddr, local: SocketAddr) -> bool {
     dst == local
 }
+
+/// Closes an accepted connection with a reset (SO_LINGER 0): the client sees a refused
+/// connection at once instead of an empty reply it might mistake for an answer. A zero linger
+/// never blocks the close.
+pub fn close_with_reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+    drop(stream);
+}

@@ -85,6 +85,9 @@ pub fn assignments_yaml(web_ip: IpAddr, web_vip: IpAddr, other_vip: IpAddr) -> S
     )
 }
 
+/// The service and pod ranges test control planes are started with (local mode's).
+pub const MESH_RANGES: [&str; 2] = ["198.19.0.0/16", "198.18.0.0/16"];
+
 pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: SocketAddr) -> Running {
     let registry = dir.path().join("registry");
     let state = dir.path().join("state");
@@ -101,6 +104,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
         listen: grpc,
         monitoring: "127.0.0.1:0".parse().unwrap(),
         dns_names: vec![],
+        mesh_ranges: MESH_RANGES.iter().map(|r| r.parse().unwrap()).collect(),
     })
     .await
     .expect("control plane starts");

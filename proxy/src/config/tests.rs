@@ -132,3 +132,38 @@ fn inbound_ports_say_how_each_own_port_is_declared() {
     assert_eq!(c.inbound_protocol(5432), ServiceProtocol::Tcp);
     assert_eq!(c.inbound_protocol(9090), ServiceProtocol::Detect);
 }
+
+#[test]
+fn mesh_address_ranges_parse_and_name_the_bad_entry() {
+    let c = parse(r#"meshAddressRanges: ["198.18.0.0/15", "fd00::/8", "198.18.0.0/15"]"#).unwrap();
+    assert_eq!(c.mesh_ranges.len(), 2, "duplicates collapse");
+    assert!(c.in_mesh_range("198.19.0.7".parse().unwrap()));
+    assert!(c.in_mesh_range("fd00::7".parse().unwrap()));
+    assert!(!c.in_mesh_range("127.0.0.1".parse().unwrap()));
+    let e = parse(r#"meshAddressRanges: ["10.0.0.0/8", "10.0.0.0/40"]"#)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("meshAddressRanges[1]: '10.0.0.0/40' is not an address range"),
+        "{e}"
+    );
+}
+
+#[test]
+fn idle_and_connection_limits_have_bounded_defaults_and_can_be_set() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.timeouts.idle, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(c.timeouts.tcp_idle, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(c.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert!(c.mesh_ranges.is_empty());
+    let c = parse("{timeouts: {idle: 30s, tcpIdle: 120s}, limits: {maxConnections: 7}}").unwrap();
+    assert_eq!(c.timeouts.idle, Duration::from_secs(30));
+    assert_eq!(c.timeouts.tcp_idle, Duration::from_secs(120));
+    assert_eq!(c.limits.max_connections, 7);
+    let e = parse("{timeouts: {tcpIdle: 0s}}")
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(e, "timeouts.tcpIdle: must be positive");
+}

@@ -36,7 +36,14 @@ struct Inner {
     /// Names the control plane has answered (with a resource or "not found").
     answered: Mutex<HashSet<String>>,
     changed: watch::Sender<u64>,
+    /// Destinations already logged as refused-while-unresolved (bounded), so a retrying app
+    /// does not flood the log.
+    refusals_logged: Mutex<HashSet<std::net::SocketAddr>>,
 }
+
+/// At most this many refused destinations are remembered for log de-duplication; past it,
+/// refusals are still counted but logged at debug level.
+const MAX_REFUSALS_LOGGED: usize = 1024;
 
 // === impl Discovery ===
 
@@ -47,6 +54,17 @@ impl Discovery {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// True the first time `dst` is refused (up to [`MAX_REFUSALS_LOGGED`] addresses): the
+    /// caller logs a warning once per destination. Only the refusal path calls this.
+    pub fn first_refusal(&self, dst: std::net::SocketAddr) -> bool {
+        let mut logged = self
+            .inner
+            .refusals_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        logged.len() < MAX_REFUSALS_LOGGED && logged.insert(dst)
     }
 
     /// Subscribes to `name` if needed and waits up to `timeout` for the control plane's answer.
@@ -96,6 +114,7 @@ pub fn new(
         subscribe: tx,
         answered: Mutex::new(HashSet::new()),
         changed: watch::channel(0).0,
+        refusals_logged: Mutex::new(HashSet::new()),
     });
     let handle = Discovery {
         inner: inner.clone(),
@@ -326,6 +345,13 @@ fn merge(
                     merged.inbound_mode = s.inbound_mode;
                 }
                 merged.opaque_ports.extend(s.opaque_ports.iter().copied());
+                // Both lists count: the file's ranges hold before the control plane answers,
+                // and the control plane may know ranges the file does not.
+                for r in &s.mesh_address_ranges {
+                    if !merged.mesh_address_ranges.contains(r) {
+                        merged.mesh_address_ranges.push(r.clone());
+                    }
+                }
                 // A port the bootstrap file declares stays as the file says.
                 let mut ports: Vec<cfg::InboundPort> = s
                     .inbound_ports
@@ -595,6 +621,55 @@ mod tests {
             mode(&cfg::ProxyConfig::default(), cfg::InboundMode::Permissive),
             permissive
         );
+    }
+
+    #[test]
+    fn mesh_ranges_from_the_control_plane_join_the_files() {
+        let base = cfg::ProxyConfig {
+            mesh_address_ranges: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        let mut held = BTreeMap::new();
+        held.insert(
+            "settings".to_string(),
+            pb::Resource {
+                name: "settings".into(),
+                version: "1".into(),
+                kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                    mesh_address_ranges: vec!["198.18.0.0/15".into(), "10.0.0.0/8".into()],
+                    ..Default::default()
+                })),
+            },
+        );
+        let (config, _, _) = prepare(&base, &held, rsp(vec![], vec![])).unwrap();
+        assert_eq!(
+            config.source.mesh_address_ranges,
+            ["10.0.0.0/8", "198.18.0.0/15"]
+        );
+        assert!(config.in_mesh_range("198.19.0.1".parse().unwrap()));
+        assert!(config.in_mesh_range("10.1.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_malformed_range_from_the_control_plane_is_nacked() {
+        let err = prepare(
+            &cfg::ProxyConfig::default(),
+            &BTreeMap::new(),
+            rsp(
+                vec![pb::Resource {
+                    name: "settings".into(),
+                    version: "1".into(),
+                    kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                        mesh_address_ranges: vec!["198.18.0.0/99".into()],
+                        ..Default::default()
+                    })),
+                }],
+                vec![],
+            ),
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("meshAddressRanges[0]"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub enum ProxyError {
     Downstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("request names no usable target port")]
     NoTargetPort,
+    /// A client's HTTP/1 request whose `Host` cannot name a destination: the client's mistake,
+    /// answered before any upstream is tried.
+    #[error("bad request: {0}")]
+    BadHost(String),
     #[error("mesh TLS config: {0}")]
     TlsConfig(#[from] crate::tls::TlsError),
     #[error("{0}")]
@@ -80,6 +84,7 @@ impl ProxyError {
             Self::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "UC"),
             Self::Downstream(_) => (StatusCode::BAD_REQUEST, "DPE"),
             Self::NoTargetPort => (StatusCode::BAD_REQUEST, "NR"),
+            Self::BadHost(_) => (StatusCode::BAD_REQUEST, "DPE"),
             Self::Shared(e) => e.status_and_flag(),
         }
     }
@@ -92,8 +97,40 @@ impl ProxyError {
         let h = rsp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
+        if matches!(self, Self::BadHost(_)) {
+            // The client speaks broken HTTP/1: do not wait for its next request.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         rsp
     }
+}
+
+/// Checks that an HTTP/1 request's `Host` can name a destination: at most one, and a valid
+/// `host[:port]` when present. An empty `Host` counts as absent. HTTP/2 requests are checked by
+/// the HTTP/2 server (`:authority`).
+pub fn check_host<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    if req.version() == Version::HTTP_2 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return match req.headers().contains_key(header::HOST) {
+            true => Err(ProxyError::BadHost("more than one Host header".into())),
+            false => Ok(()),
+        };
+    };
+    if host.is_empty() {
+        return Ok(());
+    }
+    let shown = String::from_utf8_lossy(host.as_bytes()).into_owned();
+    let bad = || ProxyError::BadHost(format!("Host header {shown:?} is not a valid host[:port]"));
+    let authority = http::uri::Authority::try_from(host.as_bytes()).map_err(|_| bad())?;
+    // The http crate accepts any digits after the colon; a port must also fit in 16 bits.
+    let rest = &authority.as_str()[authority.host().len()..];
+    if authority.as_str().contains('@') || (!rest.is_empty() && authority.port_u16().is_none()) {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// Classifies a failed upstream exchange: if our own client's body broke, it is the client's
@@ -169,6 +206,7 @@ pub fn to_mesh<B>(req: &mut Request<B>, dst_port: u16, fallback_authority: &str)
                 req.headers()
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
+                    .filter(|h| !h.is_empty())
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| fallback_authority.to_owned());

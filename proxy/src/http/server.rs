@@ -1,11 +1,13 @@
 //! Serving one downstream HTTP connection (either protocol) until it ends or the proxy drains.
 //!
 //! On drain, hyper's graceful shutdown sends GOAWAY on HTTP/2 and closes idle HTTP/1 keep-alive
-//! connections, while requests in flight run to completion.
+//! connections, while requests in flight run to completion. The same graceful close ends a
+//! connection that had no request in flight and no byte either way for `timeouts.idle`.
 
 use super::guard::{Guarded, UpgradeSignal};
 use crate::config::{Limits, Timeouts};
 use crate::drain;
+use crate::idle::{Activity, BusyService, Timeout, Tracked};
 use futures_util::future::{BoxFuture, Either};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,7 +23,8 @@ pub async fn serve_h1<I, S, B>(
     svc: S,
     limits: Limits,
     timeouts: Timeouts,
-    mut drain: drain::Watch,
+    idle: Timeout,
+    drain: drain::Watch,
 ) -> Result<(), hyper::Error>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -32,6 +35,13 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
+    let activity = Activity::new();
+    let signal = UpgradeSignal::default();
+    let svc = AnswerUpgrades {
+        inner: BusyService::new(svc, activity.clone()),
+        signal: signal.clone(),
+    };
+    let io = Tracked::new(io, activity.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -39,37 +49,40 @@ where
         .max_buf_size(limits.max_header_bytes.max(MIN_BUF))
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let signal = UpgradeSignal::default();
-    let io = Guarded::with_upgrade_signal(io, limits.max_header_bytes.max(MIN_BUF), signal.clone());
-    let svc = AnswerUpgrades { inner: svc, signal };
+    let io = Guarded::with_upgrade_signal(io, limits.max_header_bytes.max(MIN_BUF), signal);
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => res,
-        _ = drain.signaled() => {
+        close = closing(drain, &activity, &idle) => {
+            close.count(&idle);
             conn.as_mut().graceful_shutdown();
             conn.await
         }
     }
 }
 
-pub async fn serve_h2<I, S>(
+pub async fn serve_h2<I, S, B>(
     io: I,
     svc: S,
     limits: Limits,
-    mut drain: drain::Watch,
+    idle: Timeout,
+    drain: drain::Watch,
 ) -> Result<(), hyper::Error>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: hyper::service::HttpService<Incoming> + Send,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send,
     S::Future: Send + 'static,
-    S::ResBody: Send + 'static,
-    <S::ResBody as http_body::Body>::Data: Send,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let activity = Activity::new();
+    let svc = BusyService::new(svc, activity.clone());
+    let io = Tracked::new(io, activity.clone());
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
@@ -80,10 +93,32 @@ where
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => res,
-        _ = drain.signaled() => {
+        close = closing(drain, &activity, &idle) => {
+            close.count(&idle);
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+    }
+}
+
+/// Why a connection is being closed gracefully.
+enum Close {
+    Drain,
+    Idle,
+}
+
+impl Close {
+    fn count(&self, idle: &Timeout) {
+        if let Self::Idle = self {
+            idle.closed.inc();
+        }
+    }
+}
+
+async fn closing(mut drain: drain::Watch, activity: &Activity, idle: &Timeout) -> Close {
+    tokio::select! {
+        _ = drain.signaled() => Close::Drain,
+        () = activity.expired(idle.after) => Close::Idle,
     }
 }
 

@@ -77,3 +77,43 @@ fn errors_map_to_envoy_style_flags() {
     assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(rsp.headers()[&RESPONSE_FLAGS], "UH");
 }
+
+#[test]
+fn check_host_refuses_hosts_that_name_no_destination() {
+    let req = |hosts: &[&str]| {
+        let mut b = Request::builder().uri("/").version(Version::HTTP_11);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    };
+    for ok in [
+        &[][..],
+        &[""],
+        &["reviews"],
+        &["reviews:9080"],
+        &["198.19.0.1:80"],
+        &["[fd00::1]:80"],
+    ] {
+        assert!(check_host(&req(ok)).is_ok(), "{ok:?}");
+    }
+    for bad in [
+        &["bad host"][..],
+        &["a:99999"],
+        &["user@reviews"],
+        &["a", "b"],
+        &["reviews:"],
+    ] {
+        let e = check_host(&req(bad)).unwrap_err();
+        assert_eq!(
+            e.status_and_flag(),
+            (StatusCode::BAD_REQUEST, "DPE"),
+            "{bad:?}"
+        );
+    }
+    let e = check_host(&req(&["bad host"])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        r#"bad request: Host header "bad host" is not a valid host[:port]"#
+    );
+}

@@ -126,7 +126,7 @@ pub async fn serve(
                         Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                         Ok(Settled::Opaque { pending, upstream }) => {
                             metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                            splice(app, Prefixed::new(pending.freeze(), tcp), upstream).await;
+                            splice(&ctx, app, Prefixed::new(pending.freeze(), tcp), upstream).await;
                             return;
                         }
                         Err(e) => {
@@ -147,13 +147,21 @@ pub async fn serve(
                         hyper_svc(svc),
                         config.limits,
                         config.timeouts,
+                        metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
                         drain,
                     )
                     .await
                 }
                 Protocol::Http2 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http2);
-                    crate::http::server::serve_h2(io, hyper_svc(svc), config.limits, drain).await
+                    crate::http::server::serve_h2(
+                        io,
+                        hyper_svc(svc),
+                        config.limits,
+                        metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
+                        drain,
+                    )
+                    .await
                 }
                 Protocol::Opaque => {
                     metrics.connection(Direction::Inbound, ConnKind::Tcp);
@@ -215,7 +223,14 @@ async fn serve_mesh(
     let res = match alpn.as_deref() {
         Some(tls::ALPN_H2) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH2);
-            crate::http::server::serve_h2(tls, hyper_svc(svc), config.limits, drain).await
+            crate::http::server::serve_h2(
+                tls,
+                hyper_svc(svc),
+                config.limits,
+                metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
+                drain,
+            )
+            .await
         }
         Some(tls::ALPN_H1) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH1);
@@ -224,6 +239,7 @@ async fn serve_mesh(
                 hyper_svc(svc),
                 config.limits,
                 config.timeouts,
+                metrics.idle_timeout(Direction::Inbound, config.timeouts.idle),
                 drain,
             )
             .await
@@ -270,7 +286,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     if let Some(upstream) = connect_app(ctx, app).await {
-        splice(app, io, upstream).await;
+        splice(ctx, app, io, upstream).await;
     }
 }
 
@@ -285,11 +301,14 @@ async fn connect_app(ctx: &Ctx, app: SocketAddr) -> Option<TcpStream> {
     }
 }
 
-async fn splice<I>(app: SocketAddr, mut io: I, mut upstream: TcpStream)
+async fn splice<I>(ctx: &Ctx, app: SocketAddr, mut io: I, mut upstream: TcpStream)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut upstream).await {
+    let idle = ctx
+        .metrics
+        .idle_timeout(Direction::Inbound, ctx.config().timeouts.tcp_idle);
+    if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut upstream, idle).await {
         debug!(%app, error = %e, "inbound TCP stream ended with an error");
     }
 }

@@ -38,6 +38,7 @@ impl OutboundHttp {
         // request must see them. If the address no longer belongs to that service (removed, or
         // another service's now), its old endpoints may be other pods' addresses already: the
         // request is refused rather than sent there.
+        h::check_host(&req)?;
         let config = self.ctx.config();
         let svc = match config.service(&self.dst) {
             Some(svc) if svc.name == self.svc.name => svc,

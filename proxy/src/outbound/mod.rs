@@ -3,6 +3,13 @@
 //! Per connection: find the original destination, look up the service that owns it (no service
 //! means pass through untouched), detect the protocol unless the port is opaque, then serve HTTP
 //! per request or forward the byte stream.
+//!
+//! No plaintext by surprise: with a control plane, an address the proxy has not resolved waits
+//! (up to `controlPlane.resolveTimeout`) for the control plane's answer. If none comes and the
+//! address is inside the mesh's ranges (`meshAddressRanges`), it may be a meshed service this
+//! proxy has not heard of yet, so the connection is closed (reset) rather than sent in the
+//! clear. Only an address the control plane said is not a service, or one outside every range,
+//! is passed through.
 
 mod http;
 mod mesh;
@@ -11,13 +18,14 @@ mod tcp;
 pub use self::http::OutboundHttp;
 pub use self::tcp::MAGIC as TCP_MAGIC;
 
+use crate::config::Config;
 use crate::config::ServiceProtocol;
 use crate::ctx::Ctx;
 use crate::detect::{self, Protocol};
 use crate::drain;
 use crate::first_speaker::{self, Settled};
 use crate::io::Prefixed;
-use crate::metrics::{ConnKind, Direction};
+use crate::metrics::{ConnKind, Direction, RefuseReason};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,23 +58,17 @@ pub async fn serve(
         metrics.connection(Direction::Outbound, ConnKind::Refused);
         return;
     }
-    let mut config = config;
-    if !config.is_excluded_outbound_port(dst.port()) && config.service(&dst).is_none() {
-        // An address we have not heard of: ask the control plane before passing it through.
-        if let (Some(d), Some(cp)) = (ctx.discovery.get(), &config.control_plane) {
-            let name = dst.to_string();
-            if !d.is_answered(&name) {
-                d.resolve(name, cp.resolve_timeout).await;
-                config = ctx.config();
-            }
-        }
-    }
+    let (config, unresolved) = resolve(&ctx, config, dst).await;
     let svc = if config.is_excluded_outbound_port(dst.port()) {
         None
     } else {
         config.service(&dst).cloned()
     };
     let Some(svc) = svc else {
+        if unresolved && config.in_mesh_range(dst.ip()) {
+            refuse_unresolved(&ctx, &config, tcp, dst, client);
+            return;
+        }
         metrics.connection(Direction::Outbound, ConnKind::Passthrough);
         tcp::passthrough(&ctx, dst, Prefixed::new(Bytes::new(), tcp)).await;
         return;
@@ -105,7 +107,7 @@ pub async fn serve(
                 Ok(Settled::Opaque { pending, upstream }) => {
                     metrics.connection(Direction::Outbound, ConnKind::Tcp);
                     let io = Prefixed::new(pending.freeze(), tcp);
-                    tcp::splice(&svc, io, upstream).await;
+                    tcp::splice(&ctx, &svc, io, upstream).await;
                     return;
                 }
                 Err(e) => {
@@ -122,12 +124,21 @@ pub async fn serve(
     let res = match protocol {
         Protocol::Http1 => {
             metrics.connection(Direction::Outbound, ConnKind::Http1);
-            crate::http::server::serve_h1(io, svc_hyper, config.limits, config.timeouts, drain)
-                .await
+            let idle = metrics.idle_timeout(Direction::Outbound, config.timeouts.idle);
+            crate::http::server::serve_h1(
+                io,
+                svc_hyper,
+                config.limits,
+                config.timeouts,
+                idle,
+                drain,
+            )
+            .await
         }
         Protocol::Http2 => {
             metrics.connection(Direction::Outbound, ConnKind::Http2);
-            crate::http::server::serve_h2(io, svc_hyper, config.limits, drain).await
+            let idle = metrics.idle_timeout(Direction::Outbound, config.timeouts.idle);
+            crate::http::server::serve_h2(io, svc_hyper, config.limits, idle, drain).await
         }
         Protocol::Opaque => {
             metrics.connection(Direction::Outbound, ConnKind::Tcp);
@@ -137,5 +148,49 @@ pub async fn serve(
     };
     if let Err(e) = res {
         debug!(%client, %dst, error = %e, "outbound HTTP connection ended with an error");
+    }
+}
+
+/// Asks the control plane about a destination the config does not know, waiting at most
+/// `controlPlane.resolveTimeout`. Returns the config to use and whether `dst` is still
+/// unresolved: a control plane is configured but has not answered for it (unreachable, slow,
+/// or the discovery client not started yet).
+async fn resolve(ctx: &Ctx, config: Arc<Config>, dst: SocketAddr) -> (Arc<Config>, bool) {
+    if config.is_excluded_outbound_port(dst.port()) || config.service(&dst).is_some() {
+        return (config, false);
+    }
+    let Some(cp) = &config.control_plane else {
+        // A static config is the whole truth: what it does not name is not a service.
+        return (config, false);
+    };
+    let Some(d) = ctx.discovery.get() else {
+        return (config, true);
+    };
+    let name = dst.to_string();
+    if d.is_answered(&name) {
+        return (config, false);
+    }
+    d.resolve(name.clone(), cp.resolve_timeout).await;
+    (ctx.config(), !d.is_answered(&name))
+}
+
+/// Closes the connection with a reset, so the app sees a failed connection at once rather
+/// than an empty reply, counts it, and warns once per destination.
+fn refuse_unresolved(
+    ctx: &Ctx,
+    config: &Config,
+    tcp: TcpStream,
+    dst: SocketAddr,
+    client: SocketAddr,
+) {
+    ctx.metrics
+        .refused(Direction::Outbound, RefuseReason::Unresolved);
+    crate::transport::close_with_reset(tcp);
+    let first = ctx.discovery.get().is_none_or(|d| d.first_refusal(dst));
+    let wait = config.control_plane.as_ref().map(|cp| cp.resolve_timeout);
+    if first {
+        warn!(%client, %dst, ?wait, "refused a connection to an address inside meshAddressRanges that the control plane has not resolved (is it reachable?); not sending it in plaintext");
+    } else {
+        debug!(%client, %dst, "refused a connection to an unresolved mesh address");
     }
 }

@@ -1,9 +1,11 @@
 //! Opaque TCP: to a mesh endpoint over mTLS (with a header naming the target port), to an
 //! endpoint without a sidecar directly, or straight through when the destination is not ours.
+//! A stream with no byte either way for `timeouts.tcpIdle` is closed.
 
 use crate::config::Service;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
+use crate::metrics::Direction;
 use crate::tls::ALPN_TCP;
 use std::io;
 use std::net::SocketAddr;
@@ -65,12 +67,12 @@ pub async fn connect(ctx: &Ctx, svc: &Service) -> Option<Upstream> {
     }
 }
 
-/// Copies both ways until either side is done.
-pub async fn splice<I>(svc: &Service, mut io: I, mut upstream: Upstream)
+/// Copies both ways until either side is done or the stream idles out.
+pub async fn splice<I>(ctx: &Ctx, svc: &Service, mut io: I, mut upstream: Upstream)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut upstream).await {
+    if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut upstream, idle(ctx)).await {
         debug!(service = %svc.name, error = %e, "TCP stream ended with an error");
     }
 }
@@ -80,15 +82,20 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     if let Some(upstream) = connect(ctx, svc).await {
-        splice(svc, io, upstream).await;
+        splice(ctx, svc, io, upstream).await;
     }
+}
+
+fn idle(ctx: &Ctx) -> crate::idle::Timeout {
+    ctx.metrics
+        .idle_timeout(Direction::Outbound, ctx.config().timeouts.tcp_idle)
 }
 
 pub async fn passthrough(ctx: &Ctx, dst: SocketAddr, mut io: Prefixed<TcpStream>) {
     let timeout = ctx.config().timeouts.connect;
     match crate::http::client::connect_tcp(dst, timeout).await {
         Ok(mut up) => {
-            if let Err(e) = crate::io::copy_bidirectional(&mut io, &mut up).await {
+            if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut up, idle(ctx)).await {
                 debug!(%dst, error = %e, "passthrough stream ended with an error");
             }
         }

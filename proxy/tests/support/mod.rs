@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tcp;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -173,6 +175,7 @@ impl Mesh {
         let limits = Some(pb::Limits {
             max_header_bytes: o.max_header_bytes,
             max_headers: 0,
+            ..Default::default()
         });
         let b = start_proxy(pb::ProxyConfig {
             tls: tls(&b_files),

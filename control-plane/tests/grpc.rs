@@ -5,6 +5,7 @@ mod support;
 
 use sinew_proto::ca::v1 as ca;
 use sinew_proto::ca::v1::certificate_service_client::CertificateServiceClient;
+use sinew_proto::config::v1 as cfg;
 use sinew_proto::discovery::v1 as pb;
 use sinew_proto::discovery::v1::discovery_client::DiscoveryClient;
 use sinew_proto::discovery::v1::discovery_request::Kind;
@@ -139,6 +140,11 @@ struct RawClient {
 
 impl RawClient {
     async fn connect(cp: &Running, hello: pb::Hello) -> Self {
+        Self::connect_as(cp, "client", hello).await
+    }
+
+    /// Connects with the token of `<sa>-0` in namespace shop.
+    async fn connect_as(cp: &Running, sa: &str, hello: pb::Hello) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         tx.send(pb::DiscoveryRequest {
             kind: Some(Kind::Hello(hello)),
@@ -151,9 +157,7 @@ impl RawClient {
             tonic::Request::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         req.metadata_mut().insert(
             "authorization",
-            format!("Bearer {}", cp.token("shop", "client"))
-                .parse()
-                .unwrap(),
+            format!("Bearer {}", cp.token("shop", sa)).parse().unwrap(),
         );
         let rx = client.stream(req).await.unwrap().into_inner();
         Self { tx, rx }
@@ -213,6 +217,47 @@ async fn every_proxy_is_sent_the_mesh_address_ranges_in_its_settings() {
         panic!("{settings:?}")
     };
     assert_eq!(s.mesh_address_ranges, MESH_RANGES);
+}
+
+fn settings_of(rsp: &pb::DiscoveryResponse) -> &pb::ProxySettings {
+    let settings = rsp
+        .resources
+        .iter()
+        .find(|r| r.name == "settings")
+        .unwrap_or_else(|| panic!("no settings in {rsp:?}"));
+    let Some(ResourceKind::Settings(s)) = &settings.kind else {
+        panic!("{settings:?}")
+    };
+    s
+}
+
+#[tokio::test]
+async fn a_proxy_is_told_how_its_pods_ports_are_declared_and_told_again_when_that_changes() {
+    let cp = start_default().await;
+    let mut web = RawClient::connect_as(&cp, "web", pb::Hello::default()).await;
+    let base = web.next().await;
+    let port = |protocol: cfg::Protocol| cfg::InboundPort {
+        port: 18080,
+        protocol: protocol as i32,
+    };
+    assert_eq!(
+        settings_of(&base).inbound_ports,
+        [port(cfg::Protocol::Http1)]
+    );
+    web.send(Kind::Ack(pb::Ack { nonce: base.nonce })).await;
+    // Another proxy's pod is selected by no Service: nothing is declared for it.
+    let mut client = RawClient::connect(&cp, pb::Hello::default()).await;
+    assert!(settings_of(&client.next().await).inbound_ports.is_empty());
+
+    let yaml = MESH_YAML
+        .replace("APP_PORT", "18080")
+        .replace("[{name: http, port: 8080", "[{name: tcp-web, port: 8080");
+    std::fs::write(cp.registry.join("mesh.yaml"), &yaml).unwrap();
+    let changed = web.next().await;
+    assert_eq!(
+        settings_of(&changed).inbound_ports,
+        [port(cfg::Protocol::Tcp)]
+    );
 }
 
 #[tokio::test]

@@ -182,7 +182,8 @@ async fn start_proxy(msg: cfg::ProxyConfig) -> StartedProxy {
 }
 
 async fn echo_app() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Every address: the inbound proxy delivers to the pod IP (a 127.127.x.x address here).
+    let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

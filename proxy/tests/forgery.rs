@@ -319,8 +319,16 @@ async fn an_app_listening_on_localhost_only_is_not_reachable_through_the_pod_ip(
     let mut o = MeshOptions::new(private.addr.port());
     o.pod_ip = "127.0.0.3";
     let mesh = Mesh::with(o).await;
-    let plain = raw_exchange(mesh.inbound(), b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await;
-    let meshed = raw_exchange(mesh.outbound(), b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await;
+    let plain = raw_exchange(
+        mesh.inbound(),
+        b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let meshed = raw_exchange(
+        mesh.outbound(),
+        b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     for out in [&plain, &meshed] {
         assert!(out.starts_with("HTTP/1.1 503"), "{out}");
     }
@@ -330,7 +338,11 @@ async fn an_app_listening_on_localhost_only_is_not_reachable_through_the_pod_ip(
     let mut o = MeshOptions::new(public.addr.port());
     o.pod_ip = "127.0.0.3";
     let mesh = Mesh::with(o).await;
-    let out = raw_exchange(mesh.outbound(), b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await;
+    let out = raw_exchange(
+        mesh.outbound(),
+        b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     // The app sees the proxy's delivery address, as under Istio.
     assert!(

@@ -28,16 +28,17 @@ pub enum Settled<U> {
 }
 
 /// Waits until the client or the upstream sends something. A client that starts something that
-/// could be a request line and then stalls past `deadline` is HTTP (hyper's timeouts take over).
+/// could be a request line and then stalls for `patience` is HTTP (hyper's timeouts take over).
 pub async fn settle<C, U>(
     client: &mut C,
     mut upstream: U,
-    deadline: tokio::time::Instant,
+    patience: std::time::Duration,
 ) -> io::Result<Settled<U>>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + Unpin,
 {
+    let deadline = tokio::time::Instant::now() + patience;
     let mut buffered = BytesMut::with_capacity(1024);
     let mut greeting = [0u8; 4096];
     let protocol = loop {
@@ -75,8 +76,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn far() -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_secs(3600)
+    fn far() -> Duration {
+        Duration::from_secs(3600)
     }
 
     #[tokio::test]
@@ -128,7 +129,9 @@ mod tests {
         let (_app, upstream) = tokio::io::duplex(1024);
         client.write_all(b"GE").await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let settled = settle(&mut proxy_side, upstream, deadline).await.unwrap();
+        let settled = settle(&mut proxy_side, upstream, Duration::from_secs(10))
+            .await
+            .unwrap();
         assert!(matches!(
             settled,
             Settled::Http {

@@ -121,8 +121,9 @@ pub async fn serve(
                     let Some(upstream) = connect_app(&ctx, app).await else {
                         return;
                     };
-                    let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
-                    match first_speaker::settle(&mut tcp, upstream, deadline).await {
+                    match first_speaker::settle(&mut tcp, upstream, config.timeouts.header_read)
+                        .await
+                    {
                         Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                         Ok(Settled::Opaque { pending, upstream }) => {
                             metrics.connection(Direction::Inbound, ConnKind::Tcp);

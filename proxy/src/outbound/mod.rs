@@ -101,8 +101,7 @@ pub async fn serve(
             let Some(upstream) = tcp::connect(&ctx, &svc).await else {
                 return;
             };
-            let deadline = tokio::time::Instant::now() + config.timeouts.header_read;
-            match first_speaker::settle(&mut tcp, upstream, deadline).await {
+            match first_speaker::settle(&mut tcp, upstream, config.timeouts.header_read).await {
                 Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                 Ok(Settled::Opaque { pending, upstream }) => {
                     metrics.connection(Direction::Outbound, ConnKind::Tcp);

@@ -66,7 +66,11 @@ impl Index {
                 let ports = ports
                     .into_iter()
                     .filter(|(_, protocol)| *protocol != pb::Protocol::Detect as i32)
-                    .map(|(port, protocol)| pb::InboundPort { port, protocol })
+                    .map(|(port, protocol)| pb::InboundPort {
+                        port,
+                        protocol,
+                        ..Default::default()
+                    })
                     .collect();
                 (pod, ports)
             })

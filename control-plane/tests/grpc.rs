@@ -239,6 +239,7 @@ async fn a_proxy_is_told_how_its_pods_ports_are_declared_and_told_again_when_tha
     let port = |protocol: cfg::Protocol| cfg::InboundPort {
         port: 18080,
         protocol: protocol as i32,
+        ..Default::default()
     };
     assert_eq!(
         settings_of(&base).inbound_ports,

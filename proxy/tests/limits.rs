@@ -29,6 +29,7 @@ fn service(app: SocketAddr, protocol: pb::Protocol) -> pb::Service {
             ..Default::default()
         }],
         protocol: protocol as i32,
+        ..Default::default()
     }
 }
 

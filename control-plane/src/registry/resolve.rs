@@ -150,6 +150,8 @@ fn resource(
             addresses: vip.into_iter().collect(),
             endpoints: endpoints.into_iter().map(|(_, e)| e).collect(),
             protocol: port.protocol as i32,
+            port: u32::from(port.port),
+            ..Default::default()
         },
         pod_ports,
     }

@@ -561,6 +561,7 @@ mod tests {
         let port = |port: u32, protocol: cfg::Protocol| cfg::InboundPort {
             port,
             protocol: protocol as i32,
+            ..Default::default()
         };
         let mut held = BTreeMap::new();
         held.insert(

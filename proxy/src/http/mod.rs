@@ -65,6 +65,22 @@ pub enum ProxyError {
     BadHost(String),
     #[error("mesh TLS config: {0}")]
     TlsConfig(#[from] crate::tls::TlsError),
+    /// A connection-pool limit (circuit breaker) is full: answered at once, no upstream attempt.
+    #[error("{service}: {limit} overflow")]
+    Overflow { service: Arc<str>, limit: Overflow },
+    /// Every endpoint is ejected (and panic mode is off), or none matches the subset.
+    #[error("service {0} has no healthy endpoint")]
+    NoHealthy(Arc<str>),
+    /// The service has routes and none matches the request, or a route names a destination the
+    /// proxy does not know.
+    #[error("no route: {0}")]
+    NoRoute(String),
+    /// The route's timeout or a try's `perTryTimeout` expired before a response.
+    #[error("upstream request timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// A VirtualService fault aborted the request.
+    #[error("fault injected: abort with {0}")]
+    FaultAbort(StatusCode),
     #[error("{0}")]
     Shared(Arc<ProxyError>),
 }
@@ -85,6 +101,11 @@ impl ProxyError {
             Self::Downstream(_) => (StatusCode::BAD_REQUEST, "DPE"),
             Self::NoTargetPort => (StatusCode::BAD_REQUEST, "NR"),
             Self::BadHost(_) => (StatusCode::BAD_REQUEST, "DPE"),
+            Self::Overflow { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UO"),
+            Self::NoHealthy(_) => (StatusCode::SERVICE_UNAVAILABLE, "UH"),
+            Self::NoRoute(_) => (StatusCode::NOT_FOUND, "NR"),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UT"),
+            Self::FaultAbort(status) => (*status, "FI"),
             Self::Shared(e) => e.status_and_flag(),
         }
     }
@@ -102,6 +123,37 @@ impl ProxyError {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         rsp
+    }
+}
+
+/// Which connection-pool limit overflowed (Envoy's `upstream_rq_pending_overflow`,
+/// `upstream_cx_overflow`, `upstream_rq_retry_overflow`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// `http1MaxPendingRequests`: the queue for a request slot is full.
+    Pending,
+    /// `http2MaxRequests` with no queue allowed.
+    Requests,
+    /// `maxConnections`.
+    Connections,
+    /// `maxRetries` or the retry budget: the retry is not attempted.
+    Retries,
+}
+
+impl Overflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Requests => "requests",
+            Self::Connections => "connections",
+            Self::Retries => "retries",
+        }
+    }
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

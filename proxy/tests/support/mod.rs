@@ -197,6 +197,7 @@ impl Mesh {
             inbound_ports: vec![pb::InboundPort {
                 port: o.app_port as u32,
                 protocol: o.app_protocol as i32,
+                ..Default::default()
             }],
             ..Default::default()
         })
@@ -221,6 +222,7 @@ impl Mesh {
                     mesh_port: b_inbound.port() as u32,
                     labels: Default::default(),
                 }],
+                ..Default::default()
             }],
             admin: local_admin(),
             timeouts,

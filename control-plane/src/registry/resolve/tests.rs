@@ -78,6 +78,8 @@ fn service_resources_one_per_tcp_port_with_endpoints_and_identities() {
                 },
             ],
             protocol: Protocol::Http1 as i32,
+            port: 9080,
+            ..Default::default()
         }
     );
     // targetPort defaults to the port.

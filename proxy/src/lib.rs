@@ -26,6 +26,7 @@ pub mod io;
 pub mod metrics;
 pub mod outbound;
 pub mod tls;
+pub mod traffic;
 pub mod transport;
 
 #[cfg(feature = "test-util")]

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
@@ -52,7 +51,8 @@ pub enum ConfigError {
     Invalid { field: String, reason: String },
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+/// A [`ConfigError::Invalid`] naming `field` (the proto field path) and why.
+pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         reason: reason.into(),
@@ -128,13 +128,63 @@ pub enum ListenerKind {
     Inbound { app_port: Option<u16> },
 }
 
-/// A mesh service: the addresses that name it and the endpoints that serve it.
-#[derive(Debug)]
+/// A mesh service: the addresses that name it, the endpoints that serve it and the traffic
+/// policy the control plane resolved for it. Plain data: live state (balancers, counters,
+/// ejections) lives in the per-service cache ([`crate::traffic::cache`]).
+#[derive(Debug, PartialEq)]
 pub struct Service {
     pub name: Arc<str>,
+    /// The name routes use for it: `name:port` when the port is known, else `name`.
+    pub key: Arc<str>,
     pub protocol: ServiceProtocol,
+    /// The Service port (not the target port), when the control plane said.
+    pub port: Option<u16>,
     pub endpoints: Vec<Endpoint>,
-    next: AtomicUsize,
+    /// Policy for requests to no subset.
+    pub policy: Policy,
+    pub subsets: Vec<Subset>,
+    /// Validated by the route module (`traffic::route`); kept as sent until then.
+    pub http_routes: Vec<pb::HttpRoute>,
+    pub tcp_routes: Vec<pb::TcpRoute>,
+    pub policy_sources: Vec<String>,
+}
+
+/// A destination's policy (a DestinationRule `trafficPolicy`, subset blocks already merged by
+/// the control plane).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    pub load_balancer: crate::traffic::balance::LoadBalancer,
+    /// Validated by `traffic::breaker` when it lands; unset: unlimited (Istio's default).
+    pub connection_pool: Option<pb::ConnectionPool>,
+    /// Validated by `traffic::outlier` when it lands; unset: no outlier detection.
+    pub outlier_detection: Option<pb::OutlierDetection>,
+    pub tls: TlsMode,
+    pub tls_settings: Option<pb::ClientTls>,
+    pub retry_budget: Option<pb::RetryBudget>,
+}
+
+/// `trafficPolicy.tls.mode`: how the proxy reaches the destination's endpoints.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Mesh mTLS to endpoints with a sidecar, plaintext to the rest (Istio's auto mTLS).
+    #[default]
+    Auto,
+    /// Plaintext, even to endpoints with a sidecar.
+    Disable,
+    /// Mesh mTLS only: endpoints without a sidecar are refused.
+    IstioMutual,
+    /// TLS origination, server authenticated.
+    Simple,
+    /// TLS origination with a client certificate.
+    Mutual,
+}
+
+/// A named subset: the endpoints whose labels include `labels`, with its own complete policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subset {
+    pub name: Arc<str>,
+    pub labels: BTreeMap<String, String>,
+    pub policy: Policy,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -145,7 +195,7 @@ pub enum ServiceProtocol {
     Tcp,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// Where the app listens.
     pub addr: SocketAddr,
@@ -566,24 +616,143 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
                 .collect(),
         });
     }
+    let port = match s.port {
+        0 => None,
+        p => Some(port(&format!("{field}.port"), p)?),
+    };
+    let policy = policy(
+        &format!("{field}.trafficPolicy"),
+        s.traffic_policy.as_ref(),
+    )?;
+    let mut subsets: Vec<Subset> = Vec::with_capacity(s.subsets.len());
+    for (i, sub) in s.subsets.iter().enumerate() {
+        let f = format!("{field}.subsets[{i}]");
+        if !is_dns1123_label(&sub.name) {
+            return Err(invalid(
+                format!("{f}.name"),
+                format!(
+                    "{:?} is not a DNS-1123 label (lower case letters, digits and '-', at most 63)",
+                    sub.name
+                ),
+            ));
+        }
+        if subsets.iter().any(|x| *x.name == *sub.name) {
+            return Err(invalid(
+                format!("{f}.name"),
+                format!("subset {} is defined twice", sub.name),
+            ));
+        }
+        for k in sub.labels.keys() {
+            if k.is_empty() {
+                return Err(invalid(format!("{f}.labels"), "a label key is empty"));
+            }
+        }
+        subsets.push(Subset {
+            name: Arc::from(sub.name.as_str()),
+            labels: sub
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            // The control plane merged the service's blocks into the subset's; an unset
+            // subset policy is the service's.
+            policy: match &sub.traffic_policy {
+                Some(tp) => self::policy(&format!("{f}.trafficPolicy"), Some(tp))?,
+                None => policy.clone(),
+            },
+        });
+    }
+    let name: Arc<str> = Arc::from(s.name.as_str());
+    let key = match port {
+        Some(p) => Arc::from(format!("{}:{p}", s.name)),
+        None => name.clone(),
+    };
     Ok(Service {
-        name: Arc::from(s.name.as_str()),
+        name,
+        key,
         protocol,
+        port,
         endpoints,
-        next: AtomicUsize::new(0),
+        policy,
+        subsets,
+        http_routes: s.http_routes.clone(),
+        tcp_routes: s.tcp_routes.clone(),
+        policy_sources: s.policy_sources.clone(),
     })
+}
+
+/// Validates the blocks this module owns (load balancer, TLS mode); the others are kept as sent
+/// for their modules' `from_proto`.
+fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigError> {
+    let Some(tp) = tp else {
+        return Ok(Policy::default());
+    };
+    let load_balancer = crate::traffic::balance::LoadBalancer::from_proto(
+        &format!("{field}.loadBalancer"),
+        tp.load_balancer.as_ref(),
+    )?;
+    let tls = match &tp.tls {
+        None => TlsMode::Auto,
+        Some(t) => match pb::client_tls::Mode::try_from(t.mode) {
+            Ok(pb::client_tls::Mode::Auto) => TlsMode::Auto,
+            Ok(pb::client_tls::Mode::Disable) => TlsMode::Disable,
+            Ok(pb::client_tls::Mode::IstioMutual) => TlsMode::IstioMutual,
+            Ok(pb::client_tls::Mode::Simple) => TlsMode::Simple,
+            Ok(pb::client_tls::Mode::Mutual) => TlsMode::Mutual,
+            Err(_) => return Err(invalid(format!("{field}.tls.mode"), "unknown mode")),
+        },
+    };
+    Ok(Policy {
+        load_balancer,
+        connection_pool: tp.connection_pool.clone(),
+        outlier_detection: tp.outlier_detection.clone(),
+        tls,
+        tls_settings: tp.tls.clone(),
+        retry_budget: tp.retry_budget,
+    })
+}
+
+/// RFC 1123 label, as Kubernetes (and istiod, for subset names) checks it.
+fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 // === impl Service ===
 
 impl Service {
-    /// Round-robin choice of an endpoint (the traffic-policy work brings real balancers).
-    pub fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
-            return None;
+    /// The subset named `name`.
+    pub fn subset(&self, name: &str) -> Option<&Subset> {
+        self.subsets.iter().find(|s| &*s.name == name)
+    }
+}
+
+// === impl Subset ===
+
+impl Subset {
+    /// True when `ep` belongs to this subset (its labels include the subset's).
+    pub fn selects(&self, ep: &Endpoint) -> bool {
+        self.labels
+            .iter()
+            .all(|(k, v)| ep.labels.get(k).is_some_and(|x| x == v))
+    }
+}
+
+// === impl Endpoint ===
+
+impl Endpoint {
+    /// An endpoint without a sidecar and without labels (tests and static configs).
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            identity: None,
+            mesh_addr: SocketAddr::new(addr.ip(), DEFAULT_MESH_PORT),
+            labels: BTreeMap::new(),
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        Some(&self.endpoints[i])
     }
 }
 

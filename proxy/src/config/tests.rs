@@ -110,18 +110,73 @@ fn unknown_fields_and_enum_names_are_rejected() {
 }
 
 #[test]
-fn round_robin_visits_every_endpoint() {
+fn traffic_policy_is_typed_and_subsets_inherit_the_service_policy() {
     let c = parse(
-        "services: [{name: a, addresses: ['1.1.1.1:80'], endpoints: [{address: '1.2.3.4:80'}, {address: '1.2.3.5:80'}]}]",
+        r#"
+services:
+  - name: reviews.shop.svc.cluster.local
+    port: 9080
+    addresses: ["10.0.0.1:9080"]
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+      tls: {mode: DISABLE}
+    subsets:
+      - {name: v1, labels: {version: v1}}
+      - name: v2
+        labels: {version: v2}
+        trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: X-User, algorithm: MAGLEV}}}
+"#,
     )
     .unwrap();
-    let s = c.service(&"1.1.1.1:80".parse().unwrap()).unwrap();
-    let picks: Vec<String> = (0..4).map(|_| s.pick().unwrap().addr.to_string()).collect();
-    // Every endpoint, in turn, and again from the start.
+    let s = c.service(&"10.0.0.1:9080".parse().unwrap()).unwrap();
+    assert_eq!(&*s.key, "reviews.shop.svc.cluster.local:9080");
+    assert_eq!(s.policy.load_balancer.name(), "ROUND_ROBIN");
+    assert_eq!(s.policy.tls, TlsMode::Disable);
+    assert_eq!(s.subset("v1").unwrap().policy, s.policy);
+    let v2 = &s.subset("v2").unwrap().policy.load_balancer;
     assert_eq!(
-        picks,
-        ["1.2.3.4:80", "1.2.3.5:80", "1.2.3.4:80", "1.2.3.5:80"]
+        v2.kind,
+        crate::traffic::balance::Kind::Maglev {
+            key: crate::traffic::balance::HashKey::Header(http::HeaderName::from_static("x-user")),
+            table_size: 65537
+        }
     );
+}
+
+#[test]
+fn policy_errors_name_the_field() {
+    let base = "services: [{name: a, addresses: ['1.1.1.1:80'], ";
+    let cases = [
+        ("subsets: [{name: V1}]}]", "services[0].subsets[0].name"),
+        (
+            "subsets: [{name: v1}, {name: v1}]}]",
+            "services[0].subsets[1].name",
+        ),
+        (
+            "trafficPolicy: {loadBalancer: {consistentHash: {algorithm: MAGLEV, httpHeaderName: a, tableSize: 65536}}}}]",
+            "services[0].trafficPolicy.loadBalancer.consistentHash.tableSize",
+        ),
+        (
+            "trafficPolicy: {loadBalancer: {consistentHash: {}}}}]",
+            "services[0].trafficPolicy.loadBalancer.consistentHash",
+        ),
+        (
+            "trafficPolicy: {loadBalancer: {simple: RANDOM, warmup: {duration: 10s}}}}]",
+            "services[0].trafficPolicy.loadBalancer.warmup",
+        ),
+        (
+            "subsets: [{name: v1, trafficPolicy: {loadBalancer: {warmup: {}}}}]}]",
+            "services[0].subsets[0].trafficPolicy.loadBalancer.warmup.duration",
+        ),
+    ];
+    for (rest, field) in cases {
+        let yaml = format!("{base}{rest}");
+        let err = parse(&yaml)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {yaml}"))
+            .to_string();
+        assert!(err.starts_with(field), "{yaml}: {err}");
+    }
 }
 
 #[test]

@@ -538,7 +538,7 @@ mod tests {
         let in_force = ctx.config();
         let endpoint = in_force
             .service(&"198.18.0.10:80".parse().unwrap())
-            .and_then(|s| s.pick())
+            .and_then(|s| s.endpoints.first())
             .map(|e| e.addr.to_string());
         assert_eq!(endpoint.as_deref(), Some("198.18.1.2:8080"));
 
@@ -551,7 +551,7 @@ mod tests {
         let endpoint = ctx
             .config()
             .service(&"198.18.0.10:80".parse().unwrap())
-            .and_then(|s| s.pick())
+            .and_then(|s| s.endpoints.first())
             .map(|e| e.addr.to_string());
         assert_eq!(endpoint.as_deref(), Some("198.18.1.9:8080"));
     }

@@ -1,0 +1,206 @@
+//! One endpoint of a destination: its live state (active requests, when it joined) and the layer
+//! that accounts a request to it.
+//!
+//! Promises: an endpoint's [`EndpointStats`] belong to its address, not to a config version: the
+//! per-service cache hands the same stats to every version of a destination that still lists the
+//! address, so counters (and the outlier detector's state, when it lands) survive pushes. The
+//! [`Endpoint`] layer counts a request as active from `call` until its response head (or error)
+//! arrives, and records the endpoint in the request's [`PreviousHosts`] when a retry layer put
+//! one there.
+
+use super::PreviousHosts;
+use crate::config;
+use crate::http::ProxyError;
+use http::Request;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use tokio::time::Instant;
+
+/// Counters of one endpoint address, shared across config versions.
+#[derive(Debug)]
+pub struct EndpointStats {
+    /// Requests sent and not yet answered (the least-request balancer's input).
+    active: AtomicUsize,
+    /// Requests sent, ever.
+    total: AtomicU64,
+    /// When the endpoint joined an already-running destination (warmup); `None` for the
+    /// endpoints a destination started with, which take full traffic at once.
+    pub added: Option<Instant>,
+}
+
+/// An endpoint as one destination version sees it: its config and its shared stats.
+#[derive(Debug)]
+pub struct EndpointState {
+    pub endpoint: config::Endpoint,
+    pub stats: Arc<EndpointStats>,
+}
+
+// === impl EndpointStats ===
+
+impl EndpointStats {
+    pub fn new(added: Option<Instant>) -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            added,
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as active until the guard drops.
+    pub fn start(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+}
+
+// === impl EndpointState ===
+
+impl EndpointState {
+    pub fn new(endpoint: config::Endpoint, stats: Arc<EndpointStats>) -> Self {
+        Self { endpoint, stats }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.endpoint.addr
+    }
+}
+
+/// Decrements an endpoint's active count when dropped (the request finished, failed or was
+/// cancelled).
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<EndpointStats>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Builds the per-endpoint service below this layer.
+pub trait NewEndpoint<B> {
+    type Service: tower::Service<
+            Request<B>,
+            Response = http::Response<crate::http::Body>,
+            Error = ProxyError,
+        >;
+    fn new_endpoint(&self, ep: &Arc<EndpointState>) -> Self::Service;
+}
+
+/// The endpoint layer: accounts one request to the endpoint the balancer chose.
+pub struct Endpoint<S> {
+    ep: Arc<EndpointState>,
+    inner: S,
+}
+
+// === impl Endpoint ===
+
+impl<S> Endpoint<S> {
+    pub fn new(ep: Arc<EndpointState>, inner: S) -> Self {
+        Self { ep, inner }
+    }
+}
+
+impl<B, S> tower::Service<Request<B>> for Endpoint<S>
+where
+    S: tower::Service<Request<B>, Error = ProxyError>,
+{
+    type Response = S::Response;
+    type Error = ProxyError;
+    type Future = Accounted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(prev) = req.extensions().get::<PreviousHosts>() {
+            prev.record(self.ep.addr());
+        }
+        let guard = self.ep.stats.start();
+        Accounted {
+            inner: self.inner.call(req),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner future, with the endpoint's active count held until it completes.
+    pub struct Accounted<F> {
+        #[pin]
+        inner: F,
+        guard: Option<ActiveGuard>,
+    }
+}
+
+impl<F: Future> Future for Accounted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = ready!(this.inner.poll(cx));
+        this.guard.take();
+        Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+    use tower::{Service, ServiceExt};
+
+    pub(crate) fn state(addr: &str) -> Arc<EndpointState> {
+        Arc::new(EndpointState::new(
+            config::Endpoint::plain(addr.parse().expect("test address")),
+            Arc::new(EndpointStats::new(None)),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_request_is_active_until_its_response_and_recorded_in_previous_hosts() {
+        let ep = state("10.0.0.1:80");
+        let (mock, mut handle) =
+            tower_test::mock::pair::<Request<()>, http::Response<Body>>();
+        let mut svc = Endpoint::new(ep.clone(), mock.map_err(|_| ProxyError::NoTargetPort));
+        let prev = PreviousHosts::default();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(prev.clone());
+        svc.ready().await.unwrap();
+        let fut = tokio::spawn(svc.call(req));
+        let (_, send) = handle.next_request().await.unwrap();
+        assert_eq!(ep.stats.active(), 1);
+        assert!(prev.contains(&"10.0.0.1:80".parse().unwrap()));
+        send.send_response(http::Response::new(crate::http::empty_body()));
+        fut.await.unwrap().unwrap();
+        assert_eq!(ep.stats.active(), 0);
+        assert_eq!(ep.stats.total(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_stops_counting_as_active() {
+        let ep = state("10.0.0.1:80");
+        let (mock, mut handle) =
+            tower_test::mock::pair::<Request<()>, http::Response<Body>>();
+        let mut svc = Endpoint::new(ep.clone(), mock.map_err(|_| ProxyError::NoTargetPort));
+        svc.ready().await.unwrap();
+        let fut = svc.call(Request::new(()));
+        let _pending = handle.next_request().await.unwrap();
+        assert_eq!(ep.stats.active(), 1);
+        drop(fut);
+        assert_eq!(ep.stats.active(), 0);
+    }
+}

@@ -547,6 +547,11 @@ impl Config {
         })
     }
 
+    /// Every service (one that several addresses name appears once per address).
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.values()
+    }
+
     /// The service that owns `addr`, if any.
     pub fn service(&self, addr: &SocketAddr) -> Option<&Arc<Service>> {
         self.services.get(addr)

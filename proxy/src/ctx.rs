@@ -7,10 +7,22 @@ use crate::metrics::Metrics;
 use crate::tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use crate::traffic::cache::Services;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+/// One config version and its per-service state. A request holds the snapshot (or the parts
+/// it needs) it started with, so a push never changes the policy under it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub services: Arc<Services>,
+}
 
 pub struct Ctx {
-    config: RwLock<Arc<Config>>,
+    /// The config in force and the live per-service state derived from it, swapped together.
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Serialises config changes (each derives its state from the previous snapshot).
+    updating: Mutex<()>,
     pub tls: tls::Store,
     pub metrics: Arc<Metrics>,
     /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
@@ -35,8 +47,17 @@ impl Ctx {
             config.timeouts.idle,
             Some(crate::inbound::APP_SOURCE.into()),
         );
+        let services = Services::update(
+            &Services::default(),
+            &config,
+            tokio::time::Instant::now(),
+        );
         Self {
-            config: RwLock::new(config),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                config,
+                services: Arc::new(services),
+            })),
+            updating: Mutex::new(()),
             tls,
             metrics,
             mesh: H2Pool::new(),
@@ -52,15 +73,33 @@ impl Ctx {
     /// but outbound HTTP looks its service up here per request, so a kept-alive app connection
     /// follows endpoint changes.
     pub fn config(&self) -> Arc<Config> {
-        self.config
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .clone()
+    }
+
+    /// The config in force now with its per-service state.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// Installs a new config for new connections.
+    /// Installs a new config for new requests and connections: the per-service state is
+    /// carried over from the previous config (see [`crate::traffic::cache`]) and both swap at
+    /// once.
     pub fn set_config(&self, config: Arc<Config>) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
+        let prev = self.snapshot();
+        let services = Services::update(&prev.services, &config, tokio::time::Instant::now());
+        let next = Arc::new(Snapshot {
+            config,
+            services: Arc::new(services),
+        });
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     pub fn set_resource_versions(&self, v: BTreeMap<String, String>) {

@@ -8,6 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use crate::http::Overflow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -74,6 +75,40 @@ const REFUSE_REASONS: [(RefuseReason, &str); 2] = [
     (RefuseReason::Unresolved, "unresolved"),
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverflowLabels {
+    service: String,
+    kind: &'static str,
+}
+
+const OVERFLOW_KINDS: [Overflow; 4] = [
+    Overflow::Pending,
+    Overflow::Requests,
+    Overflow::Connections,
+    Overflow::Retries,
+];
+
+/// Traffic-policy counters of one upstream service. Resolve once (per destination or per
+/// error) and increment: the label lookup takes a lock, the increments do not.
+#[derive(Clone, Debug, Default)]
+pub struct Upstream {
+    overflows: [Counter; 4],
+    pub ejections: Counter,
+    pub retries: Counter,
+    pub timeouts: Counter,
+}
+
+impl Upstream {
+    pub fn overflow(&self, kind: Overflow) {
+        self.overflows[kind as usize].inc();
+    }
+}
+
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
 pub struct Metrics {
@@ -88,6 +123,10 @@ pub struct Metrics {
     pub tls_failures: [Counter; 2],
     pub ready: Gauge,
     pub config_rejections: Counter,
+    overflows: Family<OverflowLabels, Counter>,
+    ejections: Family<ServiceLabel, Counter>,
+    retries: Family<ServiceLabel, Counter>,
+    timeouts: Family<ServiceLabel, Counter>,
 }
 
 // === impl Metrics ===
@@ -154,6 +193,33 @@ impl Metrics {
         );
         let ready = Gauge::default();
         registry.register("ready", "1 once the proxy is ready to serve", ready.clone());
+        // Per upstream service: one series per service this proxy sends to (bounded by its
+        // config), created on first use.
+        let overflows = Family::<OverflowLabels, Counter>::default();
+        registry.register(
+            "upstream_rq_overflow",
+            "Requests refused at once because a connection-pool limit (circuit breaker) was \
+             full, by service and kind (pending, requests, connections, retries)",
+            overflows.clone(),
+        );
+        let ejections = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection, by service",
+            ejections.clone(),
+        );
+        let retries = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "upstream_rq_retry",
+            "Retries attempted, by service",
+            retries.clone(),
+        );
+        let timeouts = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "upstream_rq_timeout",
+            "Requests that got 504 because the route timeout expired, by service",
+            timeouts.clone(),
+        );
 
         let dirs = [Direction::Inbound, Direction::Outbound];
         let conns = dirs.map(|d| {
@@ -199,6 +265,30 @@ impl Metrics {
             tls_failures,
             ready,
             config_rejections,
+            overflows,
+            ejections,
+            retries,
+            timeouts,
+        }
+    }
+
+    /// The traffic-policy counters of `service` (created on first use).
+    pub fn upstream(&self, service: &str) -> Upstream {
+        let label = ServiceLabel {
+            service: service.to_owned(),
+        };
+        Upstream {
+            overflows: OVERFLOW_KINDS.map(|k| {
+                self.overflows
+                    .get_or_create(&OverflowLabels {
+                        service: service.to_owned(),
+                        kind: k.as_str(),
+                    })
+                    .clone()
+            }),
+            ejections: self.ejections.get_or_create(&label).clone(),
+            retries: self.retries.get_or_create(&label).clone(),
+            timeouts: self.timeouts.get_or_create(&label).clone(),
         }
     }
 
@@ -283,5 +373,23 @@ mod tests {
             text.contains(r#"sinew_requests_total{direction="inbound",status_class="error"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn upstream_counters_are_one_series_per_service() {
+        let m = Metrics::new();
+        m.upstream("reviews").overflow(Overflow::Pending);
+        m.upstream("reviews").overflow(Overflow::Pending);
+        m.upstream("reviews").retries.inc();
+        m.upstream("ratings").timeouts.inc();
+        let text = m.encode();
+        for line in [
+            r#"sinew_upstream_rq_overflow_total{service="reviews",kind="pending"} 2"#,
+            r#"sinew_upstream_rq_retry_total{service="reviews"} 1"#,
+            r#"sinew_upstream_rq_timeout_total{service="ratings"} 1"#,
+            r#"sinew_outlier_ejections_total{service="ratings"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
-pub struct RequestBody {
-    inner: Incoming,
+pub struct RequestBody<B = Incoming> {
+    inner: B,
     failed: Option<Arc<AtomicBool>>,
 }
 
@@ -28,7 +28,7 @@ impl BodyFailed {
 }
 
 /// Wraps a request's body. Empty bodies (most GETs) are not tracked, so they cost nothing.
-pub fn track(req: Request<Incoming>) -> (Request<RequestBody>, BodyFailed) {
+pub fn track<B: http_body::Body>(req: Request<B>) -> (Request<RequestBody<B>>, BodyFailed) {
     let (parts, inner) = req.into_parts();
     let failed =
         (!http_body::Body::is_end_stream(&inner)).then(|| Arc::new(AtomicBool::new(false)));
@@ -41,14 +41,17 @@ pub fn track(req: Request<Incoming>) -> (Request<RequestBody>, BodyFailed) {
 
 // === impl RequestBody ===
 
-impl http_body::Body for RequestBody {
+impl<B> http_body::Body for RequestBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if let (Some(Err(_)), Some(f)) = (&frame, &self.failed) {
             f.store(true, Ordering::Release);

@@ -20,21 +20,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-type Connecting = Shared<BoxFuture<'static, Result<SendRequest<RequestBody>, Arc<ProxyError>>>>;
+type Connecting<B> =
+    Shared<BoxFuture<'static, Result<SendRequest<RequestBody<B>>, Arc<ProxyError>>>>;
 
-enum Slot {
-    Ready(SendRequest<RequestBody>),
-    Connecting(Connecting),
+enum Slot<B> {
+    Ready(SendRequest<RequestBody<B>>),
+    Connecting(Connecting<B>),
 }
 
-/// HTTP/2 connections shared by every request to the same key.
-pub struct H2Pool<K> {
-    slots: Mutex<HashMap<K, Slot>>,
+/// HTTP/2 connections shared by every request to the same key, for requests with bodies of
+/// type `B`.
+pub struct H2Pool<K, B = Incoming> {
+    slots: Mutex<HashMap<K, Slot<B>>>,
 }
 
 // === impl H2Pool ===
 
-impl<K: Hash + Eq + Clone> H2Pool<K> {
+impl<K: Hash + Eq + Clone, B> H2Pool<K, B> {
     pub fn new() -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
@@ -46,10 +48,11 @@ impl<K: Hash + Eq + Clone> H2Pool<K> {
         &self,
         key: &K,
         connect: F,
-    ) -> Result<SendRequest<RequestBody>, ProxyError>
+    ) -> Result<SendRequest<RequestBody<B>>, ProxyError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<SendRequest<RequestBody>, ProxyError>> + Send + 'static,
+        Fut: Future<Output = Result<SendRequest<RequestBody<B>>, ProxyError>> + Send + 'static,
+        B: 'static,
     {
         let fut = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -88,7 +91,7 @@ impl<K: Hash + Eq + Clone> H2Pool<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> Default for H2Pool<K> {
+impl<K: Hash + Eq + Clone, B> Default for H2Pool<K, B> {
     fn default() -> Self {
         Self::new()
     }
@@ -111,13 +114,15 @@ impl Default for H2Settings {
 }
 
 /// Runs the HTTP/2 client handshake on `io` and spawns the connection driver.
-pub async fn h2_handshake<I>(
+pub async fn h2_handshake<I, B>(
     io: I,
     addr: SocketAddr,
     settings: H2Settings,
-) -> Result<SendRequest<RequestBody>, ProxyError>
+) -> Result<SendRequest<RequestBody<B>>, ProxyError>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -172,19 +177,23 @@ pub async fn connect_tcp_from(
 }
 
 /// Plaintext delivery to an app (or to an endpoint without a sidecar).
-pub struct PlainClient {
+pub struct PlainClient<B = Incoming> {
     h1: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
-        RequestBody,
+        RequestBody<B>,
     >,
-    h2: H2Pool<SocketAddr>,
+    h2: H2Pool<SocketAddr, B>,
     connect_timeout: Duration,
     source: Option<IpAddr>,
 }
 
 // === impl PlainClient ===
 
-impl PlainClient {
+impl<B> PlainClient<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     /// A client whose connections come from `source` when given (see [`crate::inbound::APP_SOURCE`]).
     pub fn new(connect_timeout: Duration, idle_timeout: Duration, source: Option<IpAddr>) -> Self {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -209,7 +218,7 @@ impl PlainClient {
     pub async fn send(
         &self,
         addr: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
     ) -> Result<Response<Body>, ProxyError> {
         if req.version() == http::Version::HTTP_2 {
             let (timeout, source) = (self.connect_timeout, self.source);

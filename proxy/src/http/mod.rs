@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod client;
+pub mod errors;
 pub mod guard;
 pub mod server;
 pub mod upgrade;
@@ -110,19 +111,17 @@ impl ProxyError {
         }
     }
 
-    /// A response telling the client what went wrong (the flag also goes in a header).
+    /// A response telling the client what went wrong, as Envoy words it (see [`errors`]).
     pub fn into_response(self) -> Response<Body> {
-        let (status, flag) = self.status_and_flag();
-        let mut rsp = Response::new(Either::Right(Full::from(format!("{self}\n"))));
-        *rsp.status_mut() = status;
-        let h = rsp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
-        if matches!(self, Self::BadHost(_)) {
-            // The client speaks broken HTTP/1: do not wait for its next request.
-            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        errors::render(&self)
+    }
+
+    /// The error itself, through any [`ProxyError::Shared`] wrapping.
+    pub fn root(&self) -> &ProxyError {
+        match self {
+            Self::Shared(e) => e.root(),
+            e => e,
         }
-        rsp
     }
 }
 
@@ -196,6 +195,11 @@ pub fn upstream_error(
     } else {
         ProxyError::Upstream(e.into())
     }
+}
+
+/// An empty response body.
+pub fn empty_body() -> Body {
+    Either::Right(Full::new(Bytes::new()))
 }
 
 /// A small response the proxy generates itself.

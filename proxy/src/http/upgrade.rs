@@ -4,15 +4,17 @@
 use super::{Body, ProxyError};
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Sends the upgrade request on `io` (a fresh connection to the next hop) and, if the upstream
 /// agrees, splices the client's upgraded connection with the upstream's until both close.
-pub async fn forward<I>(io: I, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError>
+pub async fn forward<I, B>(io: I, mut req: Request<B>) -> Result<Response<Body>, ProxyError>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let is_connect = req.method() == http::Method::CONNECT;
     let downstream = hyper::upgrade::on(&mut req);

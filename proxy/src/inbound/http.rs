@@ -5,19 +5,38 @@
 //! vouch for a caller) and any sinew headers.
 
 use crate::ctx::Ctx;
+use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
 use crate::tls::PeerInfo;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// The per-connection service hyper drives: the shared errors layer around [`Forward`].
+pub type InboundHttp = Errors<Forward>;
+
+/// Builds the service for one inbound connection.
+pub fn service(
+    ctx: Arc<Ctx>,
+    peer: Option<PeerInfo>,
+    default_port: Option<u16>,
+    app_ip: IpAddr,
+) -> InboundHttp {
+    let metrics = ctx.metrics.clone();
+    Errors::new(
+        Forward::new(ctx, peer, default_port, app_ip),
+        Direction::Inbound,
+        metrics,
+    )
+}
+
+/// Delivers one request to the app.
 #[derive(Clone)]
-pub struct InboundHttp {
+pub struct Forward {
     ctx: Arc<Ctx>,
     /// Set for mesh connections.
     peer: Option<Arc<PeerInfo>>,
@@ -28,9 +47,9 @@ pub struct InboundHttp {
     app_ip: IpAddr,
 }
 
-// === impl InboundHttp ===
+// === impl Forward ===
 
-impl InboundHttp {
+impl Forward {
     pub fn new(
         ctx: Arc<Ctx>,
         peer: Option<PeerInfo>,
@@ -89,29 +108,17 @@ impl InboundHttp {
     }
 }
 
-impl tower::Service<Request<Incoming>> for InboundHttp {
+impl tower::Service<Request<Incoming>> for Forward {
     type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Error = ProxyError;
+    type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            let rsp = match this.forward(req).await {
-                Ok(rsp) => rsp,
-                Err(e) => {
-                    tracing::info!(peer = ?this.peer.as_ref().map(|p| &p.identity), error = %e, "inbound request failed");
-                    e.into_response()
-                }
-            };
-            this.ctx
-                .metrics
-                .request(Direction::Inbound, Some(rsp.status()));
-            Ok(rsp)
-        })
+        Box::pin(async move { this.forward(req).await })
     }
 }

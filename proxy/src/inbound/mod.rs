@@ -139,7 +139,7 @@ pub async fn serve(
                 protocol => (protocol, detected.buffered),
             };
             let io = Prefixed::new(buffered.freeze(), tcp);
-            let svc = InboundHttp::new(ctx.clone(), None, Some(port), app_ip);
+            let svc = self::http::service(ctx.clone(), None, Some(port), app_ip);
             let res = match protocol {
                 Protocol::Http1 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http1);
@@ -220,7 +220,7 @@ async fn serve_mesh(
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     debug!(%client, peer = %peer.identity, "mesh connection established");
-    let svc = InboundHttp::new(ctx.clone(), Some(peer), default_port, app_ip);
+    let svc = self::http::service(ctx.clone(), Some(peer), default_port, app_ip);
     let res = match alpn.as_deref() {
         Some(tls::ALPN_H2) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH2);

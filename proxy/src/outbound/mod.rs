@@ -11,11 +11,16 @@
 //! clear. Only an address the control plane said is not a service, or one outside every range,
 //! is passed through.
 
+mod connect;
 mod http;
 mod mesh;
 mod tcp;
 
 pub use self::http::OutboundHttp;
+
+/// The request body the outbound stack carries. The connection layer and the pools are typed by
+/// it; every layer above is generic (the retry layer will make this a replayable body).
+pub type OutboundBody = hyper::body::Incoming;
 pub use self::tcp::MAGIC as TCP_MAGIC;
 
 use crate::config::Config;
@@ -82,7 +87,7 @@ pub async fn serve(
     if !declared_http && (svc.protocol == ServiceProtocol::Tcp || config.is_opaque_port(dst.port()))
     {
         metrics.connection(Direction::Outbound, ConnKind::Tcp);
-        tcp::forward(&ctx, &svc, tcp).await;
+        tcp::forward(&ctx, &svc, client, dst, tcp).await;
         return;
     }
     let detected = match detect::detect(&mut tcp, config.timeouts.detect).await {
@@ -98,7 +103,7 @@ pub async fn serve(
     let (protocol, buffered) = match detected.protocol {
         Protocol::Opaque if declared_http => (Protocol::Http1, detected.buffered),
         Protocol::Opaque if detected.is_silent() => {
-            let Some(upstream) = tcp::connect(&ctx, &svc).await else {
+            let Some(upstream) = tcp::connect(&ctx, &svc, client, dst).await else {
                 return;
             };
             match first_speaker::settle(&mut tcp, upstream, config.timeouts.header_read).await {
@@ -118,7 +123,7 @@ pub async fn serve(
         protocol => (protocol, detected.buffered),
     };
     let io = Prefixed::new(buffered.freeze(), tcp);
-    let http = OutboundHttp::new(ctx.clone(), svc.clone(), dst);
+    let http = self::http::service(ctx.clone(), &svc, dst, client);
     let svc_hyper = hyper_util::service::TowerToHyperService::new(http);
     let res = match protocol {
         Protocol::Http1 => {
@@ -141,7 +146,7 @@ pub async fn serve(
         }
         Protocol::Opaque => {
             metrics.connection(Direction::Outbound, ConnKind::Tcp);
-            tcp::forward(&ctx, &svc, io).await;
+            tcp::forward(&ctx, &svc, client, dst, io).await;
             Ok(())
         }
     };

@@ -2,7 +2,9 @@
 //! endpoint without a sidecar directly, or straight through when the destination is not ours.
 //! A stream with no byte either way for `timeouts.tcpIdle` is closed.
 
-use crate::config::Service;
+use crate::config::{Service, TlsMode};
+use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
+use crate::traffic::endpoint::ActiveGuard;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
 use crate::metrics::Direction;
@@ -25,46 +27,84 @@ pub fn header(port: u16) -> [u8; 6] {
 }
 
 /// The far end of an opaque stream: a peer proxy over mTLS (stream header already sent) or an
-/// endpoint without a sidecar.
-pub enum Upstream {
+/// endpoint without a sidecar. Counts as one active request on its endpoint while open.
+pub struct Upstream {
+    io: UpstreamIo,
+    _active: Option<ActiveGuard>,
+}
+
+enum UpstreamIo {
     Mesh(Box<TlsStream<TcpStream>>),
     Plain(TcpStream),
 }
 
-/// Connects to one of the service's endpoints; failures are logged and give `None`.
-pub async fn connect(ctx: &Ctx, svc: &Service) -> Option<Upstream> {
-    let Some(ep) = svc.pick() else {
-        debug!(service = %svc.name, "no endpoints; closing TCP connection");
+/// Connects to an endpoint of the service, chosen by its balancer in the config in force (the
+/// same per-service state as HTTP); failures are logged and give `None`.
+pub async fn connect(ctx: &Ctx, svc: &Service, client: SocketAddr, dst: SocketAddr) -> Option<Upstream> {
+    let snap = ctx.snapshot();
+    let Some(state) = snap.services.service(&svc.key) else {
+        debug!(service = %svc.name, "service no longer configured; closing TCP connection");
         return None;
     };
-    match &ep.identity {
+    // [tcpRoutes: to come] choose the destination by weight here.
+    let dest = &state.default;
+    let lb = dest.balancer();
+    let input = PickInput {
+        hash: (lb.config().hash_key() == Some(&HashKey::SourceIp))
+            .then(|| HashKey::SourceIp.hash(&http::Request::new(()), Some(client.ip())))
+            .flatten(),
+        dialled: Some(dst),
+        previous: None,
+    };
+    let ep = match lb.pick(dest.endpoints(), &input, &|e| dest.is_ejected(e)) {
+        Ok(i) => dest.endpoints()[i].clone(),
+        Err(why) => {
+            debug!(service = %svc.name, ?why, "no usable endpoint; closing TCP connection");
+            return None;
+        }
+    };
+    let active = ep.stats.start();
+    let e = &ep.endpoint;
+    let identity = match (dest.policy.tls, &e.identity) {
+        (TlsMode::Disable, _) | (TlsMode::Auto, None) => None,
+        (TlsMode::Auto | TlsMode::IstioMutual, Some(id)) => Some(id),
+        (mode, _) => {
+            debug!(service = %svc.name, ?mode, endpoint = %e.addr, "tls mode cannot reach this endpoint; closing TCP connection");
+            return None;
+        }
+    };
+    let io = match identity {
         Some(id) => {
-            let mut tls = match super::mesh::connect(ctx, ep.mesh_addr, id, ALPN_TCP).await {
+            let mut tls = match super::mesh::connect(ctx, e.mesh_addr, id, ALPN_TCP).await {
                 Ok(tls) => tls,
-                Err(e) => {
-                    debug!(service = %svc.name, error = %e, "mesh TCP connect failed");
+                Err(err) => {
+                    debug!(service = %svc.name, error = %err, "mesh TCP connect failed");
                     return None;
                 }
             };
-            match tls.write_all(&header(ep.addr.port())).await {
-                Ok(()) => Some(Upstream::Mesh(Box::new(tls))),
-                Err(e) => {
-                    debug!(service = %svc.name, error = %e, "mesh TCP header not sent");
-                    None
+            match tls.write_all(&header(e.addr.port())).await {
+                Ok(()) => UpstreamIo::Mesh(Box::new(tls)),
+                Err(err) => {
+                    debug!(service = %svc.name, error = %err, "mesh TCP header not sent");
+                    return None;
                 }
             }
         }
         None => {
-            let timeout = ctx.config().timeouts.connect;
-            match crate::http::client::connect_tcp(ep.addr, timeout).await {
-                Ok(up) => Some(Upstream::Plain(up)),
-                Err(e) => {
-                    debug!(service = %svc.name, error = %e, "TCP connect failed");
-                    None
+            let timeout = snap.config.timeouts.connect;
+            match crate::http::client::connect_tcp(e.addr, timeout).await {
+                Ok(up) => UpstreamIo::Plain(up),
+                Err(err) => {
+                    debug!(service = %svc.name, error = %err, "TCP connect failed");
+                    return None;
                 }
             }
         }
-    }
+    };
+    Some(Upstream {
+        io,
+        _active: Some(active),
+    })
 }
 
 /// Copies both ways until either side is done or the stream idles out.
@@ -77,11 +117,11 @@ where
     }
 }
 
-pub async fn forward<I>(ctx: &Ctx, svc: &Service, io: I)
+pub async fn forward<I>(ctx: &Ctx, svc: &Service, client: SocketAddr, dst: SocketAddr, io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Some(upstream) = connect(ctx, svc).await {
+    if let Some(upstream) = connect(ctx, svc, client, dst).await {
         splice(ctx, svc, io, upstream).await;
     }
 }
@@ -111,9 +151,9 @@ impl AsyncRead for Upstream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Mesh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            UpstreamIo::Mesh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -124,23 +164,23 @@ impl AsyncWrite for Upstream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Mesh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            UpstreamIo::Mesh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Mesh(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            UpstreamIo::Mesh(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Mesh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            UpstreamIo::Mesh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

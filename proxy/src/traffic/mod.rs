@@ -13,6 +13,11 @@
 //! The types here are what the layers hand each other in request and response extensions; each
 //! layer lives in its own module.
 
+pub mod balance;
+pub mod cache;
+pub mod dispatch;
+pub mod endpoint;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -36,8 +36,10 @@ fn addr_hash(addr: &SocketAddr, salt: u64) -> u64 {
     mix(fnv1a(&buf[..n]) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-/// Envoy's ring hash (Karger's consistent hashing): each endpoint owns `ceil(min_size / n)`
-/// points on a 64-bit ring; a key goes to the first point at or after its hash.
+/// Envoy's ring hash (Karger's consistent hashing): each endpoint owns at least
+/// `ceil(min_size / n)` points on a 64-bit ring; a key goes to the first point at or after its
+/// hash. The count is rounded up to a power of two so that adding or removing an endpoint
+/// usually leaves the others' points where they were (Envoy rescales them, moving more keys).
 #[derive(Debug)]
 pub struct Ring {
     points: Vec<(u64, u32)>,
@@ -50,7 +52,7 @@ impl Ring {
         if addrs.is_empty() {
             return Self { points: Vec::new() };
         }
-        let per = min_size.div_ceil(addrs.len()).max(1);
+        let per = min_size.div_ceil(addrs.len()).max(1).next_power_of_two();
         let mut points = Vec::with_capacity(per * addrs.len());
         for (i, a) in addrs.iter().enumerate() {
             for r in 0..per {

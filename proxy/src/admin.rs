@@ -91,6 +91,14 @@ impl Admin {
                 );
                 r
             }
+            (Endpoint::Admin, &Method::GET, "/clusters") => {
+                let mut r = text(StatusCode::OK, self.clusters());
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    "application/json".parse().expect("invariant: static"),
+                );
+                r
+            }
             (Endpoint::Admin, &Method::POST, "/shutdown") => {
                 let _ = self.shutdown.try_send(());
                 text(StatusCode::OK, "draining\n")
@@ -121,7 +129,7 @@ impl Admin {
             }
             (Endpoint::Admin, _, "/") => text(
                 StatusCode::OK,
-                "GET /config_dump\nGET /metrics\nGET /ready\nPOST /shutdown\nPOST /logging?level=<filter>\n",
+                "GET /config_dump\nGET /clusters\nGET /metrics\nGET /ready\nPOST /shutdown\nPOST /logging?level=<filter>\n",
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -133,6 +141,26 @@ impl Admin {
         } else {
             text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
         }
+    }
+
+    /// Every service and subset this proxy sends to, with its policy and the live state of
+    /// each endpoint (Envoy's `/clusters`, as JSON).
+    fn clusters(&self) -> String {
+        let snap = self.ctx.snapshot();
+        let mut services: Vec<_> = snap.services.iter().collect();
+        services.sort_by(|a, b| a.service.key.cmp(&b.service.key));
+        let dump = serde_json::json!({
+            "version": snap.config.version,
+            "services": services.iter().map(|s| serde_json::json!({
+                "name": &*s.service.key,
+                "policySources": s.service.policy_sources,
+                "destinations": std::iter::once(&s.default)
+                    .chain(&s.subsets)
+                    .map(|d| destination(d))
+                    .collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
     /// The effective config plus run-time facts (identity, certificate expiry), as JSON.
@@ -166,5 +194,94 @@ impl Admin {
             "limits": format!("{:?}", config.limits),
         });
         serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// One destination for `/clusters`.
+fn destination(d: &crate::traffic::cache::Destination) -> serde_json::Value {
+    use crate::traffic::balance::BalanceTarget;
+    let endpoints: Vec<_> = d
+        .endpoints()
+        .iter()
+        .map(|e| {
+            let health = d.health(e);
+            serde_json::json!({
+                "address": e.addr().to_string(),
+                "identity": e.endpoint.identity.as_ref().map(|i| i.as_str()),
+                "healthy": !d.is_ejected(e),
+                "ejectedForSeconds": health.ejected_for.map(|t| t.as_secs_f64()),
+                "timesEjected": health.times_ejected,
+                "activeRequests": e.stats.active(),
+                "totalRequests": e.stats.total(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "subset": d.key.subset.as_deref(),
+        "loadBalancer": d.policy.load_balancer.name(),
+        "tls": format!("{:?}", d.policy.tls),
+        "limits": d.policy.connection_pool,
+        "outlierDetection": d.policy.outlier_detection,
+        "activeRequests": d.active(),
+        "pendingRequests": d.pending(),
+        "endpoints": endpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use sinew_proto::config::v1 as pb;
+
+    #[tokio::test]
+    async fn clusters_lists_each_destination_with_its_endpoints_live_state() {
+        let msg: pb::ProxyConfig = serde_saphyr::from_str(
+            r#"
+services:
+  - name: reviews
+    port: 9080
+    addresses: ["10.0.0.1:9080"]
+    policySources: ["DestinationRule shop/reviews (networking.istio.io)"]
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}, connectionPool: {http2MaxRequests: 7}}
+    endpoints:
+      - {address: "10.1.0.1:9080", identity: "spiffe://cluster.local/ns/shop/sa/reviews", labels: {version: v1}}
+      - {address: "10.1.0.2:9080", labels: {version: v2}}
+    subsets: [{name: v2, labels: {version: v2}}]
+"#,
+        )
+        .expect("test yaml");
+        let ctx = Arc::new(Ctx::new(
+            Arc::new(Config::from_proto(msg).expect("valid")),
+            crate::tls::Store::empty(),
+            Arc::new(crate::metrics::Metrics::new()),
+        ));
+        let snap = ctx.snapshot();
+        let dest = &snap.services.service("reviews:9080").expect("reviews").default;
+        let _busy = dest.endpoints()[0].stats.start();
+        let admin = Admin {
+            ctx: ctx.clone(),
+            ready: AtomicBool::new(true),
+            shutdown: mpsc::channel(1).0,
+            set_log_level: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&admin.clusters()).expect("JSON");
+        let svc = &v["services"][0];
+        assert_eq!(svc["name"], "reviews:9080");
+        let default = &svc["destinations"][0];
+        assert_eq!(default["subset"], serde_json::Value::Null);
+        assert_eq!(default["loadBalancer"], "ROUND_ROBIN");
+        assert_eq!(default["limits"]["http2MaxRequests"], 7);
+        assert_eq!(default["activeRequests"], 1);
+        let ep = &default["endpoints"][0];
+        assert_eq!(ep["address"], "10.1.0.1:9080");
+        assert_eq!(ep["identity"], "spiffe://cluster.local/ns/shop/sa/reviews");
+        assert_eq!(ep["healthy"], true);
+        assert_eq!(ep["activeRequests"], 1);
+        let v2 = &svc["destinations"][1];
+        assert_eq!(v2["subset"], "v2");
+        assert_eq!(v2["endpoints"].as_array().map(Vec::len), Some(1));
+        // The subset shares the endpoint's live state with the service.
+        assert_eq!(v2["endpoints"][0]["address"], "10.1.0.2:9080");
     }
 }

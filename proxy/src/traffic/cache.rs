@@ -216,6 +216,24 @@ impl Destination {
     pub fn active(&self) -> usize {
         self.endpoints.iter().map(|e| e.stats.active()).sum()
     }
+
+    /// Requests queued for a slot (the breaker's pending queue; none until it lands).
+    pub fn pending(&self) -> usize {
+        0
+    }
+
+    /// The outlier detector's view of `ep` (never ejected until it lands).
+    pub fn health(&self, _ep: &EndpointState) -> EndpointHealth {
+        EndpointHealth::default()
+    }
+}
+
+/// What `/clusters` shows of an endpoint's ejection state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EndpointHealth {
+    /// Time left until the ejection ends.
+    pub ejected_for: Option<std::time::Duration>,
+    pub times_ejected: u32,
 }
 
 impl BalanceTarget for Destination {

@@ -149,16 +149,15 @@ impl Admin {
         let snap = self.ctx.snapshot();
         let mut services: Vec<_> = snap.services.iter().collect();
         services.sort_by(|a, b| a.service.key.cmp(&b.service.key));
+        // One entry per destination (a service, then each of its subsets): the shape
+        // `sinewctl proxy-config` reads.
         let dump = serde_json::json!({
             "version": snap.config.version,
-            "services": services.iter().map(|s| serde_json::json!({
-                "name": &*s.service.key,
-                "policySources": s.service.policy_sources,
-                "destinations": std::iter::once(&s.default)
-                    .chain(&s.subsets)
-                    .map(|d| destination(d))
-                    .collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            "services": services
+                .iter()
+                .flat_map(|s| std::iter::once(&s.default).chain(&s.subsets))
+                .map(|d| destination(d))
+                .collect::<Vec<_>>(),
         });
         serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -209,21 +208,22 @@ fn destination(d: &crate::traffic::cache::Destination) -> serde_json::Value {
                 "address": e.addr().to_string(),
                 "identity": e.endpoint.identity.as_ref().map(|i| i.as_str()),
                 "healthy": !d.is_ejected(e),
-                "ejectedForSeconds": health.ejected_for.map(|t| t.as_secs_f64()),
+                "ejectedForMs": health.ejected_for.map(|t| t.as_millis() as u64),
                 "timesEjected": health.times_ejected,
-                "activeRequests": e.stats.active(),
-                "totalRequests": e.stats.total(),
+                "active": e.stats.active(),
+                "total": e.stats.total(),
             })
         })
         .collect();
     serde_json::json!({
+        "service": &*d.key.service,
         "subset": d.key.subset.as_deref(),
         "loadBalancer": d.policy.load_balancer.name(),
         "tls": format!("{:?}", d.policy.tls),
         "limits": d.policy.connection_pool,
         "outlierDetection": d.policy.outlier_detection,
-        "activeRequests": d.active(),
-        "pendingRequests": d.pending(),
+        "active": d.active(),
+        "pending": d.pending(),
         "endpoints": endpoints,
     })
 }
@@ -266,19 +266,19 @@ services:
             set_log_level: None,
         };
         let v: serde_json::Value = serde_json::from_str(&admin.clusters()).expect("JSON");
-        let svc = &v["services"][0];
-        assert_eq!(svc["name"], "reviews:9080");
-        let default = &svc["destinations"][0];
+        let default = &v["services"][0];
+        assert_eq!(default["service"], "reviews:9080");
         assert_eq!(default["subset"], serde_json::Value::Null);
         assert_eq!(default["loadBalancer"], "ROUND_ROBIN");
         assert_eq!(default["limits"]["http2MaxRequests"], 7);
-        assert_eq!(default["activeRequests"], 1);
+        assert_eq!(default["active"], 1);
         let ep = &default["endpoints"][0];
         assert_eq!(ep["address"], "10.1.0.1:9080");
         assert_eq!(ep["identity"], "spiffe://cluster.local/ns/shop/sa/reviews");
         assert_eq!(ep["healthy"], true);
-        assert_eq!(ep["activeRequests"], 1);
-        let v2 = &svc["destinations"][1];
+        assert_eq!(ep["active"], 1);
+        let v2 = &v["services"][1];
+        assert_eq!(v2["service"], "reviews:9080");
         assert_eq!(v2["subset"], "v2");
         assert_eq!(v2["endpoints"].as_array().map(Vec::len), Some(1));
         // The subset shares the endpoint's live state with the service.

@@ -257,7 +257,11 @@ services:
             Arc::new(crate::metrics::Metrics::new()),
         ));
         let snap = ctx.snapshot();
-        let dest = &snap.services.service("reviews:9080").expect("reviews").default;
+        let dest = &snap
+            .services
+            .service("reviews:9080")
+            .expect("reviews")
+            .default;
         let _busy = dest.endpoints()[0].stats.start();
         let admin = Admin {
             ctx: ctx.clone(),

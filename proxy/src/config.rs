@@ -625,10 +625,7 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
         0 => None,
         p => Some(port(&format!("{field}.port"), p)?),
     };
-    let policy = policy(
-        &format!("{field}.trafficPolicy"),
-        s.traffic_policy.as_ref(),
-    )?;
+    let policy = policy(&format!("{field}.trafficPolicy"), s.traffic_policy.as_ref())?;
     let mut subsets: Vec<Subset> = Vec::with_capacity(s.subsets.len());
     for (i, sub) in s.subsets.iter().enumerate() {
         let f = format!("{field}.subsets[{i}]");
@@ -709,8 +706,8 @@ fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigE
     };
     Ok(Policy {
         load_balancer,
-        connection_pool: tp.connection_pool.clone(),
-        outlier_detection: tp.outlier_detection.clone(),
+        connection_pool: tp.connection_pool,
+        outlier_detection: tp.outlier_detection,
         tls,
         tls_settings: tp.tls.clone(),
         retry_budget: tp.retry_budget,

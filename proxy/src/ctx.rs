@@ -5,9 +5,9 @@ use crate::config::Config;
 use crate::http::client::{H2Pool, PlainClient};
 use crate::metrics::Metrics;
 use crate::tls;
+use crate::traffic::cache::Services;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use crate::traffic::cache::Services;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// One config version and its per-service state. A request holds the snapshot (or the parts
@@ -47,11 +47,7 @@ impl Ctx {
             config.timeouts.idle,
             Some(crate::inbound::APP_SOURCE.into()),
         );
-        let services = Services::update(
-            &Services::default(),
-            &config,
-            tokio::time::Instant::now(),
-        );
+        let services = Services::update(&Services::default(), &config, tokio::time::Instant::now());
         Self {
             snapshot: RwLock::new(Arc::new(Snapshot {
                 config,

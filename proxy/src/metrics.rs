@@ -3,12 +3,12 @@
 //! Counters on the request path are resolved once at start-up and then only incremented
 //! (an atomic add): no label hashing or locking per request.
 
+use crate::http::Overflow;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use crate::http::Overflow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {

@@ -58,8 +58,7 @@ pub struct Lookup {
     conn: ConnInfo,
 }
 
-type DispatchFuture =
-    <Dispatch<NewOutbound> as tower::Service<Request<OutboundBody>>>::Future;
+type DispatchFuture = <Dispatch<NewOutbound> as tower::Service<Request<OutboundBody>>>::Future;
 
 // === impl Lookup ===
 

@@ -3,12 +3,12 @@
 //! A stream with no byte either way for `timeouts.tcpIdle` is closed.
 
 use crate::config::{Service, TlsMode};
-use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
-use crate::traffic::endpoint::ActiveGuard;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
 use crate::metrics::Direction;
 use crate::tls::ALPN_TCP;
+use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
+use crate::traffic::endpoint::ActiveGuard;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,7 +40,12 @@ enum UpstreamIo {
 
 /// Connects to an endpoint of the service, chosen by its balancer in the config in force (the
 /// same per-service state as HTTP); failures are logged and give `None`.
-pub async fn connect(ctx: &Ctx, svc: &Service, client: SocketAddr, dst: SocketAddr) -> Option<Upstream> {
+pub async fn connect(
+    ctx: &Ctx,
+    svc: &Service,
+    client: SocketAddr,
+    dst: SocketAddr,
+) -> Option<Upstream> {
     let snap = ctx.snapshot();
     let Some(state) = snap.services.service(&svc.key) else {
         debug!(service = %svc.name, "service no longer configured; closing TCP connection");

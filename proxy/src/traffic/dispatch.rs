@@ -128,7 +128,11 @@ services:
             &config,
             tokio::time::Instant::now(),
         ));
-        let default = services.service("reviews:9080").expect("reviews").default.clone();
+        let default = services
+            .service("reviews:9080")
+            .expect("reviews")
+            .default
+            .clone();
         Dispatch::new(services, default, Echo)
     }
 
@@ -155,10 +159,7 @@ services:
             dest_of(Some(("reviews:9080", Some("v2")))).await.unwrap(),
             "reviews:9080/v2"
         );
-        assert_eq!(
-            dest_of(Some(("ratings", None))).await.unwrap(),
-            "ratings/-"
-        );
+        assert_eq!(dest_of(Some(("ratings", None))).await.unwrap(), "ratings/-");
     }
 
     #[tokio::test]

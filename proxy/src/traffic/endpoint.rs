@@ -91,11 +91,7 @@ impl Drop for ActiveGuard {
 
 /// Builds the per-endpoint service below this layer.
 pub trait NewEndpoint<B> {
-    type Service: tower::Service<
-            Request<B>,
-            Response = http::Response<crate::http::Body>,
-            Error = ProxyError,
-        >;
+    type Service: tower::Service<Request<B>, Response = http::Response<crate::http::Body>, Error = ProxyError>;
     fn new_endpoint(&self, ep: &Arc<EndpointState>) -> Self::Service;
 }
 
@@ -173,8 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_is_active_until_its_response_and_recorded_in_previous_hosts() {
         let ep = state("10.0.0.1:80");
-        let (mock, mut handle) =
-            tower_test::mock::pair::<Request<()>, http::Response<Body>>();
+        let (mock, mut handle) = tower_test::mock::pair::<Request<()>, http::Response<Body>>();
         let mut svc = Endpoint::new(ep.clone(), mock.map_err(|_| ProxyError::NoTargetPort));
         let prev = PreviousHosts::default();
         let mut req = Request::new(());
@@ -193,8 +188,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_request_stops_counting_as_active() {
         let ep = state("10.0.0.1:80");
-        let (mock, mut handle) =
-            tower_test::mock::pair::<Request<()>, http::Response<Body>>();
+        let (mock, mut handle) = tower_test::mock::pair::<Request<()>, http::Response<Body>>();
         let mut svc = Endpoint::new(ep.clone(), mock.map_err(|_| ProxyError::NoTargetPort));
         svc.ready().await.unwrap();
         let fut = svc.call(Request::new(()));

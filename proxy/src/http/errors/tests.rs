@@ -6,7 +6,12 @@ use std::time::Duration;
 use tower::{Service, ServiceExt};
 
 async fn body(rsp: Response<Body>) -> String {
-    let bytes = rsp.into_body().collect().await.expect("full body").to_bytes();
+    let bytes = rsp
+        .into_body()
+        .collect()
+        .await
+        .expect("full body")
+        .to_bytes();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -18,8 +23,18 @@ fn addr() -> std::net::SocketAddr {
 async fn each_error_gets_envoys_status_flag_and_body() {
     let reset = "upstream connect error or disconnect/reset before headers. reset reason: ";
     let cases: Vec<(ProxyError, u16, &str, &str)> = vec![
-        (ProxyError::NoEndpoints("a".into()), 503, "UH", "no healthy upstream"),
-        (ProxyError::NoHealthy("a".into()), 503, "UH", "no healthy upstream"),
+        (
+            ProxyError::NoEndpoints("a".into()),
+            503,
+            "UH",
+            "no healthy upstream",
+        ),
+        (
+            ProxyError::NoHealthy("a".into()),
+            503,
+            "UH",
+            "no healthy upstream",
+        ),
         (
             ProxyError::Timeout(Duration::from_millis(500)),
             504,
@@ -107,8 +122,14 @@ async fn a_tls_failure_says_why_in_the_body() {
         reason: "expected spiffe://cluster.local/ns/default/sa/reviews".into(),
     };
     let b = body(render(&ProxyError::Shared(Arc::new(e)))).await;
-    assert!(b.contains("connection failure, transport failure reason: mesh TLS"), "{b}");
-    assert!(b.contains("expected spiffe://cluster.local/ns/default/sa/reviews"), "{b}");
+    assert!(
+        b.contains("connection failure, transport failure reason: mesh TLS"),
+        "{b}"
+    );
+    assert!(
+        b.contains("expected spiffe://cluster.local/ns/default/sa/reviews"),
+        "{b}"
+    );
 }
 
 #[tokio::test]
@@ -119,8 +140,8 @@ async fn the_layer_renders_errors_and_counts_every_request() {
         Ok(e) => *e,
         Err(_) => ProxyError::NoTargetPort,
     });
-    let mut svc = Errors::new(inner, Direction::Outbound, metrics.clone())
-        .with_service("reviews".into());
+    let mut svc =
+        Errors::new(inner, Direction::Outbound, metrics.clone()).with_service("reviews".into());
 
     // A success passes through untouched, without flags.
     svc.ready().await.unwrap();

@@ -61,8 +61,14 @@ pub enum Kind {
     /// The endpoint the app dialled; balanced as LEAST_REQUEST when the app dialled the
     /// service's address instead of an endpoint's.
     Passthrough,
-    RingHash { key: HashKey, min_ring_size: usize },
-    Maglev { key: HashKey, table_size: usize },
+    RingHash {
+        key: HashKey,
+        min_ring_size: usize,
+    },
+    Maglev {
+        key: HashKey,
+        table_size: usize,
+    },
 }
 
 /// What a consistent hash is computed from.
@@ -191,7 +197,9 @@ fn consistent_hash(field: &str, ch: &pb::ConsistentHash) -> Result<Kind, ConfigE
         keys.push(HashKey::SourceIp);
     }
     if !ch.http_query_parameter_name.is_empty() {
-        keys.push(HashKey::QueryParameter(ch.http_query_parameter_name.clone()));
+        keys.push(HashKey::QueryParameter(
+            ch.http_query_parameter_name.clone(),
+        ));
     }
     let key = match (keys.pop(), keys.is_empty()) {
         (Some(k), true) => k,
@@ -586,9 +594,9 @@ where
             Err(Unavailable::NoEndpoints) => Either::Left(ready(Err(ProxyError::NoEndpoints(
                 t.service_name().clone(),
             )))),
-            Err(Unavailable::NoHealthy) => Either::Left(ready(Err(ProxyError::NoHealthy(
-                t.service_name().clone(),
-            )))),
+            Err(Unavailable::NoHealthy) => {
+                Either::Left(ready(Err(ProxyError::NoHealthy(t.service_name().clone()))))
+            }
         }
     }
 }

@@ -4,7 +4,9 @@ use crate::traffic::endpoint::EndpointStats;
 use std::collections::HashMap;
 
 fn eps(n: usize) -> Vec<Arc<EndpointState>> {
-    (0..n).map(|i| ep(&format!("10.0.0.{}:80", i + 1))).collect()
+    (0..n)
+        .map(|i| ep(&format!("10.0.0.{}:80", i + 1)))
+        .collect()
 }
 
 fn ep(addr: &str) -> Arc<EndpointState> {
@@ -220,8 +222,16 @@ fn consistent_hash_is_stable_for_a_key_and_moves_few_keys_when_an_endpoint_is_ad
             .collect();
         let to_new = moved.iter().filter(|i| after[**i] == added).count();
         // Ideal: a fifth of the keys move, all to the new endpoint.
-        assert!(moved.len() < before.len() * 3 / 10, "{kind:?}: {}", moved.len());
-        assert!(to_new * 10 >= moved.len() * 9, "{kind:?}: {to_new} of {}", moved.len());
+        assert!(
+            moved.len() < before.len() * 3 / 10,
+            "{kind:?}: {}",
+            moved.len()
+        );
+        assert!(
+            to_new * 10 >= moved.len() * 9,
+            "{kind:?}: {to_new} of {}",
+            moved.len()
+        );
     }
 }
 

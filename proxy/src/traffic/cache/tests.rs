@@ -80,9 +80,13 @@ async fn a_push_that_adds_an_endpoint_keeps_the_state_of_the_others() {
     // The v2 subset did not change (the new endpoint is v1): same destination state.
     assert!(Arc::ptr_eq(
         &v2_before,
-        second.destination(&key("reviews:9080", Some("v2"))).unwrap()
+        second
+            .destination(&key("reviews:9080", Some("v2")))
+            .unwrap()
     ));
-    let v1 = second.destination(&key("reviews:9080", Some("v1"))).unwrap();
+    let v1 = second
+        .destination(&key("reviews:9080", Some("v1")))
+        .unwrap();
     let v1_addrs: Vec<String> = v1
         .endpoints()
         .iter()
@@ -101,7 +105,10 @@ async fn a_dropped_endpoint_and_a_dropped_service_lose_their_state() {
     ));
     let second = Services::update(&first, &only_reviews, Instant::now());
     drop(first);
-    assert!(gone.upgrade().is_none(), "the removed endpoint's stats are freed");
+    assert!(
+        gone.upgrade().is_none(),
+        "the removed endpoint's stats are freed"
+    );
     assert!(second.service("ratings").is_none());
     assert!(second.destination(&key("ratings", None)).is_none());
     assert_eq!(second.len(), 1);
@@ -110,7 +117,10 @@ async fn a_dropped_endpoint_and_a_dropped_service_lose_their_state() {
 #[tokio::test(start_paused = true)]
 async fn a_request_in_flight_keeps_the_destination_it_started_with() {
     let first = Services::update(&Services::default(), &reviews(TWO), Instant::now());
-    let in_flight = first.destination(&key("reviews:9080", None)).unwrap().clone();
+    let in_flight = first
+        .destination(&key("reviews:9080", None))
+        .unwrap()
+        .clone();
     let changed = reviews(TWO).source.clone();
     let mut changed = changed;
     changed.services[0].traffic_policy = Some(pb::TrafficPolicy {
@@ -120,7 +130,11 @@ async fn a_request_in_flight_keeps_the_destination_it_started_with() {
         }),
         ..Default::default()
     });
-    let second = Services::update(&first, &Config::from_proto(changed).unwrap(), Instant::now());
+    let second = Services::update(
+        &first,
+        &Config::from_proto(changed).unwrap(),
+        Instant::now(),
+    );
     drop(first);
     assert_eq!(in_flight.policy.load_balancer.name(), "LEAST_REQUEST");
     let now = second.destination(&key("reviews:9080", None)).unwrap();

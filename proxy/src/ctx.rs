@@ -2,20 +2,43 @@
 //! and the drain watch.
 
 use crate::config::Config;
-use crate::http::client::{H2Pool, PlainClient};
+use crate::http::client::PlainClient;
 use crate::metrics::Metrics;
 use crate::tls;
 use crate::traffic::cache::Services;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// One config version and its per-service state. A request holds the snapshot (or the parts
 /// it needs) it started with, so a push never changes the policy under it.
-#[derive(Debug)]
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub services: Arc<Services>,
+    /// Each service's outbound stack, by service key, built once for this version.
+    pub outbound: HashMap<Arc<str>, crate::outbound::ServiceStack>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.config.version)
+            .field("services", &self.services.len())
+            .finish()
+    }
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    fn new(config: Arc<Config>, prev: &Services, clients: &Arc<crate::outbound::Clients>) -> Self {
+        let services = Arc::new(Services::update(prev, &config, tokio::time::Instant::now()));
+        let outbound = crate::outbound::stacks(clients, &config, &services);
+        Self {
+            config,
+            services,
+            outbound,
+        }
+    }
 }
 
 pub struct Ctx {
@@ -25,10 +48,8 @@ pub struct Ctx {
     updating: Mutex<()>,
     pub tls: tls::Store,
     pub metrics: Arc<Metrics>,
-    /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
-    pub mesh: H2Pool<(SocketAddr, tls::Identity)>,
-    /// Plaintext delivery to endpoints without a sidecar.
-    pub plain: PlainClient,
+    /// Outbound credentials, metrics and connection pools, shared by every outbound stack.
+    pub outbound: Arc<crate::outbound::Clients>,
     /// Delivery to the local app, from [`crate::inbound::APP_SOURCE`].
     pub app: PlainClient,
     /// Set when a control plane is configured: on-demand subscriptions.
@@ -41,23 +62,23 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tls: tls::Store, metrics: Arc<Metrics>) -> Self {
-        let plain = PlainClient::new(config.timeouts.connect, config.timeouts.idle, None);
+        let outbound = Arc::new(crate::outbound::Clients::new(
+            &config,
+            tls.clone(),
+            metrics.clone(),
+        ));
         let app = PlainClient::new(
             config.timeouts.connect,
             config.timeouts.idle,
             Some(crate::inbound::APP_SOURCE.into()),
         );
-        let services = Services::update(&Services::default(), &config, tokio::time::Instant::now());
+        let snapshot = Snapshot::new(config.clone(), &Services::default(), &outbound);
         Self {
-            snapshot: RwLock::new(Arc::new(Snapshot {
-                config,
-                services: Arc::new(services),
-            })),
+            snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
             tls,
             metrics,
-            mesh: H2Pool::new(),
-            plain,
+            outbound,
             app,
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
@@ -90,11 +111,7 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
-        let services = Services::update(&prev.services, &config, tokio::time::Instant::now());
-        let next = Arc::new(Snapshot {
-            config,
-            services: Arc::new(services),
-        });
+        let next = Arc::new(Snapshot::new(config, &prev.services, &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 

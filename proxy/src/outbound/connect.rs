@@ -10,10 +10,11 @@
 //! - SIMPLE / MUTUAL: TLS origination (`tls/originate.rs`) is not wired yet: refused (503 UF).
 
 use super::OutboundBody;
-use crate::config::{Config, TlsMode};
-use crate::ctx::Ctx;
+use crate::config::{Config, Timeouts, TlsMode};
+use crate::http::client::{H2Pool, PlainClient};
 use crate::http::{self as h, Body, ProxyError};
-use crate::tls::{ALPN_H1, ALPN_H2};
+use crate::metrics::Metrics;
+use crate::tls::{self, ALPN_H1, ALPN_H2, Identity};
 use crate::traffic::balance::Balance;
 use crate::traffic::cache::Destination;
 use crate::traffic::dispatch::NewDestination;
@@ -21,21 +22,33 @@ use crate::traffic::endpoint::{Endpoint, EndpointState, NewEndpoint};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+/// What outbound connections share for the life of the proxy: credentials, metrics and the
+/// connection pools. Stacks hold this, not the [`crate::ctx::Ctx`] (which holds the stacks).
+pub struct Clients {
+    pub tls: tls::Store,
+    pub metrics: Arc<Metrics>,
+    /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
+    pub mesh: H2Pool<(SocketAddr, Identity), OutboundBody>,
+    /// Plaintext delivery to endpoints without a sidecar (or under `tls.mode: DISABLE`).
+    pub plain: PlainClient<OutboundBody>,
+}
 
 /// Builds each destination's stack (balancer → endpoint → connection) for one config version.
 #[derive(Clone)]
 pub struct NewOutbound {
-    ctx: Arc<Ctx>,
-    config: Arc<Config>,
+    clients: Arc<Clients>,
+    timeouts: Timeouts,
 }
 
 /// Builds the endpoint → connection stack for an endpoint of one destination.
 #[derive(Clone)]
 pub struct NewConnect {
-    ctx: Arc<Ctx>,
-    config: Arc<Config>,
+    clients: Arc<Clients>,
+    timeouts: Timeouts,
     mode: TlsMode,
     /// The service's name: the authority of HTTP/1.0 requests that name none.
     authority: Arc<str>,
@@ -43,18 +56,44 @@ pub struct NewConnect {
 
 /// One request to one endpoint.
 pub struct Connect {
-    ctx: Arc<Ctx>,
-    config: Arc<Config>,
+    clients: Arc<Clients>,
+    timeouts: Timeouts,
     mode: TlsMode,
     authority: Arc<str>,
     ep: Arc<EndpointState>,
 }
 
+// === impl Clients ===
+
+impl Clients {
+    pub fn new(config: &Config, tls: tls::Store, metrics: Arc<Metrics>) -> Self {
+        Self {
+            tls,
+            metrics,
+            mesh: H2Pool::new(),
+            plain: PlainClient::new(config.timeouts.connect, config.timeouts.idle, None),
+        }
+    }
+
+    /// The current TLS state, or an error saying the proxy has no mesh credentials.
+    pub fn tls(&self) -> Result<Arc<tls::TlsState>, ProxyError> {
+        self.tls.current().ok_or_else(|| {
+            ProxyError::TlsConfig(tls::TlsError::Rustls(rustls::Error::General(
+                "no mesh certificate yet (set tls in the config, or wait for the control plane's CA)"
+                    .into(),
+            )))
+        })
+    }
+}
+
 // === impl NewOutbound ===
 
 impl NewOutbound {
-    pub fn new(ctx: Arc<Ctx>, config: Arc<Config>) -> Self {
-        Self { ctx, config }
+    pub fn new(clients: Arc<Clients>, config: &Config) -> Self {
+        Self {
+            clients,
+            timeouts: config.timeouts,
+        }
     }
 }
 
@@ -66,8 +105,8 @@ impl NewDestination<OutboundBody> for NewOutbound {
         Balance::new(
             dest.clone(),
             NewConnect {
-                ctx: self.ctx.clone(),
-                config: self.config.clone(),
+                clients: self.clients.clone(),
+                timeouts: self.timeouts,
                 mode: dest.policy.tls,
                 authority: dest.name.clone(),
             },
@@ -85,8 +124,8 @@ impl NewEndpoint<OutboundBody> for NewConnect {
         Endpoint::new(
             ep.clone(),
             Connect {
-                ctx: self.ctx.clone(),
-                config: self.config.clone(),
+                clients: self.clients.clone(),
+                timeouts: self.timeouts,
                 mode: self.mode,
                 authority: self.authority.clone(),
                 ep: ep.clone(),
@@ -108,8 +147,8 @@ impl tower::Service<Request<OutboundBody>> for Connect {
 
     fn call(&mut self, req: Request<OutboundBody>) -> Self::Future {
         let this = Connect {
-            ctx: self.ctx.clone(),
-            config: self.config.clone(),
+            clients: self.clients.clone(),
+            timeouts: self.timeouts,
             mode: self.mode,
             authority: self.authority.clone(),
             ep: self.ep.clone(),
@@ -140,26 +179,29 @@ impl Connect {
         };
         let Some(id) = identity else {
             if h::is_upgrade(&req) {
-                let io = h::client::connect_tcp(ep.addr, self.config.timeouts.connect).await?;
+                let io = h::client::connect_tcp(ep.addr, self.timeouts.connect).await?;
                 return h::upgrade::forward(io, req).await;
             }
             h::strip_hop_by_hop(req.headers_mut());
-            return self.ctx.plain.send(ep.addr, req).await;
+            return self.clients.plain.send(ep.addr, req).await;
         };
         if h::is_upgrade(&req) {
-            let io = super::mesh::connect(&self.ctx, ep.mesh_addr, id, ALPN_H1).await?;
+            let io = super::mesh::connect(&self.clients, &self.timeouts, ep.mesh_addr, id, ALPN_H1)
+                .await?;
             req.headers_mut()
                 .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
             return h::upgrade::forward(io, req).await;
         }
         let addr = ep.mesh_addr;
-        let ctx = self.ctx.clone();
+        let clients = self.clients.clone();
+        let timeouts = self.timeouts;
         let identity = id.clone();
         let mut send = self
-            .ctx
+            .clients
             .mesh
             .get(&(addr, id.clone()), move || async move {
-                let io = super::mesh::connect(&ctx, addr, &identity, ALPN_H2).await?;
+                let io =
+                    super::mesh::connect(&clients, &timeouts, addr, &identity, ALPN_H2).await?;
                 h::client::h2_handshake(io, addr, Default::default()).await
             })
             .await?;

@@ -5,22 +5,28 @@
 //! errors → lookup (this module) → [router: to come] → dispatch → balancer → endpoint → connect
 //! ```
 //!
+//! Everything below the lookup is built once per service per config version ([`stacks`], kept
+//! in the [`crate::ctx::Snapshot`]); a request clones its service's stack (reference counts, no
+//! allocation).
+//!
 //! The service is looked up per request, not per connection: an app's keep-alive connection
 //! outlives config changes (new endpoints, say), and each request must see them. If the address
 //! no longer belongs to that service (removed, or another service's now), its old endpoints may
 //! be other pods' addresses already: the request is refused rather than sent there.
 
 use super::OutboundBody;
-use super::connect::NewOutbound;
-use crate::config::Service;
+use super::connect::{Clients, NewOutbound};
+use crate::config::{Config, Service};
 use crate::ctx::Ctx;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
 use crate::traffic::balance::ConnInfo;
+use crate::traffic::cache::Services;
 use crate::traffic::dispatch::Dispatch;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,14 +64,37 @@ pub struct Lookup {
     conn: ConnInfo,
 }
 
-type DispatchFuture = <Dispatch<NewOutbound> as tower::Service<Request<OutboundBody>>>::Future;
+/// One service's outbound stack below the lookup.
+pub type ServiceStack = Dispatch<NewOutbound>;
+
+type StackFuture = <ServiceStack as tower::Service<Request<OutboundBody>>>::Future;
+
+/// Builds every service's stack for one config version.
+pub fn stacks(
+    clients: &Arc<Clients>,
+    config: &Config,
+    services: &Arc<Services>,
+) -> HashMap<Arc<str>, ServiceStack> {
+    services
+        .iter()
+        .map(|state| {
+            // [router: to come] wraps the dispatch with the service's route table here.
+            let stack = Dispatch::new(
+                services.clone(),
+                state.default.clone(),
+                NewOutbound::new(clients.clone(), config),
+            );
+            (state.service.key.clone(), stack)
+        })
+        .collect()
+}
 
 // === impl Lookup ===
 
 impl tower::Service<Request<OutboundBody>> for Lookup {
     type Response = Response<Body>;
     type Error = ProxyError;
-    type Future = Either<Ready<Result<Response<Body>, ProxyError>>, DispatchFuture>;
+    type Future = Either<Ready<Result<Response<Body>, ProxyError>>, StackFuture>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         Poll::Ready(Ok(()))
@@ -76,23 +105,20 @@ impl tower::Service<Request<OutboundBody>> for Lookup {
             return Either::Left(ready(Err(e)));
         }
         let snap = self.ctx.snapshot();
-        let state = match snap.config.service(&self.dst) {
-            Some(svc) if svc.key == self.key => snap.services.service(&svc.key),
+        let found = match snap.config.service(&self.dst) {
+            Some(svc) if svc.key == self.key => snap
+                .services
+                .service(&svc.key)
+                .zip(snap.outbound.get(&svc.key)),
             _ => None,
         };
-        let Some(state) = state else {
+        let Some((state, stack)) = found else {
             return Either::Left(ready(Err(ProxyError::NoEndpoints(self.name.clone()))));
         };
         if state.needs_connection() {
             req.extensions_mut().insert(self.conn);
         }
-        // [router: to come] matches the request here and puts its DestinationKey in the
-        // request's extensions; without routes the request goes to this service.
-        let mut dispatch = Dispatch::new(
-            snap.services.clone(),
-            state.default.clone(),
-            NewOutbound::new(self.ctx.clone(), snap.config.clone()),
-        );
-        Either::Right(tower::Service::call(&mut dispatch, req))
+        let mut stack = stack.clone();
+        Either::Right(tower::Service::call(&mut stack, req))
     }
 }

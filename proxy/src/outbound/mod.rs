@@ -16,7 +16,8 @@ mod http;
 mod mesh;
 mod tcp;
 
-pub use self::http::OutboundHttp;
+pub use self::connect::Clients;
+pub use self::http::{OutboundHttp, ServiceStack, stacks};
 
 /// The request body the outbound stack carries. The connection layer and the pools are typed by
 /// it; every layer above is generic (the retry layer will make this a replayable body).

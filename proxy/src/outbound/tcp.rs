@@ -80,7 +80,15 @@ pub async fn connect(
     };
     let io = match identity {
         Some(id) => {
-            let mut tls = match super::mesh::connect(ctx, e.mesh_addr, id, ALPN_TCP).await {
+            let mut tls = match super::mesh::connect(
+                &ctx.outbound,
+                &snap.config.timeouts,
+                e.mesh_addr,
+                id,
+                ALPN_TCP,
+            )
+            .await
+            {
                 Ok(tls) => tls,
                 Err(err) => {
                     debug!(service = %svc.name, error = %err, "mesh TCP connect failed");

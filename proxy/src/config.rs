@@ -145,7 +145,7 @@ pub struct Service {
     pub subsets: Vec<Subset>,
     /// Validated by the route module (`traffic::route`); kept as sent until then.
     pub http_routes: Vec<pb::HttpRoute>,
-    pub tcp_routes: Vec<pb::TcpRoute>,
+    pub tcp_routes: crate::traffic::tcp_route::TcpRoutes,
     pub policy_sources: Vec<String>,
 }
 
@@ -669,6 +669,11 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
         Some(p) => Arc::from(format!("{}:{p}", s.name)),
         None => name.clone(),
     };
+    let tcp_routes = crate::traffic::tcp_route::TcpRoutes::from_proto(
+        &format!("{field}.tcpRoutes"),
+        &key,
+        &s.tcp_routes,
+    )?;
     Ok(Service {
         name,
         key,
@@ -678,7 +683,7 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
         policy,
         subsets,
         http_routes: s.http_routes.clone(),
-        tcp_routes: s.tcp_routes.clone(),
+        tcp_routes,
         policy_sources: s.policy_sources.clone(),
     })
 }

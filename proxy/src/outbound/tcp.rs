@@ -51,8 +51,16 @@ pub async fn connect(
         debug!(service = %svc.name, "service no longer configured; closing TCP connection");
         return None;
     };
-    // [tcpRoutes: to come] choose the destination by weight here.
-    let dest = &state.default;
+    let dest = match state.service.tcp_routes.pick() {
+        None => &state.default,
+        Some(key) => match snap.services.destination(key) {
+            Some(d) => d,
+            None => {
+                debug!(service = %svc.name, destination = %key.service, subset = ?key.subset, "TCP route names an unknown destination; closing");
+                return None;
+            }
+        },
+    };
     let lb = dest.balancer();
     let input = PickInput {
         hash: (lb.config().hash_key() == Some(&HashKey::SourceIp))

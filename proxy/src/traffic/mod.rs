@@ -17,6 +17,7 @@ pub mod balance;
 pub mod cache;
 pub mod dispatch;
 pub mod endpoint;
+pub mod tcp_route;
 
 use std::fmt;
 use std::net::SocketAddr;

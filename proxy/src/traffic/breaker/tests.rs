@@ -16,14 +16,10 @@ fn pb_duration(secs: i64) -> Option<pbjson_types::Duration> {
     })
 }
 
+type Upstream = tower::util::MapErr<Mock, fn(tower::BoxError) -> ProxyError>;
+
 /// A breaker over a mock endpoint that answers only when the test says so (a slow upstream).
-fn service(
-    limits: Limits,
-) -> (
-    BreakerService<tower::util::MapErr<Mock, fn(tower::BoxError) -> ProxyError>>,
-    Handle,
-    Breaker,
-) {
+fn service(limits: Limits) -> (BreakerService<Upstream>, Handle, Breaker) {
     let (mock, handle) = mock::pair::<Request<()>, Response<()>>();
     let inner = mock.map_err(ProxyError::Upstream as fn(tower::BoxError) -> ProxyError);
     let breaker = Breaker::new("reviews:9080".into(), &limits);

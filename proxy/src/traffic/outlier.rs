@@ -71,6 +71,11 @@ pub enum Outcome {
     /// The exchange was reset after the connection was made; counted as a 503 (Envoy's
     /// `ExtOriginRequestFailed`).
     Reset,
+    /// No response in time (a per-try timeout applied below this layer): Envoy's
+    /// `LocalOriginTimeout`, a local-origin failure when split, else counted as a 504.
+    Timeout,
+    /// A TCP connection was made and that is the whole exchange (TCP services): a success.
+    Connected,
 }
 
 /// Which detector ejected an endpoint.
@@ -255,6 +260,7 @@ impl Outcome {
             | ProxyError::NoMeshAlpn { .. }
             | ProxyError::Handshake { .. } => Some(Self::LocalOriginFailure),
             ProxyError::Upstream(_) => Some(Self::Reset),
+            ProxyError::Timeout(_) => Some(Self::Timeout),
             ProxyError::Shared(e) => Self::of_error(e),
             _ => None,
         }
@@ -306,10 +312,11 @@ impl Detector {
     /// others are forgotten (handles to them still work but can no longer eject anything).
     pub fn update_endpoints(&self, addrs: &[SocketAddr]) {
         let _d = lock(&self.shared.decisions);
+        let wanted: std::collections::HashSet<&SocketAddr> = addrs.iter().collect();
         let mut hosts = write(&self.shared.hosts);
         let mut ejected_gone = 0;
         hosts.retain(|addr, host| {
-            let keep = addrs.contains(addr);
+            let keep = wanted.contains(addr);
             if !keep && host.ejected.load(Ordering::Relaxed) {
                 ejected_gone += 1;
             }
@@ -491,16 +498,17 @@ impl Shared {
                 (s.is_server_error(), gateway)
             }
             Outcome::Reset => (true, true),
-            Outcome::LocalOriginFailure if split => {
+            Outcome::Connected => (false, false),
+            Outcome::LocalOriginFailure | Outcome::Timeout if split => {
                 if self.bump(host, Kind::ConsecutiveLocalOrigin) {
                     self.eject(host, Kind::ConsecutiveLocalOrigin);
                 }
                 return;
             }
-            // Unsplit, Envoy counts a connect failure as a 503 from the endpoint.
-            Outcome::LocalOriginFailure => (true, true),
+            // Unsplit, Envoy counts a connect failure as a 503 and a timeout as a 504.
+            Outcome::LocalOriginFailure | Outcome::Timeout => (true, true),
         };
-        if split && matches!(outcome, Outcome::Status(_)) {
+        if split && matches!(outcome, Outcome::Status(_) | Outcome::Connected) {
             // The connection worked: local-origin failures are no longer consecutive.
             host.reset(Kind::ConsecutiveLocalOrigin);
         }

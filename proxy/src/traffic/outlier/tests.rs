@@ -316,6 +316,44 @@ async fn a_reset_counts_as_a_503() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn timeouts_count_as_504_unsplit_and_as_local_origin_split() {
+    let s = Settings {
+        consecutive_gateway: 2,
+        ..lenient()
+    };
+    let (d, eps) = detector(s, 2);
+    eps[0].record(Outcome::Timeout);
+    eps[0].record(Outcome::Timeout);
+    assert!(eps[0].is_ejected());
+    assert_eq!(d.stats().ejections_consecutive_gateway, 1);
+
+    let split = Settings {
+        split_local_origin: true,
+        consecutive_local_origin: 2,
+        ..lenient()
+    };
+    let (d, eps) = detector(split, 2);
+    eps[0].record(Outcome::Timeout);
+    assert_eq!(health(&d, addr(1)).consecutive_5xx, 0);
+    eps[0].record(Outcome::Timeout);
+    assert_eq!(d.stats().ejections_consecutive_local_origin, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tcp_connection_made_resets_the_counts() {
+    let (d, eps) = detector(lenient(), 2);
+    for _ in 0..4 {
+        eps[0].record(Outcome::LocalOriginFailure);
+    }
+    eps[0].record(Outcome::Connected);
+    assert_eq!(health(&d, addr(1)).consecutive_5xx, 0);
+    for _ in 0..4 {
+        eps[0].record(Outcome::LocalOriginFailure);
+    }
+    assert!(!eps[0].is_ejected());
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_ejection_lasts_until_the_first_sweep_after_it_expires() {
     // Sweeps at t0+10, 20, 30, 40, ...; ejected at t0+5 for 30s: expires at 35, ends at 40.
     let t0 = Instant::now();

@@ -13,6 +13,10 @@
 //! The types here are what the layers hand each other in request and response extensions; each
 //! layer lives in its own module.
 
+pub mod breaker;
+pub mod outlier;
+mod proto_values;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -7,6 +7,7 @@ mod host;
 mod manifests;
 mod pod;
 mod process;
+mod proxy_config;
 mod state;
 mod status;
 mod sys;
@@ -91,6 +92,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What a pod's proxy is using right now: routes, DestinationRule policy per service and
+    /// subset, and endpoint health (from the proxy's /config_dump and /clusters).
+    ProxyConfig {
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        pod: String,
+        /// Only services whose `name:port` contains this (e.g. `ratings`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Print the proxy's /config_dump and /clusters documents, unchanged, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -146,6 +160,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
         } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
         Command::Status { json } => status::status(&run, json)?,
+        Command::ProxyConfig {
+            namespace,
+            pod,
+            service,
+            json,
+        } => proxy_config::proxy_config(&run, &namespace, &pod, service.as_deref(), json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -180,18 +180,22 @@ fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
     let docs = manifests::read_inputs(files)?;
     let _lock = run.lock_changes()?;
     let store = Store::new(run.manifests());
-    let changes = if delete {
+    let applied = if delete {
         store.delete(&docs)?
     } else {
         store.apply(&docs)?
     };
-    for (name, change) in changes {
+    for (name, change) in applied.changes {
         println!("{name} {change}");
     }
     if !delete {
         for w in manifests::unused_warnings(&docs) {
             eprintln!("{w}");
         }
+    }
+    // Applied all the same (the control plane keeps them as warnings too, in `status`).
+    for w in applied.warnings {
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

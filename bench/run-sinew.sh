@@ -26,6 +26,10 @@
 #   SINEW_BENCH_HARNESS  path of the harness (default <repo>/../shared/bench/run.sh)
 #   SINEW_BENCH_WORKERS  --workers for each proxy (default 1, like the Envoys' ENVOY_CONCURRENCY=1)
 #   SINEW_BENCH_LOG_LEVEL --log-level for each proxy (default warn)
+#   SINEW_BENCH_POLICY   `seed`: the client's service carries the seed DestinationRule's policy
+#                        (examples/traffic-policy/seed-destinationrule.yaml less
+#                        maxRequestsPerConnection, as the harness's envoy-policy pair), resolved as
+#                        the control plane sends it; default: none (today's config)
 #
 # Internal: the harness starts each proxy as `run-sinew.sh --exec-client|--exec-server`. That mode
 # reads OURS_PORT OURS_SERVER_PORT UPSTREAM_PORT CERT_DIR RUN_DIR (exported by the harness), writes the
@@ -37,6 +41,19 @@ WORKERS=${SINEW_BENCH_WORKERS:-1}
 LOG_LEVEL=${SINEW_BENCH_LOG_LEVEL:-warn}
 
 # ------------------------------------------------------------------ exec mode (started by the harness)
+policy_yaml() {  # the client service's trafficPolicy for SINEW_BENCH_POLICY (indented for services[0])
+  case ${SINEW_BENCH_POLICY:-} in
+    '') ;;
+    seed)
+      echo '    trafficPolicy:'
+      echo '      tls: {mode: ISTIO_MUTUAL}'
+      echo '      connectionPool: {http1MaxPendingRequests: 100}'
+      echo '      outlierDetection: {consecutive5xxErrors: 2, interval: 60s, baseEjectionTime: 30s, maxEjectionPercent: 100}'
+      ;;
+    *) echo "unknown SINEW_BENCH_POLICY=$SINEW_BENCH_POLICY (known: seed)" >&2; exit 2 ;;
+  esac
+}
+
 exec_proxy() {  # exec_proxy client|server BIN
   local side=$1 bin=$2 cfg
   : "${OURS_PORT:?} ${OURS_SERVER_PORT:?} ${UPSTREAM_PORT:?} ${CERT_DIR:?} ${RUN_DIR:?}"
@@ -53,6 +70,7 @@ services:
     protocol: HTTP1
     endpoints:
       - {address: "127.0.0.1:$UPSTREAM_PORT", identity: "spiffe://cluster.local/ns/default/sa/server", meshPort: $OURS_SERVER_PORT}
+$(policy_yaml)
 admin: {adminAddress: "127.0.0.1:0", healthAddress: "127.0.0.1:0", metricsAddress: "127.0.0.1:0"}
 EOF
   else
@@ -108,7 +126,7 @@ cp "$built" "$BIN.tmp.$$" && mv -f "$BIN.tmp.$$" "$BIN"
 
 rev=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
 sum=$(sha256sum "$BIN" | cut -c1-16)
-export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL"
+export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL policy=${SINEW_BENCH_POLICY:-none}"
 echo "sinew-proxy: $SINEW_BENCH_BUILD_INFO" >&2
 
 q_self=$(printf %q "$SELF"); q_bin=$(printf %q "$BIN")

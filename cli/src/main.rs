@@ -7,6 +7,7 @@ mod host;
 mod manifests;
 mod pod;
 mod process;
+mod proxy_config;
 mod state;
 mod status;
 mod sys;
@@ -91,6 +92,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What a pod's proxy is using right now: routes, DestinationRule policy per service and
+    /// subset, and endpoint health (from the proxy's /config_dump and /clusters).
+    ProxyConfig {
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        pod: String,
+        /// Only services whose `name:port` contains this (e.g. `ratings`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Print the proxy's /config_dump and /clusters documents, unchanged, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -146,6 +160,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
         } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
         Command::Status { json } => status::status(&run, json)?,
+        Command::ProxyConfig {
+            namespace,
+            pod,
+            service,
+            json,
+        } => proxy_config::proxy_config(&run, &namespace, &pod, service.as_deref(), json)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,18 +180,22 @@ fn change(run: &Run, files: &[PathBuf], delete: bool) -> anyhow::Result<()> {
     let docs = manifests::read_inputs(files)?;
     let _lock = run.lock_changes()?;
     let store = Store::new(run.manifests());
-    let changes = if delete {
+    let applied = if delete {
         store.delete(&docs)?
     } else {
         store.apply(&docs)?
     };
-    for (name, change) in changes {
+    for (name, change) in applied.changes {
         println!("{name} {change}");
     }
     if !delete {
         for w in manifests::unused_warnings(&docs) {
             eprintln!("{w}");
         }
+    }
+    // Applied all the same (the control plane keeps them as warnings too, in `status`).
+    for w in applied.warnings {
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use sinew_control_plane::registry::{
-    FileRegistry, ManifestDoc, Origin, Problem, RegistryError, Snapshot, split_manifest,
+    FileRegistry, ManifestDoc, Origin, Problem, RegistryError, SKIPPED_KIND, Snapshot,
+    split_manifest,
 };
 
 use crate::state::{CONTROL_PLANE_IP, POD_RANGE, VIP_RANGE};
@@ -117,6 +118,30 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
         }
     }
     Ok(docs)
+}
+
+/// The annotation that keeps an object out of `sinewctl up DIR` (with the value `"true"`); `apply
+/// -f` applies it as usual. For a change a directory ships to be applied later — the demo's
+/// `policy.yaml` — so `up` starts without it and `apply -f` shows what it changes. A cluster
+/// ignores the annotation.
+pub const SKIP_ON_UP: &str = "sinew.dev/skip-on-up";
+
+/// Whether `up` leaves this document out (annotated [`SKIP_ON_UP`]: "true").
+pub fn skipped_on_up(doc: &ManifestDoc) -> bool {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Doc {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Meta {
+        annotations: BTreeMap<String, String>,
+    }
+    // The document was already checked strictly; this reads only the one annotation.
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options::<Doc>(&doc.text, options)
+        .is_ok_and(|d| d.metadata.annotations.get(SKIP_ON_UP).map(String::as_str) == Some("true"))
 }
 
 /// A visible warning for each object stored but not run by local mode (a ConfigMap, a
@@ -222,7 +247,7 @@ impl Store {
     }
 
     /// Applies `docs`: creates or replaces each object, after checking the result as a whole.
-    pub fn apply(&self, docs: &[ManifestDoc]) -> anyhow::Result<Vec<(String, Change)>> {
+    pub fn apply(&self, docs: &[ManifestDoc]) -> anyhow::Result<Applied> {
         let staging = Staging::copy_of(&self.dir)?;
         let mut changes = Vec::new();
         let mut sources = BTreeMap::new();
@@ -238,7 +263,8 @@ impl Store {
             sources.insert(staging.dir.join(&rel), doc.clone());
             changes.push((rel, text, display_name(doc), change));
         }
-        staging.check(&sources)?;
+        let after = staging.check(&sources)?;
+        let warnings = self.new_warnings(&staging, &after, &sources);
         for (rel, text, _, change) in &changes {
             if *change != Change::Unchanged {
                 let path = self.dir.join(rel);
@@ -248,16 +274,48 @@ impl Store {
                 crate::state::write_atomic(&path, text.as_bytes())?;
             }
         }
-        Ok(changes
-            .into_iter()
-            .map(|(_, _, name, change)| (name, change))
-            .collect())
+        Ok(Applied {
+            changes: changes
+                .into_iter()
+                .map(|(_, _, name, change)| (name, change))
+                .collect(),
+            warnings,
+        })
+    }
+
+    /// The control plane's warnings about the objects after a change that it did not have
+    /// before (a route to a subset no DestinationRule defines, say), at the user's files and
+    /// lines: said when the change is made, not only in the control plane's log. Kinds local
+    /// mode skips are left out (`unused_warnings` names those).
+    fn new_warnings(
+        &self,
+        staging: &Staging,
+        after: &Snapshot,
+        sources: &BTreeMap<PathBuf, ManifestDoc>,
+    ) -> Vec<String> {
+        // The store as it is now; one that does not load has no warnings to compare with.
+        let before: Vec<String> = FileRegistry::load(&self.dir)
+            .map(|s| s.warnings().to_vec())
+            .unwrap_or_default();
+        let (staged, stored) = (
+            staging.dir.display().to_string(),
+            self.dir.display().to_string(),
+        );
+        let names = staging.stored_names();
+        let place = |o: &Origin| staged_place(o, sources, &names);
+        after
+            .warnings()
+            .iter()
+            .filter(|w| !w.ends_with(SKIPPED_KIND))
+            .filter(|w| !before.contains(&w.replace(&staged, &stored)))
+            .map(|w| staging.rewrite_places(w, &place))
+            .collect()
     }
 
     /// Deletes the objects `docs` name (their content is not compared). Deleting a Namespace
     /// deletes everything in it, as in Kubernetes. Objects that do not exist are reported as
     /// errors after the others are deleted.
-    pub fn delete(&self, docs: &[ManifestDoc]) -> anyhow::Result<Vec<(String, Change)>> {
+    pub fn delete(&self, docs: &[ManifestDoc]) -> anyhow::Result<Applied> {
         let staging = Staging::copy_of(&self.dir)?;
         let mut removed = Vec::new();
         let mut missing = Vec::new();
@@ -278,7 +336,8 @@ impl Store {
             }
             removed.push((rel, false));
         }
-        staging.check(&BTreeMap::new())?;
+        let after = staging.check(&BTreeMap::new())?;
+        let warnings = self.new_warnings(&staging, &after, &BTreeMap::new());
         let mut out = Vec::new();
         for doc in docs {
             let rel = Store::relative(doc);
@@ -299,8 +358,20 @@ impl Store {
             }
             bail!("{}", missing.join("\n"));
         }
-        Ok(out)
+        Ok(Applied {
+            changes: out,
+            warnings,
+        })
     }
+}
+
+/// What `apply` or `delete` did.
+#[derive(Debug)]
+pub struct Applied {
+    /// Each object named, as kubectl prints it, and what happened to it.
+    pub changes: Vec<(String, Change)>,
+    /// The control plane's warnings this change brought, at the user's files and lines.
+    pub warnings: Vec<String>,
 }
 
 /// `kind/name` as kubectl prints it (`destinationrule.networking.istio.io/reviews`).
@@ -593,19 +664,55 @@ mod tests {
         let d = Dir::new("apply");
         let store = Store::new(d.0.join("manifests"));
         let f = d.file("base.yaml", BASE);
-        let changes = store.apply(&docs(&f)).unwrap();
+        let changes = store.apply(&docs(&f)).unwrap().changes;
         let shown: Vec<String> = changes.iter().map(|(n, c)| format!("{n} {c}")).collect();
         assert_eq!(shown, ["namespace/shop created", "service/web created"]);
-        let changes = store.apply(&docs(&f)).unwrap();
+        let changes = store.apply(&docs(&f)).unwrap().changes;
         assert!(changes.iter().all(|(_, c)| *c == Change::Unchanged));
         let g = d.file(
             "svc.yaml",
             "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080}]\n",
         );
-        let changes = store.apply(&docs(&g)).unwrap();
+        let changes = store.apply(&docs(&g)).unwrap().changes;
         assert_eq!(changes, [("service/web".to_string(), Change::Configured)]);
         let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
         assert_eq!(snap.service("shop", "web").unwrap().ports[0].port, 8080);
+    }
+
+    #[test]
+    fn apply_reports_the_warnings_a_change_brings_once_at_the_users_file() {
+        let d = Dir::new("warn");
+        let store = Store::new(d.0.join("manifests"));
+        store.apply(&docs(&d.file("base.yaml", BASE))).unwrap();
+        // A pod without the container port the Service names: applied, with a warning.
+        let pod = d.file(
+            "pod.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  selector: {app: api}\n  ports: [{port: 80, targetPort: http}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: api-0, namespace: shop, labels: {app: api}}\nspec: {containers: [{name: c}]}\n",
+        );
+        let applied = store.apply(&docs(&pod)).unwrap();
+        assert_eq!(
+            applied.warnings,
+            [format!(
+                "{}: document 1 (line 1): Service \"api\" port 80: Pod \"api-0\" has no container port named \"http\"; it is not an endpoint of that port",
+                pod.display()
+            )]
+        );
+        assert!(
+            FileRegistry::load(&d.0.join("manifests"))
+                .unwrap()
+                .service("shop", "api")
+                .is_some(),
+            "a warning does not stop the change"
+        );
+        // Said when the change brings it, not again for an unrelated change.
+        let other = d.file(
+            "other.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 81}]\n",
+        );
+        assert_eq!(
+            store.apply(&docs(&other)).unwrap().warnings,
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -669,8 +776,41 @@ mod tests {
     fn the_demo_passes_strict_validation_and_runs_every_kind_it_has() {
         let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
         let docs = read_inputs(&[demo]).unwrap();
-        assert!(!docs.is_empty());
-        assert_eq!(unused_warnings(&docs), Vec::<String>::new());
+        // What `up` runs: the policy is held back for `apply -f` (README, "Traffic policy in
+        // 30 seconds").
+        let (held, run): (Vec<_>, Vec<_>) = docs.into_iter().partition(skipped_on_up);
+        assert!(!run.is_empty());
+        assert_eq!(unused_warnings(&run), Vec::<String>::new());
+        let held: Vec<String> = held
+            .iter()
+            .map(|d| {
+                let file = d.origin.file.file_name().unwrap_or_default();
+                format!("{} {} {}", file.to_string_lossy(), d.kind, d.name)
+            })
+            .collect();
+        assert_eq!(
+            held,
+            [
+                "policy.yaml VirtualService ratings",
+                "policy.yaml DestinationRule ratings"
+            ]
+        );
+    }
+
+    #[test]
+    fn up_skips_only_documents_annotated_skip_on_up_true() {
+        let d = Dir::new("skip-on-up");
+        let f = d.file(
+            "p.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {sinew.dev/skip-on-up: \"true\"}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b, annotations: {sinew.dev/skip-on-up: \"false\"}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n",
+        );
+        let docs = read_inputs(&[f]).unwrap();
+        let skipped: Vec<&str> = docs
+            .iter()
+            .filter(|d| skipped_on_up(d))
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(skipped, ["a"]);
     }
 
     #[test]
@@ -757,7 +897,7 @@ mod tests {
             "ns.yaml",
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
         );
-        let out = store.delete(&docs(&ns_only)).unwrap();
+        let out = store.delete(&docs(&ns_only)).unwrap().changes;
         assert_eq!(out, [("namespace/shop".to_string(), Change::Deleted)]);
         let snap = FileRegistry::load(&d.0.join("manifests")).unwrap();
         assert!(snap.services().is_empty());

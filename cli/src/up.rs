@@ -82,6 +82,31 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let (proxy_bin, cp_bin) = preflight(&opts.bin_dir)?;
     let docs = manifests::read_inputs(std::slice::from_ref(&opts.source))?;
+    // Changes the directory ships for later (the demo's policy.yaml): said once per file.
+    let (held, docs): (Vec<_>, Vec<_>) = docs.into_iter().partition(manifests::skipped_on_up);
+    let mut held_files: BTreeMap<&Path, Vec<String>> = BTreeMap::new();
+    for d in &held {
+        let place = if d.namespace.is_empty() {
+            d.name.clone()
+        } else {
+            format!("{}/{}", d.namespace, d.name)
+        };
+        held_files
+            .entry(d.origin.file.as_path())
+            .or_default()
+            .push(format!("{} {place}", d.kind));
+    }
+    for (file, objects) in held_files {
+        println!(
+            "sinew: {} is left out ({}: annotated {}); `{}{} apply -f {}` applies it",
+            file.display(),
+            objects.join(", "),
+            manifests::SKIP_ON_UP,
+            crate::invoked_as(),
+            name_flag(&run),
+            file.display()
+        );
+    }
     // From here on this process is the run's supervisor (or it stops: another one is).
     let _lock = run.claim()?;
     let swept = crate::down::sweep_leftovers(&run).await;
@@ -424,6 +449,9 @@ impl Mesh {
         if let Some((ns, pod, url)) = &self.try_hint {
             println!("  {me}{flag} exec -n {ns} {pod} -- curl -s {url}");
             println!("  {me}{flag} logs -n {ns} {pod} -c proxy");
+            println!(
+                "  {me}{flag} proxy-config -n {ns} {pod}   (the routes, policy and endpoint health its proxy uses)"
+            );
         }
         println!("  {me}{flag} status");
         println!("  {me}{flag} apply -f FILE      (changes take effect live)");

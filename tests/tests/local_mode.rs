@@ -6,16 +6,16 @@
 //! Needs root, iproute2, iptables, util-linux (setpriv) and curl; without them each test fails,
 //! or skips with `SINEW_ALLOW_SKIP=1` (see `sinew_tests::host`).
 
-use sinew_tests::bins;
-use sinew_tests::host;
+mod support;
+
 use sinew_tests::local::LocalMesh;
 use sinew_tests::process::{run_bounded, wait_until};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::{Scratch, manifests, pod_state, state};
 
-const TOOLS: [&str; 5] = ["ip", "iptables", "iptables-save", "setpriv", "curl"];
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/shop/sa/client";
 
 /// Two namespaces: `shop` is meshed (the injection label), `legacy` is not. In shop: `web`
@@ -158,40 +158,6 @@ fn web_scaled() -> String {
     deployment.replace("replicas: 1", "replicas: 2")
 }
 
-fn prerequisites(test: &str) -> Option<PathBuf> {
-    match host::require(&TOOLS) {
-        Ok(_) => Some(bins::locate(&bins::LOCAL_MODE)),
-        Err(reason) => {
-            host::skip(&format!("local_mode::{test}"), &reason);
-            None
-        }
-    }
-}
-
-/// A scratch directory for YAML, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("sinew-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// GET through the mesh from a pod (curl as the pod's app user): the JSON the demo backend
 /// answered, or why not.
 fn get(mesh: &LocalMesh, ns: &str, pod: &str, url: &str) -> Result<serde_json::Value, String> {
@@ -211,22 +177,6 @@ fn outbound_ok(mesh: &LocalMesh, ns: &str, pod: &str) -> u64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
-}
-
-fn state(mesh: &LocalMesh) -> serde_json::Value {
-    serde_json::from_str(&mesh.state()).expect("run.json is JSON")
-}
-
-fn pod_state(mesh: &LocalMesh, ns: &str, name: &str) -> serde_json::Value {
-    let s = state(mesh);
-    s["pods"]
-        .as_array()
-        .and_then(|pods| {
-            pods.iter()
-                .find(|p| p["namespace"] == ns && p["name"] == name)
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no pod {ns}/{name} in run.json: {s}"))
 }
 
 /// The host's links and iptables rules, to compare before and after a run: a run never adds
@@ -266,26 +216,6 @@ fn leftovers(run: &str) -> Vec<String> {
     out
 }
 
-/// Every manifest the run's control plane reads, by path, with its content.
-fn manifests(mesh: &LocalMesh) -> BTreeMap<PathBuf, String> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                let text = std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                out.insert(path, text);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(&mesh.dir().join("manifests"), &mut out);
-    out
-}
-
 fn pids_of(state: &serde_json::Value) -> Vec<u64> {
     let mut pids = vec![state["supervisorPid"].as_u64().unwrap_or(0)];
     pids.extend(state["controlPlane"]["pid"].as_u64());
@@ -309,8 +239,9 @@ fn alive(pid: u64) -> bool {
 
 #[test]
 fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
-    let Some(bin_dir) = prerequisites("a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing")
-    else {
+    let Some(bin_dir) = support::prerequisites(
+        "local_mode::a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing",
+    ) else {
         return;
     };
     let scratch = Scratch::new("mesh");
@@ -605,7 +536,9 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
 
 #[test]
 fn bad_input_gets_a_plain_error_and_creates_nothing() {
-    let Some(bin_dir) = prerequisites("bad_input_gets_a_plain_error_and_creates_nothing") else {
+    let Some(bin_dir) =
+        support::prerequisites("local_mode::bad_input_gets_a_plain_error_and_creates_nothing")
+    else {
         return;
     };
     let scratch = Scratch::new("bad");
@@ -677,9 +610,9 @@ fn bad_input_gets_a_plain_error_and_creates_nothing() {
 
 #[test]
 fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
-    let Some(bin_dir) =
-        prerequisites("down_cleans_up_after_a_crashed_run_while_another_runs_beside_it")
-    else {
+    let Some(bin_dir) = support::prerequisites(
+        "local_mode::down_cleans_up_after_a_crashed_run_while_another_runs_beside_it",
+    ) else {
         return;
     };
     let scratch = Scratch::new("crash");

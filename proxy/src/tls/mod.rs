@@ -9,6 +9,7 @@
 //!   connections use the new certificate, established ones keep theirs.
 
 pub mod client_hello;
+pub mod originate;
 mod verify;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};

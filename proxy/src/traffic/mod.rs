@@ -14,9 +14,12 @@
 //! layer lives in its own module.
 
 pub mod balance;
+pub mod breaker;
 pub mod cache;
 pub mod dispatch;
 pub mod endpoint;
+pub mod outlier;
+mod proto_values;
 pub mod tcp_route;
 
 use std::fmt;

@@ -43,6 +43,28 @@ pub struct BackendOpts {
     /// Delay of a slow request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 300)]
     pub slow_ms: u64,
+    /// `M/N`: answer `503` to the first M of every N requests, in arrival order (a deterministic
+    /// flaky backend, for showing retries). Applied after --fail-percent.
+    #[arg(long, value_name = "M/N", value_parser = parse_fail_sequence)]
+    pub fail_sequence: Option<FailSequence>,
+}
+
+/// The first `fail` of every `every` requests fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailSequence {
+    pub fail: u64,
+    pub every: u64,
+}
+
+fn parse_fail_sequence(s: &str) -> Result<FailSequence, String> {
+    let bad = || format!("{s:?} is not M/N with 0 <= M <= N and N > 0 (e.g. 2/3)");
+    let (m, n) = s.split_once('/').ok_or_else(bad)?;
+    let fail: u64 = m.trim().parse().map_err(|_| bad())?;
+    let every: u64 = n.trim().parse().map_err(|_| bad())?;
+    if every == 0 || fail > every {
+        return Err(bad());
+    }
+    Ok(FailSequence { fail, every })
 }
 
 /// Serves the backend on `listener` until `shutdown` resolves.
@@ -54,6 +76,7 @@ pub async fn serve_backend(
     let backend = Arc::new(Backend {
         opts,
         rng: Rng::seeded(),
+        served: AtomicU64::new(0),
     });
     let handler = move |req| Arc::clone(&backend).handle(req);
     server::serve(listener, handler, shutdown).await;
@@ -62,6 +85,8 @@ pub async fn serve_backend(
 struct Backend {
     opts: BackendOpts,
     rng: Rng,
+    /// Requests seen (not counting `/healthz`), for --fail-sequence.
+    served: AtomicU64,
 }
 
 // === impl Backend ===
@@ -75,7 +100,9 @@ impl Backend {
         if self.rng.chance(opts.slow_percent) {
             tokio::time::sleep(Duration::from_millis(opts.slow_ms)).await;
         }
-        if self.rng.chance(opts.fail_percent) {
+        let n = self.served.fetch_add(1, Ordering::Relaxed);
+        let sequenced = opts.fail_sequence.is_some_and(|f| n % f.every < f.fail);
+        if self.rng.chance(opts.fail_percent) || sequenced {
             let body = json!({ "service": opts.name, "error": "injected failure" });
             return server::json(StatusCode::SERVICE_UNAVAILABLE, &body);
         }

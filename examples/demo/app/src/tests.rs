@@ -33,6 +33,7 @@ fn backend_opts(name: &str, fail_percent: u8) -> BackendOpts {
         fail_percent,
         slow_percent: 0,
         slow_ms: 300,
+        fail_sequence: None,
     }
 }
 
@@ -126,6 +127,44 @@ async fn backend_names_itself_and_echoes_caller_identity() {
         body["caller"],
         Value::Null,
         "plaintext callers have no identity"
+    );
+}
+
+#[tokio::test]
+async fn backend_with_a_fail_sequence_fails_the_first_m_of_every_n_requests() {
+    let mut opts = backend_opts("flaky", 0);
+    opts.fail_sequence = Some(crate::backend::FailSequence { fail: 2, every: 3 });
+    let b = start_backend(opts).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(get(&b.url, "/", None).await.0.as_u16());
+    }
+    // /healthz neither fails nor advances the sequence.
+    assert_eq!(get(&b.url, "/healthz", None).await.0, StatusCode::OK);
+    statuses.push(get(&b.url, "/", None).await.0.as_u16());
+    assert_eq!(statuses, [503, 503, 200, 503, 503, 200, 503]);
+    let _ = b.stop.send(());
+    let _ = b.task.await;
+}
+
+#[test]
+fn a_fail_sequence_must_be_m_of_n() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: BackendOpts,
+    }
+    for bad in ["3/2", "1/0", "x/3", "2"] {
+        let err = Cli::try_parse_from(["t", "--name", "n", "--fail-sequence", bad])
+            .err()
+            .unwrap_or_else(|| panic!("{bad} was accepted"));
+        assert!(err.to_string().contains("is not M/N"), "{bad}: {err}");
+    }
+    let ok = Cli::try_parse_from(["t", "--name", "n", "--fail-sequence", "2/3"]).unwrap();
+    assert_eq!(
+        ok.opts.fail_sequence,
+        Some(crate::backend::FailSequence { fail: 2, every: 3 })
     );
 }
 

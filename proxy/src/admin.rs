@@ -74,6 +74,7 @@ impl Admin {
             | (Endpoint::Admin, &Method::GET, "/ready") => self.readiness(),
             (Endpoint::Metrics, &Method::GET, "/metrics")
             | (Endpoint::Admin, &Method::GET, "/metrics") => {
+                self.sync_policy_counters();
                 let mut r = text(StatusCode::OK, self.ctx.metrics.encode());
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -143,6 +144,23 @@ impl Admin {
         }
     }
 
+    /// Brings the counters kept by the policy modules (ejections) into the metrics.
+    fn sync_policy_counters(&self) {
+        let snap = self.ctx.snapshot();
+        for s in snap.services.iter() {
+            for d in std::iter::once(&s.default).chain(&s.subsets) {
+                let n = d.new_ejections();
+                if n > 0 {
+                    self.ctx
+                        .metrics
+                        .upstream(&d.key.service)
+                        .ejections
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+
     /// Every service and subset this proxy sends to, with its policy and the live state of
     /// each endpoint (Envoy's `/clusters`, as JSON).
     fn clusters(&self) -> String {
@@ -199,17 +217,19 @@ impl Admin {
 /// One destination for `/clusters`.
 fn destination(d: &crate::traffic::cache::Destination) -> serde_json::Value {
     use crate::traffic::balance::BalanceTarget;
+    let health = d.health();
     let endpoints: Vec<_> = d
         .endpoints()
         .iter()
         .map(|e| {
-            let health = d.health(e);
+            let h = health.iter().find(|h| h.addr == e.addr());
             serde_json::json!({
                 "address": e.addr().to_string(),
                 "identity": e.endpoint.identity.as_ref().map(|i| i.as_str()),
                 "healthy": !d.is_ejected(e),
-                "ejectedForMs": health.ejected_for.map(|t| t.as_millis() as u64),
-                "timesEjected": health.times_ejected,
+                "ejectedForMs": h.and_then(|h| h.ejected_for).map(|t| t.as_millis() as u64),
+                "timesEjected": h.map_or(0, |h| h.times_ejected),
+                "ejections": h.map_or(0, |h| h.ejections),
                 "active": e.stats.active(),
                 "total": e.stats.total(),
             })
@@ -220,8 +240,8 @@ fn destination(d: &crate::traffic::cache::Destination) -> serde_json::Value {
         "subset": d.key.subset.as_deref(),
         "loadBalancer": d.policy.load_balancer.name(),
         "tls": format!("{:?}", d.policy.tls),
-        "limits": d.policy.connection_pool,
-        "outlierDetection": d.policy.outlier_detection,
+        "limits": d.policy.source.as_ref().and_then(|s| s.connection_pool.as_ref()),
+        "outlierDetection": d.policy.source.as_ref().and_then(|s| s.outlier_detection.as_ref()),
         "active": d.active(),
         "pending": d.pending(),
         "endpoints": endpoints,

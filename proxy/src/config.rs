@@ -150,33 +150,42 @@ pub struct Service {
 }
 
 /// A destination's policy (a DestinationRule `trafficPolicy`, subset blocks already merged by
-/// the control plane).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// the control plane), every block validated by the module that enforces it.
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub load_balancer: crate::traffic::balance::LoadBalancer,
-    /// Validated by `traffic::breaker` when it lands; unset: unlimited (Istio's default).
-    pub connection_pool: Option<pb::ConnectionPool>,
-    /// Validated by `traffic::outlier` when it lands; unset: no outlier detection.
-    pub outlier_detection: Option<pb::OutlierDetection>,
-    pub tls: TlsMode,
-    pub tls_settings: Option<pb::ClientTls>,
+    /// `connectionPool`; unset: unlimited (Istio's default).
+    pub limits: crate::traffic::breaker::Limits,
+    /// `outlierDetection`; unset: no outlier detection (Istio's default).
+    pub outlier: Option<crate::traffic::outlier::Settings>,
+    /// `tls`; unset: auto mTLS.
+    pub tls: crate::tls::originate::ClientTls,
+    /// `retryBudget`, for the retry layer's budget (validated there).
     pub retry_budget: Option<pb::RetryBudget>,
+    /// The block as sent: two policies are the same when their sources are.
+    pub source: Option<pb::TrafficPolicy>,
 }
 
-/// `trafficPolicy.tls.mode`: how the proxy reaches the destination's endpoints.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Mesh mTLS to endpoints with a sidecar, plaintext to the rest (Istio's auto mTLS).
-    #[default]
-    Auto,
-    /// Plaintext, even to endpoints with a sidecar.
-    Disable,
-    /// Mesh mTLS only: endpoints without a sidecar are refused.
-    IstioMutual,
-    /// TLS origination, server authenticated.
-    Simple,
-    /// TLS origination with a client certificate.
-    Mutual,
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            load_balancer: Default::default(),
+            limits: crate::traffic::breaker::Limits::unlimited(),
+            outlier: None,
+            tls: crate::tls::originate::ClientTls::Auto,
+            retry_budget: None,
+            source: None,
+        }
+    }
+}
+
+impl PartialEq for Policy {
+    /// Same source, same policy, except TLS origination: its files are re-read at each push
+    /// (a rotated certificate takes effect then), so such a policy is never "unchanged".
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && !matches!(self.tls, crate::tls::originate::ClientTls::Originate(_))
+    }
 }
 
 /// A named subset: the endpoints whose labels include `labels`, with its own complete policy.
@@ -688,8 +697,7 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
     })
 }
 
-/// Validates the blocks this module owns (load balancer, TLS mode); the others are kept as sent
-/// for their modules' `from_proto`.
+/// Validates a `trafficPolicy` (each block by the module that enforces it).
 fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigError> {
     let Some(tp) = tp else {
         return Ok(Policy::default());
@@ -698,24 +706,30 @@ fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigE
         &format!("{field}.loadBalancer"),
         tp.load_balancer.as_ref(),
     )?;
+    let limits = match &tp.connection_pool {
+        None => crate::traffic::breaker::Limits::unlimited(),
+        Some(cp) => {
+            crate::traffic::breaker::Limits::from_proto(&format!("{field}.connectionPool"), cp)?
+        }
+    };
+    let outlier = tp
+        .outlier_detection
+        .as_ref()
+        .map(|od| {
+            crate::traffic::outlier::Settings::from_proto(&format!("{field}.outlierDetection"), od)
+        })
+        .transpose()?;
     let tls = match &tp.tls {
-        None => TlsMode::Auto,
-        Some(t) => match pb::client_tls::Mode::try_from(t.mode) {
-            Ok(pb::client_tls::Mode::Auto) => TlsMode::Auto,
-            Ok(pb::client_tls::Mode::Disable) => TlsMode::Disable,
-            Ok(pb::client_tls::Mode::IstioMutual) => TlsMode::IstioMutual,
-            Ok(pb::client_tls::Mode::Simple) => TlsMode::Simple,
-            Ok(pb::client_tls::Mode::Mutual) => TlsMode::Mutual,
-            Err(_) => return Err(invalid(format!("{field}.tls.mode"), "unknown mode")),
-        },
+        None => crate::tls::originate::ClientTls::Auto,
+        Some(t) => crate::tls::originate::ClientTls::from_proto(&format!("{field}.tls"), t)?,
     };
     Ok(Policy {
         load_balancer,
-        connection_pool: tp.connection_pool,
-        outlier_detection: tp.outlier_detection,
+        limits,
+        outlier,
         tls,
-        tls_settings: tp.tls.clone(),
         retry_budget: tp.retry_budget,
+        source: Some(tp.clone()),
     })
 }
 

@@ -131,7 +131,10 @@ services:
     let s = c.service(&"10.0.0.1:9080".parse().unwrap()).unwrap();
     assert_eq!(&*s.key, "reviews.shop.svc.cluster.local:9080");
     assert_eq!(s.policy.load_balancer.name(), "ROUND_ROBIN");
-    assert_eq!(s.policy.tls, TlsMode::Disable);
+    assert!(matches!(
+        s.policy.tls,
+        crate::tls::originate::ClientTls::Disable
+    ));
     assert_eq!(s.subset("v1").unwrap().policy, s.policy);
     let v2 = &s.subset("v2").unwrap().policy.load_balancer;
     assert_eq!(

@@ -7,24 +7,33 @@
 //! - Endpoint without a sidecar (auto), or any endpoint under `tls.mode: DISABLE`: plaintext,
 //!   in the request's own protocol.
 //! - ISTIO_MUTUAL to an endpoint without a sidecar: refused (503 UF), never plaintext.
-//! - SIMPLE / MUTUAL: TLS origination (`tls/originate.rs`) is not wired yet: refused (503 UF).
+//! - SIMPLE / MUTUAL: TLS originated to the endpoint's address ([`crate::tls::originate`]),
+//!   HTTP/1.1 over a connection per request (not pooled yet); upgrades are refused.
+//!
+//! `connectionPool.tcp.connectTimeout` replaces `timeouts.connect` for the destination's mesh and
+//! originated connections.
 
 use super::OutboundBody;
-use crate::config::{Config, Timeouts, TlsMode};
+use crate::config::{Config, Timeouts};
 use crate::http::client::{H2Pool, PlainClient};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
+use crate::tls::originate::ClientTls;
+use crate::tls::originate::{self, Originate};
 use crate::tls::{self, ALPN_H1, ALPN_H2, Identity};
 use crate::traffic::balance::Balance;
+use crate::traffic::breaker::{BreakerLayer, BreakerService};
 use crate::traffic::cache::Destination;
 use crate::traffic::dispatch::NewDestination;
 use crate::traffic::endpoint::{Endpoint, EndpointState, NewEndpoint};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tower::Layer;
 
 /// What outbound connections share for the life of the proxy: credentials, metrics and the
 /// connection pools. Stacks hold this, not the [`crate::ctx::Ctx`] (which holds the stacks).
@@ -49,7 +58,7 @@ pub struct NewOutbound {
 pub struct NewConnect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
-    mode: TlsMode,
+    mode: ClientTls,
     /// The service's name: the authority of HTTP/1.0 requests that name none.
     authority: Arc<str>,
 }
@@ -58,7 +67,7 @@ pub struct NewConnect {
 pub struct Connect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
-    mode: TlsMode,
+    mode: ClientTls,
     authority: Arc<str>,
     ep: Arc<EndpointState>,
 }
@@ -98,19 +107,23 @@ impl NewOutbound {
 }
 
 impl NewDestination<OutboundBody> for NewOutbound {
-    type Service = Balance<Destination, NewConnect>;
+    type Service = BreakerService<Balance<Destination, NewConnect>>;
 
     fn new_destination(&self, dest: &Arc<Destination>) -> Self::Service {
-        // [breaker: to come] wraps the balancer here, with the destination's limits.
-        Balance::new(
+        let mut timeouts = self.timeouts;
+        if let Some(t) = dest.policy.limits.connect_timeout {
+            timeouts.connect = t;
+        }
+        let balance = Balance::new(
             dest.clone(),
             NewConnect {
                 clients: self.clients.clone(),
-                timeouts: self.timeouts,
-                mode: dest.policy.tls,
+                timeouts,
+                mode: dest.policy.tls.clone(),
                 authority: dest.name.clone(),
             },
-        )
+        );
+        BreakerLayer::new(dest.breaker.clone()).layer(balance)
     }
 }
 
@@ -120,13 +133,13 @@ impl NewEndpoint<OutboundBody> for NewConnect {
     type Service = Endpoint<Connect>;
 
     fn new_endpoint(&self, ep: &Arc<EndpointState>) -> Self::Service {
-        // [outlier detector: to come] observes the endpoint's results here.
+        // The endpoint layer reports each call's outcome to the outlier detector.
         Endpoint::new(
             ep.clone(),
             Connect {
                 clients: self.clients.clone(),
                 timeouts: self.timeouts,
-                mode: self.mode,
+                mode: self.mode.clone(),
                 authority: self.authority.clone(),
                 ep: ep.clone(),
             },
@@ -149,7 +162,7 @@ impl tower::Service<Request<OutboundBody>> for Connect {
         let this = Connect {
             clients: self.clients.clone(),
             timeouts: self.timeouts,
-            mode: self.mode,
+            mode: self.mode.clone(),
             authority: self.authority.clone(),
             ep: self.ep.clone(),
         };
@@ -158,24 +171,81 @@ impl tower::Service<Request<OutboundBody>> for Connect {
 }
 
 impl Connect {
+    /// SIMPLE / MUTUAL: TLS to the endpoint's address for the request's authority, then the
+    /// request as HTTP/1.1.
+    async fn originate(
+        &self,
+        tls: &Originate,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let addr = self.ep.endpoint.addr;
+        if h::is_upgrade(&req) {
+            return Err(ProxyError::Tls {
+                addr,
+                reason: "upgrades are not supported with tls.mode SIMPLE or MUTUAL".into(),
+            });
+        }
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| self.authority.to_string());
+        let host = http::uri::Authority::try_from(authority.as_str())
+            .map(|a| a.host().to_owned())
+            .unwrap_or_else(|_| authority.clone());
+        let io = originate::connect(addr, &host, tls, self.timeouts.connect).await?;
+        let version = req.version();
+        // Origin form on an HTTP/1.1 connection, with the authority in Host.
+        if version == Version::HTTP_2
+            && let Ok(v) = HeaderValue::from_str(&authority)
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        h::strip_hop_by_hop(req.headers_mut());
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        if let Ok(uri) = pq.parse() {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = Version::HTTP_11;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ProxyError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "originated TLS connection closed");
+            }
+        });
+        let (req, failed) = h::body::track(req);
+        let mut rsp = send
+            .send_request(req)
+            .await
+            .map_err(|e| h::upstream_error(e, &failed))?;
+        *rsp.version_mut() = version;
+        Ok(rsp.map(Either::Left))
+    }
+
     async fn send(self, mut req: Request<OutboundBody>) -> Result<Response<Body>, ProxyError> {
         let ep = &self.ep.endpoint;
-        let identity = match (self.mode, &ep.identity) {
-            (TlsMode::Disable, _) | (TlsMode::Auto, None) => None,
-            (TlsMode::Auto | TlsMode::IstioMutual, Some(id)) => Some(id),
-            (TlsMode::IstioMutual, None) => {
+        let identity = match (&self.mode, &ep.identity) {
+            (ClientTls::Disable, _) | (ClientTls::Auto, None) => None,
+            (ClientTls::Auto | ClientTls::IstioMutual, Some(id)) => Some(id),
+            (ClientTls::IstioMutual, None) => {
                 return Err(ProxyError::Tls {
                     addr: ep.addr,
                     reason: "tls.mode ISTIO_MUTUAL, and the endpoint has no sidecar".into(),
                 });
             }
-            (TlsMode::Simple | TlsMode::Mutual, _) => {
-                return Err(ProxyError::Tls {
-                    addr: ep.addr,
-                    reason: "tls.mode SIMPLE and MUTUAL (TLS origination) are not supported yet"
-                        .into(),
-                });
-            }
+            (ClientTls::Originate(o), _) => return self.originate(o, req).await,
         };
         let Some(id) = identity else {
             if h::is_upgrade(&req) {

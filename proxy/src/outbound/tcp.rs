@@ -2,12 +2,14 @@
 //! endpoint without a sidecar directly, or straight through when the destination is not ours.
 //! A stream with no byte either way for `timeouts.tcpIdle` is closed.
 
-use crate::config::{Service, TlsMode};
+use crate::config::Service;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
 use crate::metrics::Direction;
 use crate::tls::ALPN_TCP;
+use crate::tls::originate::ClientTls;
 use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
+use crate::traffic::cache::TcpSlot;
 use crate::traffic::endpoint::ActiveGuard;
 use std::io;
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ pub fn header(port: u16) -> [u8; 6] {
 /// endpoint without a sidecar. Counts as one active request on its endpoint while open.
 pub struct Upstream {
     io: UpstreamIo,
-    _active: Option<ActiveGuard>,
+    _active: Option<(ActiveGuard, TcpSlot)>,
 }
 
 enum UpstreamIo {
@@ -76,55 +78,63 @@ pub async fn connect(
             return None;
         }
     };
+    let Some(slot) = dest.tcp_connection() else {
+        ctx.metrics
+            .upstream(&dest.key.service)
+            .overflow(crate::http::Overflow::Connections);
+        debug!(service = %svc.name, "maxConnections reached; closing TCP connection");
+        return None;
+    };
     let active = ep.stats.start();
     let e = &ep.endpoint;
-    let identity = match (dest.policy.tls, &e.identity) {
-        (TlsMode::Disable, _) | (TlsMode::Auto, None) => None,
-        (TlsMode::Auto | TlsMode::IstioMutual, Some(id)) => Some(id),
+    let mut timeouts = snap.config.timeouts;
+    if let Some(t) = dest.policy.limits.connect_timeout {
+        timeouts.connect = t;
+    }
+    let identity = match (&dest.policy.tls, &e.identity) {
+        (ClientTls::Disable, _) | (ClientTls::Auto, None) => None,
+        (ClientTls::Auto | ClientTls::IstioMutual, Some(id)) => Some(id),
         (mode, _) => {
-            debug!(service = %svc.name, ?mode, endpoint = %e.addr, "tls mode cannot reach this endpoint; closing TCP connection");
+            debug!(service = %svc.name, ?mode, endpoint = %e.addr, "tls mode cannot reach this endpoint over opaque TCP; closing");
             return None;
         }
     };
-    let io = match identity {
+    let connected = match identity {
         Some(id) => {
-            let mut tls = match super::mesh::connect(
-                &ctx.outbound,
-                &snap.config.timeouts,
-                e.mesh_addr,
-                id,
-                ALPN_TCP,
-            )
-            .await
-            {
-                Ok(tls) => tls,
+            match super::mesh::connect(&ctx.outbound, &timeouts, e.mesh_addr, id, ALPN_TCP).await {
+                Ok(mut tls) => match tls.write_all(&header(e.addr.port())).await {
+                    Ok(()) => Ok(UpstreamIo::Mesh(Box::new(tls))),
+                    Err(err) => Err(format!("mesh TCP header not sent: {err}")),
+                },
                 Err(err) => {
-                    debug!(service = %svc.name, error = %err, "mesh TCP connect failed");
-                    return None;
-                }
-            };
-            match tls.write_all(&header(e.addr.port())).await {
-                Ok(()) => UpstreamIo::Mesh(Box::new(tls)),
-                Err(err) => {
-                    debug!(service = %svc.name, error = %err, "mesh TCP header not sent");
-                    return None;
+                    ep.record_error(&err);
+                    Err(format!("mesh TCP connect failed: {err}"))
                 }
             }
         }
-        None => {
-            let timeout = snap.config.timeouts.connect;
-            match crate::http::client::connect_tcp(e.addr, timeout).await {
-                Ok(up) => UpstreamIo::Plain(up),
-                Err(err) => {
-                    debug!(service = %svc.name, error = %err, "TCP connect failed");
-                    return None;
-                }
+        None => match crate::http::client::connect_tcp(e.addr, timeouts.connect).await {
+            Ok(up) => Ok(UpstreamIo::Plain(up)),
+            Err(err) => {
+                ep.record_error(&err);
+                Err(format!("TCP connect failed: {err}"))
             }
+        },
+    };
+    let io = match connected {
+        Ok(io) => {
+            if let Some(o) = &ep.outlier {
+                o.record(crate::traffic::outlier::Outcome::Connected);
+            }
+            io
+        }
+        Err(why) => {
+            debug!(service = %svc.name, endpoint = %e.addr, "{why}");
+            return None;
         }
     };
     Some(Upstream {
         io,
-        _active: Some(active),
+        _active: Some((active, slot)),
     })
 }
 

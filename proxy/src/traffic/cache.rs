@@ -14,11 +14,14 @@
 
 use super::DestinationKey;
 use super::balance::{BalanceTarget, Balancer};
+use super::breaker::Breaker;
 use super::endpoint::{EndpointState, EndpointStats};
+use super::outlier;
 use crate::config::{self, Config, Policy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::time::Instant;
 
 /// The live state of every service of one config version.
@@ -41,7 +44,11 @@ pub struct ServiceState {
 }
 
 /// What requests to one destination share: its endpoints (filtered by subset labels), its
-/// policy and balancer; the breaker and outlier detector attach here.
+/// policy, balancer, connection-pool limits and outlier detector.
+///
+/// The breaker and the detector belong to the destination's key, not to one version: a new
+/// version of the destination takes them over (limits and settings updated in place), so
+/// requests in flight, queued requests and ejections carry across pushes.
 #[derive(Debug)]
 pub struct Destination {
     pub key: DestinationKey,
@@ -50,6 +57,17 @@ pub struct Destination {
     pub policy: Policy,
     endpoints: Vec<Arc<EndpointState>>,
     balancer: Balancer,
+    pub breaker: Breaker,
+    outlier: Option<Outlier>,
+    /// Open TCP connections (what `maxConnections` limits for TCP services).
+    tcp_connections: Arc<AtomicUsize>,
+}
+
+/// A destination's outlier detector and how many of its ejections the metrics have seen.
+#[derive(Clone, Debug)]
+struct Outlier {
+    detector: outlier::Detector,
+    reported: Arc<AtomicU64>,
 }
 
 // === impl Services ===
@@ -139,6 +157,7 @@ impl ServiceState {
                     policy.clone(),
                     &eps,
                     &stats,
+                    previous.map(|p| &**p),
                 )),
             }
         };
@@ -178,7 +197,32 @@ impl Destination {
         policy: Policy,
         eps: &[&config::Endpoint],
         stats: &HashMap<SocketAddr, Arc<EndpointStats>>,
+        prev: Option<&Destination>,
     ) -> Self {
+        let breaker = match prev {
+            Some(p) => {
+                p.breaker.update(&policy.limits);
+                p.breaker.clone()
+            }
+            None => Breaker::new(key.service.clone(), &policy.limits),
+        };
+        let addrs: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
+        let outlier = match (policy.outlier, prev.and_then(|p| p.outlier.clone())) {
+            (None, _) => None,
+            (Some(settings), Some(o)) => {
+                o.detector.update_settings(settings);
+                Some(o)
+            }
+            // The detector's sweeps run on a tokio task; outside a runtime (a config checked
+            // by a command-line tool) there is nothing to detect.
+            (Some(settings), None) => tokio::runtime::Handle::try_current().ok().map(|_| Outlier {
+                detector: outlier::Detector::new(settings),
+                reported: Arc::new(AtomicU64::new(0)),
+            }),
+        };
+        if let Some(o) = &outlier {
+            o.detector.update_endpoints(&addrs);
+        }
         let endpoints: Vec<Arc<EndpointState>> = eps
             .iter()
             .map(|e| {
@@ -186,7 +230,8 @@ impl Destination {
                     .get(&e.addr)
                     .cloned()
                     .unwrap_or_else(|| Arc::new(EndpointStats::new(None)));
-                Arc::new(EndpointState::new((*e).clone(), s))
+                let handle = outlier.as_ref().and_then(|o| o.detector.endpoint(e.addr));
+                Arc::new(EndpointState::new((*e).clone(), s, handle))
             })
             .collect();
         let balancer = Balancer::new(&policy.load_balancer, &endpoints);
@@ -196,6 +241,9 @@ impl Destination {
             policy,
             endpoints,
             balancer,
+            breaker,
+            outlier,
+            tcp_connections: prev.map_or_else(Default::default, |p| p.tcp_connections.clone()),
         }
     }
 
@@ -217,23 +265,46 @@ impl Destination {
         self.endpoints.iter().map(|e| e.stats.active()).sum()
     }
 
-    /// Requests queued for a slot (the breaker's pending queue; none until it lands).
+    /// Requests queued for a slot (the breaker's pending queue).
     pub fn pending(&self) -> usize {
-        0
+        self.breaker.stats().pending
     }
 
-    /// The outlier detector's view of `ep` (never ejected until it lands).
-    pub fn health(&self, _ep: &EndpointState) -> EndpointHealth {
-        EndpointHealth::default()
+    /// The outlier detector's view of each endpoint (empty without outlier detection).
+    pub fn health(&self) -> Vec<outlier::EndpointHealth> {
+        self.outlier
+            .as_ref()
+            .map(|o| o.detector.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Ejections since the metrics last asked (each counted once across versions).
+    pub fn new_ejections(&self) -> u64 {
+        let Some(o) = &self.outlier else { return 0 };
+        let total = o.detector.stats().ejections_total;
+        total.saturating_sub(o.reported.swap(total, Ordering::Relaxed))
+    }
+
+    /// A slot for one TCP connection, or `None` when `maxConnections` are open.
+    pub fn tcp_connection(&self) -> Option<TcpSlot> {
+        let max = self.policy.limits.max_connections.unwrap_or(usize::MAX);
+        self.tcp_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| TcpSlot(self.tcp_connections.clone()))
     }
 }
 
-/// What `/clusters` shows of an endpoint's ejection state.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EndpointHealth {
-    /// Time left until the ejection ends.
-    pub ejected_for: Option<std::time::Duration>,
-    pub times_ejected: u32,
+/// One open TCP connection of a destination; released on drop.
+#[derive(Debug)]
+pub struct TcpSlot(Arc<AtomicUsize>);
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl BalanceTarget for Destination {
@@ -249,9 +320,15 @@ impl BalanceTarget for Destination {
         &self.balancer
     }
 
-    /// Seam for the outlier detector: nothing is ejected until it lands.
-    fn is_ejected(&self, _ep: &EndpointState) -> bool {
-        false
+    fn is_ejected(&self, ep: &EndpointState) -> bool {
+        ep.is_ejected()
+    }
+
+    fn candidates(&self) -> outlier::Candidates {
+        match &self.outlier {
+            None => outlier::Candidates::All,
+            Some(o) => o.detector.candidates(),
+        }
     }
 }
 

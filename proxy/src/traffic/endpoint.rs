@@ -5,10 +5,11 @@
 //! per-service cache hands the same stats to every version of a destination that still lists the
 //! address, so counters (and the outlier detector's state, when it lands) survive pushes. The
 //! [`Endpoint`] layer counts a request as active from `call` until its response head (or error)
-//! arrives, and records the endpoint in the request's [`PreviousHosts`] when a retry layer put
-//! one there.
+//! arrives, records the endpoint in the request's [`PreviousHosts`] when a retry layer put
+//! one there, and reports the call's outcome to the destination's outlier detector.
 
 use super::PreviousHosts;
+use super::outlier;
 use crate::config;
 use crate::http::ProxyError;
 use http::Request;
@@ -32,11 +33,13 @@ pub struct EndpointStats {
     pub added: Option<Instant>,
 }
 
-/// An endpoint as one destination version sees it: its config and its shared stats.
+/// An endpoint as one destination version sees it: its config, its shared stats and its
+/// handle in the destination's outlier detector (when the destination has one).
 #[derive(Debug)]
 pub struct EndpointState {
     pub endpoint: config::Endpoint,
     pub stats: Arc<EndpointStats>,
+    pub outlier: Option<outlier::Endpoint>,
 }
 
 // === impl EndpointStats ===
@@ -69,8 +72,39 @@ impl EndpointStats {
 // === impl EndpointState ===
 
 impl EndpointState {
-    pub fn new(endpoint: config::Endpoint, stats: Arc<EndpointStats>) -> Self {
-        Self { endpoint, stats }
+    pub fn new(
+        endpoint: config::Endpoint,
+        stats: Arc<EndpointStats>,
+        outlier: Option<outlier::Endpoint>,
+    ) -> Self {
+        Self {
+            endpoint,
+            stats,
+            outlier,
+        }
+    }
+
+    /// True while the outlier detector has this endpoint ejected (one atomic load).
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.as_ref().is_some_and(|o| o.is_ejected())
+    }
+
+    /// Tells the outlier detector (if any) that a call to this endpoint failed with `e`.
+    pub fn record_error(&self, e: &ProxyError) {
+        if let Some(o) = &self.outlier
+            && let Some(outcome) = outlier::Outcome::of_error(e)
+        {
+            o.record(outcome);
+        }
+    }
+
+    /// Tells the outlier detector (if any) how one call to this endpoint went.
+    pub fn record<B>(&self, result: &Result<http::Response<B>, ProxyError>) {
+        if let Some(o) = &self.outlier
+            && let Some(outcome) = outlier::Outcome::of(result)
+        {
+            o.record(outcome);
+        }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -109,9 +143,9 @@ impl<S> Endpoint<S> {
     }
 }
 
-impl<B, S> tower::Service<Request<B>> for Endpoint<S>
+impl<B, S, RspB> tower::Service<Request<B>> for Endpoint<S>
 where
-    S: tower::Service<Request<B>, Error = ProxyError>,
+    S: tower::Service<Request<B>, Response = http::Response<RspB>, Error = ProxyError>,
 {
     type Response = S::Response;
     type Error = ProxyError;
@@ -129,26 +163,33 @@ where
         Accounted {
             inner: self.inner.call(req),
             guard: Some(guard),
+            ep: self.ep.clone(),
         }
     }
 }
 
 pin_project! {
-    /// The inner future, with the endpoint's active count held until it completes.
+    /// The inner future, with the endpoint's active count held until it completes; its result
+    /// goes to the outlier detector.
     pub struct Accounted<F> {
         #[pin]
         inner: F,
         guard: Option<ActiveGuard>,
+        ep: Arc<EndpointState>,
     }
 }
 
-impl<F: Future> Future for Accounted<F> {
+impl<F, B> Future for Accounted<F>
+where
+    F: Future<Output = Result<http::Response<B>, ProxyError>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
         this.guard.take();
+        this.ep.record(&out);
         Poll::Ready(out)
     }
 }
@@ -163,6 +204,7 @@ mod tests {
         Arc::new(EndpointState::new(
             config::Endpoint::plain(addr.parse().expect("test address")),
             Arc::new(EndpointStats::new(None)),
+            None,
         ))
     }
 

@@ -21,6 +21,7 @@ mod tests;
 
 use super::PreviousHosts;
 use super::endpoint::{EndpointState, NewEndpoint};
+pub use super::outlier::Candidates;
 use crate::config::{ConfigError, invalid};
 use crate::http::ProxyError;
 use futures_util::future::{Either, Ready, ready};
@@ -526,6 +527,11 @@ pub trait BalanceTarget: Send + Sync {
     fn endpoints(&self) -> &[Arc<EndpointState>];
     fn balancer(&self) -> &Balancer;
     fn is_ejected(&self, ep: &EndpointState) -> bool;
+    /// Which endpoints a pick may consider right now (the outlier detector's answer: all of
+    /// them when none is ejected or in panic mode).
+    fn candidates(&self) -> Candidates {
+        Candidates::All
+    }
 }
 
 /// The balance layer: picks an endpoint of `target` and calls the service built for it.
@@ -586,7 +592,13 @@ where
             previous: req.extensions().get::<PreviousHosts>(),
         };
         let eps = t.endpoints();
-        match t.balancer().pick(eps, &input, &|e| t.is_ejected(e)) {
+        let picked = match t.candidates() {
+            Candidates::All => t.balancer().pick(eps, &input, &|_| false),
+            Candidates::Healthy => t.balancer().pick(eps, &input, &|e| t.is_ejected(e)),
+            Candidates::NoHealthy if eps.is_empty() => Err(Unavailable::NoEndpoints),
+            Candidates::NoHealthy => Err(Unavailable::NoHealthy),
+        };
+        match picked {
             Ok(i) => {
                 let mut svc = self.new_endpoint.new_endpoint(&eps[i]);
                 Either::Right(tower::Service::call(&mut svc, req))

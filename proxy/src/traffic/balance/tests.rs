@@ -13,6 +13,7 @@ fn ep(addr: &str) -> Arc<EndpointState> {
     Arc::new(EndpointState::new(
         config::Endpoint::plain(addr.parse().unwrap()),
         Arc::new(EndpointStats::new(None)),
+        None,
     ))
 }
 
@@ -265,6 +266,7 @@ async fn a_warming_endpoint_gets_a_small_share_that_grows() {
         Arc::new(EndpointState::new(
             config::Endpoint::plain("10.0.0.2:80".parse().unwrap()),
             Arc::new(EndpointStats::new(Some(Instant::now()))),
+            None,
         )),
     ];
     let warm = LoadBalancer {

@@ -1,0 +1,222 @@
+//! Behaviour tests of traffic policy through a real proxy on loopback: an outbound listener in
+//! front of endpoints without a sidecar (plaintext), so each test needs one proxy only.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sinew_proto::config::v1 as pb;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::*;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// An app that answers each request once the test adds a permit to `gate`, with its own name in
+/// `x-app`; `seen` counts requests that reached it.
+async fn gated_app(name: &'static str, gate: Arc<Semaphore>, seen: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (gate, seen) = (gate.clone(), seen.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let (gate, seen) = (gate.clone(), seen.clone());
+                    async move {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if let Ok(p) = gate.acquire().await {
+                            p.forget();
+                        }
+                        let mut rsp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        rsp.headers_mut().insert("x-app", name.parse().unwrap());
+                        Ok::<_, Infallible>(rsp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn proxy_for(endpoints: Vec<SocketAddr>, policy: pb::TrafficPolicy) -> RunningProxy {
+    start_proxy(pb::ProxyConfig {
+        listeners: vec![pb::Listener {
+            name: "outbound".into(),
+            address: "127.0.0.1:0".into(),
+            direction: pb::Direction::Outbound as i32,
+            fixed_destination: SERVICE_ADDR.into(),
+            app_port: 0,
+        }],
+        services: vec![pb::Service {
+            name: "server.default.svc.cluster.local".into(),
+            port: 8080,
+            addresses: vec![SERVICE_ADDR.into()],
+            protocol: pb::Protocol::Http1 as i32,
+            endpoints: endpoints
+                .iter()
+                .map(|a| pb::Endpoint {
+                    address: a.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            traffic_policy: Some(policy),
+            ..Default::default()
+        }],
+        admin: Some(pb::AdminConfig {
+            admin_address: "127.0.0.1:0".into(),
+            health_address: "127.0.0.1:0".into(),
+            metrics_address: "127.0.0.1:0".into(),
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn clusters(proxy: &RunningProxy) -> serde_json::Value {
+    let mut c = h1_client(proxy.admin).await;
+    let rsp = c.send_request(get("/clusters")).await.unwrap();
+    serde_json::from_str(&body_string(rsp).await).unwrap()
+}
+
+#[tokio::test]
+async fn a_full_connection_pool_answers_503_uo_at_once_and_clusters_shows_the_queue() {
+    let gate = Arc::new(Semaphore::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = gated_app("a", gate.clone(), seen.clone()).await;
+    let proxy = proxy_for(
+        vec![app],
+        pb::TrafficPolicy {
+            connection_pool: Some(pb::ConnectionPool {
+                http2_max_requests: 1,
+                http1_max_pending_requests: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = proxy.addr("outbound");
+    // One request in flight at the app, one queued in the proxy.
+    let first = tokio::spawn(async move { h1_client(out).await.send_request(get("/1")).await });
+    eventually("the first request reaches the app", || {
+        let seen = seen.clone();
+        async move { seen.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    let second = tokio::spawn(async move { h1_client(out).await.send_request(get("/2")).await });
+    eventually("the second request waits in the queue", || async {
+        clusters(&proxy).await["services"][0]["pending"] == 1
+    })
+    .await;
+    let c = clusters(&proxy).await;
+    assert_eq!(c["services"][0]["active"], 1, "{c}");
+
+    // The third overflows at once: the app is still holding the first.
+    let rsp = h1_client(out).await.send_request(get("/3")).await.unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert_eq!(rsp.headers()["x-envoy-overloaded"], "true");
+    assert_eq!(rsp.headers()["sinew-response-flags"], "UO");
+    assert_eq!(
+        body_string(rsp).await,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+    );
+
+    gate.add_permits(2);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        metric(
+            proxy.metrics,
+            r#"sinew_upstream_rq_overflow_total{service="server.default.svc.cluster.local:8080",kind="pending"}"#
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_ejected_and_the_other_takes_the_traffic() {
+    let open = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+    let good = gated_app("good", open.clone(), Arc::new(AtomicUsize::new(0))).await;
+    // Nothing listens here: every connection is refused (a local-origin failure).
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let proxy = proxy_for(
+        vec![dead, good],
+        pb::TrafficPolicy {
+            load_balancer: Some(pb::LoadBalancer {
+                simple: pb::load_balancer::Simple::RoundRobin as i32,
+                ..Default::default()
+            }),
+            outlier_detection: Some(pb::OutlierDetection {
+                consecutive_5xx_errors: Some(2),
+                max_ejection_percent: Some(100),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = proxy.addr("outbound");
+    // A request sent to the dead endpoint fails with 503 UF (or is retried on the good one once
+    // the default retry policy applies); either way its failure counts towards the ejection.
+    for _ in 0..6 {
+        let rsp = h1_client(out).await.send_request(get("/")).await.unwrap();
+        let app = rsp.headers().get("x-app").cloned();
+        let status = rsp.status();
+        let body = body_string(rsp).await;
+        if status == 200 {
+            assert_eq!(app.unwrap(), "good");
+        } else {
+            assert_eq!(status, 503, "{body}");
+        }
+    }
+    let c = clusters(&proxy).await;
+    let eps = c["services"][0]["endpoints"].as_array().unwrap().clone();
+    let dead_ep = eps
+        .iter()
+        .find(|e| e["address"] == dead.to_string())
+        .unwrap();
+    assert_eq!(dead_ep["healthy"], false, "{c}");
+    assert_eq!(dead_ep["timesEjected"], 1, "{c}");
+    for _ in 0..5 {
+        let rsp = h1_client(out).await.send_request(get("/")).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.headers()["x-app"], "good");
+    }
+    assert_eq!(
+        metric(
+            proxy.metrics,
+            r#"sinew_outlier_ejections_total{service="server.default.svc.cluster.local:8080"}"#
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn no_endpoints_is_503_no_healthy_upstream() {
+    let proxy = proxy_for(vec![], pb::TrafficPolicy::default()).await;
+    let rsp = h1_client(proxy.addr("outbound"))
+        .await
+        .send_request(get("/"))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert_eq!(rsp.headers()["sinew-response-flags"], "UH");
+    assert_eq!(body_string(rsp).await, "no healthy upstream");
+}

@@ -168,14 +168,28 @@ impl Admin {
         let mut services: Vec<_> = snap.services.iter().collect();
         services.sort_by(|a, b| a.service.key.cmp(&b.service.key));
         // One entry per destination (a service, then each of its subsets): the shape
-        // `sinewctl proxy-config` reads.
+        // `sinewctl proxy-config` reads. This pod's own ports with limits follow, named
+        // `inbound|<port>`.
+        let mut entries: Vec<serde_json::Value> = services
+            .iter()
+            .flat_map(|s| std::iter::once(&s.default).chain(&s.subsets))
+            .map(|d| destination(d))
+            .collect();
+        let mut ports: Vec<_> = snap.inbound.iter().collect();
+        ports.sort_by_key(|(p, _)| **p);
+        for (port, breaker) in ports {
+            let stats = breaker.stats();
+            entries.push(serde_json::json!({
+                "service": format!("inbound|{port}"),
+                "subset": null,
+                "active": stats.active,
+                "pending": stats.pending,
+                "endpoints": [],
+            }));
+        }
         let dump = serde_json::json!({
             "version": snap.config.version,
-            "services": services
-                .iter()
-                .flat_map(|s| std::iter::once(&s.default).chain(&s.subsets))
-                .map(|d| destination(d))
-                .collect::<Vec<_>>(),
+            "services": entries,
         });
         serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }

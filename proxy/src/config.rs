@@ -72,6 +72,8 @@ pub struct Config {
     excluded_outbound_ports: PortSet,
     /// This pod's own ports with a declared protocol.
     inbound_ports: HashMap<u16, ServiceProtocol>,
+    /// Connection-pool limits on this pod's own ports (`inboundPorts[].connectionPool`).
+    pub inbound_limits: HashMap<u16, crate::traffic::breaker::Limits>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub admin: AdminAddrs,
@@ -412,10 +414,18 @@ impl Config {
             excluded.push(port(&format!("excludedOutboundPorts[{i}]"), *p)?);
         }
         let mut inbound_ports = HashMap::new();
+        let mut inbound_limits = HashMap::new();
         for (i, p) in msg.inbound_ports.iter().enumerate() {
             let field = format!("inboundPorts[{i}]");
             let number = port(&format!("{field}.port"), p.port)?;
             let protocol = protocol(&format!("{field}.protocol"), p.protocol)?;
+            if let Some(cp) = &p.connection_pool {
+                let limits = crate::traffic::breaker::Limits::from_proto(
+                    &format!("{field}.connectionPool"),
+                    cp,
+                )?;
+                inbound_limits.insert(number, limits);
+            }
             if inbound_ports.insert(number, protocol).is_some() {
                 return Err(invalid(
                     format!("{field}.port"),
@@ -550,6 +560,7 @@ impl Config {
             opaque_ports: PortSet::new(opaque),
             excluded_outbound_ports: PortSet::new(excluded),
             inbound_ports,
+            inbound_limits,
             timeouts,
             limits,
             admin,

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::http::client::PlainClient;
 use crate::metrics::Metrics;
 use crate::tls;
+use crate::traffic::breaker::Breaker;
 use crate::traffic::cache::Services;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -16,6 +17,9 @@ pub struct Snapshot {
     pub services: Arc<Services>,
     /// Each service's outbound stack, by service key, built once for this version.
     pub outbound: HashMap<Arc<str>, crate::outbound::ServiceStack>,
+    /// Connection-pool limits of this pod's own ports, carried across versions (updated in
+    /// place) like the outbound destinations'.
+    pub inbound: HashMap<u16, Breaker>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -30,13 +34,38 @@ impl std::fmt::Debug for Snapshot {
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(config: Arc<Config>, prev: &Services, clients: &Arc<crate::outbound::Clients>) -> Self {
-        let services = Arc::new(Services::update(prev, &config, tokio::time::Instant::now()));
+    fn new(
+        config: Arc<Config>,
+        prev: Option<&Snapshot>,
+        clients: &Arc<crate::outbound::Clients>,
+    ) -> Self {
+        let empty = Services::default();
+        let prev_services = prev.map_or(&empty, |p| &*p.services);
+        let services = Arc::new(Services::update(
+            prev_services,
+            &config,
+            tokio::time::Instant::now(),
+        ));
         let outbound = crate::outbound::stacks(clients, &config, &services);
+        let inbound = config
+            .inbound_limits
+            .iter()
+            .map(|(port, limits)| {
+                let breaker = match prev.and_then(|p| p.inbound.get(port)) {
+                    Some(b) => {
+                        b.update(limits);
+                        b.clone()
+                    }
+                    None => Breaker::new(Arc::from(format!("inbound|{port}")), limits),
+                };
+                (*port, breaker)
+            })
+            .collect();
         Self {
             config,
             services,
             outbound,
+            inbound,
         }
     }
 }
@@ -72,7 +101,7 @@ impl Ctx {
             config.timeouts.idle,
             Some(crate::inbound::APP_SOURCE.into()),
         );
-        let snapshot = Snapshot::new(config.clone(), &Services::default(), &outbound);
+        let snapshot = Snapshot::new(config.clone(), None, &outbound);
         Self {
             snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
@@ -111,7 +140,7 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
-        let next = Arc::new(Snapshot::new(config, &prev.services, &self.outbound));
+        let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
@@ -141,6 +170,16 @@ impl Ctx {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The connection-pool limits of this pod's `port`, if it has any. Costs a snapshot read
+    /// only when some port has limits.
+    pub fn inbound_breaker(&self, port: u16) -> Option<Breaker> {
+        let snap = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        if snap.inbound.is_empty() {
+            return None;
+        }
+        snap.inbound.get(&port).cloned()
     }
 
     /// The current TLS state, or an error saying the proxy has no mesh credentials.

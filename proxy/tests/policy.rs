@@ -220,3 +220,65 @@ async fn no_endpoints_is_503_no_healthy_upstream() {
     assert_eq!(rsp.headers()["sinew-response-flags"], "UH");
     assert_eq!(body_string(rsp).await, "no healthy upstream");
 }
+
+#[tokio::test]
+async fn inbound_connection_pool_limits_shed_requests_to_the_app() {
+    let gate = Arc::new(Semaphore::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = gated_app("app", gate.clone(), seen.clone()).await;
+    let proxy = start_proxy(pb::ProxyConfig {
+        listeners: vec![pb::Listener {
+            name: "inbound".into(),
+            address: "127.0.0.1:0".into(),
+            direction: pb::Direction::Inbound as i32,
+            fixed_destination: String::new(),
+            app_port: app.port() as u32,
+        }],
+        inbound_ports: vec![pb::InboundPort {
+            port: app.port() as u32,
+            protocol: pb::Protocol::Http1 as i32,
+            connection_pool: Some(pb::ConnectionPool {
+                http2_max_requests: 1,
+                http1_max_pending_requests: 1,
+                ..Default::default()
+            }),
+        }],
+        admin: Some(pb::AdminConfig {
+            admin_address: "127.0.0.1:0".into(),
+            health_address: "127.0.0.1:0".into(),
+            metrics_address: "127.0.0.1:0".into(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let inbound = proxy.addr("inbound");
+    let first = tokio::spawn(async move { h1_client(inbound).await.send_request(get("/1")).await });
+    eventually("the first request reaches the app", || {
+        let seen = seen.clone();
+        async move { seen.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    let second =
+        tokio::spawn(async move { h1_client(inbound).await.send_request(get("/2")).await });
+    let port = format!("inbound|{}", app.port());
+    eventually("the second request waits in the queue", || async {
+        let c = clusters(&proxy).await;
+        let entries = c["services"].as_array().cloned().unwrap_or_default();
+        entries
+            .iter()
+            .any(|e| e["service"] == port.as_str() && e["pending"] == 1)
+    })
+    .await;
+    // The third finds the slot taken and the queue full.
+    let rsp = h1_client(inbound)
+        .await
+        .send_request(get("/3"))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert_eq!(rsp.headers()["sinew-response-flags"], "UO");
+    assert_eq!(rsp.headers()["x-envoy-overloaded"], "true");
+    gate.add_permits(2);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+}

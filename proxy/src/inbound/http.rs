@@ -2,13 +2,15 @@
 //!
 //! Mesh requests lose the headers proxies exchange and gain `x-forwarded-client-cert` naming the
 //! caller; plaintext requests lose any `x-forwarded-client-cert` they brought (only the mesh may
-//! vouch for a caller) and any sinew headers.
+//! vouch for a caller) and any sinew headers. A port with connection-pool limits
+//! (`inboundPorts[].connectionPool`) sheds requests over them with `503 UO`.
 
 use crate::ctx::Ctx;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
 use crate::tls::PeerInfo;
+use crate::traffic::breaker;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -87,6 +89,12 @@ impl Forward {
             self.default_port
         };
         let port = port.ok_or(ProxyError::NoTargetPort)?;
+        // The port's connection-pool limits (Istio applies them to inbound too): the slot is
+        // held until the app's response head arrives.
+        let _permit = match self.ctx.inbound_breaker(port) {
+            Some(b) => Some(b.acquire(breaker::is_http1(&req)).await?),
+            None => None,
+        };
         let hs = req.headers_mut();
         hs.remove(&h::XFCC);
         if let Some(v) = &self.xfcc {

@@ -72,7 +72,7 @@ const KNOWN: &[(&[&str], &[&str])] = &[
             "RequestAuthentication",
         ],
     ),
-    (&["sinew.dev/v1alpha1"], &["DestinationRule"]),
+    (&["sinew.dev/v1alpha1"], &["DestinationRule", "VirtualService"]),
 ];
 
 /// Whether the registry runs objects of this kind (the others are stored and skipped).
@@ -80,7 +80,7 @@ pub(crate) fn is_used(api_version: &str, kind: &str) -> bool {
     match kind {
         "Namespace" | "ServiceAccount" | "Service" | "Pod" => api_version == "v1",
         "Deployment" => api_version == "apps/v1",
-        "DestinationRule" => DESTINATION_RULE_VERSIONS.contains(&api_version),
+        "DestinationRule" | "VirtualService" => DESTINATION_RULE_VERSIONS.contains(&api_version),
         _ => false,
     }
 }

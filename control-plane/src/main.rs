@@ -65,6 +65,11 @@ struct ServeArgs {
     /// A range of pod addresses, as a CIDR; repeatable. See --service-cidr.
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pod_cidr: Vec<sinew_proto::net::IpNet>,
+    /// The root namespace: its DestinationRules (exported ones) apply to every namespace that
+    /// has none of its own for a host, after the proxy's and the service's namespaces (Istio's
+    /// `rootNamespace`, `istio-system` there). Default `sinew-system`.
+    #[arg(long, default_value = sinew_control_plane::compile::DEFAULT_ROOT_NAMESPACE)]
+    root_namespace: String,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -143,6 +148,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         monitoring: a.monitoring,
         dns_names: a.dns_name,
         mesh_ranges,
+        root_namespace: a.root_namespace,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");

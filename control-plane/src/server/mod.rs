@@ -149,7 +149,8 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON), and
+/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON: connected proxies, the
+/// registry's last error and its warnings, such as routes to undefined subsets), and
 /// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
 /// registry generation discovery would serve for that name now, 404 if none: how a runner knows
 /// a change is live before it hands addresses out).
@@ -209,6 +210,7 @@ pub async fn serve_monitoring(
                             serde_json::to_string_pretty(&serde_json::json!({
                                 "proxies": status.snapshot(),
                                 "registryError": registry_error(),
+                                "registryWarnings": index.borrow().warnings(),
                             }))
                             .unwrap_or_default(),
                         ),

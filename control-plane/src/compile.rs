@@ -179,8 +179,7 @@ impl Index {
 
     /// A pod's labels as the registry knows them.
     pub fn pod_labels(&self, namespace: &str, pod: &str) -> Option<&BTreeMap<String, String>> {
-        self.pod_labels
-            .get(&(namespace.to_owned(), pod.to_owned()))
+        self.pod_labels.get(&(namespace.to_owned(), pod.to_owned()))
     }
 
     /// The registry's warnings for this snapshot (undefined subsets, skipped kinds, …).

@@ -476,11 +476,15 @@ async fn a_proxy_receives_its_policy_and_an_invalid_rule_changes_nothing() {
     )
     .unwrap();
     // The route to the undefined subset v2 is reported in the control plane's status.
-    eventually("the undefined-subset warning", Duration::from_secs(5), || async {
-        cp.monitoring("/debug/proxies")
-            .await
-            .contains("subset \\\"v2\\\" of host \\\"web.shop.svc.cluster.local\\\" is not defined")
-    })
+    eventually(
+        "the undefined-subset warning",
+        Duration::from_secs(5),
+        || async {
+            cp.monitoring("/debug/proxies").await.contains(
+                "subset \\\"v2\\\" of host \\\"web.shop.svc.cluster.local\\\" is not defined",
+            )
+        },
+    )
     .await;
     let name = "web.shop.svc.cluster.local:8080".to_string();
     // The client pod is not in the registry: its hello's labels are what policy sees.
@@ -501,7 +505,7 @@ async fn a_proxy_receives_its_policy_and_an_invalid_rule_changes_nothing() {
     let outlier = svc
         .traffic_policy
         .as_ref()
-        .and_then(|p| p.outlier_detection.clone())
+        .and_then(|p| p.outlier_detection)
         .expect("the rule's outlier detection");
     assert_eq!(outlier.consecutive_5xx_errors, Some(3));
     assert_eq!(svc.subsets[0].name, "v1");

@@ -118,12 +118,7 @@ impl Rules {
                 .iter()
                 .map(|s| pb::Subset {
                     name: s.name.clone().unwrap_or_default(),
-                    labels: s
-                        .labels
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
+                    labels: s.labels.clone().unwrap_or_default().into_iter().collect(),
                     traffic_policy: traffic_policy(&subset_blocks(&top, s, port)),
                 })
                 .collect();
@@ -197,18 +192,17 @@ impl Rules {
                 })
                 .collect();
             // The most specific host: exact, then the longest wildcard, then alphabetical.
-            let Some(best) = candidates
-                .iter()
-                .map(|(h, _, _)| *h)
-                .max_by(|a, b| {
-                    hosts::specificity(a)
-                        .cmp(&hosts::specificity(b))
-                        .then_with(|| b.cmp(a))
-                })
-            else {
+            let Some(best) = candidates.iter().map(|(h, _, _)| *h).max_by(|a, b| {
+                hosts::specificity(a)
+                    .cmp(&hosts::specificity(b))
+                    .then_with(|| b.cmp(a))
+            }) else {
                 continue;
             };
-            let for_host: Vec<_> = candidates.into_iter().filter(|(h, _, _)| *h == best).collect();
+            let for_host: Vec<_> = candidates
+                .into_iter()
+                .filter(|(h, _, _)| *h == best)
+                .collect();
             let any_selected = for_host.iter().any(|(_, _, s)| *s);
             return for_host
                 .into_iter()
@@ -253,7 +247,12 @@ impl Rules {
                     .filter(|h| hosts::matches(h, fqdn))
                     .map(|h| hosts::specificity(&h))
                     .max()?;
-                Some((vs.namespace != proxy.namespace, std::cmp::Reverse(best), vs.order, vs))
+                Some((
+                    vs.namespace != proxy.namespace,
+                    std::cmp::Reverse(best),
+                    vs.order,
+                    vs,
+                ))
             })
             .min_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))
             .map(|(_, _, _, vs)| vs)
@@ -618,11 +617,13 @@ fn connection_pool(pool: &istio::ConnectionPool) -> pb::ConnectionPool {
     pb::ConnectionPool {
         max_connections: positive(tcp.and_then(|t| t.max_connections)),
         connect_timeout: duration(tcp.and_then(|t| t.connect_timeout.as_ref())),
-        tcp_keepalive: tcp.and_then(|t| t.tcp_keepalive.as_ref()).map(|k| pb::TcpKeepalive {
-            probes: k.probes.unwrap_or(0),
-            time: duration(k.time.as_ref()),
-            interval: duration(k.interval.as_ref()),
-        }),
+        tcp_keepalive: tcp
+            .and_then(|t| t.tcp_keepalive.as_ref())
+            .map(|k| pb::TcpKeepalive {
+                probes: k.probes.unwrap_or(0),
+                time: duration(k.time.as_ref()),
+                interval: duration(k.interval.as_ref()),
+            }),
         max_connection_duration: duration(tcp.and_then(|t| t.max_connection_duration.as_ref())),
         // http.idleTimeout wins over tcp.idleTimeout (Istio's order).
         idle_timeout: duration(
@@ -640,7 +641,10 @@ fn connection_pool(pool: &istio::ConnectionPool) -> pb::ConnectionPool {
 fn outlier_detection(o: &istio::OutlierDetection) -> pb::OutlierDetection {
     // Deprecated `consecutiveErrors` means gateway errors and turns 5xx counting off, unless
     // `consecutive5xxErrors` says otherwise (Istio's translation).
-    let legacy = o.consecutive_errors.filter(|n| *n > 0).map(i32::unsigned_abs);
+    let legacy = o
+        .consecutive_errors
+        .filter(|n| *n > 0)
+        .map(i32::unsigned_abs);
     pb::OutlierDetection {
         consecutive_5xx_errors: o.consecutive_5xx_errors.or(legacy.map(|_| 0)),
         consecutive_gateway_errors: o.consecutive_gateway_errors.or(legacy),
@@ -698,7 +702,11 @@ fn string_matches(
     map.into_iter()
         .flatten()
         .map(|(k, v)| {
-            let k = if lower { k.to_ascii_lowercase() } else { k.clone() };
+            let k = if lower {
+                k.to_ascii_lowercase()
+            } else {
+                k.clone()
+            };
             (k, string_match(v))
         })
         .collect()

@@ -23,19 +23,27 @@ pub(crate) fn undefined_subsets(
         .collect();
     let mut out = Vec::new();
     for vs in services {
-        let http = vs.spec.http.iter().flatten().enumerate().flat_map(|(i, r)| {
-            r.route
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(move |(j, d)| (format!("spec.http[{i}].route[{j}].destination"), d.destination.as_ref()))
-        });
+        let http = vs
+            .spec
+            .http
+            .iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.route.iter().flatten().enumerate().map(move |(j, d)| {
+                    (
+                        format!("spec.http[{i}].route[{j}].destination"),
+                        d.destination.as_ref(),
+                    )
+                })
+            });
         let tcp = vs.spec.tcp.iter().flatten().enumerate().flat_map(|(i, r)| {
-            r.route
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(move |(j, d)| (format!("spec.tcp[{i}].route[{j}].destination"), d.destination.as_ref()))
+            r.route.iter().flatten().enumerate().map(move |(j, d)| {
+                (
+                    format!("spec.tcp[{i}].route[{j}].destination"),
+                    d.destination.as_ref(),
+                )
+            })
         });
         for (path, dest) in http.chain(tcp) {
             let Some(dest) = dest else { continue };

@@ -67,13 +67,22 @@ mod tests {
         assert_eq!(expand("reviews", "shop"), "reviews.shop.svc.cluster.local");
         assert_eq!(expand("reviews.default", "shop"), "reviews.default");
         assert_eq!(expand("*", "shop"), "*");
-        assert_eq!(expand("*.shop.svc.cluster.local", "x"), "*.shop.svc.cluster.local");
+        assert_eq!(
+            expand("*.shop.svc.cluster.local", "x"),
+            "*.shop.svc.cluster.local"
+        );
     }
 
     #[test]
     fn wildcards_match_suffixes_and_rank_below_exact_names() {
-        assert!(matches("*.shop.svc.cluster.local", "a.shop.svc.cluster.local"));
-        assert!(!matches("*.shop.svc.cluster.local", "shop.svc.cluster.local"));
+        assert!(matches(
+            "*.shop.svc.cluster.local",
+            "a.shop.svc.cluster.local"
+        ));
+        assert!(!matches(
+            "*.shop.svc.cluster.local",
+            "shop.svc.cluster.local"
+        ));
         assert!(matches("*", "a.b"));
         assert!(specificity("a.b.c") > specificity("*.b.c"));
         assert!(specificity("*.a.b.c") > specificity("*.b.c"));

@@ -12,8 +12,8 @@ use sinew_proto::config::v1::Protocol;
 
 use super::assignments::Assignments;
 use super::error::{Origin, Problem, RegistryError};
-use super::parse::{self, Doc, Object, Parsed};
 use super::parse::istio;
+use super::parse::{self, Doc, Object, Parsed};
 use super::{hosts, selector};
 
 /// Namespace label that turns on the sidecar for the namespace's pods (the injector's rule).
@@ -538,7 +538,10 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
     warnings.extend(dangling_named_ports(&services, &pods));
     warnings.extend(super::crosscheck::duplicate_subsets(&rules));
     warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
-    warnings.extend(super::crosscheck::undefined_subsets(&virtual_services, &rules));
+    warnings.extend(super::crosscheck::undefined_subsets(
+        &virtual_services,
+        &rules,
+    ));
     snap.virtual_services = virtual_services;
     snap.service_accounts = service_accounts;
     snap.services = services;

@@ -21,8 +21,9 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use super::error::{Origin, Problem, RegistryError};
 use super::model::{
-    DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, VirtualService, INJECTION_LABEL, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, service_account_of,
+    DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry, PodEntry,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
+    service_account_of,
 };
 use super::resolve::protocol_for_port;
 use super::selector;
@@ -513,7 +514,9 @@ fn decode_object(
                 for i in 0..routes {
                     for j in 0.. {
                         let path = format!("spec.{kind}[{i}].route[{j}].destination");
-                        let Some(line) = nodes.line_of(&path) else { break };
+                        let Some(line) = nodes.line_of(&path) else {
+                            break;
+                        };
                         lines.insert(path, doc.first_line + line - 1);
                     }
                 }

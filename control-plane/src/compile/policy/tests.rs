@@ -104,17 +104,29 @@ fn millis(n: i32) -> Option<PbDuration> {
 
 #[test]
 fn proxy_namespace_rule_beats_service_namespace_rule_beats_root_rule() {
-    let root = dr("sinew-system", "root", "reviews.shop.svc.cluster.local", 3, "");
+    let root = dr(
+        "sinew-system",
+        "root",
+        "reviews.shop.svc.cluster.local",
+        3,
+        "",
+    );
     let svc = dr("shop", "svc", "reviews", 2, "");
     let own = dr("other", "own", "reviews.shop.svc.cluster.local", 1, "");
     let all = format!("{root}{svc}{own}");
     let from_other = ctx("other", &[]);
-    assert_eq!(max_connections(&service(&all, REVIEWS, &from_other)), Some(1));
+    assert_eq!(
+        max_connections(&service(&all, REVIEWS, &from_other)),
+        Some(1)
+    );
     assert_eq!(
         max_connections(&service(&format!("{root}{svc}"), REVIEWS, &from_other)),
         Some(2)
     );
-    assert_eq!(max_connections(&service(&root, REVIEWS, &from_other)), Some(3));
+    assert_eq!(
+        max_connections(&service(&root, REVIEWS, &from_other)),
+        Some(3)
+    );
     // A proxy in a third namespace does not see `other`'s rule.
     assert_eq!(
         max_connections(&service(&all, REVIEWS, &ctx("default", &[]))),
@@ -161,8 +173,15 @@ fn rules_for_one_host_merge_the_oldest_policy_wins_and_subsets_concatenate() {
     let s = service(&format!("{older}{newer}"), REVIEWS, &ctx("shop", &[]));
     assert_eq!(max_connections(&s), Some(1), "the oldest rule's policy");
     let names: Vec<&str> = s.subsets.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["v1", "v2", "v3"], "duplicate v2 of the newer dropped");
-    assert_eq!(s.subsets[1].labels.get("version").map(String::as_str), Some("v2"));
+    assert_eq!(
+        names,
+        ["v1", "v2", "v3"],
+        "duplicate v2 of the newer dropped"
+    );
+    assert_eq!(
+        s.subsets[1].labels.get("version").map(String::as_str),
+        Some("v2")
+    );
     assert_eq!(
         s.policy_sources,
         [
@@ -202,7 +221,11 @@ fn a_workload_selector_rule_beats_a_selector_less_one_only_for_matching_pods() {
     );
     let all = format!("{plain}{selected}");
     assert_eq!(
-        max_connections(&service(&all, REVIEWS, &ctx("shop", &[("app", "frontend")]))),
+        max_connections(&service(
+            &all,
+            REVIEWS,
+            &ctx("shop", &[("app", "frontend")])
+        )),
         Some(2)
     );
     assert_eq!(
@@ -211,7 +234,11 @@ fn a_workload_selector_rule_beats_a_selector_less_one_only_for_matching_pods() {
     );
     // Outside its namespace a selector rule never applies, even to matching labels.
     assert_eq!(
-        max_connections(&service(&all, REVIEWS, &ctx("other", &[("app", "frontend")]))),
+        max_connections(&service(
+            &all,
+            REVIEWS,
+            &ctx("other", &[("app", "frontend")])
+        )),
         Some(1)
     );
 }
@@ -470,7 +497,10 @@ fn source_labels_routes_apply_to_matching_proxies_with_fault_and_default_retry_c
     // Matches that only selected the source leave a match-all block.
     assert_eq!(r.matches, [pb::HttpMatch::default()]);
     // ratings has one port: a destination without a port takes it.
-    assert_eq!(r.destinations[0].service, "ratings.shop.svc.cluster.local:8080");
+    assert_eq!(
+        r.destinations[0].service,
+        "ratings.shop.svc.cluster.local:8080"
+    );
     let fault = r.fault.clone().unwrap();
     assert_eq!(
         fault.delay,
@@ -511,7 +541,10 @@ fn redirect_rewrite_headers_and_mirrors_compile() {
         })
     );
     assert_eq!(
-        redirect.matches[0].uri.as_ref().and_then(|s| s.kind.clone()),
+        redirect.matches[0]
+            .uri
+            .as_ref()
+            .and_then(|s| s.kind.clone()),
         Some(pb::string_match::Kind::Regex("/old/.*".into()))
     );
     let last = &s.http_routes[2];
@@ -599,8 +632,16 @@ fn the_proxy_namespaces_virtual_service_wins_and_export_to_hides_one() {
             "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: {ns}}}\nspec:\n  hosts: [reviews.shop.svc.cluster.local]\n  exportTo: [{export}]\n  http: [{{name: {route}, route: [{{destination: {{host: reviews.shop.svc.cluster.local}}}}]}}]\n"
         )
     };
-    let yaml = format!("{}{}", vs("shop", "from-shop", "'*'"), vs("other", "from-other", "'.'"));
-    let route = |ns: &str| service(&yaml, REVIEWS, &ctx(ns, &[])).http_routes[0].name.clone();
+    let yaml = format!(
+        "{}{}",
+        vs("shop", "from-shop", "'*'"),
+        vs("other", "from-other", "'.'")
+    );
+    let route = |ns: &str| {
+        service(&yaml, REVIEWS, &ctx(ns, &[])).http_routes[0]
+            .name
+            .clone()
+    };
     assert_eq!(route("other"), "from-other");
     assert_eq!(route("shop"), "from-shop");
     assert_eq!(route("default"), "from-shop", "other's is private to other");
@@ -659,7 +700,7 @@ spec:
     let ports: Vec<(u32, Option<pb::ConnectionPool>)> = index
         .inbound_ports("shop", "reviews-0")
         .iter()
-        .map(|p| (p.port, p.connection_pool.clone()))
+        .map(|p| (p.port, p.connection_pool))
         .collect();
     assert_eq!(
         ports,

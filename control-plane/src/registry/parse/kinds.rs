@@ -72,7 +72,10 @@ const KNOWN: &[(&[&str], &[&str])] = &[
             "RequestAuthentication",
         ],
     ),
-    (&["sinew.dev/v1alpha1"], &["DestinationRule", "VirtualService"]),
+    (
+        &["sinew.dev/v1alpha1"],
+        &["DestinationRule", "VirtualService"],
+    ),
 ];
 
 /// Whether the registry runs objects of this kind (the others are stored and skipped).

@@ -111,7 +111,10 @@ impl Report {
                 .collect());
         }
         for (path, reason) in &self.warnings {
-            warnings.push(ctx.problem_at(line(path), format!("{path}: {reason}")).to_string());
+            warnings.push(
+                ctx.problem_at(line(path), format!("{path}: {reason}"))
+                    .to_string(),
+            );
         }
         Ok(())
     }
@@ -131,7 +134,10 @@ fn duration(r: &mut Report, path: &str, value: Option<&String>) {
             r.error(path, format!("{text:?} is shorter than 1ms"));
         }
         Some(d) if d.as_nanos() % 1_000_000 != 0 => {
-            r.error(path, format!("{text:?} is not a whole number of milliseconds"));
+            r.error(
+                path,
+                format!("{text:?} is not a whole number of milliseconds"),
+            );
         }
         Some(_) => {}
     }
@@ -139,7 +145,10 @@ fn duration(r: &mut Report, path: &str, value: Option<&String>) {
 
 /// A duration that may also be zero (disables), such as `tcp.idleTimeout`.
 fn duration_or_zero(r: &mut Report, path: &str, value: Option<&String>) {
-    if value.and_then(|t| parse_duration(t)).is_some_and(|d| d.is_zero()) {
+    if value
+        .and_then(|t| parse_duration(t))
+        .is_some_and(|d| d.is_zero())
+    {
         return;
     }
     duration(r, path, value);
@@ -168,14 +177,20 @@ fn export_to(r: &mut Report, values: Option<&Vec<String>>) {
     for (i, v) in values.iter().enumerate() {
         let path = format!("spec.exportTo[{i}]");
         if !(v == "." || v == "*" || selector::is_dns_label(v)) {
-            r.error(&path, format!("{v:?} is not \".\", \"*\" or a namespace name"));
+            r.error(
+                &path,
+                format!("{v:?} is not \".\", \"*\" or a namespace name"),
+            );
         }
         if !seen.insert(v.as_str()) {
             r.error(&path, format!("{v:?} is listed twice"));
         }
     }
     if seen.contains("*") && seen.len() > 1 {
-        r.error("spec.exportTo", "\"*\" cannot be combined with other entries");
+        r.error(
+            "spec.exportTo",
+            "\"*\" cannot be combined with other entries",
+        );
     }
 }
 
@@ -191,7 +206,10 @@ fn labels(r: &mut Report, path: &str, labels: Option<&BTreeMap<String, String>>)
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 // === DestinationRule ===
@@ -235,7 +253,10 @@ pub(super) fn destination_rule(spec: &DestinationRuleSpec, namespace: &str) -> R
                 format!("{n:?} is not a DNS-1123 label (lowercase letters, digits and '-')"),
             ),
             Some(n) if !names.insert(n) => {
-                r.error(format!("{path}.name"), format!("{n:?} is used by two subsets"));
+                r.error(
+                    format!("{path}.name"),
+                    format!("{n:?} is used by two subsets"),
+                );
             }
             Some(_) => {}
         }
@@ -256,7 +277,10 @@ fn traffic_policy(r: &mut Report, path: &str, tp: &TrafficPolicy) {
         r.error(path, "tunnel and proxyProtocol cannot both be set");
     }
     if tp.tunnel.is_some() {
-        r.warn(format!("{path}.tunnel"), "is accepted but not applied by Sinew yet");
+        r.warn(
+            format!("{path}.tunnel"),
+            "is accepted but not applied by Sinew yet",
+        );
     }
     if tp.proxy_protocol.is_some() {
         r.warn(
@@ -513,7 +537,11 @@ fn outlier_detection(r: &mut Report, path: &str, o: &OutlierDetection) {
             "is deprecated: use consecutiveGatewayErrors (it counts 502, 503 and 504 only)",
         );
     }
-    non_negative(r, &format!("{path}.consecutiveErrors"), o.consecutive_errors);
+    non_negative(
+        r,
+        &format!("{path}.consecutiveErrors"),
+        o.consecutive_errors,
+    );
     if o.consecutive_local_origin_failures.is_some_and(|n| n > 0)
         && o.split_external_local_origin_errors != Some(true)
     {
@@ -664,11 +692,18 @@ pub(super) fn virtual_service(spec: &VirtualServiceSpec) -> Report {
                     format!("must be between 1 and 65535, not {p}"),
                 );
             }
-            labels(&mut r, &format!("{at}.sourceLabels"), m.source_labels.as_ref());
+            labels(
+                &mut r,
+                &format!("{at}.sourceLabels"),
+                m.source_labels.as_ref(),
+            );
         }
         let routes = route.route.as_deref().unwrap_or_default();
         if routes.is_empty() {
-            r.error(format!("{path}.route"), "is required (at least one destination)");
+            r.error(
+                format!("{path}.route"),
+                "is required (at least one destination)",
+            );
         }
         let given: Vec<Option<i32>> = routes.iter().map(|d| d.weight).collect();
         weights(&mut r, &format!("{path}.route"), &given);
@@ -736,19 +771,25 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
             );
         }
     }
-    if let Some(rw) = &route.rewrite {
-        if rw.uri_regex_rewrite.is_some() {
-            r.error(
-                format!("{path}.rewrite.uriRegexRewrite"),
-                "is not supported by Sinew yet",
-            );
-        }
+    if route
+        .rewrite
+        .as_ref()
+        .is_some_and(|rw| rw.uri_regex_rewrite.is_some())
+    {
+        r.error(
+            format!("{path}.rewrite.uriRegexRewrite"),
+            "is not supported by Sinew yet",
+        );
     }
     duration(r, &format!("{path}.timeout"), route.timeout.as_ref());
     if let Some(retry) = &route.retries {
         let at = format!("{path}.retries");
         non_negative(r, &format!("{at}.attempts"), retry.attempts);
-        duration(r, &format!("{at}.perTryTimeout"), retry.per_try_timeout.as_ref());
+        duration(
+            r,
+            &format!("{at}.perTryTimeout"),
+            retry.per_try_timeout.as_ref(),
+        );
         duration(r, &format!("{at}.backoff"), retry.backoff.as_ref());
         for cond in retry.retry_on.as_deref().unwrap_or_default().split(',') {
             let cond = cond.trim();

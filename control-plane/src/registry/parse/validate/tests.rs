@@ -27,26 +27,39 @@ fn a_duration_under_1ms_or_not_whole_ms_or_unparsable_is_refused_at_its_line() {
         "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.interval: \"500us\" is shorter than 1ms"
     );
     assert_eq!(
-        one(&dr("    outlierDetection:\n      baseEjectionTime: 1.5ms\n")),
+        one(&dr(
+            "    outlierDetection:\n      baseEjectionTime: 1.5ms\n"
+        )),
         "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.baseEjectionTime: \"1.5ms\" is not a whole number of milliseconds"
     );
     assert!(
-        one(&dr("    connectionPool:\n      tcp: {connectTimeout: 10 seconds}\n"))
-            .contains("spec.trafficPolicy.connectionPool.tcp.connectTimeout: \"10 seconds\" is not a duration")
+        one(&dr(
+            "    connectionPool:\n      tcp: {connectTimeout: 10 seconds}\n"
+        ))
+        .contains(
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout: \"10 seconds\" is not a duration"
+        )
     );
     // tcp.idleTimeout alone may be 0s (disables).
-    parse_files(&[("x.yaml", &dr("    connectionPool:\n      tcp: {idleTimeout: 0s}\n"))])
-        .expect("0s idle timeout disables");
+    parse_files(&[(
+        "x.yaml",
+        &dr("    connectionPool:\n      tcp: {idleTimeout: 0s}\n"),
+    )])
+    .expect("0s idle timeout disables");
 }
 
 #[test]
 fn percents_outside_0_to_100_and_negative_pool_sizes_are_refused() {
     assert_eq!(
-        one(&dr("    outlierDetection:\n      maxEjectionPercent: 150\n")),
+        one(&dr(
+            "    outlierDetection:\n      maxEjectionPercent: 150\n"
+        )),
         "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between 0 and 100, not 150"
     );
     assert_eq!(
-        one(&dr("    connectionPool:\n      http:\n        http2MaxRequests: -1\n")),
+        one(&dr(
+            "    connectionPool:\n      http:\n        http2MaxRequests: -1\n"
+        )),
         "x.yaml: document 1 (line 9): DestinationRule \"web\": spec.trafficPolicy.connectionPool.http.http2MaxRequests: must not be negative, not -1"
     );
 }
@@ -91,7 +104,9 @@ fn an_empty_traffic_policy_and_an_empty_port_level_entry_are_refused() {
 #[test]
 fn a_workload_selector_rule_may_not_be_exported() {
     let text = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\nspec:\n  host: web\n  exportTo: ['*']\n  workloadSelector: {matchLabels: {app: a}}\n";
-    assert!(one(text).contains("(line 6): DestinationRule \"web\": spec.exportTo: a rule with a workloadSelector"));
+    assert!(one(text).contains(
+        "(line 6): DestinationRule \"web\": spec.exportTo: a rule with a workloadSelector"
+    ));
 }
 
 #[test]
@@ -112,7 +127,9 @@ fn negative_weights_and_all_zero_splits_are_refused() {
 #[test]
 fn a_route_needs_destinations_or_a_redirect_but_not_both() {
     assert_eq!(
-        one(&vs("  - name: both\n    route: [{destination: {host: web}}]\n    redirect: {uri: /x}\n")),
+        one(&vs(
+            "  - name: both\n    route: [{destination: {host: web}}]\n    redirect: {uri: /x}\n"
+        )),
         "x.yaml: document 1 (line 7): VirtualService \"web\": spec.http[0]: a route cannot have both destinations and a redirect"
     );
     assert!(
@@ -155,14 +172,19 @@ fn hosts_are_required_and_star_is_not_for_the_mesh() {
         one(text),
         "x.yaml: document 1 (line 5): VirtualService \"web\": spec.hosts: is required (at least one host)"
     );
-    assert!(one(&text.replace("hosts: []", "hosts: ['*']")).contains("spec.hosts[0]: \"*\" is not allowed"));
+    assert!(
+        one(&text.replace("hosts: []", "hosts: ['*']"))
+            .contains("spec.hosts[0]: \"*\" is not allowed")
+    );
 }
 
 #[test]
 fn fault_percentages_and_abort_statuses_are_checked() {
     let got = problems(&[(
         "x.yaml",
-        &vs("  - route: [{destination: {host: web}}]\n    fault:\n      delay: {fixedDelay: 1s, percentage: {value: 101}}\n      abort: {httpStatus: 700}\n"),
+        &vs(
+            "  - route: [{destination: {host: web}}]\n    fault:\n      delay: {fixedDelay: 1s, percentage: {value: 101}}\n      abort: {httpStatus: 700}\n",
+        ),
     )]);
     assert_eq!(
         got,
@@ -176,7 +198,9 @@ fn fault_percentages_and_abort_statuses_are_checked() {
 #[test]
 fn an_unknown_virtual_service_field_is_an_error_naming_it_and_its_line() {
     assert_eq!(
-        one(&vs("  - route: [{destination: {host: web}}]\n    retrys: {attempts: 3}\n")),
+        one(&vs(
+            "  - route: [{destination: {host: web}}]\n    retrys: {attempts: 3}\n"
+        )),
         "x.yaml: document 1 (line 8): VirtualService \"web\": spec.http[0].retrys: unknown field; did you mean retries?"
     );
 }

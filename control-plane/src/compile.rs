@@ -24,6 +24,14 @@ use tokio::sync::watch;
 /// The root namespace's default: rules there apply mesh-wide (Istio's is `istio-system`).
 pub const DEFAULT_ROOT_NAMESPACE: &str = "sinew-system";
 
+/// Resolved resources: by context (only the labels some rule reads) and name, and by version
+/// so that equal content resolved for different contexts is one shared value.
+#[derive(Debug, Default)]
+struct Memo {
+    by_context: HashMap<ProxyContext, HashMap<String, Arc<Versioned>>>,
+    by_version: HashMap<String, Arc<Versioned>>,
+}
+
 /// A service resource with its content version.
 #[derive(Debug, PartialEq)]
 pub struct Versioned {
@@ -41,8 +49,8 @@ pub struct Index {
     /// Which Service port each name is: (namespace, fqdn, port).
     keys: HashMap<String, (String, String, u16)>,
     rules: Rules,
-    /// Per-proxy resources already resolved, by (name, context).
-    memo: Mutex<HashMap<(String, ProxyContext), Arc<Versioned>>>,
+    /// Per-proxy resources already resolved.
+    memo: Mutex<Memo>,
     /// Each pod's own ports as the Services selecting it declare them, by (namespace, pod).
     inbound: HashMap<(String, String), Vec<pb::InboundPort>>,
     /// Pods' labels, by (namespace, pod): what policy sees of an authenticated proxy.
@@ -150,22 +158,27 @@ impl Index {
 
     /// The resource for `name` as the proxy described by `proxy` must see it: the service with
     /// the DestinationRule and VirtualService that apply to that proxy resolved in. Memoised:
-    /// the same (name, context) returns the same `Arc`, and contexts no rule tells apart share
-    /// the same content and version.
+    /// labels no rule reads are not told apart, and every context that resolves to the same
+    /// content gets the same `Arc` (so memory grows with distinct policies, not with proxies).
     pub fn service_for(&self, name: &str, proxy: &ProxyContext) -> Option<Arc<Versioned>> {
         let base = self.by_name.get(name)?;
         if self.rules.is_empty() {
             return Some(base.clone());
         }
         let (namespace, fqdn, port) = self.keys.get(name)?;
-        let key = (name.to_string(), proxy.clone());
-        if let Some(hit) = self.lock_memo().get(&key) {
+        let proxy = self.rules.relevant(proxy);
+        if let Some(hit) = self
+            .lock_memo()
+            .by_context
+            .get(&proxy)
+            .and_then(|names| names.get(name))
+        {
             return Some(hit.clone());
         }
         // Resolved outside the lock: concurrent first uses compute the same bytes.
         let mut service = base.service.clone();
         self.rules
-            .resolve(proxy, namespace, fqdn, *port, &mut service);
+            .resolve(&proxy, namespace, fqdn, *port, &mut service);
         let resolved = if service == base.service {
             base.clone()
         } else {
@@ -174,7 +187,17 @@ impl Index {
                 service,
             })
         };
-        Some(self.lock_memo().entry(key).or_insert(resolved).clone())
+        let mut memo = self.lock_memo();
+        let shared = memo
+            .by_version
+            .entry(resolved.version.clone())
+            .or_insert(resolved)
+            .clone();
+        memo.by_context
+            .entry(proxy)
+            .or_default()
+            .insert(name.to_string(), shared.clone());
+        Some(shared)
     }
 
     /// A pod's labels as the registry knows them.
@@ -187,9 +210,7 @@ impl Index {
         &self.warnings
     }
 
-    fn lock_memo(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, ProxyContext), Arc<Versioned>>> {
+    fn lock_memo(&self) -> std::sync::MutexGuard<'_, Memo> {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -54,6 +54,9 @@ pub struct Rules {
     virtual_services: Vec<VirtualService>,
     /// Service ports by FQDN (a destination without a port takes the only one).
     ports: HashMap<String, Vec<u16>>,
+    /// The label keys any rule reads (workload selectors, source labels): the only labels of a
+    /// proxy that can change what it gets.
+    label_keys: BTreeSet<String>,
 }
 
 /// The four blocks a port-level setting can hold, plus the retry budget.
@@ -81,7 +84,34 @@ impl Rules {
         for svc in snapshot.services().values() {
             ports.insert(svc.fqdn(), svc.ports.iter().map(|p| p.port).collect());
         }
+        let mut label_keys = BTreeSet::new();
+        for r in snapshot.destination_rules() {
+            if let Some(sel) = &r.typed.workload_selector {
+                label_keys.extend(sel.match_labels.iter().flatten().map(|(k, _)| k.clone()));
+            }
+        }
+        for vs in snapshot.virtual_services() {
+            let http = vs
+                .spec
+                .http
+                .iter()
+                .flatten()
+                .flat_map(|r| r.matches.iter().flatten());
+            for m in http {
+                label_keys.extend(m.source_labels.iter().flatten().map(|(k, _)| k.clone()));
+            }
+            let tcp = vs
+                .spec
+                .tcp
+                .iter()
+                .flatten()
+                .flat_map(|r| r.matches.iter().flatten());
+            for m in tcp {
+                label_keys.extend(m.source_labels.iter().flatten().map(|(k, _)| k.clone()));
+            }
+        }
         Self {
+            label_keys,
             root_namespace: root_namespace.to_string(),
             destination_rules: snapshot
                 .destination_rules()
@@ -90,6 +120,19 @@ impl Rules {
                 .collect(),
             virtual_services: snapshot.virtual_services().to_vec(),
             ports,
+        }
+    }
+
+    /// `proxy` with only the labels some rule reads: contexts equal here resolve equally.
+    pub fn relevant(&self, proxy: &ProxyContext) -> ProxyContext {
+        ProxyContext {
+            namespace: proxy.namespace.clone(),
+            labels: proxy
+                .labels
+                .iter()
+                .filter(|(k, _)| self.label_keys.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 

@@ -669,6 +669,13 @@ fn the_same_yaml_compiles_to_the_same_versions_and_equal_contexts_share_one_reso
     let a = index.service_for(REVIEWS, &ctx("shop", &[])).unwrap();
     let b = index.service_for(REVIEWS, &ctx("shop", &[])).unwrap();
     assert!(Arc::ptr_eq(&a, &b), "memoised");
+    // Labels no rule reads do not split proxies; equal content in another namespace is shared.
+    let c = index
+        .service_for(REVIEWS, &ctx("shop", &[("pod-template-hash", "abc")]))
+        .unwrap();
+    assert!(Arc::ptr_eq(&a, &c));
+    let d = index.service_for(REVIEWS, &ctx("other", &[])).unwrap();
+    assert!(Arc::ptr_eq(&a, &d), "the same rules apply from `other`");
 }
 
 #[test]

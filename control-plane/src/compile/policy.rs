@@ -763,7 +763,19 @@ fn http_match(m: &HttpMatchRequest) -> pb::HttpMatch {
         authority: m.authority.as_ref().map(string_match),
         headers: string_matches(m.headers.as_ref(), true),
         query_params: string_matches(m.query_params.as_ref(), false),
-        without_headers: string_matches(m.without_headers.as_ref(), true),
+        without_headers: string_matches(m.without_headers.as_ref(), true)
+            .into_iter()
+            .map(|(k, v)| match v.kind {
+                // Istio's `regex: "*"` here means "the header is present": any value.
+                Some(pb::string_match::Kind::Regex(re)) if re == "*" => (
+                    k,
+                    pb::StringMatch {
+                        kind: Some(pb::string_match::Kind::Regex(".*".into())),
+                    },
+                ),
+                kind => (k, pb::StringMatch { kind }),
+            })
+            .collect(),
         ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
         name: m.name.clone().unwrap_or_default(),
     }

@@ -729,3 +729,25 @@ spec:
         ]
     );
 }
+
+#[test]
+fn without_headers_star_compiles_to_a_match_on_any_value() {
+    let vs = "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: shop}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{withoutHeaders: {X-Debug: {regex: '*'}}}]
+    route: [{destination: {host: ratings}}]
+";
+    let s = service(vs, "ratings.shop.svc.cluster.local:8080", &ctx("shop", &[]));
+    assert_eq!(
+        s.http_routes[0].matches[0]
+            .without_headers
+            .get("x-debug")
+            .and_then(|m| m.kind.clone()),
+        Some(pb::string_match::Kind::Regex(".*".into()))
+    );
+}

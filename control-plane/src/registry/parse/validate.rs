@@ -736,6 +736,35 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
         (false, true) => r.error(path, "a route cannot have both destinations and a redirect"),
         _ => {}
     }
+    if route.redirect.is_some() && route.fault.is_some() {
+        r.error(path, "a route cannot have both a fault and a redirect");
+    }
+    if route.redirect.is_some() && route.rewrite.is_some() {
+        r.error(path, "a route cannot have both a rewrite and a redirect");
+    }
+    // The authority may be rewritten in one place only.
+    let authority_sets = route
+        .headers
+        .as_ref()
+        .and_then(|h| h.request.as_ref())
+        .map_or(0, |ops| {
+            ops.set
+                .iter()
+                .flatten()
+                .chain(ops.add.iter().flatten())
+                .filter(|(k, _)| is_authority(k))
+                .count()
+        });
+    let rewrites_authority = route
+        .rewrite
+        .as_ref()
+        .is_some_and(|rw| rw.authority.is_some());
+    if authority_sets + usize::from(rewrites_authority) > 1 {
+        r.error(
+            format!("{path}.headers.request"),
+            "the authority is set more than once (rewrite.authority and host/:authority headers)",
+        );
+    }
     for (i, m) in route.matches.iter().flatten().enumerate() {
         http_match(r, &format!("{path}.match[{i}]"), m);
     }
@@ -877,6 +906,12 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
         &format!("{path}.mirrorPercent"),
         route.mirror_percent.map(f64::from),
     );
+    if route.mirror_percent.is_some() {
+        r.warn(
+            format!("{path}.mirrorPercent"),
+            "is deprecated: use mirrorPercentage",
+        );
+    }
     percentage(
         r,
         &format!("{path}.mirrorPercentage"),
@@ -917,6 +952,10 @@ fn http_match(r: &mut Report, path: &str, m: &HttpMatchRequest) {
             if k.is_empty() {
                 r.error(&at, "names must not be empty");
             }
+            // In withoutHeaders, regex `*` means "present" (not an RE2 regex).
+            if name == "withoutHeaders" && sm.regex.as_deref() == Some("*") {
+                continue;
+            }
             string_match(r, &at, sm);
         }
     }
@@ -929,6 +968,15 @@ fn http_match(r: &mut Report, path: &str, m: &HttpMatchRequest) {
         );
     }
     labels(r, &format!("{path}.sourceLabels"), m.source_labels.as_ref());
+    if let Some(ns) = m.source_namespace.as_deref()
+        && !ns.is_empty()
+        && !selector::is_dns_label(ns)
+    {
+        r.error(
+            format!("{path}.sourceNamespace"),
+            format!("{ns:?} is not a namespace name"),
+        );
+    }
 }
 
 fn string_match(r: &mut Report, path: &str, sm: &StringMatch) {
@@ -1011,6 +1059,18 @@ fn headers(r: &mut Report, path: &str, h: Option<&Headers>) {
             .chain(ops.add.iter().flatten().map(|(k, _)| ("add", k)))
             .chain(ops.remove.iter().flatten().map(|k| ("remove", k)));
         for (op, name) in names {
+            // Only the request's authority may be set (Istio turns it into a host rewrite);
+            // other pseudo-headers and `host` are the proxy's own.
+            if dir == "request" && op != "remove" && is_authority(name) {
+                continue;
+            }
+            if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+                r.error(
+                    format!("{path}.{dir}.{op}"),
+                    format!("{name:?} is an internal header and cannot be changed here"),
+                );
+                continue;
+            }
             let valid = !name.is_empty()
                 && name
                     .bytes()
@@ -1023,6 +1083,10 @@ fn headers(r: &mut Report, path: &str, h: Option<&Headers>) {
             }
         }
     }
+}
+
+fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
 
 #[cfg(test)]

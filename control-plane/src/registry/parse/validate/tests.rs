@@ -264,3 +264,36 @@ fn a_second_virtual_service_for_a_host_is_a_warning_naming_both() {
         ]
     );
 }
+
+#[test]
+fn redirects_exclude_faults_and_rewrites_and_the_authority_is_set_once() {
+    let got = problems(&[(
+        "x.yaml",
+        &vs(
+            "  - redirect: {uri: /x}\n    rewrite: {uri: /y}\n    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n",
+        ),
+    )]);
+    assert_eq!(
+        got,
+        [
+            "x.yaml: document 1 (line 7): VirtualService \"web\": spec.http[0]: a route cannot have both a fault and a redirect",
+            "x.yaml: document 1 (line 7): VirtualService \"web\": spec.http[0]: a route cannot have both a rewrite and a redirect",
+        ]
+    );
+    assert!(one(&vs("  - route: [{destination: {host: web}}]\n    rewrite: {authority: a}\n    headers: {request: {set: {host: b}}}\n"))
+        .contains("the authority is set more than once"));
+    // One authority change is fine; other internal headers are not the user's.
+    parse_files(&[("x.yaml", &vs("  - route: [{destination: {host: web}}]\n    headers: {request: {set: {':authority': b}}}\n"))])
+        .expect("an authority header set once");
+    assert!(one(&vs("  - route: [{destination: {host: web}}]\n    headers: {response: {remove: [':status']}}\n"))
+        .contains("\":status\" is an internal header"));
+}
+
+#[test]
+fn without_headers_star_means_present_and_is_not_a_regex() {
+    parse_files(&[(
+        "x.yaml",
+        &vs("  - match: [{withoutHeaders: {x-debug: {regex: '*'}}}]\n    route: [{destination: {host: web}}]\n"),
+    )])
+    .expect("`*` is a presence match");
+}

@@ -198,6 +198,13 @@ mod tests {
     }
 
     #[test]
+    fn the_root_namespace_defaults_to_sinew_system_and_can_be_changed() {
+        assert_eq!(serve_args(&[]).unwrap().root_namespace, "sinew-system");
+        let a = serve_args(&["--root-namespace", "mesh-root"]).unwrap();
+        assert_eq!(a.root_namespace, "mesh-root");
+    }
+
+    #[test]
     fn a_malformed_cidr_is_refused_naming_the_flag_and_value() {
         let e = serve_args(&["--pod-cidr", "198.18.0.0/33"])
             .err()

@@ -169,8 +169,15 @@ impl Rules {
         }
         if let Some(vs) = self.virtual_service_for(proxy, fqdn) {
             let spec = &vs.spec;
-            service.http_routes = self.http_routes(proxy, vs, spec, port);
-            service.tcp_routes = self.tcp_routes(proxy, vs, spec, port);
+            // A declared protocol uses one table (as Istio builds one per port); a sniffed
+            // port gets both, the proxy picks by what it detects.
+            let protocol = pb::Protocol::try_from(service.protocol).unwrap_or_default();
+            if protocol != pb::Protocol::Tcp {
+                service.http_routes = self.http_routes(proxy, vs, spec, port);
+            }
+            if matches!(protocol, pb::Protocol::Tcp | pb::Protocol::Detect) {
+                service.tcp_routes = self.tcp_routes(proxy, vs, spec, port);
+            }
             service.policy_sources.push(format!(
                 "VirtualService {}/{} ({})",
                 vs.namespace,

@@ -751,3 +751,23 @@ spec:
         Some(pb::string_match::Kind::Regex(".*".into()))
     );
 }
+
+#[test]
+fn a_declared_protocol_gets_only_its_route_table() {
+    let vs = "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: shop}
+spec:
+  hosts: [db, ratings]
+  http: [{route: [{destination: {host: ratings}}]}]
+  tcp: [{route: [{destination: {host: db}}]}]
+";
+    let proxy = ctx("shop", &[]);
+    let db = service(vs, "db.shop.svc.cluster.local:5432", &proxy);
+    assert!(db.http_routes.is_empty());
+    assert_eq!(db.tcp_routes.len(), 1);
+    let ratings = service(vs, "ratings.shop.svc.cluster.local:8080", &proxy);
+    assert_eq!(ratings.http_routes.len(), 1);
+    assert!(ratings.tcp_routes.is_empty());
+}

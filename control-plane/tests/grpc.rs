@@ -538,6 +538,17 @@ async fn a_proxy_receives_its_policy_and_an_invalid_rule_changes_nothing() {
     };
     assert_eq!(plain_svc.http_routes.len(), 1);
     assert_ne!(plain.resources[0].version, first.resources[0].version);
+    // The monitoring port shows the same resolution, at the same version.
+    let shown = cp
+        .monitoring(&format!(
+            "/debug/resolve?name={name}&namespace=shop&pod=nobody-0"
+        ))
+        .await;
+    assert!(
+        shown.contains(&format!("\"version\":\"{}\"", plain.resources[0].version)),
+        "{shown}"
+    );
+    assert!(shown.contains("DestinationRule shop/web"), "{shown}");
 
     // An invalid rule is refused whole, naming the field and its line.
     std::fs::write(

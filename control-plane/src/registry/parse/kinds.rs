@@ -1,5 +1,5 @@
 //! Which kinds exist, for the kinds the registry does not run. A kind that exists in its API
-//! group (a ConfigMap, a VirtualService) is kept and skipped with a warning, so a directory
+//! group (a ConfigMap, a Gateway) is kept and skipped with a warning, so a directory
 //! written for a cluster still runs; a kind its group does not have (`apps/v1 Deploymnet`) is a
 //! typo, and an error that suggests the kind meant, as the API server would refuse it too.
 //! Groups not listed here (CRDs of other projects) are not second-guessed.

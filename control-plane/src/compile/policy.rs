@@ -802,10 +802,13 @@ fn header_ops(ops: Option<&HeaderOperations>) -> Option<pb::HeaderOps> {
 fn retry_policy(r: &crate::registry::istio::virtual_service::HttpRetry) -> pb::RetryPolicy {
     let mut retry_on = Vec::new();
     let mut codes = Vec::new();
+    let mut ignored = false;
     for cond in r.retry_on.as_deref().unwrap_or_default().split(',') {
         let cond = cond.trim();
         match cond.parse::<u32>() {
             Ok(code) => codes.push(code),
+            // Validation warned about the ones the proxy cannot apply.
+            Err(_) if crate::registry::RETRY_ON_IGNORED.contains(&cond) => ignored = true,
             Err(_) if !cond.is_empty() && !retry_on.iter().any(|c| c == cond) => {
                 retry_on.push(cond.to_string())
             }
@@ -815,11 +818,17 @@ fn retry_policy(r: &crate::registry::istio::virtual_service::HttpRetry) -> pb::R
     if !codes.is_empty() && !retry_on.iter().any(|c| c == "retriable-status-codes") {
         retry_on.push("retriable-status-codes".to_string());
     }
+    // Only conditions the proxy cannot check: it must not retry on the default ones instead.
+    let attempts = if retry_on.is_empty() && ignored {
+        0
+    } else {
+        r.attempts.map_or(0, |a| a.max(0).unsigned_abs())
+    };
     if retry_on.is_empty() {
         retry_on = DEFAULT_RETRY_ON.iter().map(|c| c.to_string()).collect();
     }
     pb::RetryPolicy {
-        attempts: r.attempts.map_or(0, |a| a.max(0).unsigned_abs()),
+        attempts,
         per_try_timeout: duration(r.per_try_timeout.as_ref()),
         retry_on,
         retriable_status_codes: codes,

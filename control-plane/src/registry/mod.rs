@@ -101,6 +101,7 @@ pub use self::model::{
     ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort, VirtualService,
 };
 pub use self::parse::istio;
+pub(crate) use self::parse::validate::RETRY_ON_IGNORED;
 pub use self::parse::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};

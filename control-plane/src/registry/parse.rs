@@ -937,7 +937,7 @@ fn destination_rule(
 pub mod istio;
 mod kinds;
 mod strict;
-mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;

@@ -771,3 +771,30 @@ spec:
     assert_eq!(ratings.http_routes.len(), 1);
     assert!(ratings.tcp_routes.is_empty());
 }
+
+#[test]
+fn retry_conditions_the_proxy_lacks_are_dropped_and_never_replaced_by_the_defaults() {
+    let vs = |on: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: shop}}\nspec:\n  hosts: [ratings]\n  http: [{{route: [{{destination: {{host: ratings}}}}], retries: {{attempts: 2, retryOn: '{on}'}}}}]\n"
+        )
+    };
+    let proxy = ctx("shop", &[]);
+    let name = "ratings.shop.svc.cluster.local:8080";
+    let mixed = service(&vs("5xx,envoy-ratelimited"), name, &proxy).http_routes[0]
+        .retries
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (mixed.attempts, mixed.retry_on),
+        (2, vec!["5xx".to_string()])
+    );
+    let only = service(&vs("envoy-ratelimited"), name, &proxy).http_routes[0]
+        .retries
+        .clone()
+        .unwrap();
+    assert_eq!(
+        only.attempts, 0,
+        "no retries rather than retries on other conditions"
+    );
+}

@@ -42,6 +42,14 @@ pub(crate) const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
+/// Conditions istiod accepts that Sinew's proxy has no equivalent for: accepted with a warning
+/// and left out of the compiled policy.
+pub(crate) const RETRY_ON_IGNORED: &[&str] = &[
+    "retriable-headers",
+    "envoy-ratelimited",
+    "http3-post-connect-failure",
+];
+
 /// gRPC status names a fault may abort with.
 const GRPC_STATUSES: &[&str] = &[
     "OK",
@@ -823,6 +831,14 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
         for cond in retry.retry_on.as_deref().unwrap_or_default().split(',') {
             let cond = cond.trim();
             let is_status = cond.parse::<u32>().is_ok_and(|c| (100..=599).contains(&c));
+            if RETRY_ON_IGNORED.contains(&cond) {
+                r.warn(
+                    format!("{at}.retryOn"),
+                    format!(
+                        "{cond:?} is accepted and ignored (Sinew's proxy has no such condition)"
+                    ),
+                );
+            }
             if !cond.is_empty() && !is_status && !RETRY_ON.contains(&cond) {
                 r.error(
                     format!("{at}.retryOn"),

@@ -119,8 +119,8 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<ManifestDoc>> {
     Ok(docs)
 }
 
-/// A visible warning for each object stored but not run by local mode (a ConfigMap, an Istio
-/// Gateway): `apply` and `up` would otherwise say `created` for something that does
+/// A visible warning for each object stored but not run by local mode (a ConfigMap, a
+/// VirtualService): `apply` and `up` would otherwise say `created` for something that does
 /// nothing.
 pub fn unused_warnings(docs: &[ManifestDoc]) -> Vec<String> {
     docs.iter()

@@ -1,7 +1,7 @@
 //! Checks across traffic rules that Istio accepts and then quietly gets wrong, reported as
 //! snapshot warnings (and so in the control plane's status and `sinewctl status`):
 //! - a VirtualService route naming a subset that no DestinationRule for its host defines (Istio
-//!   answers such requests with 503/404 NR, typically found in production);
+//!   fails such requests with NR, typically found in production);
 //! - two DestinationRules for one host whose subsets share a name (the newer one is dropped);
 //! - two VirtualServices for one host in one namespace (only the older one is used).
 //!
@@ -101,7 +101,7 @@ pub(crate) fn undefined_subsets(
                     .join("; ")
             };
             out.push(format!(
-                "{at}: VirtualService {:?}: {path}: subset {subset:?} of host {fqdn:?} is not defined ({rules_said}): requests routed there fail with 503 NR",
+                "{at}: VirtualService {:?}: {path}: subset {subset:?} of host {fqdn:?} is not defined ({rules_said}): requests routed there fail with NR (no route)",
                 vs.name
             ));
         }

@@ -139,12 +139,12 @@ fn duration(r: &mut Report, path: &str, value: Option<&String>) {
             format!("{text:?} is not a duration (write e.g. 500ms, 10s, 1m)"),
         ),
         Some(d) if d.as_nanos() < 1_000_000 => {
-            r.error(path, format!("{text:?} is shorter than 1ms"));
+            r.error(path, format!("must be at least 1ms, not {text:?}"));
         }
         Some(d) if d.as_nanos() % 1_000_000 != 0 => {
             r.error(
                 path,
-                format!("{text:?} is not a whole number of milliseconds"),
+                format!("must be a whole number of milliseconds, not {text:?}"),
             );
         }
         Some(_) => {}
@@ -636,6 +636,12 @@ fn client_tls(r: &mut Report, path: &str, t: &super::istio::ClientTls) {
             }
         }
         _ => {}
+    }
+    if t.ca_crl.is_some() {
+        r.warn(
+            format!("{path}.caCrl"),
+            "is accepted but not applied (Sinew does not check revocation yet)",
+        );
     }
     if t.insecure_skip_verify == Some(true)
         && (t.ca_certificates.is_some() || t.subject_alt_names.is_some())

@@ -24,13 +24,13 @@ fn one(text: &str) -> String {
 fn a_duration_under_1ms_or_not_whole_ms_or_unparsable_is_refused_at_its_line() {
     assert_eq!(
         one(&dr("    outlierDetection:\n      interval: 500us\n")),
-        "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.interval: \"500us\" is shorter than 1ms"
+        "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.interval: must be at least 1ms, not \"500us\""
     );
     assert_eq!(
         one(&dr(
             "    outlierDetection:\n      baseEjectionTime: 1.5ms\n"
         )),
-        "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.baseEjectionTime: \"1.5ms\" is not a whole number of milliseconds"
+        "x.yaml: document 1 (line 8): DestinationRule \"web\": spec.trafficPolicy.outlierDetection.baseEjectionTime: must be a whole number of milliseconds, not \"1.5ms\""
     );
     assert!(
         one(&dr(
@@ -240,7 +240,7 @@ fn a_route_to_a_subset_no_rule_defines_is_a_warning_naming_both_objects() {
     assert_eq!(
         snap.warnings(),
         [
-            "vs.yaml: document 1 (line 10): VirtualService \"web\": spec.http[0].route[1].destination: subset \"v2\" of host \"web.default.svc.cluster.local\" is not defined (DestinationRule default/web at dr.yaml: document 1 (line 1) defines subsets v1): requests routed there fail with 503 NR"
+            "vs.yaml: document 1 (line 10): VirtualService \"web\": spec.http[0].route[1].destination: subset \"v2\" of host \"web.default.svc.cluster.local\" is not defined (DestinationRule default/web at dr.yaml: document 1 (line 1) defines subsets v1): requests routed there fail with NR (no route)"
         ]
     );
     let snap = parse_files(&[("vs.yaml", &service)]).expect("valid");

@@ -415,10 +415,7 @@ impl Rules {
                 scheme: r.scheme.clone().unwrap_or_default(),
                 redirect_code: r.redirect_code.unwrap_or(0),
             }),
-            rewrite: route.rewrite.as_ref().map(|r| pb::Rewrite {
-                uri: r.uri.clone().unwrap_or_default(),
-                authority: r.authority.clone().unwrap_or_default(),
-            }),
+            rewrite: rewrite(route),
             timeout: duration(route.timeout.as_ref()),
             retries: route.retries.as_ref().map(retry_policy),
             fault: route.fault.as_ref().map(|f| pb::Fault {
@@ -441,7 +438,8 @@ impl Rules {
             request_headers: route
                 .headers
                 .as_ref()
-                .and_then(|h| header_ops(h.request.as_ref())),
+                .and_then(|h| header_ops(h.request.as_ref()))
+                .map(without_authority),
             response_headers: route
                 .headers
                 .as_ref()
@@ -786,6 +784,43 @@ fn http_match(m: &HttpMatchRequest) -> pb::HttpMatch {
         ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
         name: m.name.clone().unwrap_or_default(),
     }
+}
+
+/// `rewrite`, with a route's `host`/`:authority` request header as its authority (Istio turns
+/// that header into a host rewrite; validation allows one of the two).
+fn rewrite(route: &HttpRoute) -> Option<pb::Rewrite> {
+    let from_header = route
+        .headers
+        .as_ref()
+        .and_then(|h| h.request.as_ref())
+        .and_then(|ops| {
+            ops.set
+                .iter()
+                .flatten()
+                .chain(ops.add.iter().flatten())
+                .find(|(k, _)| is_authority(k))
+                .map(|(_, v)| v.clone())
+        });
+    match (&route.rewrite, from_header) {
+        (None, None) => None,
+        (rw, header) => Some(pb::Rewrite {
+            uri: rw.as_ref().and_then(|r| r.uri.clone()).unwrap_or_default(),
+            authority: header
+                .or_else(|| rw.as_ref().and_then(|r| r.authority.clone()))
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
+}
+
+/// Header operations without the authority (carried by the rewrite instead).
+fn without_authority(mut ops: pb::HeaderOps) -> pb::HeaderOps {
+    ops.set.retain(|k, _| !is_authority(k));
+    ops.add.retain(|k, _| !is_authority(k));
+    ops
 }
 
 fn header_ops(ops: Option<&HeaderOperations>) -> Option<pb::HeaderOps> {

@@ -798,3 +798,29 @@ fn retry_conditions_the_proxy_lacks_are_dropped_and_never_replaced_by_the_defaul
         "no retries rather than retries on other conditions"
     );
 }
+
+#[test]
+fn a_routes_authority_header_becomes_its_authority_rewrite() {
+    let vs = "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: shop}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    rewrite: {uri: /v2}
+    headers: {request: {set: {Host: ratings.internal, x-a: b}}}
+";
+    let s = service(vs, "ratings.shop.svc.cluster.local:8080", &ctx("shop", &[]));
+    let r = &s.http_routes[0];
+    assert_eq!(
+        r.rewrite,
+        Some(pb::Rewrite {
+            uri: "/v2".into(),
+            authority: "ratings.internal".into()
+        })
+    );
+    let set = &r.request_headers.as_ref().unwrap().set;
+    assert_eq!(set.keys().collect::<Vec<_>>(), ["x-a"]);
+}

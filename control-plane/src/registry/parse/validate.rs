@@ -788,14 +788,42 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
         let at = format!("{path}.route[{i}]");
         destination(r, &format!("{at}.destination"), d.destination.as_ref());
         headers(r, &format!("{at}.headers"), d.headers.as_ref());
+        // Per destination there is nothing to turn an authority header into.
+        let authority = d
+            .headers
+            .as_ref()
+            .and_then(|h| h.request.as_ref())
+            .is_some_and(|ops| {
+                ops.set
+                    .iter()
+                    .flatten()
+                    .chain(ops.add.iter().flatten())
+                    .any(|(k, _)| is_authority(k))
+            });
+        if authority {
+            r.error(
+                format!("{at}.headers.request"),
+                "setting the authority per destination is not supported by Sinew yet (set it on the route)",
+            );
+        }
     }
     if let Some(redirect) = &route.redirect {
+        // Istio accepts any 3xx; Envoy (and Sinew) can only answer these five.
         if let Some(code) = redirect.redirect_code
-            && !(300..=399).contains(&code)
+            && ![301, 302, 303, 307, 308].contains(&code)
         {
             r.error(
                 format!("{path}.redirect.redirectCode"),
-                format!("must be a 3xx status, not {code}"),
+                format!("must be 301, 302, 303, 307 or 308, not {code}"),
+            );
+        }
+        if let Some(uri) = redirect.uri.as_deref()
+            && !uri.is_empty()
+            && !uri.starts_with('/')
+        {
+            r.error(
+                format!("{path}.redirect.uri"),
+                format!("{uri:?} must be a path starting with /"),
             );
         }
         if redirect.port.is_some_and(|p| p > 65535) {
@@ -811,6 +839,28 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
             r.warn(
                 format!("{path}.redirect.derivePort"),
                 "is accepted but not applied (the redirect keeps the request's port)",
+            );
+        }
+    }
+    if let Some(rw) = &route.rewrite {
+        if rw.uri.is_none() && rw.authority.is_none() && rw.uri_regex_rewrite.is_none() {
+            r.error(format!("{path}.rewrite"), "must set uri or authority");
+        }
+        if let Some(uri) = rw.uri.as_deref()
+            && !uri.is_empty()
+            && !uri.starts_with('/')
+        {
+            r.error(
+                format!("{path}.rewrite.uri"),
+                format!("{uri:?} must be a path starting with /"),
+            );
+        }
+        if let Some(a) = rw.authority.as_deref()
+            && http::uri::Authority::try_from(a).is_err()
+        {
+            r.error(
+                format!("{path}.rewrite.authority"),
+                format!("{a:?} is not a valid authority"),
             );
         }
     }
@@ -1073,6 +1123,20 @@ fn headers(r: &mut Report, path: &str, h: Option<&Headers>) {
     let Some(h) = h else { return };
     for (dir, ops) in [("request", &h.request), ("response", &h.response)] {
         let Some(ops) = ops else { continue };
+        let values = ops
+            .set
+            .iter()
+            .flatten()
+            .map(|(k, v)| ("set", k, v))
+            .chain(ops.add.iter().flatten().map(|(k, v)| ("add", k, v)));
+        for (op, name, value) in values {
+            if http::HeaderValue::from_str(value).is_err() {
+                r.error(
+                    format!("{path}.{dir}.{op}.{name}"),
+                    format!("{value:?} is not a valid header value"),
+                );
+            }
+        }
         let names = ops
             .set
             .iter()

@@ -297,3 +297,40 @@ fn without_headers_star_means_present_and_is_not_a_regex() {
     )])
     .expect("`*` is a presence match");
 }
+
+#[test]
+fn redirects_use_the_five_codes_a_proxy_can_answer_and_paths_start_with_a_slash() {
+    let redirect = |r: &str| vs(&format!("  - redirect: {r}\n"));
+    assert_eq!(
+        one(&redirect("{uri: /x, redirectCode: 300}")),
+        "x.yaml: document 1 (line 7): VirtualService \"web\": spec.http[0].redirect.redirectCode: must be 301, 302, 303, 307 or 308, not 300"
+    );
+    assert!(
+        one(&redirect("{uri: x}"))
+            .contains("spec.http[0].redirect.uri: \"x\" must be a path starting with /")
+    );
+    assert!(
+        one(&vs(
+            "  - route: [{destination: {host: web}}]\n    rewrite: {uri: v1}\n"
+        ))
+        .contains("spec.http[0].rewrite.uri: \"v1\" must be a path starting with /")
+    );
+    assert!(
+        one(&vs(
+            "  - route: [{destination: {host: web}}]\n    rewrite: {}\n"
+        ))
+        .contains("spec.http[0].rewrite: must set uri or authority")
+    );
+}
+
+#[test]
+fn header_values_must_be_valid_and_the_authority_is_not_set_per_destination() {
+    assert!(
+        one(&vs("  - route: [{destination: {host: web}}]\n    headers: {request: {set: {x-a: \"a\\nb\"}}}\n"))
+            .contains("spec.http[0].headers.request.set.x-a: \"a\\nb\" is not a valid header value")
+    );
+    assert!(
+        one(&vs("  - route:\n    - destination: {host: web}\n      headers: {request: {set: {host: b}}}\n"))
+            .contains("spec.http[0].route[0].headers.request: setting the authority per destination is not supported")
+    );
+}

@@ -406,6 +406,28 @@ fn load_balancer(r: &mut Report, path: &str, lb: &LoadBalancer) {
                 }
             }
         }
+        if let Some(h) = &ch.http_header_name
+            && http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).is_err()
+        {
+            r.error(
+                format!("{at}.httpHeaderName"),
+                format!("{h:?} is not a header name"),
+            );
+        }
+        // Envoy's largest ring.
+        let ring = ch
+            .ring_hash
+            .as_ref()
+            .and_then(|r| r.minimum_ring_size)
+            .or(ch.minimum_ring_size);
+        if let Some(n) = ring
+            && n > 8 * 1024 * 1024
+        {
+            r.error(
+                format!("{at}.ringHash.minimumRingSize"),
+                format!("must be at most 8388608, not {n}"),
+            );
+        }
         if ch.ring_hash.is_some() && ch.maglev.is_some() {
             r.error(&at, "ringHash and maglev cannot both be set");
         }
@@ -440,6 +462,18 @@ fn load_balancer(r: &mut Report, path: &str, lb: &LoadBalancer) {
         &format!("{path}.warmupDurationSecs"),
         lb.warmup_duration_secs.as_ref(),
     );
+    let warms = lb.warmup.is_some() || lb.warmup_duration_secs.is_some();
+    let balanced = lb.consistent_hash.is_none()
+        && !matches!(
+            lb.simple,
+            Some(super::istio::SimpleLb::RANDOM | super::istio::SimpleLb::PASSTHROUGH)
+        );
+    if warms && !balanced {
+        r.error(
+            format!("{path}.warmup"),
+            "only ROUND_ROBIN and LEAST_REQUEST support warmup",
+        );
+    }
     if let Some(w) = &lb.warmup {
         let at = format!("{path}.warmup");
         match &w.duration {

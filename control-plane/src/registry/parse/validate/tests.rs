@@ -334,3 +334,20 @@ fn header_values_must_be_valid_and_the_authority_is_not_set_per_destination() {
             .contains("spec.http[0].route[0].headers.request: setting the authority per destination is not supported")
     );
 }
+
+#[test]
+fn warmup_needs_a_balancer_that_ramps_and_rings_stay_within_envoys_limit() {
+    assert!(
+        one(&dr("    loadBalancer:\n      simple: RANDOM\n      warmup: {duration: 30s}\n"))
+            .contains("spec.trafficPolicy.loadBalancer.warmup: only ROUND_ROBIN and LEAST_REQUEST support warmup")
+    );
+    parse_files(&[(
+        "x.yaml",
+        &dr("    loadBalancer:\n      simple: ROUND_ROBIN\n      warmup: {duration: 30s, minimumPercent: 20}\n"),
+    )])
+    .expect("round robin ramps");
+    assert!(
+        one(&dr("    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n        ringHash: {minimumRingSize: 9000000}\n"))
+            .contains("must be at most 8388608, not 9000000")
+    );
+}

@@ -45,7 +45,27 @@ pub(crate) fn undefined_subsets(
                 )
             })
         });
-        for (path, dest) in http.chain(tcp) {
+        // Mirrors name subsets too (a mirror to an undefined one is silently lost).
+        let mirrors = vs
+            .spec
+            .http
+            .iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                let single = r
+                    .mirror
+                    .as_ref()
+                    .map(|m| (format!("spec.http[{i}].mirror"), Some(m)));
+                let listed = r.mirrors.iter().flatten().enumerate().map(move |(j, m)| {
+                    (
+                        format!("spec.http[{i}].mirrors[{j}].destination"),
+                        m.destination.as_ref(),
+                    )
+                });
+                single.into_iter().chain(listed)
+            });
+        for (path, dest) in http.chain(tcp).chain(mirrors) {
             let Some(dest) = dest else { continue };
             let (Some(host), Some(subset)) = (dest.host.as_deref(), dest.subset.as_deref()) else {
                 continue;

@@ -156,8 +156,8 @@ pub struct VirtualService {
     pub order: usize,
     pub origin: Origin,
     pub spec: istio::virtual_service::VirtualServiceSpec,
-    /// File lines of the fields other objects' checks name (each route destination's
-    /// `destination`), by path (`spec.http[0].route[1].destination`).
+    /// File lines of the fields other objects' checks name (each route and mirror
+    /// destination), by path (`spec.http[0].route[1].destination`, `spec.http[0].mirror`).
     pub lines: BTreeMap<String, usize>,
 }
 

@@ -512,12 +512,24 @@ fn decode_object(
                 ("tcp", spec.tcp.as_ref().map_or(0, Vec::len)),
             ] {
                 for i in 0..routes {
-                    for j in 0.. {
-                        let path = format!("spec.{kind}[{i}].route[{j}].destination");
-                        let Some(line) = nodes.line_of(&path) else {
-                            break;
-                        };
+                    let mut record = |path: String| {
+                        let line = nodes.line_of(&path)?;
                         lines.insert(path, doc.first_line + line - 1);
+                        Some(())
+                    };
+                    for j in 0.. {
+                        if record(format!("spec.{kind}[{i}].route[{j}].destination")).is_none() {
+                            break;
+                        }
+                    }
+                    if kind == "http" {
+                        record(format!("spec.http[{i}].mirror"));
+                        for j in 0.. {
+                            let path = format!("spec.http[{i}].mirrors[{j}].destination");
+                            if record(path).is_none() {
+                                break;
+                            }
+                        }
                     }
                 }
             }

@@ -351,3 +351,19 @@ fn warmup_needs_a_balancer_that_ramps_and_rings_stay_within_envoys_limit() {
             .contains("must be at most 8388608, not 9000000")
     );
 }
+
+#[test]
+fn a_mirror_to_an_undefined_subset_is_a_warning_at_its_line() {
+    let service = vs(
+        "  - route: [{destination: {host: web}}]\n    mirrors:\n    - destination: {host: web, subset: shadow}\n",
+    );
+    let snap = parse_files(&[("vs.yaml", &service)]).expect("valid");
+    assert_eq!(snap.warnings().len(), 1, "{:?}", snap.warnings());
+    assert!(
+        snap.warnings()[0].starts_with(
+            "vs.yaml: document 1 (line 9): VirtualService \"web\": spec.http[0].mirrors[0].destination: subset \"shadow\""
+        ),
+        "{:?}",
+        snap.warnings()
+    );
+}

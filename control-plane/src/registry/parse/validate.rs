@@ -745,6 +745,19 @@ pub(super) fn virtual_service(spec: &VirtualServiceSpec) -> Report {
                 &format!("{at}.sourceLabels"),
                 m.source_labels.as_ref(),
             );
+            // Ignoring an address condition would send every connection down this route.
+            if m.destination_subnets.is_some() {
+                r.error(
+                    format!("{at}.destinationSubnets"),
+                    "is not supported by Sinew yet",
+                );
+            }
+            if m.source_subnet.is_some() {
+                r.error(
+                    format!("{at}.sourceSubnet"),
+                    "is not supported by Sinew yet",
+                );
+            }
         }
         let routes = route.route.as_deref().unwrap_or_default();
         if routes.is_empty() {

@@ -367,3 +367,12 @@ fn a_mirror_to_an_undefined_subset_is_a_warning_at_its_line() {
         snap.warnings()
     );
 }
+
+#[test]
+fn tcp_address_matches_are_refused_rather_than_ignored() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{destinationSubnets: [10.0.0.0/8]}]\n    route: [{destination: {host: db}}]\n";
+    assert_eq!(
+        one(text),
+        "x.yaml: document 1 (line 7): VirtualService \"db\": spec.tcp[0].match[0].destinationSubnets: is not supported by Sinew yet"
+    );
+}

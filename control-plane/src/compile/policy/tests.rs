@@ -339,7 +339,7 @@ spec:
 
 #[test]
 fn the_seed_destination_rule_compiles_field_by_field() {
-    let seed = include_str!("seed-destinationrule.yaml");
+    let seed = include_str!("../../../../examples/traffic-policy/seed-destinationrule.yaml");
     let yaml = format!(
         "{BASE}---\napiVersion: v1\nkind: Service\nmetadata: {{name: myservice}}\nspec:\n  selector: {{app: my}}\n  ports: [{{name: http, port: 80}}]\n---\n{seed}"
     );

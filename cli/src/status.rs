@@ -125,7 +125,7 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
         let out = serde_json::json!({
             "run": state.run,
             "ready": state.ready,
-            "controlPlane": {"process": state.control_plane, "ready": cp.ready, "registryError": cp.registry_error, "connectedProxies": cp.proxies},
+            "controlPlane": {"process": state.control_plane, "ready": cp.ready, "registryError": cp.registry_error, "registryWarnings": cp.registry_warnings, "connectedProxies": cp.proxies},
             "pods": pods,
             "errors": state.errors,
         });
@@ -154,6 +154,10 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
             .as_ref()
             .map_or(String::new(), |e| format!(", registry error: {e}")),
     );
+    // Accepted but probably wrong (a route to a subset no DestinationRule defines answers 503).
+    for w in &cp.registry_warnings {
+        println!("warning: {w}");
+    }
     let mut rows = vec![
         [
             "NAMESPACE",
@@ -239,6 +243,8 @@ struct ControlPlaneReport {
     ready: bool,
     proxies: usize,
     registry_error: Option<String>,
+    /// The registry's warnings (undefined subsets, skipped kinds, …), as the control plane says.
+    registry_warnings: Vec<String>,
 }
 
 fn control_plane(state: &RunState) -> ControlPlaneReport {
@@ -253,6 +259,14 @@ fn control_plane(state: &RunState) -> ControlPlaneReport {
         ready,
         proxies: debug["proxies"].as_array().map_or(0, Vec::len),
         registry_error: debug["registryError"].as_str().map(str::to_string),
+        registry_warnings: debug["registryWarnings"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .filter_map(|w| w.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Options {
     /// in its settings: a proxy refuses, rather than sends in plaintext, a connection to an
     /// address inside them that it could not resolve (see docs/proxy.md).
     pub mesh_ranges: Vec<sinew_proto::net::IpNet>,
+    /// The namespace whose DestinationRules apply mesh-wide (after the proxy's and the
+    /// service's namespaces); see [`compile::DEFAULT_ROOT_NAMESPACE`].
+    pub root_namespace: String,
 }
 
 pub struct ControlPlane {
@@ -103,7 +106,7 @@ impl ControlPlane {
         )
         .await
         .with_context(|| format!("registry {}", o.registry.display()))?;
-        let index = compile::spawn(snapshots, o.trust_domain.clone());
+        let index = compile::spawn(snapshots, o.trust_domain.clone(), o.root_namespace.clone());
 
         let grpc = TcpListener::bind(o.listen)
             .await

@@ -1,16 +1,36 @@
 //! The compiler: registry snapshots → versioned per-name resources that proxies subscribe to.
 //!
-//! Promises: an [`Index`] is immutable; a resource's version is a digest of its encoded content,
-//! so an unchanged service keeps its version across snapshots and is never re-sent, and a
-//! changed one always gets a new version. Building an index is O(services); it runs once per
-//! snapshot (the registry already debounces bursts: 100 ms quiet, 1 s at most), not per proxy.
+//! Promises: an [`Index`] is immutable in what it answers; a resource's version is a digest of
+//! its encoded content, so an unchanged service keeps its version across snapshots and is never
+//! re-sent, and a changed one always gets a new version. Building an index is O(services); it
+//! runs once per snapshot (the registry already debounces bursts: 100 ms quiet, 1 s at most).
+//!
+//! Traffic policy depends on who asks ([`ProxyContext`]: namespace and labels), so
+//! [`Index::service_for`] resolves it ([`policy`]) on first use per (name, context) and memoises
+//! the encoded result: proxies with the same inputs share one resource and one version, and a
+//! service no rule touches is the shared base resource itself.
 
-use crate::registry::Snapshot;
+pub mod policy;
+
+pub use self::policy::{ProxyContext, Rules};
+
+use crate::registry::{CLUSTER_DOMAIN, Snapshot};
 use prost::Message;
 use sinew_proto::config::v1 as pb;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// The root namespace's default: rules there apply mesh-wide (Istio's is `istio-system`).
+pub const DEFAULT_ROOT_NAMESPACE: &str = "sinew-system";
+
+/// Resolved resources: by context (only the labels some rule reads) and name, and by version
+/// so that equal content resolved for different contexts is one shared value.
+#[derive(Debug, Default)]
+struct Memo {
+    by_context: HashMap<ProxyContext, HashMap<String, Arc<Versioned>>>,
+    by_version: HashMap<String, Arc<Versioned>>,
+}
 
 /// A service resource with its content version.
 #[derive(Debug, PartialEq)]
@@ -24,18 +44,61 @@ pub struct Versioned {
 pub struct Index {
     /// The registry generation this was built from.
     pub generation: u64,
+    /// Without policy (what a proxy no rule applies to gets).
     by_name: HashMap<String, Arc<Versioned>>,
+    /// Which Service port each name is: (namespace, fqdn, port).
+    keys: HashMap<String, (String, String, u16)>,
+    rules: Rules,
+    /// Per-proxy resources already resolved.
+    memo: Mutex<Memo>,
     /// Each pod's own ports as the Services selecting it declare them, by (namespace, pod).
     inbound: HashMap<(String, String), Vec<pb::InboundPort>>,
+    /// Pods' labels, by (namespace, pod): what policy sees of an authenticated proxy.
+    pod_labels: HashMap<(String, String), BTreeMap<String, String>>,
+    /// The snapshot's warnings (for status).
+    warnings: Vec<String>,
 }
 
 // === impl Index ===
 
 impl Index {
+    /// An index with the default root namespace ([`DEFAULT_ROOT_NAMESPACE`]).
     pub fn build(snapshot: &Snapshot, trust_domain: &str) -> Self {
+        Self::build_with_root(snapshot, trust_domain, DEFAULT_ROOT_NAMESPACE)
+    }
+
+    /// An index whose mesh-wide rules live in `root_namespace`.
+    pub fn build_with_root(snapshot: &Snapshot, trust_domain: &str, root_namespace: &str) -> Self {
+        let rules = Rules::new(snapshot, root_namespace);
         let mut by_name = HashMap::new();
+        let mut keys = HashMap::new();
         let mut declared: HashMap<(String, String), BTreeMap<u32, i32>> = HashMap::new();
+        let mut pools: HashMap<(String, String), BTreeMap<u32, pb::ConnectionPool>> =
+            HashMap::new();
+        let pod_labels: HashMap<(String, String), BTreeMap<String, String>> = snapshot
+            .pods()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.labels.clone()))
+            .collect();
         for r in snapshot.service_resources(trust_domain) {
+            let fqdn = format!("{}.{}.{CLUSTER_DOMAIN}", r.name, r.namespace);
+            for (pod, port) in &r.pod_ports {
+                // Inbound: the pool of the rule that applies to this Service, as the pod sees it.
+                if !rules.is_empty() {
+                    let key = (r.namespace.clone(), pod.clone());
+                    let ctx = ProxyContext {
+                        namespace: r.namespace.clone(),
+                        labels: pod_labels.get(&key).cloned().unwrap_or_default(),
+                    };
+                    if let Some(pool) = rules.inbound_pool(&ctx, &r.namespace, &fqdn, r.port) {
+                        pools
+                            .entry(key)
+                            .or_default()
+                            .entry(u32::from(*port))
+                            .or_insert(pool);
+                    }
+                }
+            }
             for (pod, port) in r.pod_ports {
                 let ports = declared.entry((r.namespace.clone(), pod)).or_default();
                 // A declaration beats silence; two Services declaring one pod port differently
@@ -51,25 +114,31 @@ impl Index {
                     })
                     .or_insert(declared);
             }
-            let service = r.service;
+            let mut service = r.service;
+            service.port = u32::from(r.port);
             let versioned = Arc::new(Versioned {
                 version: version_of(&service.encode_to_vec()),
                 service,
             });
             for name in r.names {
+                keys.insert(name.clone(), (r.namespace.clone(), fqdn.clone(), r.port));
                 by_name.insert(name, versioned.clone());
             }
         }
         let inbound = declared
             .into_iter()
             .map(|(pod, ports)| {
+                let pod_pools = pools.remove(&pod).unwrap_or_default();
                 let ports = ports
                     .into_iter()
-                    .filter(|(_, protocol)| *protocol != pb::Protocol::Detect as i32)
                     .map(|(port, protocol)| pb::InboundPort {
                         port,
                         protocol,
-                        ..Default::default()
+                        connection_pool: pod_pools.get(&port).cloned(),
+                    })
+                    // Ports left to detection with no limits say nothing.
+                    .filter(|p| {
+                        p.protocol != pb::Protocol::Detect as i32 || p.connection_pool.is_some()
                     })
                     .collect();
                 (pod, ports)
@@ -78,11 +147,75 @@ impl Index {
         Self {
             generation: snapshot.generation(),
             by_name,
+            keys,
+            rules,
+            memo: Mutex::default(),
             inbound,
+            pod_labels,
+            warnings: snapshot.warnings().to_vec(),
         }
     }
 
-    /// The declared protocols of a pod's own ports, by port (ports left to detection omitted).
+    /// The resource for `name` as the proxy described by `proxy` must see it: the service with
+    /// the DestinationRule and VirtualService that apply to that proxy resolved in. Memoised:
+    /// labels no rule reads are not told apart, and every context that resolves to the same
+    /// content gets the same `Arc` (so memory grows with distinct policies, not with proxies).
+    pub fn service_for(&self, name: &str, proxy: &ProxyContext) -> Option<Arc<Versioned>> {
+        let base = self.by_name.get(name)?;
+        if self.rules.is_empty() {
+            return Some(base.clone());
+        }
+        let (namespace, fqdn, port) = self.keys.get(name)?;
+        let proxy = self.rules.relevant(proxy);
+        if let Some(hit) = self
+            .lock_memo()
+            .by_context
+            .get(&proxy)
+            .and_then(|names| names.get(name))
+        {
+            return Some(hit.clone());
+        }
+        // Resolved outside the lock: concurrent first uses compute the same bytes.
+        let mut service = base.service.clone();
+        self.rules
+            .resolve(&proxy, namespace, fqdn, *port, &mut service);
+        let resolved = if service == base.service {
+            base.clone()
+        } else {
+            Arc::new(Versioned {
+                version: version_of(&service.encode_to_vec()),
+                service,
+            })
+        };
+        let mut memo = self.lock_memo();
+        let shared = memo
+            .by_version
+            .entry(resolved.version.clone())
+            .or_insert(resolved)
+            .clone();
+        memo.by_context
+            .entry(proxy)
+            .or_default()
+            .insert(name.to_string(), shared.clone());
+        Some(shared)
+    }
+
+    /// A pod's labels as the registry knows them.
+    pub fn pod_labels(&self, namespace: &str, pod: &str) -> Option<&BTreeMap<String, String>> {
+        self.pod_labels.get(&(namespace.to_owned(), pod.to_owned()))
+    }
+
+    /// The registry's warnings for this snapshot (undefined subsets, skipped kinds, …).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn lock_memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The declared protocols of a pod's own ports and the connection pools DestinationRules set
+    /// on them, by port (ports left to detection without a pool omitted).
     pub fn inbound_ports(&self, namespace: &str, pod: &str) -> &[pb::InboundPort] {
         self.inbound
             .get(&(namespace.to_owned(), pod.to_owned()))
@@ -112,13 +245,18 @@ pub fn version_of(bytes: &[u8]) -> String {
 pub fn spawn(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     trust_domain: String,
+    root_namespace: String,
 ) -> watch::Receiver<Arc<Index>> {
-    let first = Index::build(&snapshots.borrow_and_update(), &trust_domain);
+    let first = Index::build_with_root(
+        &snapshots.borrow_and_update(),
+        &trust_domain,
+        &root_namespace,
+    );
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
         while snapshots.changed().await.is_ok() {
             let snapshot = snapshots.borrow_and_update().clone();
-            let index = Index::build(&snapshot, &trust_domain);
+            let index = Index::build_with_root(&snapshot, &trust_domain, &root_namespace);
             tracing::debug!(
                 generation = index.generation,
                 names = index.len(),

@@ -65,6 +65,11 @@ struct ServeArgs {
     /// A range of pod addresses, as a CIDR; repeatable. See --service-cidr.
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pod_cidr: Vec<sinew_proto::net::IpNet>,
+    /// The root namespace: its DestinationRules (exported ones) apply to every namespace that
+    /// has none of its own for a host, after the proxy's and the service's namespaces (Istio's
+    /// `rootNamespace`, `istio-system` there). Default `sinew-system`.
+    #[arg(long, default_value = sinew_control_plane::compile::DEFAULT_ROOT_NAMESPACE)]
+    root_namespace: String,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -143,6 +148,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         monitoring: a.monitoring,
         dns_names: a.dns_name,
         mesh_ranges,
+        root_namespace: a.root_namespace,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");
@@ -189,6 +195,13 @@ mod tests {
         assert_eq!(shown(&a.service_cidr), ["198.19.0.0/16"]);
         assert_eq!(shown(&a.pod_cidr), ["198.18.0.0/16", "fd00::/8"]);
         assert!(serve_args(&[]).unwrap().service_cidr.is_empty());
+    }
+
+    #[test]
+    fn the_root_namespace_defaults_to_sinew_system_and_can_be_changed() {
+        assert_eq!(serve_args(&[]).unwrap().root_namespace, "sinew-system");
+        let a = serve_args(&["--root-namespace", "mesh-root"]).unwrap();
+        assert_eq!(a.root_namespace, "mesh-root");
     }
 
     #[test]

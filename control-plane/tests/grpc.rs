@@ -443,3 +443,141 @@ async fn malformed_yaml_is_reported_and_the_last_good_config_stays() {
     assert!(svc.endpoints[0].address.ends_with(":18081"), "{next:?}");
     assert_ne!(next.resources[0].version, first.resources[0].version);
 }
+
+const POLICY_YAML: &str = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: CONSECUTIVE}
+  subsets: [{name: v1, labels: {app: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - name: frontend
+    match: [{sourceLabels: {app: frontend}}]
+    route: [{destination: {host: web, subset: v2}}]
+  - name: everyone
+    route: [{destination: {host: web, subset: v1}}]
+";
+
+#[tokio::test]
+async fn a_proxy_receives_its_policy_and_an_invalid_rule_changes_nothing() {
+    let cp = start_default().await;
+    std::fs::write(
+        cp.registry.join("policy.yaml"),
+        POLICY_YAML.replace("CONSECUTIVE", "3"),
+    )
+    .unwrap();
+    // The route to the undefined subset v2 is reported in the control plane's status.
+    eventually(
+        "the undefined-subset warning",
+        Duration::from_secs(5),
+        || async {
+            cp.monitoring("/debug/proxies").await.contains(
+                "subset \\\"v2\\\" of host \\\"web.shop.svc.cluster.local\\\" is not defined",
+            )
+        },
+    )
+    .await;
+    let name = "web.shop.svc.cluster.local:8080".to_string();
+    // The client pod is not in the registry: its hello's labels are what policy sees.
+    let mut c = RawClient::connect(
+        &cp,
+        pb::Hello {
+            subscribe: vec![name.clone()],
+            labels: [("app".to_string(), "frontend".to_string())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let _base = c.next().await;
+    let first = c.next().await;
+    let Some(ResourceKind::Service(svc)) = &first.resources[0].kind else {
+        panic!("{first:?}")
+    };
+    let outlier = svc
+        .traffic_policy
+        .as_ref()
+        .and_then(|p| p.outlier_detection)
+        .expect("the rule's outlier detection");
+    assert_eq!(outlier.consecutive_5xx_errors, Some(3));
+    assert_eq!(svc.subsets[0].name, "v1");
+    let routes: Vec<&str> = svc.http_routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(routes, ["frontend", "everyone"]);
+    assert_eq!(
+        svc.http_routes[0].destinations[0].service, name,
+        "destinations are resource names"
+    );
+    assert_eq!(
+        svc.policy_sources,
+        [
+            "DestinationRule shop/web (networking.istio.io)",
+            "VirtualService shop/web (networking.istio.io)"
+        ]
+    );
+    // Another proxy without the label does not get the frontend route.
+    let mut other = RawClient::connect(
+        &cp,
+        pb::Hello {
+            subscribe: vec![name.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let _base = other.next().await;
+    let plain = other.next().await;
+    let Some(ResourceKind::Service(plain_svc)) = &plain.resources[0].kind else {
+        panic!("{plain:?}")
+    };
+    assert_eq!(plain_svc.http_routes.len(), 1);
+    assert_ne!(plain.resources[0].version, first.resources[0].version);
+    // The monitoring port shows the same resolution, at the same version.
+    let shown = cp
+        .monitoring(&format!(
+            "/debug/resolve?name={name}&namespace=shop&pod=nobody-0"
+        ))
+        .await;
+    assert!(
+        shown.contains(&format!("\"version\":\"{}\"", plain.resources[0].version)),
+        "{shown}"
+    );
+    assert!(shown.contains("DestinationRule shop/web"), "{shown}");
+
+    // An invalid rule is refused whole, naming the field and its line.
+    std::fs::write(
+        cp.registry.join("bad.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: bad, namespace: shop}\nspec:\n  host: web\n  trafficPolicy:\n    outlierDetection: {maxEjectionPercent: 150}\n",
+    )
+    .unwrap();
+    eventually("the validation error", Duration::from_secs(5), || async {
+        cp.monitoring("/debug/proxies").await.contains(
+            "bad.yaml: document 1 (line 7): DestinationRule \\\"bad\\\": spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between 0 and 100, not 150",
+        )
+    })
+    .await;
+    // Nothing was sent for it, proven by order: the next message is the fixed policy.
+    std::fs::remove_file(cp.registry.join("bad.yaml")).unwrap();
+    std::fs::write(
+        cp.registry.join("policy.yaml"),
+        POLICY_YAML.replace("CONSECUTIVE", "4"),
+    )
+    .unwrap();
+    let next = c.next().await;
+    let Some(ResourceKind::Service(svc)) = &next.resources[0].kind else {
+        panic!("{next:?}")
+    };
+    assert_eq!(
+        svc.traffic_policy
+            .as_ref()
+            .and_then(|p| p.outlier_detection.as_ref())
+            .and_then(|o| o.consecutive_5xx_errors),
+        Some(4)
+    );
+}

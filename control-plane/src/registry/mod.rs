@@ -20,7 +20,12 @@
 //! |---|---|---|
 //! | `v1` | `Namespace`, `ServiceAccount`, `Service`, `Pod` | `k8s_openapi` types |
 //! | `apps/v1` | `Deployment` | `replicas` pods named `<deployment>-<index>` |
-//! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `DestinationRule` | [`DestinationRule`] (spec kept as JSON) |
+//! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `DestinationRule` | [`DestinationRule`] (typed as [`istio::DestinationRuleSpec`], validated) |
+//! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `VirtualService` | [`VirtualService`] (mesh only; typed, validated) |
+//!
+//! DestinationRules and VirtualServices are decoded strictly and validated as istiod's webhook
+//! does (`parse/validate.rs`); cross-object mistakes Istio accepts silently (a route to a subset
+//! no rule defines) are warnings (`crosscheck.rs`).
 //!
 //! Anything else is a warning ([`Snapshot::warnings`]) and is skipped, so a directory written for
 //! a cluster (with ConfigMaps, Ingresses, …) still runs locally.
@@ -80,7 +85,9 @@
 //! per service port, with endpoints, identities and protocols — see [`ServiceResource`].
 
 mod assignments;
+mod crosscheck;
 mod error;
+pub mod hosts;
 mod model;
 mod parse;
 mod resolve;
@@ -91,8 +98,10 @@ pub use self::assignments::Assignments;
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::model::{
     DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort, VirtualService,
 };
+pub use self::parse::istio;
+pub(crate) use self::parse::validate::RETRY_ON_IGNORED;
 pub use self::parse::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};

@@ -12,8 +12,9 @@ use sinew_proto::config::v1::Protocol;
 
 use super::assignments::Assignments;
 use super::error::{Origin, Problem, RegistryError};
+use super::parse::istio;
 use super::parse::{self, Doc, Object, Parsed};
-use super::selector;
+use super::{hosts, selector};
 
 /// Namespace label that turns on the sidecar for the namespace's pods (the injector's rule).
 pub const INJECTION_LABEL: (&str, &str) = ("sinew-injection", "enabled");
@@ -41,6 +42,7 @@ pub struct Snapshot {
     services: BTreeMap<(String, String), ServiceEntry>,
     pods: BTreeMap<(String, String), PodEntry>,
     destination_rules: Vec<DestinationRule>,
+    virtual_services: Vec<VirtualService>,
     warnings: Vec<String>,
 }
 
@@ -136,7 +138,27 @@ pub struct DestinationRule {
     /// `creationTimestamp` in "the oldest rule wins": locally, earlier means older.
     pub order: usize,
     pub origin: Origin,
+    /// The spec as written (for dumps).
     pub spec: serde_json::Value,
+    /// The spec decoded and validated once, for the policy compiler.
+    pub typed: istio::DestinationRuleSpec,
+}
+
+/// A VirtualService for mesh traffic (no `gateways`, or `gateways` containing `mesh`), of either
+/// API group, decoded and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualService {
+    /// As written, e.g. `networking.istio.io/v1`.
+    pub api_version: String,
+    pub namespace: String,
+    pub name: String,
+    /// Position among all documents (stands in for `creationTimestamp`, like a rule's `order`).
+    pub order: usize,
+    pub origin: Origin,
+    pub spec: istio::virtual_service::VirtualServiceSpec,
+    /// File lines of the fields other objects' checks name (each route and mirror
+    /// destination), by path (`spec.http[0].route[1].destination`, `spec.http[0].mirror`).
+    pub lines: BTreeMap<String, usize>,
 }
 
 /// A Deployment, validated, waiting to be expanded into pods.
@@ -190,6 +212,11 @@ impl Snapshot {
         &self.destination_rules
     }
 
+    /// Mesh VirtualServices in document order (oldest first).
+    pub fn virtual_services(&self) -> &[VirtualService] {
+        &self.virtual_services
+    }
+
     /// Things that are allowed but probably not what the user meant (skipped kinds, named
     /// target ports no selected pod has).
     pub fn warnings(&self) -> &[String] {
@@ -232,6 +259,7 @@ impl Snapshot {
             && self.services == other.services
             && self.pods == other.pods
             && self.destination_rules == other.destination_rules
+            && self.virtual_services == other.virtual_services
             && self.warnings == other.warnings
     }
 
@@ -280,6 +308,31 @@ impl DestinationRule {
         self.api_version
             .split_once('/')
             .map_or(self.api_version.as_str(), |(g, _)| g)
+    }
+}
+
+// === impl VirtualService ===
+
+impl VirtualService {
+    /// `networking.istio.io` or `sinew.dev`.
+    pub fn group(&self) -> &str {
+        self.api_version
+            .split_once('/')
+            .map_or(self.api_version.as_str(), |(g, _)| g)
+    }
+
+    /// `spec.hosts`, expanded in the service's namespace.
+    pub fn expanded_hosts(&self) -> impl Iterator<Item = String> + '_ {
+        self.spec
+            .hosts
+            .iter()
+            .flatten()
+            .map(|h| hosts::expand(h, &self.namespace))
+    }
+
+    /// The file line of `path` if recorded, else the document's line.
+    pub fn line_of(&self, path: &str) -> usize {
+        self.lines.get(path).copied().unwrap_or(self.origin.line)
     }
 }
 
@@ -378,6 +431,7 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
     let mut services = BTreeMap::new();
     let mut pods: BTreeMap<(String, String), PodEntry> = BTreeMap::new();
     let mut rules = Vec::new();
+    let mut virtual_services = Vec::new();
     for Doc { origin, object, .. } in docs {
         let result = match object {
             Object::Namespace(_) => Ok(()),
@@ -440,7 +494,19 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
                 let kind = format!("DestinationRule.{}", dr.group());
                 namespace_known(&dr.namespace, &origin, &what)
                     .and_then(|()| seen.first(key(&kind, &dr.namespace, &dr.name), &origin, &what))
-                    .map(|()| rules.push(dr))
+                    .map(|()| rules.push(*dr))
+            }
+            Object::VirtualService(vs, mesh) => {
+                let what = format!("VirtualService {:?} ({})", vs.name, vs.group());
+                let kind = format!("VirtualService.{}", vs.group());
+                namespace_known(&vs.namespace, &origin, &what)
+                    .and_then(|()| seen.first(key(&kind, &vs.namespace, &vs.name), &origin, &what))
+                    // Gateway-only services are checked like the rest, then left out.
+                    .map(|()| {
+                        if mesh {
+                            virtual_services.push(*vs)
+                        }
+                    })
             }
         };
         if let Err(p) = result {
@@ -470,6 +536,13 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
     }
 
     warnings.extend(dangling_named_ports(&services, &pods));
+    warnings.extend(super::crosscheck::duplicate_subsets(&rules));
+    warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
+    warnings.extend(super::crosscheck::undefined_subsets(
+        &virtual_services,
+        &rules,
+    ));
+    snap.virtual_services = virtual_services;
     snap.service_accounts = service_accounts;
     snap.services = services;
     snap.pods = pods;

@@ -22,7 +22,8 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 use super::error::{Origin, Problem, RegistryError};
 use super::model::{
     DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, service_account_of,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
+    service_account_of,
 };
 use super::resolve::protocol_for_port;
 use super::selector;
@@ -62,7 +63,9 @@ pub(crate) enum Object {
     Service(Box<ServiceEntry>),
     Pod(Box<PodEntry>),
     Deployment(Box<DeploymentDoc>),
-    DestinationRule(DestinationRule),
+    DestinationRule(Box<DestinationRule>),
+    /// The service and whether it applies to mesh traffic (gateway-only ones are skipped).
+    VirtualService(Box<VirtualService>, bool),
 }
 
 // === the directory ===
@@ -261,7 +264,7 @@ pub(crate) fn parse_file(path: &Path, text: &str, order: &mut usize, out: &mut P
         let origin = origin(content_line(&doc));
         *order += 1;
         index += 1;
-        match decode_object(&doc, &value, &origin, *order) {
+        match decode_object(&doc, &value, &origin, *order, &mut out.warnings) {
             Ok(Some(object)) => out.docs.push(Doc { origin, object }),
             Ok(None) => out.warnings.push(format!(
                 "{origin}: {} {} {SKIPPED_KIND}",
@@ -436,6 +439,7 @@ fn decode_object(
     value: &serde_json::Value,
     origin: &Origin,
     order: usize,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Object>, Vec<Problem>> {
     let Some(map) = value.as_object() else {
         return Err(vec![Problem::new(
@@ -478,9 +482,69 @@ fn decode_object(
             deployment(decode_typed(doc, &ctx)?, &ctx).map_err(one)?,
         )),
         (v, "DestinationRule") if DESTINATION_RULE_VERSIONS.contains(&v) => {
-            // Checked whole against the schema; kept as written for the compiler.
-            decode_typed::<istio::DestinationRuleDoc>(doc, &ctx)?;
-            Object::DestinationRule(destination_rule(v, value, &ctx, order).map_err(one)?)
+            // Checked whole against the schema, then its values as istiod's webhook does.
+            let typed = decode_typed::<istio::DestinationRuleDoc>(doc, &ctx)?;
+            let mut rule = destination_rule(v, value, &ctx, order).map_err(one)?;
+            rule.typed = typed.spec.unwrap_or_default();
+            let report = validate::destination_rule(&rule.typed, &rule.namespace);
+            report.into_result(doc, &ctx, warnings)?;
+            Object::DestinationRule(Box::new(rule))
+        }
+        (v, "VirtualService") if DESTINATION_RULE_VERSIONS.contains(&v) => {
+            let typed = decode_typed::<istio::virtual_service::VirtualServiceDoc>(doc, &ctx)?;
+            let meta = typed.metadata.clone().unwrap_or_default();
+            let name = name_of(&meta, &ctx, NameRule::Subdomain).map_err(one)?;
+            let Some(spec) = typed.spec else {
+                return Err(vec![ctx.problem("spec is required")]);
+            };
+            let gateways = spec.gateways.as_deref().unwrap_or_default();
+            let mesh = gateways.is_empty() || gateways.iter().any(|g| g == "mesh");
+            if !mesh {
+                warnings.push(format!(
+                    "{origin}: VirtualService {name:?}: spec.gateways {gateways:?} does not include \"mesh\": it configures gateways only, which Sinew does not run; skipped"
+                ));
+            }
+            validate::virtual_service(&spec).into_result(doc, &ctx, warnings)?;
+            let nodes = strict::Nodes::of(doc.text);
+            let mut lines = BTreeMap::new();
+            for (kind, routes) in [
+                ("http", spec.http.as_ref().map_or(0, Vec::len)),
+                ("tcp", spec.tcp.as_ref().map_or(0, Vec::len)),
+            ] {
+                for i in 0..routes {
+                    let mut record = |path: String| {
+                        let line = nodes.line_of(&path)?;
+                        lines.insert(path, doc.first_line + line - 1);
+                        Some(())
+                    };
+                    for j in 0.. {
+                        if record(format!("spec.{kind}[{i}].route[{j}].destination")).is_none() {
+                            break;
+                        }
+                    }
+                    if kind == "http" {
+                        record(format!("spec.http[{i}].mirror"));
+                        for j in 0.. {
+                            let path = format!("spec.http[{i}].mirrors[{j}].destination");
+                            if record(path).is_none() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Object::VirtualService(
+                Box::new(VirtualService {
+                    api_version: v.to_string(),
+                    namespace: namespace_of(&meta),
+                    name,
+                    order,
+                    origin: origin.clone(),
+                    spec,
+                    lines,
+                }),
+                mesh,
+            )
         }
         _ => match kinds::check(api_version, kind) {
             Ok(()) => return Ok(None),
@@ -878,12 +942,14 @@ fn destination_rule(
         order,
         origin: ctx.origin.clone(),
         spec,
+        typed: istio::DestinationRuleSpec::default(),
     })
 }
 
-mod istio;
+pub mod istio;
 mod kinds;
 mod strict;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;

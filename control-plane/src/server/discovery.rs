@@ -10,7 +10,7 @@
 //!   reason (for `sinewctl status` and logs) and does not re-send the same version.
 
 use crate::auth::Authenticator;
-use crate::compile::Index;
+use crate::compile::{Index, ProxyContext};
 use crate::server::status::{ProxyState, Status as MeshStatus};
 use futures_util::{Stream, StreamExt};
 use sinew_proto::discovery::v1 as pb;
@@ -53,6 +53,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
             caller: format!("{}/{}", caller.namespace, caller.service_account),
             namespace: caller.namespace.clone(),
             pod: caller.pod.clone().unwrap_or_default(),
+            hello_labels: Default::default(),
             index: self.index.clone(),
             bundle: self.bundle.clone(),
             settings: self.settings.clone(),
@@ -81,6 +82,8 @@ struct Session {
     /// The verified caller's namespace and pod: whose inbound ports the settings describe.
     namespace: String,
     pod: String,
+    /// The labels the proxy said it has (used when the registry does not know its pod).
+    hello_labels: std::collections::BTreeMap<String, String>,
     index: watch::Receiver<Arc<Index>>,
     bundle: watch::Receiver<Arc<Vec<String>>>,
     settings: pb::ProxySettings,
@@ -123,6 +126,7 @@ impl Session {
             Some(Err(e)) => return Err(e),
             None => return Ok(()),
         };
+        self.hello_labels = hello.labels.into_iter().collect();
         let known: HashMap<String, String> = hello
             .known
             .into_iter()
@@ -232,6 +236,19 @@ impl Session {
         }
     }
 
+    /// Who this proxy is for policy: its namespace (verified) and its pod's labels from the
+    /// registry when the pod is known there, else the labels its hello declared.
+    fn context(&self, index: &Index) -> ProxyContext {
+        let labels = index
+            .pod_labels(&self.namespace, &self.pod)
+            .cloned()
+            .unwrap_or_else(|| self.hello_labels.clone());
+        ProxyContext {
+            namespace: self.namespace.clone(),
+            labels,
+        }
+    }
+
     /// Answers unanswered names and re-sends names whose version changed (and the settings,
     /// when this pod's declared ports changed).
     async fn push_changes(&mut self, id: u64) -> Result<(), Status> {
@@ -243,15 +260,17 @@ impl Session {
             resources.push(settings);
         }
         let mut removed = Vec::new();
+        let proxy = self.context(&index);
         for (name, sent) in self.sent.iter_mut() {
-            let now = match index.get(name) {
+            let resolved = index.service_for(name, &proxy);
+            let now = match &resolved {
                 Some(v) => Sent::Version(v.version.clone()),
                 None => Sent::NotFound,
             };
             if sent.as_ref() == Some(&now) {
                 continue;
             }
-            match index.get(name) {
+            match resolved {
                 Some(v) => resources.push(pb::Resource {
                     name: name.clone(),
                     version: v.version.clone(),

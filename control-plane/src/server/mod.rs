@@ -149,10 +149,12 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON), and
+/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON: connected proxies, the
+/// registry's last error and its warnings, such as routes to undefined subsets), and
 /// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
 /// registry generation discovery would serve for that name now, 404 if none: how a runner knows
-/// a change is live before it hands addresses out).
+/// a change is live before it hands addresses out); with `&namespace=<ns>[&pod=<pod>]` the
+/// resource as that proxy gets it, traffic policy resolved (`service`, `policySources`).
 pub async fn serve_monitoring(
     listener: TcpListener,
     status: Arc<status::Status>,
@@ -174,15 +176,32 @@ pub async fn serve_monitoring(
                 async move {
                     let (code, body) = match req.uri().path() {
                         "/debug/resolve" => {
-                            let name = req
-                                .uri()
-                                .query()
-                                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
-                                .map(percent_decode)
-                                .unwrap_or_default();
+                            let param = |key: &str| {
+                                req.uri()
+                                    .query()
+                                    .and_then(|q| {
+                                        q.split('&')
+                                            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                                    })
+                                    .map(percent_decode)
+                            };
+                            let name = param("name").unwrap_or_default();
                             let name = name.as_str();
                             let index = index.borrow();
-                            let found = index.get(name).map(|v| {
+                            // With `namespace` (and `pod`): as that proxy sees it, policy included.
+                            let found = match param("namespace") {
+                                None => index.get(name).cloned(),
+                                Some(namespace) => {
+                                    let pod = param("pod").unwrap_or_default();
+                                    let labels = index
+                                        .pod_labels(&namespace, &pod)
+                                        .cloned()
+                                        .unwrap_or_default();
+                                    let proxy = crate::compile::ProxyContext { namespace, labels };
+                                    index.service_for(name, &proxy)
+                                }
+                            };
+                            let found = found.map(|v| {
                                 let endpoints: Vec<&str> = v
                                     .service
                                     .endpoints
@@ -194,6 +213,8 @@ pub async fn serve_monitoring(
                                     "version": v.version,
                                     "endpoints": endpoints,
                                     "generation": index.generation,
+                                    "policySources": v.service.policy_sources,
+                                    "service": v.service,
                                 })
                                 .to_string()
                             });
@@ -209,6 +230,7 @@ pub async fn serve_monitoring(
                             serde_json::to_string_pretty(&serde_json::json!({
                                 "proxies": status.snapshot(),
                                 "registryError": registry_error(),
+                                "registryWarnings": index.borrow().warnings(),
                             }))
                             .unwrap_or_default(),
                         ),

@@ -105,6 +105,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
         monitoring: "127.0.0.1:0".parse().unwrap(),
         dns_names: vec![],
         mesh_ranges: MESH_RANGES.iter().map(|r| r.parse().unwrap()).collect(),
+        root_namespace: "sinew-system".into(),
     })
     .await
     .expect("control plane starts");

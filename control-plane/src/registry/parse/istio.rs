@@ -1,11 +1,14 @@
-//! The DestinationRule schema (Istio's `networking/v1alpha3/destination_rule.proto`, the same in
-//! `v1`, `v1beta1` and our `sinew.dev/v1alpha1`), typed only to be checked strictly: a field the
-//! schema does not have, or an enum value it does not list, is an error naming the field and its
-//! line, where a loose read would fall back to the default (`simple: ROUND_ROBBIN` would quietly
-//! balance by least requests). The rule itself is kept as written for the compiler.
+//! Istio's traffic schemas as typed Rust: the DestinationRule (Istio's
+//! `networking/v1alpha3/destination_rule.proto`, the same in `v1`, `v1beta1` and our
+//! `sinew.dev/v1alpha1`) here, the VirtualService in [`virtual_service`]. Decoded strictly once
+//! per document: a field the schema does not have, or an enum value it does not list, is an error
+//! naming the field and its line, where a loose read would fall back to the default
+//! (`simple: ROUND_ROBBIN` would quietly balance by least requests). The decoded value is what
+//! the model keeps and the policy compiler reads; `registry::validate` checks its values.
 //!
 //! Enum values are Istio's: case-sensitive names, or the numbers protobuf assigns them (Istio's
-//! JSON decoding accepts both). Durations stay strings here; their syntax is the compiler's.
+//! JSON decoding accepts both). Durations stay strings here as written (`1m`, `30s`); `registry::validate` checks their
+//! syntax and range and [`parse_duration`] reads them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,275 +18,248 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 /// A DestinationRule document, whole, so every field of it is checked.
-#[allow(dead_code)] // Read only by the decoder: what matters is what it refuses.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct DestinationRuleDoc {
-    api_version: String,
-    kind: String,
-    metadata: Option<ObjectMeta>,
-    spec: Option<Spec>,
-    status: Option<serde_json::Value>,
+pub struct DestinationRuleDoc {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<DestinationRuleSpec>,
+    pub status: Option<serde_json::Value>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Spec {
-    host: Option<String>,
-    traffic_policy: Option<TrafficPolicy>,
-    subsets: Option<Vec<Subset>>,
-    export_to: Option<Vec<String>>,
-    workload_selector: Option<WorkloadSelector>,
+pub struct DestinationRuleSpec {
+    pub host: Option<String>,
+    pub traffic_policy: Option<TrafficPolicy>,
+    pub subsets: Option<Vec<Subset>>,
+    pub export_to: Option<Vec<String>>,
+    pub workload_selector: Option<WorkloadSelector>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WorkloadSelector {
-    match_labels: Option<BTreeMap<String, String>>,
+pub struct WorkloadSelector {
+    pub match_labels: Option<BTreeMap<String, String>>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Subset {
-    name: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    traffic_policy: Option<TrafficPolicy>,
+pub struct Subset {
+    pub name: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub traffic_policy: Option<TrafficPolicy>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TrafficPolicy {
-    load_balancer: Option<LoadBalancer>,
-    connection_pool: Option<ConnectionPool>,
-    outlier_detection: Option<OutlierDetection>,
-    tls: Option<ClientTls>,
-    port_level_settings: Option<Vec<PortTrafficPolicy>>,
-    tunnel: Option<Tunnel>,
-    proxy_protocol: Option<ProxyProtocol>,
-    retry_budget: Option<RetryBudget>,
+pub struct TrafficPolicy {
+    pub load_balancer: Option<LoadBalancer>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
+    pub port_level_settings: Option<Vec<PortTrafficPolicy>>,
+    pub tunnel: Option<Tunnel>,
+    pub proxy_protocol: Option<ProxyProtocol>,
+    pub retry_budget: Option<RetryBudget>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PortTrafficPolicy {
-    port: Option<PortSelector>,
-    load_balancer: Option<LoadBalancer>,
-    connection_pool: Option<ConnectionPool>,
-    outlier_detection: Option<OutlierDetection>,
-    tls: Option<ClientTls>,
+pub struct PortTrafficPolicy {
+    pub port: Option<PortSelector>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct PortSelector {
-    number: Option<u32>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct PortSelector {
+    pub number: Option<u32>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LoadBalancer {
-    simple: Option<SimpleLb>,
-    consistent_hash: Option<ConsistentHash>,
-    locality_lb_setting: Option<LocalityLb>,
+pub struct LoadBalancer {
+    pub simple: Option<SimpleLb>,
+    pub consistent_hash: Option<ConsistentHash>,
+    pub locality_lb_setting: Option<LocalityLb>,
     // Newer than our reference's field list is detailed: checked for presence only.
-    zone_aware_lb_setting: Option<serde_json::Value>,
-    warmup_duration_secs: Option<String>,
-    warmup: Option<Warmup>,
+    pub zone_aware_lb_setting: Option<serde_json::Value>,
+    pub warmup_duration_secs: Option<String>,
+    pub warmup: Option<Warmup>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ConsistentHash {
-    http_header_name: Option<String>,
-    http_cookie: Option<HttpCookie>,
-    use_source_ip: Option<bool>,
-    http_query_parameter_name: Option<String>,
-    ring_hash: Option<RingHash>,
-    maglev: Option<Maglev>,
-    minimum_ring_size: Option<u64>,
+pub struct ConsistentHash {
+    pub http_header_name: Option<String>,
+    pub http_cookie: Option<HttpCookie>,
+    pub use_source_ip: Option<bool>,
+    pub http_query_parameter_name: Option<String>,
+    pub ring_hash: Option<RingHash>,
+    pub maglev: Option<Maglev>,
+    pub minimum_ring_size: Option<u64>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct HttpCookie {
-    name: Option<String>,
-    path: Option<String>,
-    ttl: Option<String>,
-    attributes: Option<Vec<CookieAttribute>>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct HttpCookie {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub ttl: Option<String>,
+    pub attributes: Option<Vec<CookieAttribute>>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct CookieAttribute {
-    name: Option<String>,
-    value: Option<String>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct CookieAttribute {
+    pub name: Option<String>,
+    pub value: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RingHash {
-    minimum_ring_size: Option<u64>,
+pub struct RingHash {
+    pub minimum_ring_size: Option<u64>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Maglev {
-    table_size: Option<u64>,
+pub struct Maglev {
+    pub table_size: Option<u64>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LocalityLb {
-    distribute: Option<Vec<LocalityDistribute>>,
-    failover: Option<Vec<LocalityFailover>>,
-    failover_priority: Option<Vec<String>>,
-    enabled: Option<bool>,
+pub struct LocalityLb {
+    pub distribute: Option<Vec<LocalityDistribute>>,
+    pub failover: Option<Vec<LocalityFailover>>,
+    pub failover_priority: Option<Vec<String>>,
+    pub enabled: Option<bool>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct LocalityDistribute {
-    from: Option<String>,
-    to: Option<BTreeMap<String, u32>>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct LocalityDistribute {
+    pub from: Option<String>,
+    pub to: Option<BTreeMap<String, u32>>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct LocalityFailover {
-    from: Option<String>,
-    to: Option<String>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct LocalityFailover {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Warmup {
-    duration: Option<String>,
-    minimum_percent: Option<f64>,
-    aggression: Option<f64>,
+pub struct Warmup {
+    pub duration: Option<String>,
+    pub minimum_percent: Option<f64>,
+    pub aggression: Option<f64>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ConnectionPool {
-    tcp: Option<TcpSettings>,
-    http: Option<HttpSettings>,
+pub struct ConnectionPool {
+    pub tcp: Option<TcpSettings>,
+    pub http: Option<HttpSettings>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TcpSettings {
-    max_connections: Option<i32>,
-    connect_timeout: Option<String>,
-    tcp_keepalive: Option<TcpKeepalive>,
-    max_connection_duration: Option<String>,
-    idle_timeout: Option<String>,
+pub struct TcpSettings {
+    pub max_connections: Option<i32>,
+    pub connect_timeout: Option<String>,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub max_connection_duration: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct TcpKeepalive {
-    probes: Option<u32>,
-    time: Option<String>,
-    interval: Option<String>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct TcpKeepalive {
+    pub probes: Option<u32>,
+    pub time: Option<String>,
+    pub interval: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct HttpSettings {
-    http1_max_pending_requests: Option<i32>,
-    http2_max_requests: Option<i32>,
-    max_requests_per_connection: Option<i32>,
-    max_retries: Option<i32>,
-    idle_timeout: Option<String>,
-    h2_upgrade_policy: Option<H2UpgradePolicy>,
-    use_client_protocol: Option<bool>,
-    max_concurrent_streams: Option<i32>,
-    http2_keep_alive: Option<Http2KeepAlive>,
+pub struct HttpSettings {
+    pub http1_max_pending_requests: Option<i32>,
+    pub http2_max_requests: Option<i32>,
+    pub max_requests_per_connection: Option<i32>,
+    pub max_retries: Option<i32>,
+    pub idle_timeout: Option<String>,
+    pub h2_upgrade_policy: Option<H2UpgradePolicy>,
+    pub use_client_protocol: Option<bool>,
+    pub max_concurrent_streams: Option<i32>,
+    pub http2_keep_alive: Option<Http2KeepAlive>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct Http2KeepAlive {
-    interval: Option<String>,
-    timeout: Option<String>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Http2KeepAlive {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OutlierDetection {
-    consecutive_errors: Option<i32>,
-    split_external_local_origin_errors: Option<bool>,
-    consecutive_local_origin_failures: Option<u32>,
-    consecutive_gateway_errors: Option<u32>,
-    consecutive_5xx_errors: Option<u32>,
-    interval: Option<String>,
-    base_ejection_time: Option<String>,
-    max_ejection_percent: Option<i32>,
-    min_health_percent: Option<i32>,
-    outlier_detection_http_error_codes: Option<Vec<u32>>,
+pub struct OutlierDetection {
+    pub consecutive_errors: Option<i32>,
+    pub split_external_local_origin_errors: Option<bool>,
+    pub consecutive_local_origin_failures: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub consecutive_5xx_errors: Option<u32>,
+    pub interval: Option<String>,
+    pub base_ejection_time: Option<String>,
+    pub max_ejection_percent: Option<i32>,
+    pub min_health_percent: Option<i32>,
+    pub outlier_detection_http_error_codes: Option<Vec<u32>>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ClientTls {
-    mode: Option<TlsMode>,
-    client_certificate: Option<String>,
-    private_key: Option<String>,
-    ca_certificates: Option<String>,
-    credential_name: Option<String>,
-    subject_alt_names: Option<Vec<String>>,
-    sni: Option<String>,
-    insecure_skip_verify: Option<bool>,
-    ca_crl: Option<String>,
+pub struct ClientTls {
+    pub mode: Option<TlsMode>,
+    pub client_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    pub credential_name: Option<String>,
+    pub subject_alt_names: Option<Vec<String>>,
+    pub sni: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    pub ca_crl: Option<String>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Tunnel {
-    protocol: Option<String>,
-    target_host: Option<String>,
-    target_port: Option<u32>,
+pub struct Tunnel {
+    pub protocol: Option<String>,
+    pub target_host: Option<String>,
+    pub target_port: Option<u32>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct ProxyProtocol {
-    version: Option<ProxyProtocolVersion>,
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct ProxyProtocol {
+    pub version: Option<ProxyProtocolVersion>,
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RetryBudget {
-    percent: Option<f64>,
-    min_retry_concurrency: Option<u32>,
-    budget_interval: Option<String>,
+pub struct RetryBudget {
+    pub percent: Option<f64>,
+    pub min_retry_concurrency: Option<u32>,
+    pub budget_interval: Option<String>,
 }
 
 /// A protobuf enum as Istio reads it from YAML: one of its names, exactly, or its number.
 /// Names are listed in the order messages show them.
 macro_rules! istio_enum {
     ($name:ident { $($variant:ident = $number:literal),+ $(,)? }) => {
-        #[allow(dead_code, non_camel_case_types, clippy::upper_case_acronyms)]
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub(super) enum $name { $($variant),+ }
+        pub enum $name { $($variant),+ }
 
         impl $name {
             const NAMES: &'static [&'static str] = &[$(stringify!($variant)),+];
@@ -378,3 +354,43 @@ impl<T> Visitor<'_> for EnumVisitor<T> {
             .ok_or_else(|| self.unknown(v))
     }
 }
+
+/// A duration as Istio's YAML writes it (Go's syntax: `1m`, `1.5s`, `1h30m`, `250ms`; `0` alone
+/// is zero). `None` when it does not parse or is negative.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let number: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += number * scale;
+        rest = tail;
+    }
+    // Whole nanoseconds: `0.1s` must not become 99,999,999 ns.
+    Some(std::time::Duration::from_nanos(nanos.round() as u64))
+}
+
+pub mod virtual_service;

@@ -1,5 +1,5 @@
 //! Which kinds exist, for the kinds the registry does not run. A kind that exists in its API
-//! group (a ConfigMap, a VirtualService) is kept and skipped with a warning, so a directory
+//! group (a ConfigMap, a Gateway) is kept and skipped with a warning, so a directory
 //! written for a cluster still runs; a kind its group does not have (`apps/v1 Deploymnet`) is a
 //! typo, and an error that suggests the kind meant, as the API server would refuse it too.
 //! Groups not listed here (CRDs of other projects) are not second-guessed.
@@ -72,7 +72,10 @@ const KNOWN: &[(&[&str], &[&str])] = &[
             "RequestAuthentication",
         ],
     ),
-    (&["sinew.dev/v1alpha1"], &["DestinationRule"]),
+    (
+        &["sinew.dev/v1alpha1"],
+        &["DestinationRule", "VirtualService"],
+    ),
 ];
 
 /// Whether the registry runs objects of this kind (the others are stored and skipped).
@@ -80,7 +83,7 @@ pub(crate) fn is_used(api_version: &str, kind: &str) -> bool {
     match kind {
         "Namespace" | "ServiceAccount" | "Service" | "Pod" => api_version == "v1",
         "Deployment" => api_version == "apps/v1",
-        "DestinationRule" => DESTINATION_RULE_VERSIONS.contains(&api_version),
+        "DestinationRule" | "VirtualService" => DESTINATION_RULE_VERSIONS.contains(&api_version),
         _ => false,
     }
 }

@@ -752,12 +752,12 @@ fn a_misspelt_kind_of_a_known_group_is_an_error_and_an_unused_kind_a_warning() {
             "d.yaml: document 1 (line 1): apiVersion apps/v1 has no kind \"Deploymnet\"; did you mean Deployment?"
         ]
     );
-    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec: {hosts: [web]}\n";
+    let text = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: web}\nspec: {selector: {istio: ingress}}\n";
     let snap = parse_files(&[("v.yaml", text)]).expect("stored, not run");
     assert_eq!(
         snap.warnings(),
         [
-            "v.yaml: document 1 (line 1): networking.istio.io/v1 VirtualService is not used by local mode; skipped"
+            "v.yaml: document 1 (line 1): networking.istio.io/v1 Gateway is not used by local mode; skipped"
         ]
     );
 }

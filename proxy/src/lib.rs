@@ -2,6 +2,8 @@
 //!
 //! Module map (see docs/architecture.md):
 //! - [`outbound`] / [`inbound`]: the two directions of the data path;
+//! - [`traffic`]: traffic policy as tower layers (dispatch, balancer, endpoint, breaker, outlier
+//!   detection) and the per-service cache that holds their state across config pushes;
 //! - [`detect`], [`tls`], [`http`], [`io`], [`idle`], [`transport`]: the pieces they are built from;
 //! - [`config`]: the validated config model; [`ctx`]: what handlers share;
 //! - [`admin`], [`metrics`], [`drain`], [`conn_limit`], [`app`]: running the process;

@@ -2,13 +2,20 @@
 //! a stack of small tower layers.
 //!
 //! ```text
-//! errors (render ProxyError, metrics; shared with inbound)
+//! errors (render ProxyError, metrics; shared with inbound)     http/errors.rs
+//!   → lookup (the connection's service in the config in force)  outbound/http.rs
 //!   → route (match → weighted destination, rewrite, redirect, headers)
 //!     → fault → timeout → retry (budget, backoff, previous hosts)
-//!       → destination (per service or subset, from the per-service cache)
-//!         → breaker (connection-pool limits) → balancer → endpoint (outlier detector)
-//!           → connection (mesh mTLS, TLS origination or plaintext)
+//!       → destination (per service or subset, from the per-service cache)  dispatch.rs, cache.rs
+//!         → breaker (connection-pool limits)                               breaker.rs
+//!           → balancer                                                     balance/
+//!             → endpoint (active requests, previous hosts, outlier)        endpoint.rs, outlier.rs
+//!               → connection (mesh mTLS, TLS origination or plaintext)     outbound/connect.rs
 //! ```
+//!
+//! Everything below the lookup is built once per service per config version and kept with the
+//! config ([`crate::ctx::Snapshot`]); the state that must outlive a version (endpoint counters,
+//! ejections, breaker counts) lives in [`cache`], keyed by destination and address.
 //!
 //! The types here are what the layers hand each other in request and response extensions; each
 //! layer lives in its own module.

@@ -18,7 +18,8 @@ use super::{Body, ProxyError, RESPONSE_FLAGS};
 use crate::metrics::{Direction, Metrics};
 use crate::traffic::ResponseFlags;
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use crate::traffic::breaker::OVERFLOW_BODY;
+use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
@@ -28,7 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
+pub use crate::traffic::breaker::X_ENVOY_OVERLOADED;
 
 const RESET_BEFORE_HEADERS: &str = "upstream connect error or disconnect/reset before headers. ";
 
@@ -157,9 +158,7 @@ pub fn render(e: &ProxyError) -> Response<Body> {
             Bytes::from_static(b"no healthy upstream")
         }
         ProxyError::Timeout(_) => Bytes::from_static(b"upstream request timeout"),
-        ProxyError::Overflow { .. } => {
-            Bytes::from(format!("{RESET_BEFORE_HEADERS}reset reason: overflow"))
-        }
+        ProxyError::Overflow { .. } => Bytes::from_static(OVERFLOW_BODY.as_bytes()),
         ProxyError::Connect { .. }
         | ProxyError::ConnectTimeout { .. }
         | ProxyError::Tls { .. }

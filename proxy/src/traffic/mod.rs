@@ -13,6 +13,15 @@
 //! The types here are what the layers hand each other in request and response extensions; each
 //! layer lives in its own module.
 
+pub mod backoff;
+pub mod budget;
+pub mod fault;
+pub mod flags;
+pub mod replay;
+pub mod retry;
+pub mod route;
+pub mod timeout;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

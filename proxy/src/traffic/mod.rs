@@ -20,6 +20,8 @@ pub mod flags;
 pub mod replay;
 pub mod retry;
 pub mod route;
+#[cfg(test)]
+pub(crate) mod test_util;
 pub mod timeout;
 
 use std::fmt;

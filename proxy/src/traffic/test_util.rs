@@ -12,13 +12,17 @@ use tokio::sync::mpsc;
 use tower_test::mock::{self, Handle, Mock};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type MockSvc<B> = tower::util::MapErr<Mock<Request<B>, Response<Body>>, fn(BoxError) -> ProxyError>;
+pub type MockSvc<B> =
+    tower::util::MapErr<Mock<Request<B>, Response<Body>>, fn(BoxError) -> ProxyError>;
 pub type MockHandle<B> = Handle<Request<B>, Response<Body>>;
 
 /// A mock inner service; errors sent through the handle as `ProxyError` come out unchanged.
 pub fn mock<B>() -> (MockSvc<B>, MockHandle<B>) {
     let (svc, handle) = mock::pair();
-    (tower::ServiceExt::map_err(svc, to_proxy_error as fn(BoxError) -> ProxyError), handle)
+    (
+        tower::ServiceExt::map_err(svc, to_proxy_error as fn(BoxError) -> ProxyError),
+        handle,
+    )
 }
 
 fn to_proxy_error(e: BoxError) -> ProxyError {
@@ -36,7 +40,8 @@ pub fn rsp(status: u16) -> Response<Body> {
 
 pub fn grpc_rsp(code: u8) -> Response<Body> {
     let mut r = rsp(200);
-    r.headers_mut().insert("grpc-status", u16::from(code).into());
+    r.headers_mut()
+        .insert("grpc-status", u16::from(code).into());
     r
 }
 
@@ -68,7 +73,10 @@ pub struct ChanBody {
     rx: mpsc::UnboundedReceiver<Result<Frame<Bytes>, BoxError>>,
 }
 
-pub fn chan_body() -> (mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>, ChanBody) {
+pub fn chan_body() -> (
+    mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>,
+    ChanBody,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     (tx, ChanBody { rx })
 }

@@ -21,7 +21,10 @@ fn policy(delay: Option<(u64, f64)>, abort: Option<(u32, &str, f64)>) -> Arc<Fau
 
 fn request() -> (Req, RequestFlags) {
     let flags = RequestFlags::default();
-    let req = Request::builder().extension(flags.clone()).body(()).unwrap();
+    let req = Request::builder()
+        .extension(flags.clone())
+        .body(())
+        .unwrap();
     (req, flags)
 }
 
@@ -35,7 +38,10 @@ async fn delay_at_100_percent_holds_the_request_for_fixed_delay_and_flags_di() {
     assert_eq!(Instant::now() - start, Duration::from_millis(300));
     send.send_response(rsp(200));
     let rsp = task.await.unwrap().unwrap();
-    assert_eq!(rsp.extensions().get::<ResponseFlags>(), Some(&ResponseFlags::DI));
+    assert_eq!(
+        rsp.extensions().get::<ResponseFlags>(),
+        Some(&ResponseFlags::DI)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -48,7 +54,14 @@ async fn delay_at_0_percent_never_delays() {
         let (_, send) = handle.next_request().await.unwrap();
         assert_eq!(Instant::now(), start);
         send.send_response(rsp(200));
-        assert!(task.await.unwrap().unwrap().extensions().get::<ResponseFlags>().is_none());
+        assert!(
+            task.await
+                .unwrap()
+                .unwrap()
+                .extensions()
+                .get::<ResponseFlags>()
+                .is_none()
+        );
     }
 }
 
@@ -58,7 +71,12 @@ async fn delay_on_an_error_is_recorded_in_the_request_flags() {
     let svc = Fault::new(Some(policy(Some((10, 100.0)), None)), svc);
     let (req, flags) = request();
     let task = tokio::spawn(svc.oneshot(req));
-    handle.next_request().await.unwrap().1.send_error(connect_err());
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_error(connect_err());
     assert!(task.await.unwrap().is_err());
     assert_eq!(flags.get(), ResponseFlags::DI);
 }
@@ -81,7 +99,10 @@ async fn grpc_abort_answers_a_trailers_only_response_with_the_status() {
     assert_eq!(rsp.status(), 200);
     assert_eq!(rsp.headers()["grpc-status"], "14");
     assert_eq!(rsp.headers()["content-type"], "application/grpc");
-    assert_eq!(rsp.extensions().get::<ResponseFlags>(), Some(&ResponseFlags::FI));
+    assert_eq!(
+        rsp.extensions().get::<ResponseFlags>(),
+        Some(&ResponseFlags::FI)
+    );
     assert!(handle.next_request().await.is_none(), "upstream was called");
 }
 
@@ -91,7 +112,12 @@ async fn abort_at_0_percent_never_aborts() {
     let svc = Fault::new(Some(policy(None, Some((503, "", 0.0)))), svc);
     for _ in 0..100 {
         let task = tokio::spawn(svc.clone().oneshot(request().0));
-        handle.next_request().await.unwrap().1.send_response(rsp(200));
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_response(rsp(200));
         assert_eq!(task.await.unwrap().unwrap().status(), 200);
     }
 }
@@ -125,27 +151,57 @@ fn fractional_percentages_hit_their_share_of_a_seeded_sample() {
 
 #[test]
 fn invalid_faults_name_the_field() {
-    let err = |f: pb::Fault| FaultPolicy::from_proto("services[0].http[0].fault", Some(&f)).unwrap_err().to_string();
+    let err = |f: pb::Fault| {
+        FaultPolicy::from_proto("services[0].http[0].fault", Some(&f))
+            .unwrap_err()
+            .to_string()
+    };
     let e = err(pb::Fault {
-        delay: Some(pb::FaultDelay { fixed_delay: Some(dur(10)), percentage: 101.0 }),
+        delay: Some(pb::FaultDelay {
+            fixed_delay: Some(dur(10)),
+            percentage: 101.0,
+        }),
         abort: None,
     });
-    assert!(e.starts_with("services[0].http[0].fault.delay.percentage:"), "{e}");
+    assert!(
+        e.starts_with("services[0].http[0].fault.delay.percentage:"),
+        "{e}"
+    );
     let e = err(pb::Fault {
-        delay: Some(pb::FaultDelay { fixed_delay: None, percentage: 1.0 }),
+        delay: Some(pb::FaultDelay {
+            fixed_delay: None,
+            percentage: 1.0,
+        }),
         abort: None,
     });
-    assert!(e.starts_with("services[0].http[0].fault.delay.fixedDelay:"), "{e}");
+    assert!(
+        e.starts_with("services[0].http[0].fault.delay.fixedDelay:"),
+        "{e}"
+    );
     let e = err(pb::Fault {
         delay: None,
-        abort: Some(pb::FaultAbort { http_status: 99, grpc_status: String::new(), percentage: 1.0 }),
+        abort: Some(pb::FaultAbort {
+            http_status: 99,
+            grpc_status: String::new(),
+            percentage: 1.0,
+        }),
     });
-    assert!(e.starts_with("services[0].http[0].fault.abort.httpStatus:"), "{e}");
+    assert!(
+        e.starts_with("services[0].http[0].fault.abort.httpStatus:"),
+        "{e}"
+    );
     let e = err(pb::Fault {
         delay: None,
-        abort: Some(pb::FaultAbort { http_status: 0, grpc_status: "SOMETIMES".into(), percentage: 1.0 }),
+        abort: Some(pb::FaultAbort {
+            http_status: 0,
+            grpc_status: "SOMETIMES".into(),
+            percentage: 1.0,
+        }),
     });
-    assert!(e.starts_with("services[0].http[0].fault.abort.grpcStatus:"), "{e}");
+    assert!(
+        e.starts_with("services[0].http[0].fault.abort.grpcStatus:"),
+        "{e}"
+    );
     assert_eq!(FaultPolicy::from_proto("f", None).unwrap(), None);
     assert_eq!(grpc_code("unavailable"), Some(14));
     assert_eq!(grpc_code("8"), Some(8));

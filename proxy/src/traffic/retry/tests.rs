@@ -42,9 +42,15 @@ fn request(body: &'static str) -> (Req, RequestFlags) {
     (req, flags)
 }
 
-fn retry(policy: RetryPolicy, budget: Arc<RetryBudget>) -> (Retry<MockSvc<ReplayBody<B>>>, MockHandle<ReplayBody<B>>) {
+fn retry(
+    policy: RetryPolicy,
+    budget: Arc<RetryBudget>,
+) -> (Retry<MockSvc<ReplayBody<B>>>, MockHandle<ReplayBody<B>>) {
     let (svc, handle) = mock();
-    (Retry::new(Arc::new(policy), Arc::new(move |_| budget.clone()), svc), handle)
+    (
+        Retry::new(Arc::new(policy), Arc::new(move |_| budget.clone()), svc),
+        handle,
+    )
 }
 
 fn spawn(
@@ -75,7 +81,10 @@ async fn answer(
 /// Proves no further try comes: the task finished and every clone of the mock is gone.
 async fn no_more_tries(svc: Retry<MockSvc<ReplayBody<B>>>, handle: &mut MockHandle<ReplayBody<B>>) {
     drop(svc);
-    assert!(handle.next_request().await.is_none(), "an unexpected extra try");
+    assert!(
+        handle.next_request().await.is_none(),
+        "an unexpected extra try"
+    );
 }
 
 #[test]
@@ -86,11 +95,23 @@ fn default_policy_is_istio_1_24s() {
     assert!(p.previous_hosts);
     assert_eq!(p.per_try_timeout, None);
     assert_eq!(p.backoff.base(), Duration::from_millis(25));
-    for c in ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"] {
-        assert!(p.conditions().contains(Conditions::from_name(c).unwrap()), "{c}");
+    for c in [
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+        "retriable-status-codes",
+    ] {
+        assert!(
+            p.conditions().contains(Conditions::from_name(c).unwrap()),
+            "{c}"
+        );
     }
     for c in ["5xx", "gateway-error", "reset", "retriable-4xx"] {
-        assert!(!p.conditions().contains(Conditions::from_name(c).unwrap()), "{c}");
+        assert!(
+            !p.conditions().contains(Conditions::from_name(c).unwrap()),
+            "{c}"
+        );
     }
     assert!(p.retriable_codes().is_empty());
 }
@@ -110,7 +131,9 @@ fn bare_codes_become_retriable_status_codes_and_unknown_names_are_refused() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().starts_with("services[0].http[1].retries.retryOn: unknown retry condition \"retry-on-anything\""),
+        err.to_string().starts_with(
+            "services[0].http[1].retries.retryOn: unknown retry condition \"retry-on-anything\""
+        ),
         "{err}"
     );
     let err = RetryPolicy::from_proto(
@@ -123,7 +146,10 @@ fn bare_codes_become_retriable_status_codes_and_unknown_names_are_refused() {
     .unwrap_err();
     assert!(err.to_string().starts_with("r.perTryTimeout:"), "{err}");
     // An empty retryOn keeps the default conditions (istiod's ConvertPolicy).
-    assert_eq!(policy(&[], 5).conditions(), RetryPolicy::istio_default().conditions());
+    assert_eq!(
+        policy(&[], 5).conditions(),
+        RetryPolicy::istio_default().conditions()
+    );
 }
 
 #[test]
@@ -161,24 +187,49 @@ fn conditions_classify_errors_as_envoy() {
     assert!(!check(&["refused-stream"], reset()));
     assert!(check(&["reset"], reset()));
     assert!(check(&["5xx"], reset()));
-    assert!(check(&["reset"], ProxyError::Timeout(Duration::from_secs(1))));
-    assert!(!check(&["connect-failure"], ProxyError::Timeout(Duration::from_secs(1))));
+    assert!(check(
+        &["reset"],
+        ProxyError::Timeout(Duration::from_secs(1))
+    ));
+    assert!(!check(
+        &["connect-failure"],
+        ProxyError::Timeout(Duration::from_secs(1))
+    ));
     let overflow = || ProxyError::Overflow {
         service: Arc::from("s"),
         limit: crate::http::Overflow::Pending,
     };
-    assert!(!check(&["5xx", "reset", "gateway-error", "connect-failure"], overflow()));
-    assert!(!check(&["5xx", "reset"], ProxyError::Downstream("cut".into())));
+    assert!(!check(
+        &["5xx", "reset", "gateway-error", "connect-failure"],
+        overflow()
+    ));
+    assert!(!check(
+        &["5xx", "reset"],
+        ProxyError::Downstream("cut".into())
+    ));
     assert!(!check(&["5xx", "reset"], ProxyError::BadHost("x".into())));
-    assert!(check(&["connect-failure"], ProxyError::Shared(Arc::new(connect_err()))));
+    assert!(check(
+        &["connect-failure"],
+        ProxyError::Shared(Arc::new(connect_err()))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn default_policy_retries_connect_failures_with_the_body_replayed() {
-    let (svc, mut handle) = retry(RetryPolicy::istio_default(), Arc::new(RetryBudget::unlimited()));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
     let (req, _) = request("payload");
     let task = spawn(&svc, req);
-    let bodies = answer(&mut handle, 3, |i| if i < 2 { Err(connect_err()) } else { Ok(rsp(200)) }).await;
+    let bodies = answer(&mut handle, 3, |i| {
+        if i < 2 {
+            Err(connect_err())
+        } else {
+            Ok(rsp(200))
+        }
+    })
+    .await;
     assert_eq!(bodies, ["payload", "payload", "payload"]);
     let rsp = task.await.unwrap().unwrap();
     assert_eq!(rsp.status(), 200);
@@ -188,7 +239,10 @@ async fn default_policy_retries_connect_failures_with_the_body_replayed() {
 
 #[tokio::test(start_paused = true)]
 async fn default_policy_does_not_retry_a_503_response() {
-    let (svc, mut handle) = retry(RetryPolicy::istio_default(), Arc::new(RetryBudget::unlimited()));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
     let task = spawn(&svc, request("").0);
     answer(&mut handle, 1, |_| Ok(rsp(503))).await;
     assert_eq!(task.await.unwrap().unwrap().status(), 503);
@@ -217,7 +271,10 @@ async fn exhausted_attempts_on_a_response_flag_it_urx() {
     answer(&mut handle, 2, |_| Ok(rsp(500))).await;
     let rsp = task.await.unwrap().unwrap();
     assert_eq!(rsp.status(), 500);
-    assert_eq!(rsp.extensions().get::<ResponseFlags>(), Some(&ResponseFlags::URX));
+    assert_eq!(
+        rsp.extensions().get::<ResponseFlags>(),
+        Some(&ResponseFlags::URX)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -231,9 +288,15 @@ async fn bare_status_code_is_retried_other_codes_are_not() {
 
 #[tokio::test(start_paused = true)]
 async fn grpc_unavailable_in_a_trailers_only_response_is_retried() {
-    let (svc, mut handle) = retry(RetryPolicy::istio_default(), Arc::new(RetryBudget::unlimited()));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
     let task = spawn(&svc, request("").0);
-    answer(&mut handle, 2, |i| Ok(if i == 0 { grpc_rsp(14) } else { grpc_rsp(0) })).await;
+    answer(&mut handle, 2, |i| {
+        Ok(if i == 0 { grpc_rsp(14) } else { grpc_rsp(0) })
+    })
+    .await;
     let rsp = task.await.unwrap().unwrap();
     assert_eq!(rsp.headers()["grpc-status"], "0");
     no_more_tries(svc, &mut handle).await;
@@ -295,12 +358,18 @@ async fn a_try_that_times_out_is_retried_and_the_last_timeout_is_504_ut() {
     assert_eq!(err.status_and_flag().1, "UT");
     assert_eq!(flags.get(), ResponseFlags::URX);
     let total = Instant::now() - start;
-    assert!(total >= Duration::from_millis(200) && total < Duration::from_millis(225), "{total:?}");
+    assert!(
+        total >= Duration::from_millis(200) && total < Duration::from_millis(225),
+        "{total:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_body_larger_than_64_kib_is_sent_once() {
-    let (svc, mut handle) = retry(RetryPolicy::istio_default(), Arc::new(RetryBudget::unlimited()));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
     let flags = RequestFlags::default();
     let big = Bytes::from(vec![7u8; MAX_REPLAY_BYTES + 1]);
     let req = Request::builder()
@@ -331,13 +400,24 @@ async fn a_streamed_body_that_outgrows_the_buffer_during_the_try_is_not_retried(
         .unwrap();
     let task = tokio::spawn(svc.clone().oneshot(req));
     let (req, send) = handle.next_request().await.unwrap();
-    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![1u8; MAX_REPLAY_BYTES + 10])))).unwrap();
+    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![
+        1u8;
+        MAX_REPLAY_BYTES
+            + 10
+    ]))))
+    .unwrap();
     drop(tx);
-    assert_eq!(collect(req.into_body()).await.unwrap().len(), MAX_REPLAY_BYTES + 10);
+    assert_eq!(
+        collect(req.into_body()).await.unwrap().len(),
+        MAX_REPLAY_BYTES + 10
+    );
     send.send_error(connect_err());
     assert!(task.await.unwrap().is_err());
     drop(svc);
-    assert!(handle.next_request().await.is_none(), "retried a body it could not replay");
+    assert!(
+        handle.next_request().await.is_none(),
+        "retried a body it could not replay"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -348,7 +428,10 @@ async fn a_spent_budget_refuses_the_retry_flagged_uo() {
     let (req, flags) = request("");
     let task = spawn(&svc, req);
     answer(&mut handle, 1, |_| Err(connect_err())).await;
-    assert!(matches!(task.await.unwrap(), Err(ProxyError::Connect { .. })));
+    assert!(matches!(
+        task.await.unwrap(),
+        Err(ProxyError::Connect { .. })
+    ));
     assert_eq!(flags.get(), ResponseFlags::UO);
     assert_eq!(budget.stats().budget_exhausted.load(Ordering::Relaxed), 1);
     assert_eq!(budget.stats().retries.load(Ordering::Relaxed), 0);
@@ -378,12 +461,18 @@ async fn max_retries_caps_retries_in_flight_across_requests() {
 
 #[tokio::test(start_paused = true)]
 async fn previous_hosts_survive_across_tries() {
-    let (svc, mut handle) = retry(RetryPolicy::istio_default(), Arc::new(RetryBudget::unlimited()));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
     let (mut req, _) = request("");
     req.extensions_mut().insert(PreviousHosts::default());
     let task = spawn(&svc, req);
     let (r1, s1) = handle.next_request().await.unwrap();
-    r1.extensions().get::<PreviousHosts>().unwrap().record("198.18.0.1:80".parse().unwrap());
+    r1.extensions()
+        .get::<PreviousHosts>()
+        .unwrap()
+        .record("198.18.0.1:80".parse().unwrap());
     s1.send_error(connect_err());
     let (r2, s2) = handle.next_request().await.unwrap();
     let hosts = r2.extensions().get::<PreviousHosts>().unwrap();

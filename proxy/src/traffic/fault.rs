@@ -10,13 +10,14 @@ use super::flags::{self, RequestFlags};
 use crate::config::ConfigError;
 use crate::http::{Body, ProxyError};
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use futures_util::future::{self, BoxFuture};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use sinew_proto::config::v1 as pb;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 /// A share of requests, in millionths (Envoy's `FractionalPercent` with `MILLION`).
@@ -205,7 +206,11 @@ where
 {
     type Response = Response<Body>;
     type Error = ProxyError;
-    type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
+    /// Without a fault the inner call is not boxed: most routes have none.
+    type Future = future::Either<
+        Oneshot<S, Request<B>>,
+        BoxFuture<'static, Result<Response<Body>, ProxyError>>,
+    >;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         Poll::Ready(Ok(()))
@@ -214,14 +219,14 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         let Some(policy) = self.policy.clone() else {
-            return Box::pin(inner.oneshot(req));
+            return future::Either::Left(inner.oneshot(req));
         };
         // Decided now, so the draw does not depend on when the future is polled.
         let delay = policy
             .delay
             .filter(|(_, p)| p.sample_thread())
             .map(|(d, _)| d);
-        Box::pin(async move {
+        future::Either::Right(Box::pin(async move {
             let request_flags = req.extensions().get::<RequestFlags>().cloned();
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
@@ -240,7 +245,7 @@ where
                 flags::add(&mut res, request_flags.as_ref(), ResponseFlags::DI);
             }
             res
-        })
+        }))
     }
 }
 

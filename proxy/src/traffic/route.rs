@@ -660,7 +660,7 @@ impl Rewrite {
         if let Some(new) = &self.uri {
             let path = req.uri().path();
             let rest = match matched.and_then(|m| m.uri.as_ref()) {
-                Some(StrMatch::Prefix(p)) if path.len() >= p.len() => &path[p.len()..],
+                Some(StrMatch::Prefix(p)) => path.get(p.len()..).unwrap_or(""),
                 _ => "",
             };
             let mut pq = String::with_capacity(new.len() + rest.len() + 16);

@@ -358,8 +358,9 @@ async fn a_try_that_times_out_is_retried_and_the_last_timeout_is_504_ut() {
     assert_eq!(err.status_and_flag().1, "UT");
     assert_eq!(flags.get(), ResponseFlags::URX);
     let total = Instant::now() - start;
+    // Two per-try timeouts and one backoff below 25 ms, which tokio's timer may round up to 25.
     assert!(
-        total >= Duration::from_millis(200) && total < Duration::from_millis(225),
+        total >= Duration::from_millis(200) && total <= Duration::from_millis(225),
         "{total:?}"
     );
 }

@@ -1,8 +1,14 @@
 use super::*;
-use crate::traffic::ResponseFlags;
+use crate::traffic::budget::RetryBudget;
+use crate::traffic::replay::{MAX_REPLAY_BYTES, ReplayBody};
+use crate::traffic::retry::Budgets;
 use crate::traffic::test_util::*;
+use crate::traffic::{PreviousHosts, ResponseFlags};
+use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::Full;
 use pb::string_match::Kind;
+use tower::ServiceExt;
 
 const SVC: &str = "reviews.shop.svc.cluster.local:9080";
 

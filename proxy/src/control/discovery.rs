@@ -262,6 +262,13 @@ impl Client {
                 .unwrap_or_else(|p| p.into_inner());
             answered.extend(next.keys().cloned());
         }
+        // Routes may send to other services (a VirtualService's destinations and mirrors):
+        // subscribe to those now, so their endpoints are here before a request needs them.
+        for name in route_destinations(&next) {
+            if !self.subscribed.contains(&name) {
+                let _ = self.inner.subscribe.send(name);
+            }
+        }
         self.resources = next;
         self.inner.changed.send_modify(|g| *g += 1);
         self.has_config.send_replace(true);
@@ -303,6 +310,26 @@ fn prepare(
     let merged = merge(base, &next, &rsp.nonce);
     let config = Config::from_proto(merged).map_err(|e| format!("invalid config: {e}"))?;
     Ok((config, next, bundle))
+}
+
+/// The services that the held services' routes name (by resource name), other than themselves.
+fn route_destinations(resources: &BTreeMap<String, pb::Resource>) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for r in resources.values() {
+        let Some(ResourceKind::Service(s)) = &r.kind else {
+            continue;
+        };
+        let http = s.http_routes.iter().flat_map(|route| {
+            let to = route.destinations.iter().map(|d| &d.service);
+            to.chain(route.mirrors.iter().map(|m| &m.service))
+        });
+        let tcp = s
+            .tcp_routes
+            .iter()
+            .flat_map(|route| route.destinations.iter().map(|d| &d.service));
+        names.extend(http.chain(tcp).filter(|n| !n.is_empty()).cloned());
+    }
+    names
 }
 
 fn request(kind: Kind) -> pb::DiscoveryRequest {
@@ -396,6 +423,47 @@ mod tests {
             resources,
             removed: removed.into_iter().map(String::from).collect(),
         }
+    }
+
+    #[test]
+    fn services_that_routes_send_to_are_named_for_subscription() {
+        let mut web = service(
+            "web.shop.svc.cluster.local",
+            "198.18.0.10:80",
+            "198.18.1.2:8080",
+            "",
+        );
+        if let Some(ResourceKind::Service(s)) = &mut web.kind {
+            s.http_routes = vec![cfg::HttpRoute {
+                destinations: vec![
+                    cfg::RouteDestination::default(),
+                    cfg::RouteDestination {
+                        service: "web-v2.shop.svc.cluster.local:80".into(),
+                        ..Default::default()
+                    },
+                ],
+                mirrors: vec![cfg::Mirror {
+                    service: "shadow.shop.svc.cluster.local:80".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }];
+            s.tcp_routes = vec![cfg::TcpRoute {
+                destinations: vec![cfg::RouteDestination {
+                    service: "db.shop.svc.cluster.local:5432".into(),
+                    ..Default::default()
+                }],
+            }];
+        }
+        let held = BTreeMap::from([("198.18.0.10:80".to_string(), web)]);
+        assert_eq!(
+            route_destinations(&held).into_iter().collect::<Vec<_>>(),
+            [
+                "db.shop.svc.cluster.local:5432",
+                "shadow.shop.svc.cluster.local:80",
+                "web-v2.shop.svc.cluster.local:80",
+            ]
+        );
     }
 
     #[test]

@@ -20,14 +20,24 @@
 //! The types here are what the layers hand each other in request and response extensions; each
 //! layer lives in its own module.
 
+pub mod backoff;
 pub mod balance;
 pub mod breaker;
+pub mod budget;
 pub mod cache;
 pub mod dispatch;
 pub mod endpoint;
+pub mod fault;
+pub mod flags;
 pub mod outlier;
 mod proto_values;
+pub mod replay;
+pub mod retry;
+pub mod route;
 pub mod tcp_route;
+#[cfg(test)]
+pub(crate) mod test_util;
+pub mod timeout;
 
 use std::fmt;
 use std::net::SocketAddr;

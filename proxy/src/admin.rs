@@ -144,18 +144,16 @@ impl Admin {
         }
     }
 
-    /// Brings the counters kept by the policy modules (ejections) into the metrics.
+    /// Brings the counters kept by the policy modules (ejections, retries) into the metrics.
     fn sync_policy_counters(&self) {
         let snap = self.ctx.snapshot();
         for s in snap.services.iter() {
             for d in std::iter::once(&s.default).chain(&s.subsets) {
-                let n = d.new_ejections();
-                if n > 0 {
-                    self.ctx
-                        .metrics
-                        .upstream(&d.key.service)
-                        .ejections
-                        .inc_by(n);
+                let (ejections, retries) = (d.new_ejections(), d.new_retries());
+                if ejections > 0 || retries > 0 {
+                    let m = self.ctx.metrics.upstream(&d.key.service);
+                    m.ejections.inc_by(ejections);
+                    m.retries.inc_by(retries);
                 }
             }
         }

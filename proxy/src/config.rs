@@ -145,8 +145,8 @@ pub struct Service {
     /// Policy for requests to no subset.
     pub policy: Policy,
     pub subsets: Vec<Subset>,
-    /// Validated by the route module (`traffic::route`); kept as sent until then.
-    pub http_routes: Vec<pb::HttpRoute>,
+    /// HTTP routes, validated (`httpRoutes`); Istio's default route when none.
+    pub http_routes: Routes,
     pub tcp_routes: crate::traffic::tcp_route::TcpRoutes,
     pub policy_sources: Vec<String>,
 }
@@ -162,8 +162,8 @@ pub struct Policy {
     pub outlier: Option<crate::traffic::outlier::Settings>,
     /// `tls`; unset: auto mTLS.
     pub tls: crate::tls::originate::ClientTls,
-    /// `retryBudget`, for the retry layer's budget (validated there).
-    pub retry_budget: Option<pb::RetryBudget>,
+    /// `maxRetries` and `retryBudget`, for the retry layer.
+    pub retry: RetryLimits,
     /// The block as sent: two policies are the same when their sources are.
     pub source: Option<pb::TrafficPolicy>,
 }
@@ -175,7 +175,7 @@ impl Default for Policy {
             limits: crate::traffic::breaker::Limits::unlimited(),
             outlier: None,
             tls: crate::tls::originate::ClientTls::Auto,
-            retry_budget: None,
+            retry: RetryLimits::default(),
             source: None,
         }
     }
@@ -188,6 +188,28 @@ impl PartialEq for Policy {
         self.source == other.source
             && !matches!(self.tls, crate::tls::originate::ClientTls::Originate(_))
     }
+}
+
+/// A service's validated HTTP route table and the routes it came from.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    pub table: Arc<crate::traffic::route::RouteTable>,
+    pub source: Vec<pb::HttpRoute>,
+}
+
+impl PartialEq for Routes {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Retry limits of a destination: `connectionPool.http.maxRetries` and `retryBudget`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RetryLimits {
+    /// 0: unlimited.
+    pub max_retries: u32,
+    /// `(percent, minRetryConcurrency)`.
+    pub budget: Option<(f64, u32)>,
 }
 
 /// A named subset: the endpoints whose labels include `labels`, with its own complete policy.
@@ -694,6 +716,14 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
         &key,
         &s.tcp_routes,
     )?;
+    let http_routes = Routes {
+        table: Arc::new(crate::traffic::route::RouteTable::from_proto(
+            &format!("{field}.httpRoutes"),
+            &key,
+            &s.http_routes,
+        )?),
+        source: s.http_routes.clone(),
+    };
     Ok(Service {
         name,
         key,
@@ -702,7 +732,7 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
         endpoints,
         policy,
         subsets,
-        http_routes: s.http_routes.clone(),
+        http_routes,
         tcp_routes,
         policy_sources: s.policy_sources.clone(),
     })
@@ -734,12 +764,30 @@ fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigE
         None => crate::tls::originate::ClientTls::Auto,
         Some(t) => crate::tls::originate::ClientTls::from_proto(&format!("{field}.tls"), t)?,
     };
+    let max_retries = tp.connection_pool.as_ref().map_or(0, |cp| cp.max_retries);
+    // Validated as the retry layer reads it; kept as plain numbers for the cache to build from.
+    crate::traffic::budget::RetryBudget::from_proto(
+        &format!("{field}.retryBudget"),
+        tp.retry_budget.as_ref(),
+        max_retries,
+    )?;
+    let retry = RetryLimits {
+        max_retries,
+        budget: tp.retry_budget.as_ref().map(|b| {
+            (
+                b.percent
+                    .unwrap_or(crate::traffic::budget::DEFAULT_BUDGET_PERCENT),
+                b.min_retry_concurrency
+                    .unwrap_or(crate::traffic::budget::DEFAULT_MIN_RETRY_CONCURRENCY),
+            )
+        }),
+    };
     Ok(Policy {
         load_balancer,
         limits,
         outlier,
         tls,
-        retry_budget: tp.retry_budget,
+        retry,
         source: Some(tp.clone()),
     })
 }

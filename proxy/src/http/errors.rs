@@ -17,6 +17,7 @@
 use super::{Body, ProxyError, RESPONSE_FLAGS};
 use crate::metrics::{Direction, Metrics};
 use crate::traffic::ResponseFlags;
+use crate::traffic::flags::RequestFlags;
 use bytes::Bytes;
 use crate::traffic::breaker::OVERFLOW_BODY;
 use http::header::{self, HeaderValue};
@@ -41,6 +42,8 @@ pub struct Errors<S> {
     metrics: Arc<Metrics>,
     /// The service the requests are for (outbound), for the per-service counters.
     service: Option<Arc<str>>,
+    /// Give each request a [`RequestFlags`] slot (outbound: the route layers flag URX, DI, …).
+    request_flags: bool,
 }
 
 // === impl Errors ===
@@ -52,7 +55,15 @@ impl<S> Errors<S> {
             direction,
             metrics,
             service: None,
+            request_flags: false,
         }
+    }
+
+    /// Gives each request a [`RequestFlags`] slot for the layers below, and renders what they
+    /// put there with the error's own flag.
+    pub fn with_request_flags(mut self) -> Self {
+        self.request_flags = true;
+        self
     }
 
     /// Counts timeouts against `service`.
@@ -77,8 +88,14 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let flags = self.request_flags.then(|| {
+            let f = RequestFlags::default();
+            req.extensions_mut().insert(f.clone());
+            f
+        });
         Rendered {
+            flags,
             inner: self.inner.call(req),
             direction: self.direction,
             metrics: self.metrics.clone(),
@@ -95,6 +112,7 @@ pin_project! {
         direction: Direction,
         metrics: Arc<Metrics>,
         service: Option<Arc<str>>,
+        flags: Option<RequestFlags>,
     }
 }
 
@@ -111,7 +129,13 @@ where
             Err(e) => {
                 log(&e, *this.direction);
                 count(&e, this.metrics, this.service.as_deref());
-                render(&e)
+                let mut rsp = render(&e);
+                if let Some(extra) = this.flags.as_ref().map(RequestFlags::get)
+                    && !extra.is_empty()
+                {
+                    add_flags(&mut rsp, extra);
+                }
+                rsp
             }
         };
         this.metrics.request(*this.direction, Some(rsp.status()));
@@ -146,6 +170,20 @@ fn count(e: &ProxyError, metrics: &Metrics, service: Option<&str>) {
             metrics.upstream(service).timeouts.inc();
         }
         _ => {}
+    }
+}
+
+/// Adds `extra` to a rendered reply's flags: extension and header.
+fn add_flags(rsp: &mut Response<Body>, extra: ResponseFlags) {
+    let mut all = rsp
+        .extensions()
+        .get::<ResponseFlags>()
+        .copied()
+        .unwrap_or_default();
+    all.insert(extra);
+    rsp.extensions_mut().insert(all);
+    if let Ok(v) = HeaderValue::from_str(&all.to_string()) {
+        rsp.headers_mut().insert(RESPONSE_FLAGS.clone(), v);
     }
 }
 

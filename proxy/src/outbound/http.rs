@@ -14,7 +14,6 @@
 //! no longer belongs to that service (removed, or another service's now), its old endpoints may
 //! be other pods' addresses already: the request is refused rather than sent there.
 
-use super::OutboundBody;
 use super::connect::{Clients, NewOutbound};
 use crate::config::{Config, Service};
 use crate::ctx::Ctx;
@@ -23,7 +22,12 @@ use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
 use crate::traffic::balance::ConnInfo;
 use crate::traffic::cache::Services;
+use crate::traffic::DestinationKey;
+use crate::traffic::budget::RetryBudget;
 use crate::traffic::dispatch::Dispatch;
+use crate::traffic::retry::Budgets;
+use crate::traffic::route::Router;
+use hyper::body::Incoming;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
 use std::collections::HashMap;
@@ -52,6 +56,7 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
         metrics,
     )
     .with_service(svc.name.clone())
+    .with_request_flags()
 }
 
 /// Looks the connection's service up in the config in force and dispatches.
@@ -65,9 +70,9 @@ pub struct Lookup {
 }
 
 /// One service's outbound stack below the lookup.
-pub type ServiceStack = Dispatch<NewOutbound>;
+pub type ServiceStack = Router<Dispatch<NewOutbound>>;
 
-type StackFuture = <ServiceStack as tower::Service<Request<OutboundBody>>>::Future;
+type StackFuture = <ServiceStack as tower::Service<Request<Incoming>>>::Future;
 
 /// Builds every service's stack for one config version.
 pub fn stacks(
@@ -75,14 +80,27 @@ pub fn stacks(
     config: &Config,
     services: &Arc<Services>,
 ) -> HashMap<Arc<str>, ServiceStack> {
+    // The retry layer asks for a destination's budget; an unknown one (the request fails NR
+    // in dispatch anyway) gets no limits.
+    let unlimited = Arc::new(RetryBudget::unlimited());
+    let index = services.clone();
+    let budgets: Budgets = Arc::new(move |key: &DestinationKey| {
+        index
+            .destination(key)
+            .map_or_else(|| unlimited.clone(), |d| d.retry_budget.clone())
+    });
     services
         .iter()
         .map(|state| {
-            // [router: to come] wraps the dispatch with the service's route table here.
-            let stack = Dispatch::new(
+            let dispatch = Dispatch::new(
                 services.clone(),
                 state.default.clone(),
                 NewOutbound::new(clients.clone(), config),
+            );
+            let stack = Router::new(
+                state.service.http_routes.table.clone(),
+                dispatch,
+                budgets.clone(),
             );
             (state.service.key.clone(), stack)
         })
@@ -91,7 +109,7 @@ pub fn stacks(
 
 // === impl Lookup ===
 
-impl tower::Service<Request<OutboundBody>> for Lookup {
+impl tower::Service<Request<Incoming>> for Lookup {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = Either<Ready<Result<Response<Body>, ProxyError>>, StackFuture>;
@@ -100,7 +118,7 @@ impl tower::Service<Request<OutboundBody>> for Lookup {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<OutboundBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         if let Err(e) = h::check_host(&req) {
             return Either::Left(ready(Err(e)));
         }

@@ -15,6 +15,7 @@
 use super::DestinationKey;
 use super::balance::{BalanceTarget, Balancer};
 use super::breaker::Breaker;
+use super::budget::RetryBudget;
 use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier;
 use crate::config::{self, Config, Policy};
@@ -58,6 +59,9 @@ pub struct Destination {
     endpoints: Vec<Arc<EndpointState>>,
     balancer: Balancer,
     pub breaker: Breaker,
+    /// `maxRetries` and the retry budget, read by the retry layer.
+    pub retry_budget: Arc<RetryBudget>,
+    retries_reported: Arc<AtomicU64>,
     outlier: Option<Outlier>,
     /// Open TCP connections (what `maxConnections` limits for TCP services).
     tcp_connections: Arc<AtomicUsize>,
@@ -206,6 +210,17 @@ impl Destination {
             }
             None => Breaker::new(key.service.clone(), &policy.limits),
         };
+        let retry_budget = match prev {
+            Some(p) if p.policy.retry == policy.retry => p.retry_budget.clone(),
+            _ => Arc::new(RetryBudget::new(
+                policy.retry.max_retries,
+                policy.retry.budget,
+            )),
+        };
+        let retries_reported = match prev {
+            Some(p) if Arc::ptr_eq(&p.retry_budget, &retry_budget) => p.retries_reported.clone(),
+            _ => Arc::new(AtomicU64::new(0)),
+        };
         let addrs: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
         let outlier = match (policy.outlier, prev.and_then(|p| p.outlier.clone())) {
             (None, _) => None,
@@ -242,6 +257,8 @@ impl Destination {
             endpoints,
             balancer,
             breaker,
+            retry_budget,
+            retries_reported,
             outlier,
             tcp_connections: prev.map_or_else(Default::default, |p| p.tcp_connections.clone()),
         }
@@ -283,6 +300,12 @@ impl Destination {
         let Some(o) = &self.outlier else { return 0 };
         let total = o.detector.stats().ejections_total;
         total.saturating_sub(o.reported.swap(total, Ordering::Relaxed))
+    }
+
+    /// Retries since the metrics last asked.
+    pub fn new_retries(&self) -> u64 {
+        let total = self.retry_budget.stats().retries.load(Ordering::Relaxed);
+        total.saturating_sub(self.retries_reported.swap(total, Ordering::Relaxed))
     }
 
     /// A slot for one TCP connection, or `None` when `maxConnections` are open.

@@ -17,9 +17,9 @@
 use super::{Body, ProxyError, RESPONSE_FLAGS};
 use crate::metrics::{Direction, Metrics};
 use crate::traffic::ResponseFlags;
+use crate::traffic::breaker::OVERFLOW_BODY;
 use crate::traffic::flags::RequestFlags;
 use bytes::Bytes;
-use crate::traffic::breaker::OVERFLOW_BODY;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{Either, Full};

@@ -173,3 +173,30 @@ async fn the_layer_renders_errors_and_counts_every_request() {
         assert!(text.contains(line), "{line} in {text}");
     }
 }
+
+#[tokio::test]
+async fn flags_set_below_are_rendered_with_the_errors_own() {
+    let metrics = Arc::new(Metrics::new());
+    let (mock, mut handle) = tower_test::mock::pair::<Request<()>, Response<Body>>();
+    let inner = mock.map_err(|e| match e.downcast::<ProxyError>() {
+        Ok(e) => *e,
+        Err(_) => ProxyError::NoTargetPort,
+    });
+    let mut svc = Errors::new(inner, Direction::Outbound, metrics).with_request_flags();
+    svc.ready().await.unwrap();
+    let fut = svc.call(Request::new(()));
+    let (req, send) = handle.next_request().await.unwrap();
+    // A retry layer gave up: it flags URX in the request's slot and returns the last error.
+    req.extensions()
+        .get::<RequestFlags>()
+        .expect("the layer gives each request a flag slot")
+        .insert(ResponseFlags::URX);
+    send.send_error(ProxyError::Connect {
+        addr: addr(),
+        source: std::io::ErrorKind::ConnectionRefused.into(),
+    });
+    let rsp = fut.await.unwrap();
+    assert_eq!(rsp.headers()[&RESPONSE_FLAGS], "UF,URX");
+    let flags = rsp.extensions().get::<ResponseFlags>().copied().unwrap();
+    assert!(flags.contains(ResponseFlags::UF) && flags.contains(ResponseFlags::URX));
+}

@@ -55,7 +55,7 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
         Direction::Outbound,
         metrics,
     )
-    .with_service(svc.name.clone())
+    .with_service(svc.key.clone())
     .with_request_flags()
 }
 

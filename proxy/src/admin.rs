@@ -150,10 +150,12 @@ impl Admin {
         for s in snap.services.iter() {
             for d in std::iter::once(&s.default).chain(&s.subsets) {
                 let (ejections, retries) = (d.new_ejections(), d.new_retries());
-                if ejections > 0 || retries > 0 {
+                let refused = d.new_retry_overflows();
+                if ejections > 0 || retries > 0 || refused > 0 {
                     let m = self.ctx.metrics.upstream(&d.key.service);
                     m.ejections.inc_by(ejections);
                     m.retries.inc_by(retries);
+                    m.overflow_by(crate::http::Overflow::Retries, refused);
                 }
             }
         }

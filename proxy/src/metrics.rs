@@ -107,6 +107,10 @@ impl Upstream {
     pub fn overflow(&self, kind: Overflow) {
         self.overflows[kind as usize].inc();
     }
+
+    pub fn overflow_by(&self, kind: Overflow, n: u64) {
+        self.overflows[kind as usize].inc_by(n);
+    }
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];

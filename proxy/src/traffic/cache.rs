@@ -61,7 +61,8 @@ pub struct Destination {
     pub breaker: Breaker,
     /// `maxRetries` and the retry budget, read by the retry layer.
     pub retry_budget: Arc<RetryBudget>,
-    retries_reported: Arc<AtomicU64>,
+    /// Retries and refused retries (maxRetries or budget) the metrics have seen.
+    retries_reported: Arc<[AtomicU64; 2]>,
     outlier: Option<Outlier>,
     /// Open TCP connections (what `maxConnections` limits for TCP services).
     tcp_connections: Arc<AtomicUsize>,
@@ -219,7 +220,7 @@ impl Destination {
         };
         let retries_reported = match prev {
             Some(p) if Arc::ptr_eq(&p.retry_budget, &retry_budget) => p.retries_reported.clone(),
-            _ => Arc::new(AtomicU64::new(0)),
+            _ => Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         };
         let addrs: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
         let outlier = match (policy.outlier, prev.and_then(|p| p.outlier.clone())) {
@@ -305,7 +306,15 @@ impl Destination {
     /// Retries since the metrics last asked.
     pub fn new_retries(&self) -> u64 {
         let total = self.retry_budget.stats().retries.load(Ordering::Relaxed);
-        total.saturating_sub(self.retries_reported.swap(total, Ordering::Relaxed))
+        total.saturating_sub(self.retries_reported[0].swap(total, Ordering::Relaxed))
+    }
+
+    /// Retries refused by `maxRetries` or the retry budget since the metrics last asked.
+    pub fn new_retry_overflows(&self) -> u64 {
+        let s = self.retry_budget.stats();
+        let total =
+            s.overflows.load(Ordering::Relaxed) + s.budget_exhausted.load(Ordering::Relaxed);
+        total.saturating_sub(self.retries_reported[1].swap(total, Ordering::Relaxed))
     }
 
     /// A slot for one TCP connection, or `None` when `maxConnections` are open.

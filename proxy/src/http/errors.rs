@@ -156,6 +156,7 @@ fn log(e: &ProxyError, direction: Direction) {
         | ProxyError::NoHealthy(_)
         | ProxyError::Overflow { .. }
         | ProxyError::NoRoute(_)
+        | ProxyError::UnknownDestination(_)
         | ProxyError::FaultAbort(_) => {
             tracing::debug!(direction = dir, error = %e, "request failed");
         }
@@ -210,6 +211,7 @@ pub fn render(e: &ProxyError) -> Response<Body> {
         )),
         // Envoy's route table answers 404 with no body.
         ProxyError::NoRoute(_) => Bytes::new(),
+        ProxyError::UnknownDestination(_) => Bytes::new(),
         ProxyError::FaultAbort(_) => Bytes::from_static(b"fault filter abort"),
         ProxyError::Downstream(_)
         | ProxyError::NoTargetPort

@@ -76,6 +76,10 @@ pub enum ProxyError {
     /// proxy does not know.
     #[error("no route: {0}")]
     NoRoute(String),
+    /// A route sends to a service or subset the proxy does not have (a VirtualService naming a
+    /// subset no DestinationRule defines): Istio's 503 NR.
+    #[error("no route: {0}")]
+    UnknownDestination(String),
     /// The route's timeout or a try's `perTryTimeout` expired before a response.
     #[error("upstream request timed out after {0:?}")]
     Timeout(std::time::Duration),
@@ -105,6 +109,7 @@ impl ProxyError {
             Self::Overflow { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UO"),
             Self::NoHealthy(_) => (StatusCode::SERVICE_UNAVAILABLE, "UH"),
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "NR"),
+            Self::UnknownDestination(_) => (StatusCode::SERVICE_UNAVAILABLE, "NR"),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UT"),
             Self::FaultAbort(status) => (*status, "FI"),
             Self::Shared(e) => e.status_and_flag(),

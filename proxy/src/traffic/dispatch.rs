@@ -2,8 +2,9 @@
 //! one of its subsets), through that destination's stack.
 //!
 //! Promises: a request without a [`DestinationKey`] goes to the service the connection is for,
-//! no subset; a key naming a service or subset this proxy does not know is `404 NR` (Envoy's
-//! answer for a cluster that does not exist), never another destination. The destinations come
+//! no subset; a key naming a service or subset this proxy does not know is `503 NR` (what Istio
+//! users see for a VirtualService naming a subset no DestinationRule defines), never another
+//! destination. The destinations come
 //! from one [`Services`] snapshot, so a request resolves against the config it started with.
 
 use super::DestinationKey;
@@ -66,7 +67,7 @@ where
                         Some(s) => format!("{} subset {s} is not a known destination", key.service),
                         None => format!("{} is not a known destination", key.service),
                     };
-                    return Either::Left(ready(Err(ProxyError::NoRoute(name))));
+                    return Either::Left(ready(Err(ProxyError::UnknownDestination(name))));
                 }
             },
         };
@@ -163,10 +164,14 @@ services:
     }
 
     #[tokio::test]
-    async fn an_unknown_service_or_subset_is_no_route() {
+    async fn an_unknown_service_or_subset_is_503_no_route() {
         for key in [("reviews:9080", Some("v3")), ("nope", None)] {
             let err = dest_of(Some(key)).await.unwrap_err();
-            assert_eq!(err.status_and_flag().1, "NR", "{key:?}");
+            assert_eq!(
+                err.status_and_flag(),
+                (http::StatusCode::SERVICE_UNAVAILABLE, "NR"),
+                "{key:?}"
+            );
         }
     }
 }

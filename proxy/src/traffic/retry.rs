@@ -300,6 +300,7 @@ impl RetryPolicy {
             | ProxyError::NoEndpoints(_)
             | ProxyError::NoHealthy(_)
             | ProxyError::NoRoute(_)
+            | ProxyError::UnknownDestination(_)
             | ProxyError::NoTargetPort
             | ProxyError::TlsConfig(_)
             | ProxyError::FaultAbort(_) => false,

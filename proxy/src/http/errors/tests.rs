@@ -75,6 +75,7 @@ async fn each_error_gets_envoys_status_flag_and_body() {
             "connection termination",
         ),
         (ProxyError::NoRoute("x".into()), 404, "NR", ""),
+        (ProxyError::UnknownDestination("x".into()), 503, "NR", ""),
         (
             ProxyError::FaultAbort(StatusCode::IM_A_TEAPOT),
             418,

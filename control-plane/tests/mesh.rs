@@ -498,7 +498,7 @@ async fn a_kept_alive_connection_follows_endpoint_changes() {
     .await;
     let (status, body) = request_on(&mut tcp).await;
     assert!(
-        status.contains("503") && body.contains("no endpoints"),
+        status.contains("503") && body.contains("no healthy upstream"),
         "{status} {body}"
     );
     std::fs::write(m.info.registry.join("mesh.yaml"), &m.yaml).unwrap();

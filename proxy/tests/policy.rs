@@ -355,3 +355,31 @@ async fn a_header_match_routes_to_a_subset_and_the_rest_to_another() {
         assert_eq!(rsp.headers()["x-app"], "v1");
     }
 }
+
+#[tokio::test]
+async fn max_requests_per_connection_opens_a_new_mesh_connection_after_that_many_requests() {
+    let (app, _app_task) = start_echo_app().await;
+    let mut o = MeshOptions::new(app.port());
+    o.traffic_policy = Some(pb::TrafficPolicy {
+        connection_pool: Some(pb::ConnectionPool {
+            max_requests_per_connection: 10,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mesh = Mesh::with(o).await;
+    let mut client = h1_client(mesh.outbound()).await;
+    for _ in 0..25 {
+        client.ready().await.unwrap();
+        let rsp = client.send_request(get("/")).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        body_string(rsp).await;
+    }
+    // 25 requests, 10 per connection: three mesh connections reached B.
+    let b_conns = metric(
+        mesh.b.metrics,
+        r#"sinew_tcp_connections_opened_total{direction="inbound",protocol="mesh_h2"}"#,
+    )
+    .await;
+    assert_eq!(b_conns, 3.0);
+}

@@ -15,7 +15,7 @@
 
 use super::OutboundBody;
 use crate::config::{Config, Timeouts};
-use crate::http::client::{H2Pool, PlainClient};
+use crate::http::client::{H2Pool, PlainClient, Reuse};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
 use crate::tls::originate::ClientTls;
@@ -41,7 +41,8 @@ pub struct Clients {
     pub tls: tls::Store,
     pub metrics: Arc<Metrics>,
     /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
-    pub mesh: H2Pool<(SocketAddr, Identity), OutboundBody>,
+    /// Destinations with different reuse limits do not share connections.
+    pub mesh: H2Pool<(SocketAddr, Identity, Reuse), OutboundBody>,
     /// Plaintext delivery to endpoints without a sidecar (or under `tls.mode: DISABLE`).
     pub plain: PlainClient<OutboundBody>,
 }
@@ -59,6 +60,8 @@ pub struct NewConnect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
+    /// When the destination's pooled mesh connections are retired.
+    reuse: Reuse,
     /// The service's name: the authority of HTTP/1.0 requests that name none.
     authority: Arc<str>,
 }
@@ -68,6 +71,7 @@ pub struct Connect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
+    reuse: Reuse,
     authority: Arc<str>,
     ep: Arc<EndpointState>,
 }
@@ -120,6 +124,11 @@ impl NewDestination<OutboundBody> for NewOutbound {
                 clients: self.clients.clone(),
                 timeouts,
                 mode: dest.policy.tls.clone(),
+                reuse: Reuse {
+                    max_requests: dest.policy.limits.max_requests_per_connection,
+                    max_age: dest.policy.limits.max_connection_duration,
+                    idle: dest.policy.limits.idle_timeout,
+                },
                 authority: dest.name.clone(),
             },
         );
@@ -140,6 +149,7 @@ impl NewEndpoint<OutboundBody> for NewConnect {
                 clients: self.clients.clone(),
                 timeouts: self.timeouts,
                 mode: self.mode.clone(),
+                reuse: self.reuse,
                 authority: self.authority.clone(),
                 ep: ep.clone(),
             },
@@ -163,6 +173,7 @@ impl tower::Service<Request<OutboundBody>> for Connect {
             clients: self.clients.clone(),
             timeouts: self.timeouts,
             mode: self.mode.clone(),
+            reuse: self.reuse,
             authority: self.authority.clone(),
             ep: self.ep.clone(),
         };
@@ -269,11 +280,15 @@ impl Connect {
         let mut send = self
             .clients
             .mesh
-            .get(&(addr, id.clone()), move || async move {
-                let io =
-                    super::mesh::connect(&clients, &timeouts, addr, &identity, ALPN_H2).await?;
-                h::client::h2_handshake(io, addr, Default::default()).await
-            })
+            .get_with(
+                &(addr, id.clone(), self.reuse),
+                self.reuse,
+                move || async move {
+                    let io =
+                        super::mesh::connect(&clients, &timeouts, addr, &identity, ALPN_H2).await?;
+                    h::client::h2_handshake(io, addr, Default::default()).await
+                },
+            )
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, ep.addr.port(), &self.authority);

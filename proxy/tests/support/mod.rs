@@ -119,6 +119,8 @@ pub struct MeshOptions {
     pub pod_ip: &'static str,
     /// How B's app port is declared (B's `inboundPorts`).
     pub app_protocol: pb::Protocol,
+    /// A's policy for the service (a DestinationRule, resolved).
+    pub traffic_policy: Option<pb::TrafficPolicy>,
 }
 
 impl MeshOptions {
@@ -134,6 +136,7 @@ impl MeshOptions {
             header_read: std::time::Duration::from_secs(10),
             pod_ip: "127.0.0.1",
             app_protocol: pb::Protocol::Detect,
+            traffic_policy: None,
         }
     }
 }
@@ -222,6 +225,7 @@ impl Mesh {
                     mesh_port: b_inbound.port() as u32,
                     labels: Default::default(),
                 }],
+                traffic_policy: o.traffic_policy.clone(),
                 ..Default::default()
             }],
             admin: local_admin(),

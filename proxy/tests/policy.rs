@@ -51,6 +51,23 @@ async fn gated_app(name: &'static str, gate: Arc<Semaphore>, seen: Arc<AtomicUsi
 }
 
 async fn proxy_for(endpoints: Vec<SocketAddr>, policy: pb::TrafficPolicy) -> RunningProxy {
+    proxy_for_service(pb::Service {
+        endpoints: endpoints
+            .iter()
+            .map(|a| pb::Endpoint {
+                address: a.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        traffic_policy: Some(policy),
+        ..Default::default()
+    })
+    .await
+}
+
+/// One proxy whose outbound listener sends everything to `service` (name, port, address and
+/// protocol filled in), with its admin ports on port 0.
+async fn proxy_for_service(service: pb::Service) -> RunningProxy {
     start_proxy(pb::ProxyConfig {
         listeners: vec![pb::Listener {
             name: "outbound".into(),
@@ -64,21 +81,9 @@ async fn proxy_for(endpoints: Vec<SocketAddr>, policy: pb::TrafficPolicy) -> Run
             port: 8080,
             addresses: vec![SERVICE_ADDR.into()],
             protocol: pb::Protocol::Http1 as i32,
-            endpoints: endpoints
-                .iter()
-                .map(|a| pb::Endpoint {
-                    address: a.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            traffic_policy: Some(policy),
-            ..Default::default()
+            ..service
         }],
-        admin: Some(pb::AdminConfig {
-            admin_address: "127.0.0.1:0".into(),
-            health_address: "127.0.0.1:0".into(),
-            metrics_address: "127.0.0.1:0".into(),
-        }),
+        admin: local_admin(),
         ..Default::default()
     })
     .await
@@ -245,11 +250,7 @@ async fn inbound_connection_pool_limits_shed_requests_to_the_app() {
                 ..Default::default()
             }),
         }],
-        admin: Some(pb::AdminConfig {
-            admin_address: "127.0.0.1:0".into(),
-            health_address: "127.0.0.1:0".into(),
-            metrics_address: "127.0.0.1:0".into(),
-        }),
+        admin: local_admin(),
         ..Default::default()
     })
     .await;
@@ -314,34 +315,20 @@ async fn a_header_match_routes_to_a_subset_and_the_rest_to_another() {
         .into(),
         ..Default::default()
     };
-    let proxy = start_proxy(pb::ProxyConfig {
-        listeners: vec![pb::Listener {
-            name: "outbound".into(),
-            address: "127.0.0.1:0".into(),
-            direction: pb::Direction::Outbound as i32,
-            fixed_destination: SERVICE_ADDR.into(),
-            app_port: 0,
-        }],
-        services: vec![pb::Service {
-            name: "server.default.svc.cluster.local".into(),
-            port: 8080,
-            addresses: vec![SERVICE_ADDR.into()],
-            protocol: pb::Protocol::Http1 as i32,
-            endpoints: vec![labelled(v1, "v1"), labelled(v2, "v2")],
-            subsets: vec![subset("v1"), subset("v2")],
-            http_routes: vec![
-                pb::HttpRoute {
-                    matches: vec![canary],
-                    destinations: vec![to("v2")],
-                    ..Default::default()
-                },
-                pb::HttpRoute {
-                    destinations: vec![to("v1")],
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        }],
+    let proxy = proxy_for_service(pb::Service {
+        endpoints: vec![labelled(v1, "v1"), labelled(v2, "v2")],
+        subsets: vec![subset("v1"), subset("v2")],
+        http_routes: vec![
+            pb::HttpRoute {
+                matches: vec![canary],
+                destinations: vec![to("v2")],
+                ..Default::default()
+            },
+            pb::HttpRoute {
+                destinations: vec![to("v1")],
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     })
     .await;

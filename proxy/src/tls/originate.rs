@@ -15,7 +15,7 @@
 //! - TLS 1.2 and 1.3 (external servers are not ours to upgrade), ring provider, no ALPN (the
 //!   connection layer speaks HTTP/1.1 over it).
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, invalid};
 use crate::http::ProxyError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -242,13 +242,6 @@ fn describe(e: &std::io::Error) -> String {
         return m.to_string();
     }
     super::describe_handshake_error(e)
-}
-
-fn invalid(field: String, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
 }
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {

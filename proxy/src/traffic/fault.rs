@@ -90,7 +90,8 @@ impl FaultPolicy {
                         reason: "a delay needs a fixedDelay".into(),
                     });
                 };
-                let fixed = super::retry::duration(&format!("{field}.delay"), "fixedDelay", fixed)?;
+                let fixed =
+                    super::proto_values::at_least_1ms(&format!("{field}.delay.fixedDelay"), fixed)?;
                 let pct = Percent::from_proto(&format!("{field}.delay.percentage"), d.percentage)?;
                 Some((fixed, pct))
             }

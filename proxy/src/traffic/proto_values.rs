@@ -4,23 +4,25 @@
 //! else is a [`ConfigError::Invalid`] naming the proto field path.
 
 use crate::config::ConfigError;
+pub(crate) use crate::config::invalid;
 use std::time::Duration;
-
-pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
 
 /// A duration that must be positive when set (Istio: ≥ 1 ms).
 pub(crate) fn positive(
     field: &str,
     d: &Option<pbjson_types::Duration>,
 ) -> Result<Option<Duration>, ConfigError> {
-    match non_negative(field, d)? {
-        Some(d) if d < Duration::from_millis(1) => Err(invalid(field, "must be at least 1ms")),
-        d => Ok(d),
+    d.as_ref().map(|d| at_least_1ms(field, d)).transpose()
+}
+
+/// A set duration of at least 1 ms, as istiod's webhook requires.
+pub(crate) fn at_least_1ms(
+    field: &str,
+    d: &pbjson_types::Duration,
+) -> Result<Duration, ConfigError> {
+    match non_negative(field, &Some(*d))? {
+        Some(d) if d >= Duration::from_millis(1) => Ok(d),
+        _ => Err(invalid(field, "must be at least 1ms")),
     }
 }
 

@@ -10,6 +10,7 @@
 use super::backoff::{self, Backoff};
 use super::budget::RetryBudget;
 use super::flags::{self, RequestFlags};
+use super::proto_values::at_least_1ms;
 use super::replay::{MAX_REPLAY_BYTES, ReplayBody};
 use super::{DestinationKey, ResponseFlags};
 use crate::config::ConfigError;
@@ -148,10 +149,10 @@ impl RetryPolicy {
         let mut policy = Self::istio_default();
         policy.retries = p.attempts;
         if let Some(d) = &p.per_try_timeout {
-            policy.per_try_timeout = Some(duration(field, "perTryTimeout", d)?);
+            policy.per_try_timeout = Some(at_least_1ms(&format!("{field}.perTryTimeout"), d)?);
         }
         if let Some(d) = &p.backoff {
-            policy.backoff = Backoff::new(duration(field, "backoff", d)?);
+            policy.backoff = Backoff::new(at_least_1ms(&format!("{field}.backoff"), d)?);
         }
         if let Some(ignore) = p.retry_ignore_previous_hosts {
             policy.previous_hosts = ignore;
@@ -310,26 +311,6 @@ impl RetryPolicy {
 
 fn status_code(c: u32) -> Option<u16> {
     u16::try_from(c).ok().filter(|c| (100..=599).contains(c))
-}
-
-/// A duration field at `field.sub`: at least 1 ms, as istiod's webhook requires.
-pub(crate) fn duration(
-    field: &str,
-    sub: &str,
-    d: &pbjson_types::Duration,
-) -> Result<Duration, ConfigError> {
-    let bad = |reason: &str| ConfigError::Invalid {
-        field: format!("{field}.{sub}"),
-        reason: reason.into(),
-    };
-    if d.seconds < 0 || d.nanos < 0 {
-        return Err(bad("must not be negative"));
-    }
-    let d = Duration::new(d.seconds as u64, d.nanos as u32);
-    if d < Duration::from_millis(1) {
-        return Err(bad("must be at least 1ms"));
-    }
-    Ok(d)
 }
 
 /// An HTTP/2 `REFUSED_STREAM` anywhere in the error's chain: the server did not process the

@@ -21,7 +21,7 @@ use self::matches::{Match, View};
 use super::DestinationKey;
 use super::fault::{FaultPolicy, Percent};
 use super::retry::RetryPolicy;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, invalid};
 use http::Request;
 use http::header::HeaderValue;
 use sinew_proto::config::v1 as pb;
@@ -76,13 +76,6 @@ pub struct Destination {
 struct Mirror {
     key: DestinationKey,
     percent: Percent,
-}
-
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
 }
 
 // === impl RouteTable ===
@@ -236,7 +229,7 @@ impl Route {
         let timeout = r
             .timeout
             .as_ref()
-            .map(|d| super::retry::duration(field, "timeout", d))
+            .map(|d| super::proto_values::at_least_1ms(&format!("{field}.timeout"), d))
             .transpose()?;
         let mirrors = r
             .mirrors

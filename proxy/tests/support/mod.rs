@@ -88,7 +88,7 @@ fn tls(f: &WorkloadFiles) -> Option<pb::TlsFiles> {
     })
 }
 
-fn local_admin() -> Option<pb::AdminConfig> {
+pub fn local_admin() -> Option<pb::AdminConfig> {
     Some(pb::AdminConfig {
         admin_address: "127.0.0.1:0".into(),
         health_address: "127.0.0.1:0".into(),

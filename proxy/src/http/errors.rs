@@ -18,7 +18,6 @@ use super::{Body, ProxyError, RESPONSE_FLAGS};
 use crate::metrics::{Direction, Metrics};
 use crate::traffic::ResponseFlags;
 use crate::traffic::breaker::OVERFLOW_BODY;
-use crate::traffic::flags::RequestFlags;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -42,8 +41,6 @@ pub struct Errors<S> {
     metrics: Arc<Metrics>,
     /// The service the requests are for (outbound), for the per-service counters.
     service: Option<Arc<str>>,
-    /// Give each request a [`RequestFlags`] slot (outbound: the route layers flag URX, DI, …).
-    request_flags: bool,
 }
 
 // === impl Errors ===
@@ -55,15 +52,7 @@ impl<S> Errors<S> {
             direction,
             metrics,
             service: None,
-            request_flags: false,
         }
-    }
-
-    /// Gives each request a [`RequestFlags`] slot for the layers below, and renders what they
-    /// put there with the error's own flag.
-    pub fn with_request_flags(mut self) -> Self {
-        self.request_flags = true;
-        self
     }
 
     /// Counts timeouts against `service`.
@@ -88,14 +77,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let flags = self.request_flags.then(|| {
-            let f = RequestFlags::default();
-            req.extensions_mut().insert(f.clone());
-            f
-        });
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         Rendered {
-            flags,
             inner: self.inner.call(req),
             direction: self.direction,
             metrics: self.metrics.clone(),
@@ -112,7 +95,6 @@ pin_project! {
         direction: Direction,
         metrics: Arc<Metrics>,
         service: Option<Arc<str>>,
-        flags: Option<RequestFlags>,
     }
 }
 
@@ -130,10 +112,9 @@ where
                 log(&e, *this.direction);
                 count(&e, this.metrics, this.service.as_deref());
                 let mut rsp = render(&e);
-                if let Some(extra) = this.flags.as_ref().map(RequestFlags::get)
-                    && !extra.is_empty()
-                {
-                    add_flags(&mut rsp, extra);
+                let added = e.added_flags();
+                if !added.is_empty() {
+                    add_flags(&mut rsp, added);
                 }
                 rsp
             }
@@ -216,7 +197,8 @@ pub fn render(e: &ProxyError) -> Response<Body> {
         ProxyError::Downstream(_)
         | ProxyError::NoTargetPort
         | ProxyError::BadHost(_)
-        | ProxyError::Shared(_) => Bytes::from(format!("{root}\n")),
+        | ProxyError::Shared(_)
+        | ProxyError::Flagged { .. } => Bytes::from(format!("{root}\n")),
     };
     let mut rsp = Response::new(Either::Right(Full::new(body)));
     *rsp.status_mut() = status;

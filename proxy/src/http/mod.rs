@@ -88,6 +88,14 @@ pub enum ProxyError {
     FaultAbort(StatusCode),
     #[error("{0}")]
     Shared(Arc<ProxyError>),
+    /// An error a route-level layer added response flags to on its way out (URX when the
+    /// retries ran out, DI after an injected delay, …); the error layer renders `error` with
+    /// `flags` added to its own. Only failed requests allocate it.
+    #[error("{error}")]
+    Flagged {
+        flags: crate::traffic::ResponseFlags,
+        error: Box<ProxyError>,
+    },
 }
 
 // === impl ProxyError ===
@@ -113,6 +121,7 @@ impl ProxyError {
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UT"),
             Self::FaultAbort(status) => (*status, "FI"),
             Self::Shared(e) => e.status_and_flag(),
+            Self::Flagged { error, .. } => error.status_and_flag(),
         }
     }
 
@@ -121,11 +130,40 @@ impl ProxyError {
         errors::render(&self)
     }
 
-    /// The error itself, through any [`ProxyError::Shared`] wrapping.
+    /// The error itself, through any [`ProxyError::Shared`] or [`ProxyError::Flagged`]
+    /// wrapping.
     pub fn root(&self) -> &ProxyError {
         match self {
             Self::Shared(e) => e.root(),
+            Self::Flagged { error, .. } => error.root(),
             e => e,
+        }
+    }
+
+    /// The flags layers added on the way out ([`ProxyError::flag`]), besides the error's own.
+    pub fn added_flags(&self) -> crate::traffic::ResponseFlags {
+        match self {
+            Self::Flagged { flags, error } => {
+                let mut all = error.added_flags();
+                all.insert(*flags);
+                all
+            }
+            Self::Shared(e) => e.added_flags(),
+            _ => crate::traffic::ResponseFlags::default(),
+        }
+    }
+
+    /// Adds `flag` to the flags this error is rendered with.
+    pub fn flag(self, flag: crate::traffic::ResponseFlags) -> Self {
+        match self {
+            Self::Flagged { mut flags, error } => {
+                flags.insert(flag);
+                Self::Flagged { flags, error }
+            }
+            error => Self::Flagged {
+                flags: flag,
+                error: Box::new(error),
+            },
         }
     }
 }

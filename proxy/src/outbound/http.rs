@@ -2,7 +2,8 @@
 //! config in force for each request and sends the request down that service's stack.
 //!
 //! ```text
-//! errors → lookup (this module) → [router: to come] → dispatch → balancer → endpoint → connect
+//! errors → lookup (this module) → router → fault → timeout → retry → breaker → balancer →
+//!   endpoint → connect
 //! ```
 //!
 //! Everything below the lookup is built once per service per config version ([`stacks`], kept
@@ -12,27 +13,26 @@
 //! The service is looked up per request, not per connection: an app's keep-alive connection
 //! outlives config changes (new endpoints, say), and each request must see them. If the address
 //! no longer belongs to that service (removed, or another service's now), its old endpoints may
-//! be other pods' addresses already: the request is refused rather than sent there.
+//! be other pods' addresses already: the request is refused rather than sent there. While the
+//! config is unchanged, a connection reuses the stack its last request found (no lookups).
 
+use super::OutboundBody;
 use super::connect::{Clients, NewOutbound};
 use crate::config::{Config, Service};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Snapshot};
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
-use crate::traffic::DestinationKey;
 use crate::traffic::balance::ConnInfo;
-use crate::traffic::budget::RetryBudget;
 use crate::traffic::cache::Services;
-use crate::traffic::dispatch::Dispatch;
-use crate::traffic::retry::Budgets;
+use crate::traffic::dispatch::{self, Dispatch, NewDestination};
 use crate::traffic::route::Router;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 /// The per-connection service hyper drives.
@@ -51,12 +51,12 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
                 source: client.ip(),
                 dialled: dst,
             },
+            last: None,
         },
         Direction::Outbound,
         metrics,
     )
     .with_service(svc.key.clone())
-    .with_request_flags()
 }
 
 /// Looks the connection's service up in the config in force and dispatches.
@@ -67,10 +67,22 @@ pub struct Lookup {
     name: Arc<str>,
     dst: SocketAddr,
     conn: ConnInfo,
+    /// The stack the last request used, and the snapshot it came from: the next request on
+    /// this connection skips the lookups while the config is unchanged. Weak, so the connection
+    /// does not hold an old snapshot (and, since a weak reference keeps its allocation, no newer
+    /// snapshot can ever have the same address).
+    last: Option<Last>,
+}
+
+#[derive(Clone)]
+struct Last {
+    snapshot: Weak<Snapshot>,
+    stack: ServiceStack,
+    needs_connection: bool,
 }
 
 /// One service's outbound stack below the lookup.
-pub type ServiceStack = Router<Dispatch<NewOutbound>>;
+pub type ServiceStack = Router<Dispatch<<NewOutbound as NewDestination<OutboundBody>>::Service>>;
 
 type StackFuture = <ServiceStack as tower::Service<Request<Incoming>>>::Future;
 
@@ -80,28 +92,13 @@ pub fn stacks(
     config: &Config,
     services: &Arc<Services>,
 ) -> HashMap<Arc<str>, ServiceStack> {
-    // The retry layer asks for a destination's budget; an unknown one (the request fails NR
-    // in dispatch anyway) gets no limits.
-    let unlimited = Arc::new(RetryBudget::unlimited());
-    let index = services.clone();
-    let budgets: Budgets = Arc::new(move |key: &DestinationKey| {
-        index
-            .destination(key)
-            .map_or_else(|| unlimited.clone(), |d| d.retry_budget.clone())
-    });
+    let new = NewOutbound::new(clients.clone(), config);
     services
         .iter()
         .map(|state| {
-            let dispatch = Dispatch::new(
-                services.clone(),
-                state.default.clone(),
-                NewOutbound::new(clients.clone(), config),
-            );
-            let stack = Router::new(
-                state.service.http_routes.table.clone(),
-                dispatch,
-                budgets.clone(),
-            );
+            let stack = Router::new(state.service.http_routes.table.clone(), |key| {
+                dispatch::target(services, key, &new)
+            });
             (state.service.key.clone(), stack)
         })
         .collect()
@@ -123,20 +120,31 @@ impl tower::Service<Request<Incoming>> for Lookup {
             return Either::Left(ready(Err(e)));
         }
         let snap = self.ctx.snapshot();
-        let found = match snap.config.service(&self.dst) {
-            Some(svc) if svc.key == self.key => snap
-                .services
-                .service(&svc.key)
-                .zip(snap.outbound.get(&svc.key)),
-            _ => None,
+        let last = match self.last.take() {
+            Some(last) if std::ptr::eq(last.snapshot.as_ptr(), Arc::as_ptr(&snap)) => last,
+            _ => {
+                let found = match snap.config.service(&self.dst) {
+                    Some(svc) if svc.key == self.key => snap
+                        .services
+                        .service(&svc.key)
+                        .zip(snap.outbound.get(&svc.key)),
+                    _ => None,
+                };
+                let Some((state, stack)) = found else {
+                    return Either::Left(ready(Err(ProxyError::NoEndpoints(self.name.clone()))));
+                };
+                Last {
+                    snapshot: Arc::downgrade(&snap),
+                    stack: stack.clone(),
+                    needs_connection: state.needs_connection(),
+                }
+            }
         };
-        let Some((state, stack)) = found else {
-            return Either::Left(ready(Err(ProxyError::NoEndpoints(self.name.clone()))));
-        };
-        if state.needs_connection() {
+        if last.needs_connection {
             req.extensions_mut().insert(self.conn);
         }
-        let mut stack = stack.clone();
+        let mut stack = last.stack.clone();
+        self.last = Some(last);
         Either::Right(tower::Service::call(&mut stack, req))
     }
 }

@@ -1,14 +1,14 @@
-//! The destination dispatch: sends a request to the destination its route chose (a service, or
-//! one of its subsets), through that destination's stack.
+//! The destination dispatch: resolves a route's destination (a service, or one of its subsets)
+//! to that destination's stack (breaker → balancer → endpoint), once per config version.
 //!
-//! Promises: a request without a [`DestinationKey`] goes to the service the connection is for,
-//! no subset; a key naming a service or subset this proxy does not know is `503 NR` (what Istio
-//! users see for a VirtualService naming a subset no DestinationRule defines), never another
-//! destination. The destinations come
-//! from one [`Services`] snapshot, so a request resolves against the config it started with.
+//! Promises: a key naming a service or subset this proxy does not know answers `503 NR` (what
+//! Istio users see for a VirtualService naming a subset no DestinationRule defines), never
+//! another destination. Resolution happens when the stacks are built, from one [`Services`]
+//! snapshot, so a request runs against the config it started with and pays no lookup.
 
 use super::DestinationKey;
 use super::cache::{Destination, Services};
+use super::route::Target;
 use crate::http::{Body, ProxyError};
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
@@ -21,58 +21,64 @@ pub trait NewDestination<B> {
     fn new_destination(&self, dest: &Arc<Destination>) -> Self::Service;
 }
 
-/// The dispatch layer.
+/// One destination's stack, or the `503 NR` answer for a destination the proxy does not know.
 #[derive(Clone)]
-pub struct Dispatch<N> {
-    services: Arc<Services>,
-    default: Arc<Destination>,
-    new_destination: N,
+pub enum Dispatch<S> {
+    Known(S),
+    Unknown(Arc<str>),
+}
+
+/// What the router needs to reach `key`: its stack, its retry limits, and whether a retry could
+/// go to another endpoint.
+pub fn target<B, N>(
+    services: &Services,
+    key: &DestinationKey,
+    new: &N,
+) -> Target<Dispatch<N::Service>>
+where
+    N: NewDestination<B>,
+{
+    match services.destination(key) {
+        Some(dest) => Target {
+            service: Dispatch::Known(new.new_destination(dest)),
+            budget: dest.retry_budget.clone(),
+            several_endpoints: dest.endpoints().len() > 1,
+        },
+        None => Target {
+            service: Dispatch::Unknown(Arc::from(match &key.subset {
+                Some(s) => format!("{} subset {s} is not a known destination", key.service),
+                None => format!("{} is not a known destination", key.service),
+            })),
+            budget: Default::default(),
+            several_endpoints: false,
+        },
+    }
 }
 
 // === impl Dispatch ===
 
-impl<N> Dispatch<N> {
-    pub fn new(services: Arc<Services>, default: Arc<Destination>, new_destination: N) -> Self {
-        Self {
-            services,
-            default,
-            new_destination,
-        }
-    }
-}
-
-impl<B, N> tower::Service<Request<B>> for Dispatch<N>
+impl<B, S> tower::Service<Request<B>> for Dispatch<S>
 where
-    N: NewDestination<B>,
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = ProxyError>,
 {
     type Response = Response<Body>;
     type Error = ProxyError;
-    type Future = Either<
-        Ready<Result<Response<Body>, ProxyError>>,
-        <N::Service as tower::Service<Request<B>>>::Future,
-    >;
+    type Future = Either<Ready<Result<Response<Body>, ProxyError>>, S::Future>;
 
-    /// Always ready: the destinations' limits answer at once (Envoy's overflow).
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        match self {
+            Self::Known(s) => s.poll_ready(cx),
+            Self::Unknown(_) => Poll::Ready(Ok(())),
+        }
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let dest = match req.extensions().get::<DestinationKey>() {
-            None => &self.default,
-            Some(key) => match self.services.destination(key) {
-                Some(d) => d,
-                None => {
-                    let name = match &key.subset {
-                        Some(s) => format!("{} subset {s} is not a known destination", key.service),
-                        None => format!("{} is not a known destination", key.service),
-                    };
-                    return Either::Left(ready(Err(ProxyError::UnknownDestination(name))));
-                }
-            },
-        };
-        let mut svc = self.new_destination.new_destination(dest);
-        Either::Right(tower::Service::call(&mut svc, req))
+        match self {
+            Self::Known(s) => Either::Right(s.call(req)),
+            Self::Unknown(why) => {
+                Either::Left(ready(Err(ProxyError::UnknownDestination(why.to_string()))))
+            }
+        }
     }
 }
 
@@ -114,7 +120,7 @@ mod tests {
         }
     }
 
-    fn dispatch() -> Dispatch<Echo> {
+    fn services() -> Services {
         let msg: pb::ProxyConfig = serde_saphyr::from_str(
             r#"
 services:
@@ -124,49 +130,48 @@ services:
         )
         .expect("test yaml");
         let config = Config::from_proto(msg).expect("valid");
-        let services = Arc::new(Services::update(
-            &Services::default(),
-            &config,
-            tokio::time::Instant::now(),
-        ));
-        let default = services
-            .service("reviews:9080")
-            .expect("reviews")
-            .default
-            .clone();
-        Dispatch::new(services, default, Echo)
+        Services::update(&Services::default(), &config, tokio::time::Instant::now())
     }
 
-    async fn dest_of(key: Option<(&str, Option<&str>)>) -> Result<String, ProxyError> {
-        let mut req = Request::new(());
-        if let Some((service, subset)) = key {
-            req.extensions_mut().insert(DestinationKey {
-                service: service.into(),
-                subset: subset.map(Into::into),
-            });
-        }
-        let rsp = dispatch().call(req).await?;
+    fn target_of(service: &str, subset: Option<&str>) -> Target<Dispatch<EchoDest>> {
+        let key = DestinationKey {
+            service: service.into(),
+            subset: subset.map(Into::into),
+        };
+        target::<(), _>(&services(), &key, &Echo)
+    }
+
+    async fn dest_of(service: &str, subset: Option<&str>) -> Result<String, ProxyError> {
+        let rsp = target_of(service, subset)
+            .service
+            .call(Request::new(()))
+            .await?;
         Ok(rsp.headers()["x-dest"].to_str().expect("ascii").to_owned())
     }
 
     #[tokio::test]
-    async fn a_request_without_a_destination_goes_to_the_connections_service() {
-        assert_eq!(dest_of(None).await.unwrap(), "reviews:9080/-");
+    async fn the_services_own_destination_is_its_default() {
+        assert_eq!(
+            dest_of("reviews:9080", None).await.unwrap(),
+            "reviews:9080/-"
+        );
     }
 
     #[tokio::test]
     async fn a_routed_request_goes_to_the_named_service_or_subset() {
         assert_eq!(
-            dest_of(Some(("reviews:9080", Some("v2")))).await.unwrap(),
+            dest_of("reviews:9080", Some("v2")).await.unwrap(),
             "reviews:9080/v2"
         );
-        assert_eq!(dest_of(Some(("ratings", None))).await.unwrap(), "ratings/-");
+        assert_eq!(dest_of("ratings", None).await.unwrap(), "ratings/-");
     }
 
     #[tokio::test]
     async fn an_unknown_service_or_subset_is_503_no_route() {
         for key in [("reviews:9080", Some("v3")), ("nope", None)] {
-            let err = dest_of(Some(key)).await.unwrap_err();
+            let target = target_of(key.0, key.1);
+            assert!(!target.several_endpoints);
+            let err = dest_of(key.0, key.1).await.unwrap_err();
             assert_eq!(
                 err.status_and_flag(),
                 (http::StatusCode::SERVICE_UNAVAILABLE, "NR"),

@@ -6,7 +6,7 @@
 //! aborted request never reaches the inner service.
 
 use super::ResponseFlags;
-use super::flags::{self, RequestFlags};
+use super::flags;
 use crate::config::ConfigError;
 use crate::http::{Body, ProxyError};
 use bytes::Bytes;
@@ -228,12 +228,11 @@ where
             .filter(|(_, p)| p.sample_thread())
             .map(|(d, _)| d);
         future::Either::Right(Box::pin(async move {
-            let request_flags = req.extensions().get::<RequestFlags>().cloned();
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
             let abort = policy.abort.as_ref().filter(|(_, p)| p.sample_thread());
-            let mut res = match abort {
+            let res = match abort {
                 Some((Abort::Http(status), _)) => Err(ProxyError::FaultAbort(*status)),
                 Some((Abort::Grpc(code), _)) => {
                     let mut rsp = grpc_response(*code);
@@ -242,10 +241,10 @@ where
                 }
                 None => inner.oneshot(req).await,
             };
-            if delay.is_some() {
-                flags::add(&mut res, request_flags.as_ref(), ResponseFlags::DI);
+            match delay {
+                Some(_) => flags::add(res, ResponseFlags::DI),
+                None => res,
             }
-            res
         }))
     }
 }

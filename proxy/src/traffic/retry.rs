@@ -7,12 +7,12 @@
 //! budget grants a permit; otherwise the last response or error is returned unchanged, flagged
 //! URX when the attempts ran out and UO when a limit refused the retry (as Envoy's router does).
 
+use super::ResponseFlags;
 use super::backoff::{self, Backoff};
 use super::budget::RetryBudget;
-use super::flags::{self, RequestFlags};
+use super::flags;
 use super::proto_values::at_least_1ms;
 use super::replay::{MAX_REPLAY_BYTES, ReplayBody};
-use super::{DestinationKey, ResponseFlags};
 use crate::config::ConfigError;
 use crate::http::{Body, ProxyError};
 use bytes::Bytes;
@@ -25,9 +25,6 @@ use std::time::Duration;
 use tower::{Service, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Looks up the retry limits of the destination a request goes to (the per-service cache's).
-pub type Budgets = Arc<dyn Fn(&DestinationKey) -> Arc<RetryBudget> + Send + Sync>;
 
 /// A route's validated `retries`.
 #[derive(Clone, Debug, PartialEq)]
@@ -292,6 +289,7 @@ impl RetryPolicy {
             // A try's perTryTimeout (or an inner timeout): Envoy retries it as a reset.
             ProxyError::Timeout(_) => on.contains(any_failure),
             ProxyError::Shared(inner) => self.error_retriable(inner),
+            ProxyError::Flagged { error, .. } => self.error_retriable(error),
             // Envoy never retries a local overflow (its `Overflow` reset reason); the client's
             // own errors and local replies (no route, no healthy endpoint) would fail the same
             // way again.
@@ -326,10 +324,11 @@ fn is_refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The retry layer over `S`, for one route.
+/// The retry layer over `S`, for one route's destination.
 pub struct Retry<S> {
     policy: Arc<RetryPolicy>,
-    budgets: Budgets,
+    /// The destination's retry limits.
+    budget: Arc<RetryBudget>,
     inner: S,
 }
 
@@ -337,7 +336,7 @@ impl<S: Clone> Clone for Retry<S> {
     fn clone(&self) -> Self {
         Self {
             policy: self.policy.clone(),
-            budgets: self.budgets.clone(),
+            budget: self.budget.clone(),
             inner: self.inner.clone(),
         }
     }
@@ -346,10 +345,10 @@ impl<S: Clone> Clone for Retry<S> {
 // === impl Retry ===
 
 impl<S> Retry<S> {
-    pub fn new(policy: Arc<RetryPolicy>, budgets: Budgets, inner: S) -> Self {
+    pub fn new(policy: Arc<RetryPolicy>, budget: Arc<RetryBudget>, inner: S) -> Self {
         Self {
             policy,
-            budgets,
+            budget,
             inner,
         }
     }
@@ -376,10 +375,7 @@ where
 
     fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
         let policy = self.policy.clone();
-        let budget = match req.extensions().get::<DestinationKey>() {
-            Some(k) if policy.retries > 0 => Some((self.budgets)(k)),
-            _ => None,
-        };
+        let budget = (policy.retries > 0).then(|| self.budget.clone());
         let inner = self.inner.clone();
         Box::pin(run(policy, budget, inner, req))
     }
@@ -406,7 +402,6 @@ where
     };
     let _active = budget.as_ref().map(|b| b.track());
     let (parts, handle) = req.into_parts();
-    let request_flags = parts.extensions.get::<RequestFlags>().cloned();
     let mut body = first;
     let mut retries = 0;
     let mut rng: Option<fastrand::Rng> = None;
@@ -419,7 +414,7 @@ where
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
         *req.extensions_mut() = parts.extensions.clone();
-        let mut res = try_once(policy.per_try_timeout, &mut inner, req).await;
+        let res = try_once(policy.per_try_timeout, &mut inner, req).await;
         if !policy.is_retriable(&res) {
             return res;
         }
@@ -429,8 +424,7 @@ where
                     .limit_exceeded
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            flags::add(&mut res, request_flags.as_ref(), ResponseFlags::URX);
-            return res;
+            return flags::add(res, ResponseFlags::URX);
         }
         let Some(next) = handle.replay() else {
             // The body outgrew the replay buffer during this try.
@@ -442,8 +436,7 @@ where
                 Ok(p) => permit = Some(p),
                 Err(_) => {
                     // Envoy's router flags a retry refused by a circuit breaker as an overflow.
-                    flags::add(&mut res, request_flags.as_ref(), ResponseFlags::UO);
-                    return res;
+                    return flags::add(res, ResponseFlags::UO);
                 }
             }
         }

@@ -14,7 +14,7 @@ mod matches;
 mod router;
 
 pub use self::headers::HeaderOps;
-pub use self::router::Router;
+pub use self::router::{Router, Target};
 
 use self::actions::{Redirect, Rewrite};
 use self::matches::{Match, View};

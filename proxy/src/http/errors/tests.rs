@@ -183,19 +183,16 @@ async fn flags_set_below_are_rendered_with_the_errors_own() {
         Ok(e) => *e,
         Err(_) => ProxyError::NoTargetPort,
     });
-    let mut svc = Errors::new(inner, Direction::Outbound, metrics).with_request_flags();
+    let mut svc = Errors::new(inner, Direction::Outbound, metrics);
     svc.ready().await.unwrap();
     let fut = svc.call(Request::new(()));
-    let (req, send) = handle.next_request().await.unwrap();
-    // A retry layer gave up: it flags URX in the request's slot and returns the last error.
-    req.extensions()
-        .get::<RequestFlags>()
-        .expect("the layer gives each request a flag slot")
-        .insert(ResponseFlags::URX);
-    send.send_error(ProxyError::Connect {
+    let (_req, send) = handle.next_request().await.unwrap();
+    // A retry layer gave up: it flags URX on the last error and returns it.
+    let refused = ProxyError::Connect {
         addr: addr(),
         source: std::io::ErrorKind::ConnectionRefused.into(),
-    });
+    };
+    send.send_error(refused.flag(ResponseFlags::URX));
     let rsp = fut.await.unwrap();
     assert_eq!(rsp.headers()[&RESPONSE_FLAGS], "UF,URX");
     let flags = rsp.extensions().get::<ResponseFlags>().copied().unwrap();

@@ -19,13 +19,8 @@ fn policy(delay: Option<(u64, f64)>, abort: Option<(u32, &str, f64)>) -> Arc<Fau
     Arc::new(FaultPolicy::from_proto("f", Some(&f)).unwrap().unwrap())
 }
 
-fn request() -> (Req, RequestFlags) {
-    let flags = RequestFlags::default();
-    let req = Request::builder()
-        .extension(flags.clone())
-        .body(())
-        .unwrap();
-    (req, flags)
+fn request() -> Req {
+    Request::new(())
 }
 
 #[tokio::test(start_paused = true)]
@@ -33,7 +28,7 @@ async fn delay_at_100_percent_holds_the_request_for_fixed_delay_and_flags_di() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(Some((300, 100.0)), None)), svc);
     let start = Instant::now();
-    let task = tokio::spawn(svc.oneshot(request().0));
+    let task = tokio::spawn(svc.oneshot(request()));
     let (_, send) = handle.next_request().await.unwrap();
     assert_eq!(Instant::now() - start, Duration::from_millis(300));
     send.send_response(rsp(200));
@@ -50,7 +45,7 @@ async fn delay_at_0_percent_never_delays() {
     let svc = Fault::new(Some(policy(Some((300, 0.0)), None)), svc);
     for _ in 0..100 {
         let start = Instant::now();
-        let task = tokio::spawn(svc.clone().oneshot(request().0));
+        let task = tokio::spawn(svc.clone().oneshot(request()));
         let (_, send) = handle.next_request().await.unwrap();
         assert_eq!(Instant::now(), start);
         send.send_response(rsp(200));
@@ -66,26 +61,30 @@ async fn delay_at_0_percent_never_delays() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn delay_on_an_error_is_recorded_in_the_request_flags() {
+async fn delay_on_an_error_is_flagged_on_the_error() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(Some((10, 100.0)), None)), svc);
-    let (req, flags) = request();
-    let task = tokio::spawn(svc.oneshot(req));
+    let task = tokio::spawn(svc.oneshot(request()));
     handle
         .next_request()
         .await
         .unwrap()
         .1
         .send_error(connect_err());
-    assert!(task.await.unwrap().is_err());
-    assert_eq!(flags.get(), ResponseFlags::DI);
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(err.added_flags(), ResponseFlags::DI);
+    assert_eq!(
+        err.status_and_flag().1,
+        "UF",
+        "the error's own flag is kept"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn http_abort_at_100_percent_answers_without_calling_upstream() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(None, Some((418, "", 100.0)))), svc);
-    let err = svc.oneshot(request().0).await.unwrap_err();
+    let err = svc.oneshot(request()).await.unwrap_err();
     assert!(matches!(err, ProxyError::FaultAbort(s) if s == StatusCode::IM_A_TEAPOT));
     assert_eq!(err.status_and_flag(), (StatusCode::IM_A_TEAPOT, "FI"));
     assert!(handle.next_request().await.is_none(), "upstream was called");
@@ -95,7 +94,7 @@ async fn http_abort_at_100_percent_answers_without_calling_upstream() {
 async fn grpc_abort_answers_a_trailers_only_response_with_the_status() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(None, Some((0, "UNAVAILABLE", 100.0)))), svc);
-    let rsp = svc.oneshot(request().0).await.unwrap();
+    let rsp = svc.oneshot(request()).await.unwrap();
     assert_eq!(rsp.status(), 200);
     assert_eq!(rsp.headers()["grpc-status"], "14");
     assert_eq!(rsp.headers()["content-type"], "application/grpc");
@@ -111,7 +110,7 @@ async fn abort_at_0_percent_never_aborts() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(None, Some((503, "", 0.0)))), svc);
     for _ in 0..100 {
-        let task = tokio::spawn(svc.clone().oneshot(request().0));
+        let task = tokio::spawn(svc.clone().oneshot(request()));
         handle
             .next_request()
             .await
@@ -126,12 +125,15 @@ async fn abort_at_0_percent_never_aborts() {
 async fn delay_then_abort_both_apply() {
     let (svc, mut handle) = mock::<()>();
     let svc = Fault::new(Some(policy(Some((50, 100.0)), Some((503, "", 100.0)))), svc);
-    let (req, flags) = request();
     let start = Instant::now();
-    let err = svc.oneshot(req).await.unwrap_err();
+    let err = svc.oneshot(request()).await.unwrap_err();
     assert_eq!(Instant::now() - start, Duration::from_millis(50));
-    assert!(matches!(err, ProxyError::FaultAbort(_)));
-    assert_eq!(flags.get(), ResponseFlags::DI);
+    assert!(matches!(err.root(), ProxyError::FaultAbort(_)));
+    assert_eq!(
+        err.status_and_flag(),
+        (StatusCode::SERVICE_UNAVAILABLE, "FI")
+    );
+    assert_eq!(err.added_flags(), ResponseFlags::DI);
     assert!(handle.next_request().await.is_none());
 }
 

@@ -9,13 +9,6 @@ use tokio::time::Instant;
 type B = Full<Bytes>;
 type Req = Request<ReplayBody<B>>;
 
-fn key() -> DestinationKey {
-    DestinationKey {
-        service: Arc::from("reviews.shop.svc.cluster.local:9080"),
-        subset: None,
-    }
-}
-
 fn policy(retry_on: &[&str], attempts: u32) -> RetryPolicy {
     RetryPolicy::from_proto(
         "r",
@@ -28,18 +21,14 @@ fn policy(retry_on: &[&str], attempts: u32) -> RetryPolicy {
     .unwrap()
 }
 
-fn request(body: &'static str) -> (Req, RequestFlags) {
-    let flags = RequestFlags::default();
-    let req = Request::builder()
+fn request(body: &'static str) -> Req {
+    Request::builder()
         .uri("http://reviews:9080/r")
-        .extension(key())
-        .extension(flags.clone())
         .body(ReplayBody::new(
             Full::new(Bytes::from_static(body.as_bytes())),
             MAX_REPLAY_BYTES,
         ))
-        .unwrap();
-    (req, flags)
+        .unwrap()
 }
 
 fn retry(
@@ -47,10 +36,7 @@ fn retry(
     budget: Arc<RetryBudget>,
 ) -> (Retry<MockSvc<ReplayBody<B>>>, MockHandle<ReplayBody<B>>) {
     let (svc, handle) = mock();
-    (
-        Retry::new(Arc::new(policy), Arc::new(move |_| budget.clone()), svc),
-        handle,
-    )
+    (Retry::new(Arc::new(policy), budget, svc), handle)
 }
 
 fn spawn(
@@ -220,7 +206,7 @@ async fn default_policy_retries_connect_failures_with_the_body_replayed() {
         RetryPolicy::istio_default(),
         Arc::new(RetryBudget::unlimited()),
     );
-    let (req, _) = request("payload");
+    let req = request("payload");
     let task = spawn(&svc, req);
     let bodies = answer(&mut handle, 3, |i| {
         if i < 2 {
@@ -243,7 +229,7 @@ async fn default_policy_does_not_retry_a_503_response() {
         RetryPolicy::istio_default(),
         Arc::new(RetryBudget::unlimited()),
     );
-    let task = spawn(&svc, request("").0);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 1, |_| Ok(rsp(503))).await;
     assert_eq!(task.await.unwrap().unwrap().status(), 503);
     no_more_tries(svc, &mut handle).await;
@@ -253,12 +239,11 @@ async fn default_policy_does_not_retry_a_503_response() {
 async fn exhausted_attempts_return_the_last_error_flagged_urx() {
     let budget = Arc::new(RetryBudget::unlimited());
     let (svc, mut handle) = retry(RetryPolicy::istio_default(), budget.clone());
-    let (req, flags) = request("");
-    let task = spawn(&svc, req);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 3, |_| Err(connect_err())).await;
     let err = task.await.unwrap().unwrap_err();
-    assert!(matches!(err, ProxyError::Connect { .. }), "{err}");
-    assert_eq!(flags.get(), ResponseFlags::URX);
+    assert!(matches!(err.root(), ProxyError::Connect { .. }), "{err}");
+    assert_eq!(err.added_flags(), ResponseFlags::URX);
     assert_eq!(budget.stats().retries.load(Ordering::Relaxed), 2);
     assert_eq!(budget.stats().limit_exceeded.load(Ordering::Relaxed), 1);
     no_more_tries(svc, &mut handle).await;
@@ -267,7 +252,7 @@ async fn exhausted_attempts_return_the_last_error_flagged_urx() {
 #[tokio::test(start_paused = true)]
 async fn exhausted_attempts_on_a_response_flag_it_urx() {
     let (svc, mut handle) = retry(policy(&["5xx"], 1), Arc::new(RetryBudget::unlimited()));
-    let task = spawn(&svc, request("").0);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 2, |_| Ok(rsp(500))).await;
     let rsp = task.await.unwrap().unwrap();
     assert_eq!(rsp.status(), 500);
@@ -280,7 +265,7 @@ async fn exhausted_attempts_on_a_response_flag_it_urx() {
 #[tokio::test(start_paused = true)]
 async fn bare_status_code_is_retried_other_codes_are_not() {
     let (svc, mut handle) = retry(policy(&["503"], 3), Arc::new(RetryBudget::unlimited()));
-    let task = spawn(&svc, request("").0);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 2, |i| Ok(rsp(if i == 0 { 503 } else { 500 }))).await;
     assert_eq!(task.await.unwrap().unwrap().status(), 500);
     no_more_tries(svc, &mut handle).await;
@@ -292,7 +277,7 @@ async fn grpc_unavailable_in_a_trailers_only_response_is_retried() {
         RetryPolicy::istio_default(),
         Arc::new(RetryBudget::unlimited()),
     );
-    let task = spawn(&svc, request("").0);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 2, |i| {
         Ok(if i == 0 { grpc_rsp(14) } else { grpc_rsp(0) })
     })
@@ -305,11 +290,10 @@ async fn grpc_unavailable_in_a_trailers_only_response_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn attempts_zero_sends_once() {
     let (svc, mut handle) = retry(policy(&["5xx"], 0), Arc::new(RetryBudget::unlimited()));
-    let (req, flags) = request("x");
-    let task = spawn(&svc, req);
+    let task = spawn(&svc, request("x"));
     answer(&mut handle, 1, |_| Err(connect_err())).await;
-    assert!(task.await.unwrap().is_err());
-    assert!(flags.get().is_empty(), "no URX without retries");
+    let err = task.await.unwrap().unwrap_err();
+    assert!(err.added_flags().is_empty(), "no URX without retries");
     no_more_tries(svc, &mut handle).await;
 }
 
@@ -318,7 +302,7 @@ async fn backoff_waits_a_jittered_time_below_each_retrys_ceiling() {
     let mut waits = Vec::new();
     for _ in 0..20 {
         let (svc, mut handle) = retry(policy(&["5xx"], 2), Arc::new(RetryBudget::unlimited()));
-        let task = spawn(&svc, request("").0);
+        let task = spawn(&svc, request(""));
         let mut times = Vec::new();
         for i in 0..3 {
             let (_, send) = handle.next_request().await.unwrap();
@@ -345,18 +329,17 @@ async fn a_try_that_times_out_is_retried_and_the_last_timeout_is_504_ut() {
     let mut p = policy(&["reset"], 1);
     p.per_try_timeout = Some(Duration::from_millis(100));
     let (svc, mut handle) = retry(p, Arc::new(RetryBudget::unlimited()));
-    let (req, flags) = request("");
     let start = Instant::now();
-    let task = spawn(&svc, req);
+    let task = spawn(&svc, request(""));
     // Two tries, neither answered.
     let (_r1, _s1) = handle.next_request().await.unwrap();
     let t1 = Instant::now();
     let (_r2, _s2) = handle.next_request().await.unwrap();
     assert!(Instant::now() - t1 >= Duration::from_millis(100));
     let err = task.await.unwrap().unwrap_err();
-    assert!(matches!(err, ProxyError::Timeout(d) if d == Duration::from_millis(100)));
+    assert!(matches!(err.root(), ProxyError::Timeout(d) if *d == Duration::from_millis(100)));
     assert_eq!(err.status_and_flag().1, "UT");
-    assert_eq!(flags.get(), ResponseFlags::URX);
+    assert_eq!(err.added_flags(), ResponseFlags::URX);
     let total = Instant::now() - start;
     // Two per-try timeouts and one backoff below 25 ms, which tokio's timer may round up to 25.
     assert!(
@@ -371,18 +354,13 @@ async fn a_body_larger_than_64_kib_is_sent_once() {
         RetryPolicy::istio_default(),
         Arc::new(RetryBudget::unlimited()),
     );
-    let flags = RequestFlags::default();
     let big = Bytes::from(vec![7u8; MAX_REPLAY_BYTES + 1]);
-    let req = Request::builder()
-        .extension(key())
-        .extension(flags.clone())
-        .body(ReplayBody::new(Full::new(big), MAX_REPLAY_BYTES))
-        .unwrap();
+    let req = Request::new(ReplayBody::new(Full::new(big), MAX_REPLAY_BYTES));
     let task = spawn(&svc, req);
     let bodies = answer(&mut handle, 1, |_| Err(connect_err())).await;
     assert_eq!(bodies[0].len(), MAX_REPLAY_BYTES + 1);
-    assert!(task.await.unwrap().is_err());
-    assert!(flags.get().is_empty());
+    let err = task.await.unwrap().unwrap_err();
+    assert!(err.added_flags().is_empty());
     no_more_tries(svc, &mut handle).await;
 }
 
@@ -391,14 +369,11 @@ async fn a_streamed_body_that_outgrows_the_buffer_during_the_try_is_not_retried(
     let (svc, mut handle) = mock::<ReplayBody<ChanBody>>();
     let svc = Retry::new(
         Arc::new(RetryPolicy::istio_default()),
-        Arc::new(|_: &DestinationKey| Arc::new(RetryBudget::unlimited())),
+        Arc::new(RetryBudget::unlimited()),
         svc,
     );
     let (tx, body) = chan_body();
-    let req = Request::builder()
-        .extension(key())
-        .body(ReplayBody::new(body, MAX_REPLAY_BYTES))
-        .unwrap();
+    let req = Request::new(ReplayBody::new(body, MAX_REPLAY_BYTES));
     let task = tokio::spawn(svc.clone().oneshot(req));
     let (req, send) = handle.next_request().await.unwrap();
     tx.send(Ok(http_body::Frame::data(Bytes::from(vec![
@@ -426,14 +401,11 @@ async fn a_spent_budget_refuses_the_retry_flagged_uo() {
     // One active request, 20 % of it is 0 and no minimum: no retry allowed.
     let budget = Arc::new(RetryBudget::new(0, Some((20.0, 0))));
     let (svc, mut handle) = retry(RetryPolicy::istio_default(), budget.clone());
-    let (req, flags) = request("");
-    let task = spawn(&svc, req);
+    let task = spawn(&svc, request(""));
     answer(&mut handle, 1, |_| Err(connect_err())).await;
-    assert!(matches!(
-        task.await.unwrap(),
-        Err(ProxyError::Connect { .. })
-    ));
-    assert_eq!(flags.get(), ResponseFlags::UO);
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err.root(), ProxyError::Connect { .. }));
+    assert_eq!(err.added_flags(), ResponseFlags::UO);
     assert_eq!(budget.stats().budget_exhausted.load(Ordering::Relaxed), 1);
     assert_eq!(budget.stats().retries.load(Ordering::Relaxed), 0);
     no_more_tries(svc, &mut handle).await;
@@ -444,16 +416,16 @@ async fn max_retries_caps_retries_in_flight_across_requests() {
     let budget = Arc::new(RetryBudget::new(1, None));
     let (svc, mut handle) = retry(RetryPolicy::istio_default(), budget.clone());
     // Request A fails and retries: its retry holds the only permit.
-    let a = spawn(&svc, request("a").0);
+    let a = spawn(&svc, request("a"));
     answer(&mut handle, 1, |_| Err(connect_err())).await;
     let (_, a_retry) = handle.next_request().await.unwrap();
     assert_eq!(budget.retries_in_flight(), 1);
     // Request B fails meanwhile: its retry is not attempted.
-    let (req, b_flags) = request("b");
-    let b = spawn(&svc, req);
+    let b = spawn(&svc, request("b"));
     answer(&mut handle, 1, |_| Err(connect_err())).await;
-    assert!(matches!(b.await.unwrap(), Err(ProxyError::Connect { .. })));
-    assert_eq!(b_flags.get(), ResponseFlags::UO);
+    let err = b.await.unwrap().unwrap_err();
+    assert!(matches!(err.root(), ProxyError::Connect { .. }));
+    assert_eq!(err.added_flags(), ResponseFlags::UO);
     assert_eq!(budget.stats().overflows.load(Ordering::Relaxed), 1);
     a_retry.send_response(rsp(200));
     assert_eq!(a.await.unwrap().unwrap().status(), 200);
@@ -466,7 +438,7 @@ async fn previous_hosts_survive_across_tries() {
         RetryPolicy::istio_default(),
         Arc::new(RetryBudget::unlimited()),
     );
-    let (mut req, _) = request("");
+    let mut req = request("");
     req.extensions_mut().insert(PreviousHosts::default());
     let task = spawn(&svc, req);
     let (r1, s1) = handle.next_request().await.unwrap();
@@ -491,7 +463,7 @@ async fn the_route_timeout_covers_all_retries() {
     let (svc, mut handle) = retry(p, Arc::new(RetryBudget::unlimited()));
     let svc = crate::traffic::timeout::Timeout::new(Some(Duration::from_millis(250)), svc);
     let start = Instant::now();
-    let task = tokio::spawn(svc.oneshot(request("").0));
+    let task = tokio::spawn(svc.oneshot(request("")));
     let mut tries = 0;
     while let Some((_, send)) = handle.next_request().await {
         tries += 1;

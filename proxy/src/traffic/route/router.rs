@@ -1,15 +1,16 @@
 //! The route layer's service: per request, find the route, redirect or rewrite, apply header
-//! operations, start mirrors, pick a weighted destination and call the route's own
-//! `fault → timeout → retry` stack.
+//! operations, start mirrors, pick a weighted destination and call that destination's
+//! `fault → timeout → retry → destination` stack (built once per route table: a request carries
+//! no routing state of its own below this layer).
 
-use super::{Action, Mirror, Route, RouteTable};
+use super::{Action, Route, RouteTable};
 use crate::http::{Body, ProxyError};
-use crate::traffic::PreviousHosts;
 use crate::traffic::budget::RetryBudget;
 use crate::traffic::fault::Fault;
 use crate::traffic::replay::{MAX_REPLAY_BYTES, ReplayBody};
-use crate::traffic::retry::{Budgets, Retry};
+use crate::traffic::retry::Retry;
 use crate::traffic::timeout::Timeout;
+use crate::traffic::{DestinationKey, PreviousHosts};
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture};
 use http::header::{self, HeaderValue};
@@ -20,23 +21,51 @@ use tower::{Service, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One route's stack below the router.
+/// One route's stack to one destination.
 type RouteStack<S> = Fault<Timeout<Retry<S>>>;
+
+/// What the router reaches one destination through (built by [`crate::traffic::dispatch`]).
+pub struct Target<S> {
+    /// The destination's stack below the retry layer.
+    pub service: S,
+    /// The destination's retry limits (`maxRetries`, retry budget).
+    pub budget: Arc<RetryBudget>,
+    /// More than one endpoint: worth tracking the hosts a request tried (with one, Envoy's
+    /// previous-hosts predicate has no other choice to make).
+    pub several_endpoints: bool,
+}
+
+/// One weighted destination of one route.
+struct DestinationStack<S> {
+    stack: RouteStack<S>,
+    track_hosts: bool,
+}
+
+impl<S: Clone> Clone for DestinationStack<S> {
+    fn clone(&self) -> Self {
+        Self {
+            stack: self.stack.clone(),
+            track_hosts: self.track_hosts,
+        }
+    }
+}
 
 /// The route layer: a tower service over one [`RouteTable`]. Build a new one when the table
 /// changes; requests in flight keep the stacks they started with.
 pub struct Router<S> {
     table: Arc<RouteTable>,
-    stacks: Arc<[RouteStack<S>]>,
-    inner: S,
+    /// Per route, per weighted destination (in the route's order).
+    stacks: Arc<[Box<[DestinationStack<S>]>]>,
+    /// Per route, per mirror (in the route's order).
+    mirrors: Arc<[Box<[S]>]>,
 }
 
-impl<S: Clone> Clone for Router<S> {
+impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Self {
             table: self.table.clone(),
             stacks: self.stacks.clone(),
-            inner: self.inner.clone(),
+            mirrors: self.mirrors.clone(),
         }
     }
 }
@@ -44,28 +73,45 @@ impl<S: Clone> Clone for Router<S> {
 // === impl Router ===
 
 impl<S: Clone> Router<S> {
-    /// Builds each route's `fault → timeout → retry → inner` stack once. `budgets` gives the
-    /// retry limits of a destination (the per-service cache's).
-    pub fn new(table: Arc<RouteTable>, inner: S, budgets: Budgets) -> Self {
+    /// Builds each route's `fault → timeout → retry → destination` stack for each of its
+    /// destinations once, with `target` resolving a destination.
+    pub fn new(
+        table: Arc<RouteTable>,
+        mut target: impl FnMut(&DestinationKey) -> Target<S>,
+    ) -> Self {
         let stacks = table
             .routes
             .iter()
             .map(|r| {
-                let retry = Retry::new(r.retry.clone(), budgets.clone(), inner.clone());
-                Fault::new(r.fault.clone(), Timeout::new(r.timeout, retry))
+                let dests: &[_] = match &r.action {
+                    Action::Forward(d) => &d.list,
+                    Action::Redirect(_) => &[],
+                };
+                dests
+                    .iter()
+                    .map(|d| {
+                        let t = target(&d.key);
+                        let retry = Retry::new(r.retry.clone(), t.budget, t.service);
+                        DestinationStack {
+                            stack: Fault::new(r.fault.clone(), Timeout::new(r.timeout, retry)),
+                            track_hosts: r.retry.retries > 0
+                                && r.retry.previous_hosts
+                                && t.several_endpoints,
+                        }
+                    })
+                    .collect()
             })
+            .collect();
+        let mirrors = table
+            .routes
+            .iter()
+            .map(|r| r.mirrors.iter().map(|m| target(&m.key).service).collect())
             .collect();
         Self {
             table,
             stacks,
-            inner,
+            mirrors,
         }
-    }
-
-    /// A router whose destinations have no retry limits (no DestinationRule anywhere).
-    pub fn without_budgets(table: Arc<RouteTable>, inner: S) -> Self {
-        let unlimited = Arc::new(RetryBudget::unlimited());
-        Self::new(table, inner, Arc::new(move |_| unlimited.clone()))
     }
 
     pub fn table(&self) -> &Arc<RouteTable> {
@@ -115,6 +161,7 @@ where
             _ => Route::pick_with(dests, fastrand::u32(0..dests.total)),
         };
         let dst = &dests.list[di];
+        let target = &self.stacks[ri][di];
         // Envoy applies the most specific level first: the destination's (weighted cluster)
         // operations, then the route's, so the route's `set` wins on a conflict.
         dst.request_headers.apply(req.headers_mut());
@@ -123,17 +170,16 @@ where
         let replay = route.retry.retries > 0 || !route.mirrors.is_empty();
         let (mut parts, body) = req.into_parts();
         let body = ReplayBody::new(body, if replay { MAX_REPLAY_BYTES } else { 0 });
-        for m in route.mirrors.iter() {
+        for (m, svc) in route.mirrors.iter().zip(self.mirrors[ri].iter()) {
             if m.percent.sample_thread() && body.fits(MAX_REPLAY_BYTES) {
-                self.mirror(&parts, &body, m);
+                mirror(&parts, &body, svc.clone());
             }
         }
-        parts.extensions.insert(dst.key.clone());
-        if route.retry.retries > 0 && route.retry.previous_hosts {
+        if target.track_hosts {
             parts.extensions.insert(PreviousHosts::default());
         }
         let req = Request::from_parts(parts, body);
-        let call = self.stacks[ri].clone().oneshot(req);
+        let call = target.stack.clone().oneshot(req);
         if dst.response_headers.is_empty() && route.response_headers.is_empty() {
             return Box::pin(call);
         }
@@ -150,35 +196,30 @@ where
     }
 }
 
-impl<S> Router<S> {
-    /// Sends a copy of the request to the mirror's destination in the background, with
-    /// `-shadow` appended to the host (Envoy's convention, so the receiver can tell). Its
-    /// response is dropped; its failure is only logged at debug level.
-    fn mirror<B>(&self, parts: &http::request::Parts, body: &ReplayBody<B>, m: &Mirror)
-    where
-        S: Service<Request<ReplayBody<B>>, Response = Response<Body>, Error = ProxyError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let Some(body) = body.mirror() else { return };
-        let mut req = Request::new(body);
-        *req.method_mut() = parts.method.clone();
-        *req.version_mut() = parts.version;
-        *req.headers_mut() = parts.headers.clone();
-        *req.uri_mut() = parts.uri.clone();
-        shadow_authority(&mut req);
-        req.extensions_mut().insert(m.key.clone());
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = inner.oneshot(req).await {
-                tracing::debug!(error = %e, "mirrored request failed");
-            }
-        });
-    }
+/// Sends a copy of the request to a mirror's destination (`svc`) in the background, with
+/// `-shadow` appended to the host (Envoy's convention, so the receiver can tell). Its response is
+/// dropped; its failure is only logged at debug level.
+fn mirror<S, B>(parts: &http::request::Parts, body: &ReplayBody<B>, svc: S)
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<Body>, Error = ProxyError>
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(body) = body.mirror() else { return };
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.uri_mut() = parts.uri.clone();
+    shadow_authority(&mut req);
+    tokio::spawn(async move {
+        if let Err(e) = svc.oneshot(req).await {
+            tracing::debug!(error = %e, "mirrored request failed");
+        }
+    });
 }
 
 /// `host[:port]` → `host-shadow[:port]` in `:authority` and `Host`.

@@ -1,11 +1,11 @@
 use super::*;
+use crate::http::{Body, ProxyError};
 use crate::traffic::budget::RetryBudget;
 use crate::traffic::replay::{MAX_REPLAY_BYTES, ReplayBody};
-use crate::traffic::retry::Budgets;
 use crate::traffic::test_util::*;
 use crate::traffic::{PreviousHosts, ResponseFlags};
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use pb::string_match::Kind;
 use tower::ServiceExt;
@@ -404,23 +404,58 @@ fn weighted_choice_follows_relative_weights_and_drops_zero_weights() {
 
 // --- the Router, over a mock destination dispatcher ---
 
-type Mock = MockSvc<ReplayBody<B>>;
 type Handle = MockHandle<ReplayBody<B>>;
 
-fn router(routes: Vec<pb::HttpRoute>) -> (Router<Mock>, Handle) {
-    let (svc, handle) = mock();
-    (
-        Router::without_budgets(Arc::new(table(routes)), svc),
-        handle,
-    )
+/// One mock behind every destination; it tags each request with the destination the router
+/// sent it to, so the tests can tell them apart.
+#[derive(Clone)]
+struct Tagged {
+    key: DestinationKey,
+    inner: MockSvc<ReplayBody<B>>,
 }
 
-fn call(r: &Router<Mock>, req: Request<B>) -> tower::util::Oneshot<Router<Mock>, Request<B>> {
+impl tower::Service<Request<ReplayBody<B>>> for Tagged {
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = <MockSvc<ReplayBody<B>> as tower::Service<Request<ReplayBody<B>>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReplayBody<B>>) -> Self::Future {
+        req.extensions_mut().insert(self.key.clone());
+        self.inner.call(req)
+    }
+}
+
+fn router_with(routes: Vec<pb::HttpRoute>, several_endpoints: bool) -> (Router<Tagged>, Handle) {
+    let (svc, handle) = mock();
+    let unlimited = Arc::new(RetryBudget::unlimited());
+    let r = Router::new(Arc::new(table(routes)), |key| Target {
+        service: Tagged {
+            key: key.clone(),
+            inner: svc.clone(),
+        },
+        budget: unlimited.clone(),
+        several_endpoints,
+    });
+    (r, handle)
+}
+
+fn router(routes: Vec<pb::HttpRoute>) -> (Router<Tagged>, Handle) {
+    router_with(routes, true)
+}
+
+fn call(r: &Router<Tagged>, req: Request<B>) -> tower::util::Oneshot<Router<Tagged>, Request<B>> {
     r.clone().oneshot(req)
 }
 
 #[tokio::test(start_paused = true)]
-async fn router_puts_the_destination_and_previous_hosts_in_the_request() {
+async fn router_sends_to_the_destination_with_a_previous_hosts_slot() {
     let (r, mut handle) = router(vec![]);
     let task = tokio::spawn(call(&r, req("GET", "/", &[])));
     let (sent, send) = handle.next_request().await.unwrap();
@@ -438,6 +473,26 @@ async fn router_puts_the_destination_and_previous_hosts_in_the_request() {
     );
     send.send_response(rsp(204));
     assert_eq!(task.await.unwrap().unwrap().status(), 204);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_previous_hosts_slot_without_another_endpoint_to_prefer_or_without_retries() {
+    let no_retries = pb::HttpRoute {
+        destinations: vec![dest("", 0)],
+        retries: Some(pb::RetryPolicy {
+            attempts: 0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (routes, several) in [(vec![], false), (vec![no_retries], true)] {
+        let (r, mut handle) = router_with(routes, several);
+        let task = tokio::spawn(call(&r, req("GET", "/", &[])));
+        let (sent, send) = handle.next_request().await.unwrap();
+        assert!(sent.extensions().get::<PreviousHosts>().is_none());
+        send.send_response(rsp(204));
+        assert_eq!(task.await.unwrap().unwrap().status(), 204);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -725,29 +780,31 @@ async fn route_timeout_covers_retries_and_an_abort_fault_skips_upstream() {
 #[tokio::test(start_paused = true)]
 async fn router_takes_retry_limits_from_the_destinations_budget() {
     let budget = Arc::new(RetryBudget::new(0, Some((20.0, 0))));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<DestinationKey>::new()));
+    let mut seen = Vec::<DestinationKey>::new();
     let (svc, mut handle) = mock();
-    let (b, s) = (budget.clone(), seen.clone());
-    let budgets: Budgets = Arc::new(move |k: &DestinationKey| {
-        s.lock().unwrap().push(k.clone());
-        b.clone()
+    let r = Router::new(Arc::new(table(vec![route("v1", vec![])])), |k| {
+        seen.push(k.clone());
+        Target {
+            service: Tagged {
+                key: k.clone(),
+                inner: svc.clone(),
+            },
+            budget: budget.clone(),
+            several_endpoints: true,
+        }
     });
-    let r = Router::new(Arc::new(table(vec![route("v1", vec![])])), svc, budgets);
-    let flags = crate::traffic::flags::RequestFlags::default();
-    let mut request = req("GET", "/", &[]);
-    request.extensions_mut().insert(flags.clone());
-    let task = tokio::spawn(call(&r, request));
+    let task = tokio::spawn(call(&r, req("GET", "/", &[])));
     handle
         .next_request()
         .await
         .unwrap()
         .1
         .send_error(connect_err());
-    assert!(task.await.unwrap().is_err());
+    let err = task.await.unwrap().unwrap_err();
     assert_eq!(
-        flags.get(),
+        err.added_flags(),
         ResponseFlags::UO,
         "the budget refused the retry"
     );
-    assert_eq!(seen.lock().unwrap()[0].subset.as_deref(), Some("v1"));
+    assert_eq!(seen[0].subset.as_deref(), Some("v1"));
 }

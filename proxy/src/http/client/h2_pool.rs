@@ -1,25 +1,20 @@
-//! Upstream HTTP clients: a pool of multiplexed HTTP/2 connections keyed by destination, and the
-//! plaintext client that delivers to apps (HTTP/1 keep-alive pool and HTTP/2 prior knowledge).
+//! The pool of multiplexed HTTP/2 connections keyed by destination, and [`Reuse`], when a pooled
+//! connection stops taking new requests.
 //!
 //! Promise of [`H2Pool`]: at most one connection attempt per key at a time; concurrent requests
 //! for a key that is still connecting wait for that attempt instead of opening their own.
 
-use super::body::RequestBody;
-use super::{Body, ProxyError};
+use crate::http::ProxyError;
+use crate::http::body::RequestBody;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use http::{Request, Response};
-use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 type Connecting<B> =
@@ -167,160 +162,8 @@ impl<K: Hash + Eq + Clone, B> Default for H2Pool<K, B> {
     }
 }
 
-/// Settings for HTTP/2 client connections.
-#[derive(Clone, Copy, Debug)]
-pub struct H2Settings {
-    pub keep_alive_interval: Duration,
-    pub keep_alive_timeout: Duration,
-}
-
-impl Default for H2Settings {
-    fn default() -> Self {
-        Self {
-            keep_alive_interval: Duration::from_secs(20),
-            keep_alive_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Runs the HTTP/2 client handshake on `io` and spawns the connection driver.
-pub async fn h2_handshake<I, B>(
-    io: I,
-    addr: SocketAddr,
-    settings: H2Settings,
-) -> Result<SendRequest<RequestBody<B>>, ProxyError>
-where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .keep_alive_interval(settings.keep_alive_interval)
-        .keep_alive_timeout(settings.keep_alive_timeout)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| ProxyError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%addr, error = %e, "HTTP/2 connection closed");
-        }
-    });
-    Ok(send)
-}
-
-/// Connects TCP with a timeout and the usual socket options.
-pub async fn connect_tcp(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<tokio::net::TcpStream, ProxyError> {
-    connect_tcp_from(addr, None, timeout).await
-}
-
-/// Like [`connect_tcp`], from `source` when given.
-pub async fn connect_tcp_from(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-    timeout: Duration,
-) -> Result<tokio::net::TcpStream, ProxyError> {
-    let connect = async {
-        let Some(source) = source else {
-            return tokio::net::TcpStream::connect(addr).await;
-        };
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.bind(SocketAddr::new(source, 0))?;
-        socket.connect(addr).await
-    };
-    match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(s)) => {
-            crate::io::tune(&s);
-            Ok(s)
-        }
-        Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
-        Err(_) => Err(ProxyError::ConnectTimeout { addr, timeout }),
-    }
-}
-
-/// Plaintext delivery to an app (or to an endpoint without a sidecar).
-pub struct PlainClient<B = Incoming> {
-    h1: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        RequestBody<B>,
-    >,
-    h2: H2Pool<SocketAddr, B>,
-    connect_timeout: Duration,
-    source: Option<IpAddr>,
-}
-
-// === impl PlainClient ===
-
-impl<B> PlainClient<B>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    /// A client whose connections come from `source` when given (see [`crate::inbound::APP_SOURCE`]).
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration, source: Option<IpAddr>) -> Self {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_local_address(source);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let h1 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
-            .set_host(false)
-            .build(connector);
-        Self {
-            h1,
-            h2: H2Pool::new(),
-            connect_timeout,
-            source,
-        }
-    }
-
-    /// Sends `req` to `addr` in the request's own protocol.
-    pub async fn send(
-        &self,
-        addr: SocketAddr,
-        mut req: Request<B>,
-    ) -> Result<Response<Body>, ProxyError> {
-        if req.version() == http::Version::HTTP_2 {
-            let (timeout, source) = (self.connect_timeout, self.source);
-            let mut send = self
-                .h2
-                .get(&addr, move || async move {
-                    let io = connect_tcp_from(addr, source, timeout).await?;
-                    h2_handshake(io, addr, H2Settings::default()).await
-                })
-                .await?;
-            let (req, failed) = super::body::track(req);
-            let rsp = send
-                .send_request(req)
-                .await
-                .map_err(|e| super::upstream_error(e, &failed))?;
-            return Ok(rsp.map(Either::Left));
-        }
-        super::set_origin(&mut req, addr);
-        let (req, failed) = super::body::track(req);
-        match self.h1.request(req).await {
-            Ok(rsp) => Ok(rsp.map(Either::Left)),
-            Err(e) if e.is_connect() => Err(ProxyError::Connect {
-                addr,
-                source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),
-            }),
-            Err(e) => Err(super::upstream_error(e, &failed)),
-        }
-    }
-}
-
 #[cfg(test)]
-mod reuse_tests {
+mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]

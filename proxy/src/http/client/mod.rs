@@ -1,0 +1,96 @@
+//! Upstream HTTP clients: a pool of multiplexed HTTP/2 connections keyed by destination
+//! ([`h2_pool`]), the plaintext client that delivers to apps ([`plain`]), and the TCP dial and
+//! HTTP/2 handshake both use.
+
+mod h2_pool;
+mod plain;
+
+pub use h2_pool::{H2Pool, Reuse};
+pub use plain::PlainClient;
+
+use super::ProxyError;
+use super::body::RequestBody;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Settings for HTTP/2 client connections.
+#[derive(Clone, Copy, Debug)]
+pub struct H2Settings {
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for H2Settings {
+    fn default() -> Self {
+        Self {
+            keep_alive_interval: Duration::from_secs(20),
+            keep_alive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the HTTP/2 client handshake on `io` and spawns the connection driver.
+pub async fn h2_handshake<I, B>(
+    io: I,
+    addr: SocketAddr,
+    settings: H2Settings,
+) -> Result<SendRequest<RequestBody<B>>, ProxyError>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .keep_alive_interval(settings.keep_alive_interval)
+        .keep_alive_timeout(settings.keep_alive_timeout)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ProxyError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "HTTP/2 connection closed");
+        }
+    });
+    Ok(send)
+}
+
+/// Connects TCP with a timeout and the usual socket options.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ProxyError> {
+    connect_tcp_from(addr, None, timeout).await
+}
+
+/// Like [`connect_tcp`], from `source` when given.
+pub async fn connect_tcp_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ProxyError> {
+    let connect = async {
+        let Some(source) = source else {
+            return tokio::net::TcpStream::connect(addr).await;
+        };
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(addr).await
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(s)) => {
+            crate::io::tune(&s);
+            Ok(s)
+        }
+        Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
+        Err(_) => Err(ProxyError::ConnectTimeout { addr, timeout }),
+    }
+}

@@ -8,8 +8,17 @@ mod plain;
 pub use h2_pool::{H2Pool, Reuse};
 pub use plain::PlainClient;
 
+/// What a destination asks of the upstream connections it opens: when pooled ones retire, and
+/// TCP keep-alive. Part of the pool key, so destinations that differ never share a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnPolicy {
+    pub reuse: Reuse,
+    pub keepalive: Option<TcpKeepalive>,
+}
+
 use super::ProxyError;
 use super::body::RequestBody;
+use crate::io::TcpKeepalive;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::{IpAddr, SocketAddr};
@@ -60,15 +69,19 @@ where
     Ok(send)
 }
 
-/// Connects TCP with a timeout and the usual socket options.
+/// Connects TCP to a destination's endpoint with a timeout, the usual socket options and the
+/// destination's `tcpKeepalive` (none: SO_KEEPALIVE stays off).
 pub async fn connect_tcp(
     addr: SocketAddr,
     timeout: Duration,
+    keepalive: Option<&TcpKeepalive>,
 ) -> Result<tokio::net::TcpStream, ProxyError> {
-    connect_tcp_from(addr, None, timeout).await
+    let stream = connect_tcp_from(addr, None, timeout).await?;
+    crate::io::keepalive(&stream, keepalive);
+    Ok(stream)
 }
 
-/// Like [`connect_tcp`], from `source` when given.
+/// Like [`connect_tcp`] without keep-alive, from `source` when given (delivery to the app).
 pub async fn connect_tcp_from(
     addr: SocketAddr,
     source: Option<IpAddr>,
@@ -94,3 +107,6 @@ pub async fn connect_tcp_from(
         Err(_) => Err(ProxyError::ConnectTimeout { addr, timeout }),
     }
 }
+
+#[cfg(test)]
+mod tests;

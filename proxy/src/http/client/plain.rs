@@ -1,9 +1,10 @@
 //! Plaintext delivery to apps and to endpoints without a sidecar: an HTTP/1 keep-alive pool and
 //! HTTP/2 prior knowledge over an [`H2Pool`].
 
-use super::{H2Pool, H2Settings, connect_tcp_from, h2_handshake};
+use super::{ConnPolicy, H2Pool, H2Settings, connect_tcp_from, h2_handshake};
 use crate::http::body::RequestBody;
 use crate::http::{Body, ProxyError};
+use crate::io::TcpKeepalive;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -17,7 +18,7 @@ pub struct PlainClient<B = Incoming> {
         hyper_util::client::legacy::connect::HttpConnector,
         RequestBody<B>,
     >,
-    h2: H2Pool<SocketAddr, B>,
+    h2: H2Pool<(SocketAddr, ConnPolicy), B>,
     connect_timeout: Duration,
     source: Option<IpAddr>,
 }
@@ -49,18 +50,20 @@ where
         }
     }
 
-    /// Sends `req` to `addr` in the request's own protocol.
+    /// Sends `req` to `addr` in the request's own protocol. HTTP/2 connections follow `policy`
+    /// (reuse limits, TCP keep-alive); the HTTP/1 pool does not yet.
     pub async fn send(
         &self,
         addr: SocketAddr,
+        policy: ConnPolicy,
         mut req: Request<B>,
     ) -> Result<Response<Body>, ProxyError> {
         if req.version() == http::Version::HTTP_2 {
             let (timeout, source) = (self.connect_timeout, self.source);
             let mut send = self
                 .h2
-                .get(&addr, move || async move {
-                    let io = connect_tcp_from(addr, source, timeout).await?;
+                .get_with(&(addr, policy), policy.reuse, move || async move {
+                    let io = dial(addr, source, timeout, policy.keepalive.as_ref()).await?;
                     h2_handshake(io, addr, H2Settings::default()).await
                 })
                 .await?;
@@ -82,4 +85,17 @@ where
             Err(e) => Err(crate::http::upstream_error(e, &failed)),
         }
     }
+}
+
+/// A plaintext connection to `addr`, from `source` when given, with the destination's
+/// keep-alive.
+pub(super) async fn dial(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+    keepalive: Option<&TcpKeepalive>,
+) -> Result<tokio::net::TcpStream, ProxyError> {
+    let io = connect_tcp_from(addr, source, timeout).await?;
+    crate::io::keepalive(&io, keepalive);
+    Ok(io)
 }

@@ -13,12 +13,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Response bodies: the upstream's, streamed, or one the proxy made.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<body::UpstreamBody, Full<Bytes>>;
 
 /// Original protocol of a request carried over the HTTP/2 connection between proxies.
 pub static ORIG_PROTO: HeaderName = HeaderName::from_static("sinew-orig-proto");

@@ -15,7 +15,8 @@
 
 use super::OutboundBody;
 use crate::config::{Config, Timeouts};
-use crate::http::client::{ConnPolicy, H2Pool, PlainClient, Reuse};
+use crate::http::body::UpstreamBody;
+use crate::http::client::{ConnPolicy, H2Pool, Lease, PlainClient, Reuse};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
 use crate::tls::originate::ClientTls;
@@ -129,6 +130,7 @@ impl NewDestination<OutboundBody> for NewOutbound {
                         max_requests: dest.policy.limits.max_requests_per_connection,
                         max_age: dest.policy.limits.max_connection_duration,
                         idle: dest.policy.limits.idle_timeout,
+                        max_streams: dest.policy.limits.max_concurrent_streams,
                     },
                     keepalive: dest.policy.limits.tcp_keepalive,
                 },
@@ -246,7 +248,7 @@ impl Connect {
             .await
             .map_err(|e| h::upstream_error(e, &failed))?;
         *rsp.version_mut() = version;
-        Ok(rsp.map(Either::Left))
+        Ok(rsp.map(|b| Either::Left(b.into())))
     }
 
     async fn send(self, mut req: Request<OutboundBody>) -> Result<Response<Body>, ProxyError> {
@@ -283,23 +285,21 @@ impl Connect {
         let addr = ep.mesh_addr;
         let clients = self.clients.clone();
         let timeouts = self.timeouts;
-        let identity = id.clone();
         let policy = self.policy;
-        let mut send = self
+        let Lease { mut send, stream } = self
             .clients
             .mesh
-            .get_with(
-                &(addr, id.clone(), self.policy),
-                self.policy.reuse,
-                move || async move {
+            .get_with(&(addr, id.clone(), self.policy), self.policy.reuse, || {
+                let (clients, identity) = (clients.clone(), id.clone());
+                async move {
                     let keepalive = policy.keepalive.as_ref();
                     let io = super::mesh::connect(
                         &clients, &timeouts, addr, &identity, ALPN_H2, keepalive,
                     )
                     .await?;
                     h::client::h2_handshake(io, addr, Default::default()).await
-                },
-            )
+                }
+            })
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, ep.addr.port(), &self.authority);
@@ -311,6 +311,6 @@ impl Connect {
         if version != Version::HTTP_2 {
             *rsp.version_mut() = version;
         }
-        Ok(rsp.map(Either::Left))
+        Ok(rsp.map(|b| Either::Left(UpstreamBody::new(b, stream))))
     }
 }

@@ -1,8 +1,15 @@
 //! The pool of multiplexed HTTP/2 connections keyed by destination, and [`Reuse`], when a pooled
 //! connection stops taking new requests.
 //!
-//! Promise of [`H2Pool`]: at most one connection attempt per key at a time; concurrent requests
-//! for a key that is still connecting wait for that attempt instead of opening their own.
+//! Promises of [`H2Pool`]:
+//! - at most one connection attempt per key at a time; concurrent requests for a key that is
+//!   still connecting wait for that attempt instead of opening their own;
+//! - with `maxConcurrentStreams` N, a connection carries at most N requests at once; a stream
+//!   counts from checkout until its response body ends, fails or is dropped ([`StreamGuard`],
+//!   carried in [`crate::http::body::UpstreamBody`]). When every connection of the key is full
+//!   the request opens (or waits for) another, as Envoy's pool does;
+//! - unlimited streams (the default): one connection per key, as before, and a request costs a
+//!   lock and a clone of the connection handle, nothing allocated.
 
 use crate::http::ProxyError;
 use crate::http::body::RequestBody;
@@ -13,6 +20,7 @@ use hyper::client::conn::http2::SendRequest;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,9 +28,12 @@ use tokio::time::Instant;
 type Connecting<B> =
     Shared<BoxFuture<'static, Result<SendRequest<RequestBody<B>>, Arc<ProxyError>>>>;
 
-enum Slot<B> {
-    Ready(Pooled<B>),
-    Connecting(Connecting<B>),
+/// The connections of one key and its attempt in flight, if any (numbered, so that only the
+/// request that finds its own attempt still pending installs the result).
+struct Conns<B> {
+    ready: Vec<Pooled<B>>,
+    connecting: Option<(u64, Connecting<B>)>,
+    attempts: u64,
 }
 
 /// A live connection and what [`Reuse`] needs to know about it.
@@ -31,6 +42,17 @@ struct Pooled<B> {
     born: Instant,
     last_used: Instant,
     requests: u32,
+    /// Streams in flight, counted only when the key limits them.
+    streams: Option<Arc<AtomicU32>>,
+}
+
+/// A request's hold on one stream of a pooled connection; released on drop.
+pub struct StreamGuard(Arc<AtomicU32>);
+
+/// A connection handle for one request, and its stream slot when streams are limited.
+pub struct Lease<B> {
+    pub send: SendRequest<RequestBody<B>>,
+    pub stream: Option<StreamGuard>,
 }
 
 /// When a pooled connection stops taking new requests (DestinationRule
@@ -44,6 +66,9 @@ pub struct Reuse {
     pub max_requests: Option<NonZeroU32>,
     pub max_age: Option<Duration>,
     pub idle: Option<Duration>,
+    /// `http.maxConcurrentStreams`: requests in flight on one connection; when every
+    /// connection of a key is at it, the next request opens another connection.
+    pub max_streams: Option<NonZeroU32>,
 }
 
 // === impl Reuse ===
@@ -61,7 +86,7 @@ impl Reuse {
 /// HTTP/2 connections shared by every request to the same key, for requests with bodies of
 /// type `B`.
 pub struct H2Pool<K, B = Incoming> {
-    slots: Mutex<HashMap<K, Slot<B>>>,
+    slots: Mutex<HashMap<K, Conns<B>>>,
 }
 
 // === impl H2Pool ===
@@ -74,76 +99,79 @@ impl<K: Hash + Eq + Clone, B> H2Pool<K, B> {
     }
 
     /// Returns a live connection for `key`, connecting with `connect` if there is none.
-    pub async fn get<F, Fut>(
-        &self,
-        key: &K,
-        connect: F,
-    ) -> Result<SendRequest<RequestBody<B>>, ProxyError>
+    pub async fn get<F, Fut>(&self, key: &K, connect: F) -> Result<Lease<B>, ProxyError>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<SendRequest<RequestBody<B>>, ProxyError>> + Send + 'static,
         B: 'static,
     {
         self.get_with(key, Reuse::default(), connect).await
     }
 
-    /// Like [`H2Pool::get`], retiring the pooled connection first when `reuse` says it has
-    /// served enough; counts the request against the connection it returns.
+    /// Like [`H2Pool::get`], retiring pooled connections first when `reuse` says they have
+    /// served enough, and skipping those at `reuse.max_streams`; counts the request against
+    /// the connection it returns. `connect` is called for each attempt this request starts
+    /// (more than one only when others took the room of the connection it opened).
     pub async fn get_with<F, Fut>(
         &self,
         key: &K,
         reuse: Reuse,
         connect: F,
-    ) -> Result<SendRequest<RequestBody<B>>, ProxyError>
+    ) -> Result<Lease<B>, ProxyError>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<SendRequest<RequestBody<B>>, ProxyError>> + Send + 'static,
         B: 'static,
     {
-        let fut = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match slots.get_mut(key) {
-                Some(Slot::Ready(p))
-                    if !p.send.is_closed()
-                        && reuse.allows(p.born, p.last_used, p.requests, now) =>
+        loop {
+            let (id, fut) = {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let waiting = match slots.get_mut(key) {
+                    Some(conns) => {
+                        if let Some(lease) = conns.checkout(&reuse, now) {
+                            return Ok(lease);
+                        }
+                        conns.connecting.clone()
+                    }
+                    None => None,
+                };
+                match waiting {
+                    Some(w) => w,
+                    None => {
+                        let conns = slots.entry(key.clone()).or_insert_with(Conns::new);
+                        conns.attempts += 1;
+                        let f = connect().map(|r| r.map_err(Arc::new)).boxed().shared();
+                        conns.connecting = Some((conns.attempts, f.clone()));
+                        (conns.attempts, f)
+                    }
+                }
+            };
+            let res = fut.await;
+            {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(conns) = slots.get_mut(key)
+                    && conns.connecting.as_ref().is_some_and(|(i, _)| *i == id)
                 {
-                    p.requests += 1;
-                    p.last_used = now;
-                    return Ok(p.send.clone());
-                }
-                Some(Slot::Connecting(f)) => f.clone(),
-                _ => {
-                    let f = connect().map(|r| r.map_err(Arc::new)).boxed().shared();
-                    slots.insert(key.clone(), Slot::Connecting(f.clone()));
-                    f
-                }
-            }
-        };
-        let res = fut.await;
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(Slot::Connecting(_)) = slots.get(key) {
-            match &res {
-                Ok(s) => {
-                    let now = Instant::now();
-                    let pooled = Pooled {
-                        send: s.clone(),
-                        born: now,
-                        last_used: now,
-                        requests: 0,
-                    };
-                    slots.insert(key.clone(), Slot::Ready(pooled));
-                }
-                Err(_) => {
-                    slots.remove(key);
+                    conns.connecting = None;
+                    match &res {
+                        Ok(send) => conns.ready.push(Pooled::new(send.clone(), &reuse)),
+                        Err(_) if conns.ready.is_empty() => {
+                            slots.remove(key);
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
+            match res {
+                Err(e) => return Err(ProxyError::Shared(e)),
+                // Closed as soon as opened: hand it out so the request fails with the
+                // connection's own error instead of dialling in a loop.
+                Ok(send) if send.is_closed() => return Ok(Lease { send, stream: None }),
+                // Take a stream on it (or on any connection with room) on the next turn.
+                Ok(_) => {}
+            }
         }
-        // Every request that waited for this attempt counts against the new connection.
-        if let (Some(Slot::Ready(p)), Ok(_)) = (slots.get_mut(key), &res) {
-            p.requests += 1;
-        }
-        res.map_err(ProxyError::Shared)
     }
 
     /// Number of keys with a connection or an attempt in flight.
@@ -154,6 +182,12 @@ impl<K: Hash + Eq + Clone, B> H2Pool<K, B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Number of live connections for `key`.
+    pub fn connections(&self, key: &K) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(key).map_or(0, |c| c.ready.len())
+    }
 }
 
 impl<K: Hash + Eq + Clone, B> Default for H2Pool<K, B> {
@@ -162,43 +196,68 @@ impl<K: Hash + Eq + Clone, B> Default for H2Pool<K, B> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// === impl Conns ===
 
-    #[tokio::test(start_paused = true)]
-    async fn reuse_retires_a_connection_after_max_requests_age_or_idleness() {
-        let born = Instant::now();
-        let unlimited = Reuse::default();
-        assert!(unlimited.allows(born, born, u32::MAX - 1, born + Duration::from_secs(86400)));
+impl<B> Conns<B> {
+    fn new() -> Self {
+        Self {
+            ready: Vec::new(),
+            connecting: None,
+            attempts: 0,
+        }
+    }
 
-        let ten = Reuse {
-            max_requests: NonZeroU32::new(10),
-            ..Reuse::default()
-        };
-        assert!(ten.allows(born, born, 9, born));
-        assert!(
-            !ten.allows(born, born, 10, born),
-            "the 11th request needs a new connection"
-        );
-
-        let aged = Reuse {
-            max_age: Some(Duration::from_secs(60)),
-            ..Reuse::default()
-        };
-        tokio::time::advance(Duration::from_secs(59)).await;
-        assert!(aged.allows(born, Instant::now(), 0, Instant::now()));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(!aged.allows(born, Instant::now(), 0, Instant::now()));
-
-        let idle = Reuse {
-            idle: Some(Duration::from_secs(5)),
-            ..Reuse::default()
-        };
-        let used = Instant::now();
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(idle.allows(born, used, 0, Instant::now()));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(!idle.allows(born, used, 0, Instant::now()));
+    /// Drops retired connections, then leases a stream on the first one with room.
+    fn checkout(&mut self, reuse: &Reuse, now: Instant) -> Option<Lease<B>> {
+        self.ready
+            .retain(|p| !p.send.is_closed() && reuse.allows(p.born, p.last_used, p.requests, now));
+        let p = self
+            .ready
+            .iter_mut()
+            .find(|p| p.has_room(reuse.max_streams))?;
+        p.requests += 1;
+        p.last_used = now;
+        // Counted under the pool's lock; guards only ever decrement, so the limit holds.
+        let stream = p.streams.as_ref().map(|s| {
+            s.fetch_add(1, Ordering::AcqRel);
+            StreamGuard(s.clone())
+        });
+        Some(Lease {
+            send: p.send.clone(),
+            stream,
+        })
     }
 }
+
+// === impl Pooled ===
+
+impl<B> Pooled<B> {
+    fn new(send: SendRequest<RequestBody<B>>, reuse: &Reuse) -> Self {
+        let now = Instant::now();
+        Self {
+            send,
+            born: now,
+            last_used: now,
+            requests: 0,
+            streams: reuse.max_streams.map(|_| Arc::new(AtomicU32::new(0))),
+        }
+    }
+
+    fn has_room(&self, max: Option<NonZeroU32>) -> bool {
+        match (max, &self.streams) {
+            (Some(max), Some(n)) => n.load(Ordering::Acquire) < max.get(),
+            _ => true,
+        }
+    }
+}
+
+// === impl StreamGuard ===
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests;

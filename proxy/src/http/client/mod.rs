@@ -5,7 +5,7 @@
 mod h2_pool;
 mod plain;
 
-pub use h2_pool::{H2Pool, Reuse};
+pub use h2_pool::{H2Pool, Lease, Reuse, StreamGuard};
 pub use plain::PlainClient;
 
 /// What a destination asks of the upstream connections it opens: when pooled ones retire, and

@@ -1,8 +1,8 @@
 //! Plaintext delivery to apps and to endpoints without a sidecar: an HTTP/1 keep-alive pool and
 //! HTTP/2 prior knowledge over an [`H2Pool`].
 
-use super::{ConnPolicy, H2Pool, H2Settings, connect_tcp_from, h2_handshake};
-use crate::http::body::RequestBody;
+use super::{ConnPolicy, H2Pool, H2Settings, Lease, connect_tcp_from, h2_handshake};
+use crate::http::body::{RequestBody, UpstreamBody};
 use crate::http::{Body, ProxyError};
 use crate::io::TcpKeepalive;
 use http::{Request, Response};
@@ -60,7 +60,7 @@ where
     ) -> Result<Response<Body>, ProxyError> {
         if req.version() == http::Version::HTTP_2 {
             let (timeout, source) = (self.connect_timeout, self.source);
-            let mut send = self
+            let Lease { mut send, stream } = self
                 .h2
                 .get_with(&(addr, policy), policy.reuse, move || async move {
                     let io = dial(addr, source, timeout, policy.keepalive.as_ref()).await?;
@@ -72,12 +72,12 @@ where
                 .send_request(req)
                 .await
                 .map_err(|e| crate::http::upstream_error(e, &failed))?;
-            return Ok(rsp.map(Either::Left));
+            return Ok(rsp.map(|b| Either::Left(UpstreamBody::new(b, stream))));
         }
         crate::http::set_origin(&mut req, addr);
         let (req, failed) = crate::http::body::track(req);
         match self.h1.request(req).await {
-            Ok(rsp) => Ok(rsp.map(Either::Left)),
+            Ok(rsp) => Ok(rsp.map(|b| Either::Left(b.into()))),
             Err(e) if e.is_connect() => Err(ProxyError::Connect {
                 addr,
                 source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),

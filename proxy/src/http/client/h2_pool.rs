@@ -76,7 +76,13 @@ pub struct Reuse {
 impl Reuse {
     /// Whether a connection opened at `born`, last used at `last_used`, that carried `requests`,
     /// may take one more at `now`.
-    fn allows(&self, born: Instant, last_used: Instant, requests: u32, now: Instant) -> bool {
+    pub(super) fn allows(
+        &self,
+        born: Instant,
+        last_used: Instant,
+        requests: u32,
+        now: Instant,
+    ) -> bool {
         self.max_requests.is_none_or(|m| requests < m.get())
             && self.max_age.is_none_or(|a| now.duration_since(born) < a)
             && self.idle.is_none_or(|i| now.duration_since(last_used) < i)

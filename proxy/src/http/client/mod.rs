@@ -2,6 +2,7 @@
 //! ([`h2_pool`]), the plaintext client that delivers to apps ([`plain`]), and the TCP dial and
 //! HTTP/2 handshake both use.
 
+mod h1_pool;
 mod h2_pool;
 mod plain;
 

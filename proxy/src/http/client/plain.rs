@@ -1,25 +1,29 @@
-//! Plaintext delivery to apps and to endpoints without a sidecar: an HTTP/1 keep-alive pool and
-//! HTTP/2 prior knowledge over an [`H2Pool`].
+//! Plaintext delivery to apps and to endpoints without a sidecar: HTTP/1 over an [`H1Pool`] of
+//! keep-alive connections and HTTP/2 prior knowledge over an [`H2Pool`], both keyed by address
+//! and the destination's [`ConnPolicy`] (reuse limits, TCP keep-alive).
 
-use super::{ConnPolicy, H2Pool, H2Settings, Lease, connect_tcp_from, h2_handshake};
-use crate::http::body::{RequestBody, UpstreamBody};
+use super::h1_pool::{H1Conn, H1Pool};
+use super::{ConnPolicy, H2Pool, H2Settings, Lease, Reuse, connect_tcp_from, h2_handshake};
+use crate::http::body::UpstreamBody;
 use crate::http::{Body, ProxyError};
 use crate::io::TcpKeepalive;
+use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Plaintext delivery to an app (or to an endpoint without a sidecar).
 pub struct PlainClient<B = Incoming> {
-    h1: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        RequestBody<B>,
-    >,
+    h1: Arc<H1Pool<(SocketAddr, ConnPolicy), B>>,
     h2: H2Pool<(SocketAddr, ConnPolicy), B>,
     connect_timeout: Duration,
+    /// The proxy's own idle timeout for HTTP/1 keep-alive connections; a destination's shorter
+    /// `idleTimeout` wins.
+    idle_timeout: Duration,
     source: Option<IpAddr>,
 }
 
@@ -32,31 +36,22 @@ where
 {
     /// A client whose connections come from `source` when given (see [`crate::inbound::APP_SOURCE`]).
     pub fn new(connect_timeout: Duration, idle_timeout: Duration, source: Option<IpAddr>) -> Self {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_local_address(source);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let h1 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
-            .set_host(false)
-            .build(connector);
         Self {
-            h1,
+            h1: Arc::new(H1Pool::new()),
             h2: H2Pool::new(),
             connect_timeout,
+            idle_timeout,
             source,
         }
     }
 
-    /// Sends `req` to `addr` in the request's own protocol. HTTP/2 connections follow `policy`
-    /// (reuse limits, TCP keep-alive); the HTTP/1 pool does not yet.
+    /// Sends `req` to `addr` in the request's own protocol, on connections that follow
+    /// `policy` (reuse limits, TCP keep-alive).
     pub async fn send(
         &self,
         addr: SocketAddr,
         policy: ConnPolicy,
-        mut req: Request<B>,
+        req: Request<B>,
     ) -> Result<Response<Body>, ProxyError> {
         if req.version() == http::Version::HTTP_2 {
             let (timeout, source) = (self.connect_timeout, self.source);
@@ -74,15 +69,105 @@ where
                 .map_err(|e| crate::http::upstream_error(e, &failed))?;
             return Ok(rsp.map(|b| Either::Left(UpstreamBody::new(b, stream))));
         }
-        crate::http::set_origin(&mut req, addr);
-        let (req, failed) = crate::http::body::track(req);
-        match self.h1.request(req).await {
-            Ok(rsp) => Ok(rsp.map(|b| Either::Left(b.into()))),
-            Err(e) if e.is_connect() => Err(ProxyError::Connect {
-                addr,
-                source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),
-            }),
-            Err(e) => Err(crate::http::upstream_error(e, &failed)),
+        self.send_h1(addr, policy, req).await
+    }
+
+    /// HTTP/1 on a pooled keep-alive connection. A request a reused connection refused before
+    /// sending a byte (the app closed it just as we picked it) is sent again on a new one, as
+    /// hyper's pooled client does.
+    async fn send_h1(
+        &self,
+        addr: SocketAddr,
+        policy: ConnPolicy,
+        mut req: Request<B>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let reuse = Reuse {
+            idle: Some(
+                policy
+                    .reuse
+                    .idle
+                    .map_or(self.idle_timeout, |i| i.min(self.idle_timeout)),
+            ),
+            ..policy.reuse
+        };
+        origin_form(&mut req);
+        let (mut req, failed) = crate::http::body::track(req);
+        let key = (addr, policy);
+        loop {
+            let mut conn = match self.h1.checkout(&key) {
+                Some(c) => c,
+                None => self.dial_h1(addr, policy).await?,
+            };
+            let last = conn.start_request(&reuse);
+            let hs = req.headers_mut();
+            match last {
+                true => hs.insert(header::CONNECTION, HeaderValue::from_static("close")),
+                false => hs.remove(header::CONNECTION),
+            };
+            match conn.send.try_send_request(req).await {
+                Ok(rsp) => {
+                    if !last {
+                        // Back to the pool once the response body has been read.
+                        let pool = self.h1.clone();
+                        tokio::spawn(async move {
+                            if conn.send.ready().await.is_ok() {
+                                pool.put(key, conn, &reuse);
+                            }
+                        });
+                    }
+                    return Ok(rsp.map(|b| Either::Left(b.into())));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if conn.reused() => req = unsent,
+                    _ => return Err(crate::http::upstream_error(e.into_error(), &failed)),
+                },
+            }
+        }
+    }
+
+    async fn dial_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> Result<H1Conn<B>, ProxyError> {
+        // New connections are rare next to requests: a good moment to close expired idle ones.
+        self.h1.sweep();
+        let io = dial(
+            addr,
+            self.source,
+            self.connect_timeout,
+            policy.keepalive.as_ref(),
+        )
+        .await?;
+        let (send, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ProxyError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "plaintext HTTP/1 connection closed");
+            }
+        });
+        Ok(H1Conn::new(send))
+    }
+
+    /// Pooled idle HTTP/1 connections to `addr` under `policy`.
+    pub fn idle_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> usize {
+        self.h1.idle(&(addr, policy))
+    }
+}
+
+/// Origin form on the wire (`GET /path`), with the authority in `Host` if the request named
+/// it only in its URI.
+fn origin_form<B>(req: &mut Request<B>) {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = http::Uri::try_from(pq) {
+            *req.uri_mut() = uri;
         }
     }
 }

@@ -125,3 +125,154 @@ async fn plaintext_http2_dials_carry_the_destination_keepalive() {
     let s = plain::dial(addr, None, CONNECT, None).await.unwrap();
     assert!(!sock(&s).keepalive().unwrap());
 }
+
+// --- the plaintext HTTP/1 pool against a real server ---
+
+mod h1_server {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::TcpListener;
+
+    /// An HTTP/1 keep-alive server counting connections and requests that asked to close.
+    pub struct Server {
+        pub addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        closing: Arc<AtomicUsize>,
+    }
+
+    impl Server {
+        pub async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let closing = Arc::new(AtomicUsize::new(0));
+            let (count, close) = (accepted.clone(), closing.clone());
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let close = close.clone();
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        if req
+                            .headers()
+                            .get(http::header::CONNECTION)
+                            .is_some_and(|v| v == "close")
+                        {
+                            close.fetch_add(1, Ordering::SeqCst);
+                        }
+                        async {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), svc),
+                    );
+                }
+            });
+            Self {
+                addr,
+                accepted,
+                closing,
+            }
+        }
+
+        pub fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+
+        pub fn closing(&self) -> usize {
+            self.closing.load(Ordering::SeqCst)
+        }
+    }
+}
+
+type Plain = PlainClient<http_body_util::Empty<bytes::Bytes>>;
+
+fn plain() -> Plain {
+    PlainClient::new(CONNECT, Duration::from_secs(300), None)
+}
+
+fn max_requests(n: u32) -> ConnPolicy {
+    ConnPolicy {
+        reuse: Reuse {
+            max_requests: NonZeroU32::new(n),
+            ..Reuse::default()
+        },
+        keepalive: None,
+    }
+}
+
+/// Sends a GET and reads the whole response; then waits until the connection is back in the
+/// pool (`pooled` idle connections), which happens on another task.
+async fn get(client: &Plain, addr: SocketAddr, policy: ConnPolicy, pooled: usize) {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .uri(format!("http://{addr}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let rsp = client.send(addr, policy, req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    for _ in 0..10_000 {
+        if client.idle_h1(addr, policy) == pooled {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "expected {pooled} pooled connections, found {}",
+        client.idle_h1(addr, policy)
+    );
+}
+
+#[tokio::test]
+async fn plaintext_http1_reuses_one_keepalive_connection() {
+    let srv = h1_server::Server::start().await;
+    let client = plain();
+    for _ in 0..4 {
+        get(&client, srv.addr, ConnPolicy::default(), 1).await;
+    }
+    assert_eq!(srv.accepted(), 1);
+    assert_eq!(srv.closing(), 0);
+}
+
+#[tokio::test]
+async fn plaintext_max_requests_per_connection_1_means_no_keepalive() {
+    let srv = h1_server::Server::start().await;
+    let client = plain();
+    for _ in 0..3 {
+        get(&client, srv.addr, max_requests(1), 0).await;
+    }
+    assert_eq!(srv.accepted(), 3, "a connection per request");
+    assert_eq!(srv.closing(), 3, "each request said connection: close");
+}
+
+#[tokio::test]
+async fn plaintext_max_requests_per_connection_opens_a_new_connection_after_that_many() {
+    let srv = h1_server::Server::start().await;
+    let client = plain();
+    // Two requests per connection: pooled after the 1st, 3rd, 5th; closed after the 2nd, 4th.
+    for i in 0..5 {
+        get(&client, srv.addr, max_requests(2), usize::from(i % 2 == 0)).await;
+    }
+    assert_eq!(srv.accepted(), 3);
+    assert_eq!(srv.closing(), 2);
+}
+
+#[tokio::test]
+async fn destinations_with_different_policies_do_not_share_plaintext_connections() {
+    let srv = h1_server::Server::start().await;
+    let client = plain();
+    get(&client, srv.addr, ConnPolicy::default(), 1).await;
+    get(&client, srv.addr, max_requests(5), 1).await;
+    get(&client, srv.addr, ConnPolicy::default(), 1).await;
+    assert_eq!(srv.accepted(), 2);
+}

@@ -324,9 +324,10 @@ pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
     port
 }
 
-/// Points a request at `addr` for delivery: HTTP/1 gets an absolute URI for the pooled client
-/// (which writes origin-form on the wire and keeps `Host`); HTTP/2 keeps its `:authority`.
-pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
+/// Readies a request for the plaintext HTTP/1 pool: origin form on the wire (`GET /path`), with
+/// the authority in `Host` if the request named it only in its URI. HTTP/2 keeps its
+/// `:authority`.
+pub fn set_origin<B>(req: &mut Request<B>) {
     if req.version() == Version::HTTP_2 {
         return;
     }
@@ -338,18 +339,11 @@ pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
     {
         req.headers_mut().insert(header::HOST, v);
     }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    if let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
-    {
-        *req.uri_mut() = uri;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = Uri::try_from(pq) {
+            *req.uri_mut() = uri;
+        }
     }
 }
 

@@ -90,7 +90,7 @@ where
             ),
             ..policy.reuse
         };
-        origin_form(&mut req);
+        crate::http::set_origin(&mut req);
         let (mut req, failed) = crate::http::body::track(req);
         let key = (addr, policy);
         loop {
@@ -150,25 +150,6 @@ where
     /// Pooled idle HTTP/1 connections to `addr` under `policy`.
     pub fn idle_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> usize {
         self.h1.idle(&(addr, policy))
-    }
-}
-
-/// Origin form on the wire (`GET /path`), with the authority in `Host` if the request named
-/// it only in its URI.
-fn origin_form<B>(req: &mut Request<B>) {
-    if !req.headers().contains_key(header::HOST)
-        && let Some(v) = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(header::HOST, v);
-    }
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        if let Ok(uri) = http::Uri::try_from(pq) {
-            *req.uri_mut() = uri;
-        }
     }
 }
 

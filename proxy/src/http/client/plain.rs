@@ -105,7 +105,10 @@ where
                 false => hs.remove(header::CONNECTION),
             };
             match conn.send.try_send_request(req).await {
-                Ok(rsp) => {
+                Ok(mut rsp) => {
+                    // Hop-by-hop: a `connection: close` (ours, or the app's) ends this upstream
+                    // connection, not the client's.
+                    crate::http::clean_response(&mut rsp);
                     if !last {
                         // Back to the pool once the response body has been read.
                         let pool = self.h1.clone();

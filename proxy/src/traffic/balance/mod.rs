@@ -292,8 +292,9 @@ impl HashKey {
 // === impl CookieKey ===
 
 impl CookieKey {
-    /// Validates `field` (`….consistentHash.httpCookie`): a name, and a name and path that fit
-    /// in a `set-cookie` header.
+    /// Validates `field` (`….consistentHash.httpCookie`): a name and, when the proxy is to set
+    /// the cookie (`ttl`), a name and path that fit in a `set-cookie` header. Without a `ttl`
+    /// the name is only compared with request cookies, so any name will do.
     pub fn from_proto(field: &str, c: &pb::HttpCookie) -> Result<Self, ConfigError> {
         let token = |s: &str| {
             s.bytes()
@@ -302,16 +303,23 @@ impl CookieKey {
         if c.name.is_empty() {
             return Err(invalid(format!("{field}.name"), "required"));
         }
-        if !token(&c.name) {
-            return Err(invalid(format!("{field}.name"), "not a cookie name"));
+        let ttl = crate::traffic::proto_values::non_negative(&format!("{field}.ttl"), &c.ttl)?;
+        if ttl.is_some() && !token(&c.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                "not a cookie name (the proxy sets this cookie: ttl is given)",
+            ));
         }
-        if !c.path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
-            return Err(invalid(format!("{field}.path"), "not a cookie path"));
+        if ttl.is_some() && !c.path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            return Err(invalid(
+                format!("{field}.path"),
+                "not a cookie path (the proxy sets this cookie: ttl is given)",
+            ));
         }
         Ok(Self {
             name: c.name.clone(),
             path: c.path.clone(),
-            ttl: crate::traffic::proto_values::non_negative(&format!("{field}.ttl"), &c.ttl)?,
+            ttl,
         })
     }
 

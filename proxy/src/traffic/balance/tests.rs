@@ -465,7 +465,7 @@ mod affinity {
     }
 
     #[test]
-    fn cookie_names_and_paths_must_fit_a_set_cookie_header() {
+    fn with_a_ttl_cookie_names_and_paths_must_fit_a_set_cookie_header() {
         let field = "services[0].trafficPolicy.loadBalancer.consistentHash.httpCookie";
         let parse = |name: &str, path: &str| {
             CookieKey::from_proto(
@@ -473,11 +473,18 @@ mod affinity {
                 &pb::HttpCookie {
                     name: name.into(),
                     path: path.into(),
-                    ..Default::default()
+                    ttl: Some(pbjson_types::Duration::default()),
                 },
             )
         };
         assert!(parse("affinity", "/api").is_ok());
+        // Without a ttl the proxy never writes the cookie: the name is only looked up.
+        let lookup_only = pb::HttpCookie {
+            name: "a b".into(),
+            path: "/x;y".into(),
+            ttl: None,
+        };
+        assert!(CookieKey::from_proto(field, &lookup_only).is_ok());
         for (name, path, bad) in [
             ("a b", "/", "name"),
             ("a;b", "/", "name"),

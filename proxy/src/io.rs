@@ -2,8 +2,10 @@
 
 use bytes::{Buf, Bytes};
 use std::io;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// An I/O that first yields `prefix` (bytes already read while detecting the protocol) and then
@@ -129,6 +131,48 @@ where
 pub fn tune(stream: &tokio::net::TcpStream) {
     // Latency over batching: requests and responses are usually small.
     let _ = stream.set_nodelay(true);
+}
+
+/// A destination's `connectionPool.tcp.tcpKeepalive`: its presence turns SO_KEEPALIVE on; each
+/// field set overrides the OS default (`time`: TCP_KEEPIDLE, `interval`: TCP_KEEPINTVL,
+/// `probes`: TCP_KEEPCNT). Copy and hashable: it is part of the key of pooled connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpKeepalive {
+    pub probes: Option<NonZeroU32>,
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+// === impl TcpKeepalive ===
+
+impl TcpKeepalive {
+    /// Sets the options on a connected socket. The kernel counts whole seconds: a sub-second
+    /// duration is rounded up (0 would be refused).
+    pub fn apply(&self, stream: &tokio::net::TcpStream) -> io::Result<()> {
+        let secs = |d: Duration| Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        let mut ka = socket2::TcpKeepalive::new();
+        if let Some(t) = self.time {
+            ka = ka.with_time(secs(t));
+        }
+        if let Some(i) = self.interval {
+            ka = ka.with_interval(secs(i));
+        }
+        if let Some(p) = self.probes {
+            ka = ka.with_retries(p.get());
+        }
+        // Turns SO_KEEPALIVE on, then sets only the fields given.
+        socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
+    }
+}
+
+/// Applies `keepalive` (if any) to an upstream socket. A failure is logged, not fatal: the
+/// connection works without keep-alive probes.
+pub fn keepalive(stream: &tokio::net::TcpStream, keepalive: Option<&TcpKeepalive>) {
+    if let Some(k) = keepalive
+        && let Err(error) = k.apply(stream)
+    {
+        tracing::debug!(%error, ?k, "could not set TCP keep-alive on an upstream socket");
+    }
 }
 
 #[cfg(test)]

@@ -370,3 +370,116 @@ async fn max_requests_per_connection_opens_a_new_mesh_connection_after_that_many
     .await;
     assert_eq!(b_conns, 3.0);
 }
+
+/// An HTTP/1 app that counts the connections it accepts and the requests that asked it to
+/// close theirs (`connection: close`).
+async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, closing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, c) = (accepted.clone(), closing.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                if req
+                    .headers()
+                    .get("connection")
+                    .is_some_and(|v| v == "close")
+                {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    (addr, accepted, closing)
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_1_turns_keepalive_off_for_an_endpoint_without_a_sidecar() {
+    let (app, accepted, closing) = counting_app().await;
+    let proxy = proxy_for(
+        vec![app],
+        pb::TrafficPolicy {
+            connection_pool: Some(pb::ConnectionPool {
+                max_requests_per_connection: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut client = h1_client(proxy.addr("outbound")).await;
+    for _ in 0..4 {
+        client.ready().await.unwrap();
+        let rsp = client.send_request(get("/")).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        body_string(rsp).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "a connection per request"
+    );
+    assert_eq!(
+        closing.load(Ordering::SeqCst),
+        4,
+        "each sent with connection: close"
+    );
+}
+
+#[tokio::test]
+async fn an_http_cookie_with_a_ttl_is_set_by_the_proxy_and_keeps_the_client_on_one_endpoint() {
+    let open = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+    let mut apps = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        apps.push(gated_app(name, open.clone(), Arc::new(AtomicUsize::new(0))).await);
+    }
+    let proxy = proxy_for(
+        apps,
+        pb::TrafficPolicy {
+            load_balancer: Some(pb::LoadBalancer {
+                consistent_hash: Some(pb::ConsistentHash {
+                    http_cookie: Some(pb::HttpCookie {
+                        name: "affinity".into(),
+                        path: "/".into(),
+                        ttl: Some(pbjson_types::Duration {
+                            seconds: 3600,
+                            nanos: 0,
+                        }),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = proxy.addr("outbound");
+    let mut endpoints = Vec::new();
+    for _ in 0..8 {
+        // A new client: the proxy picks an endpoint and hands out the cookie.
+        let rsp = h1_client(out).await.send_request(get("/")).await.unwrap();
+        let first = rsp.headers()["x-app"].clone();
+        let set = rsp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(set.ends_with("; Max-Age=3600; Path=/; HttpOnly"), "{set}");
+        let pair = set.split(';').next().unwrap().to_owned();
+        for _ in 0..4 {
+            let mut req = get("/");
+            req.headers_mut().insert("cookie", pair.parse().unwrap());
+            let rsp = h1_client(out).await.send_request(req).await.unwrap();
+            assert_eq!(rsp.headers()["x-app"], first, "{pair}");
+            assert!(rsp.headers().get("set-cookie").is_none());
+        }
+        endpoints.push(first);
+    }
+    endpoints.sort();
+    endpoints.dedup();
+    assert!(endpoints.len() > 1, "new clients spread over the endpoints");
+}

@@ -13,12 +13,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Response bodies: the upstream's, streamed, or one the proxy made.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<body::UpstreamBody, Full<Bytes>>;
 
 /// Original protocol of a request carried over the HTTP/2 connection between proxies.
 pub static ORIG_PROTO: HeaderName = HeaderName::from_static("sinew-orig-proto");
@@ -363,9 +362,10 @@ pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
     port
 }
 
-/// Points a request at `addr` for delivery: HTTP/1 gets an absolute URI for the pooled client
-/// (which writes origin-form on the wire and keeps `Host`); HTTP/2 keeps its `:authority`.
-pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
+/// Readies a request for the plaintext HTTP/1 pool: origin form on the wire (`GET /path`), with
+/// the authority in `Host` if the request named it only in its URI. HTTP/2 keeps its
+/// `:authority`.
+pub fn set_origin<B>(req: &mut Request<B>) {
     if req.version() == Version::HTTP_2 {
         return;
     }
@@ -377,18 +377,11 @@ pub fn set_origin<B>(req: &mut Request<B>, addr: SocketAddr) {
     {
         req.headers_mut().insert(header::HOST, v);
     }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    if let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
-    {
-        *req.uri_mut() = uri;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = Uri::try_from(pq) {
+            *req.uri_mut() = uri;
+        }
     }
 }
 

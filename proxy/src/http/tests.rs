@@ -29,9 +29,18 @@ fn http1_round_trips_through_the_mesh_form() {
     assert_eq!(req.headers()["host"], "reviews:9080");
     assert!(req.headers().get(&ORIG_PROTO).is_none());
     assert!(req.headers().get(&DST_PORT).is_none());
-    set_origin(&mut req, "127.0.0.1:9080".parse().unwrap());
-    assert_eq!(req.uri().to_string(), "http://127.0.0.1:9080/a/b?c=d");
+    set_origin(&mut req);
+    assert_eq!(req.uri().to_string(), "/a/b?c=d");
     assert_eq!(req.headers()["host"], "reviews:9080");
+
+    // An absolute URI without Host: the authority moves to Host.
+    let mut req = Request::builder()
+        .uri("http://ratings:9080/x?y=1")
+        .body(())
+        .unwrap();
+    set_origin(&mut req);
+    assert_eq!(req.uri().to_string(), "/x?y=1");
+    assert_eq!(req.headers()["host"], "ratings:9080");
 }
 
 #[test]
@@ -45,7 +54,7 @@ fn http2_requests_keep_their_authority() {
     assert!(req.headers().get(&ORIG_PROTO).is_none());
     assert_eq!(from_mesh(&mut req), Some(50051));
     assert_eq!(req.version(), Version::HTTP_2);
-    set_origin(&mut req, "127.0.0.1:50051".parse().unwrap());
+    set_origin(&mut req);
     assert_eq!(req.uri().authority().unwrap(), "grpc.example:50051");
 }
 

@@ -54,5 +54,5 @@ where
             }
         });
     }
-    Ok(rsp.map(Either::Left))
+    Ok(rsp.map(|b| Either::Left(b.into())))
 }

@@ -6,6 +6,7 @@
 //! (`inboundPorts[].connectionPool`) sheds requests over them with `503 UO`.
 
 use crate::ctx::Ctx;
+use crate::http::client::ConnPolicy;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
@@ -110,7 +111,8 @@ impl Forward {
         if req.version() != Version::HTTP_2 {
             h::strip_hop_by_hop(req.headers_mut());
         }
-        let mut rsp = self.ctx.app.send(addr, req).await?;
+        // The app is no DestinationRule's destination: no reuse limits, no keep-alive.
+        let mut rsp = self.ctx.app.send(addr, ConnPolicy::default(), req).await?;
         h::clean_response(&mut rsp);
         Ok(rsp)
     }

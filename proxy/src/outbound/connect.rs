@@ -15,7 +15,8 @@
 
 use super::OutboundBody;
 use crate::config::{Config, Timeouts};
-use crate::http::client::{H2Pool, PlainClient, Reuse};
+use crate::http::body::UpstreamBody;
+use crate::http::client::{ConnPolicy, H2Pool, Lease, PlainClient, Reuse};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
 use crate::tls::originate::ClientTls;
@@ -41,8 +42,8 @@ pub struct Clients {
     pub tls: tls::Store,
     pub metrics: Arc<Metrics>,
     /// HTTP/2 connections to peer proxies, one per (mesh address, expected identity).
-    /// Destinations with different reuse limits do not share connections.
-    pub mesh: H2Pool<(SocketAddr, Identity, Reuse), OutboundBody>,
+    /// Destinations with different reuse limits or keep-alive do not share connections.
+    pub mesh: H2Pool<(SocketAddr, Identity, ConnPolicy), OutboundBody>,
     /// Plaintext delivery to endpoints without a sidecar (or under `tls.mode: DISABLE`).
     pub plain: PlainClient<OutboundBody>,
 }
@@ -60,8 +61,8 @@ pub struct NewConnect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
-    /// When the destination's pooled mesh connections are retired.
-    reuse: Reuse,
+    /// When the destination's pooled connections are retired; its TCP keep-alive.
+    policy: ConnPolicy,
     /// The service's name: the authority of HTTP/1.0 requests that name none.
     authority: Arc<str>,
 }
@@ -71,7 +72,7 @@ pub struct Connect {
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
-    reuse: Reuse,
+    policy: ConnPolicy,
     authority: Arc<str>,
     ep: Arc<EndpointState>,
 }
@@ -124,10 +125,14 @@ impl NewDestination<OutboundBody> for NewOutbound {
                 clients: self.clients.clone(),
                 timeouts,
                 mode: dest.policy.tls.clone(),
-                reuse: Reuse {
-                    max_requests: dest.policy.limits.max_requests_per_connection,
-                    max_age: dest.policy.limits.max_connection_duration,
-                    idle: dest.policy.limits.idle_timeout,
+                policy: ConnPolicy {
+                    reuse: Reuse {
+                        max_requests: dest.policy.limits.max_requests_per_connection,
+                        max_age: dest.policy.limits.max_connection_duration,
+                        idle: dest.policy.limits.idle_timeout,
+                        max_streams: dest.policy.limits.max_concurrent_streams,
+                    },
+                    keepalive: dest.policy.limits.tcp_keepalive,
                 },
                 authority: dest.name.clone(),
             },
@@ -149,7 +154,7 @@ impl NewEndpoint<OutboundBody> for NewConnect {
                 clients: self.clients.clone(),
                 timeouts: self.timeouts,
                 mode: self.mode.clone(),
-                reuse: self.reuse,
+                policy: self.policy,
                 authority: self.authority.clone(),
                 ep: ep.clone(),
             },
@@ -173,7 +178,7 @@ impl tower::Service<Request<OutboundBody>> for Connect {
             clients: self.clients.clone(),
             timeouts: self.timeouts,
             mode: self.mode.clone(),
-            reuse: self.reuse,
+            policy: self.policy,
             authority: self.authority.clone(),
             ep: self.ep.clone(),
         };
@@ -210,7 +215,8 @@ impl Connect {
         let host = http::uri::Authority::try_from(authority.as_str())
             .map(|a| a.host().to_owned())
             .unwrap_or_else(|_| authority.clone());
-        let io = originate::connect(addr, &host, tls, self.timeouts.connect).await?;
+        let keepalive = self.policy.keepalive.as_ref();
+        let io = originate::connect(addr, &host, tls, self.timeouts.connect, keepalive).await?;
         let version = req.version();
         // Origin form on an HTTP/1.1 connection, with the authority in Host.
         if version == Version::HTTP_2
@@ -242,7 +248,7 @@ impl Connect {
             .await
             .map_err(|e| h::upstream_error(e, &failed))?;
         *rsp.version_mut() = version;
-        Ok(rsp.map(Either::Left))
+        Ok(rsp.map(|b| Either::Left(b.into())))
     }
 
     async fn send(self, mut req: Request<OutboundBody>) -> Result<Response<Body>, ProxyError> {
@@ -260,14 +266,17 @@ impl Connect {
         };
         let Some(id) = identity else {
             if h::is_upgrade(&req) {
-                let io = h::client::connect_tcp(ep.addr, self.timeouts.connect).await?;
+                let keepalive = self.policy.keepalive.as_ref();
+                let io = h::client::connect_tcp(ep.addr, self.timeouts.connect, keepalive).await?;
                 return h::upgrade::forward(io, req).await;
             }
             h::strip_hop_by_hop(req.headers_mut());
-            return self.clients.plain.send(ep.addr, req).await;
+            return self.clients.plain.send(ep.addr, self.policy, req).await;
         };
         if h::is_upgrade(&req) {
-            let io = super::mesh::connect(&self.clients, &self.timeouts, ep.mesh_addr, id, ALPN_H1)
+            let keepalive = self.policy.keepalive.as_ref();
+            let (clients, timeouts) = (&self.clients, &self.timeouts);
+            let io = super::mesh::connect(clients, timeouts, ep.mesh_addr, id, ALPN_H1, keepalive)
                 .await?;
             req.headers_mut()
                 .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
@@ -276,19 +285,21 @@ impl Connect {
         let addr = ep.mesh_addr;
         let clients = self.clients.clone();
         let timeouts = self.timeouts;
-        let identity = id.clone();
-        let mut send = self
+        let policy = self.policy;
+        let Lease { mut send, stream } = self
             .clients
             .mesh
-            .get_with(
-                &(addr, id.clone(), self.reuse),
-                self.reuse,
-                move || async move {
-                    let io =
-                        super::mesh::connect(&clients, &timeouts, addr, &identity, ALPN_H2).await?;
+            .get_with(&(addr, id.clone(), self.policy), self.policy.reuse, || {
+                let (clients, identity) = (clients.clone(), id.clone());
+                async move {
+                    let keepalive = policy.keepalive.as_ref();
+                    let io = super::mesh::connect(
+                        &clients, &timeouts, addr, &identity, ALPN_H2, keepalive,
+                    )
+                    .await?;
                     h::client::h2_handshake(io, addr, Default::default()).await
-                },
-            )
+                }
+            })
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, ep.addr.port(), &self.authority);
@@ -300,6 +311,6 @@ impl Connect {
         if version != Version::HTTP_2 {
             *rsp.version_mut() = version;
         }
-        Ok(rsp.map(Either::Left))
+        Ok(rsp.map(|b| Either::Left(UpstreamBody::new(b, stream))))
     }
 }

@@ -1,8 +1,10 @@
-//! Dialling a peer proxy: TCP, then mutual TLS that must present the endpoint's identity.
+//! Dialling a peer proxy: TCP (with the destination's keep-alive), then mutual TLS that must
+//! present the endpoint's identity.
 
 use super::connect::Clients;
 use crate::config::Timeouts;
 use crate::http::ProxyError;
+use crate::io::TcpKeepalive;
 use crate::metrics::Direction;
 use crate::tls::Identity;
 use rustls::pki_types::ServerName;
@@ -16,10 +18,11 @@ pub async fn connect(
     addr: SocketAddr,
     identity: &Identity,
     alpn: &'static [u8],
+    keepalive: Option<&TcpKeepalive>,
 ) -> Result<TlsStream<TcpStream>, ProxyError> {
     let tls = clients.tls()?;
     let client_config = tls.client_config(identity, alpn)?;
-    let tcp = crate::http::client::connect_tcp(addr, timeouts.connect).await?;
+    let tcp = crate::http::client::connect_tcp(addr, timeouts.connect, keepalive).await?;
     let connector = tokio_rustls::TlsConnector::from(client_config);
     let handshake = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp);
     let failures = &clients.metrics.tls_failures[Direction::Outbound as usize];

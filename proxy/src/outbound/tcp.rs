@@ -91,6 +91,7 @@ pub async fn connect(
     if let Some(t) = dest.policy.limits.connect_timeout {
         timeouts.connect = t;
     }
+    let keepalive = dest.policy.limits.tcp_keepalive.as_ref();
     let identity = match (&dest.policy.tls, &e.identity) {
         (ClientTls::Disable, _) | (ClientTls::Auto, None) => None,
         (ClientTls::Auto | ClientTls::IstioMutual, Some(id)) => Some(id),
@@ -101,7 +102,15 @@ pub async fn connect(
     };
     let connected = match identity {
         Some(id) => {
-            match super::mesh::connect(&ctx.outbound, &timeouts, e.mesh_addr, id, ALPN_TCP).await {
+            let dial = super::mesh::connect(
+                &ctx.outbound,
+                &timeouts,
+                e.mesh_addr,
+                id,
+                ALPN_TCP,
+                keepalive,
+            );
+            match dial.await {
                 Ok(mut tls) => match tls.write_all(&header(e.addr.port())).await {
                     Ok(()) => Ok(UpstreamIo::Mesh(Box::new(tls))),
                     Err(err) => Err(format!("mesh TCP header not sent: {err}")),
@@ -112,7 +121,7 @@ pub async fn connect(
                 }
             }
         }
-        None => match crate::http::client::connect_tcp(e.addr, timeouts.connect).await {
+        None => match crate::http::client::connect_tcp(e.addr, timeouts.connect, keepalive).await {
             Ok(up) => Ok(UpstreamIo::Plain(up)),
             Err(err) => {
                 ep.record_error(&err);
@@ -164,7 +173,8 @@ fn idle(ctx: &Ctx) -> crate::idle::Timeout {
 
 pub async fn passthrough(ctx: &Ctx, dst: SocketAddr, mut io: Prefixed<TcpStream>) {
     let timeout = ctx.config().timeouts.connect;
-    match crate::http::client::connect_tcp(dst, timeout).await {
+    // Not a destination of ours: no DestinationRule, so no keep-alive.
+    match crate::http::client::connect_tcp(dst, timeout, None).await {
         Ok(mut up) => {
             if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut up, idle(ctx)).await {
                 debug!(%dst, error = %e, "passthrough stream ended with an error");

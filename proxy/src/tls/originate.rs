@@ -17,6 +17,7 @@
 
 use crate::config::{ConfigError, invalid};
 use crate::http::ProxyError;
+use crate::io::TcpKeepalive;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
@@ -204,12 +205,14 @@ impl std::fmt::Debug for Originate {
     }
 }
 
-/// Dials `addr` and originates TLS for `authority_host`, within `timeout` for both.
+/// Dials `addr` (with the destination's `keepalive`) and originates TLS for `authority_host`,
+/// within `timeout` for both.
 pub async fn connect(
     addr: SocketAddr,
     authority_host: &str,
     tls: &Originate,
     timeout: Duration,
+    keepalive: Option<&TcpKeepalive>,
 ) -> Result<TlsStream<TcpStream>, ProxyError> {
     let name = tls
         .server_name(authority_host)
@@ -221,6 +224,7 @@ pub async fn connect(
         Err(_) => return Err(ProxyError::ConnectTimeout { addr, timeout }),
     };
     let _ = tcp.set_nodelay(true);
+    crate::io::keepalive(&tcp, keepalive);
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
     match tokio::time::timeout_at(deadline, connector.connect(name, tcp)).await {
         Ok(Ok(stream)) => Ok(stream),

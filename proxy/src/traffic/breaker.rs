@@ -75,12 +75,7 @@ pub struct Limits {
     pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpKeepalive {
-    pub probes: Option<NonZeroU32>,
-    pub time: Option<Duration>,
-    pub interval: Option<Duration>,
-}
+pub use crate::io::TcpKeepalive;
 
 /// The shared limit state of one destination, for one client proxy; cheap to clone.
 #[derive(Clone)]

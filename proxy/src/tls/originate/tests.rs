@@ -116,7 +116,7 @@ fn simple(ca: &str) -> pb::ClientTls {
 }
 
 async fn ping(addr: SocketAddr, host: &str, tls: &Originate) -> Result<(), ProxyError> {
-    let mut stream = connect(addr, host, tls, Duration::from_secs(5)).await?;
+    let mut stream = connect(addr, host, tls, Duration::from_secs(5), None).await?;
     stream.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
     stream.read_exact(&mut buf).await.unwrap();
@@ -400,10 +400,45 @@ async fn a_refused_connection_is_a_connect_error() {
         insecure_skip_verify: true,
         ..Default::default()
     });
-    let r = connect(addr, HOST, &tls, Duration::from_secs(5)).await;
+    let r = connect(addr, HOST, &tls, Duration::from_secs(5), None).await;
     assert!(
         matches!(r, Err(ProxyError::Connect { .. })),
         "{:?}",
         r.map(|_| ())
+    );
+}
+
+#[tokio::test]
+async fn originated_connections_carry_the_destination_keepalive() {
+    let dir = TempDir::new("originate");
+    let ca = WebCa::new("ext");
+    let leaf = ca.leaf(&[HOST], ExtendedKeyUsagePurpose::ServerAuth);
+    let tls = originate(simple(&ca.write_root(&dir, "ca.pem")));
+    let ka = crate::io::TcpKeepalive {
+        time: Some(Duration::from_secs(33)),
+        interval: Some(Duration::from_secs(3)),
+        probes: std::num::NonZeroU32::new(2),
+    };
+    let (addr, _srv) = server(&leaf, None).await;
+    let stream = connect(addr, HOST, &tls, Duration::from_secs(5), Some(&ka))
+        .await
+        .unwrap();
+    let sock = socket2::SockRef::from(stream.get_ref().0);
+    assert!(sock.keepalive().unwrap());
+    assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(33));
+    assert_eq!(
+        sock.tcp_keepalive_interval().unwrap(),
+        Duration::from_secs(3)
+    );
+    assert_eq!(sock.tcp_keepalive_retries().unwrap(), 2);
+
+    let (addr, _srv) = server(&leaf, None).await;
+    let stream = connect(addr, HOST, &tls, Duration::from_secs(5), None)
+        .await
+        .unwrap();
+    assert!(
+        !socket2::SockRef::from(stream.get_ref().0)
+            .keepalive()
+            .unwrap()
     );
 }

@@ -25,7 +25,7 @@ pub use super::outlier::Candidates;
 use crate::config::{ConfigError, invalid};
 use crate::http::ProxyError;
 use futures_util::future::{Either, Ready, ready};
-use http::{HeaderName, Request};
+use http::{HeaderName, HeaderValue, Request};
 use sinew_proto::config::v1 as pb;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -76,9 +76,21 @@ pub enum Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum HashKey {
     Header(HeaderName),
-    Cookie(String),
+    Cookie(CookieKey),
     SourceIp,
     QueryParameter(String),
+}
+
+/// `consistentHash.httpCookie`: the cookie hashed on and, with a `ttl`, the cookie the proxy
+/// sets when a request carries none (Envoy's generated cookie), so the client's next requests
+/// come back to the same endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CookieKey {
+    pub name: String,
+    /// `Path` of the generated cookie; empty: none.
+    pub path: String,
+    /// `None`: never set the cookie. Zero: a session cookie (no `Max-Age`).
+    pub ttl: Option<Duration>,
 }
 
 /// New endpoints ramp up from `min_share` to a full share over `duration`.
@@ -189,10 +201,10 @@ fn consistent_hash(field: &str, ch: &pb::ConsistentHash) -> Result<Kind, ConfigE
         keys.push(HashKey::Header(name));
     }
     if let Some(c) = &ch.http_cookie {
-        if c.name.is_empty() {
-            return Err(invalid(format!("{field}.httpCookie.name"), "required"));
-        }
-        keys.push(HashKey::Cookie(c.name.clone()));
+        keys.push(HashKey::Cookie(CookieKey::from_proto(
+            &format!("{field}.httpCookie"),
+            c,
+        )?));
     }
     if ch.use_source_ip {
         keys.push(HashKey::SourceIp);
@@ -257,7 +269,7 @@ impl HashKey {
                 IpAddr::V4(v4) => hash::fnv1a(&v4.octets()),
                 IpAddr::V6(v6) => hash::fnv1a(&v6.octets()),
             }),
-            Self::Cookie(name) => req
+            Self::Cookie(c) => req
                 .headers()
                 .get_all(http::header::COOKIE)
                 .iter()
@@ -265,7 +277,7 @@ impl HashKey {
                 .flat_map(|v| v.split(';'))
                 .find_map(|kv| {
                     let (k, v) = kv.trim().split_once('=')?;
-                    (k == name).then(|| hash::fnv1a(v.as_bytes()))
+                    (k == c.name).then(|| hash::fnv1a(v.as_bytes()))
                 }),
             Self::QueryParameter(name) => req.uri().query().and_then(|q| {
                 q.split('&').find_map(|kv| {
@@ -274,6 +286,63 @@ impl HashKey {
                 })
             }),
         }
+    }
+}
+
+// === impl CookieKey ===
+
+impl CookieKey {
+    /// Validates `field` (`….consistentHash.httpCookie`): a name and, when the proxy is to set
+    /// the cookie (`ttl`), a name and path that fit in a `set-cookie` header. Without a `ttl`
+    /// the name is only compared with request cookies, so any name will do.
+    pub fn from_proto(field: &str, c: &pb::HttpCookie) -> Result<Self, ConfigError> {
+        let token = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"=;,\"".contains(&b))
+        };
+        if c.name.is_empty() {
+            return Err(invalid(format!("{field}.name"), "required"));
+        }
+        let ttl = crate::traffic::proto_values::non_negative(&format!("{field}.ttl"), &c.ttl)?;
+        if ttl.is_some() && !token(&c.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                "not a cookie name (the proxy sets this cookie: ttl is given)",
+            ));
+        }
+        if ttl.is_some() && !c.path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            return Err(invalid(
+                format!("{field}.path"),
+                "not a cookie path (the proxy sets this cookie: ttl is given)",
+            ));
+        }
+        Ok(Self {
+            name: c.name.clone(),
+            path: c.path.clone(),
+            ttl,
+        })
+    }
+
+    /// For a request without the cookie: when a `ttl` is configured, a new cookie value, the
+    /// hash a request carrying it will have (so the pick now and the client's next requests
+    /// agree), and the `set-cookie` header that hands it to the client.
+    pub fn generate(&self) -> Option<(u64, HeaderValue)> {
+        use std::fmt::Write;
+        let ttl = self.ttl?;
+        let value = format!("{:016x}", fastrand::u64(..));
+        let hash = hash::fnv1a(value.as_bytes());
+        let mut cookie = format!("{}={value}", self.name);
+        if !ttl.is_zero() {
+            // Whole seconds, rounded up: `Max-Age=0` would delete the cookie.
+            let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+            let _ = write!(cookie, "; Max-Age={secs}");
+        }
+        if !self.path.is_empty() {
+            let _ = write!(cookie, "; Path={}", self.path);
+        }
+        cookie.push_str("; HttpOnly");
+        // Name and path were checked with the config; the value is hex.
+        HeaderValue::from_str(&cookie).ok().map(|v| (hash, v))
     }
 }
 
@@ -569,7 +638,7 @@ where
     type Error = ProxyError;
     type Future = Either<
         Ready<Result<Self::Response, ProxyError>>,
-        <N::Service as tower::Service<Request<B>>>::Future,
+        SetCookie<<N::Service as tower::Service<Request<B>>>::Future>,
     >;
 
     /// Always ready: limits answer at once (Envoy's overflow), they do not push back.
@@ -584,10 +653,21 @@ where
             .needs_connection()
             .then(|| req.extensions().get::<ConnInfo>().copied())
             .flatten();
+        let mut cookie = None;
+        let hash = match lb.hash_key() {
+            None => None,
+            Some(k) => match (k.hash(&req, conn.map(|c| c.source)), k) {
+                (Some(h), _) => Some(h),
+                // No affinity cookie yet: make one (with a ttl) and pick by it.
+                (None, HashKey::Cookie(c)) => c.generate().map(|(h, v)| {
+                    cookie = Some(v);
+                    h
+                }),
+                (None, _) => None,
+            },
+        };
         let input = PickInput {
-            hash: lb
-                .hash_key()
-                .and_then(|k| k.hash(&req, conn.map(|c| c.source))),
+            hash,
             dialled: conn.map(|c| c.dialled),
             previous: req.extensions().get::<PreviousHosts>(),
         };
@@ -601,7 +681,10 @@ where
         match picked {
             Ok(i) => {
                 let mut svc = self.new_endpoint.new_endpoint(&eps[i]);
-                Either::Right(tower::Service::call(&mut svc, req))
+                Either::Right(SetCookie {
+                    inner: tower::Service::call(&mut svc, req),
+                    cookie,
+                })
             }
             Err(Unavailable::NoEndpoints) => Either::Left(ready(Err(ProxyError::NoEndpoints(
                 t.service_name().clone(),
@@ -610,5 +693,30 @@ where
                 Either::Left(ready(Err(ProxyError::NoHealthy(t.service_name().clone()))))
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The endpoint's response, with the affinity cookie the pick generated (if any) added.
+    pub struct SetCookie<F> {
+        #[pin]
+        inner: F,
+        cookie: Option<HeaderValue>,
+    }
+}
+
+impl<F, RspB> std::future::Future for SetCookie<F>
+where
+    F: std::future::Future<Output = Result<http::Response<RspB>, ProxyError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(c) = this.cookie.take() {
+            rsp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+        Poll::Ready(Ok(rsp))
     }
 }

@@ -249,9 +249,9 @@ fn hash_keys_read_header_cookie_query_and_source() {
         HashKey::Header(HeaderName::from_static("x-user")).hash(&req, None),
         bob
     );
-    assert_eq!(HashKey::Cookie("session".into()).hash(&req, None), bob);
+    assert_eq!(cookie("session", None).hash(&req, None), bob);
     assert_eq!(HashKey::QueryParameter("user".into()).hash(&req, None), bob);
-    assert_eq!(HashKey::Cookie("absent".into()).hash(&req, None), None);
+    assert_eq!(cookie("absent", None).hash(&req, None), None);
     let ip: IpAddr = "10.9.8.7".parse().unwrap();
     assert_eq!(
         HashKey::SourceIp.hash(&req, Some(ip)),
@@ -290,4 +290,213 @@ async fn a_warming_endpoint_gets_a_small_share_that_grows() {
 #[test]
 fn maglev_table_sizes_must_be_prime() {
     assert!(hash::is_prime(65537) && hash::is_prime(251) && !hash::is_prime(65536));
+}
+
+// --- httpCookie with ttl: the proxy sets the affinity cookie ---
+
+fn cookie(name: &str, ttl: Option<Duration>) -> HashKey {
+    HashKey::Cookie(CookieKey {
+        name: name.into(),
+        path: "/".into(),
+        ttl,
+    })
+}
+
+mod affinity {
+    use super::*;
+    use crate::http::Body;
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+    use http::Response;
+    use tower::Service;
+    use tower_test::mock::{self, Handle, Mock};
+
+    type Mocked = Mock<Request<()>, Response<Body>>;
+    type Handles = Vec<Handle<Request<()>, Response<Body>>>;
+
+    struct Target {
+        name: Arc<str>,
+        eps: Vec<Arc<EndpointState>>,
+        balancer: Balancer,
+    }
+
+    impl BalanceTarget for Target {
+        fn service_name(&self) -> &Arc<str> {
+            &self.name
+        }
+        fn endpoints(&self) -> &[Arc<EndpointState>] {
+            &self.eps
+        }
+        fn balancer(&self) -> &Balancer {
+            &self.balancer
+        }
+        fn is_ejected(&self, _: &EndpointState) -> bool {
+            false
+        }
+    }
+
+    /// Endpoint `i` of the target is served by mock `i`.
+    #[derive(Clone)]
+    struct Mocks {
+        eps: Vec<Arc<EndpointState>>,
+        mocks: Arc<Vec<Mocked>>,
+    }
+
+    struct ByMock(Mocked);
+
+    impl NewEndpoint<()> for Mocks {
+        type Service = ByMock;
+        fn new_endpoint(&self, ep: &Arc<EndpointState>) -> ByMock {
+            let i = self.eps.iter().position(|e| Arc::ptr_eq(e, ep)).unwrap();
+            ByMock(self.mocks[i].clone())
+        }
+    }
+
+    impl Service<Request<()>> for ByMock {
+        type Response = Response<Body>;
+        type Error = ProxyError;
+        type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            // The balancer calls endpoint services without `poll_ready`; the mock insists.
+            let ready = futures_util::future::poll_fn(|cx| self.0.poll_ready(cx)).now_or_never();
+            assert!(matches!(ready, Some(Ok(()))));
+            let rsp = self.0.call(req);
+            Box::pin(async move {
+                rsp.await
+                    .map_err(|e| ProxyError::Upstream(e.to_string().into()))
+            })
+        }
+    }
+
+    fn balance(key: HashKey, n: usize) -> (Balance<Target, Mocks>, Handles) {
+        let e = eps(n);
+        let (mocks, handles): (Vec<_>, Vec<_>) = (0..n).map(|_| mock::pair()).unzip();
+        let target = Target {
+            name: "reviews".into(),
+            balancer: Balancer::new(
+                &lb(Kind::RingHash {
+                    key,
+                    min_ring_size: 1024,
+                }),
+                &e,
+            ),
+            eps: e.clone(),
+        };
+        let svc = Balance::new(
+            Arc::new(target),
+            Mocks {
+                eps: e,
+                mocks: Arc::new(mocks),
+            },
+        );
+        (svc, handles)
+    }
+
+    /// Sends `req`, answers it from whichever endpoint got it; returns that endpoint's index
+    /// and the response.
+    async fn exchange(
+        svc: &mut Balance<Target, Mocks>,
+        handles: &mut [Handle<Request<()>, Response<Body>>],
+        req: Request<()>,
+    ) -> (usize, Response<Body>) {
+        let rsp = svc.call(req);
+        let (i, send) = handles
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, h)| match h.poll_request() {
+                Poll::Ready(Some((_, send))) => Some((i, send)),
+                _ => None,
+            })
+            .expect("the request reached an endpoint");
+        send.send_response(Response::new(crate::http::empty_body()));
+        (i, rsp.await.unwrap())
+    }
+
+    fn with_cookie(c: &str) -> Request<()> {
+        Request::builder().header("cookie", c).body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_generated_cookie_brings_the_client_back_to_the_same_endpoint() {
+        let (mut svc, mut handles) = balance(cookie("affinity", Some(Duration::from_secs(60))), 5);
+        let mut first_picks = Vec::new();
+        for _ in 0..20 {
+            // A new client: no cookie, so the proxy makes one.
+            let (first, rsp) = exchange(&mut svc, &mut handles, Request::new(())).await;
+            let set = rsp.headers()[http::header::SET_COOKIE].to_str().unwrap();
+            let (pair, attrs) = set.split_once("; ").unwrap();
+            assert!(pair.starts_with("affinity="), "{set}");
+            assert_eq!(attrs, "Max-Age=60; Path=/; HttpOnly");
+            // Its next requests carry it (among others) and land where the first did.
+            for c in [pair.to_string(), format!("theme=dark; {pair}")] {
+                let (again, rsp) = exchange(&mut svc, &mut handles, with_cookie(&c)).await;
+                assert_eq!(again, first);
+                assert!(!rsp.headers().contains_key(http::header::SET_COOKIE));
+            }
+            first_picks.push(first);
+        }
+        first_picks.sort_unstable();
+        first_picks.dedup();
+        assert!(
+            first_picks.len() > 1,
+            "new clients spread over the endpoints: {first_picks:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_sets_a_session_cookie() {
+        let (mut svc, mut handles) = balance(cookie("affinity", Some(Duration::ZERO)), 3);
+        let (_, rsp) = exchange(&mut svc, &mut handles, Request::new(())).await;
+        let set = rsp.headers()[http::header::SET_COOKIE].to_str().unwrap();
+        assert!(!set.contains("Max-Age"), "{set}");
+        assert!(set.ends_with("; Path=/; HttpOnly"), "{set}");
+    }
+
+    #[tokio::test]
+    async fn without_ttl_no_cookie_is_set() {
+        let (mut svc, mut handles) = balance(cookie("affinity", None), 3);
+        for _ in 0..5 {
+            let (_, rsp) = exchange(&mut svc, &mut handles, Request::new(())).await;
+            assert!(!rsp.headers().contains_key(http::header::SET_COOKIE));
+        }
+    }
+
+    #[test]
+    fn with_a_ttl_cookie_names_and_paths_must_fit_a_set_cookie_header() {
+        let field = "services[0].trafficPolicy.loadBalancer.consistentHash.httpCookie";
+        let parse = |name: &str, path: &str| {
+            CookieKey::from_proto(
+                field,
+                &pb::HttpCookie {
+                    name: name.into(),
+                    path: path.into(),
+                    ttl: Some(pbjson_types::Duration::default()),
+                },
+            )
+        };
+        assert!(parse("affinity", "/api").is_ok());
+        // Without a ttl the proxy never writes the cookie: the name is only looked up.
+        let lookup_only = pb::HttpCookie {
+            name: "a b".into(),
+            path: "/x;y".into(),
+            ttl: None,
+        };
+        assert!(CookieKey::from_proto(field, &lookup_only).is_ok());
+        for (name, path, bad) in [
+            ("a b", "/", "name"),
+            ("a;b", "/", "name"),
+            ("ok", "/x;y", "path"),
+            ("", "/", "name"),
+        ] {
+            match parse(name, path) {
+                Err(ConfigError::Invalid { field: f, .. }) => {
+                    assert_eq!(f, format!("{field}.{bad}"))
+                }
+                other => panic!("{name:?} {path:?}: {other:?}"),
+            }
+        }
+    }
 }

@@ -32,7 +32,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 /// The per-connection service hyper drives.
@@ -42,7 +42,7 @@ pub type OutboundHttp = Errors<Lookup>;
 pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr) -> OutboundHttp {
     let metrics = ctx.metrics.clone();
     Errors::new(
-        Lookup {
+        Lookup(Arc::new(Connection {
             ctx,
             key: svc.key.clone(),
             name: svc.name.clone(),
@@ -51,17 +51,21 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
                 source: client.ip(),
                 dialled: dst,
             },
-            last: None,
-        },
+            last: Mutex::new(None),
+        })),
         Direction::Outbound,
         metrics,
     )
     .with_service(svc.key.clone())
 }
 
-/// Looks the connection's service up in the config in force and dispatches.
+/// Looks the connection's service up in the config in force and dispatches. hyper clones the
+/// service per request, so the connection's state is shared.
 #[derive(Clone)]
-pub struct Lookup {
+pub struct Lookup(Arc<Connection>);
+
+/// One app connection.
+struct Connection {
     ctx: Arc<Ctx>,
     key: Arc<str>,
     name: Arc<str>,
@@ -71,10 +75,9 @@ pub struct Lookup {
     /// this connection skips the lookups while the config is unchanged. Weak, so the connection
     /// does not hold an old snapshot (and, since a weak reference keeps its allocation, no newer
     /// snapshot can ever have the same address).
-    last: Option<Last>,
+    last: Mutex<Option<Last>>,
 }
 
-#[derive(Clone)]
 struct Last {
     snapshot: Weak<Snapshot>,
     stack: ServiceStack,
@@ -119,32 +122,38 @@ impl tower::Service<Request<Incoming>> for Lookup {
         if let Err(e) = h::check_host(&req) {
             return Either::Left(ready(Err(e)));
         }
-        let snap = self.ctx.snapshot();
-        let last = match self.last.take() {
-            Some(last) if std::ptr::eq(last.snapshot.as_ptr(), Arc::as_ptr(&snap)) => last,
-            _ => {
-                let found = match snap.config.service(&self.dst) {
-                    Some(svc) if svc.key == self.key => snap
-                        .services
-                        .service(&svc.key)
-                        .zip(snap.outbound.get(&svc.key)),
-                    _ => None,
-                };
-                let Some((state, stack)) = found else {
-                    return Either::Left(ready(Err(ProxyError::NoEndpoints(self.name.clone()))));
-                };
-                Last {
-                    snapshot: Arc::downgrade(&snap),
-                    stack: stack.clone(),
-                    needs_connection: state.needs_connection(),
-                }
-            }
-        };
-        if last.needs_connection {
-            req.extensions_mut().insert(self.conn);
+        let c = &*self.0;
+        let snap = c.ctx.snapshot();
+        let mut last = c.last.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = last
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(l.snapshot.as_ptr(), Arc::as_ptr(&snap)));
+        if !fresh {
+            let found = match snap.config.service(&c.dst) {
+                Some(svc) if svc.key == c.key => snap
+                    .services
+                    .service(&svc.key)
+                    .zip(snap.outbound.get(&svc.key)),
+                _ => None,
+            };
+            let Some((state, stack)) = found else {
+                *last = None;
+                return Either::Left(ready(Err(ProxyError::NoEndpoints(c.name.clone()))));
+            };
+            *last = Some(Last {
+                snapshot: Arc::downgrade(&snap),
+                stack: stack.clone(),
+                needs_connection: state.needs_connection(),
+            });
         }
-        let mut stack = last.stack.clone();
-        self.last = Some(last);
+        let Some(l) = last.as_ref() else {
+            return Either::Left(ready(Err(ProxyError::NoEndpoints(c.name.clone()))));
+        };
+        if l.needs_connection {
+            req.extensions_mut().insert(c.conn);
+        }
+        let mut stack = l.stack.clone();
+        drop(last);
         Either::Right(tower::Service::call(&mut stack, req))
     }
 }

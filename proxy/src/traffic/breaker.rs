@@ -2,10 +2,14 @@
 //! requests in flight, requests queued, connections and retries, shed at once with `503 UO`.
 //!
 //! Promises:
-//! - a request takes an active slot (`http2MaxRequests`); if none is free it waits, first come
-//!   first served, in a queue of at most `http1MaxPendingRequests`; if the queue is full it fails
-//!   at once with [`ProxyError::Overflow`] (`Overflow::Pending`) and the inner service is not
-//!   called. Unlimited pending with limited requests means requests queue without bound;
+//! - a request takes an active slot (`http2MaxRequests`); if none is free it fails at once with
+//!   [`ProxyError::Overflow`] (`Overflow::Requests`), as Envoy's `max_requests` does, and the inner
+//!   service is not called;
+//! - a request that also needs a connection slot (HTTP/1, below) and finds none waits for one,
+//!   first come first served, in a queue of at most `http1MaxPendingRequests`; if the queue is
+//!   full it fails at once (`Overflow::Pending`). A waiter granted its connection when every
+//!   active slot is taken fails then (`Overflow::Requests`): Envoy checks `max_requests` when the
+//!   request gets its connection;
 //! - our proxies carry HTTP/1 requests over multiplexed HTTP/2, where a request costs no
 //!   connection. In Envoy each in-flight HTTP/1 request holds one upstream connection, so users
 //!   size `maxConnections` with that in mind: an in-flight request whose original protocol is
@@ -35,7 +39,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -97,6 +101,9 @@ pub struct Stats {
     /// others queued ahead) made wait or, with the queue full, fail (then also counted in
     /// `overflow_pending`).
     pub overflow_connections: u64,
+    /// Requests refused because `http2MaxRequests` were in flight (Envoy counts these in
+    /// `upstream_rq_pending_overflow` too).
+    pub overflow_requests: u64,
     /// `upstream_rq_retry_overflow`: retries not attempted.
     pub overflow_retries: u64,
 }
@@ -128,20 +135,27 @@ struct Shared {
     queue: Mutex<VecDeque<Arc<Slot>>>,
     overflow_pending: AtomicU64,
     overflow_connections: AtomicU64,
+    overflow_requests: AtomicU64,
     overflow_retries: AtomicU64,
 }
 
 /// A queued request, granted its slot by whoever frees one.
 struct Slot {
     http1: bool,
-    granted: AtomicBool,
+    /// [`WAITING`], [`GRANTED`] or [`REFUSED`].
+    state: AtomicU8,
     waker: AtomicWaker,
 }
+
+const WAITING: u8 = 0;
+const GRANTED: u8 = 1;
+/// Its connection came while every active slot was taken.
+const REFUSED: u8 = 2;
 
 enum Acquire {
     Granted(Permit),
     Queued(Waiter),
-    Overflow,
+    Overflow(Overflow),
 }
 
 // === impl Limits ===
@@ -212,6 +226,7 @@ impl Breaker {
             queue: Mutex::new(VecDeque::new()),
             overflow_pending: AtomicU64::new(0),
             overflow_connections: AtomicU64::new(0),
+            overflow_requests: AtomicU64::new(0),
             overflow_retries: AtomicU64::new(0),
         };
         let breaker = Self {
@@ -242,8 +257,8 @@ impl Breaker {
     pub async fn acquire(&self, http1: bool) -> Result<Permit, ProxyError> {
         match self.shared.try_acquire(http1) {
             Acquire::Granted(p) => Ok(p),
-            Acquire::Queued(w) => Ok(w.await),
-            Acquire::Overflow => Err(self.overflow(Overflow::Pending)),
+            Acquire::Queued(w) => w.await.ok_or_else(|| self.overflow(Overflow::Requests)),
+            Acquire::Overflow(limit) => Err(self.overflow(limit)),
         }
     }
 
@@ -267,6 +282,7 @@ impl Breaker {
             retries: s.retries.load(Ordering::Relaxed),
             overflow_pending: s.overflow_pending.load(Ordering::Relaxed),
             overflow_connections: s.overflow_connections.load(Ordering::Relaxed),
+            overflow_requests: s.overflow_requests.load(Ordering::Relaxed),
             overflow_retries: s.overflow_retries.load(Ordering::Relaxed),
         }
     }
@@ -339,8 +355,22 @@ impl Shared {
 
     fn try_acquire(self: &Arc<Self>, http1: bool) -> Acquire {
         // Fast path, only when no one is queued: a newcomer must not overtake a waiter.
-        if self.queued.load(Ordering::SeqCst) == 0 && self.take_slot(http1).is_ok() {
-            return Acquire::Granted(self.permit(http1));
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            match self.take_slot(http1) {
+                Ok(()) => return Acquire::Granted(self.permit(http1)),
+                Err(Overflow::Requests) => return self.refuse_requests(),
+                Err(_) => {}
+            }
+        }
+        // Only a request that needs a connection waits, and never for an active slot.
+        if !http1 {
+            return match take(&self.active, self.max_requests.load(Ordering::SeqCst)) {
+                true => Acquire::Granted(self.permit(false)),
+                false => self.refuse_requests(),
+            };
+        }
+        if self.active.load(Ordering::SeqCst) >= self.max_requests.load(Ordering::SeqCst) {
+            return self.refuse_requests();
         }
         let mut queue = lock(&self.queue);
         // Announce ourselves before the last try: a releaser that misses this count freed its
@@ -348,23 +378,29 @@ impl Shared {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let blocked = match queue.is_empty() {
             true => self.take_slot(http1).err(),
-            false => None, // behind others: we wait for our turn, whatever is free
+            false => Some(Overflow::Connections), // behind others: we wait for our turn
         };
-        if queue.is_empty() && blocked.is_none() {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Acquire::Granted(self.permit(http1));
-        }
-        if blocked == Some(Overflow::Connections) {
-            self.overflow_connections.fetch_add(1, Ordering::Relaxed);
+        match blocked {
+            None => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                return Acquire::Granted(self.permit(http1));
+            }
+            Some(Overflow::Requests) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                return self.refuse_requests();
+            }
+            Some(_) => {
+                self.overflow_connections.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if queue.len() >= self.max_pending.load(Ordering::SeqCst) {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             self.overflow_pending.fetch_add(1, Ordering::Relaxed);
-            return Acquire::Overflow;
+            return Acquire::Overflow(Overflow::Pending);
         }
         let slot = Arc::new(Slot {
             http1,
-            granted: AtomicBool::new(false),
+            state: AtomicU8::new(WAITING),
             waker: AtomicWaker::new(),
         });
         queue.push_back(slot.clone());
@@ -373,6 +409,11 @@ impl Shared {
             slot,
             done: false,
         })
+    }
+
+    fn refuse_requests(&self) -> Acquire {
+        self.overflow_requests.fetch_add(1, Ordering::Relaxed);
+        Acquire::Overflow(Overflow::Requests)
     }
 
     fn permit(self: &Arc<Self>, http1: bool) -> Permit {
@@ -392,17 +433,23 @@ impl Shared {
         }
     }
 
-    /// Hands free slots to waiters, in order. The head waits if it cannot go (an HTTP/1 request
-    /// waiting for a connection holds back the HTTP/2 ones behind it: FIFO over cleverness).
+    /// Hands free connection slots to waiters, in order; a waiter whose turn comes while every
+    /// active slot is taken is refused (Envoy's `max_requests` check when a request gets its
+    /// connection).
     fn grant_waiters(&self) {
         let mut queue = lock(&self.queue);
         while let Some(front) = queue.front() {
-            if self.take_slot(front.http1).is_err() {
-                break;
-            }
+            let state = match self.take_slot(front.http1) {
+                Ok(()) => GRANTED,
+                Err(Overflow::Requests) => {
+                    self.overflow_requests.fetch_add(1, Ordering::Relaxed);
+                    REFUSED
+                }
+                Err(_) => break,
+            };
             if let Some(slot) = queue.pop_front() {
                 self.queued.fetch_sub(1, Ordering::SeqCst);
-                slot.granted.store(true, Ordering::Release);
+                slot.state.store(state, Ordering::Release);
                 slot.waker.wake();
             }
         }
@@ -448,15 +495,18 @@ pub struct Waiter {
 }
 
 impl Future for Waiter {
-    type Output = Permit;
+    /// `None`: refused ([`REFUSED`]).
+    type Output = Option<Permit>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Permit>> {
         self.slot.waker.register(cx.waker());
-        if !self.slot.granted.load(Ordering::Acquire) {
-            return Poll::Pending;
-        }
+        let permit = match self.slot.state.load(Ordering::Acquire) {
+            WAITING => return Poll::Pending,
+            GRANTED => Some(self.shared.permit(self.slot.http1)),
+            _ => None,
+        };
         self.done = true;
-        Poll::Ready(self.shared.permit(self.slot.http1))
+        Poll::Ready(permit)
     }
 }
 
@@ -474,7 +524,7 @@ impl Drop for Waiter {
                     false
                 }
                 // Granted under the lock before we got here: the slot is ours to give back.
-                None => self.slot.granted.load(Ordering::Acquire),
+                None => self.slot.state.load(Ordering::Acquire) == GRANTED,
             }
         };
         if granted {
@@ -546,10 +596,11 @@ where
                     waiter,
                     inner: Some(std::mem::replace(&mut self.inner, fresh)),
                     req: Some(req),
+                    refused: Some(self.breaker.overflow(Overflow::Requests)),
                 }
             }
-            Acquire::Overflow => State::Failed {
-                error: Some(self.breaker.overflow(Overflow::Pending)),
+            Acquire::Overflow(limit) => State::Failed {
+                error: Some(self.breaker.overflow(limit)),
             },
         };
         ResponseFuture { state }
@@ -573,7 +624,13 @@ pin_project! {
     where
         S: tower::Service<Req>,
     {
-        Waiting { #[pin] waiter: Waiter, inner: Option<S>, req: Option<Req> },
+        Waiting {
+            #[pin] waiter: Waiter,
+            inner: Option<S>,
+            req: Option<Req>,
+            // The answer if the waiter is refused.
+            refused: Option<ProxyError>,
+        },
         Called { #[pin] fut: S::Future, permit: Option<Permit> },
         Failed { error: Option<ProxyError> },
     }
@@ -589,8 +646,17 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Waiting { waiter, inner, req } => {
-                    let permit = ready!(waiter.poll(cx));
+                StateProj::Waiting {
+                    waiter,
+                    inner,
+                    req,
+                    refused,
+                } => {
+                    let Some(permit) = ready!(waiter.poll(cx)) else {
+                        let refused = refused.take();
+                        state.set(State::Failed { error: refused });
+                        continue;
+                    };
                     let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         unreachable!("invariant: a waiting state holds its service and request");
                     };

@@ -47,6 +47,19 @@ fn limits(max_requests: usize, max_pending: usize) -> Limits {
     }
 }
 
+/// `maxConnections` and `http1MaxPendingRequests`: what makes HTTP/1 requests wait.
+fn conn_limits(max_connections: usize, max_pending: usize) -> Limits {
+    Limits {
+        max_connections: Some(max_connections),
+        max_pending: Some(max_pending),
+        ..Limits::unlimited()
+    }
+}
+
+fn is_overflow(r: &Result<Response<()>, ProxyError>, kind: Overflow) -> bool {
+    matches!(r, Err(ProxyError::Overflow { limit, .. }) if *limit == kind)
+}
+
 fn is_pending_overflow(r: &Result<Response<()>, ProxyError>) -> bool {
     matches!(
         r,
@@ -174,11 +187,11 @@ fn invalid_durations_are_named() {
 
 #[tokio::test(start_paused = true)]
 async fn one_active_one_pending_and_the_rest_fail_fast_with_uo() {
-    let (mut svc, mut handle, breaker) = service(limits(1, 1));
+    let (mut svc, mut handle, breaker) = service(conn_limits(1, 1));
     let mut calls = Vec::new();
     for _ in 0..10 {
         svc.ready().await.unwrap();
-        calls.push(task::spawn(svc.call(h2())));
+        calls.push(task::spawn(svc.call(h1())));
     }
     let mut iter = calls.iter_mut();
     let (first, second) = (iter.next().unwrap(), iter.next().unwrap());
@@ -231,11 +244,11 @@ async fn an_overflow_never_reaches_the_upstream() {
 
 #[tokio::test(start_paused = true)]
 async fn queued_requests_go_in_arrival_order() {
-    let (mut svc, mut handle, _breaker) = service(limits(1, 5));
+    let (mut svc, mut handle, _breaker) = service(conn_limits(1, 5));
     let mut calls = Vec::new();
     for i in 0..3u16 {
         svc.ready().await.unwrap();
-        let mut req = h2();
+        let mut req = h1();
         req.headers_mut().insert("n", i.into());
         let mut call = task::spawn(svc.call(req));
         assert_pending!(call.poll());
@@ -256,18 +269,18 @@ async fn queued_requests_go_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiter_leaves_the_queue() {
-    let (mut svc, _handle, breaker) = service(limits(1, 1));
+    let (mut svc, _handle, breaker) = service(conn_limits(1, 1));
     svc.ready().await.unwrap();
-    let mut first = task::spawn(svc.call(h2()));
+    let mut first = task::spawn(svc.call(h1()));
     assert_pending!(first.poll());
     svc.ready().await.unwrap();
-    let mut second = task::spawn(svc.call(h2()));
+    let mut second = task::spawn(svc.call(h1()));
     assert_pending!(second.poll());
     assert_eq!(breaker.stats().pending, 1);
     drop(second);
     assert_eq!(breaker.stats().pending, 0);
     svc.ready().await.unwrap();
-    let mut third = task::spawn(svc.call(h2()));
+    let mut third = task::spawn(svc.call(h1()));
     assert_pending!(third.poll(), "the queue has room again");
     assert_eq!(breaker.stats().pending, 1);
 }
@@ -297,20 +310,79 @@ async fn with_defaults_nothing_queues_or_overflows() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn unlimited_pending_with_limited_requests_queues() {
+async fn requests_over_http2_max_requests_fail_at_once_and_never_queue() {
     let l = Limits {
         max_requests: Some(1),
+        ..Limits::unlimited()
+    };
+    let (mut svc, _handle, breaker) = service(l);
+    svc.ready().await.unwrap();
+    let mut first = task::spawn(svc.call(h2()));
+    assert_pending!(first.poll());
+    for req in [h2(), h1(), h2()] {
+        svc.ready().await.unwrap();
+        let mut call = task::spawn(svc.call(req));
+        let r = assert_ready!(call.poll());
+        assert!(is_overflow(&r, Overflow::Requests), "{r:?}");
+        assert_eq!(r.unwrap_err().status_and_flag().1, "UO");
+    }
+    let stats = breaker.stats();
+    assert_eq!(
+        (stats.active, stats.pending, stats.overflow_requests),
+        (1, 0, 3)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlimited_pending_with_limited_connections_queues_http1() {
+    let l = Limits {
+        max_connections: Some(1),
         ..Limits::unlimited()
     };
     let (mut svc, _handle, breaker) = service(l);
     let mut calls = Vec::new();
     for _ in 0..50 {
         svc.ready().await.unwrap();
-        let mut call = task::spawn(svc.call(h2()));
+        let mut call = task::spawn(svc.call(h1()));
         assert_pending!(call.poll());
         calls.push(call);
     }
     assert_eq!((breaker.stats().active, breaker.stats().pending), (1, 49));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_connection_comes_with_every_request_slot_taken_is_refused() {
+    let l = Limits {
+        max_requests: Some(2),
+        ..conn_limits(1, 5)
+    };
+    let (mut svc, mut handle, breaker) = service(l.clone());
+    svc.ready().await.unwrap();
+    let mut a = task::spawn(svc.call(h1()));
+    assert_pending!(a.poll());
+    svc.ready().await.unwrap();
+    let mut waiting = task::spawn(svc.call(h1()));
+    assert_pending!(waiting.poll(), "waits for the connection");
+    svc.ready().await.unwrap();
+    let mut b = task::spawn(svc.call(h2()));
+    assert_pending!(b.poll());
+    // One request slot fewer while it waits: when `a` frees the connection, `b` holds the only
+    // request slot.
+    breaker.update(&Limits {
+        max_requests: Some(1),
+        ..l
+    });
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(Response::new(()));
+    assert!(assert_ready!(a.poll()).is_ok());
+    assert!(waiting.is_woken());
+    let r = assert_ready!(waiting.poll());
+    assert!(is_overflow(&r, Overflow::Requests), "{r:?}");
+    assert_eq!(
+        (breaker.stats().pending, breaker.stats().connections),
+        (0, 0)
+    );
+    drop(b);
 }
 
 #[tokio::test(start_paused = true)]
@@ -350,22 +422,22 @@ async fn in_flight_http1_requests_count_against_max_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn lowered_limits_keep_the_counts_in_flight() {
-    let (mut svc, mut handle, breaker) = service(limits(2, 10));
+    let (mut svc, mut handle, breaker) = service(conn_limits(2, 10));
     let mut running = Vec::new();
     for _ in 0..2 {
         svc.ready().await.unwrap();
-        let mut call = task::spawn(svc.call(h2()));
+        let mut call = task::spawn(svc.call(h1()));
         assert_pending!(call.poll());
         running.push(call);
     }
-    breaker.update(&limits(1, 10));
-    assert_eq!(breaker.stats().active, 2, "counts survive the push");
+    breaker.update(&conn_limits(1, 10));
+    assert_eq!(breaker.stats().connections, 2, "counts survive the push");
     svc.ready().await.unwrap();
-    let mut queued = task::spawn(svc.call(h2()));
+    let mut queued = task::spawn(svc.call(h1()));
     assert_pending!(queued.poll());
     assert_eq!(breaker.stats().pending, 1);
 
-    // One finishes: 1 active is still the new limit, so the waiter keeps waiting.
+    // One finishes: 1 connection is still the new limit, so the waiter keeps waiting.
     let (_req, respond) = handle.next_request().await.unwrap();
     respond.send_response(Response::new(()));
     assert!(assert_ready!(running[0].poll()).is_ok());
@@ -381,14 +453,14 @@ async fn lowered_limits_keep_the_counts_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn a_raised_limit_admits_waiters_at_once() {
-    let (mut svc, _handle, breaker) = service(limits(1, 10));
+    let (mut svc, _handle, breaker) = service(conn_limits(1, 10));
     svc.ready().await.unwrap();
-    let mut a = task::spawn(svc.call(h2()));
+    let mut a = task::spawn(svc.call(h1()));
     assert_pending!(a.poll());
     svc.ready().await.unwrap();
-    let mut b = task::spawn(svc.call(h2()));
+    let mut b = task::spawn(svc.call(h1()));
     assert_pending!(b.poll());
-    breaker.update(&limits(2, 10));
+    breaker.update(&conn_limits(2, 10));
     assert!(b.is_woken());
     assert_eq!((breaker.stats().active, breaker.stats().pending), (2, 0));
 }
@@ -454,11 +526,11 @@ async fn the_overflow_reply_is_envoys() {
 
 #[tokio::test(start_paused = true)]
 async fn acquire_waits_in_the_queue_then_gets_its_slot() {
-    let breaker = Breaker::new("reviews:9080".into(), &limits(1, 1));
-    let held = breaker.acquire(false).await.unwrap();
+    let breaker = Breaker::new("reviews:9080".into(), &conn_limits(1, 1));
+    let held = breaker.acquire(true).await.unwrap();
     let mut waiting = task::spawn(breaker.acquire(true));
     assert_pending!(waiting.poll());
-    let overflow = breaker.acquire(false).await;
+    let overflow = breaker.acquire(true).await;
     assert!(matches!(
         overflow,
         Err(ProxyError::Overflow {

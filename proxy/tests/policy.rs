@@ -103,8 +103,9 @@ async fn a_full_connection_pool_answers_503_uo_at_once_and_clusters_shows_the_qu
     let proxy = proxy_for(
         vec![app],
         pb::TrafficPolicy {
+            // HTTP/1 requests wait for one of `maxConnections` (Envoy: a connection each).
             connection_pool: Some(pb::ConnectionPool {
-                http2_max_requests: 1,
+                max_connections: 1,
                 http1_max_pending_requests: 1,
                 ..Default::default()
             }),
@@ -244,8 +245,9 @@ async fn inbound_connection_pool_limits_shed_requests_to_the_app() {
         inbound_ports: vec![pb::InboundPort {
             port: app.port() as u32,
             protocol: pb::Protocol::Http1 as i32,
+            // HTTP/1 requests wait for one of `maxConnections` (Envoy: a connection each).
             connection_pool: Some(pb::ConnectionPool {
-                http2_max_requests: 1,
+                max_connections: 1,
                 http1_max_pending_requests: 1,
                 ..Default::default()
             }),

@@ -1,11 +1,14 @@
 //! The request body the proxy forwards, which remembers whether the client broke it; and the
-//! upstream response body, which holds its connection's stream slot until it ends.
+//! upstream response body, which holds its connection's stream slot, its connection-pool slot and
+//! its endpoint's active count until it ends (Envoy counts a request until its stream ends).
 //!
 //! When a client's body is malformed or cut short mid-stream, the upstream exchange fails with an
 //! HTTP/2 reset or a closed connection that no longer says whose fault it was. [`RequestBody`]
 //! records the downstream failure so the client gets `400 DPE`, not a misleading `503 UC`.
 
 use super::client::StreamGuard;
+use crate::traffic::breaker::Permit;
+use crate::traffic::endpoint::ActiveGuard;
 use bytes::Bytes;
 use http::Request;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -76,13 +79,66 @@ where
 pub struct UpstreamBody {
     inner: Incoming,
     stream: Option<StreamGuard>,
+    /// The request's `http2MaxRequests` / `maxConnections` slot.
+    permit: Option<Permit>,
+    /// The endpoint's active-request count (what LEAST_REQUEST balances on).
+    active: Option<ActiveGuard>,
+}
+
+/// Something a response keeps until its body ends.
+pub enum EndGuard {
+    Permit(Permit),
+    Active(ActiveGuard),
+}
+
+/// A response body that can keep an [`EndGuard`] until it ends.
+pub trait HoldUntilEnd {
+    /// Keeps `guard` until the body ends, fails or is dropped; gives it back when the body has
+    /// no more to send (or cannot hold it), so the caller releases it now.
+    fn hold_until_end(&mut self, guard: EndGuard) -> Option<EndGuard>;
+}
+
+impl HoldUntilEnd for super::Body {
+    fn hold_until_end(&mut self, guard: EndGuard) -> Option<EndGuard> {
+        match self {
+            http_body_util::Either::Left(b) if !http_body::Body::is_end_stream(&b.inner) => {
+                match guard {
+                    EndGuard::Permit(p) => b.permit = Some(p),
+                    EndGuard::Active(a) => b.active = Some(a),
+                }
+                None
+            }
+            _ => Some(guard),
+        }
+    }
+}
+
+/// Test bodies hold nothing.
+impl HoldUntilEnd for () {
+    fn hold_until_end(&mut self, guard: EndGuard) -> Option<EndGuard> {
+        Some(guard)
+    }
+}
+
+impl<B: HoldUntilEnd> HoldUntilEnd for Result<http::Response<B>, super::ProxyError> {
+    fn hold_until_end(&mut self, guard: EndGuard) -> Option<EndGuard> {
+        match self {
+            Ok(rsp) => rsp.body_mut().hold_until_end(guard),
+            Err(_) => Some(guard),
+        }
+    }
 }
 
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
     pub fn new(inner: Incoming, stream: Option<StreamGuard>) -> Self {
-        Self { inner, stream }
+        Self {
+            inner,
+            stream,
+            permit: None,
+            active: None,
+        }
     }
 }
 
@@ -101,10 +157,12 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        // The stream is over on the last frame or an error: free the slot now, not when the
+        // The stream is over on the last frame or an error: free the slots now, not when the
         // body value is finally dropped somewhere up the stack.
         if frame.as_ref().is_none_or(|f| f.is_err()) || self.inner.is_end_stream() {
             self.stream = None;
+            self.permit = None;
+            self.active = None;
         }
         Poll::Ready(frame)
     }
@@ -121,7 +179,9 @@ impl http_body::Body for UpstreamBody {
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
-            .field("counted", &self.stream.is_some())
+            .field("stream", &self.stream.is_some())
+            .field("permit", &self.permit.is_some())
+            .field("active", &self.active.is_some())
             .finish()
     }
 }

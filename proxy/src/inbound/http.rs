@@ -6,6 +6,7 @@
 //! (`inboundPorts[].connectionPool`) sheds requests over them with `503 UO`.
 
 use crate::ctx::Ctx;
+use crate::http::body::{EndGuard, HoldUntilEnd};
 use crate::http::client::ConnPolicy;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
@@ -91,8 +92,8 @@ impl Forward {
         };
         let port = port.ok_or(ProxyError::NoTargetPort)?;
         // The port's connection-pool limits (Istio applies them to inbound too): the slot is
-        // held until the app's response head arrives.
-        let _permit = match self.ctx.inbound_breaker(port) {
+        // held until the app's response body ends.
+        let permit = match self.ctx.inbound_breaker(port) {
             Some(b) => Some(b.acquire(breaker::is_http1(&req)).await?),
             None => None,
         };
@@ -114,6 +115,9 @@ impl Forward {
         // The app is no DestinationRule's destination: no reuse limits, no keep-alive.
         let mut rsp = self.ctx.app.send(addr, ConnPolicy::default(), req).await?;
         h::clean_response(&mut rsp);
+        if let Some(p) = permit {
+            drop(rsp.body_mut().hold_until_end(EndGuard::Permit(p)));
+        }
         Ok(rsp)
     }
 }

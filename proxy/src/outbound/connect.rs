@@ -251,7 +251,10 @@ impl Connect {
         Ok(rsp.map(|b| Either::Left(b.into())))
     }
 
-    async fn send(self, mut req: Request<OutboundBody>) -> Result<Response<Body>, ProxyError> {
+    /// The request over the transport the TLS mode and the endpoint call for. Only the mesh
+    /// HTTP/2 path (nearly every request) is inline; the others are boxed so that this future,
+    /// boxed and moved per request, stays small.
+    async fn send(self, req: Request<OutboundBody>) -> Result<Response<Body>, ProxyError> {
         let ep = &self.ep.endpoint;
         let identity = match (&self.mode, &ep.identity) {
             (ClientTls::Disable, _) | (ClientTls::Auto, None) => None,
@@ -262,26 +265,54 @@ impl Connect {
                     reason: "tls.mode ISTIO_MUTUAL, and the endpoint has no sidecar".into(),
                 });
             }
-            (ClientTls::Originate(o), _) => return self.originate(o, req).await,
+            (ClientTls::Originate(o), _) => return Box::pin(self.originate(o, req)).await,
         };
-        let Some(id) = identity else {
-            if h::is_upgrade(&req) {
-                let keepalive = self.policy.keepalive.as_ref();
-                let io = h::client::connect_tcp(ep.addr, self.timeouts.connect, keepalive).await?;
-                return h::upgrade::forward(io, req).await;
-            }
-            h::strip_hop_by_hop(req.headers_mut());
-            return self.clients.plain.send(ep.addr, self.policy, req).await;
-        };
+        match identity {
+            None => Box::pin(self.plaintext(req)).await,
+            Some(id) if h::is_upgrade(&req) => Box::pin(self.mesh_upgrade(id, req)).await,
+            Some(id) => self.mesh(id, req).await,
+        }
+    }
+
+    /// To an endpoint without a sidecar (or under `tls.mode: DISABLE`): plaintext, in the
+    /// request's own protocol.
+    async fn plaintext(
+        &self,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let ep = &self.ep.endpoint;
         if h::is_upgrade(&req) {
             let keepalive = self.policy.keepalive.as_ref();
-            let (clients, timeouts) = (&self.clients, &self.timeouts);
-            let io = super::mesh::connect(clients, timeouts, ep.mesh_addr, id, ALPN_H1, keepalive)
-                .await?;
-            req.headers_mut()
-                .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
+            let io = h::client::connect_tcp(ep.addr, self.timeouts.connect, keepalive).await?;
             return h::upgrade::forward(io, req).await;
         }
+        h::strip_hop_by_hop(req.headers_mut());
+        self.clients.plain.send(ep.addr, self.policy, req).await
+    }
+
+    /// An upgrade to a meshed endpoint: a dedicated HTTP/1.1 mTLS connection.
+    async fn mesh_upgrade(
+        &self,
+        id: &Identity,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let ep = &self.ep.endpoint;
+        let keepalive = self.policy.keepalive.as_ref();
+        let (clients, timeouts) = (&self.clients, &self.timeouts);
+        let io =
+            super::mesh::connect(clients, timeouts, ep.mesh_addr, id, ALPN_H1, keepalive).await?;
+        req.headers_mut()
+            .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
+        h::upgrade::forward(io, req).await
+    }
+
+    /// A meshed endpoint: the pooled HTTP/2 mTLS connection to its proxy.
+    async fn mesh(
+        &self,
+        id: &Identity,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let ep = &self.ep.endpoint;
         let addr = ep.mesh_addr;
         let clients = self.clients.clone();
         let timeouts = self.timeouts;

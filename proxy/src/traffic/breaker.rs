@@ -15,17 +15,16 @@
 //!   size `maxConnections` with that in mind: an in-flight request whose original protocol is
 //!   HTTP/1 (its version, or [`crate::http::ORIG_PROTO`] once converted) also holds one of
 //!   `maxConnections`. HTTP/2 requests do not;
-//! - slots are released when the response *headers* arrive (the inner future completes), not when
-//!   the body ends: [`crate::http::Body`] is a fixed type, and wrapping it to hold the slot would
-//!   change the body type every layer above sees. Long streaming responses therefore stop
-//!   counting once their headers are out (a deviation from Envoy, which counts until the stream
-//!   ends);
+//! - a slot is held until the response body ends, fails or is dropped (as Envoy counts a request
+//!   until its stream ends): the upstream body keeps it ([`HoldUntilEnd`]); an error or a local
+//!   reply frees it at once;
 //! - [`Breaker::update`] changes limits in place: counts in flight and the queue are kept; a raised
 //!   limit admits waiters at once, a lowered one admits no one until the count drops below it;
 //! - with every limit unlimited (Istio's default) a request costs a few uncontended atomic
 //!   operations and no lock.
 
 use crate::config::ConfigError;
+use crate::http::body::{EndGuard, HoldUntilEnd};
 use crate::http::{Body, ORIG_PROTO, Overflow, ProxyError, RESPONSE_FLAGS};
 use crate::traffic::proto_values::{invalid, non_negative, positive};
 use bytes::Bytes;
@@ -575,6 +574,7 @@ pub struct BreakerService<S> {
 impl<S, B, RspB> tower::Service<Request<B>> for BreakerService<S>
 where
     S: tower::Service<Request<B>, Response = Response<RspB>, Error = ProxyError> + Clone,
+    RspB: HoldUntilEnd,
 {
     type Response = Response<RspB>;
     type Error = ProxyError;
@@ -592,11 +592,15 @@ where
             },
             Acquire::Queued(waiter) => {
                 let fresh = self.inner.clone();
+                // Boxed: a queued request is the rare case, and the future every request carries
+                // stays small.
                 State::Waiting {
-                    waiter,
-                    inner: Some(std::mem::replace(&mut self.inner, fresh)),
-                    req: Some(req),
-                    refused: Some(self.breaker.overflow(Overflow::Requests)),
+                    queued: Box::pin(Queued {
+                        waiter,
+                        inner: Some(std::mem::replace(&mut self.inner, fresh)),
+                        req: Some(req),
+                        refused: Some(self.breaker.overflow(Overflow::Requests)),
+                    }),
                 }
             }
             Acquire::Overflow(limit) => State::Failed {
@@ -619,18 +623,24 @@ pin_project! {
 }
 
 pin_project! {
+    /// A request waiting in the queue, with the service it will be sent through.
+    pub struct Queued<S, Req> {
+        #[pin]
+        waiter: Waiter,
+        inner: Option<S>,
+        req: Option<Req>,
+        // The answer if the waiter is refused.
+        refused: Option<ProxyError>,
+    }
+}
+
+pin_project! {
     #[project = StateProj]
     enum State<S, Req>
     where
         S: tower::Service<Req>,
     {
-        Waiting {
-            #[pin] waiter: Waiter,
-            inner: Option<S>,
-            req: Option<Req>,
-            // The answer if the waiter is refused.
-            refused: Option<ProxyError>,
-        },
+        Waiting { queued: Pin<Box<Queued<S, Req>>> },
         Called { #[pin] fut: S::Future, permit: Option<Permit> },
         Failed { error: Option<ProxyError> },
     }
@@ -639,6 +649,7 @@ pin_project! {
 impl<S, Req, RspB> Future for ResponseFuture<S, Req>
 where
     S: tower::Service<Req, Response = Response<RspB>, Error = ProxyError>,
+    RspB: HoldUntilEnd,
 {
     type Output = Result<Response<RspB>, ProxyError>;
 
@@ -646,12 +657,9 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Waiting {
-                    waiter,
-                    inner,
-                    req,
-                    refused,
-                } => {
+                StateProj::Waiting { queued } => {
+                    let q = queued.as_mut().project();
+                    let (waiter, inner, req, refused) = (q.waiter, q.inner, q.req, q.refused);
                     let Some(permit) = ready!(waiter.poll(cx)) else {
                         let refused = refused.take();
                         state.set(State::Failed { error: refused });
@@ -668,8 +676,11 @@ where
                     });
                 }
                 StateProj::Called { fut, permit } => {
-                    let result = ready!(fut.poll(cx));
-                    drop(permit.take());
+                    let mut result = ready!(fut.poll(cx));
+                    if let Some(p) = permit.take() {
+                        // The slot stays taken while the response body streams.
+                        drop(result.hold_until_end(EndGuard::Permit(p)));
+                    }
                     return Poll::Ready(result);
                 }
                 StateProj::Failed { error } => {

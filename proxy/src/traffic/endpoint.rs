@@ -12,6 +12,7 @@ use super::PreviousHosts;
 use super::outlier;
 use crate::config;
 use crate::http::ProxyError;
+use crate::http::body::{EndGuard, HoldUntilEnd};
 use http::Request;
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -146,6 +147,7 @@ impl<S> Endpoint<S> {
 impl<B, S, RspB> tower::Service<Request<B>> for Endpoint<S>
 where
     S: tower::Service<Request<B>, Response = http::Response<RspB>, Error = ProxyError>,
+    RspB: HoldUntilEnd,
 {
     type Response = S::Response;
     type Error = ProxyError;
@@ -182,13 +184,17 @@ pin_project! {
 impl<F, B> Future for Accounted<F>
 where
     F: Future<Output = Result<http::Response<B>, ProxyError>>,
+    B: HoldUntilEnd,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let out = ready!(this.inner.poll(cx));
-        this.guard.take();
+        let mut out = ready!(this.inner.poll(cx));
+        if let Some(g) = this.guard.take() {
+            // Active (for LEAST_REQUEST) while the response body streams, as Envoy counts it.
+            drop(out.hold_until_end(EndGuard::Active(g)));
+        }
         this.ep.record(&out);
         Poll::Ready(out)
     }
@@ -237,6 +243,29 @@ mod tests {
         let _pending = handle.next_request().await.unwrap();
         assert_eq!(ep.stats.active(), 1);
         drop(fut);
+        assert_eq!(ep.stats.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_response_stays_active_until_its_body_ends() {
+        use crate::traffic::test_util::{data, streaming_upstream_response};
+        use http_body_util::BodyExt;
+        let ep = state("10.0.0.1:80");
+        let (mock, mut handle) = tower_test::mock::pair::<Request<()>, http::Response<Body>>();
+        let mut svc = Endpoint::new(ep.clone(), mock.map_err(|_| ProxyError::NoTargetPort));
+        svc.ready().await.unwrap();
+        let fut = tokio::spawn(svc.call(Request::new(())));
+        let (_, send) = handle.next_request().await.unwrap();
+        let (upstream, tx) = streaming_upstream_response().await;
+        send.send_response(upstream);
+        let mut body = fut.await.unwrap().unwrap().into_body();
+        tx.send(data("chunk")).unwrap();
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(ep.stats.active(), 1, "LEAST_REQUEST still counts it");
+        drop(tx);
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
         assert_eq!(ep.stats.active(), 0);
     }
 }

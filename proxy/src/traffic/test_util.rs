@@ -100,3 +100,32 @@ impl http_body::Body for ChanBody {
 pub fn data(s: &'static str) -> Result<Frame<Bytes>, BoxError> {
     Ok(Frame::data(Bytes::from_static(s.as_bytes())))
 }
+
+/// A real upstream response (hyper's HTTP/1 over an in-memory pipe) whose body streams what the
+/// test sends, for layers that treat an upstream body differently from a local reply.
+pub async fn streaming_upstream_response() -> (
+    Response<Body>,
+    mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>,
+) {
+    let (client, server) = tokio::io::duplex(4096);
+    let (tx, body) = chan_body();
+    let body = std::sync::Mutex::new(Some(body));
+    let svc = hyper::service::service_fn(move |_req| {
+        let b = body.lock().expect("test lock").take().expect("one request");
+        async move { Ok::<_, std::convert::Infallible>(Response::new(b)) }
+    });
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
+    );
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let rsp = send
+        .send_request(Request::new(http_body_util::Empty::<Bytes>::new()))
+        .await
+        .expect("response");
+    (rsp.map(|b| Either::Left(b.into())), tx)
+}

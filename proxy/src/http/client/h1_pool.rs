@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 /// Idle HTTP/1 connections by key.
 pub struct H1Pool<K, B> {
-    idle: Mutex<HashMap<K, Vec<Idle<B>>>>,
+    // Config-derived keys: a fast hasher is safe (see the HTTP/2 pool).
+    idle: Mutex<HashMap<K, Vec<Idle<B>>, foldhash::fast::RandomState>>,
 }
 
 struct Idle<B> {
@@ -67,7 +68,7 @@ impl<B> H1Conn<B> {
 impl<K: Hash + Eq, B> H1Pool<K, B> {
     pub fn new() -> Self {
         Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
         }
     }
 

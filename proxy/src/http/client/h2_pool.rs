@@ -92,7 +92,9 @@ impl Reuse {
 /// HTTP/2 connections shared by every request to the same key, for requests with bodies of
 /// type `B`.
 pub struct H2Pool<K, B = Incoming> {
-    slots: Mutex<HashMap<K, Conns<B>>>,
+    // Keys come from config (addresses, identities, policy), never from clients: a fast hasher
+    // is safe here, and SipHash over an identity was a visible share of a request's cost.
+    slots: Mutex<HashMap<K, Conns<B>, foldhash::fast::RandomState>>,
 }
 
 // === impl H2Pool ===
@@ -100,7 +102,7 @@ pub struct H2Pool<K, B = Incoming> {
 impl<K: Hash + Eq + Clone, B> H2Pool<K, B> {
     pub fn new() -> Self {
         Self {
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::default()),
         }
     }
 

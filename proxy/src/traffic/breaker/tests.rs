@@ -56,7 +56,7 @@ fn conn_limits(max_connections: usize, max_pending: usize) -> Limits {
     }
 }
 
-fn is_overflow(r: &Result<Response<()>, ProxyError>, kind: Overflow) -> bool {
+fn is_overflow<B>(r: &Result<Response<B>, ProxyError>, kind: Overflow) -> bool {
     matches!(r, Err(ProxyError::Overflow { limit, .. }) if *limit == kind)
 }
 
@@ -547,4 +547,51 @@ async fn acquire_waits_in_the_queue_then_gets_its_slot() {
         (breaker.stats().active, breaker.stats().connections),
         (0, 0)
     );
+}
+
+#[tokio::test]
+async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
+    use crate::traffic::test_util::{data, streaming_upstream_response};
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<Body>>();
+    let inner = mock.map_err(ProxyError::Upstream as fn(tower::BoxError) -> ProxyError);
+    let breaker = Breaker::new("reviews:9080".into(), &limits(1, 0));
+    let mut svc = BreakerLayer::new(breaker.clone()).layer(inner);
+    svc.ready().await.unwrap();
+    let call = tokio::spawn(svc.call(h2()));
+    let (_req, respond) = handle.next_request().await.unwrap();
+    let (upstream, tx) = streaming_upstream_response().await;
+    respond.send_response(upstream);
+    let mut body = call.await.unwrap().unwrap().into_body();
+    tx.send(data("first")).unwrap();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "first"
+    );
+    assert_eq!(breaker.stats().active, 1, "the body is still streaming");
+    svc.ready().await.unwrap();
+    let refused = svc.call(h2()).await;
+    assert!(is_overflow(&refused, Overflow::Requests), "{refused:?}");
+    drop(tx);
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
+    assert_eq!(breaker.stats().active, 0, "released when the body ended");
+}
+
+#[tokio::test]
+async fn a_dropped_streaming_body_releases_its_slot() {
+    use crate::traffic::test_util::streaming_upstream_response;
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<Body>>();
+    let inner = mock.map_err(ProxyError::Upstream as fn(tower::BoxError) -> ProxyError);
+    let breaker = Breaker::new("reviews:9080".into(), &limits(1, 0));
+    let mut svc = BreakerLayer::new(breaker.clone()).layer(inner);
+    svc.ready().await.unwrap();
+    let call = tokio::spawn(svc.call(h2()));
+    let (_req, respond) = handle.next_request().await.unwrap();
+    let (upstream, _tx) = streaming_upstream_response().await;
+    respond.send_response(upstream);
+    let rsp = call.await.unwrap().unwrap();
+    assert_eq!(breaker.stats().active, 1);
+    drop(rsp);
+    assert_eq!(breaker.stats().active, 0);
 }

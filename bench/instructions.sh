@@ -20,7 +20,8 @@
 # Knobs: SINEW_PROXY_BIN, SINEW_BENCH_POLICY, REQUESTS (2000), WARMUP (300), BENCH_WORK
 # (/var/tmp/sinew-bench), BASE_PORT (18601: uses BASE_PORT..BASE_PORT+2 on 127.0.0.1).
 # Output: a summary on stdout and in $BENCH_WORK/instructions/<UTC time>/summary.md, with the
-# callgrind dumps (callgrind_annotate them for more) beside it.
+# callgrind dumps (callgrind_annotate them for more) beside it; bench/hot-symbols.sh turns those
+# dumps into the linker's symbol order.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -95,6 +96,9 @@ done
 curl -fsS -o /dev/null --max-time 10 "$url" || { echo "the pair does not answer; logs in $RUN_DIR" >&2; exit 1; }
 
 oha --no-tui -n "$WARMUP" -c 1 "$url" >/dev/null
+# Start-up and warm-up in their own dump (bench/hot-symbols.sh reads every dump), then count the
+# measured requests alone.
+callgrind_control -d >/dev/null
 callgrind_control -z >/dev/null
 oha --no-tui -n "$REQUESTS" -c 1 "$url" >"$RUN_DIR/oha.txt"
 grep -q "\[200\] $REQUESTS responses" "$RUN_DIR/oha.txt" || { echo "not every request succeeded:" >&2; cat "$RUN_DIR/oha.txt" >&2; exit 1; }

@@ -125,8 +125,10 @@ BIN=$BENCH_WORK/bin/sinew-proxy
 cp "$built" "$BIN.tmp.$$" && mv -f "$BIN.tmp.$$" "$BIN"
 
 rev=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+# Whether the binary was linked with its hot functions together (bench/hot-symbols.sh).
+order=$("$REPO/bench/hot-symbols.sh" --check "$built" 2>/dev/null | cut -d' ' -f1-3 || echo "?")
 sum=$(sha256sum "$BIN" | cut -c1-16)
-export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL policy=${SINEW_BENCH_POLICY:-none}"
+export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL policy=${SINEW_BENCH_POLICY:-none} symbol-order=$order"
 echo "sinew-proxy: $SINEW_BENCH_BUILD_INFO" >&2
 
 q_self=$(printf %q "$SELF"); q_bin=$(printf %q "$BIN")

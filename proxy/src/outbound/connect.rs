@@ -8,7 +8,7 @@
 //!   in the request's own protocol.
 //! - ISTIO_MUTUAL to an endpoint without a sidecar: refused (503 UF), never plaintext.
 //! - SIMPLE / MUTUAL: TLS originated to the endpoint's address ([`crate::tls::originate`]),
-//!   HTTP/1.1 over a connection per request (not pooled yet); upgrades are refused.
+//!   HTTP/1.1 over pooled keep-alive connections ([`OriginPool`]); upgrades are refused.
 //!
 //! `connectionPool.tcp.connectTimeout` replaces `timeouts.connect` for the destination's mesh and
 //! originated connections.
@@ -20,7 +20,7 @@ use crate::http::client::{ConnPolicy, H2Pool, Lease, PlainClient, Reuse};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
 use crate::tls::originate::ClientTls;
-use crate::tls::originate::{self, Originate};
+use crate::tls::originate::{OriginPool, Originate};
 use crate::tls::{self, ALPN_H1, ALPN_H2, Identity};
 use crate::traffic::balance::Balance;
 use crate::traffic::breaker::{BreakerLayer, BreakerService};
@@ -30,7 +30,6 @@ use crate::traffic::endpoint::{Endpoint, EndpointState, NewEndpoint};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -46,6 +45,8 @@ pub struct Clients {
     pub mesh: H2Pool<(SocketAddr, Identity, ConnPolicy), OutboundBody>,
     /// Plaintext delivery to endpoints without a sidecar (or under `tls.mode: DISABLE`).
     pub plain: PlainClient<OutboundBody>,
+    /// SIMPLE / MUTUAL origination, pooled.
+    pub originated: OriginPool<OutboundBody>,
 }
 
 /// Builds each destination's stack (balancer → endpoint → connection) for one config version.
@@ -86,6 +87,7 @@ impl Clients {
             metrics,
             mesh: H2Pool::new(),
             plain: PlainClient::new(config.timeouts.connect, config.timeouts.idle, None),
+            originated: OriginPool::new(config.timeouts.idle),
         }
     }
 
@@ -215,8 +217,6 @@ impl Connect {
         let host = http::uri::Authority::try_from(authority.as_str())
             .map(|a| a.host().to_owned())
             .unwrap_or_else(|_| authority.clone());
-        let keepalive = self.policy.keepalive.as_ref();
-        let io = originate::connect(addr, &host, tls, self.timeouts.connect, keepalive).await?;
         let version = req.version();
         // Origin form on an HTTP/1.1 connection, with the authority in Host.
         if version == Version::HTTP_2
@@ -234,21 +234,14 @@ impl Connect {
             *req.uri_mut() = uri;
         }
         *req.version_mut() = Version::HTTP_11;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| ProxyError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "originated TLS connection closed");
-            }
-        });
-        let (req, failed) = h::body::track(req);
-        let mut rsp = send
-            .send_request(req)
-            .await
-            .map_err(|e| h::upstream_error(e, &failed))?;
+        let (timeout, policy) = (self.timeouts.connect, self.policy);
+        let mut rsp = self
+            .clients
+            .originated
+            .send(addr, &host, tls, timeout, policy, req)
+            .await?;
         *rsp.version_mut() = version;
-        Ok(rsp.map(|b| Either::Left(b.into())))
+        Ok(rsp)
     }
 
     /// The request over the transport the TLS mode and the endpoint call for. Only the mesh

@@ -16,8 +16,11 @@
 //!   connection layer speaks HTTP/1.1 over it).
 
 use crate::config::{ConfigError, invalid};
-use crate::http::ProxyError;
+use crate::http::client::{ConnPolicy, H1Conn, H1Pool, Reuse, send_pooled_h1};
+use crate::http::{Body, ProxyError};
 use crate::io::TcpKeepalive;
+use http::{Request, Response};
+use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
@@ -202,6 +205,116 @@ impl std::fmt::Debug for Originate {
             .field("mutual", &self.mutual)
             .field("sni", &self.sni)
             .finish()
+    }
+}
+
+/// Pooled HTTP/1.1 connections for SIMPLE and MUTUAL origination, as Envoy pools them: one TLS
+/// handshake per connection, not per request. A connection is shared only by requests to the same
+/// endpoint, for the same host (SNI), with the same TLS settings (the same rustls config value: a
+/// pushed config builds a new one, so new files never reuse an old connection) and the same
+/// connection policy (reuse limits, keep-alive).
+pub struct OriginPool<B> {
+    pool: Arc<H1Pool<OriginKey, B>>,
+    /// The proxy's idle timeout; a destination's shorter `idleTimeout` wins.
+    idle_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct OriginKey {
+    addr: SocketAddr,
+    host: Arc<str>,
+    /// Compared by pointer; held, so no other config can take its address while pooled.
+    config: Arc<ClientConfig>,
+    policy: ConnPolicy,
+}
+
+// === impl OriginKey ===
+
+impl PartialEq for OriginKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+            && self.host == other.host
+            && Arc::ptr_eq(&self.config, &other.config)
+            && self.policy == other.policy
+    }
+}
+
+impl Eq for OriginKey {}
+
+impl std::hash::Hash for OriginKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+        self.host.hash(state);
+        Arc::as_ptr(&self.config).hash(state);
+        self.policy.hash(state);
+    }
+}
+
+// === impl OriginPool ===
+
+impl<B> OriginPool<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            pool: Arc::new(H1Pool::new()),
+            idle_timeout,
+        }
+    }
+
+    /// Sends `req` (origin form, HTTP/1.1) to `addr` over TLS for `host`, on a pooled
+    /// connection when one is idle.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        tls: &Originate,
+        timeout: Duration,
+        policy: ConnPolicy,
+        req: Request<B>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let key = OriginKey {
+            addr,
+            host: Arc::from(host),
+            config: tls.config.clone(),
+            policy,
+        };
+        let reuse = Reuse {
+            idle: Some(
+                policy
+                    .reuse
+                    .idle
+                    .map_or(self.idle_timeout, |i| i.min(self.idle_timeout)),
+            ),
+            ..policy.reuse
+        };
+        let dial = || async {
+            // New connections are rare next to requests: a good moment to close expired ones.
+            self.pool.sweep();
+            let io = connect(addr, host, tls, timeout, policy.keepalive.as_ref()).await?;
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| ProxyError::Handshake { addr, source })?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%addr, error = %e, "originated TLS connection closed");
+                }
+            });
+            Ok(H1Conn::new(send))
+        };
+        send_pooled_h1(&self.pool, key, reuse, req, dial).await
+    }
+
+    /// Idle pooled connections to `addr` (for tests and the admin view).
+    pub fn idle(&self, addr: SocketAddr, host: &str, tls: &Originate, policy: ConnPolicy) -> usize {
+        self.pool.idle(&OriginKey {
+            addr,
+            host: Arc::from(host),
+            config: tls.config.clone(),
+            policy,
+        })
     }
 }
 

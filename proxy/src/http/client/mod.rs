@@ -6,8 +6,10 @@ mod h1_pool;
 mod h2_pool;
 mod plain;
 
+pub(crate) use h1_pool::{H1Conn, H1Pool};
 pub use h2_pool::{H2Pool, Lease, Reuse, StreamGuard};
 pub use plain::PlainClient;
+pub(crate) use plain::send_pooled_h1;
 
 /// What a destination asks of the upstream connections it opens: when pooled ones retire, and
 /// TCP keep-alive. Part of the pool key, so destinations that differ never share a connection.

@@ -12,6 +12,8 @@ use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,41 +93,10 @@ where
             ..policy.reuse
         };
         crate::http::set_origin(&mut req);
-        let (mut req, failed) = crate::http::body::track(req);
-        let key = (addr, policy);
-        loop {
-            let mut conn = match self.h1.checkout(&key) {
-                Some(c) => c,
-                None => self.dial_h1(addr, policy).await?,
-            };
-            let last = conn.start_request(&reuse);
-            let hs = req.headers_mut();
-            match last {
-                true => hs.insert(header::CONNECTION, HeaderValue::from_static("close")),
-                false => hs.remove(header::CONNECTION),
-            };
-            match conn.send.try_send_request(req).await {
-                Ok(mut rsp) => {
-                    // Hop-by-hop: a `connection: close` (ours, or the app's) ends this upstream
-                    // connection, not the client's.
-                    crate::http::clean_response(&mut rsp);
-                    if !last {
-                        // Back to the pool once the response body has been read.
-                        let pool = self.h1.clone();
-                        tokio::spawn(async move {
-                            if conn.send.ready().await.is_ok() {
-                                pool.put(key, conn, &reuse);
-                            }
-                        });
-                    }
-                    return Ok(rsp.map(|b| Either::Left(b.into())));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if conn.reused() => req = unsent,
-                    _ => return Err(crate::http::upstream_error(e.into_error(), &failed)),
-                },
-            }
-        }
+        send_pooled_h1(&self.h1, (addr, policy), reuse, req, || {
+            self.dial_h1(addr, policy)
+        })
+        .await
     }
 
     async fn dial_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> Result<H1Conn<B>, ProxyError> {
@@ -153,6 +124,61 @@ where
     /// Pooled idle HTTP/1 connections to `addr` under `policy`.
     pub fn idle_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> usize {
         self.h1.idle(&(addr, policy))
+    }
+}
+
+/// Sends `req` (in origin form) on an idle connection of `pool` under `key`, or on a new one from
+/// `dial`; the connection goes back to the pool once its response has been read, unless `reuse`
+/// retires it (the request that reaches `maxRequestsPerConnection` is sent with
+/// `connection: close`). A request a reused connection refused before sending a byte (the peer
+/// closed it just as we picked it) is sent again on a new one, as hyper's pooled client does.
+pub(crate) async fn send_pooled_h1<K, B, D, F>(
+    pool: &Arc<H1Pool<K, B>>,
+    key: K,
+    reuse: Reuse,
+    req: Request<B>,
+    dial: D,
+) -> Result<Response<Body>, ProxyError>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    D: Fn() -> F,
+    F: Future<Output = Result<H1Conn<B>, ProxyError>>,
+{
+    let (mut req, failed) = crate::http::body::track(req);
+    loop {
+        let mut conn = match pool.checkout(&key) {
+            Some(c) => c,
+            None => dial().await?,
+        };
+        let last = conn.start_request(&reuse);
+        let hs = req.headers_mut();
+        match last {
+            true => hs.insert(header::CONNECTION, HeaderValue::from_static("close")),
+            false => hs.remove(header::CONNECTION),
+        };
+        match conn.send.try_send_request(req).await {
+            Ok(mut rsp) => {
+                // Hop-by-hop: a `connection: close` (ours, or the peer's) ends this upstream
+                // connection, not the client's.
+                crate::http::clean_response(&mut rsp);
+                if !last {
+                    // Back to the pool once the response body has been read.
+                    let (pool, key) = (pool.clone(), key.clone());
+                    tokio::spawn(async move {
+                        if conn.send.ready().await.is_ok() {
+                            pool.put(key, conn, &reuse);
+                        }
+                    });
+                }
+                return Ok(rsp.map(|b| Either::Left(b.into())));
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if conn.reused() => req = unsent,
+                _ => return Err(crate::http::upstream_error(e.into_error(), &failed)),
+            },
+        }
     }
 }
 

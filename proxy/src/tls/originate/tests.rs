@@ -442,3 +442,122 @@ async fn originated_connections_carry_the_destination_keepalive() {
             .unwrap()
     );
 }
+
+// --- pooled origination ---
+
+/// An HTTPS server on loopback answering every request `200 ok` over keep-alive connections;
+/// counts the connections it accepted.
+async fn https_server(leaf: &Leaf) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::from_pem_slice(leaf.1.as_bytes()).unwrap();
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(der_chain(&leaf.0), key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn get() -> Request<http_body_util::Empty<bytes::Bytes>> {
+    Request::builder()
+        .uri("/")
+        .header(http::header::HOST, HOST)
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
+async fn send_all(
+    pool: &OriginPool<http_body_util::Empty<bytes::Bytes>>,
+    addr: SocketAddr,
+    tls: &Originate,
+    policy: ConnPolicy,
+    n: usize,
+) {
+    use http_body_util::BodyExt;
+    for _ in 0..n {
+        let rsp = pool
+            .send(addr, HOST, tls, Duration::from_secs(5), policy, get())
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+        // Reading the body to its end lets the connection go back to the pool.
+        assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        // Wait (bounded) for the connection to be back before the next request, so the count
+        // below is about reuse and not about timing.
+        for _ in 0..500 {
+            if pool.idle(addr, HOST, tls, policy) > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn originated_requests_share_a_pooled_tls_connection() {
+    let dir = TempDir::new("originate");
+    let ca = WebCa::new("ext");
+    let (addr, accepted) =
+        https_server(&ca.leaf(&[HOST], ExtendedKeyUsagePurpose::ServerAuth)).await;
+    let tls = originate(simple(&ca.write_root(&dir, "ca.pem")));
+    let pool = OriginPool::new(Duration::from_secs(300));
+    send_all(&pool, addr, &tls, ConnPolicy::default(), 3).await;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_and_new_tls_settings_open_new_connections() {
+    let dir = TempDir::new("originate");
+    let ca = WebCa::new("ext");
+    let (addr, accepted) =
+        https_server(&ca.leaf(&[HOST], ExtendedKeyUsagePurpose::ServerAuth)).await;
+    let root = ca.write_root(&dir, "ca.pem");
+    let tls = originate(simple(&root));
+    let pool = OriginPool::new(Duration::from_secs(300));
+    let one = ConnPolicy {
+        reuse: Reuse {
+            max_requests: std::num::NonZeroU32::new(1),
+            ..Reuse::default()
+        },
+        keepalive: None,
+    };
+    // maxRequestsPerConnection 1: a connection (and a handshake) per request.
+    for _ in 0..3 {
+        let rsp = pool
+            .send(addr, HOST, &tls, Duration::from_secs(5), one, get())
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // The same settings built again (a config push) never reuse the old connections.
+    send_all(&pool, addr, &tls, ConnPolicy::default(), 1).await;
+    let pushed = originate(simple(&root));
+    send_all(&pool, addr, &pushed, ConnPolicy::default(), 1).await;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+}

@@ -281,15 +281,7 @@ where
             config: tls.config.clone(),
             policy,
         };
-        let reuse = Reuse {
-            idle: Some(
-                policy
-                    .reuse
-                    .idle
-                    .map_or(self.idle_timeout, |i| i.min(self.idle_timeout)),
-            ),
-            ..policy.reuse
-        };
+        let reuse = policy.reuse.idle_at_most(self.idle_timeout);
         let dial = || async {
             // New connections are rare next to requests: a good moment to close expired ones.
             self.pool.sweep();

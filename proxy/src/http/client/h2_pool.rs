@@ -74,6 +74,15 @@ pub struct Reuse {
 // === impl Reuse ===
 
 impl Reuse {
+    /// These limits with the idle timeout at most `max` (the proxy's own, for HTTP/1 keep-alive
+    /// connections).
+    pub fn idle_at_most(self, max: Duration) -> Self {
+        Self {
+            idle: Some(self.idle.map_or(max, |i| i.min(max))),
+            ..self
+        }
+    }
+
     /// Whether a connection opened at `born`, last used at `last_used`, that carried `requests`,
     /// may take one more at `now`.
     pub(super) fn allows(

@@ -83,15 +83,7 @@ where
         policy: ConnPolicy,
         mut req: Request<B>,
     ) -> Result<Response<Body>, ProxyError> {
-        let reuse = Reuse {
-            idle: Some(
-                policy
-                    .reuse
-                    .idle
-                    .map_or(self.idle_timeout, |i| i.min(self.idle_timeout)),
-            ),
-            ..policy.reuse
-        };
+        let reuse = policy.reuse.idle_at_most(self.idle_timeout);
         crate::http::set_origin(&mut req);
         send_pooled_h1(&self.h1, (addr, policy), reuse, req, || {
             self.dial_h1(addr, policy)

@@ -549,9 +549,19 @@ async fn acquire_waits_in_the_queue_then_gets_its_slot() {
     );
 }
 
-#[tokio::test]
-async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
-    use crate::traffic::test_util::{data, streaming_upstream_response};
+type StreamingSvc = BreakerService<
+    tower::util::MapErr<mock::Mock<Request<()>, Response<Body>>, fn(tower::BoxError) -> ProxyError>,
+>;
+
+/// A breaker with one request slot, and one request through it whose upstream body streams what
+/// the test sends.
+async fn one_streaming_response() -> (
+    (StreamingSvc, mock::Handle<Request<()>, Response<Body>>),
+    Breaker,
+    Response<Body>,
+    tokio::sync::mpsc::UnboundedSender<Result<http_body::Frame<bytes::Bytes>, tower::BoxError>>,
+) {
+    use crate::traffic::test_util::streaming_upstream_response;
     let (mock, mut handle) = mock::pair::<Request<()>, Response<Body>>();
     let inner = mock.map_err(ProxyError::Upstream as fn(tower::BoxError) -> ProxyError);
     let breaker = Breaker::new("reviews:9080".into(), &limits(1, 0));
@@ -561,7 +571,15 @@ async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
     let (_req, respond) = handle.next_request().await.unwrap();
     let (upstream, tx) = streaming_upstream_response().await;
     respond.send_response(upstream);
-    let mut body = call.await.unwrap().unwrap().into_body();
+    let rsp = call.await.unwrap().unwrap();
+    ((svc, handle), breaker, rsp, tx)
+}
+
+#[tokio::test]
+async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
+    use crate::traffic::test_util::data;
+    let ((mut svc, _handle), breaker, rsp, tx) = one_streaming_response().await;
+    let mut body = rsp.into_body();
     tx.send(data("first")).unwrap();
     assert_eq!(
         body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -580,17 +598,7 @@ async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
 
 #[tokio::test]
 async fn a_dropped_streaming_body_releases_its_slot() {
-    use crate::traffic::test_util::streaming_upstream_response;
-    let (mock, mut handle) = mock::pair::<Request<()>, Response<Body>>();
-    let inner = mock.map_err(ProxyError::Upstream as fn(tower::BoxError) -> ProxyError);
-    let breaker = Breaker::new("reviews:9080".into(), &limits(1, 0));
-    let mut svc = BreakerLayer::new(breaker.clone()).layer(inner);
-    svc.ready().await.unwrap();
-    let call = tokio::spawn(svc.call(h2()));
-    let (_req, respond) = handle.next_request().await.unwrap();
-    let (upstream, _tx) = streaming_upstream_response().await;
-    respond.send_response(upstream);
-    let rsp = call.await.unwrap().unwrap();
+    let (_svc, breaker, rsp, _tx) = one_streaming_response().await;
     assert_eq!(breaker.stats().active, 1);
     drop(rsp);
     assert_eq!(breaker.stats().active, 0);

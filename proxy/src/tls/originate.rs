@@ -16,7 +16,7 @@
 //!   connection layer speaks HTTP/1.1 over it).
 
 use crate::config::{ConfigError, invalid};
-use crate::http::client::{ConnPolicy, H1Conn, H1Pool, Reuse, send_pooled_h1};
+use crate::http::client::{ConnPolicy, H1Conn, H1Pool, send_pooled_h1};
 use crate::http::{Body, ProxyError};
 use crate::io::TcpKeepalive;
 use http::{Request, Response};

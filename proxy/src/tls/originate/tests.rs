@@ -1,4 +1,5 @@
 use super::*;
+use crate::http::client::Reuse;
 use crate::testing::TempDir;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,

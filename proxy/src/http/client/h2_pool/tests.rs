@@ -148,24 +148,26 @@ async fn read_all(rsp: http::Response<crate::http::body::UpstreamBody>) {
     assert_eq!(&body[..], b"ok");
 }
 
+/// Five concurrent requests the server holds until all five have arrived, each read to its end.
+async fn five_held_requests(pool: &Arc<Pool>, addr: std::net::SocketAddr, reuse: Reuse) {
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { read_all(request(&pool, addr, reuse, "x-hold").await).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn max_concurrent_streams_opens_another_connection_when_every_one_is_full() {
     let srv = server::Server::start(5).await;
     let pool = Arc::new(Pool::new());
     // Five requests the server holds until all five have arrived: with two streams per
     // connection they need three connections.
-    let tasks: Vec<_> = (0..5)
-        .map(|_| {
-            let pool = pool.clone();
-            let addr = srv.addr;
-            tokio::spawn(
-                async move { read_all(request(&pool, addr, streams(2), "x-hold").await).await },
-            )
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    five_held_requests(&pool, srv.addr, streams(2)).await;
     assert_eq!(srv.accepted(), 3);
     assert_eq!(pool.connections(&"peer"), 3);
 
@@ -186,18 +188,7 @@ async fn max_concurrent_streams_opens_another_connection_when_every_one_is_full(
 async fn without_max_concurrent_streams_concurrent_requests_share_one_connection() {
     let srv = server::Server::start(5).await;
     let pool = Arc::new(Pool::new());
-    let tasks: Vec<_> = (0..5)
-        .map(|_| {
-            let pool = pool.clone();
-            let addr = srv.addr;
-            tokio::spawn(async move {
-                read_all(request(&pool, addr, Reuse::default(), "x-hold").await).await
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    five_held_requests(&pool, srv.addr, Reuse::default()).await;
     assert_eq!(srv.accepted(), 1);
 }
 

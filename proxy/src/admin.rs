@@ -146,19 +146,10 @@ impl Admin {
 
     /// Brings the counters kept by the policy modules (ejections, retries) into the metrics.
     fn sync_policy_counters(&self) {
-        let snap = self.ctx.snapshot();
-        for s in snap.services.iter() {
-            for d in std::iter::once(&s.default).chain(&s.subsets) {
-                let (ejections, retries) = (d.new_ejections(), d.new_retries());
-                let refused = d.new_retry_overflows();
-                if ejections > 0 || retries > 0 || refused > 0 {
-                    let m = self.ctx.metrics.upstream(&d.key.service);
-                    m.ejections.inc_by(ejections);
-                    m.retries.inc_by(retries);
-                    m.overflow_by(crate::http::Overflow::Retries, refused);
-                }
-            }
-        }
+        self.ctx
+            .snapshot()
+            .services
+            .report_counters(&self.ctx.metrics);
     }
 
     /// Every service and subset this proxy sends to, with its policy and the live state of

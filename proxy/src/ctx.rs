@@ -142,6 +142,8 @@ impl Ctx {
         let prev = self.snapshot();
         let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
+        // A destination this version removed would take its unreported counts with it.
+        prev.services.report_counters(&self.metrics);
     }
 
     pub fn set_resource_versions(&self, v: BTreeMap<String, String>) {
@@ -190,5 +192,49 @@ impl Ctx {
                     .into(),
             )))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sinew_proto::config::v1 as pb;
+
+    fn config(yaml: &str) -> Arc<Config> {
+        let msg: pb::ProxyConfig = serde_saphyr::from_str(yaml).expect("test yaml");
+        Arc::new(Config::from_proto(msg).expect("valid"))
+    }
+
+    #[test]
+    fn a_destination_removed_by_a_push_keeps_its_retry_count_in_the_metrics() {
+        let with_ratings = r#"
+services:
+  - {name: reviews, addresses: ["10.0.0.1:80"], endpoints: [{address: "10.1.0.1:80"}]}
+  - {name: ratings, addresses: ["10.0.0.2:80"], endpoints: [{address: "10.1.0.2:80"}]}
+"#;
+        let without = r#"
+services:
+  - {name: reviews, addresses: ["10.0.0.1:80"], endpoints: [{address: "10.1.0.1:80"}]}
+"#;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let ctx = Ctx::new(
+            config(with_ratings),
+            crate::tls::Store::empty(),
+            metrics.clone(),
+        );
+        let snap = ctx.snapshot();
+        let ratings = &snap.services.service("ratings").expect("ratings").default;
+        // Two retries happen and finish before any scrape.
+        for _ in 0..2 {
+            drop(ratings.retry_budget.try_retry().expect("unlimited"));
+        }
+        drop(snap);
+        ctx.set_config(config(without));
+        assert!(ctx.snapshot().services.service("ratings").is_none());
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"sinew_upstream_rq_retry_total{service="ratings"} 2"#),
+            "{text}"
+        );
     }
 }

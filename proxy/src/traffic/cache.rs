@@ -118,6 +118,25 @@ impl Services {
         self.by_key.len()
     }
 
+    /// Brings the counters the policy modules keep (ejections, retries, refused retries) into
+    /// the metrics. Each event is reported once, whichever version reports it (the counts are
+    /// shared across versions); the proxy calls this at every scrape and on the outgoing
+    /// snapshot of every config change, so a destination a push removes keeps its last counts.
+    pub fn report_counters(&self, metrics: &crate::metrics::Metrics) {
+        for s in self.iter() {
+            for d in std::iter::once(&s.default).chain(&s.subsets) {
+                let (ejections, retries) = (d.new_ejections(), d.new_retries());
+                let refused = d.new_retry_overflows();
+                if ejections > 0 || retries > 0 || refused > 0 {
+                    let m = metrics.upstream(&d.key.service);
+                    m.ejections.inc_by(ejections);
+                    m.retries.inc_by(retries);
+                    m.overflow_by(crate::http::Overflow::Retries, refused);
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

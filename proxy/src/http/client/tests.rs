@@ -276,3 +276,77 @@ async fn destinations_with_different_policies_do_not_share_plaintext_connections
     get(&client, srv.addr, ConnPolicy::default(), 1).await;
     assert_eq!(srv.accepted(), 2);
 }
+
+/// An upstream that answers the first request on a connection with two responses (the second
+/// smuggled right behind the first) and every other request normally.
+async fn smuggling_upstream() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first_connection = true;
+        while let Ok((mut s, _)) = l.accept().await {
+            let smuggle = std::mem::replace(&mut first_connection, false);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                let mut answered = 0;
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let reply: &[u8] = if smuggle && answered == 0 {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+                              HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nsmuggle"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh"
+                        };
+                        answered += 1;
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_response_smuggled_behind_another_never_reaches_the_next_request() {
+    use http_body_util::BodyExt;
+    let addr = smuggling_upstream().await;
+    let client = plain();
+    let policy = ConnPolicy::default();
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let req = http::Request::builder()
+            .uri(format!("http://{addr}/"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        match client.send(addr, policy, req).await {
+            Ok(rsp) => bodies.push(rsp.into_body().collect().await.unwrap().to_bytes()),
+            // A connection that went bad may fail the request that drew it; never with the
+            // smuggled bytes.
+            Err(e) => bodies.push(bytes::Bytes::from(format!("error: {e}"))),
+        }
+        // Give the connection every chance to be pooled (or dropped) before the next request.
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(bodies[0], "ok");
+    assert!(
+        bodies.iter().all(|b| b != "smuggle"),
+        "a smuggled response was served: {bodies:?}"
+    );
+    assert!(
+        bodies[1..].iter().any(|b| b == "fresh"),
+        "later requests are served by a fresh connection: {bodies:?}"
+    );
+}

@@ -293,33 +293,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Prepares an app's request for the HTTP/2 connection between proxies. HTTP/1 requests become
 /// HTTP/2 with their version in [`ORIG_PROTO`]; the target port travels in [`DST_PORT`].
-pub fn to_mesh<B>(req: &mut Request<B>, dst_port: u16, fallback_authority: &str) {
+///
+/// `dst_port` is the port's header value, built once per endpoint. The request target's path is
+/// kept as hyper parsed it (no copy).
+pub fn to_mesh<B>(req: &mut Request<B>, dst_port: &HeaderValue, fallback_authority: &str) {
     let version = req.version();
     if version != Version::HTTP_2 {
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|h| !h.is_empty())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| fallback_authority.to_owned());
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        if let Ok(uri) = Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(pq)
-            .build()
-        {
-            *req.uri_mut() = uri;
+        // The authority the request named (absolute form, else `Host`), else the service's; a
+        // `Host` that is no valid authority leaves the target as it is.
+        let authority = match req.uri().authority() {
+            Some(a) => Some(a.clone()),
+            None => match req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty())
+            {
+                Some(host) => http::uri::Authority::try_from(host).ok(),
+                None => http::uri::Authority::try_from(fallback_authority).ok(),
+            },
+        };
+        if let Some(authority) = authority {
+            let mut parts = req.uri().clone().into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority);
+            if parts.path_and_query.is_none() {
+                parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
         }
         let h = req.headers_mut();
         h.remove(header::HOST);
@@ -334,8 +337,7 @@ pub fn to_mesh<B>(req: &mut Request<B>, dst_port: u16, fallback_authority: &str)
         );
         *req.version_mut() = Version::HTTP_2;
     }
-    req.headers_mut()
-        .insert(DST_PORT.clone(), HeaderValue::from(dst_port));
+    req.headers_mut().insert(DST_PORT.clone(), dst_port.clone());
 }
 
 /// Undoes [`to_mesh`] on the receiving proxy: returns the target port if the request named one,
@@ -378,8 +380,15 @@ pub fn set_origin<B>(req: &mut Request<B>) {
         req.headers_mut().insert(header::HOST, v);
     }
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        if let Ok(uri) = Uri::try_from(pq) {
+        // The path as parsed (no copy).
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
     }

@@ -14,7 +14,11 @@ fn http1_round_trips_through_the_mesh_form() {
         .header("transfer-encoding", "chunked")
         .body(())
         .unwrap();
-    to_mesh(&mut req, 9080, "reviews.default.svc.cluster.local");
+    to_mesh(
+        &mut req,
+        &HeaderValue::from(9080u16),
+        "reviews.default.svc.cluster.local",
+    );
     assert_eq!(req.version(), Version::HTTP_2);
     assert_eq!(req.uri().to_string(), "http://reviews:9080/a/b?c=d");
     assert!(req.headers().get("host").is_none());
@@ -50,7 +54,7 @@ fn http2_requests_keep_their_authority() {
         .version(Version::HTTP_2)
         .body(())
         .unwrap();
-    to_mesh(&mut req, 50051, "x");
+    to_mesh(&mut req, &HeaderValue::from(50051u16), "x");
     assert!(req.headers().get(&ORIG_PROTO).is_none());
     assert_eq!(from_mesh(&mut req), Some(50051));
     assert_eq!(req.version(), Version::HTTP_2);
@@ -65,7 +69,11 @@ fn http1_without_host_uses_the_service_name() {
         .version(Version::HTTP_10)
         .body(())
         .unwrap();
-    to_mesh(&mut req, 80, "web.shop.svc.cluster.local");
+    to_mesh(
+        &mut req,
+        &HeaderValue::from(80u16),
+        "web.shop.svc.cluster.local",
+    );
     assert_eq!(req.uri().host(), Some("web.shop.svc.cluster.local"));
     assert_eq!(req.headers()[&ORIG_PROTO], "HTTP/1.0");
     from_mesh(&mut req);

@@ -70,6 +70,8 @@ pub struct NewConnect {
 
 /// One request to one endpoint.
 pub struct Connect {
+    /// The endpoint's port as the mesh header carries it, built once.
+    dst_port: HeaderValue,
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
@@ -153,6 +155,7 @@ impl NewEndpoint<OutboundBody> for NewConnect {
         Endpoint::new(
             ep.clone(),
             Connect {
+                dst_port: HeaderValue::from(ep.endpoint.addr.port()),
                 clients: self.clients.clone(),
                 timeouts: self.timeouts,
                 mode: self.mode.clone(),
@@ -177,6 +180,7 @@ impl tower::Service<Request<OutboundBody>> for Connect {
 
     fn call(&mut self, req: Request<OutboundBody>) -> Self::Future {
         let this = Connect {
+            dst_port: self.dst_port.clone(),
             clients: self.clients.clone(),
             timeouts: self.timeouts,
             mode: self.mode.clone(),
@@ -326,7 +330,7 @@ impl Connect {
             })
             .await?;
         let version = req.version();
-        h::to_mesh(&mut req, ep.addr.port(), &self.authority);
+        h::to_mesh(&mut req, &self.dst_port, &self.authority);
         let (req, failed) = h::body::track(req);
         let mut rsp = send
             .send_request(req)

@@ -292,7 +292,9 @@ async fn smuggling_upstream() -> SocketAddr {
                 let mut seen = Vec::new();
                 let mut answered = 0;
                 loop {
-                    let Ok(n) = s.read(&mut buf).await else { return };
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }

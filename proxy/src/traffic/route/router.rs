@@ -12,7 +12,7 @@ use crate::traffic::retry::Retry;
 use crate::traffic::timeout::Timeout;
 use crate::traffic::{DestinationKey, PreviousHosts};
 use bytes::Bytes;
-use futures_util::future::{self, BoxFuture};
+use futures_util::future::{self, BoxFuture, Either};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use std::sync::Arc;
@@ -131,7 +131,15 @@ where
 {
     type Response = Response<Body>;
     type Error = ProxyError;
-    type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
+    /// A local answer, the destination's stack as is (no box: nearly every request), or boxed
+    /// with the response header operations.
+    type Future = Either<
+        future::Ready<Result<Response<Body>, ProxyError>>,
+        Either<
+            tower::util::Oneshot<RouteStack<S>, Request<ReplayBody<B>>>,
+            BoxFuture<'static, Result<Response<Body>, ProxyError>>,
+        >,
+    >;
 
     /// Always ready: each request drives the inner service's readiness on its own clone.
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
@@ -141,7 +149,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let table = &self.table;
         let Some((ri, mi)) = table.find(&req) else {
-            return Box::pin(future::ready(Err(ProxyError::NoRoute(format!(
+            return Either::Left(future::ready(Err(ProxyError::NoRoute(format!(
                 "{}: no route matches {} {}",
                 table.service,
                 req.method(),
@@ -150,7 +158,7 @@ where
         };
         let route = &table.routes[ri];
         let dests = match &route.action {
-            Action::Redirect(r) => return Box::pin(future::ready(Ok(r.respond(&req)))),
+            Action::Redirect(r) => return Either::Left(future::ready(Ok(r.respond(&req)))),
             Action::Forward(d) => d,
         };
         if let Some(rw) = &route.rewrite {
@@ -181,10 +189,10 @@ where
         let req = Request::from_parts(parts, body);
         let call = target.stack.clone().oneshot(req);
         if dst.response_headers.is_empty() && route.response_headers.is_empty() {
-            return Box::pin(call);
+            return Either::Right(Either::Left(call));
         }
         let table = table.clone();
-        Box::pin(async move {
+        Either::Right(Either::Right(Box::pin(async move {
             let mut rsp = call.await?;
             let route = &table.routes[ri];
             if let Action::Forward(d) = &route.action {
@@ -192,7 +200,7 @@ where
             }
             route.response_headers.apply(rsp.headers_mut());
             Ok(rsp)
-        })
+        })))
     }
 }
 

@@ -300,9 +300,11 @@ pub fn to_mesh<B>(req: &mut Request<B>, dst_port: &HeaderValue, fallback_authori
     let version = req.version();
     if version != Version::HTTP_2 {
         // The authority the request named (absolute form, else `Host`), else the service's; a
-        // `Host` that is no valid authority leaves the target as it is.
-        let authority = match req.uri().authority() {
-            Some(a) => Some(a.clone()),
+        // `Host` that is no valid authority leaves the target as it is. The target's parts are
+        // moved, not cloned (a clone of hyper's parsed bytes would allocate).
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        let authority = match parts.authority.take() {
+            Some(a) => Some(a),
             None => match req
                 .headers()
                 .get(header::HOST)
@@ -313,16 +315,18 @@ pub fn to_mesh<B>(req: &mut Request<B>, dst_port: &HeaderValue, fallback_authori
                 None => http::uri::Authority::try_from(fallback_authority).ok(),
             },
         };
-        if let Some(authority) = authority {
-            let mut parts = req.uri().clone().into_parts();
+        if authority.is_some() {
             parts.scheme = Some(http::uri::Scheme::HTTP);
-            parts.authority = Some(authority);
-            if parts.path_and_query.is_none() {
-                parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-            }
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
+            parts.authority = authority;
+        } else {
+            parts.scheme = None;
+        }
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        // Scheme and authority are set together and the path is present: this cannot fail.
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
         }
         let h = req.headers_mut();
         h.remove(header::HOST);
@@ -380,14 +384,11 @@ pub fn set_origin<B>(req: &mut Request<B>) {
         req.headers_mut().insert(header::HOST, v);
     }
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        // The path as parsed (no copy).
+        // The path as parsed, moved (no copy).
+        let pq = std::mem::take(req.uri_mut()).into_parts().path_and_query;
         let mut parts = http::uri::Parts::default();
-        parts.path_and_query = Some(
-            req.uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
+        parts.path_and_query =
+            Some(pq.unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }

@@ -70,8 +70,6 @@ pub struct NewConnect {
 
 /// One request to one endpoint.
 pub struct Connect {
-    /// The endpoint's port as the mesh header carries it, built once.
-    dst_port: HeaderValue,
     clients: Arc<Clients>,
     timeouts: Timeouts,
     mode: ClientTls,
@@ -155,7 +153,6 @@ impl NewEndpoint<OutboundBody> for NewConnect {
         Endpoint::new(
             ep.clone(),
             Connect {
-                dst_port: HeaderValue::from(ep.endpoint.addr.port()),
                 clients: self.clients.clone(),
                 timeouts: self.timeouts,
                 mode: self.mode.clone(),
@@ -180,7 +177,6 @@ impl tower::Service<Request<OutboundBody>> for Connect {
 
     fn call(&mut self, req: Request<OutboundBody>) -> Self::Future {
         let this = Connect {
-            dst_port: self.dst_port.clone(),
             clients: self.clients.clone(),
             timeouts: self.timeouts,
             mode: self.mode.clone(),
@@ -330,7 +326,7 @@ impl Connect {
             })
             .await?;
         let version = req.version();
-        h::to_mesh(&mut req, &self.dst_port, &self.authority);
+        h::to_mesh(&mut req, &self.ep.port_header, &self.authority);
         let (req, failed) = h::body::track(req);
         let mut rsp = send
             .send_request(req)

@@ -39,6 +39,9 @@ pub struct EndpointStats {
 #[derive(Debug)]
 pub struct EndpointState {
     pub endpoint: config::Endpoint,
+    /// The endpoint's port as the mesh's destination-port header carries it, built once (the
+    /// endpoint service is built per request).
+    pub port_header: http::HeaderValue,
     pub stats: Arc<EndpointStats>,
     pub outlier: Option<outlier::Endpoint>,
 }
@@ -79,6 +82,7 @@ impl EndpointState {
         outlier: Option<outlier::Endpoint>,
     ) -> Self {
         Self {
+            port_header: http::HeaderValue::from(endpoint.addr.port()),
             endpoint,
             stats,
             outlier,

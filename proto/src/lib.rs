@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grpc;
 pub mod net;
 
 /// The proxy's config model (static bootstrap file, and the resources the control plane streams).

@@ -8,6 +8,41 @@
 //! - Credentials live in a [`Store`] that can be replaced at run time (certificate renewal): new
 //!   connections use the new certificate, established ones keep theirs.
 
+/// A `ServerCertVerifier`'s handshake-signature methods, checked with the algorithms of the
+/// crypto provider `$provider` names on `self` (every verifier here checks signatures the same
+/// way). `tls13` leaves `verify_tls12_signature` to the verifier (the mesh refuses TLS 1.2).
+macro_rules! provider_signatures {
+    (tls13, $provider:tt) => {
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.$provider.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            let algorithms = &self.$provider.signature_verification_algorithms;
+            algorithms.supported_schemes()
+        }
+    };
+    ($provider:tt) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.$provider.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        provider_signatures!(tls13, $provider);
+    };
+}
+
 pub mod client_hello;
 pub mod originate;
 mod verify;

@@ -119,9 +119,11 @@ impl FaultPolicy {
                         Abort::Http(status)
                     }
                     (0, name) => {
-                        Abort::Grpc(grpc_code(name).ok_or_else(|| ConfigError::Invalid {
-                            field: f("grpcStatus"),
-                            reason: format!("{name:?} is not a gRPC status (e.g. UNAVAILABLE)"),
+                        Abort::Grpc(sinew_proto::grpc::status_code(name).ok_or_else(|| {
+                            ConfigError::Invalid {
+                                field: f("grpcStatus"),
+                                reason: format!("{name:?} is not a gRPC status (e.g. UNAVAILABLE)"),
+                            }
                         })?)
                     }
                     _ => {
@@ -139,33 +141,6 @@ impl FaultPolicy {
         }
         Ok(Some(Self { delay, abort }))
     }
-}
-
-/// gRPC status by name (as Istio's `grpcStatus`) or number.
-fn grpc_code(name: &str) -> Option<u8> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    if let Some(i) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)) {
-        return Some(i as u8);
-    }
-    name.parse::<u8>().ok().filter(|c| *c <= 16)
 }
 
 /// A gRPC trailers-only response: HTTP 200, `grpc-status` in the headers, no body.

@@ -50,27 +50,6 @@ pub(crate) const RETRY_ON_IGNORED: &[&str] = &[
     "http3-post-connect-failure",
 ];
 
-/// gRPC status names a fault may abort with.
-const GRPC_STATUSES: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// What the checks found: problems refuse the document, warnings are reported with it.
 #[derive(Debug, Default)]
 pub(super) struct Report {
@@ -1004,7 +983,7 @@ fn http_route(r: &mut Report, path: &str, route: &HttpRoute) {
                 );
             }
             if let Some(g) = &a.grpc_status
-                && !GRPC_STATUSES.contains(&g.as_str())
+                && !sinew_proto::grpc::STATUS_NAMES.contains(&g.as_str())
             {
                 r.error(
                     format!("{at}.abort.grpcStatus"),

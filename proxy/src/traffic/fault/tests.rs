@@ -205,6 +205,6 @@ fn invalid_faults_name_the_field() {
         "{e}"
     );
     assert_eq!(FaultPolicy::from_proto("f", None).unwrap(), None);
-    assert_eq!(grpc_code("unavailable"), Some(14));
-    assert_eq!(grpc_code("8"), Some(8));
+    assert_eq!(sinew_proto::grpc::status_code("unavailable"), Some(14));
+    assert_eq!(sinew_proto::grpc::status_code("8"), Some(8));
 }

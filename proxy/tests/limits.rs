@@ -137,19 +137,28 @@ async fn an_idle_opaque_connection_is_closed_after_the_tcp_idle_timeout() {
     assert_eq!(metric(p.metrics, IDLE_CLOSED).await, 1.0);
 }
 
-#[tokio::test]
-async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let idle = Duration::from_millis(300);
-    let (app, _task) = start_echo_app().await;
+/// A proxy in front of an echo app (HTTP, detected) with `timeouts.idle` set to `idle`.
+async fn http_proxy_with_idle_timeout(
+    idle: Duration,
+) -> (RunningProxy, tokio::task::JoinHandle<()>) {
+    let (app, task) = start_echo_app().await;
+    let timeouts = pb::Timeouts {
+        idle: duration(idle),
+        ..Default::default()
+    };
     let p = proxy(
         service(app, pb::Protocol::Detect),
-        pb::Timeouts {
-            idle: duration(idle),
-            ..Default::default()
-        },
+        timeouts,
         pb::Limits::default(),
     )
     .await;
+    (p, task)
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(300);
+    let (p, _app) = http_proxy_with_idle_timeout(idle).await;
     let mut tcp = TcpStream::connect(p.addr("out")).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: server.default:8080\r\n\r\n")
         .await
@@ -166,16 +175,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() 
 #[tokio::test]
 async fn a_request_slower_than_the_idle_timeout_is_not_cut_short() {
     let idle = Duration::from_millis(200);
-    let (app, _task) = start_echo_app().await;
-    let p = proxy(
-        service(app, pb::Protocol::Detect),
-        pb::Timeouts {
-            idle: duration(idle),
-            ..Default::default()
-        },
-        pb::Limits::default(),
-    )
-    .await;
+    let (p, _app) = http_proxy_with_idle_timeout(idle).await;
     let mut tcp = TcpStream::connect(p.addr("out")).await.unwrap();
     // The app takes five idle periods to answer: no byte moves meanwhile, but a request is in
     // flight, so the connection is not idle.

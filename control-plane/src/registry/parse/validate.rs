@@ -373,6 +373,21 @@ fn load_balancer(r: &mut Report, path: &str, lb: &LoadBalancer) {
             }
             if let Some(ttl) = &cookie.ttl {
                 duration_or_zero(r, &format!("{at}.httpCookie.ttl"), Some(ttl));
+                // With a ttl the proxy writes the cookie: name and path go into `set-cookie`.
+                let name = cookie.name.as_deref().unwrap_or_default();
+                if !name.is_empty() && !sinew_proto::cookie::is_name(name) {
+                    r.error(
+                        format!("{at}.httpCookie.name"),
+                        format!("{name:?} is not a cookie name (the proxy sets this cookie: ttl is given)"),
+                    );
+                }
+                let path = cookie.path.as_deref().unwrap_or_default();
+                if !sinew_proto::cookie::is_path(path) {
+                    r.error(
+                        format!("{at}.httpCookie.path"),
+                        format!("{path:?} is not a cookie path (the proxy sets this cookie: ttl is given)"),
+                    );
+                }
             }
             let mut names = BTreeSet::new();
             for (i, a) in cookie.attributes.iter().flatten().enumerate() {

@@ -296,21 +296,17 @@ impl CookieKey {
     /// the cookie (`ttl`), a name and path that fit in a `set-cookie` header. Without a `ttl`
     /// the name is only compared with request cookies, so any name will do.
     pub fn from_proto(field: &str, c: &pb::HttpCookie) -> Result<Self, ConfigError> {
-        let token = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_graphic() && !b"=;,\"".contains(&b))
-        };
         if c.name.is_empty() {
             return Err(invalid(format!("{field}.name"), "required"));
         }
         let ttl = crate::traffic::proto_values::non_negative(&format!("{field}.ttl"), &c.ttl)?;
-        if ttl.is_some() && !token(&c.name) {
+        if ttl.is_some() && !sinew_proto::cookie::is_name(&c.name) {
             return Err(invalid(
                 format!("{field}.name"),
                 "not a cookie name (the proxy sets this cookie: ttl is given)",
             ));
         }
-        if ttl.is_some() && !c.path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+        if ttl.is_some() && !sinew_proto::cookie::is_path(&c.path) {
             return Err(invalid(
                 format!("{field}.path"),
                 "not a cookie path (the proxy sets this cookie: ttl is given)",

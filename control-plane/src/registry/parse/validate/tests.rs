@@ -92,6 +92,28 @@ fn a_maglev_table_must_be_a_prime_below_5000011() {
 }
 
 #[test]
+fn a_cookie_the_proxy_sets_needs_a_name_and_path_that_fit_set_cookie() {
+    let cookie = |name: &str, path: &str, ttl: &str| {
+        dr(&format!(
+            "    loadBalancer:\n      consistentHash:\n        httpCookie: {{name: {name:?}, path: {path:?}{ttl}}}\n"
+        ))
+    };
+    let bad_name = one(&cookie("a;b", "/", ", ttl: 60s"));
+    assert!(
+        bad_name.contains("spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: \"a;b\" is not a cookie name"),
+        "{bad_name}"
+    );
+    let bad_path = one(&cookie("user", "/a b", ", ttl: 0s"));
+    assert!(
+        bad_path.contains("consistentHash.httpCookie.path: \"/a b\" is not a cookie path"),
+        "{bad_path}"
+    );
+    // Without a ttl the proxy only reads the cookie: any name will do, as in Istio.
+    parse_files(&[("x.yaml", &cookie("a;b", "/a b", ""))]).expect("lookup-only cookie");
+    parse_files(&[("x.yaml", &cookie("user", "/shop", ", ttl: 60s"))]).expect("valid cookie");
+}
+
+#[test]
 fn an_empty_traffic_policy_and_an_empty_port_level_entry_are_refused() {
     assert!(one(&dr("    {}\n")).contains("spec.trafficPolicy: must set at least one field"));
     assert!(

@@ -8,6 +8,7 @@
 
 pub mod cookie;
 pub mod grpc;
+pub mod names;
 pub mod net;
 
 /// The proxy's config model (static bootstrap file, and the resources the control plane streams).

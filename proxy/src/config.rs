@@ -671,7 +671,7 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
     let mut subsets: Vec<Subset> = Vec::with_capacity(s.subsets.len());
     for (i, sub) in s.subsets.iter().enumerate() {
         let f = format!("{field}.subsets[{i}]");
-        if !is_dns1123_label(&sub.name) {
+        if !sinew_proto::names::is_dns1123_label(&sub.name) {
             return Err(invalid(
                 format!("{f}.name"),
                 format!(
@@ -790,16 +790,6 @@ fn policy(field: &str, tp: Option<&pb::TrafficPolicy>) -> Result<Policy, ConfigE
         retry,
         source: Some(tp.clone()),
     })
-}
-
-/// RFC 1123 label, as Kubernetes (and istiod, for subset names) checks it.
-fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 // === impl Service ===

@@ -36,15 +36,8 @@ fn service(app: SocketAddr, protocol: pb::Protocol) -> pb::Service {
 /// A static proxy (no control plane) with one outbound listener "out" whose connections go to
 /// the service at [`SERVICE_ADDR`].
 async fn proxy(service: pb::Service, timeouts: pb::Timeouts, limits: pb::Limits) -> RunningProxy {
-    let dst = SERVICE_ADDR;
     start_proxy(pb::ProxyConfig {
-        listeners: vec![pb::Listener {
-            name: "out".into(),
-            address: "127.0.0.1:0".into(),
-            direction: pb::Direction::Outbound as i32,
-            fixed_destination: dst.to_string(),
-            app_port: 0,
-        }],
+        listeners: vec![outbound_listener("out")],
         services: vec![service],
         timeouts: Some(timeouts),
         limits: Some(limits),

@@ -69,13 +69,7 @@ async fn proxy_for(endpoints: Vec<SocketAddr>, policy: pb::TrafficPolicy) -> Run
 /// protocol filled in), with its admin ports on port 0.
 async fn proxy_for_service(service: pb::Service) -> RunningProxy {
     start_proxy(pb::ProxyConfig {
-        listeners: vec![pb::Listener {
-            name: "outbound".into(),
-            address: "127.0.0.1:0".into(),
-            direction: pb::Direction::Outbound as i32,
-            fixed_destination: SERVICE_ADDR.into(),
-            app_port: 0,
-        }],
+        listeners: vec![outbound_listener("outbound")],
         services: vec![pb::Service {
             name: "server.default.svc.cluster.local".into(),
             port: 8080,

@@ -66,15 +66,8 @@ pub(crate) fn label_selector_is_empty(selector: &LabelSelector) -> bool {
             .is_none_or(|e| e.is_empty())
 }
 
-/// RFC 1123 label (namespaces): at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
-pub(crate) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+/// RFC 1123 label (namespaces).
+pub(crate) use sinew_proto::names::is_dns1123_label as is_dns_label;
 
 /// RFC 1035 label (Services, whose names become DNS names): an RFC 1123 label starting with a
 /// letter.

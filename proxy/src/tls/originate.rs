@@ -299,7 +299,8 @@ where
         send_pooled_h1(&self.pool, key, reuse, req, dial).await
     }
 
-    /// Idle pooled connections to `addr` (for tests and the admin view).
+    /// Idle pooled connections to `addr` (for tests).
+    #[cfg(test)]
     pub fn idle(&self, addr: SocketAddr, host: &str, tls: &Originate, policy: ConnPolicy) -> usize {
         self.pool.idle(&OriginKey {
             addr,

@@ -88,6 +88,18 @@ fn tls(f: &WorkloadFiles) -> Option<pb::TlsFiles> {
     })
 }
 
+/// An outbound listener `name` on a free loopback port whose connections all go to
+/// [`SERVICE_ADDR`].
+pub fn outbound_listener(name: &str) -> pb::Listener {
+    pb::Listener {
+        name: name.into(),
+        address: "127.0.0.1:0".into(),
+        direction: pb::Direction::Outbound as i32,
+        fixed_destination: SERVICE_ADDR.into(),
+        app_port: 0,
+    }
+}
+
 pub fn local_admin() -> Option<pb::AdminConfig> {
     Some(pb::AdminConfig {
         admin_address: "127.0.0.1:0".into(),
@@ -208,13 +220,7 @@ impl Mesh {
         let b_inbound = b.addr("inbound");
         let a = start_proxy(pb::ProxyConfig {
             tls: tls(&a_files),
-            listeners: vec![pb::Listener {
-                name: "outbound".into(),
-                address: "127.0.0.1:0".into(),
-                direction: pb::Direction::Outbound as i32,
-                fixed_destination: SERVICE_ADDR.into(),
-                app_port: 0,
-            }],
+            listeners: vec![outbound_listener("outbound")],
             services: vec![pb::Service {
                 name: "server.default.svc.cluster.local".into(),
                 addresses: vec![SERVICE_ADDR.into()],

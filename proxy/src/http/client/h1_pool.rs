@@ -115,7 +115,8 @@ impl<K: Hash + Eq, B> H1Pool<K, B> {
         });
     }
 
-    /// Idle connections pooled for `key`.
+    /// Idle connections pooled for `key` (tests inspect the pool with it).
+    #[cfg(test)]
     pub fn idle(&self, key: &K) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.get(key).map_or(0, Vec::len)

@@ -113,7 +113,8 @@ where
         Ok(H1Conn::new(send))
     }
 
-    /// Pooled idle HTTP/1 connections to `addr` under `policy`.
+    /// Pooled idle HTTP/1 connections to `addr` under `policy` (for tests).
+    #[cfg(test)]
     pub fn idle_h1(&self, addr: SocketAddr, policy: ConnPolicy) -> usize {
         self.h1.idle(&(addr, policy))
     }

@@ -2,11 +2,13 @@
 //!
 //! [`ControlPlane::start`] does everything that can fail (reading the plug-in CA, the first
 //! registry load, binding ports) before anything is served, and returns the bound addresses, so
-//! the binary and tests start it the same way.
+//! the binary and tests start it the same way. The [`Source`] decides where the registry, the CA
+//! and the credentials come from: files and a state directory (local mode), or a Kubernetes API
+//! server (reflectors, the CA in a Secret, TokenReview); everything after that is the same.
 
-use crate::auth::LocalTokens;
+use crate::auth::{Authenticator, LocalTokens};
 use crate::ca::{Ca, CaConfig, FileRootStore, WorkloadId};
-use crate::registry::{Debounce, FileRegistry, RegistryHandle};
+use crate::registry::{Debounce, FileRegistry, RegistryHandle, Snapshot};
 use crate::{compile, server};
 use anyhow::Context as _;
 use std::net::{IpAddr, SocketAddr};
@@ -21,11 +23,24 @@ pub const TRUST_BUNDLE_FILE: &str = "trust-bundle.pem";
 /// Audience of local-mode credentials.
 pub const AUDIENCE: &str = "sinew-ca";
 
+/// Where the registry, the CA and the credentials come from.
+pub enum Source {
+    /// Local mode: a directory of manifests (and the runner's address assignments); the CA root
+    /// and the token key in `state_dir` (or the CA from `plugin_ca`); local-mode tokens.
+    Files {
+        registry: PathBuf,
+        assignments: Option<PathBuf>,
+        state_dir: PathBuf,
+        plugin_ca: Option<PathBuf>,
+    },
+    /// A cluster: the registry from the API server, the CA from a Secret in the control plane's
+    /// namespace, projected service-account tokens checked with TokenReview.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(crate::cluster::KubeOptions),
+}
+
 pub struct Options {
-    pub registry: PathBuf,
-    pub assignments: Option<PathBuf>,
-    pub state_dir: PathBuf,
-    pub plugin_ca: Option<PathBuf>,
+    pub source: Source,
     pub trust_domain: String,
     pub listen: SocketAddr,
     pub monitoring: SocketAddr,
@@ -43,8 +58,11 @@ pub struct ControlPlane {
     pub grpc_addr: SocketAddr,
     pub monitoring_addr: SocketAddr,
     pub ca: Arc<Ca>,
-    pub tokens: Arc<LocalTokens>,
-    pub registry: RegistryHandle,
+    /// Local mode's token minter (`None` with a Kubernetes source).
+    pub tokens: Option<Arc<LocalTokens>>,
+    /// The file registry's handle (`None` with a Kubernetes source).
+    pub registry: Option<RegistryHandle>,
+    monitor: server::SourceMonitor,
     pub status: Arc<server::status::Status>,
     index: tokio::sync::watch::Receiver<Arc<crate::compile::Index>>,
     grpc: TcpListener,
@@ -60,52 +78,29 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub async fn start(o: Options) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&o.state_dir)
-            .with_context(|| format!("cannot create {}", o.state_dir.display()))?;
         let config = CaConfig {
             trust_domain: o.trust_domain.clone(),
             ..CaConfig::default()
         };
-        let ca = match &o.plugin_ca {
-            Some(dir) => {
-                let read = |f: &str| {
-                    std::fs::read_to_string(dir.join(f)).with_context(|| {
-                        format!("plug-in CA: cannot read {}", dir.join(f).display())
-                    })
-                };
-                Ca::plug_in(
-                    &read("ca-cert.pem")?,
-                    &read("ca-key.pem")?,
-                    &read("cert-chain.pem")?,
-                    &read("root-cert.pem")?,
-                    config,
-                )?
-            }
-            None => Ca::self_signed(&FileRootStore::new(o.state_dir.clone()), config)?,
+        let started = match &o.source {
+            Source::Files {
+                registry,
+                assignments,
+                state_dir,
+                plugin_ca,
+            } => start_files(registry, assignments, state_dir, plugin_ca.as_deref(), config).await?,
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes(kube) => start_kubernetes(kube, config).await?,
         };
+        let Started {
+            ca,
+            auth,
+            tokens,
+            snapshots,
+            registry,
+            monitor,
+        } = started;
         let ca = Arc::new(ca);
-        std::fs::write(
-            o.state_dir.join(TRUST_BUNDLE_FILE),
-            ca.trust_bundle().join("\n"),
-        )
-        .with_context(|| {
-            format!(
-                "cannot write the trust bundle into {}",
-                o.state_dir.display()
-            )
-        })?;
-        let tokens = Arc::new(LocalTokens::load_or_create(
-            &o.state_dir.join(TOKEN_KEY),
-            AUDIENCE,
-        )?);
-
-        let (snapshots, registry) = FileRegistry::spawn(
-            o.registry.clone(),
-            o.assignments.clone(),
-            Debounce::default(),
-        )
-        .await
-        .with_context(|| format!("registry {}", o.registry.display()))?;
         let index = compile::spawn(snapshots, o.trust_domain.clone(), o.root_namespace.clone());
 
         let grpc = TcpListener::bind(o.listen)
@@ -140,7 +135,7 @@ impl ControlPlane {
         let router = server::Router::new(
             server::ca::CertificateService {
                 ca: ca.clone(),
-                auth: tokens.clone(),
+                auth: auth.clone(),
                 status: status.clone(),
             },
             server::discovery::DiscoveryService {
@@ -150,7 +145,7 @@ impl ControlPlane {
                     mesh_address_ranges: o.mesh_ranges.iter().map(|r| r.to_string()).collect(),
                     ..Default::default()
                 },
-                auth: tokens.clone(),
+                auth,
                 status: status.clone(),
                 nonces: Default::default(),
             },
@@ -161,6 +156,7 @@ impl ControlPlane {
             ca,
             tokens,
             registry,
+            monitor,
             status,
             index,
             grpc,
@@ -173,16 +169,114 @@ impl ControlPlane {
 
     /// Serves until the future is dropped.
     pub async fn serve(self) {
-        let registry = self.registry.clone();
         tokio::spawn(server::serve_monitoring(
             self.monitoring,
             self.status.clone(),
-            Arc::new(move || registry.last_error()),
+            self.monitor,
             self.index,
         ));
         let _bundle = self.bundle;
         server::serve_grpc(self.grpc, self.tls, self.router).await
     }
+}
+
+/// What a source hands the rest of the control plane.
+struct Started {
+    ca: Ca,
+    auth: Arc<dyn Authenticator>,
+    tokens: Option<Arc<LocalTokens>>,
+    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    registry: Option<RegistryHandle>,
+    monitor: server::SourceMonitor,
+}
+
+/// Local mode: the CA (plug-in directory, or the root kept in `state_dir`), the token key, the
+/// trust bundle file for proxies to bootstrap from, and the watched manifest directory.
+async fn start_files(
+    registry: &std::path::Path,
+    assignments: &Option<PathBuf>,
+    state_dir: &std::path::Path,
+    plugin_ca: Option<&std::path::Path>,
+    config: CaConfig,
+) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let ca = match plugin_ca {
+        Some(dir) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f)).with_context(|| {
+                    format!("plug-in CA: cannot read {}", dir.join(f).display())
+                })
+            };
+            Ca::plug_in(
+                &read("ca-cert.pem")?,
+                &read("ca-key.pem")?,
+                &read("cert-chain.pem")?,
+                &read("root-cert.pem")?,
+                config,
+            )?
+        }
+        None => Ca::self_signed(&FileRootStore::new(state_dir.to_path_buf()), config)?,
+    };
+    std::fs::write(
+        state_dir.join(TRUST_BUNDLE_FILE),
+        ca.trust_bundle().join("\n"),
+    )
+    .with_context(|| {
+        format!(
+            "cannot write the trust bundle into {}",
+            state_dir.display()
+        )
+    })?;
+    let tokens = Arc::new(LocalTokens::load_or_create(
+        &state_dir.join(TOKEN_KEY),
+        AUDIENCE,
+    )?);
+    let (snapshots, handle) =
+        FileRegistry::spawn(registry.to_path_buf(), assignments.clone(), Debounce::default())
+            .await
+            .with_context(|| format!("registry {}", registry.display()))?;
+    let monitor = server::SourceMonitor::files(handle.clone(), snapshots.clone());
+    Ok(Started {
+        ca,
+        auth: tokens.clone(),
+        tokens: Some(tokens),
+        snapshots,
+        registry: Some(handle),
+        monitor,
+    })
+}
+
+/// A cluster: the CA from its Secret (created on first start), TokenReview for credentials,
+/// and the Kubernetes registry source (which waits for every kind's first list).
+#[cfg(feature = "kubernetes")]
+async fn start_kubernetes(
+    options: &crate::cluster::KubeOptions,
+    config: CaConfig,
+) -> anyhow::Result<Started> {
+    use crate::auth::{ReviewConfig, ReviewMetrics, TokenReviewAuthenticator};
+    use crate::ca::cluster::{CaSecrets, load_ca};
+    use crate::registry::cluster as source;
+
+    let client = crate::cluster::connect(&options.access).await?;
+    let (ca, from) = load_ca(client.clone(), &CaSecrets::new(&options.namespace), config).await?;
+    tracing::info!(?from, namespace = %options.namespace, "mesh CA loaded");
+    let review_metrics = ReviewMetrics::default();
+    let auth = Arc::new(TokenReviewAuthenticator::new(
+        client.clone(),
+        ReviewConfig::default(),
+        review_metrics.clone(),
+    ));
+    let (snapshots, handle) = source::spawn(client, source::KubeSourceOptions::default()).await?;
+    let monitor = server::SourceMonitor::kubernetes(handle, review_metrics, snapshots.clone());
+    Ok(Started {
+        ca,
+        auth,
+        tokens: None,
+        snapshots,
+        registry: None,
+        monitor,
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (never, if the handlers cannot be installed). For the

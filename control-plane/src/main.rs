@@ -1,11 +1,11 @@
 //! The `sinew-control-plane` binary: `serve` the CA and config streaming from a registry
-//! directory, or mint a local-mode `token` for a pod.
+//! directory or a Kubernetes cluster, or mint a local-mode `token` for a pod.
 
 #![forbid(unsafe_code)]
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sinew_control_plane::app::{AUDIENCE, ControlPlane, Options, TOKEN_KEY};
+use sinew_control_plane::app::{AUDIENCE, ControlPlane, Options, Source, TOKEN_KEY};
 use sinew_control_plane::auth::{Caller, LocalTokens};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,20 +32,31 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Directory of Kubernetes-shaped YAML (Namespaces, ServiceAccounts, Services, Pods,
-    /// Deployments, DestinationRules); reloaded on change.
-    #[arg(long)]
-    registry: PathBuf,
-    /// Pod IPs and service VIPs assigned by the local runner (see docs/control-plane.md).
-    #[arg(long)]
+    /// Local mode: a directory of Kubernetes-shaped YAML (Namespaces, ServiceAccounts, Services,
+    /// Pods, Deployments, DestinationRules, VirtualServices); reloaded on change. Without it the
+    /// control plane watches a Kubernetes cluster (--kubeconfig, or in-cluster in a pod).
+    #[arg(long, requires = "state_dir", conflicts_with_all = ["kubeconfig", "namespace"])]
+    registry: Option<PathBuf>,
+    /// Local mode: pod IPs and service VIPs assigned by the local runner (see
+    /// docs/control-plane.md).
+    #[arg(long, requires = "registry")]
     assignments: Option<PathBuf>,
-    /// Where the CA root and the token key are kept (created on first start).
-    #[arg(long)]
-    state_dir: PathBuf,
-    /// A plug-in CA directory with ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem
-    /// (Istio's layout); without it a self-signed root is created in --state-dir.
-    #[arg(long)]
+    /// Local mode: where the CA root and the token key are kept (created on first start).
+    #[arg(long, requires = "registry")]
+    state_dir: Option<PathBuf>,
+    /// Local mode: a plug-in CA directory with ca-cert.pem, ca-key.pem, cert-chain.pem and
+    /// root-cert.pem (Istio's layout); without it a self-signed root is created in --state-dir.
+    /// In a cluster the plug-in CA is the `cacerts` Secret.
+    #[arg(long, requires = "registry")]
     plugin_ca: Option<PathBuf>,
+    /// Kubernetes: the kubeconfig to reach the API server with (its current context). Without
+    /// it (and without --registry) the pod's in-cluster service account is used.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes: the control plane's own namespace, where its CA Secret (`sinew-ca`, or
+    /// Istio's plug-in `cacerts`) is kept. Default `sinew-system`.
+    #[arg(long)]
+    namespace: Option<String>,
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
     /// gRPC (CA + discovery) over TLS.
@@ -138,11 +149,18 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
             "no --service-cidr/--pod-cidr: proxies that cannot reach the control plane will send connections to unresolved mesh addresses in plaintext"
         );
     }
+    let source = match (a.registry, a.state_dir) {
+        (Some(registry), Some(state_dir)) => Source::Files {
+            registry,
+            assignments: a.assignments,
+            state_dir,
+            plugin_ca: a.plugin_ca,
+        },
+        (Some(_), None) => anyhow::bail!("--registry needs --state-dir"),
+        (None, _) => kubernetes_source(a.kubeconfig, a.namespace)?,
+    };
     let cp = ControlPlane::start(Options {
-        registry: a.registry,
-        assignments: a.assignments,
-        state_dir: a.state_dir,
-        plugin_ca: a.plugin_ca,
+        source,
         trust_domain: a.trust_domain,
         listen: a.listen,
         monitoring: a.monitoring,
@@ -157,6 +175,23 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         _ = sinew_control_plane::app::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+#[cfg(feature = "kubernetes")]
+fn kubernetes_source(
+    kubeconfig: Option<PathBuf>,
+    namespace: Option<String>,
+) -> anyhow::Result<Source> {
+    Ok(Source::Kubernetes(
+        sinew_control_plane::cluster::KubeOptions::new(kubeconfig, namespace)?,
+    ))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn kubernetes_source(_: Option<PathBuf>, _: Option<String>) -> anyhow::Result<Source> {
+    anyhow::bail!(
+        "this build has no Kubernetes support (feature `kubernetes`): pass --registry DIR --state-dir DIR"
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 
 pub mod ca;
 pub mod discovery;
+mod monitor;
 pub mod status;
+
+pub use self::monitor::SourceMonitor;
 
 use crate::auth::{Authenticator, Caller};
 use bytes::Bytes;
@@ -155,8 +158,11 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Monitoring on 15014: `/metrics`, `/ready`, `/debug/proxies` (JSON: connected proxies, the
-/// registry's last error and its warnings, such as routes to undefined subsets), and
+/// Monitoring on 15014: `/metrics` (the source's too: Kubernetes watch errors and re-lists,
+/// TokenReview latency and failures), `/ready`, `/debug/proxies` (JSON: connected proxies, the
+/// registry's last error and its warnings, such as routes to undefined subsets),
+/// `/debug/registryz` (services with their endpoints, pods, rules as the control plane sees
+/// them, and the source's state), and
 /// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
 /// registry generation discovery would serve for that name now, 404 if none: how a runner knows
 /// a change is live before it hands addresses out); with `&namespace=<ns>[&pod=<pod>]` the
@@ -164,7 +170,7 @@ pub fn tls_config(
 pub async fn serve_monitoring(
     listener: TcpListener,
     status: Arc<status::Status>,
-    registry_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    source: SourceMonitor,
     index: tokio::sync::watch::Receiver<Arc<crate::compile::Index>>,
 ) {
     loop {
@@ -172,12 +178,12 @@ pub async fn serve_monitoring(
             continue;
         };
         let status = status.clone();
-        let registry_error = registry_error.clone();
+        let source = source.clone();
         let index = index.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let status = status.clone();
-                let registry_error = registry_error.clone();
+                let source = source.clone();
                 let index = index.clone();
                 async move {
                     let (code, body) = match req.uri().path() {
@@ -230,12 +236,20 @@ pub async fn serve_monitoring(
                             }
                         }
                         "/ready" => (200, "ready\n".to_string()),
-                        "/metrics" => (200, metrics_text(&status)),
+                        "/metrics" => {
+                            let mut text = metrics_text(&status);
+                            source.render_metrics(&mut text);
+                            (200, text)
+                        }
+                        "/debug/registryz" => (
+                            200,
+                            serde_json::to_string_pretty(&source.registryz()).unwrap_or_default(),
+                        ),
                         "/debug/proxies" => (
                             200,
                             serde_json::to_string_pretty(&serde_json::json!({
                                 "proxies": status.snapshot(),
-                                "registryError": registry_error(),
+                                "registryError": source.last_error(),
                                 "registryWarnings": index.borrow().warnings(),
                             }))
                             .unwrap_or_default(),

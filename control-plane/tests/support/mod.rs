@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use sinew_control_plane::app::{ControlPlane, Options, TRUST_BUNDLE_FILE};
+use sinew_control_plane::app::{ControlPlane, Options, Source, TRUST_BUNDLE_FILE};
 use sinew_control_plane::auth::Caller;
 use sinew_proxy::testing::TempDir;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -96,10 +96,12 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
     let assignments_file = dir.path().join("assignments.yaml");
     std::fs::write(&assignments_file, assignments).unwrap();
     let cp = ControlPlane::start(Options {
-        registry: registry.clone(),
-        assignments: Some(assignments_file.clone()),
-        state_dir: state.clone(),
-        plugin_ca: None,
+        source: Source::Files {
+            registry: registry.clone(),
+            assignments: Some(assignments_file.clone()),
+            state_dir: state.clone(),
+            plugin_ca: None,
+        },
         trust_domain: "cluster.local".into(),
         listen: grpc,
         monitoring: "127.0.0.1:0".parse().unwrap(),
@@ -109,7 +111,8 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
     })
     .await
     .expect("control plane starts");
-    let (grpc, monitoring, tokens) = (cp.grpc_addr, cp.monitoring_addr, cp.tokens.clone());
+    let (grpc, monitoring) = (cp.grpc_addr, cp.monitoring_addr);
+    let tokens = cp.tokens.clone().expect("local mode mints tokens");
     let bundle = cp.bundle.clone();
     let task = tokio::spawn(cp.serve());
     Running {

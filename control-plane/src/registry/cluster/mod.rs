@@ -1,0 +1,229 @@
+//! The Kubernetes source: the registry's second source of snapshots, beside the file source.
+//! kube-rs reflectors keep a store per kind; after a burst of changes the stores are assembled
+//! into a [`Snapshot`] with the same decoding and checks as local mode's YAML, and published.
+//!
+//! # What is watched
+//!
+//! | kind | why |
+//! |---|---|
+//! | `Namespace` | labels (the injection label) |
+//! | `ServiceAccount` | identities that exist |
+//! | `Service` | ports, selectors, cluster IPs |
+//! | `EndpointSlice` (`discovery.k8s.io/v1`) | a Service's endpoints, with their `ready`, `serving` and `terminating` conditions; a Service without slices gets its endpoints from the Pods its selector picks |
+//! | `Pod` | labels, service account, IP, whether the sidecar is injected |
+//! | `CustomResourceDefinition` (metadata only) | which of the kinds below exist |
+//! | `DestinationRule`, `VirtualService` of `networking.istio.io` and `sinew.dev` | traffic policy, one served version each (`v1`, else `v1beta1`, else `v1alpha3`) |
+//!
+//! # What is promised
+//!
+//! - Nothing is published until every built-in kind and every installed custom kind has been
+//!   listed once: a partial first snapshot would tell every proxy that endpoints vanished.
+//! - A missing CRD (Istio not installed) is not an error: the kind is empty, and is watched as
+//!   soon as its CRD appears (and emptied when it is deleted).
+//! - Watch errors back off (0.8 s doubling to 30 s, kube-rs's default) and re-list; after a
+//!   re-list the store is swapped whole, so objects deleted during an outage disappear.
+//! - Bursts are debounced ([`Debounce`]'s `quiet` and `max_delay`): one registry generation per
+//!   batch, and none at all when the batch changed nothing the registry reads (a re-list after
+//!   a restart publishes nothing new, so no proxy is sent anything).
+//! - An invalid object is dropped, not the snapshot: a DestinationRule or VirtualService that
+//!   fails validation keeps its last accepted spec in force (if it had one) and is listed in
+//!   [`Snapshot::rejected`](super::Snapshot); everything else still applies.
+
+mod assemble;
+mod kinds;
+mod metrics;
+mod reflect;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::{reflector, watcher};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use self::kinds::{CustomKind, KindId};
+pub use self::metrics::{KindCounters, SourceMetrics};
+
+use self::assemble::{Assembler, Stores};
+use self::reflect::Note;
+use super::Debounce;
+use super::model::Snapshot;
+
+/// How the Kubernetes source batches and waits.
+#[derive(Debug, Clone)]
+pub struct KubeSourceOptions {
+    /// Only `quiet` and `max_delay` apply (nothing is polled).
+    pub debounce: Debounce,
+    /// Start-up fails, naming the kinds not listed yet, after this long.
+    pub sync_timeout: Duration,
+}
+
+impl Default for KubeSourceOptions {
+    fn default() -> Self {
+        Self {
+            debounce: Debounce {
+                poll_interval: Duration::ZERO,
+                quiet: Duration::from_millis(30),
+                max_delay: Duration::from_millis(150),
+            },
+            sync_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The running source's state, for monitoring. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KubeSourceHandle {
+    metrics: Arc<SourceMetrics>,
+    generation: watch::Receiver<Arc<Snapshot>>,
+}
+
+// === impl KubeSourceHandle ===
+
+impl KubeSourceHandle {
+    pub fn metrics(&self) -> &SourceMetrics {
+        &self.metrics
+    }
+
+    /// The last watch error of a kind that has not been listed since, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.metrics.last_error()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.borrow().generation()
+    }
+}
+
+/// Starts every reflector, waits until the first snapshot can be assembled (every built-in kind
+/// listed, the CRD list done and every installed custom kind listed) and returns it in a watch
+/// channel that later batches update. Fails after `sync_timeout`, naming what is missing.
+pub async fn spawn(
+    client: Client,
+    options: KubeSourceOptions,
+) -> anyhow::Result<(watch::Receiver<Arc<Snapshot>>, KubeSourceHandle)> {
+    let metrics = Arc::new(SourceMetrics::default());
+    let (notes, mut inbox) = mpsc::unbounded_channel();
+    let stores = start_builtin(&client, &notes, &metrics);
+    let present = CustomKind::ALL.map(|_| watch::channel(false));
+    let (senders, receivers): (Vec<_>, Vec<_>) = present.into_iter().unzip();
+    for (kind, present) in CustomKind::ALL.into_iter().zip(receivers) {
+        tokio::spawn(reflect::run_custom(
+            kind,
+            client.clone(),
+            present,
+            notes.clone(),
+            metrics.clone(),
+        ));
+    }
+    let senders: [watch::Sender<bool>; 4] = senders
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("one presence flag per custom kind"))?;
+    tokio::spawn(reflect::watch_crds(
+        client,
+        senders,
+        notes.clone(),
+        metrics.clone(),
+    ));
+    drop(notes);
+
+    let mut assembler = Assembler::new(stores);
+    let deadline = Instant::now() + options.sync_timeout;
+    while !assembler.ready() {
+        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+            Ok(Some(note)) => assembler.note(note),
+            Ok(None) => anyhow::bail!("the Kubernetes source stopped before its first list"),
+            Err(_) => anyhow::bail!(
+                "the Kubernetes API did not list {} within {:?}{}",
+                assembler.waiting_for().join(", "),
+                options.sync_timeout,
+                metrics
+                    .last_error()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+    let first = Arc::new(assembler.assemble(1));
+    tracing::info!(
+        services = first.services().len(),
+        pods = first.pods().len(),
+        destination_rules = first.destination_rules().len(),
+        virtual_services = first.virtual_services().len(),
+        "Kubernetes registry listed"
+    );
+    let (tx, rx) = watch::channel(first);
+    let handle = KubeSourceHandle {
+        metrics,
+        generation: rx.clone(),
+    };
+    tokio::spawn(publish(assembler, inbox, tx, options.debounce));
+    Ok((rx, handle))
+}
+
+/// One reflector per built-in kind, each with its store.
+fn start_builtin(client: &Client, notes: &reflect::Notes, metrics: &Arc<SourceMetrics>) -> Stores {
+    macro_rules! start {
+        ($kind:expr, $ty:ty, $prune:expr) => {{
+            let (store, writer) = reflector::store::<$ty>();
+            tokio::spawn(reflect::run(
+                $kind,
+                Api::<$ty>::all(client.clone()),
+                watcher::Config::default(),
+                writer,
+                $prune,
+                notes.clone(),
+                metrics.clone(),
+            ));
+            store
+        }};
+    }
+    Stores {
+        namespaces: start!(KindId::Namespace, Namespace, assemble::prune_meta),
+        service_accounts: start!(
+            KindId::ServiceAccount,
+            ServiceAccount,
+            assemble::prune_service_account
+        ),
+        services: start!(KindId::Service, Service, assemble::prune_meta),
+        slices: start!(KindId::EndpointSlice, EndpointSlice, assemble::prune_meta),
+        pods: start!(KindId::Pod, Pod, assemble::prune_pod),
+        custom: Default::default(),
+    }
+}
+
+/// After each burst of notes (quiet for `debounce.quiet`, or `debounce.max_delay` after its
+/// first note), assembles and publishes a snapshot if its content changed. Ends when every
+/// receiver is gone.
+async fn publish(
+    mut assembler: Assembler,
+    mut inbox: mpsc::UnboundedReceiver<Note>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    debounce: Debounce,
+) {
+    while let Some(note) = inbox.recv().await {
+        assembler.note(note);
+        let max = Instant::now() + debounce.max_delay;
+        loop {
+            let quiet = (Instant::now() + debounce.quiet).min(max);
+            match tokio::time::timeout_at(quiet, inbox.recv()).await {
+                Ok(Some(note)) => assembler.note(note),
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        let current = tx.borrow().clone();
+        let next = assembler.assemble(current.generation() + 1);
+        if next.same_content(&current) {
+            continue;
+        }
+        tracing::info!(generation = next.generation(), "Kubernetes registry changed");
+        if tx.send(Arc::new(next)).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! What the monitoring server shows of the registry's source, whichever it is: its last error,
+//! its metrics (watch errors and re-lists, TokenReview latency and failures for Kubernetes), and
+//! `/debug/registryz` (services, endpoints, pods and policies as the control plane sees them).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::registry::{RegistryHandle, Snapshot};
+
+/// The source's monitoring view. Cheap to clone.
+#[derive(Clone)]
+pub struct SourceMonitor {
+    source: Source,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+#[derive(Clone)]
+enum Source {
+    Files(RegistryHandle),
+    #[cfg(feature = "kubernetes")]
+    Kubernetes {
+        handle: crate::registry::cluster::KubeSourceHandle,
+        registry: Arc<prometheus_client::registry::Registry>,
+    },
+}
+
+// === impl SourceMonitor ===
+
+impl SourceMonitor {
+    pub fn files(handle: RegistryHandle, snapshots: watch::Receiver<Arc<Snapshot>>) -> Self {
+        Self {
+            source: Source::Files(handle),
+            snapshots,
+        }
+    }
+
+    #[cfg(feature = "kubernetes")]
+    pub fn kubernetes(
+        handle: crate::registry::cluster::KubeSourceHandle,
+        reviews: crate::auth::ReviewMetrics,
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+    ) -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        reviews.register(&mut registry);
+        Self {
+            source: Source::Kubernetes {
+                handle,
+                registry: Arc::new(registry),
+            },
+            snapshots,
+        }
+    }
+
+    /// The source's last error, while it is keeping the last good snapshot in force.
+    pub fn last_error(&self) -> Option<String> {
+        match &self.source {
+            Source::Files(handle) => handle.last_error(),
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes { handle, .. } => handle.last_error(),
+        }
+    }
+
+    /// Appends the source's metrics in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        match &self.source {
+            Source::Files(_) => {}
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes { handle, registry } => {
+                handle.metrics().render(out);
+                let _ = prometheus_client::encoding::text::encode_registry(out, registry);
+            }
+        }
+    }
+
+    /// `/debug/registryz`: the current snapshot, and for Kubernetes each kind's watch state.
+    pub fn registryz(&self) -> Value {
+        let snapshot = self.snapshots.borrow().clone();
+        let mut out = registry_json(&snapshot);
+        out["source"] = match &self.source {
+            Source::Files(_) => json!({"kind": "files", "lastError": self.last_error()}),
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes { handle, .. } => json!({
+                "kind": "kubernetes",
+                "lastError": self.last_error(),
+                "watches": handle.metrics().snapshot(),
+            }),
+        };
+        out
+    }
+}
+
+/// Identities are not shown, so the trust domain does not matter here.
+const TRUST_DOMAIN_FOR_DISPLAY: &str = "cluster.local";
+
+/// The snapshot as JSON: what each service resolves to, the pods, the rules, and what was
+/// refused.
+fn registry_json(snapshot: &Snapshot) -> Value {
+    let services: Vec<Value> = snapshot
+        .service_resources(TRUST_DOMAIN_FOR_DISPLAY)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "namespace": r.namespace,
+                "name": r.name,
+                "port": r.port,
+                "names": r.names,
+                "endpoints": r.service.endpoints.iter().map(|e| &e.address).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let pods: Vec<Value> = snapshot
+        .pods()
+        .values()
+        .map(|p| {
+            json!({
+                "namespace": p.namespace,
+                "name": p.name,
+                "ip": p.ip,
+                "serviceAccount": p.service_account,
+                "meshed": p.meshed,
+            })
+        })
+        .collect();
+    let rules: Vec<Value> = snapshot
+        .destination_rules()
+        .iter()
+        .map(|r| json!({"apiVersion": r.api_version, "namespace": r.namespace, "name": r.name, "host": r.host}))
+        .collect();
+    let virtual_services: Vec<Value> = snapshot
+        .virtual_services()
+        .iter()
+        .map(|v| json!({"apiVersion": v.api_version, "namespace": v.namespace, "name": v.name}))
+        .collect();
+    json!({
+        "generation": snapshot.generation(),
+        "services": services,
+        "pods": pods,
+        "destinationRules": rules,
+        "virtualServices": virtual_services,
+        "warnings": snapshot.warnings(),
+    })
+}

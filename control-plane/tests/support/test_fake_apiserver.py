@@ -23,14 +23,14 @@ LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake_apiser
 ISTIO = 'networking.istio.io'
 
 
-def crd(group, plural, kind, versions, status=True):
+def crd(group, plural, kind, versions, status=True, schema=None):
     return {
         'apiVersion': 'apiextensions.k8s.io/v1', 'kind': 'CustomResourceDefinition',
         'metadata': {'name': f'{plural}.{group}'},
         'spec': {'group': group, 'scope': 'Namespaced',
                  'names': {'plural': plural, 'singular': kind.lower(), 'kind': kind, 'listKind': f'{kind}List'},
                  'versions': [{'name': v, 'served': True, 'storage': i == 0,
-                               'schema': {'openAPIV3Schema': {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True}},
+                               'schema': {'openAPIV3Schema': schema or {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True}},
                                **({'subresources': {'status': {}}} if status else {})}
                               for i, v in enumerate(versions)]}}
 
@@ -339,6 +339,43 @@ class FakeApiServerTest(unittest.TestCase):
         thread = threading.Thread(target=run)
         thread.start()
         return thread
+
+    RULE_SCHEMA = {'type': 'object', 'properties': {
+        'spec': {'type': 'object', 'required': ['host'], 'properties': {
+            'host': {'type': 'string'},
+            'mode': {'type': 'string', 'enum': ['A', 'B']},
+            'port': {'x-kubernetes-int-or-string': True},
+            'trafficPolicy': {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True}}},
+        'status': {'type': 'object', 'properties': {'conditions': {'type': 'array', 'items': {
+            'type': 'object', 'properties': {'type': {'type': 'string'}, 'status': {'type': 'string'}}}}}}}}
+
+    def test_custom_resources_are_pruned_to_their_schema(self):
+        s = self.start(seed=[crd('sinew.dev', 'destinationrules', 'DestinationRule', ['v1alpha1'], schema=self.RULE_SCHEMA)])
+        path = '/apis/sinew.dev/v1alpha1/namespaces/default/destinationrules'
+        created = self.ok(201, s.call('POST', path, {
+            'apiVersion': 'sinew.dev/v1alpha1', 'kind': 'DestinationRule', 'metadata': {'name': 'r'},
+            'spec': {'host': 'h', 'port': 'http', 'unknown': 1, 'mode': None, 'trafficPolicy': {'anything': {'x': 1}}}}))
+        self.assertEqual(created['spec'], {'host': 'h', 'port': 'http', 'trafficPolicy': {'anything': {'x': 1}}})
+        status = self.ok(200, s.call('PATCH', f'{path}/r/status', {'status': {'conditions': [
+            {'type': 'Accepted', 'status': 'False', 'undeclared': 'x'}], 'other': 1}}, 'application/merge-patch+json'))
+        self.assertEqual(status['status'], {'conditions': [{'type': 'Accepted', 'status': 'False'}]})
+
+    def test_custom_resources_that_break_their_schema_are_422_invalid(self):
+        s = self.start(seed=[crd('sinew.dev', 'destinationrules', 'DestinationRule', ['v1alpha1'], schema=self.RULE_SCHEMA)])
+        path = '/apis/sinew.dev/v1alpha1/namespaces/default/destinationrules'
+        rule = {'apiVersion': 'sinew.dev/v1alpha1', 'kind': 'DestinationRule', 'metadata': {'name': 'r'}}
+        for spec, message in [
+                ({'host': 5}, 'spec.host: Invalid value: "integer": spec.host in body must be of type string'),
+                ({}, 'spec.host: Required value'),
+                ({'host': 'h', 'mode': 'C'}, 'spec.mode: Unsupported value: "C": supported values: "A", "B"'),
+                ({'host': 'h', 'port': True}, 'spec.port: Invalid value: "boolean"')]:
+            status, body = s.call('POST', path, dict(rule, spec=spec))
+            self.assertEqual((status, body['reason']), (422, 'Invalid'), spec)
+            self.assertIn(message, body['message'])
+        self.ok(201, s.call('POST', path, dict(rule, spec={'host': 'h'})))
+        status, body = s.call('PATCH', f'{path}/r', {'spec': {'host': None}}, 'application/merge-patch+json')
+        self.assertEqual((status, body['reason']), (422, 'Invalid'))
+        self.assertIn('spec.host: Required value', body['message'])
 
     # --- writes ---
 

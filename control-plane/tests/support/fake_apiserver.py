@@ -118,6 +118,26 @@ def bad_request(message):
     return ApiError(400, 'BadRequest', message)
 
 
+# Names: resources whose names are DNS-1123 labels; every other name is a DNS-1123 subdomain.
+LABEL_NAMED = {'namespaces', 'services'}
+DNS_LABEL = re.compile(r'[a-z0-9]([-a-z0-9]*[a-z0-9])?')
+DNS_SUBDOMAIN = re.compile(r'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')
+
+
+def check_name(kind, name):
+    """422 `Invalid` for a name the real server refuses."""
+    if kind.group == '' and kind.plural in LABEL_NAMED:
+        ok, what, limit = DNS_LABEL.fullmatch(name) and len(name) <= 63, 'RFC 1123 label', 63
+    else:
+        ok, what, limit = DNS_SUBDOMAIN.fullmatch(name) and len(name) <= 253, 'RFC 1123 subdomain', 253
+    if not ok:
+        raise ApiError(422, 'Invalid', f'{kind.kind} "{name}" is invalid: metadata.name: Invalid value: '
+                       f'"{name}": a lowercase {what} must consist of lower case alphanumeric characters,'
+                       f" '-' or '.', and must start and end with an alphanumeric character"
+                       f' (at most {limit} characters)',
+                       {'name': name, 'group': kind.group, 'kind': kind.kind})
+
+
 # === Kinds ===
 
 
@@ -753,6 +773,7 @@ class FakeApiServer:
         name = meta.get('name')
         if not name:
             raise ApiError(422, 'Invalid', f'{kind.kind} "" is invalid: metadata.name: Required value: name or generateName is required')
+        check_name(kind, name)
         self.check_namespace(req)
         key = (req.namespace or '', name)
         if key in kind.objects:

@@ -389,6 +389,16 @@ class FakeApiServerTest(unittest.TestCase):
         self.assertEqual((body['kind'], body['reason'], body['code']), ('Status', 'AlreadyExists', 409))
         self.assertEqual(body['details']['name'], 'sinew-ca')
 
+    def test_names_the_real_server_refuses_are_422_invalid(self):
+        s = self.start()
+        for path, name in [('/api/v1/namespaces/default/configmaps', 'Upper'),
+                           ('/api/v1/namespaces/default/services', 'a.b'),
+                           ('/api/v1/namespaces', 'x' * 64)]:
+            status, body = s.call('POST', path, {'metadata': {'name': name}})
+            self.assertEqual((status, body['reason']), (422, 'Invalid'), (path, name))
+            self.assertIn('metadata.name: Invalid value', body['message'])
+        self.ok(201, s.call('POST', '/api/v1/namespaces/default/configmaps', config_map('a.b-c')))
+
     def test_creating_in_a_missing_namespace_is_404(self):
         s = self.start()
         status, body = s.call('POST', '/api/v1/namespaces/nowhere/configmaps', config_map('a'))

@@ -11,7 +11,22 @@
 //! [`FakeApiServer::log`], and its tail is in every failure message here.
 //!
 //! Use: `mod support;` then `support::fake_apiserver::FakeApiServer` (add `pub mod
-//! fake_apiserver;` to `support/mod.rs`).
+//! fake_apiserver;` to `support/mod.rs`):
+//!
+//! ```ignore
+//! let dir = TempDir::new("kube");
+//! let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+//! let Some(mut api) = FakeApiServer::start("kubernetes_end_to_end", dir.path(), &[ns]).await
+//! else {
+//!     return; // skipped (SINEW_ALLOW_SKIP=1 and no venv)
+//! };
+//! api.set_tokens(&json!({"tok-a": {"namespace": "shop", "serviceAccount": "reviews",
+//!     "pod": "reviews-0", "audiences": ["sinew-ca"]}}));
+//! // kube: Config::from_custom_kubeconfig(Kubeconfig::read_from(&api.kubeconfig)?, &Default::default())
+//! // or the control plane's `--kubeconfig api.kubeconfig`.
+//! let (status, list) = api.request("GET", "/api/v1/namespaces", None).await;
+//! api.restart().await; // same URL, same objects; watches resumed from old RVs get a 410
+//! ```
 
 #![allow(dead_code)]
 

@@ -341,6 +341,17 @@ def schema_errors(value, schema, path):
     return errors
 
 
+def crd_status(crd):
+    """The status the real server gives a CRD it accepts (at once, here)."""
+    spec = crd.get('spec', {})
+    return {'acceptedNames': spec.get('names', {}),
+            'storedVersions': [v['name'] for v in spec.get('versions', []) if v.get('storage')],
+            'conditions': [{'type': t, 'status': 'True', 'reason': r, 'message': m,
+                            'lastTransitionTime': now_rfc3339()} for t, r, m in (
+                ('NamesAccepted', 'NoConflicts', 'no conflicts found'),
+                ('Established', 'InitialNamesAccepted', 'the initial names have been accepted'))]}
+
+
 # === Store ===
 
 
@@ -383,6 +394,8 @@ class Store:
             meta = obj.setdefault('metadata', {})
             if fresh:
                 self.stamp_new(obj)
+                if kind.plural == 'customresourcedefinitions' and 'status' not in obj:
+                    obj['status'] = crd_status(obj)
             ns = meta.get('namespace', '') if kind.namespaced else ''
             if not kind.namespaced:
                 meta.pop('namespace', None)
@@ -535,6 +548,8 @@ class Request:
 
 
 class FakeApiServer:
+    """The HTTP side: resource paths and TokenReview here, the rest to kmock's scaffold."""
+
     def __init__(self, args):
         self.args = args
         self.scaffold = kmock.KubernetesScaffold()
@@ -789,13 +804,7 @@ class FakeApiServer:
             obj.pop('status', None)
         obj = self.conform(req, obj, name)
         if kind.group == 'apiextensions.k8s.io' and kind.plural == 'customresourcedefinitions':
-            names = obj.get('spec', {}).get('names', {})
-            obj['status'] = {'acceptedNames': names, 'storedVersions': [
-                v['name'] for v in obj.get('spec', {}).get('versions', []) if v.get('storage')],
-                'conditions': [{'type': t, 'status': 'True', 'reason': r, 'message': m,
-                                'lastTransitionTime': now_rfc3339()} for t, r, m in (
-                    ('NamesAccepted', 'NoConflicts', 'no conflicts found'),
-                    ('Established', 'InitialNamesAccepted', 'the initial names have been accepted'))]}
+            obj['status'] = crd_status(obj)
             store.serve_crd(obj)  # raises on a CRD it cannot serve, before anything is stored
         store.stamp_new(obj)
         if kind.group == 'apiextensions.k8s.io' and kind.plural == 'customresourcedefinitions':

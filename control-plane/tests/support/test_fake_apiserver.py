@@ -340,6 +340,13 @@ class FakeApiServerTest(unittest.TestCase):
         thread.start()
         return thread
 
+    def test_a_seeded_crd_is_established_and_serves_its_kind(self):
+        s = self.start(seed=[crd('sinew.dev', 'virtualservices', 'VirtualService', ['v1alpha1'])])
+        got = self.ok(200, s.call('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/virtualservices.sinew.dev'))
+        self.assertIn({'type': 'Established', 'status': 'True'},
+                      [{'type': c['type'], 'status': c['status']} for c in got['status']['conditions']])
+        self.ok(200, s.call('GET', '/apis/sinew.dev/v1alpha1/virtualservices'))
+
     RULE_SCHEMA = {'type': 'object', 'properties': {
         'spec': {'type': 'object', 'required': ['host'], 'properties': {
             'host': {'type': 'string'},

@@ -21,7 +21,8 @@ Promises (what kube-rs's watcher and our clients rely on; the real API server do
   `labelSelector` and `fieldSelector` (any dotted field, `=`, `==`, `!=`) on lists and watches;
 - `uid`, `creationTimestamp`; `generation` on custom resources and the builtins that have one
   (GENERATION_KINDS), +1 when anything but metadata/status changes;
-- POST (201; 409 `AlreadyExists`; 404 when the namespace does not exist; `generateName`), GET,
+- POST (201; 409 `AlreadyExists`; 404 when the namespace does not exist; 422 for a name the real
+  server refuses; `generateName`), GET, DELETE on a collection (with selectors),
   PUT and PATCH (merge, strategic merge as merge, JSON patch, apply as merge-or-create) on the
   object and its `/status` (each writes only its own part when the resource has a status
   subresource), a `metadata.resourceVersion` in the body that is not the current one → 409
@@ -41,7 +42,7 @@ Promises (what kube-rs's watcher and our clients rely on; the real API server do
   `KubernetesScaffold`, fed with its bundled builtins and the CRDs created here.
 
 Deviations from a real API server: no authorisation (any bearer token, or exactly
---client-token when given), no admission webhooks, no deletecollection, no paging (`limit` is
+--client-token when given), no admission webhooks, no paging (`limit` is
 ignored, lists are whole), no SSA field ownership, strategic merge patches merge like JSON merge
 patches (lists replaced), `dryRun` and `fieldManager` are ignored, a namespace is deleted at
 once (its objects stay), Pod status is kept on create, `/version` is kmock's (v1.26.4+k3s1).
@@ -612,6 +613,8 @@ class FakeApiServer:
         if method == 'PATCH' and req.name is not None:
             ctype = raw.headers.get('Content-Type', '').split(';')[0].strip()
             return self.reply(req, self.patch(req, ctype, await self.body(raw)))
+        if method == 'DELETE' and req.name is None and req.subresource is None:
+            return self.delete_collection(req, query)
         if method == 'DELETE' and req.name is not None:
             text = await raw.text()
             return self.reply(req, self.delete(req, json.loads(text) if text.strip() else {}))
@@ -916,6 +919,19 @@ class FakeApiServer:
                         resourceVersion=str(self.store.next_rv()))
             return self.store.put(kind, key, dict(current, metadata=meta), current, 'MODIFIED')
         return self.store.remove(kind, key, current)
+
+    def delete_collection(self, req, query):
+        """DELETE on a collection: every selected object, one by one (finalizers respected);
+        answers the list of what was deleted or marked, like the real server."""
+        wanted = self.select(req, query)
+        done = []
+        for (ns, name), obj in sorted(req.kind.objects.items()):
+            if wanted(obj):
+                one = Request(req.kind, req.version, ns or None, name, None)
+                done.append(self.out(req, self.delete(one, {})))
+        return aiohttp.web.json_response({
+            'kind': f'{req.kind.kind}List', 'apiVersion': req.kind.api_version(req.version),
+            'metadata': {'resourceVersion': str(self.store.rv)}, 'items': done})
 
     # --- TokenReview ---
 

@@ -449,6 +449,16 @@ class FakeApiServerTest(unittest.TestCase):
         self.ok(200, s.call('PATCH', f'{path}/a', {'metadata': {'finalizers': None}}, 'application/merge-patch+json'))
         self.assertEqual(s.call('GET', f'{path}/a')[0], 404)
 
+    def test_deleting_a_collection_deletes_the_selected_objects(self):
+        s = self.start()
+        path = '/api/v1/namespaces/default/configmaps'
+        for name, app in (('a', 'x'), ('b', 'x'), ('c', 'y')):
+            self.ok(201, s.call('POST', path, config_map(name, labels={'app': app})))
+        deleted = self.ok(200, s.call('DELETE', f'{path}?labelSelector=app%3Dx'))
+        self.assertEqual([o['metadata']['name'] for o in deleted['items']], ['a', 'b'])
+        left = self.ok(200, s.call('GET', path))
+        self.assertEqual([o['metadata']['name'] for o in left['items']], ['c'])
+
     # --- TokenReview ---
 
     def review(self, s, token, audiences):

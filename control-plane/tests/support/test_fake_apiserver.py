@@ -258,11 +258,10 @@ class FakeApiServerTest(unittest.TestCase):
         listed = self.ok(200, s.call('GET', f'{path}?&limit=500'))
         self.assertEqual(listed['kind'], 'ServiceList')
         rv = listed['metadata']['resourceVersion']
-        creator = self.later(0.5, s, 'POST', '/api/v1/namespaces/default/services', svc, 201)
+        self.ok(201, s.call('POST', '/api/v1/namespaces/default/services', svc))
         events = s.stream(f'{path}?&watch=true&timeoutSeconds=2&allowWatchBookmarks=true&resourceVersion={rv}', 100, 10)
-        creator.join()
         types = [e['type'] for e in events]
-        self.assertIn('ADDED', types)
+        self.assertEqual(types[0], 'ADDED', 'the change after the list comes first')
         self.assertEqual(types[-1], 'BOOKMARK', 'bookmarks keep coming until timeoutSeconds ends the stream')
         last = events[-1]['object']['metadata']['resourceVersion']
         self.ok(200, s.call('DELETE', '/api/v1/namespaces/default/services/reviews'))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a bare Debian 12 or 13 machine: installs what the build and the tests
 # need (Debian packages; Rust with rustup when cargo is missing or older than the workspace needs),
-# then shellcheck and the bootstrap tests for the scripts, formatting, lints and every test (unit,
-# behaviour on loopback, end-to-end in network namespaces).
+# then shellcheck and the bootstrap tests for the scripts, the fake Kubernetes API server (a Python
+# venv with kmock) and its tests, formatting, lints and every test (unit, behaviour on loopback,
+# end-to-end in network namespaces).
 #
 #   scripts/test.sh                       # as root (CI): everything must run
 #   SINEW_ALLOW_SKIP=1 scripts/test.sh    # without root: the end-to-end tests skip, and are listed
@@ -26,6 +27,12 @@ export PATH="$PATH:$SINEW_SBIN_PATH"
 # The scripts first: seconds, and they are what brought this machine here.
 shellcheck -x scripts/test.sh scripts/sinewctl scripts/lib/*.sh scripts/tests/*.sh .ci/run bench/*.sh
 scripts/tests/bootstrap.sh
+
+# The fake Kubernetes API server the control plane's end-to-end tests start (kmock in a venv of
+# its own), then its own tests over HTTP: seconds.
+sinew_py_venv
+export SINEW_FAKE_APISERVER_PYTHON=$SINEW_PYTHON
+"$SINEW_FAKE_APISERVER_PYTHON" control-plane/tests/support/test_fake_apiserver.py
 
 # The tests need root, so under sudo cargo runs as root too (with the caller's toolchain).
 export SINEW_CARGO_AS_CALLER=1

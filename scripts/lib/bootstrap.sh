@@ -11,7 +11,9 @@
 #   rust-toolchain.toml pins the toolchain rustup installs; the user's default toolchain is never
 #   changed;
 # - sinew_cargo runs cargo as the user who owns the toolchain (the sudo caller, so no root-owned
-#   files land in their checkout) with that toolchain first on PATH.
+#   files land in their checkout) with that toolchain first on PATH;
+# - sinew_py_venv gives a Python venv with the pinned test tools (SINEW_PY_TOOLS), made once and
+#   then reused without a network or pip call.
 #
 # Callers set SINEW_WHO (the prefix of every message) and SINEW_ROOT (the checkout). Tests
 # (scripts/tests/bootstrap.sh) run these functions against a PATH of stubs. SINEW_RUSTUP_URL
@@ -47,7 +49,13 @@ sinew_packages() {
       || need+=("${pair#*:}")
   done
   ((${#need[@]})) || return 0
-  local as_root=()
+  sinew_apt_install "${need[@]}"
+}
+
+# Installs Debian packages with apt-get (as root, or through sudo), or stops with one line naming
+# them and why they could not be installed.
+sinew_apt_install() {
+  local need=("$@") as_root=()
   if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null 2>&1 \
       || sinew_die "needs the Debian packages ${need[*]}; run as root, or install sudo, or install them yourself"
@@ -59,6 +67,37 @@ sinew_packages() {
   "${as_root[@]}" apt-get update -qq
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     ca-certificates "${need[@]}" >/dev/null
+}
+
+# Python tools the tests run (the fake Kubernetes API server, control-plane/tests/support/),
+# pinned: a new version is a change reviewed like any other. kmock's own dependencies float
+# except the two the fake imports itself.
+SINEW_PY_TOOLS=(kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48)
+
+# Sets SINEW_PYTHON to the python of a venv holding SINEW_PY_TOOLS: $SINEW_PY_VENV, default
+# ${CARGO_TARGET_DIR:-$SINEW_ROOT/target}/py-venv. Runs nothing but a file test when the venv
+# already has them (a stamp file lists what was installed); otherwise creates the venv (with the
+# Debian package python3-venv when python3 lacks it) and installs them with pip from PyPI
+# (PIP_INDEX_URL names a mirror), saying so first.
+sinew_py_venv() {
+  local venv=${SINEW_PY_VENV:-${CARGO_TARGET_DIR:-$SINEW_ROOT/target}/py-venv}
+  local stamp=$venv/.sinew-py-tools want="${SINEW_PY_TOOLS[*]}"
+  if [[ -x $venv/bin/python && -f $stamp && $(<"$stamp") == "$want" ]]; then
+    # shellcheck disable=SC2034  # read by the scripts that source this file
+    SINEW_PYTHON=$venv/bin/python
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || sinew_apt_install python3
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || sinew_die "$want needs Python 3.11 or newer; python3 is $(python3 -V 2>&1)"
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || sinew_apt_install python3-venv
+  sinew_say "installing $want into $venv (pip, from PyPI; once)"
+  python3 -m venv --clear "$venv" || sinew_die "python3 -m venv could not create $venv (see above)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${SINEW_PY_TOOLS[@]}" \
+    || sinew_die "pip could not install $want into $venv (no internet? PIP_INDEX_URL names a mirror)"
+  echo "$want" >"$stamp"
+  # shellcheck disable=SC2034
+  SINEW_PYTHON=$venv/bin/python
 }
 
 # The invoking user under sudo (builds and rustup run as them), or empty.

@@ -231,5 +231,73 @@ check "fails" test "$rc" -ne 0
 check "says the download failed and what to do" has "$out" "test: could not download rustup from https://sh.rustup.rs"
 finish "a_failed_download_is_a_clear_error"
 
+# --- the Python venv of the test tools -------------------------------------------------------
+
+# A python3 whose venv module works (unless $case_dir/no-ensurepip exists: Debian without
+# python3-venv); `-m venv DIR` makes DIR/bin/python, a stub whose pip exits with $STUB_PIP_RC.
+python3_with_venv() {
+  stub python3 'case "$*" in
+*ensurepip*) [ ! -e "'"$case_dir"'/no-ensurepip" ] ;;
+*version_info*) exit 0 ;;
+"-m venv --clear "*)
+  mkdir -p "$4/bin"
+  printf "#!/bin/sh\necho \"venv-python \$*\" >>\"%s\"\nexit \${STUB_PIP_RC:-0}\n" "'"$case_dir/calls"'" >"$4/bin/python"
+  chmod +x "$4/bin/python" ;;
+esac'
+}
+
+# Runs sinew_py_venv; extra NAME=VALUE arguments are added to the environment.
+run_venv() {
+  rc=0
+  /usr/bin/env -i PATH="$case_dir/bin" HOME="$case_dir/home" SINEW_ROOT="$case_dir/root" \
+    SINEW_SBIN_PATH="" "$@" bash -c '
+      set -euo pipefail
+      . "$1"
+      SINEW_WHO=test
+      sinew_py_venv
+      echo "PYTHON=$SINEW_PYTHON"' _ "$lib" >"$case_dir/out" 2>&1 || rc=$?
+  out=$(cat "$case_dir/out")
+}
+
+setup; python3_with_venv
+run_venv
+check "exit 0" test "$rc" -eq 0
+check "says what it installs, and where" \
+  has "$out" "test: installing kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 into $case_dir/root/target/py-venv"
+check "creates the venv under target" has "$(calls)" "python3 -m venv --clear $case_dir/root/target/py-venv"
+check "pip installs the pinned kmock" \
+  has "$(calls)" "venv-python -m pip install --quiet --disable-pip-version-check kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48"
+check "gives the venv python" has "$out" "PYTHON=$case_dir/root/target/py-venv/bin/python"
+: >"$case_dir/calls"
+run_venv
+check "second run: exit 0" test "$rc" -eq 0
+check "second run: no python3, no pip" test ! -s "$case_dir/calls"
+check "second run: same python, silently" test "$out" = "PYTHON=$case_dir/root/target/py-venv/bin/python"
+finish "the_test_venv_is_made_once_then_reused_without_pip"
+
+setup; python3_with_venv
+run_venv CARGO_TARGET_DIR="$case_dir/elsewhere"
+check "exit 0" test "$rc" -eq 0
+check "the venv follows CARGO_TARGET_DIR" has "$out" "PYTHON=$case_dir/elsewhere/py-venv/bin/python"
+finish "the_test_venv_lives_in_cargo_target_dir"
+
+setup; python3_with_venv; touch "$case_dir/no-ensurepip"
+stub apt-get 'case "$*" in *install*) rm -f "'"$case_dir"'/no-ensurepip" ;; esac'
+run_venv
+check "exit 0" test "$rc" -eq 0
+check "installs python3-venv with apt" \
+  has "$(calls)" "apt-get install -y -qq --no-install-recommends ca-certificates python3-venv"
+check "then makes the venv" has "$(calls)" "python3 -m venv --clear"
+finish "python3_without_venv_gets_python3_venv_from_apt"
+
+setup; python3_with_venv
+run_venv STUB_PIP_RC=1
+check "fails" test "$rc" -ne 0
+check "says pip failed, and the way out" has "$out" "test: pip could not install kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 into $case_dir/root/target/py-venv (no internet? PIP_INDEX_URL"
+: >"$case_dir/calls"
+run_venv
+check "the next run installs again" has "$(calls)" "venv-python -m pip install"
+finish "a_failed_pip_install_is_a_clear_error_and_is_retried_next_time"
+
 echo "bootstrap: $passed passed, $failed failed"
 ((failed == 0))

@@ -11,13 +11,12 @@ use sinew_control_plane::cluster::KubeOptions;
 use sinew_proto::ca::v1 as ca;
 use sinew_proto::ca::v1::certificate_service_client::CertificateServiceClient;
 use sinew_proto::config::v1 as cfg;
-use sinew_proxy::app::Proxy;
-use sinew_proxy::config::Config;
 use sinew_proxy::testing::TempDir;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use support::fake_apiserver::FakeApiServer;
+use support::proxies::{StartedProxy, admin, echo_app, http_get, request, start_proxy};
 use support::{eventually, unique_ip};
 
 const SIDECAR: &str = "sinew-proxy";
@@ -384,65 +383,6 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
     let metrics = c.monitoring("/metrics").await;
     assert!(metrics.contains("sinew_cp_kube_relists_total{kind=\"EndpointSlice\"} "), "{metrics}");
     assert!(!metrics.contains("sinew_cp_kube_relists_total{kind=\"EndpointSlice\"} 0"), "{metrics}");
-}
-
-// === proxies and apps (as in mesh.rs) ===
-
-fn admin() -> Option<cfg::AdminConfig> {
-    Some(cfg::AdminConfig {
-        admin_address: "127.0.0.1:0".into(),
-        health_address: "127.0.0.1:0".into(),
-        metrics_address: "127.0.0.1:0".into(),
-    })
-}
-
-struct StartedProxy {
-    addrs: Vec<(String, SocketAddr)>,
-    admin: SocketAddr,
-    _task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_proxy(msg: cfg::ProxyConfig) -> StartedProxy {
-    let proxy = Proxy::bind(Config::from_proto(msg).unwrap(), None)
-        .await
-        .unwrap();
-    let addrs = proxy.bound.clone();
-    let [admin, health, _metrics] = proxy.admin_addrs;
-    let task = tokio::spawn(proxy.run(std::future::pending()));
-    eventually(
-        "proxy ready (certificate + first config)",
-        Duration::from_secs(20),
-        || async {
-            http_get(health, "/healthz/ready")
-                .await
-                .starts_with("HTTP/1.1 200")
-        },
-    )
-    .await;
-    StartedProxy {
-        addrs,
-        admin,
-        _task: task,
-    }
-}
-
-async fn echo_app() -> SocketAddr {
-    support::echo_app().await
-}
-
-async fn request(outbound: SocketAddr) -> Result<String, String> {
-    let out = tokio::time::timeout(Duration::from_secs(10), http_get(outbound, "/"))
-        .await
-        .map_err(|_| "timeout".to_string())?;
-    if out.starts_with("HTTP/1.1 200") {
-        Ok(out)
-    } else {
-        Err(out)
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    support::http_get(addr, path).await
 }
 
 fn body_json(rsp: &str) -> Value {

@@ -4,12 +4,11 @@
 mod support;
 
 use sinew_proto::config::v1 as cfg;
-use sinew_proxy::app::Proxy;
-use sinew_proxy::config::Config;
 use sinew_proxy::testing::TempDir;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use support::proxies::*;
 use support::*;
 
 /// A control plane on its own runtime and thread, so "killing" it really closes every connection.
@@ -120,119 +119,6 @@ impl Running2 {
 
     async fn get(&self, path: &str) -> String {
         http_get(self.monitoring, path).await
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let _ = tcp
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out)).await;
-    out
-}
-
-fn admin() -> Option<cfg::AdminConfig> {
-    Some(cfg::AdminConfig {
-        admin_address: "127.0.0.1:0".into(),
-        health_address: "127.0.0.1:0".into(),
-        metrics_address: "127.0.0.1:0".into(),
-    })
-}
-
-struct StartedProxy {
-    addrs: Vec<(String, SocketAddr)>,
-    health: SocketAddr,
-    admin: SocketAddr,
-    metrics: SocketAddr,
-    _task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_proxy(msg: cfg::ProxyConfig) -> StartedProxy {
-    let proxy = Proxy::bind(Config::from_proto(msg).unwrap(), None)
-        .await
-        .unwrap();
-    let addrs = proxy.bound.clone();
-    let [admin, health, metrics] = proxy.admin_addrs;
-    let task = tokio::spawn(proxy.run(std::future::pending()));
-    let p = StartedProxy {
-        addrs,
-        health,
-        admin,
-        metrics,
-        _task: task,
-    };
-    eventually(
-        "proxy ready (certificate + first config)",
-        Duration::from_secs(20),
-        || async {
-            http_get(p.health, "/healthz/ready")
-                .await
-                .starts_with("HTTP/1.1 200")
-        },
-    )
-    .await;
-    p
-}
-
-async fn echo_app() -> SocketAddr {
-    // Every address: the inbound proxy delivers to the pod IP (a 127.127.x.x address here).
-    let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let Ok(n) = tcp.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let xfcc = req
-                        .lines()
-                        .find(|l| {
-                            l.to_ascii_lowercase()
-                                .starts_with("x-forwarded-client-cert:")
-                        })
-                        .unwrap_or("none")
-                        .to_string();
-                    let body = format!("app saw {xfcc}");
-                    let rsp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if tcp.write_all(rsp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// One HTTP/1.1 request on a fresh connection through `outbound`.
-async fn request(outbound: SocketAddr) -> Result<String, String> {
-    let out = tokio::time::timeout(Duration::from_secs(10), http_get(outbound, "/"))
-        .await
-        .map_err(|_| "timeout".to_string())?;
-    if out.starts_with("HTTP/1.1 200") {
-        Ok(out)
-    } else {
-        Err(out)
     }
 }
 

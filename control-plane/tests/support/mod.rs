@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_apiserver;
+pub mod proxies;
+
 use sinew_control_plane::app::{ControlPlane, Options, Source, TRUST_BUNDLE_FILE};
 use sinew_control_plane::auth::Caller;
 use sinew_proxy::testing::TempDir;

@@ -92,7 +92,7 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
             format!("{}/{}", d.namespace, d.name)
         };
         held_files
-            .entry(d.origin.file.as_path())
+            .entry(d.origin.file().unwrap_or(Path::new("")))
             .or_default()
             .push(format!("{} {place}", d.kind));
     }

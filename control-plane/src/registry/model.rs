@@ -330,9 +330,12 @@ impl VirtualService {
             .map(|h| hosts::expand(h, &self.namespace))
     }
 
-    /// The file line of `path` if recorded, else the document's line.
-    pub fn line_of(&self, path: &str) -> usize {
-        self.lines.get(path).copied().unwrap_or(self.origin.line)
+    /// Where `path` is: the file line of `path` if recorded, else the document's origin.
+    pub fn origin_of(&self, path: &str) -> Origin {
+        match self.lines.get(path) {
+            Some(line) => self.origin.at_line(*line),
+            None => self.origin.clone(),
+        }
     }
 }
 

@@ -206,7 +206,7 @@ pub fn split_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, Regis
             _ => DEFAULT_NAMESPACE.to_string(),
         };
         out.push(ManifestDoc {
-            origin: Origin {
+            origin: Origin::File {
                 file: path.to_path_buf(),
                 document: out.len(),
                 line: content_line(&doc),
@@ -246,7 +246,7 @@ pub(crate) fn parse_file(path: &Path, text: &str, order: &mut usize, out: &mut P
     let (raw, failure) = split_documents(text);
     let mut index = 0;
     for doc in raw {
-        let origin = |line| Origin {
+        let origin = |line| Origin::File {
             file: path.to_path_buf(),
             document: index,
             line,
@@ -282,7 +282,7 @@ pub(crate) fn parse_file(path: &Path, text: &str, order: &mut usize, out: &mut P
     {
         let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
         out.problems.push(Problem::new(
-            Origin {
+            Origin::File {
                 file: path.to_path_buf(),
                 document: index,
                 line,
@@ -418,14 +418,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn problem(&self, reason: impl std::fmt::Display) -> Problem {
-        self.problem_at(self.origin.line, reason)
+        match self.origin.line() {
+            Some(line) => self.problem_at(line, reason),
+            None => self.problem_at(0, reason),
+        }
     }
 
     fn problem_at(&self, line: usize, reason: impl std::fmt::Display) -> Problem {
-        let origin = Origin {
-            line,
-            ..self.origin.clone()
-        };
+        let origin = self.origin.at_line(line);
         match self.name {
             Some(name) => Problem::new(origin, format!("{} {name:?}: {reason}", self.kind)),
             None => Problem::new(origin, format!("{}: {reason}", self.kind)),
@@ -569,7 +569,9 @@ fn decode_typed<T: DeserializeOwned>(doc: &RawDoc<'_>, ctx: &Ctx<'_>) -> Result<
             Err(unknown
                 .iter()
                 .map(|path| {
-                    let line = nodes.line_of(path).map_or(ctx.origin.line, file_line);
+                    let line = nodes
+                        .line_of(path)
+                        .map_or(ctx.origin.line().unwrap_or(0), file_line);
                     let field = path.rsplit('.').next().unwrap_or(path);
                     let field = field.split('[').next().unwrap_or(field);
                     match kinds::closest(field, &strict::sibling_fields::<T>(path)) {

@@ -68,7 +68,7 @@ fn parses_multi_document_directory_into_snapshot() {
     let ratings = snap.pod("shop", "ratings").expect("ratings");
     assert_eq!(ratings.service_account, "default");
     assert_eq!(ratings.owner, None);
-    assert_eq!(ratings.origin.document, 2);
+    assert_eq!(ratings.origin.document(), Some(2));
 
     // Skipped kinds are warnings that say where they were.
     assert_eq!(
@@ -282,7 +282,10 @@ fn files_are_read_recursively_in_path_order_skipping_hidden_and_non_yaml() {
     pods.sort_by_key(|p| p.origin.clone());
     let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["from-a-y", "from-a-z", "from-b"]);
-    assert_eq!(pods[0].origin.file, dir.path().join("a/y.YAML"));
+    assert_eq!(
+        pods[0].origin.file(),
+        Some(dir.path().join("a/y.YAML").as_path())
+    );
 }
 
 #[test]

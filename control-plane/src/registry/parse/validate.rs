@@ -86,7 +86,7 @@ impl Report {
                 }
                 match p.rfind(['.', '[']) {
                     Some(i) => p = &p[..i],
-                    None => return ctx.origin.line,
+                    None => return ctx.origin.line().unwrap_or(0),
                 }
             }
         };

@@ -612,13 +612,13 @@ pub fn check_addresses(snapshot: &Snapshot, place: impl Fn(&Origin) -> String) -
         }
     };
     for pod in snapshot.pods().values() {
-        if let Some(ip) = pod.yaml_ip {
+        if let Some(ip) = pod.declared_ip {
             let who = format!("{}: Pod {:?} status.podIP", place(&pod.origin), pod.name);
             claim(ip, who, POD_RANGE, &mut out);
         }
     }
     for svc in snapshot.services().values() {
-        if let Some(ip) = svc.yaml_cluster_ip {
+        if let Some(ip) = svc.declared_cluster_ip {
             let who = format!(
                 "{}: Service {:?} spec.clusterIP",
                 place(&svc.origin),

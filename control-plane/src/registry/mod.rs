@@ -97,8 +97,9 @@ mod watch;
 pub use self::assignments::Assignments;
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::model::{
-    DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort, VirtualService,
+    Age, DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry,
+    PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
+    VirtualService,
 };
 pub use self::parse::istio;
 pub(crate) use self::parse::validate::RETRY_ON_IGNORED;

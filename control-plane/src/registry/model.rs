@@ -75,9 +75,10 @@ pub struct ServiceEntry {
     pub selector: Option<BTreeMap<String, String>>,
     /// `spec.clusterIP: None`: no VIP, ever.
     pub headless: bool,
-    /// `spec.clusterIP` as written in the YAML.
-    pub yaml_cluster_ip: Option<IpAddr>,
-    /// The address clients dial: the YAML's clusterIP, else the runner's assignment.
+    /// `spec.clusterIP` as written in the object (YAML or API); the runner's assignment applies
+    /// only when this is `None`.
+    pub declared_cluster_ip: Option<IpAddr>,
+    /// The address clients dial: the declared clusterIP, else the runner's assignment.
     pub vip: Option<IpAddr>,
     pub origin: Origin,
     pub object: Service,
@@ -111,9 +112,10 @@ pub struct PodEntry {
     pub annotations: BTreeMap<String, String>,
     /// `spec.serviceAccountName`, default `default`.
     pub service_account: String,
-    /// `status.podIP` as written in the YAML.
-    pub yaml_ip: Option<IpAddr>,
-    /// The pod's address: the YAML's podIP, else the runner's assignment.
+    /// `status.podIP` as written in the object (YAML or API); the runner's assignment applies
+    /// only when this is `None`.
+    pub declared_ip: Option<IpAddr>,
+    /// The pod's address: the declared podIP, else the runner's assignment.
     pub ip: Option<IpAddr>,
     /// Gets a sidecar and a SPIFFE identity (see the module docs for the rule).
     pub meshed: bool,
@@ -134,9 +136,8 @@ pub struct DestinationRule {
     pub name: String,
     /// `spec.host` as written (short names resolve in `namespace`).
     pub host: String,
-    /// Position among all documents of the directory (files in path order). Stands in for
-    /// `creationTimestamp` in "the oldest rule wins": locally, earlier means older.
-    pub order: usize,
+    /// How old the rule is, for "the oldest rule wins".
+    pub age: Age,
     pub origin: Origin,
     /// The spec as written (for dumps).
     pub spec: serde_json::Value,
@@ -152,13 +153,34 @@ pub struct VirtualService {
     pub api_version: String,
     pub namespace: String,
     pub name: String,
-    /// Position among all documents (stands in for `creationTimestamp`, like a rule's `order`).
-    pub order: usize,
+    /// How old the service is, for "the oldest one wins" (like a rule's `age`).
+    pub age: Age,
     pub origin: Origin,
     pub spec: istio::virtual_service::VirtualServiceSpec,
     /// File lines of the fields other objects' checks name (each route and mirror
     /// destination), by path (`spec.http[0].route[1].destination`, `spec.http[0].mirror`).
     pub lines: BTreeMap<String, usize>,
+}
+
+/// How old an object is, ordered as Istio orders configs (`configCompareByCreationTime` in
+/// `pilot/pkg/model/config.go`): the oldest `creationTimestamp` first; equal timestamps (they have
+/// second precision, so ties are common) by name, then namespace, so the order is total and
+/// stable. In files there are no timestamps: earlier documents (files in path order) count as
+/// older.
+///
+/// Within one snapshot every age comes from one source, so the two variants are never compared
+/// in practice; the derived order puts document positions first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Age {
+    /// Position among all documents of a directory (files in path order).
+    Order(usize),
+    /// `metadata.creationTimestamp` in Unix seconds, then the object's name and namespace.
+    /// Field order is the comparison order.
+    Created {
+        seconds: i64,
+        name: String,
+        namespace: String,
+    },
 }
 
 /// A Deployment, validated, waiting to be expanded into pods.
@@ -207,12 +229,12 @@ impl Snapshot {
         &self.pods
     }
 
-    /// In document order (oldest first).
+    /// Oldest first (by [`Age`]: document order in files).
     pub fn destination_rules(&self) -> &[DestinationRule] {
         &self.destination_rules
     }
 
-    /// Mesh VirtualServices in document order (oldest first).
+    /// Mesh VirtualServices, oldest first (by [`Age`]: document order in files).
     pub fn virtual_services(&self) -> &[VirtualService] {
         &self.virtual_services
     }
@@ -238,14 +260,14 @@ impl Snapshot {
         let mut next = self.clone();
         for (key, pod) in &mut next.pods {
             pod.ip = pod
-                .yaml_ip
+                .declared_ip
                 .or_else(|| assignments.pod_ips.get(key).copied());
         }
         for (key, svc) in &mut next.services {
             svc.vip = if svc.headless {
                 None
             } else {
-                svc.yaml_cluster_ip
+                svc.declared_cluster_ip
                     .or_else(|| assignments.service_vips.get(key).copied())
             };
         }
@@ -538,6 +560,10 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
         return Err(RegistryError::Invalid { problems });
     }
 
+    // Oldest first, whatever order the source listed them in (files already are; an API list
+    // is not): "the oldest wins" reads position in these lists.
+    rules.sort_by(|a, b| a.age.cmp(&b.age));
+    virtual_services.sort_by(|a, b| a.age.cmp(&b.age));
     warnings.extend(dangling_named_ports(&services, &pods));
     warnings.extend(super::crosscheck::duplicate_subsets(&rules));
     warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
@@ -587,7 +613,7 @@ fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
                 labels: dep.template_meta.labels.clone().unwrap_or_default(),
                 annotations: dep.template_meta.annotations.clone().unwrap_or_default(),
                 service_account: service_account_of(&dep.template_spec),
-                yaml_ip: None,
+                declared_ip: None,
                 ip: None,
                 meshed: false,
                 owner: Some(dep.name.clone()),

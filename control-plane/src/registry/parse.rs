@@ -21,8 +21,8 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use super::error::{Origin, Problem, RegistryError};
 use super::model::{
-    DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
+    Age, DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry,
+    PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
     service_account_of,
 };
 use super::resolve::protocol_for_port;
@@ -538,7 +538,7 @@ fn decode_object(
                     api_version: v.to_string(),
                     namespace: namespace_of(&meta),
                     name,
-                    order,
+                    age: Age::Order(order),
                     origin: origin.clone(),
                     spec,
                     lines,
@@ -687,7 +687,7 @@ fn service(object: Service, ctx: &Ctx<'_>) -> Result<ServiceEntry, Problem> {
     let spec = object.spec.clone().unwrap_or_default();
     let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
     let headless = cluster_ip == "None";
-    let yaml_cluster_ip = match cluster_ip {
+    let declared_cluster_ip = match cluster_ip {
         "" | "None" => None,
         ip => Some(ip.parse::<IpAddr>().map_err(|_| {
             ctx.problem(format!(
@@ -768,8 +768,8 @@ fn service(object: Service, ctx: &Ctx<'_>) -> Result<ServiceEntry, Problem> {
         ports,
         selector,
         headless,
-        yaml_cluster_ip,
-        vip: yaml_cluster_ip,
+        declared_cluster_ip,
+        vip: declared_cluster_ip,
         origin: ctx.origin.clone(),
         object,
     })
@@ -822,7 +822,7 @@ fn check_pod_spec(spec: Option<&PodSpec>, prefix: &str, ctx: &Ctx<'_>) -> Result
 fn pod(object: Pod, ctx: &Ctx<'_>) -> Result<PodEntry, Problem> {
     let name = name_of(&object.metadata, ctx, NameRule::Subdomain)?;
     check_pod_spec(object.spec.as_ref(), "spec", ctx)?;
-    let yaml_ip = match object.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
+    let declared_ip = match object.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
         None | Some("") => None,
         Some(ip) => Some(
             ip.parse::<IpAddr>()
@@ -839,8 +839,8 @@ fn pod(object: Pod, ctx: &Ctx<'_>) -> Result<PodEntry, Problem> {
             .as_ref()
             .map(service_account_of)
             .unwrap_or_default(),
-        yaml_ip,
-        ip: yaml_ip,
+        declared_ip,
+        ip: declared_ip,
         meshed: false,
         owner: None,
         origin: ctx.origin.clone(),
@@ -941,7 +941,7 @@ fn destination_rule(
         namespace,
         name,
         host,
-        order,
+        age: Age::Order(order),
         origin: ctx.origin.clone(),
         spec,
         typed: istio::DestinationRuleSpec::default(),

@@ -52,8 +52,8 @@ fn parses_multi_document_directory_into_snapshot() {
         "demo/app.yaml: document 1 (line 1)"
     );
     let db = snap.service("legacy", "db").expect("db");
-    assert_eq!(db.yaml_cluster_ip, Some("198.19.0.99".parse().unwrap()));
-    assert_eq!(db.vip, db.yaml_cluster_ip);
+    assert_eq!(db.declared_cluster_ip, Some("198.19.0.99".parse().unwrap()));
+    assert_eq!(db.vip, db.declared_cluster_ip);
 
     let pods: Vec<_> = snap.pods().keys().cloned().collect();
     assert_eq!(
@@ -236,7 +236,7 @@ fn destination_rules_kept_in_all_four_api_versions() {
     assert!(
         snap.destination_rules()
             .windows(2)
-            .all(|w| w[0].order < w[1].order)
+            .all(|w| w[0].age < w[1].age)
     );
     assert_eq!(
         first

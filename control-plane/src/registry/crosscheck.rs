@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use super::entry::{DestinationRule, VirtualService};
 use super::hosts;
-use super::model::{DestinationRule, VirtualService};
 
 /// A destination `subset` no DestinationRule for the destination's host defines.
 pub(crate) fn undefined_subsets(

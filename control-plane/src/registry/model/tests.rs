@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use crate::registry::entry::Age;
 use crate::registry::testutil::{demo, key, parse_files};
 
 fn ip(s: &str) -> IpAddr {

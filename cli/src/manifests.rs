@@ -399,8 +399,8 @@ fn stored_text(doc: &ManifestDoc) -> String {
     let _ = writeln!(
         text,
         "# Applied from {} (document {}, line {}).",
-        doc.origin.file.display(),
-        doc.origin.document + 1,
+        doc.origin.file().unwrap_or(Path::new("")).display(),
+        doc.origin.document().unwrap_or(0) + 1,
         doc.first_line
     );
     text.push_str(body);
@@ -484,7 +484,7 @@ impl Staging {
             let parsed = tail.split_once(": document ").and_then(|(file, after)| {
                 let (document, after) = after.split_once(" (line ")?;
                 let (line, after) = after.split_once(')')?;
-                let origin = Origin {
+                let origin = Origin::File {
                     file: PathBuf::from(file),
                     // Shown from 1, kept from 0.
                     document: document.parse::<usize>().ok()?.checked_sub(1)?,
@@ -570,14 +570,15 @@ fn staged_place(
     sources: &BTreeMap<PathBuf, ManifestDoc>,
     names: &BTreeMap<PathBuf, String>,
 ) -> String {
-    match sources.get(&origin.file) {
-        Some(doc) => format!(
-            "{}: document {} (line {})",
-            doc.origin.file.display(),
-            doc.origin.document + 1,
-            doc.first_line + origin.line.saturating_sub(2)
-        ),
-        None => match names.get(&origin.file) {
+    let Origin::File { file, line, .. } = origin else {
+        return origin.to_string();
+    };
+    match sources.get(file) {
+        Some(doc) => doc
+            .origin
+            .at_line(doc.first_line + line.saturating_sub(2))
+            .to_string(),
+        None => match names.get(file) {
             Some(name) => name.clone(),
             None => origin.to_string(),
         },
@@ -611,13 +612,13 @@ pub fn check_addresses(snapshot: &Snapshot, place: impl Fn(&Origin) -> String) -
         }
     };
     for pod in snapshot.pods().values() {
-        if let Some(ip) = pod.yaml_ip {
+        if let Some(ip) = pod.declared_ip {
             let who = format!("{}: Pod {:?} status.podIP", place(&pod.origin), pod.name);
             claim(ip, who, POD_RANGE, &mut out);
         }
     }
     for svc in snapshot.services().values() {
-        if let Some(ip) = svc.yaml_cluster_ip {
+        if let Some(ip) = svc.declared_cluster_ip {
             let who = format!(
                 "{}: Service {:?} spec.clusterIP",
                 place(&svc.origin),
@@ -784,7 +785,11 @@ mod tests {
         let held: Vec<String> = held
             .iter()
             .map(|d| {
-                let file = d.origin.file.file_name().unwrap_or_default();
+                let file = d
+                    .origin
+                    .file()
+                    .and_then(Path::file_name)
+                    .unwrap_or_default();
                 format!("{} {} {}", file.to_string_lossy(), d.kind, d.name)
             })
             .collect();

@@ -92,7 +92,7 @@ pub async fn up(run: Run, opts: Options) -> anyhow::Result<()> {
             format!("{}/{}", d.namespace, d.name)
         };
         held_files
-            .entry(d.origin.file.as_path())
+            .entry(d.origin.file().unwrap_or(Path::new("")))
             .or_default()
             .push(format!("{} {place}", d.kind));
     }
@@ -467,12 +467,12 @@ impl Mesh {
         let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
         used.insert(CONTROL_PLANE_IP);
         for pod in snapshot.pods().values() {
-            if let Some(IpAddr::V4(ip)) = pod.yaml_ip {
+            if let Some(IpAddr::V4(ip)) = pod.declared_ip {
                 used.insert(ip);
             }
         }
         for svc in snapshot.services().values() {
-            if let Some(IpAddr::V4(ip)) = svc.yaml_cluster_ip {
+            if let Some(IpAddr::V4(ip)) = svc.declared_cluster_ip {
                 used.insert(ip);
             }
         }
@@ -497,7 +497,7 @@ impl Mesh {
             }
         }
         for (key, pod) in snapshot.pods() {
-            if pod.yaml_ip.is_some() {
+            if pod.declared_ip.is_some() {
                 continue;
             }
             let ip = self.assignments.pod_ips.get(key).copied().or_else(|| {
@@ -512,7 +512,7 @@ impl Mesh {
             }
         }
         for (key, svc) in snapshot.services() {
-            if svc.headless || svc.yaml_cluster_ip.is_some() {
+            if svc.headless || svc.declared_cluster_ip.is_some() {
                 continue;
             }
             let vip = self.assignments.service_vips.get(key).copied().or_else(|| {

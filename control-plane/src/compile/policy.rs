@@ -300,7 +300,7 @@ impl Rules {
                 Some((
                     vs.namespace != proxy.namespace,
                     std::cmp::Reverse(best),
-                    vs.order,
+                    &vs.age,
                     vs,
                 ))
             })

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use super::entry::{DestinationRule, VirtualService};
 use super::hosts;
-use super::model::{DestinationRule, VirtualService};
 
 /// A destination `subset` no DestinationRule for the destination's host defines.
 pub(crate) fn undefined_subsets(
@@ -86,12 +86,7 @@ pub(crate) fn undefined_subsets(
             if defined {
                 continue;
             }
-            let at = format!(
-                "{}: document {} (line {})",
-                vs.origin.file.display(),
-                vs.origin.document + 1,
-                vs.line_of(&path)
-            );
+            let at = vs.origin_of(&path).to_string();
             let rules_said = if for_host.is_empty() {
                 format!("no DestinationRule has host {fqdn:?}")
             } else {

@@ -24,7 +24,7 @@
 //! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `VirtualService` | [`VirtualService`] (mesh only; typed, validated) |
 //!
 //! DestinationRules and VirtualServices are decoded strictly and validated as istiod's webhook
-//! does (`parse/validate.rs`); cross-object mistakes Istio accepts silently (a route to a subset
+//! does (`object/validate.rs`); cross-object mistakes Istio accepts silently (a route to a subset
 //! no rule defines) are warnings (`crosscheck.rs`).
 //!
 //! Anything else is a warning ([`Snapshot::warnings`]) and is skipped, so a directory written for
@@ -79,6 +79,14 @@
 //! reported by [`RegistryHandle::last_error`]; a snapshot is only published when its content
 //! changed, with the next [`Snapshot::generation`].
 //!
+//! # Sources and layers
+//!
+//! A snapshot can come from any source: `file/` reads the directory (walk, documents, lines)
+//! and the Kubernetes source lists objects from the API server. Both hand each object to
+//! [`object`] (Kubernetes object → entry, no files, no lines), then [`Snapshot`]s are built from
+//! the decoded objects by the model. The imports run one way: `file → object → entry`,
+//! `model → object, entry`, `resolve → model, entry`.
+//!
 //! # Resolution
 //!
 //! [`Snapshot::service_resources`] turns the model into the proxy's `Service` config messages, one
@@ -86,24 +94,29 @@
 
 mod assignments;
 mod crosscheck;
+mod entry;
 mod error;
+mod file;
 pub mod hosts;
+pub mod istio;
 mod model;
-mod parse;
+pub mod object;
 mod resolve;
 mod selector;
 mod watch;
 
 pub use self::assignments::Assignments;
-pub use self::error::{Origin, Problem, RegistryError};
-pub use self::model::{
-    DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort, VirtualService,
+pub use self::entry::{
+    Age, CLUSTER_DOMAIN, DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT,
+    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
+    VirtualService, protocol_for_port,
 };
-pub use self::parse::istio;
-pub(crate) use self::parse::validate::RETRY_ON_IGNORED;
-pub use self::parse::{ManifestDoc, SKIPPED_KIND, split_manifest};
-pub use self::resolve::{CLUSTER_DOMAIN, ServiceResource, protocol_for_port, spiffe_identity};
+pub use self::error::{Origin, Problem, RegistryError};
+pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
+pub use self::model::Snapshot;
+
+pub(crate) use self::object::validate::RETRY_ON_IGNORED;
+pub use self::resolve::{ServiceResource, spiffe_identity};
 pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
 
 #[cfg(test)]

@@ -3,33 +3,17 @@
 //! namespaces and service accounts, Deployment expansion), and re-addressed by [`Assignments`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, Service, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sinew_proto::config::v1::Protocol;
+use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
+use super::entry::{
+    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, INJECT_OPT_OUT,
+    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort, VirtualService,
+    service_account_of,
+};
 use super::error::{Origin, Problem, RegistryError};
-use super::parse::istio;
-use super::parse::{self, Doc, Object, Parsed};
-use super::{hosts, selector};
-
-/// Namespace label that turns on the sidecar for the namespace's pods (the injector's rule).
-pub const INJECTION_LABEL: (&str, &str) = ("sinew-injection", "enabled");
-
-/// Pod label or annotation that opts one pod out: `sinew.dev/inject: "false"`.
-pub const INJECT_OPT_OUT: (&str, &str) = ("sinew.dev/inject", "false");
-
-/// Port of a meshed pod's inbound proxy listener.
-pub const MESH_INBOUND_PORT: u16 = 15006;
-
-/// The namespace that exists without being declared, as in every cluster.
-pub(crate) const DEFAULT_NAMESPACE: &str = "default";
-
-/// The service account that exists in every namespace without being declared.
-pub(crate) const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+use super::object::{Doc, Object, Parsed};
 
 /// Everything the registry knows at one moment. Immutable once built; shared as
 /// `Arc<Snapshot>`. Maps are keyed by `(namespace, name)` and iterate in that order, so
@@ -46,143 +30,9 @@ pub struct Snapshot {
     warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamespaceEntry {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// Whether pods here get a sidecar (label `sinew-injection=enabled`).
-    pub injection_enabled: bool,
-    /// `None` for the implicit `default` namespace.
-    pub origin: Option<Origin>,
-    pub object: Option<Namespace>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceAccountEntry {
-    pub namespace: String,
-    pub name: String,
-    pub origin: Origin,
-    pub object: ServiceAccount,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceEntry {
-    pub namespace: String,
-    pub name: String,
-    /// In the order written.
-    pub ports: Vec<ServicePortEntry>,
-    /// `None` when the Service has no (or an empty) selector: it then has no endpoints.
-    pub selector: Option<BTreeMap<String, String>>,
-    /// `spec.clusterIP: None`: no VIP, ever.
-    pub headless: bool,
-    /// `spec.clusterIP` as written in the YAML.
-    pub yaml_cluster_ip: Option<IpAddr>,
-    /// The address clients dial: the YAML's clusterIP, else the runner's assignment.
-    pub vip: Option<IpAddr>,
-    pub origin: Origin,
-    pub object: Service,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServicePortEntry {
-    pub name: Option<String>,
-    pub port: u16,
-    pub target_port: TargetPort,
-    /// `TCP`, `UDP` or `SCTP`. Only TCP ports are mesh resources.
-    pub transport: String,
-    pub app_protocol: Option<String>,
-    /// From `appProtocol`, else the port name's prefix (Istio's convention).
-    pub protocol: Protocol,
-}
-
-/// Where a Service port's traffic goes on the pod.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TargetPort {
-    Number(u16),
-    /// A container port name, resolved per pod (pods may use different numbers).
-    Name(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodEntry {
-    pub namespace: String,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    /// `spec.serviceAccountName`, default `default`.
-    pub service_account: String,
-    /// `status.podIP` as written in the YAML.
-    pub yaml_ip: Option<IpAddr>,
-    /// The pod's address: the YAML's podIP, else the runner's assignment.
-    pub ip: Option<IpAddr>,
-    /// Gets a sidecar and a SPIFFE identity (see the module docs for the rule).
-    pub meshed: bool,
-    /// The Deployment this pod was generated from.
-    pub owner: Option<String>,
-    pub origin: Origin,
-    /// The full pod (for Deployment pods: the template, named and labelled), so the runner can
-    /// read containers' `command`, `args`, `env` and `workingDir`.
-    pub object: Pod,
-}
-
-/// A DestinationRule of either API group, kept for the traffic-policy compiler.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DestinationRule {
-    /// As written, e.g. `networking.istio.io/v1beta1`.
-    pub api_version: String,
-    pub namespace: String,
-    pub name: String,
-    /// `spec.host` as written (short names resolve in `namespace`).
-    pub host: String,
-    /// Position among all documents of the directory (files in path order). Stands in for
-    /// `creationTimestamp` in "the oldest rule wins": locally, earlier means older.
-    pub order: usize,
-    pub origin: Origin,
-    /// The spec as written (for dumps).
-    pub spec: serde_json::Value,
-    /// The spec decoded and validated once, for the policy compiler.
-    pub typed: istio::DestinationRuleSpec,
-}
-
-/// A VirtualService for mesh traffic (no `gateways`, or `gateways` containing `mesh`), of either
-/// API group, decoded and validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VirtualService {
-    /// As written, e.g. `networking.istio.io/v1`.
-    pub api_version: String,
-    pub namespace: String,
-    pub name: String,
-    /// Position among all documents (stands in for `creationTimestamp`, like a rule's `order`).
-    pub order: usize,
-    pub origin: Origin,
-    pub spec: istio::virtual_service::VirtualServiceSpec,
-    /// File lines of the fields other objects' checks name (each route and mirror
-    /// destination), by path (`spec.http[0].route[1].destination`, `spec.http[0].mirror`).
-    pub lines: BTreeMap<String, usize>,
-}
-
-/// A Deployment, validated, waiting to be expanded into pods.
-#[derive(Debug, Clone)]
-pub(crate) struct DeploymentDoc {
-    pub namespace: String,
-    pub name: String,
-    pub replicas: u32,
-    pub template_meta: ObjectMeta,
-    pub template_spec: PodSpec,
-}
-
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Builds a snapshot from one file's text, as if it were the only file of a directory
-    /// (generation 1, no addresses assigned); `file` names it in messages. For tests and dry
-    /// runs (checking a manifest before it is copied into the directory).
-    pub fn from_yaml(file: impl AsRef<Path>, text: &str) -> Result<Snapshot, RegistryError> {
-        let mut parsed = Parsed::default();
-        parse::parse_file(file.as_ref(), text, &mut 0, &mut parsed);
-        build(parsed)
-    }
-
     /// Starts at 1 for the first load and grows by one with every published change.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -207,12 +57,12 @@ impl Snapshot {
         &self.pods
     }
 
-    /// In document order (oldest first).
+    /// Oldest first (by [`Age`]: document order in files).
     pub fn destination_rules(&self) -> &[DestinationRule] {
         &self.destination_rules
     }
 
-    /// Mesh VirtualServices in document order (oldest first).
+    /// Mesh VirtualServices, oldest first (by [`Age`]: document order in files).
     pub fn virtual_services(&self) -> &[VirtualService] {
         &self.virtual_services
     }
@@ -238,14 +88,14 @@ impl Snapshot {
         let mut next = self.clone();
         for (key, pod) in &mut next.pods {
             pod.ip = pod
-                .yaml_ip
+                .declared_ip
                 .or_else(|| assignments.pod_ips.get(key).copied());
         }
         for (key, svc) in &mut next.services {
             svc.vip = if svc.headless {
                 None
             } else {
-                svc.yaml_cluster_ip
+                svc.declared_cluster_ip
                     .or_else(|| assignments.service_vips.get(key).copied())
             };
         }
@@ -265,74 +115,6 @@ impl Snapshot {
 
     pub(crate) fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
-    }
-}
-
-// === impl PodEntry ===
-
-impl PodEntry {
-    /// The number of the container port called `name`, in any container.
-    pub fn container_port(&self, name: &str) -> Option<u16> {
-        let spec = self.object.spec.as_ref()?;
-        spec.containers
-            .iter()
-            .flat_map(|c| c.ports.iter().flatten())
-            .find(|p| p.name.as_deref() == Some(name))
-            .and_then(|p| u16::try_from(p.container_port).ok())
-    }
-}
-
-// === impl ServiceEntry ===
-
-impl ServiceEntry {
-    /// `<name>.<namespace>.svc.cluster.local`.
-    pub fn fqdn(&self) -> String {
-        format!("{}.{}.{}", self.name, self.namespace, super::CLUSTER_DOMAIN)
-    }
-
-    /// Whether this Service selects `pod` (same namespace, selector matches its labels).
-    pub fn selects(&self, pod: &PodEntry) -> bool {
-        pod.namespace == self.namespace
-            && self
-                .selector
-                .as_ref()
-                .is_some_and(|s| selector::service_selects(s, &pod.labels))
-    }
-}
-
-// === impl DestinationRule ===
-
-impl DestinationRule {
-    /// `networking.istio.io` or `sinew.dev`: rules of different groups are different kinds.
-    pub fn group(&self) -> &str {
-        self.api_version
-            .split_once('/')
-            .map_or(self.api_version.as_str(), |(g, _)| g)
-    }
-}
-
-// === impl VirtualService ===
-
-impl VirtualService {
-    /// `networking.istio.io` or `sinew.dev`.
-    pub fn group(&self) -> &str {
-        self.api_version
-            .split_once('/')
-            .map_or(self.api_version.as_str(), |(g, _)| g)
-    }
-
-    /// `spec.hosts`, expanded in the service's namespace.
-    pub fn expanded_hosts(&self) -> impl Iterator<Item = String> + '_ {
-        self.spec
-            .hosts
-            .iter()
-            .flatten()
-            .map(|h| hosts::expand(h, &self.namespace))
-    }
-
-    /// The file line of `path` if recorded, else the document's line.
-    pub fn line_of(&self, path: &str) -> usize {
-        self.lines.get(path).copied().unwrap_or(self.origin.line)
     }
 }
 
@@ -535,6 +317,10 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
         return Err(RegistryError::Invalid { problems });
     }
 
+    // Oldest first, whatever order the source listed them in (files already are; an API list
+    // is not): "the oldest wins" reads position in these lists.
+    rules.sort_by(|a, b| a.age.cmp(&b.age));
+    virtual_services.sort_by(|a, b| a.age.cmp(&b.age));
     warnings.extend(dangling_named_ports(&services, &pods));
     warnings.extend(super::crosscheck::duplicate_subsets(&rules));
     warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
@@ -584,7 +370,7 @@ fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
                 labels: dep.template_meta.labels.clone().unwrap_or_default(),
                 annotations: dep.template_meta.annotations.clone().unwrap_or_default(),
                 service_account: service_account_of(&dep.template_spec),
-                yaml_ip: None,
+                declared_ip: None,
                 ip: None,
                 meshed: false,
                 owner: Some(dep.name.clone()),
@@ -593,16 +379,6 @@ fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
             }
         })
         .collect()
-}
-
-/// `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
-pub(crate) fn service_account_of(spec: &PodSpec) -> String {
-    spec.service_account_name
-        .as_deref()
-        .or(spec.service_account.as_deref())
-        .filter(|s| !s.is_empty())
-        .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
-        .to_string()
 }
 
 /// A named targetPort that a selected pod lacks leaves that pod out of the port's endpoints

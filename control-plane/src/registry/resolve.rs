@@ -4,15 +4,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use sinew_proto::config::v1::{Endpoint, Protocol, Service};
+use sinew_proto::config::v1::{Endpoint, Service};
 
-use super::model::{
-    MESH_INBOUND_PORT, PodEntry, ServiceEntry, ServicePortEntry, Snapshot, TargetPort,
-};
-
-/// The DNS suffix of service names (`<name>.<namespace>.svc.cluster.local`), as in a default
-/// cluster; local mode writes the same names into every pod's hosts file.
-pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+use super::entry::{MESH_INBOUND_PORT, PodEntry, ServiceEntry, ServicePortEntry, TargetPort};
+use super::model::Snapshot;
 
 /// One Service port as the proxy sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,28 +26,6 @@ pub struct ServiceResource {
 /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
 pub fn spiffe_identity(trust_domain: &str, namespace: &str, service_account: &str) -> String {
     format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
-}
-
-/// The protocol of a Service port, by Istio's convention: `appProtocol` if set, else the port
-/// name's prefix before the first `-` (`http-web` is HTTP). Protocols a proxy cannot look into
-/// (TLS, databases) are opaque TCP, which also keeps server-first protocols from waiting for a
-/// sniff; anything unknown is sniffed (DETECT).
-pub fn protocol_for_port(name: Option<&str>, app_protocol: Option<&str>) -> Protocol {
-    let from = |s: &str| match s.to_ascii_lowercase().as_str() {
-        "http" | "kubernetes.io/ws" => Some(Protocol::Http1),
-        "http2" | "kubernetes.io/h2c" => Some(Protocol::Http2),
-        "grpc" => Some(Protocol::Grpc),
-        "tcp" | "tls" | "https" | "kubernetes.io/wss" | "mysql" | "mongo" | "redis" => {
-            Some(Protocol::Tcp)
-        }
-        _ => None,
-    };
-    if let Some(p) = app_protocol.filter(|p| !p.is_empty()) {
-        // Istio: a set appProtocol decides, even when the port name says otherwise.
-        return from(p).unwrap_or(Protocol::Detect);
-    }
-    name.and_then(|n| from(n.split('-').next().unwrap_or(n)))
-        .unwrap_or(Protocol::Detect)
 }
 
 // === impl Snapshot ===

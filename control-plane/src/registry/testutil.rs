@@ -41,10 +41,10 @@ impl Drop for TempDir {
 /// Parses `(path, text)` files as if they were a directory in this order, without touching the
 /// disk (so error messages have stable paths).
 pub(crate) fn parse_files(files: &[(&str, &str)]) -> Result<super::Snapshot, super::RegistryError> {
-    let mut parsed = super::parse::Parsed::default();
+    let mut parsed = super::object::Parsed::default();
     let mut order = 0;
     for (path, text) in files {
-        super::parse::parse_file(Path::new(path), text, &mut order, &mut parsed);
+        super::file::parse_file(Path::new(path), text, &mut order, &mut parsed);
     }
     super::model::build(parsed)
 }

@@ -19,8 +19,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::assignments::Assignments;
 use super::error::RegistryError;
+use super::file;
 use super::model::{self, Snapshot};
-use super::parse;
 
 /// When to re-read after a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl FileRegistry {
 }
 
 fn load_manifests(dir: &Path, exclude: Option<&Path>) -> Result<Snapshot, RegistryError> {
-    model::build(parse::parse_dir(dir, exclude)?)
+    model::build(file::parse_dir(dir, exclude)?)
 }
 
 // === impl RegistryHandle ===
@@ -228,7 +228,7 @@ fn stamp(path: &Path) -> Result<Stamp, String> {
 }
 
 fn scan_manifests(dir: &Path, exclude: Option<&Path>) -> Fingerprint {
-    let files = parse::manifest_files(dir, exclude).map_err(|e| e.to_string())?;
+    let files = file::manifest_files(dir, exclude).map_err(|e| e.to_string())?;
     Ok(files
         .into_iter()
         .map(|f| {

@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use crate::registry::entry::Age;
 use crate::registry::testutil::{demo, key, parse_files};
 
 fn ip(s: &str) -> IpAddr {
@@ -56,7 +57,7 @@ fn assignments_fill_in_pod_ips_and_vips() {
 }
 
 #[test]
-fn yaml_cluster_ip_and_pod_ip_win_over_assignments() {
+fn declared_cluster_ip_and_pod_ip_win_over_assignments() {
     let text = r#"apiVersion: v1
 kind: Pod
 metadata: {name: fixed, labels: {app: fixed}}
@@ -157,4 +158,22 @@ fn from_yaml_reads_one_file() {
         err.to_string(),
         "pod.yaml: document 1 (line 1): Pod: metadata.name is required"
     );
+}
+
+#[test]
+fn age_orders_oldest_timestamp_first_then_name_then_namespace() {
+    let created = |seconds, namespace: &str, name: &str| Age::Created {
+        seconds,
+        name: name.into(),
+        namespace: namespace.into(),
+    };
+    // Older wins whatever the names.
+    assert!(created(100, "zz", "zz") < created(101, "aa", "aa"));
+    // Same second: name first (Istio's configCompareByCreationTime), then namespace.
+    assert!(created(100, "zz", "a") < created(100, "aa", "b"));
+    assert!(created(100, "aa", "same") < created(100, "bb", "same"));
+    // Before the epoch is older still.
+    assert!(created(-5, "a", "a") < created(0, "a", "a"));
+    // Files: document order.
+    assert!(Age::Order(1) < Age::Order(2));
 }

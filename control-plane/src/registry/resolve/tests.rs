@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use sinew_proto::config::v1::Protocol;
+
 use super::*;
 use crate::registry::Assignments;
 use crate::registry::testutil::{demo, key, parse_files};
@@ -198,34 +200,6 @@ status: {podIP: 198.18.0.4}
         "web-v3 lacks the port: {:?}",
         snap.warnings()
     );
-}
-
-#[test]
-fn protocol_from_app_protocol_then_port_name_prefix() {
-    let cases = [
-        (Some("http"), None, Protocol::Http1),
-        (Some("http-web"), None, Protocol::Http1),
-        (Some("HTTP"), None, Protocol::Http1),
-        (Some("http2"), None, Protocol::Http2),
-        (Some("grpc-api"), None, Protocol::Grpc),
-        (Some("tcp-db"), None, Protocol::Tcp),
-        (Some("mysql"), None, Protocol::Tcp),
-        (Some("https"), None, Protocol::Tcp),
-        (Some("httpx"), None, Protocol::Detect),
-        (Some("web"), None, Protocol::Detect),
-        (None, None, Protocol::Detect),
-        (Some("web"), Some("grpc"), Protocol::Grpc),
-        (Some("http"), Some("tcp"), Protocol::Tcp),
-        (Some("http"), Some("kubernetes.io/h2c"), Protocol::Http2),
-        (Some("http"), Some("something-else"), Protocol::Detect),
-    ];
-    for (name, app_protocol, want) in cases {
-        assert_eq!(
-            protocol_for_port(name, app_protocol),
-            want,
-            "name {name:?}, appProtocol {app_protocol:?}"
-        );
-    }
 }
 
 #[test]

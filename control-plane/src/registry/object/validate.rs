@@ -5,21 +5,20 @@
 //! routes with destinations xor a redirect, …).
 //!
 //! Promise: every problem is reported with the path of its field
-//! (`spec.trafficPolicy.outlierDetection.interval`), which the parser turns into that field's
+//! (`spec.trafficPolicy.outlierDetection.interval`), which a file source turns into that field's
 //! line; a document with any problem is refused, so the compiler only ever sees values it can
 //! use as they are. Accepted-but-not-applied parts come back as warnings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::istio::virtual_service::{
+use super::Rejection;
+use crate::registry::istio::virtual_service::{
     Destination, Headers, HttpMatchRequest, HttpRoute, Percent, StringMatch, VirtualServiceSpec,
 };
-use super::istio::{
+use crate::registry::istio::{
     ConnectionPool, DestinationRuleSpec, LoadBalancer, OutlierDetection, TrafficPolicy,
     parse_duration,
 };
-use super::{Ctx, RawDoc, strict};
-use crate::registry::error::Problem;
 use crate::registry::{hosts, selector};
 
 /// Envoy's retry conditions istiod accepts in `retryOn` (besides bare HTTP status codes).
@@ -52,7 +51,7 @@ pub(crate) const RETRY_ON_IGNORED: &[&str] = &[
 
 /// What the checks found: problems refuse the document, warnings are reported with it.
 #[derive(Debug, Default)]
-pub(super) struct Report {
+pub(crate) struct Report {
     /// (field path, reason).
     pub errors: Vec<(String, String)>,
     pub warnings: Vec<(String, String)>,
@@ -69,41 +68,19 @@ impl Report {
         self.warnings.push((path.into(), reason.into()));
     }
 
-    /// Problems at their fields' lines, or `Ok` after adding the warnings (also at their lines).
-    pub(super) fn into_result(
-        self,
-        doc: &RawDoc<'_>,
-        ctx: &Ctx<'_>,
-        warnings: &mut Vec<String>,
-    ) -> Result<(), Vec<Problem>> {
-        let nodes = strict::Nodes::of(doc.text);
-        // The field's own line, else its nearest parent's (a missing field's block).
-        let line = |path: &str| {
-            let mut p = path;
-            loop {
-                if let Some(line) = nodes.line_of(p) {
-                    return doc.first_line + line.max(1) - 1;
-                }
-                match p.rfind(['.', '[']) {
-                    Some(i) => p = &p[..i],
-                    None => return ctx.origin.line,
-                }
-            }
+    /// The errors as rejections (the object is refused), or else the warnings as rejections
+    /// (the object is accepted with them). Each names its field, `spec.x: reason`, and keeps the
+    /// path so a file source can point at the field's line.
+    pub(crate) fn into_rejections(self) -> Result<Vec<Rejection>, Vec<Rejection>> {
+        let named = |(path, reason): (String, String)| Rejection {
+            reason: format!("{path}: {reason}"),
+            path,
         };
-        if !self.errors.is_empty() {
-            return Err(self
-                .errors
-                .iter()
-                .map(|(path, reason)| ctx.problem_at(line(path), format!("{path}: {reason}")))
-                .collect());
+        if self.errors.is_empty() {
+            Ok(self.warnings.into_iter().map(named).collect())
+        } else {
+            Err(self.errors.into_iter().map(named).collect())
         }
-        for (path, reason) in &self.warnings {
-            warnings.push(
-                ctx.problem_at(line(path), format!("{path}: {reason}"))
-                    .to_string(),
-            );
-        }
-        Ok(())
     }
 }
 
@@ -624,7 +601,7 @@ fn outlier_detection(r: &mut Report, path: &str, o: &OutlierDetection) {
 }
 
 fn client_tls(r: &mut Report, path: &str, t: &super::istio::ClientTls) {
-    use super::istio::TlsMode;
+    use crate::registry::istio::TlsMode;
     let files = t.client_certificate.is_some() || t.private_key.is_some();
     if t.credential_name.is_some() {
         if files || t.ca_certificates.is_some() {

@@ -52,8 +52,8 @@ fn parses_multi_document_directory_into_snapshot() {
         "demo/app.yaml: document 1 (line 1)"
     );
     let db = snap.service("legacy", "db").expect("db");
-    assert_eq!(db.yaml_cluster_ip, Some("198.19.0.99".parse().unwrap()));
-    assert_eq!(db.vip, db.yaml_cluster_ip);
+    assert_eq!(db.declared_cluster_ip, Some("198.19.0.99".parse().unwrap()));
+    assert_eq!(db.vip, db.declared_cluster_ip);
 
     let pods: Vec<_> = snap.pods().keys().cloned().collect();
     assert_eq!(
@@ -68,7 +68,7 @@ fn parses_multi_document_directory_into_snapshot() {
     let ratings = snap.pod("shop", "ratings").expect("ratings");
     assert_eq!(ratings.service_account, "default");
     assert_eq!(ratings.owner, None);
-    assert_eq!(ratings.origin.document, 2);
+    assert_eq!(ratings.origin.document(), Some(2));
 
     // Skipped kinds are warnings that say where they were.
     assert_eq!(
@@ -236,7 +236,7 @@ fn destination_rules_kept_in_all_four_api_versions() {
     assert!(
         snap.destination_rules()
             .windows(2)
-            .all(|w| w[0].order < w[1].order)
+            .all(|w| w[0].age < w[1].age)
     );
     assert_eq!(
         first
@@ -282,7 +282,10 @@ fn files_are_read_recursively_in_path_order_skipping_hidden_and_non_yaml() {
     pods.sort_by_key(|p| p.origin.clone());
     let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["from-a-y", "from-a-z", "from-b"]);
-    assert_eq!(pods[0].origin.file, dir.path().join("a/y.YAML"));
+    assert_eq!(
+        pods[0].origin.file(),
+        Some(dir.path().join("a/y.YAML").as_path())
+    );
 }
 
 #[test]

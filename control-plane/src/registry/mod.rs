@@ -93,6 +93,8 @@
 //! per service port, with endpoints, identities and protocols — see [`ServiceResource`].
 
 mod assignments;
+#[cfg(feature = "kubernetes")]
+pub mod cluster;
 mod crosscheck;
 mod entry;
 mod error;

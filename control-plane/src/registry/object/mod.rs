@@ -40,7 +40,7 @@ pub(crate) const DESTINATION_RULE_VERSIONS: [&str; 4] = [
 ];
 
 /// One decoded, individually valid object.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Object {
     Namespace(Box<NamespaceEntry>),
     ServiceAccount(Box<ServiceAccountEntry>),
@@ -55,7 +55,7 @@ pub enum Object {
 }
 
 /// One decoded object and where it came from: the unit the model builds from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Doc {
     pub origin: Origin,
     pub object: Object,

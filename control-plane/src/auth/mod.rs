@@ -7,19 +7,26 @@
 //! Implementations:
 //! - [`LocalTokens`] (local mode): HMAC-SHA256 tokens the local runner mints for each pod with a
 //!   key shared through a `0600` file.
-//! - Kubernetes (to come, as `auth/kube.rs`): projected service-account tokens with audience
-//!   `sinew-ca`, verified by a TokenReview against the API server; the verified username
-//!   `system:serviceaccount:<ns>:<sa>` gives namespace and service account, and the
-//!   `authentication.kubernetes.io/pod-name` extra gives the pod. A TokenReview is a network
-//!   round trip, so that implementation will want a short cache of verified tokens (keyed by a
-//!   hash of the token, bounded by its expiry) behind this same trait, or the trait an async
-//!   variant; callers should only ever depend on `dyn Authenticator`.
+//! - [`TokenReviewAuthenticator`] (Kubernetes, feature `kubernetes`): projected service-account
+//!   tokens with audience `sinew-ca`, verified by a TokenReview against the API server; the
+//!   verified username `system:serviceaccount:<ns>:<sa>` gives namespace and service account, and
+//!   the `authentication.kubernetes.io/pod-name` extra gives the pod. Verified tokens are cached
+//!   (keyed by a hash of the token, bounded by its expiry).
+//!
+//! The trait is async (a TokenReview is a network round trip) and dyn-compatible: callers only
+//! ever depend on `dyn Authenticator`.
 
+#[cfg(feature = "kubernetes")]
+pub mod cluster;
 mod local;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::SystemTime;
 
+#[cfg(feature = "kubernetes")]
+pub use self::cluster::{ReviewConfig, ReviewMetrics, TokenReviewAuthenticator};
 pub use self::local::{LOCAL_AUDIENCE, LocalTokens, TOKEN_PREFIX};
 use crate::ca::WorkloadId;
 
@@ -31,9 +38,12 @@ pub struct Caller {
     pub pod: Option<String>,
 }
 
+/// What [`Authenticator::authenticate`] returns: boxed so the trait stays dyn-compatible.
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
+
 /// Verifies a bearer credential.
 pub trait Authenticator: Send + Sync {
-    fn authenticate(&self, bearer_token: &str) -> Result<Caller, AuthError>;
+    fn authenticate<'a>(&'a self, bearer_token: &'a str) -> AuthFuture<'a>;
 }
 
 /// Why a credential was refused, or the token key could not be loaded.
@@ -57,6 +67,39 @@ pub enum AuthError {
     #[error("token lacks required claims ({missing}); it was minted by an incompatible runner")]
     MissingClaims { missing: String },
 
+    /// The API server reviewed the token and did not authenticate it.
+    #[error("token rejected by the Kubernetes API server: {reason}")]
+    Rejected { reason: String },
+
+    /// The review succeeded but did not confirm the audience we asked for.
+    #[error(
+        "token audience not confirmed: asked for {want:?}, the API server confirmed {got:?}; \
+         project the service-account token with audience {want:?}"
+    )]
+    AudienceNotConfirmed { got: Vec<String>, want: String },
+
+    /// The token authenticates someone who is not a service account.
+    #[error(
+        "token belongs to {username:?}, not a service account; proxies present their pod's \
+         projected service-account token"
+    )]
+    NotServiceAccount { username: String },
+
+    /// A service-account token not bound to a pod (a legacy Secret-based token, or one minted
+    /// with `kubectl create token` without `--bound-object-kind Pod`).
+    #[error(
+        "token for {namespace}/{service_account} is not bound to a pod; proxies present their \
+         pod's projected token"
+    )]
+    NotPodBound {
+        namespace: String,
+        service_account: String,
+    },
+
+    /// The credential could not be checked now (the API server did not answer); retry.
+    #[error("token could not be verified now: {reason}; retry later")]
+    Unavailable { reason: String },
+
     #[error("token key file: could not {action} {}: {source}", path.display())]
     KeyFileIo {
         action: &'static str,
@@ -71,6 +114,16 @@ pub enum AuthError {
         path.display()
     )]
     BadKeyFile { path: PathBuf, reason: String },
+}
+
+// === impl AuthError ===
+
+impl AuthError {
+    /// Whether the credential may be fine and only checking it failed: callers should retry
+    /// rather than treat it as refused.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
 }
 
 // === impl Caller ===

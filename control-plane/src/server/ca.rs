@@ -21,11 +21,13 @@ impl pb::certificate_service_server::CertificateService for CertificateService {
         &self,
         req: Request<pb::CreateCertificateRequest>,
     ) -> Result<Response<pb::CreateCertificateResponse>, Status> {
-        let caller = super::authenticate(self.auth.as_ref(), req.metadata()).inspect_err(|_| {
-            self.status
-                .certificates_refused
-                .fetch_add(1, Ordering::Relaxed);
-        })?;
+        let caller = super::authenticate(self.auth.as_ref(), req.metadata())
+            .await
+            .inspect_err(|_| {
+                self.status
+                    .certificates_refused
+                    .fetch_add(1, Ordering::Relaxed);
+            })?;
         let req = req.into_inner();
         let ttl = req
             .validity

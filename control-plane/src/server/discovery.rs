@@ -46,7 +46,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         &self,
         req: Request<Streaming<pb::DiscoveryRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let caller = super::authenticate(self.auth.as_ref(), req.metadata())?;
+        let caller = super::authenticate(self.auth.as_ref(), req.metadata()).await?;
         let inbound = req.into_inner();
         let (tx, mut rx) = mpsc::channel(16);
         let session = Session {

@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 use tonic::body::Body as GrpcBody;
 use tonic::server::NamedService;
 
-/// Verifies the `authorization: Bearer <token>` metadata.
-pub fn authenticate(
+/// Verifies the `authorization: Bearer <token>` metadata. A credential that could not be checked
+/// (API server down) is `unavailable`, so the proxy retries; a refused one `unauthenticated`.
+pub async fn authenticate(
     auth: &dyn Authenticator,
     md: &tonic::metadata::MetadataMap,
 ) -> Result<Caller, tonic::Status> {
@@ -31,8 +32,13 @@ pub fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| tonic::Status::unauthenticated("missing 'authorization: Bearer <token>'"))?;
-    auth.authenticate(token)
-        .map_err(|e| tonic::Status::unauthenticated(e.to_string()))
+    auth.authenticate(token).await.map_err(|e| {
+        if e.is_unavailable() {
+            tonic::Status::unavailable(e.to_string())
+        } else {
+            tonic::Status::unauthenticated(e.to_string())
+        }
+    })
 }
 
 type CaServer = sinew_proto::ca::v1::certificate_service_server::CertificateServiceServer<
@@ -288,4 +294,43 @@ fn metrics_text(status: &status::Status) -> String {
         status.certificates_refused.load(Ordering::Relaxed),
         status.nacks(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthError, AuthFuture};
+
+    struct Fixed(fn() -> Result<Caller, AuthError>);
+
+    impl Authenticator for Fixed {
+        fn authenticate<'a>(&'a self, _: &'a str) -> AuthFuture<'a> {
+            Box::pin(std::future::ready((self.0)()))
+        }
+    }
+
+    fn bearer() -> tonic::metadata::MetadataMap {
+        let mut md = tonic::metadata::MetadataMap::new();
+        md.insert("authorization", "Bearer t0ken".parse().unwrap());
+        md
+    }
+
+    #[tokio::test]
+    async fn a_credential_that_could_not_be_checked_is_unavailable_not_unauthenticated() {
+        let down = Fixed(|| {
+            Err(AuthError::Unavailable {
+                reason: "API server down".into(),
+            })
+        });
+        let err = authenticate(&down, &bearer()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+
+        let refused = Fixed(|| {
+            Err(AuthError::Rejected {
+                reason: "invalidated".into(),
+            })
+        });
+        let err = authenticate(&refused, &bearer()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
 }

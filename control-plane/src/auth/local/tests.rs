@@ -51,14 +51,14 @@ fn minted_token_round_trips_to_the_same_caller() {
     let t = tokens();
     let token = t.mint(&caller(), Duration::from_secs(600));
     assert!(token.starts_with("sinew1."));
-    assert_eq!(t.authenticate(&token).unwrap(), caller());
+    assert_eq!(t.verify(&token).unwrap(), caller());
 
     let no_pod = Caller {
         pod: None,
         ..caller()
     };
     let token = t.mint(&no_pod, Duration::from_secs(600));
-    assert_eq!(t.authenticate(&token).unwrap(), no_pod);
+    assert_eq!(t.verify(&token).unwrap(), no_pod);
 }
 
 #[test]
@@ -88,10 +88,7 @@ fn token_with_a_flipped_claims_byte_is_refused() {
     let i = TOKEN_PREFIX.len() + 5;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(bytes).unwrap();
-    assert!(matches!(
-        t.authenticate(&forged),
-        Err(AuthError::BadSignature)
-    ));
+    assert!(matches!(t.verify(&forged), Err(AuthError::BadSignature)));
 }
 
 #[test]
@@ -101,7 +98,7 @@ fn token_minted_with_another_key_is_refused() {
         LOCAL_AUDIENCE,
     );
     let token = other.mint(&caller(), Duration::from_secs(600));
-    let err = tokens().authenticate(&token).unwrap_err();
+    let err = tokens().verify(&token).unwrap_err();
     assert!(matches!(err, AuthError::BadSignature));
     assert_eq!(
         err.to_string(),
@@ -121,10 +118,7 @@ fn claims_swapped_between_tokens_are_refused() {
     let b = t.mint(&admin, Duration::from_secs(600));
     let (a_claims, b_mac) = (a.split('.').nth(1).unwrap(), b.split('.').nth(2).unwrap());
     let spliced = format!("{TOKEN_PREFIX}.{a_claims}.{b_mac}");
-    assert!(matches!(
-        t.authenticate(&spliced),
-        Err(AuthError::BadSignature)
-    ));
+    assert!(matches!(t.verify(&spliced), Err(AuthError::BadSignature)));
 }
 
 #[test]
@@ -136,7 +130,7 @@ fn expired_token_is_refused() {
         now - 10,
         now - 610
     );
-    match t.authenticate(&signed_with(&t, &json)) {
+    match t.verify(&signed_with(&t, &json)) {
         Err(AuthError::Expired { expired_at }) => {
             assert_eq!(expired_at, UNIX_EPOCH + Duration::from_secs(now - 10));
         }
@@ -144,10 +138,7 @@ fn expired_token_is_refused() {
     }
     // A zero lifetime expires at once.
     let token = t.mint(&caller(), Duration::ZERO);
-    assert!(matches!(
-        t.authenticate(&token),
-        Err(AuthError::Expired { .. })
-    ));
+    assert!(matches!(t.verify(&token), Err(AuthError::Expired { .. })));
 }
 
 #[test]
@@ -155,7 +146,7 @@ fn token_for_another_audience_is_refused() {
     let key = b"0123456789abcdef0123456789abcdef".to_vec();
     let minter = LocalTokens::new(key.clone(), "sinew-discovery");
     let token = minter.mint(&caller(), Duration::from_secs(600));
-    match LocalTokens::new(key, LOCAL_AUDIENCE).authenticate(&token) {
+    match LocalTokens::new(key, LOCAL_AUDIENCE).verify(&token) {
         Err(AuthError::WrongAudience { got, want }) => {
             assert_eq!(got, "sinew-discovery");
             assert_eq!(want, "sinew-ca");
@@ -168,12 +159,12 @@ fn token_for_another_audience_is_refused() {
 fn authentic_token_without_identity_claims_is_refused() {
     let t = tokens();
     let json = format!(r#"{{"aud":"sinew-ca","exp":{}}}"#, unix_now() + 600);
-    match t.authenticate(&signed_with(&t, &json)) {
+    match t.verify(&signed_with(&t, &json)) {
         Err(AuthError::MissingClaims { missing }) => assert_eq!(missing, "ns, sa"),
         other => panic!("expected MissingClaims, got {other:?}"),
     }
     let json = r#"{"ns":"","sa":"cart","aud":"sinew-ca"}"#;
-    match t.authenticate(&signed_with(&t, json)) {
+    match t.verify(&signed_with(&t, json)) {
         Err(AuthError::MissingClaims { missing }) => assert_eq!(missing, "ns, exp"),
         other => panic!("expected MissingClaims, got {other:?}"),
     }
@@ -196,16 +187,13 @@ fn garbage_is_malformed() {
     ];
     for token in garbage {
         assert!(
-            matches!(t.authenticate(token), Err(AuthError::Malformed(_))),
+            matches!(t.verify(token), Err(AuthError::Malformed(_))),
             "{token:?} should be malformed"
         );
     }
     // Well-formed and authentic, but the claims are not JSON.
     let not_json = signed_with(&t, "not json");
-    assert!(matches!(
-        t.authenticate(&not_json),
-        Err(AuthError::Malformed(_))
-    ));
+    assert!(matches!(t.verify(&not_json), Err(AuthError::Malformed(_))));
 }
 
 #[test]
@@ -226,7 +214,7 @@ fn key_file_is_created_private_and_reloaded() {
     // A restarted control plane accepts what the runner minted before.
     let token = first.mint(&caller(), Duration::from_secs(600));
     let second = LocalTokens::load_or_create(&path, LOCAL_AUDIENCE).unwrap();
-    assert_eq!(second.authenticate(&token).unwrap(), caller());
+    assert_eq!(second.verify(&token).unwrap(), caller());
 
     // No temp file is left behind.
     let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
@@ -241,4 +229,17 @@ fn truncated_key_file_is_refused() {
     fs::write(&path, b"short").unwrap();
     let err = LocalTokens::load_or_create(&path, LOCAL_AUDIENCE).unwrap_err();
     assert!(matches!(err, AuthError::BadKeyFile { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn through_the_trait_a_token_verifies_as_it_does_directly() {
+    let t = tokens();
+    let auth: &dyn Authenticator = &t;
+    let token = t.mint(&caller(), Duration::from_secs(60));
+    assert_eq!(auth.authenticate(&token).await.unwrap(), caller());
+    let forged = format!("{token}x");
+    assert!(matches!(
+        auth.authenticate(&forged).await,
+        Err(AuthError::Malformed(_) | AuthError::BadSignature)
+    ));
 }

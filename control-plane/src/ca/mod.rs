@@ -21,6 +21,8 @@
 //! in async code may call it inline at mesh request rates.
 
 mod chain;
+#[cfg(feature = "kubernetes")]
+pub mod cluster;
 mod config;
 mod csr;
 mod error;
@@ -103,7 +105,15 @@ impl Ca {
                 material
             }
         };
-        Self::from_root(&material, config).map_err(|reason| CaError::BadRoot { reason })
+        Self::from_root_material(&material, config)
+    }
+
+    /// A CA signing with a self-signed root from anywhere (a file store, a Kubernetes Secret),
+    /// checked as [`Ca::self_signed`] checks a stored one: key matches certificate, CA:TRUE, not
+    /// expired, self-signature verifies, and a probe leaf validates.
+    pub fn from_root_material(material: &RootMaterial, config: CaConfig) -> Result<Ca, CaError> {
+        config.validate()?;
+        Self::from_root(material, config).map_err(|reason| CaError::BadRoot { reason })
     }
 
     /// "Plug-in CA": an intermediate (cert + PKCS#8 key), its chain up to and including the root,
@@ -373,7 +383,10 @@ fn anchor_in_roots(
     ))
 }
 
-fn generate_root(trust_domain: &str) -> Result<RootMaterial, CaError> {
+/// A new self-signed ECDSA P-256 root for `trust_domain`, valid 10 years (CN "sinew mesh root",
+/// O = trust domain, CA:TRUE, keyCertSign + cRLSign, backdated an hour). Nothing is stored: the
+/// caller decides where it lives (see [`Ca::from_root_material`]).
+pub fn generate_root(trust_domain: &str) -> Result<RootMaterial, CaError> {
     let sign_err = |e: rcgen::Error| CaError::Sign(format!("could not create the mesh root: {e}"));
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
     let now = OffsetDateTime::now_utc();

@@ -134,10 +134,10 @@ fn verify_as_client_cert(chain_pem: &[String], roots: &[String]) -> Result<(), r
 }
 
 /// A root and an intermediate under it, as an operator would bring them.
-struct PlugIn {
-    root_pem: String,
-    int_pem: String,
-    int_key_pem: String,
+pub(super) struct PlugIn {
+    pub(super) root_pem: String,
+    pub(super) int_pem: String,
+    pub(super) int_key_pem: String,
 }
 
 fn ca_params(cn: &str) -> CertificateParams {
@@ -155,7 +155,7 @@ fn ca_params(cn: &str) -> CertificateParams {
     params
 }
 
-fn plug_in_material() -> PlugIn {
+pub(super) fn plug_in_material() -> PlugIn {
     let root = CertifiedIssuer::self_signed(ca_params("corp root"), p256()).unwrap();
     let int_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
     let int_key_pem = int_key.serialize_pem();

@@ -99,16 +99,6 @@ impl Exchange {
         );
     }
 
-    /// Answers with a plain-text body, as a real API server does for a path it does not serve.
-    pub fn respond_text(self, status: u16, text: &str) {
-        let rsp = Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, "text/plain")
-            .body(Body::from(text.as_bytes().to_vec()))
-            .expect("valid response");
-        self.respond.send_response(rsp);
-    }
-
     /// `METHOD path?query`, for assertions that read like the request line.
     pub fn line(&self) -> String {
         match &self.query {

@@ -284,9 +284,22 @@ impl Inner {
                 }
             }
         };
-        let outcome = match answer.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or_else(|| Err(task_ended())),
-            Err(_) => Err(task_ended()),
+        let waited = answer.wait_for(Option::is_some).await.map(|o| o.clone());
+        let outcome = match waited {
+            Ok(outcome) => outcome.unwrap_or_else(|| Err(task_ended())),
+            Err(_) => {
+                // The review task died without answering (a panic): clear its slot so the next
+                // attempt starts a new review instead of waiting on a dead one.
+                let mut state = self.lock();
+                if state
+                    .in_flight
+                    .get(&key)
+                    .is_some_and(|rx| rx.same_channel(&answer))
+                {
+                    state.in_flight.remove(&key);
+                }
+                Err(task_ended())
+            }
         };
         match outcome {
             Ok(caller) => Ok(caller),

@@ -100,6 +100,16 @@ impl LeaseConfig {
         }
     }
 
+    /// This replica's identity in a cluster: `POD_NAME` (set it from the downward API,
+    /// `fieldRef: metadata.name`), else `HOSTNAME` (a pod's hostname is its name), else a name
+    /// with the process id. Must differ between replicas.
+    pub fn identity_from_env() -> String {
+        ["POD_NAME", "HOSTNAME"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| format!("sinew-control-plane-{}", std::process::id()))
+    }
+
     /// The orderings the safety argument needs: retry < renew deadline < lease duration, and an
     /// identity to write.
     pub fn validate(&self) -> Result<(), LeaseConfigError> {

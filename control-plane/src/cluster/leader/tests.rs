@@ -206,7 +206,9 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
 
     // The API server goes away: the first failure (10 s after the renewal) keeps us leading...
     expect_get(&mut api).await.fail(503, "ServiceUnavailable");
-    let _ = expect_get(&mut api).await.fail(503, "ServiceUnavailable");
+    let second = expect_get(&mut api).await;
+    assert!(*rx.borrow(), "one failed renewal ended leadership");
+    second.fail(503, "ServiceUnavailable");
     // ...the second (20 s: the renew deadline) does not, well before another replica could take
     // over (30 s after it last saw our renewal).
     rx.wait_for(|leading| !*leading).await.unwrap();

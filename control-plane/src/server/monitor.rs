@@ -85,6 +85,7 @@ impl SourceMonitor {
                 "kind": "kubernetes",
                 "lastError": self.last_error(),
                 "watches": handle.metrics().snapshot(),
+                "rejected": handle.rejected(),
             }),
         };
         out

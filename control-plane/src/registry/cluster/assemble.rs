@@ -14,7 +14,7 @@ use kube::runtime::reflector::Store;
 use super::kinds::{BUILTIN, CustomKind, KindId};
 use super::reflect::Note;
 use crate::registry::entry::Age;
-use crate::registry::error::Origin;
+use crate::registry::error::{Origin, RegistryError};
 use crate::registry::model::{self, Snapshot};
 use crate::registry::object::{self, Doc, Parsed, Rejection};
 
@@ -50,8 +50,10 @@ struct Decoded {
 }
 
 /// An object left out of the snapshot (or kept at its last accepted version), and why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Refused {
+    #[serde(serialize_with = "crate::registry::cluster::assemble::display")]
     pub origin: Origin,
     pub reasons: Vec<String>,
     /// Whether an earlier, accepted version of it is still in force.
@@ -86,7 +88,7 @@ impl Assembler {
 
     /// The snapshot of the stores as they are now, with `generation`. Objects are decoded only
     /// when their resourceVersion changed since the last call.
-    pub fn assemble(&mut self, generation: u64) -> Snapshot {
+    pub fn assemble(&mut self, generation: u64) -> Result<Snapshot, RegistryError> {
         let mut parsed = Parsed::default();
         let mut rejected = Vec::new();
         let mut live = std::collections::HashSet::new();
@@ -120,21 +122,12 @@ impl Assembler {
         self.accepted.retain(|key, _| live.contains(key));
 
         let slices = self.stores.slices.state();
-        let mut snapshot = match model::build(parsed) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                // Cross-object problems (a namespace not listed yet) cannot be pinned on one
-                // object: say so and publish what the stores hold minus nothing — the next
-                // batch normally resolves the race.
-                tracing::warn!(%error, "the cluster's objects do not form a consistent registry");
-                Snapshot::default()
-            }
-        };
+        let mut snapshot = model::build(parsed)?;
         attach_slices(&mut snapshot, &slices);
         snapshot.set_generation(generation);
         rejected.sort_by(|a: &Refused, b| a.origin.cmp(&b.origin));
         self.rejected = rejected;
-        snapshot
+        Ok(snapshot)
     }
 
     /// Decodes (or reuses) one object and adds it to `parsed`; returns its key.
@@ -216,7 +209,7 @@ impl Assembler {
 
     pub fn note(&mut self, note: Note) {
         match note {
-            Note::Changed(_) => {}
+            Note::Changed(kind) => tracing::trace!(%kind, "changed"),
             Note::Synced(kind) => {
                 self.synced.insert(kind);
             }
@@ -333,3 +326,11 @@ pub(super) fn prune_pod(pod: &mut Pod) {
     }
 }
 
+
+/// Serialises with `Display` (an origin reads `DestinationRule.sinew.dev shop/web`).
+pub(super) fn display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}

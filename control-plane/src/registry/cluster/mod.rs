@@ -34,7 +34,7 @@ mod kinds;
 mod metrics;
 mod reflect;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
@@ -45,6 +45,7 @@ use kube::runtime::{reflector, watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+pub use self::assemble::Refused;
 pub use self::kinds::{CustomKind, KindId};
 pub use self::metrics::{KindCounters, SourceMetrics};
 
@@ -80,6 +81,7 @@ impl Default for KubeSourceOptions {
 pub struct KubeSourceHandle {
     metrics: Arc<SourceMetrics>,
     generation: watch::Receiver<Arc<Snapshot>>,
+    rejected: Arc<Mutex<Vec<Refused>>>,
 }
 
 // === impl KubeSourceHandle ===
@@ -96,6 +98,14 @@ impl KubeSourceHandle {
 
     pub fn generation(&self) -> u64 {
         self.generation.borrow().generation()
+    }
+
+    /// The objects the current snapshot leaves out (or keeps at an earlier version), and why.
+    pub fn rejected(&self) -> Vec<Refused> {
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -148,7 +158,8 @@ pub async fn spawn(
             ),
         }
     }
-    let first = Arc::new(assembler.assemble(1));
+    let first = Arc::new(assembler.assemble(1)?);
+    let rejected = Arc::new(Mutex::new(assembler.rejected().to_vec()));
     tracing::info!(
         services = first.services().len(),
         pods = first.pods().len(),
@@ -160,8 +171,9 @@ pub async fn spawn(
     let handle = KubeSourceHandle {
         metrics,
         generation: rx.clone(),
+        rejected: rejected.clone(),
     };
-    tokio::spawn(publish(assembler, inbox, tx, options.debounce));
+    tokio::spawn(publish(assembler, inbox, tx, rejected, options.debounce));
     Ok((rx, handle))
 }
 
@@ -203,6 +215,7 @@ async fn publish(
     mut assembler: Assembler,
     mut inbox: mpsc::UnboundedReceiver<Note>,
     tx: watch::Sender<Arc<Snapshot>>,
+    rejected: Arc<Mutex<Vec<Refused>>>,
     debounce: Debounce,
 ) {
     while let Some(note) = inbox.recv().await {
@@ -217,7 +230,15 @@ async fn publish(
             }
         }
         let current = tx.borrow().clone();
-        let next = assembler.assemble(current.generation() + 1);
+        let next = match assembler.assemble(current.generation() + 1) {
+            Ok(next) => next,
+            Err(error) => {
+                // Keep the last good snapshot in force; the next change may resolve it.
+                tracing::warn!(%error, "the cluster's objects do not form a registry; keeping the last good one");
+                continue;
+            }
+        };
+        *rejected.lock().unwrap_or_else(|p| p.into_inner()) = assembler.rejected().to_vec();
         if next.same_content(&current) {
             continue;
         }

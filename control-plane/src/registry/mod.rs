@@ -94,6 +94,7 @@
 
 mod assignments;
 mod crosscheck;
+mod debounce;
 mod entry;
 mod error;
 mod file;
@@ -103,7 +104,7 @@ mod model;
 pub mod object;
 mod resolve;
 mod selector;
-mod watch;
+mod source;
 
 pub use self::assignments::Assignments;
 pub use self::entry::{
@@ -115,9 +116,11 @@ pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::model::Snapshot;
 
+pub use self::debounce::Debounce;
+pub use self::file::watch::{FileRegistry, RegistryHandle};
 pub(crate) use self::object::validate::RETRY_ON_IGNORED;
 pub use self::resolve::{ServiceResource, spiffe_identity};
-pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
+pub use self::source::SourceStatus;
 
 #[cfg(test)]
 mod testutil;

@@ -24,6 +24,7 @@ use self::documents::{
 mod documents;
 mod strict;
 mod walk;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -108,9 +108,9 @@ mod source;
 
 pub use self::assignments::Assignments;
 pub use self::entry::{
-    Age, CLUSTER_DOMAIN, DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT,
-    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
-    VirtualService, protocol_for_port,
+    Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
+    INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, ServiceAccountEntry,
+    ServiceEntry, ServicePortEntry, TargetPort, VirtualService, protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
 use super::entry::{
-    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, INJECT_OPT_OUT,
-    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort, VirtualService,
-    service_account_of,
+    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
+    INJECT_OPT_OUT, NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort,
+    VirtualService, service_account_of,
 };
 use super::error::{Origin, Problem, RegistryError};
 use super::object::{Doc, Object, Parsed};
@@ -111,6 +111,12 @@ impl Snapshot {
             && self.destination_rules == other.destination_rules
             && self.virtual_services == other.virtual_services
             && self.warnings == other.warnings
+    }
+
+    /// For tests that shape a snapshot the file source cannot (EndpointSlices).
+    #[cfg(test)]
+    pub(crate) fn services_mut(&mut self) -> &mut BTreeMap<(String, String), ServiceEntry> {
+        &mut self.services
     }
 
     pub(crate) fn set_generation(&mut self, generation: u64) {
@@ -388,7 +394,10 @@ fn dangling_named_ports(
     pods: &BTreeMap<(String, String), PodEntry>,
 ) -> Vec<String> {
     let mut out = BTreeSet::new();
-    for svc in services.values() {
+    for svc in services
+        .values()
+        .filter(|s| s.endpoints == Endpoints::FromSelector)
+    {
         for port in &svc.ports {
             let TargetPort::Name(target) = &port.target_port else {
                 continue;

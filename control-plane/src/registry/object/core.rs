@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Rejection;
 use crate::registry::entry::{
-    Age, DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry,
-    PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, protocol_for_port,
-    service_account_of,
+    Age, DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, Endpoints, INJECTION_LABEL,
+    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
+    protocol_for_port, service_account_of,
 };
 use crate::registry::error::Origin;
 use crate::registry::istio;
@@ -197,6 +197,7 @@ pub(super) fn service(object: Service, origin: &Origin) -> Result<ServiceEntry, 
         headless,
         declared_cluster_ip,
         vip: declared_cluster_ip,
+        endpoints: Endpoints::FromSelector,
         origin: origin.clone(),
         object,
     })

@@ -114,7 +114,7 @@ pub use self::entry::{
 };
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
-pub use self::model::Snapshot;
+pub use self::model::{Acceptance, Rejected, Snapshot, build};
 
 pub use self::debounce::Debounce;
 pub use self::file::watch::{FileRegistry, RegistryHandle};

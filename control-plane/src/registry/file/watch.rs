@@ -21,7 +21,7 @@ use crate::registry::assignments::Assignments;
 use crate::registry::debounce::{Debounce, Debouncer};
 use crate::registry::error::RegistryError;
 use crate::registry::file;
-use crate::registry::model::{self, Snapshot};
+use crate::registry::model::{self, Acceptance, Snapshot};
 use crate::registry::source::SourceStatus;
 
 /// Local mode's registry: a directory of manifests, read once or watched.
@@ -131,7 +131,7 @@ impl FileRegistry {
 }
 
 fn load_manifests(dir: &Path, exclude: Option<&Path>) -> Result<Snapshot, RegistryError> {
-    model::build(file::parse_dir(dir, exclude)?)
+    model::build(file::parse_dir(dir, exclude)?, Acceptance::AllOrNothing)
 }
 
 // === impl RegistryHandle ===

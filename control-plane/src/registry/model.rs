@@ -238,12 +238,14 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
         if snap.namespaces.contains_key(ns) {
             Ok(())
         } else {
-            Err(Problem::new(
-                origin.clone(),
-                format!(
+            let reason = match acceptance {
+                Acceptance::AllOrNothing => format!(
                     "{what}: namespace {ns:?} is not declared (add a v1 Namespace document named {ns:?})"
                 ),
-            ))
+                // Not listed (yet): the source publishes again when it is.
+                Acceptance::PerObject => format!("{what}: namespace {ns:?} is not listed"),
+            };
+            Err(Problem::new(origin.clone(), reason))
         }
     };
 

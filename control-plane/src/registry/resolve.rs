@@ -158,9 +158,9 @@ fn slice_endpoints(
                 .as_ref()
                 .and_then(|(ns, name)| snapshot.pod(ns, name))
                 .filter(|p| p.namespace == svc.namespace);
-            let endpoint = endpoint(address, pod, trust_domain);
-            let pod_port = e.pod.as_ref().map(|(_, name)| (name.clone(), number));
-            Some((address, endpoint, pod_port))
+            // Only a known pod has a proxy to tell which port it serves.
+            let pod_port = pod.map(|p| (p.name.clone(), number));
+            Some((address, endpoint(address, pod, trust_domain), pod_port))
         })
         .collect();
     found.sort_by_key(|(addr, ..)| *addr);

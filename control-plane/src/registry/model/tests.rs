@@ -286,11 +286,14 @@ fn per_object_leaves_out_rejected_objects_and_keeps_the_rest() {
         [
             (
                 "DestinationRule shop/bad".to_string(),
-                vec!["spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?".to_string()]
+                vec![
+                    "spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?"
+                        .to_string()
+                ]
             ),
             (
                 "Service ghost/orphan".to_string(),
-                vec!["Service \"orphan\": namespace \"ghost\" is not declared (add a v1 Namespace document named \"ghost\")".to_string()]
+                vec!["Service \"orphan\": namespace \"ghost\" is not listed".to_string()]
             ),
         ]
     );

@@ -29,6 +29,10 @@ pub(crate) mod validate;
 mod tests;
 
 use self::core::{NameRule, json_type, name_of, namespace_of, str_at};
+/// Typed entry points for core kinds an API source already holds as `k8s_openapi` objects (no
+/// round trip through JSON; the API server has checked their schema): the same checks
+/// [`decode`] applies after decoding.
+pub use self::core::{namespace, pod, service, service_account};
 
 /// The API versions whose `DestinationRule` (and `VirtualService`) we accept: Istio's three
 /// (same schema) and ours.

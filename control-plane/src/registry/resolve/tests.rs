@@ -333,13 +333,8 @@ fn a_slice_endpoint_of_a_known_meshed_pod_gets_its_identity_and_labels() {
     assert_eq!(unknown.address, "10.0.0.9:8080");
     assert_eq!((unknown.identity.as_str(), unknown.mesh_port), ("", 0));
     assert!(unknown.labels.is_empty());
-    assert_eq!(
-        r.pod_ports,
-        [
-            ("web-0".to_string(), 8080),
-            ("not-listed-yet".to_string(), 8080)
-        ]
-    );
+    // Only the known pod is told which port it serves.
+    assert_eq!(r.pod_ports, [("web-0".to_string(), 8080)]);
 }
 
 #[test]

@@ -93,11 +93,12 @@ pub struct EndpointEntry {
     /// The slice's ports: (name, number). The name is the Service port's name (`None` for the
     /// one unnamed port of a single-port Service).
     pub ports: Vec<(Option<String>, u16)>,
-    /// `conditions.ready` (the source reads an absent condition as Kubernetes says: ready).
+    /// `conditions.ready`; absent means `true` (`discovery.k8s.io/v1` EndpointConditions).
     pub ready: bool,
-    /// `conditions.serving`: would answer, even while terminating.
+    /// `conditions.serving`: able to answer, set whether or not it is terminating; absent means
+    /// `true`.
     pub serving: bool,
-    /// `conditions.terminating`: the pod is shutting down.
+    /// `conditions.terminating`: shutting down; absent means `false`.
     pub terminating: bool,
     /// `targetRef` when it is a Pod: (namespace, name). Gives the endpoint its identity and
     /// labels when the pod is known.

@@ -90,7 +90,9 @@
 //! # Resolution
 //!
 //! [`Snapshot::service_resources`] turns the model into the proxy's `Service` config messages, one
-//! per service port, with endpoints, identities and protocols — see [`ServiceResource`].
+//! per service port, with endpoints, identities and protocols — see [`ServiceResource`]. Files
+//! always select endpoints with the Service's selector; a Service read from a cluster uses its
+//! EndpointSlices ([`Endpoints::Slices`]) when it has any.
 
 mod assignments;
 mod crosscheck;

@@ -58,12 +58,12 @@ impl Snapshot {
         &self.pods
     }
 
-    /// Oldest first (by [`Age`]: document order in files).
+    /// Oldest first (by [`Age`](super::Age): document order in files).
     pub fn destination_rules(&self) -> &[DestinationRule] {
         &self.destination_rules
     }
 
-    /// Mesh VirtualServices, oldest first (by [`Age`]: document order in files).
+    /// Mesh VirtualServices, oldest first (by [`Age`](super::Age): document order in files).
     pub fn virtual_services(&self) -> &[VirtualService] {
         &self.virtual_services
     }

@@ -3,12 +3,12 @@
 //!
 //! Promise: one object is decoded strictly (every field the kind's schema lacks is reported by
 //! its path, `spec.trafficPolicy.loadBalancer.simpel`), checked on its own as the API server and
-//! istiod's webhook check it ([`core`], [`validate`]), and becomes one [`Object`], or is refused
+//! istiod's webhook check it (`core.rs`, `validate.rs`), and becomes one [`Object`], or is refused
 //! with every [`Rejection`] found. Checks that need other objects (declared namespaces,
 //! duplicates, subsets routes name) belong to the model.
 //!
 //! [`decode`] is the entry point for API objects. The file source calls the same dispatch
-//! ([`decode_with`]) with its own [`Reader`], which decodes the typed form from the YAML text so
+//! (`decode_with`) with its own `Reader`, which decodes the typed form from the YAML text so
 //! its errors can name lines; both see the same kinds, checks and messages.
 
 use serde::de::DeserializeOwned;

@@ -109,17 +109,16 @@ mod selector;
 mod source;
 
 pub use self::assignments::Assignments;
+pub use self::debounce::Debounce;
 pub use self::entry::{
     Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
     INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, ServiceAccountEntry,
     ServiceEntry, ServicePortEntry, TargetPort, VirtualService, protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
+pub use self::file::watch::{FileRegistry, RegistryHandle};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::model::{Acceptance, Rejected, Snapshot, build};
-
-pub use self::debounce::Debounce;
-pub use self::file::watch::{FileRegistry, RegistryHandle};
 pub(crate) use self::object::validate::RETRY_ON_IGNORED;
 pub use self::resolve::{ServiceResource, spiffe_identity};
 pub use self::source::SourceStatus;

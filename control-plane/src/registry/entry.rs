@@ -58,7 +58,8 @@ pub struct ServiceEntry {
     pub name: String,
     /// In the order written.
     pub ports: Vec<ServicePortEntry>,
-    /// `None` when the Service has no (or an empty) selector: it then has no endpoints.
+    /// `None` when the Service has no (or an empty) selector: it then has no endpoints (unless
+    /// its `endpoints` are slices).
     pub selector: Option<BTreeMap<String, String>>,
     /// `spec.clusterIP: None`: no VIP, ever.
     pub headless: bool,
@@ -67,8 +68,41 @@ pub struct ServiceEntry {
     pub declared_cluster_ip: Option<IpAddr>,
     /// The address clients dial: the declared clusterIP, else the runner's assignment.
     pub vip: Option<IpAddr>,
+    /// Where the endpoints come from.
+    pub endpoints: Endpoints,
     pub origin: Origin,
     pub object: Service,
+}
+
+/// Where a Service's endpoints come from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Endpoints {
+    /// The pods of the Service's namespace its selector matches, at the target port (files
+    /// always; a cluster Service that has no EndpointSlices).
+    #[default]
+    FromSelector,
+    /// The endpoints of the Service's EndpointSlices (`discovery.k8s.io/v1`), as listed, all
+    /// slices together.
+    Slices(Vec<EndpointEntry>),
+}
+
+/// One endpoint of an EndpointSlice, with its slice's ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointEntry {
+    pub ip: IpAddr,
+    /// The slice's ports: (name, number). The name is the Service port's name (`None` for the
+    /// one unnamed port of a single-port Service).
+    pub ports: Vec<(Option<String>, u16)>,
+    /// `conditions.ready`; absent means `true` (`discovery.k8s.io/v1` EndpointConditions).
+    pub ready: bool,
+    /// `conditions.serving`: able to answer, set whether or not it is terminating; absent means
+    /// `true`.
+    pub serving: bool,
+    /// `conditions.terminating`: shutting down; absent means `false`.
+    pub terminating: bool,
+    /// `targetRef` when it is a Pod: (namespace, name). Gives the endpoint its identity and
+    /// labels when the pod is known.
+    pub pod: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -90,12 +90,15 @@
 //! # Resolution
 //!
 //! [`Snapshot::service_resources`] turns the model into the proxy's `Service` config messages, one
-//! per service port, with endpoints, identities and protocols — see [`ServiceResource`].
+//! per service port, with endpoints, identities and protocols — see [`ServiceResource`]. Files
+//! always select endpoints with the Service's selector; a Service read from a cluster uses its
+//! EndpointSlices ([`Endpoints::Slices`]) when it has any.
 
 mod assignments;
 #[cfg(feature = "kubernetes")]
 pub mod cluster;
 mod crosscheck;
+mod debounce;
 mod entry;
 mod error;
 mod file;
@@ -105,21 +108,22 @@ mod model;
 pub mod object;
 mod resolve;
 mod selector;
-mod watch;
+mod source;
 
 pub use self::assignments::Assignments;
+pub use self::debounce::Debounce;
 pub use self::entry::{
-    Age, CLUSTER_DOMAIN, DestinationRule, INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT,
-    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
-    VirtualService, protocol_for_port,
+    Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
+    INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, ServiceAccountEntry,
+    ServiceEntry, ServicePortEntry, TargetPort, VirtualService, protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
+pub use self::file::watch::{FileRegistry, RegistryHandle};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
-pub use self::model::Snapshot;
-
+pub use self::model::{Acceptance, Rejected, Snapshot, build};
 pub(crate) use self::object::validate::RETRY_ON_IGNORED;
 pub use self::resolve::{ServiceResource, spiffe_identity};
-pub use self::watch::{Debounce, FileRegistry, RegistryHandle};
+pub use self::source::SourceStatus;
 
 #[cfg(test)]
 mod testutil;

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
 use super::entry::{
-    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, INJECT_OPT_OUT,
-    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort, VirtualService,
-    service_account_of,
+    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
+    INJECT_OPT_OUT, NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort,
+    VirtualService, service_account_of,
 };
 use super::error::{Origin, Problem, RegistryError};
 use super::object::{Doc, Object, Parsed};
@@ -28,6 +28,7 @@ pub struct Snapshot {
     destination_rules: Vec<DestinationRule>,
     virtual_services: Vec<VirtualService>,
     warnings: Vec<String>,
+    rejected: Vec<Rejected>,
 }
 
 // === impl Snapshot ===
@@ -57,12 +58,12 @@ impl Snapshot {
         &self.pods
     }
 
-    /// Oldest first (by [`Age`]: document order in files).
+    /// Oldest first (by [`Age`](super::Age): document order in files).
     pub fn destination_rules(&self) -> &[DestinationRule] {
         &self.destination_rules
     }
 
-    /// Mesh VirtualServices, oldest first (by [`Age`]: document order in files).
+    /// Mesh VirtualServices, oldest first (by [`Age`](super::Age): document order in files).
     pub fn virtual_services(&self) -> &[VirtualService] {
         &self.virtual_services
     }
@@ -71,6 +72,12 @@ impl Snapshot {
     /// target ports no selected pod has).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Objects left out because of their problems (built with [`Acceptance::PerObject`]; always
+    /// empty for files, where any problem refuses the snapshot), in origin order.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
@@ -111,6 +118,13 @@ impl Snapshot {
             && self.destination_rules == other.destination_rules
             && self.virtual_services == other.virtual_services
             && self.warnings == other.warnings
+            && self.rejected == other.rejected
+    }
+
+    /// For tests that shape a snapshot the file source cannot (EndpointSlices).
+    #[cfg(test)]
+    pub(crate) fn services_mut(&mut self) -> &mut BTreeMap<(String, String), ServiceEntry> {
+        &mut self.services
     }
 
     pub(crate) fn set_generation(&mut self, generation: u64) {
@@ -159,9 +173,33 @@ fn key(kind: &str, namespace: &str, name: &str) -> ObjectKey {
     }
 }
 
-/// Builds a snapshot (generation 1, no assignments) from parsed documents, or every problem
-/// found in them.
-pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
+/// How [`build`] treats objects with problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Any problem refuses the whole snapshot ([`RegistryError::Invalid`] lists them all): a
+    /// directory of files is one change a person makes, fixed and saved again (local mode).
+    AllOrNothing,
+    /// Each object stands alone (the API source): a rejected object is left out and listed in
+    /// [`Snapshot::rejected`], and the snapshot is built from the rest. Never an error. A pod
+    /// whose service account is not listed is kept with a warning: the API server lets a pod
+    /// outlive its account, and the pod still runs.
+    PerObject,
+}
+
+/// An object left out of a snapshot built with [`Acceptance::PerObject`], and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub origin: Origin,
+    /// Every reason found, in the order found.
+    pub reasons: Vec<String>,
+}
+
+/// Builds a snapshot (generation 1, no assignments) from decoded objects. With
+/// [`Acceptance::AllOrNothing`], any problem (the source's decode problems in `parsed.problems`
+/// or the model's own) refuses the snapshot, every problem listed; with
+/// [`Acceptance::PerObject`] the objects with problems are left out and listed in
+/// [`Snapshot::rejected`].
+pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, RegistryError> {
     let Parsed {
         docs,
         mut problems,
@@ -200,12 +238,14 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
         if snap.namespaces.contains_key(ns) {
             Ok(())
         } else {
-            Err(Problem::new(
-                origin.clone(),
-                format!(
+            let reason = match acceptance {
+                Acceptance::AllOrNothing => format!(
                     "{what}: namespace {ns:?} is not declared (add a v1 Namespace document named {ns:?})"
                 ),
-            ))
+                // Not listed (yet): the source publishes again when it is.
+                Acceptance::PerObject => format!("{what}: namespace {ns:?} is not listed"),
+            };
+            Err(Problem::new(origin.clone(), reason))
         }
     };
 
@@ -301,20 +341,28 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
         let sa_declared = pod.service_account == DEFAULT_SERVICE_ACCOUNT
             || service_accounts.contains_key(&(pod.namespace.clone(), pod.service_account.clone()));
         if !sa_declared {
-            problems.push(Problem::new(
+            let problem = Problem::new(
                 pod.origin.clone(),
                 format!(
                     "Pod {:?}: service account {:?} is not declared in namespace {:?} (add a v1 ServiceAccount document)",
                     pod.name, pod.service_account, pod.namespace
                 ),
-            ));
+            );
+            match acceptance {
+                Acceptance::AllOrNothing => problems.push(problem),
+                Acceptance::PerObject => warnings.push(problem.to_string()),
+            }
         }
         pod.meshed = is_meshed(pod, snap.namespaces.get(&pod.namespace));
     }
 
     if !problems.is_empty() {
         problems.sort_by(|a, b| a.origin.cmp(&b.origin));
-        return Err(RegistryError::Invalid { problems });
+        match acceptance {
+            Acceptance::AllOrNothing => return Err(RegistryError::Invalid { problems }),
+            // Every check above left its object out when it failed; say which and why.
+            Acceptance::PerObject => snap.rejected = rejected(problems),
+        }
     }
 
     // Oldest first, whatever order the source listed them in (files already are; an API list
@@ -335,6 +383,22 @@ pub(crate) fn build(parsed: Parsed) -> Result<Snapshot, RegistryError> {
     snap.destination_rules = rules;
     snap.warnings = warnings;
     Ok(snap)
+}
+
+/// Problems grouped by object (a file's document at any line, or an API object), in origin order.
+fn rejected(problems: Vec<Problem>) -> Vec<Rejected> {
+    let mut by_object: BTreeMap<Origin, Rejected> = BTreeMap::new();
+    for Problem { origin, reason } in problems {
+        by_object
+            .entry(origin.at_line(0))
+            .or_insert_with(|| Rejected {
+                origin,
+                reasons: Vec::new(),
+            })
+            .reasons
+            .push(reason);
+    }
+    by_object.into_values().collect()
 }
 
 /// The injection rule (see the module docs).
@@ -388,7 +452,10 @@ fn dangling_named_ports(
     pods: &BTreeMap<(String, String), PodEntry>,
 ) -> Vec<String> {
     let mut out = BTreeSet::new();
-    for svc in services.values() {
+    for svc in services
+        .values()
+        .filter(|s| s.endpoints == Endpoints::FromSelector)
+    {
         for port in &svc.ports {
             let TargetPort::Name(target) = &port.target_port else {
                 continue;

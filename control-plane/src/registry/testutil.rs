@@ -46,7 +46,7 @@ pub(crate) fn parse_files(files: &[(&str, &str)]) -> Result<super::Snapshot, sup
     for (path, text) in files {
         super::file::parse_file(Path::new(path), text, &mut order, &mut parsed);
     }
-    super::model::build(parsed)
+    super::model::build(parsed, super::model::Acceptance::AllOrNothing)
 }
 
 /// The problems of an invalid set of files, as displayed.

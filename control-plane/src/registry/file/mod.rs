@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::entry::{Age, DEFAULT_NAMESPACE};
 use super::error::{Origin, Problem, RegistryError};
 use super::istio::virtual_service::VirtualServiceSpec;
-use super::model::{self, Snapshot};
+use super::model::{self, Acceptance, Snapshot};
 use super::object::{self, Doc, Object, Parsed, Reader, Rejection, Subject, kinds};
 
 use self::documents::{
@@ -24,6 +24,7 @@ use self::documents::{
 mod documents;
 mod strict;
 mod walk;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +44,7 @@ impl Snapshot {
     pub fn from_yaml(file: impl AsRef<Path>, text: &str) -> Result<Snapshot, RegistryError> {
         let mut parsed = Parsed::default();
         parse_file(file.as_ref(), text, &mut 0, &mut parsed);
-        model::build(parsed)
+        model::build(parsed, Acceptance::AllOrNothing)
     }
 }
 

@@ -177,3 +177,210 @@ fn age_orders_oldest_timestamp_first_then_name_then_namespace() {
     // Files: document order.
     assert!(Age::Order(1) < Age::Order(2));
 }
+
+// === per-object acceptance (the API source) ===
+
+/// Decodes API objects as the Kubernetes source does: each with its own origin and creation
+/// time; a decode rejection becomes a problem of that object.
+fn api_parsed(objects: Vec<(i64, serde_json::Value)>) -> Parsed {
+    let mut parsed = Parsed::default();
+    for (seconds, value) in objects {
+        let kind = match value["kind"].as_str() {
+            Some("Namespace") => "Namespace",
+            Some("Service") => "Service",
+            Some("Pod") => "Pod",
+            Some("DestinationRule") => "DestinationRule",
+            other => panic!("test setup: kind {other:?}"),
+        };
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let namespace = value["metadata"]["namespace"].as_str().map(str::to_string);
+        let origin = Origin::Object {
+            kind,
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let age = Age::Created {
+            seconds,
+            name,
+            namespace: namespace.unwrap_or_default(),
+        };
+        let mut warnings = Vec::new();
+        match crate::registry::object::decode(&value, &origin, age, &mut warnings) {
+            Ok(Some(object)) => parsed.docs.push(crate::registry::object::Doc {
+                origin: origin.clone(),
+                object,
+            }),
+            Ok(None) => {}
+            Err(rejections) => parsed
+                .problems
+                .extend(rejections.into_iter().map(|r| r.at(&origin))),
+        }
+        parsed.warnings.extend(
+            warnings
+                .into_iter()
+                .map(|w| format!("{origin}: {}", w.reason)),
+        );
+    }
+    parsed
+}
+
+fn shop() -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+}
+
+fn api_service(namespace: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80}]},
+    })
+}
+
+fn api_rule(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": spec,
+    })
+}
+
+/// A valid Service, a rule that fails validation and a Service in a namespace nobody listed.
+fn mixed() -> Parsed {
+    api_parsed(vec![
+        (1, shop()),
+        (1, api_service("shop", "reviews")),
+        (2, api_rule("good", serde_json::json!({"host": "reviews"}))),
+        (
+            3,
+            api_rule(
+                "bad",
+                serde_json::json!({"host": "reviews", "trafficPolicy": {"loadBalancer": {"simpel": "ROUND_ROBIN"}}}),
+            ),
+        ),
+        (4, api_service("ghost", "orphan")),
+    ])
+}
+
+#[test]
+fn per_object_leaves_out_rejected_objects_and_keeps_the_rest() {
+    let snap = build(mixed(), Acceptance::PerObject).expect("per-object never fails");
+    assert!(snap.service("shop", "reviews").is_some());
+    assert!(snap.service("ghost", "orphan").is_none());
+    let rules: Vec<&str> = snap
+        .destination_rules()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(rules, ["good"]);
+
+    let rejected: Vec<(String, Vec<String>)> = snap
+        .rejected()
+        .iter()
+        .map(|r| (r.origin.to_string(), r.reasons.clone()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (
+                "DestinationRule shop/bad".to_string(),
+                vec![
+                    "spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?"
+                        .to_string()
+                ]
+            ),
+            (
+                "Service ghost/orphan".to_string(),
+                vec!["Service \"orphan\": namespace \"ghost\" is not listed".to_string()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn all_or_nothing_refuses_the_same_objects_whole() {
+    let err = build(mixed(), Acceptance::AllOrNothing).expect_err("problems refuse the snapshot");
+    let origins: Vec<String> = err
+        .problems()
+        .iter()
+        .map(|p| p.origin.to_string())
+        .collect();
+    assert_eq!(
+        origins,
+        ["DestinationRule shop/bad", "Service ghost/orphan"]
+    );
+}
+
+#[test]
+fn per_object_keeps_a_pod_whose_service_account_is_gone_with_a_warning() {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "reviews-0", "namespace": "shop"},
+        "spec": {"serviceAccountName": "deleted", "containers": [{"name": "app"}]},
+        "status": {"podIP": "10.0.0.7"},
+    });
+    let snap = build(
+        api_parsed(vec![(1, shop()), (1, pod.clone())]),
+        Acceptance::PerObject,
+    )
+    .expect("per-object never fails");
+    assert!(snap.pod("shop", "reviews-0").is_some());
+    assert!(snap.rejected().is_empty());
+    assert!(
+        snap.warnings()
+            .iter()
+            .any(|w| w.contains("service account \"deleted\" is not declared")),
+        "{:?}",
+        snap.warnings()
+    );
+    // Files refuse the same pod.
+    assert!(
+        build(
+            api_parsed(vec![(1, shop()), (1, pod)]),
+            Acceptance::AllOrNothing
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn rules_are_kept_oldest_first_whatever_order_they_were_listed_in() {
+    let rule = |name| api_rule(name, serde_json::json!({"host": "reviews"}));
+    let parsed = api_parsed(vec![
+        (1, shop()),
+        (300, rule("newest")),
+        (100, rule("b-same-second")),
+        (100, rule("a-same-second")),
+        (200, rule("middle")),
+    ]);
+    let snap = build(parsed, Acceptance::PerObject).expect("per-object never fails");
+    let rules: Vec<&str> = snap
+        .destination_rules()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        ["a-same-second", "b-same-second", "middle", "newest"]
+    );
+}
+
+#[test]
+fn a_file_problem_list_groups_by_document_when_accepted_per_object() {
+    // Two problems in one document (different lines) are one rejected object.
+    let file = |line| Origin::File {
+        file: "a.yaml".into(),
+        document: 0,
+        line,
+    };
+    let problems = vec![
+        Problem::new(file(3), "first"),
+        Problem::new(file(7), "second"),
+    ];
+    let grouped = rejected(problems);
+    assert_eq!(grouped.len(), 1);
+    assert_eq!(grouped[0].reasons, ["first", "second"]);
+    assert_eq!(grouped[0].origin, file(3));
+}

@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Rejection;
 use crate::registry::entry::{
-    Age, DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, INJECTION_LABEL, NamespaceEntry,
-    PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, protocol_for_port,
-    service_account_of,
+    Age, DEFAULT_NAMESPACE, DeploymentDoc, DestinationRule, Endpoints, INJECTION_LABEL,
+    NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
+    protocol_for_port, service_account_of,
 };
 use crate::registry::error::Origin;
 use crate::registry::istio;
@@ -80,7 +80,8 @@ pub(super) fn namespace_of(meta: &ObjectMeta) -> String {
         .to_string()
 }
 
-pub(super) fn namespace(object: Namespace, origin: &Origin) -> Result<NamespaceEntry, Rejection> {
+/// A Namespace: its name (a DNS label) and whether injection is on (`sinew-injection=enabled`).
+pub fn namespace(object: Namespace, origin: &Origin) -> Result<NamespaceEntry, Rejection> {
     let name = name_of(&object.metadata, NameRule::Label)?;
     let labels = object.metadata.labels.clone().unwrap_or_default();
     let (key, value) = INJECTION_LABEL;
@@ -93,7 +94,8 @@ pub(super) fn namespace(object: Namespace, origin: &Origin) -> Result<NamespaceE
     })
 }
 
-pub(super) fn service_account(
+/// A ServiceAccount: its name (a DNS subdomain), in its namespace.
+pub fn service_account(
     object: ServiceAccount,
     origin: &Origin,
 ) -> Result<ServiceAccountEntry, Rejection> {
@@ -105,7 +107,10 @@ pub(super) fn service_account(
     })
 }
 
-pub(super) fn service(object: Service, origin: &Origin) -> Result<ServiceEntry, Rejection> {
+/// A Service: ports (1–65535, named when several, no duplicates, TCP/UDP/SCTP), target ports,
+/// selector, clusterIP (`None` for headless). Its endpoints start as [`Endpoints::FromSelector`];
+/// an API source replaces them with the Service's slices when it has any.
+pub fn service(object: Service, origin: &Origin) -> Result<ServiceEntry, Rejection> {
     let name = name_of(&object.metadata, NameRule::Label1035)?;
     let spec = object.spec.clone().unwrap_or_default();
     let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
@@ -197,6 +202,7 @@ pub(super) fn service(object: Service, origin: &Origin) -> Result<ServiceEntry, 
         headless,
         declared_cluster_ip,
         vip: declared_cluster_ip,
+        endpoints: Endpoints::FromSelector,
         origin: origin.clone(),
         object,
     })
@@ -251,7 +257,10 @@ fn check_pod_spec(spec: Option<&PodSpec>, prefix: &str) -> Result<(), Rejection>
     Ok(())
 }
 
-pub(super) fn pod(object: Pod, origin: &Origin) -> Result<PodEntry, Rejection> {
+/// A Pod: containers and their ports checked, `status.podIP` kept as the declared address,
+/// the service account (default `default`). Whether it is meshed is decided by the model (it
+/// depends on the namespace).
+pub fn pod(object: Pod, origin: &Origin) -> Result<PodEntry, Rejection> {
     let name = name_of(&object.metadata, NameRule::Subdomain)?;
     check_pod_spec(object.spec.as_ref(), "spec")?;
     let declared_ip =

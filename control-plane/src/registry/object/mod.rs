@@ -3,12 +3,12 @@
 //!
 //! Promise: one object is decoded strictly (every field the kind's schema lacks is reported by
 //! its path, `spec.trafficPolicy.loadBalancer.simpel`), checked on its own as the API server and
-//! istiod's webhook check it ([`core`], [`validate`]), and becomes one [`Object`], or is refused
+//! istiod's webhook check it (`core.rs`, `validate.rs`), and becomes one [`Object`], or is refused
 //! with every [`Rejection`] found. Checks that need other objects (declared namespaces,
 //! duplicates, subsets routes name) belong to the model.
 //!
 //! [`decode`] is the entry point for API objects. The file source calls the same dispatch
-//! ([`decode_with`]) with its own [`Reader`], which decodes the typed form from the YAML text so
+//! (`decode_with`) with its own `Reader`, which decodes the typed form from the YAML text so
 //! its errors can name lines; both see the same kinds, checks and messages.
 
 use serde::de::DeserializeOwned;
@@ -29,6 +29,10 @@ pub(crate) mod validate;
 mod tests;
 
 use self::core::{NameRule, json_type, name_of, namespace_of, str_at};
+/// Typed entry points for core kinds an API source already holds as `k8s_openapi` objects (no
+/// round trip through JSON; the API server has checked their schema): the same checks
+/// [`decode`] applies after decoding.
+pub use self::core::{namespace, pod, service, service_account};
 
 /// The API versions whose `DestinationRule` (and `VirtualService`) we accept: Istio's three
 /// (same schema) and ours.

@@ -192,3 +192,19 @@ fn kinds_the_registry_does_not_use_are_skipped_and_misspelt_ones_refused() {
         "{rejections:?}"
     );
 }
+
+#[test]
+fn a_typed_pod_gets_the_same_checks_as_a_decoded_one() {
+    use k8s_openapi::api::core::v1::Pod;
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "reviews-0", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 70000}]}]},
+    });
+    let typed: Pod = serde_json::from_value(value.clone()).expect("test pod");
+    let origin = api_origin("Pod", "shop", "reviews-0");
+    let direct = pod(typed, &origin).expect_err("port out of range");
+    let (decoded, _) = decode_api("Pod", value);
+    assert_eq!(decoded.expect_err("port out of range"), [direct]);
+}

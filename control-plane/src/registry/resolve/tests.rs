@@ -210,3 +210,138 @@ fn ipv6_addresses_are_bracketed() {
     assert_eq!(r.service.addresses, ["[fd00::1]:80"]);
     assert_eq!(r.service.endpoints[0].address, "[fd00::2]:80");
 }
+
+// === endpoints from EndpointSlices ===
+
+/// `shop` (meshed) with Service `web` (ports `http` 80 and `grpc` 9090, selector `app: web`) and
+/// pod `web-0` at 10.0.0.1; `web`'s endpoints are then `slices`.
+fn with_slices(slices: Vec<EndpointEntry>) -> Snapshot {
+    let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {sinew-injection: enabled}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {selector: {app: web}, clusterIP: 10.96.0.10, ports: [{name: http, port: 80, targetPort: 8080}, {name: grpc, port: 9090}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, namespace: shop, labels: {app: web, version: v1}}\nspec: {containers: [{name: app}]}\nstatus: {podIP: 10.0.0.1}\n";
+    let mut snap = parse_files(&[("web.yaml", text)]).expect("valid");
+    let web = snap
+        .services_mut()
+        .get_mut(&key("shop", "web"))
+        .expect("web is declared");
+    web.endpoints = Endpoints::Slices(slices);
+    snap
+}
+
+/// A slice endpoint serving `http` on 8080 and `grpc` on 9090.
+fn slice_endpoint(ip: &str, ready: bool, serving: bool, terminating: bool) -> EndpointEntry {
+    EndpointEntry {
+        ip: ip.parse().expect("test IP"),
+        ports: vec![(Some("http".into()), 8080), (Some("grpc".into()), 9090)],
+        ready,
+        serving,
+        terminating,
+        pod: None,
+    }
+}
+
+/// The endpoint addresses of `web`'s port `port`.
+fn addresses(snap: &Snapshot, port: u16) -> Vec<String> {
+    let r = snap
+        .service_resources("cluster.local")
+        .into_iter()
+        .find(|r| r.name == "web" && r.port == port)
+        .expect("web has the port");
+    r.service.endpoints.into_iter().map(|e| e.address).collect()
+}
+
+#[test]
+fn slices_replace_the_selector_and_serve_at_the_slice_port_of_the_same_name() {
+    // 10.0.0.1 is also a selected pod; the slices decide, not the selector.
+    let mut other_ports = slice_endpoint("10.0.0.3", true, true, false);
+    other_ports.ports = vec![(Some("metrics".into()), 9100)];
+    let snap = with_slices(vec![
+        slice_endpoint("10.0.0.2", true, true, false),
+        other_ports,
+    ]);
+    assert_eq!(addresses(&snap, 80), ["10.0.0.2:8080"]);
+    assert_eq!(addresses(&snap, 9090), ["10.0.0.2:9090"]);
+}
+
+#[test]
+fn an_unnamed_service_port_matches_the_unnamed_slice_port() {
+    let mut snap = with_slices(vec![EndpointEntry {
+        ports: vec![(None, 8081)],
+        ..slice_endpoint("10.0.0.2", true, true, false)
+    }]);
+    let web = snap
+        .services_mut()
+        .get_mut(&key("shop", "web"))
+        .expect("declared");
+    web.ports.truncate(1);
+    web.ports[0].name = None;
+    assert_eq!(addresses(&snap, 80), ["10.0.0.2:8081"]);
+}
+
+#[test]
+fn only_ready_endpoints_serve_while_any_is_ready() {
+    let snap = with_slices(vec![
+        slice_endpoint("10.0.0.2", true, true, false),
+        // Terminating but still serving: not used while a ready one exists.
+        slice_endpoint("10.0.0.3", false, true, true),
+        // Starting, not ready yet.
+        slice_endpoint("10.0.0.4", false, false, false),
+    ]);
+    assert_eq!(addresses(&snap, 80), ["10.0.0.2:8080"]);
+}
+
+#[test]
+fn serving_terminating_endpoints_are_used_when_none_is_ready() {
+    let snap = with_slices(vec![
+        slice_endpoint("10.0.0.3", false, true, true),
+        // Terminating and no longer serving: never.
+        slice_endpoint("10.0.0.4", false, false, true),
+        // Serving but not terminating (not ready for another reason): not a fallback.
+        slice_endpoint("10.0.0.5", false, true, false),
+    ]);
+    assert_eq!(addresses(&snap, 80), ["10.0.0.3:8080"]);
+}
+
+#[test]
+fn no_ready_and_no_serving_terminating_endpoint_means_no_endpoints() {
+    let snap = with_slices(vec![slice_endpoint("10.0.0.4", false, false, false)]);
+    assert_eq!(addresses(&snap, 80), Vec::<String>::new());
+}
+
+#[test]
+fn a_slice_endpoint_of_a_known_meshed_pod_gets_its_identity_and_labels() {
+    let snap = with_slices(vec![
+        EndpointEntry {
+            pod: Some(("shop".into(), "web-0".into())),
+            ..slice_endpoint("10.0.0.1", true, true, false)
+        },
+        EndpointEntry {
+            pod: Some(("shop".into(), "not-listed-yet".into())),
+            ..slice_endpoint("10.0.0.9", true, true, false)
+        },
+    ]);
+    let r = snap
+        .service_resources("cluster.local")
+        .into_iter()
+        .find(|r| r.port == 80)
+        .expect("web:80");
+    let [known, unknown] = r.service.endpoints.as_slice() else {
+        panic!("two endpoints: {:?}", r.service.endpoints);
+    };
+    assert_eq!(known.address, "10.0.0.1:8080");
+    assert_eq!(known.identity, "spiffe://cluster.local/ns/shop/sa/default");
+    assert_eq!(known.mesh_port, u32::from(MESH_INBOUND_PORT));
+    assert_eq!(known.labels.get("version").map(String::as_str), Some("v1"));
+    assert_eq!(unknown.address, "10.0.0.9:8080");
+    assert_eq!((unknown.identity.as_str(), unknown.mesh_port), ("", 0));
+    assert!(unknown.labels.is_empty());
+    // Only the known pod is told which port it serves.
+    assert_eq!(r.pod_ports, [("web-0".to_string(), 8080)]);
+}
+
+#[test]
+fn an_address_in_two_slices_is_one_endpoint() {
+    let snap = with_slices(vec![
+        slice_endpoint("10.0.0.2", true, true, false),
+        slice_endpoint("10.0.0.2", true, true, false),
+    ]);
+    assert_eq!(addresses(&snap, 80), ["10.0.0.2:8080"]);
+}

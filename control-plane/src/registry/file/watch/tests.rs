@@ -3,49 +3,6 @@ use std::future::Future;
 use super::*;
 use crate::registry::testutil::{DEMO_APP, DEMO_NS, TempDir, key};
 
-// === the debouncer, in paused time ===
-
-fn debouncer() -> Debouncer {
-    Debouncer::new(Debounce::default())
-}
-
-#[tokio::test(start_paused = true)]
-async fn debounce_waits_for_a_quiet_period() {
-    let mut d = debouncer();
-    assert!(!d.due(Instant::now()), "nothing changed");
-    d.note(Instant::now());
-    tokio::time::advance(Duration::from_millis(60)).await;
-    assert!(!d.due(Instant::now()));
-    d.note(Instant::now());
-    tokio::time::advance(Duration::from_millis(99)).await;
-    assert!(
-        !d.due(Instant::now()),
-        "the second change restarted the quiet period"
-    );
-    tokio::time::advance(Duration::from_millis(1)).await;
-    assert!(d.due(Instant::now()));
-    d.reset();
-    assert!(!d.due(Instant::now()));
-}
-
-#[tokio::test(start_paused = true)]
-async fn debounce_fires_at_max_delay_during_continuous_changes() {
-    let mut d = debouncer();
-    let start = Instant::now();
-    d.note(start);
-    while Instant::now().duration_since(start) < Duration::from_millis(950) {
-        tokio::time::advance(Duration::from_millis(50)).await;
-        d.note(Instant::now());
-        assert!(!d.due(Instant::now()), "at {:?}", Instant::now() - start);
-    }
-    tokio::time::advance(Duration::from_millis(50)).await;
-    d.note(Instant::now());
-    assert!(
-        d.due(Instant::now()),
-        "1 s after the first change, even though changes continue"
-    );
-}
-
 // === the watcher, on real files ===
 //
 // Real files need real time: these use short intervals and wait for outcomes with a bound,
@@ -159,6 +116,8 @@ async fn invalid_edit_keeps_last_good_snapshot_then_recovers() {
         .await
         .expect("valid");
     let good = rx.borrow().clone();
+    // The monitoring server sees the same status through the source-neutral trait.
+    let status: Arc<dyn SourceStatus> = Arc::new(handle.clone());
 
     let path = dir.write(
         "extra.yaml",
@@ -171,7 +130,9 @@ async fn invalid_edit_keeps_last_good_snapshot_then_recovers() {
         "{error}"
     );
     assert!(error.contains("invalid YAML"), "{error}");
+    assert_eq!(status.last_error(), Some(error));
     assert_eq!(handle.generation(), 1, "nothing published");
+    assert_eq!(status.generation(), 1);
     assert!(
         Arc::ptr_eq(&rx.borrow(), &good),
         "the last good snapshot stays"
@@ -181,6 +142,7 @@ async fn invalid_edit_keeps_last_good_snapshot_then_recovers() {
     let snap = generation(&mut rx, 2).await;
     assert!(snap.pod("shop", "extra").is_some());
     assert_eq!(handle.last_error(), None, "recovered");
+    assert_eq!((status.last_error(), status.generation()), (None, 2));
 }
 
 #[tokio::test]

@@ -17,33 +17,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::assignments::Assignments;
-use super::error::RegistryError;
-use super::file;
-use super::model::{self, Snapshot};
-
-/// When to re-read after a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Debounce {
-    /// How often the files are checked. Default 100 ms.
-    pub poll_interval: Duration,
-    /// Re-read once nothing has changed for this long (an editor's save, or `cp -r`, is several
-    /// writes). Default 100 ms.
-    pub quiet: Duration,
-    /// …but never later than this after the first change, so a file rewritten in a loop still
-    /// takes effect. Default 1 s (the design's "within a second").
-    pub max_delay: Duration,
-}
-
-impl Default for Debounce {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_millis(100),
-            quiet: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        }
-    }
-}
+use crate::registry::assignments::Assignments;
+use crate::registry::debounce::{Debounce, Debouncer};
+use crate::registry::error::RegistryError;
+use crate::registry::file;
+use crate::registry::model::{self, Acceptance, Snapshot};
+use crate::registry::source::SourceStatus;
 
 /// Local mode's registry: a directory of manifests, read once or watched.
 #[derive(Debug)]
@@ -152,7 +131,7 @@ impl FileRegistry {
 }
 
 fn load_manifests(dir: &Path, exclude: Option<&Path>) -> Result<Snapshot, RegistryError> {
-    model::build(file::parse_dir(dir, exclude)?)
+    model::build(file::parse_dir(dir, exclude)?, Acceptance::AllOrNothing)
 }
 
 // === impl RegistryHandle ===
@@ -183,6 +162,16 @@ impl RegistryHandle {
     /// usual debounce.
     pub fn set_assignments(&self, assignments: Assignments) {
         self.assignments.send_replace(assignments);
+    }
+}
+
+impl SourceStatus for RegistryHandle {
+    fn last_error(&self) -> Option<String> {
+        RegistryHandle::last_error(self)
+    }
+
+    fn generation(&self) -> u64 {
+        RegistryHandle::generation(self)
     }
 }
 
@@ -251,47 +240,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("file reader task failed: {e}"))
-}
-
-/// Coalesces a burst of changes into one re-read: due once changes have been quiet for
-/// `quiet`, or `max_delay` after the first, whichever comes first.
-#[derive(Debug)]
-struct Debouncer {
-    quiet: Duration,
-    max_delay: Duration,
-    first: Option<Instant>,
-    last: Option<Instant>,
-}
-
-impl Debouncer {
-    fn new(d: Debounce) -> Self {
-        Self {
-            quiet: d.quiet,
-            max_delay: d.max_delay,
-            first: None,
-            last: None,
-        }
-    }
-
-    fn note(&mut self, now: Instant) {
-        self.first.get_or_insert(now);
-        self.last = Some(now);
-    }
-
-    fn due(&self, now: Instant) -> bool {
-        match (self.first, self.last) {
-            (Some(first), Some(last)) => {
-                now.duration_since(last) >= self.quiet
-                    || now.duration_since(first) >= self.max_delay
-            }
-            _ => false,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.first = None;
-        self.last = None;
-    }
 }
 
 /// What changed since the last re-read.

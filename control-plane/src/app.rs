@@ -88,7 +88,16 @@ impl ControlPlane {
                 assignments,
                 state_dir,
                 plugin_ca,
-            } => start_files(registry, assignments, state_dir, plugin_ca.as_deref(), config).await?,
+            } => {
+                start_files(
+                    registry,
+                    assignments,
+                    state_dir,
+                    plugin_ca.as_deref(),
+                    config,
+                )
+                .await?
+            }
             #[cfg(feature = "kubernetes")]
             Source::Kubernetes(kube) => start_kubernetes(kube, config).await?,
         };
@@ -204,9 +213,8 @@ async fn start_files(
     let ca = match plugin_ca {
         Some(dir) => {
             let read = |f: &str| {
-                std::fs::read_to_string(dir.join(f)).with_context(|| {
-                    format!("plug-in CA: cannot read {}", dir.join(f).display())
-                })
+                std::fs::read_to_string(dir.join(f))
+                    .with_context(|| format!("plug-in CA: cannot read {}", dir.join(f).display()))
             };
             Ca::plug_in(
                 &read("ca-cert.pem")?,
@@ -222,20 +230,18 @@ async fn start_files(
         state_dir.join(TRUST_BUNDLE_FILE),
         ca.trust_bundle().join("\n"),
     )
-    .with_context(|| {
-        format!(
-            "cannot write the trust bundle into {}",
-            state_dir.display()
-        )
-    })?;
+    .with_context(|| format!("cannot write the trust bundle into {}", state_dir.display()))?;
     let tokens = Arc::new(LocalTokens::load_or_create(
         &state_dir.join(TOKEN_KEY),
         AUDIENCE,
     )?);
-    let (snapshots, handle) =
-        FileRegistry::spawn(registry.to_path_buf(), assignments.clone(), Debounce::default())
-            .await
-            .with_context(|| format!("registry {}", registry.display()))?;
+    let (snapshots, handle) = FileRegistry::spawn(
+        registry.to_path_buf(),
+        assignments.clone(),
+        Debounce::default(),
+    )
+    .await
+    .with_context(|| format!("registry {}", registry.display()))?;
     let monitor = server::SourceMonitor::files(handle.clone(), snapshots.clone());
     Ok(Started {
         ca,

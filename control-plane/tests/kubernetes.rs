@@ -230,17 +230,39 @@ fn web_ip_of(seed_slice: &Value) -> IpAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic() {
-    let Some(c) = cluster("proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic").await else {
+    let Some(c) =
+        cluster("proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic").await
+    else {
         return;
     };
     // The CA root was created in its Secret on first start.
-    let (status, secret) = c.api.request("GET", "/api/v1/namespaces/sinew-system/secrets/sinew-ca", None).await;
+    let (status, secret) = c
+        .api
+        .request(
+            "GET",
+            "/api/v1/namespaces/sinew-system/secrets/sinew-ca",
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{secret}");
-    let (_, slice) = c.api.request("GET", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde", None).await;
+    let (_, slice) = c
+        .api
+        .request(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
+            None,
+        )
+        .await;
     let (_web, _client, outbound) = c.proxies(web_ip_of(&slice)).await;
     let out = request(outbound).await.unwrap();
-    assert!(out.contains("URI=spiffe://cluster.local/ns/shop/sa/client"), "{out}");
-    assert!(out.contains("By=spiffe://cluster.local/ns/shop/sa/web"), "{out}");
+    assert!(
+        out.contains("URI=spiffe://cluster.local/ns/shop/sa/client"),
+        "{out}"
+    );
+    assert!(
+        out.contains("By=spiffe://cluster.local/ns/shop/sa/web"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +282,9 @@ async fn a_token_for_another_audience_gets_no_certificate() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![rcgen::SanType::URI(
-            "spiffe://cluster.local/ns/shop/sa/client".try_into().unwrap(),
+            "spiffe://cluster.local/ns/shop/sa/client"
+                .try_into()
+                .unwrap(),
         )];
         params.serialize_request(&key).unwrap().pem().unwrap()
     };
@@ -286,10 +310,18 @@ async fn a_token_for_another_audience_gets_no_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
-    let Some(c) = cluster("endpoint_slice_and_destination_rule_changes_reach_the_proxy").await else {
+    let Some(c) = cluster("endpoint_slice_and_destination_rule_changes_reach_the_proxy").await
+    else {
         return;
     };
-    let (_, seed_slice) = c.api.request("GET", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde", None).await;
+    let (_, seed_slice) = c
+        .api
+        .request(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
+            None,
+        )
+        .await;
     let web_ip = web_ip_of(&seed_slice);
     let (_web, client, outbound) = c.proxies(web_ip).await;
     request(outbound).await.unwrap();
@@ -297,13 +329,21 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
 
     // The endpoint stops being ready: the proxy's config loses it.
     let path = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde";
-    let (status, body) = c.api.request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port))).await;
+    let (status, body) = c
+        .api
+        .request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port)))
+        .await;
     assert_eq!(status, 200, "{body}");
-    eventually("the proxy drops the endpoint that is not ready", Duration::from_secs(5), || async {
-        !has_endpoint(&client).await
-    })
+    eventually(
+        "the proxy drops the endpoint that is not ready",
+        Duration::from_secs(5),
+        || async { !has_endpoint(&client).await },
+    )
     .await;
-    let (status, body) = c.api.request("PUT", path, Some(&slice(&[(web_ip, true)], c.app_port))).await;
+    let (status, body) = c
+        .api
+        .request("PUT", path, Some(&slice(&[(web_ip, true)], c.app_port)))
+        .await;
     assert_eq!(status, 200, "{body}");
     eventually("the endpoint is back", Duration::from_secs(5), || async {
         request(outbound).await.is_ok()
@@ -311,7 +351,14 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
     .await;
 
     // Our DestinationRule kind appears with its CRD, and a rule created through the API applies.
-    let (status, body) = c.api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", Some(&sinew_destination_rule_crd())).await;
+    let (status, body) = c
+        .api
+        .request(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Some(&sinew_destination_rule_crd()),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let rule = json!({
         "apiVersion": "sinew.dev/v1alpha1", "kind": "DestinationRule",
@@ -321,38 +368,72 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
     let rules = "/apis/sinew.dev/v1alpha1/namespaces/shop/destinationrules";
     let (status, body) = c.api.request("POST", rules, Some(&rule)).await;
     assert_eq!(status, 201, "{body}");
-    eventually("the rule's pool limit reaches the proxy", Duration::from_secs(5), || async {
-        http_get(client.admin, "/config_dump").await.contains("\"http2MaxRequests\": 7")
-    })
+    eventually(
+        "the rule's pool limit reaches the proxy",
+        Duration::from_secs(5),
+        || async {
+            http_get(client.admin, "/config_dump")
+                .await
+                .contains("\"http2MaxRequests\": 7")
+        },
+    )
     .await;
 
     // An invalid version of it is refused and the accepted one stays in force.
     let mut invalid = rule.clone();
     invalid["spec"]["trafficPolicy"]["loadBalancer"] = json!({"simple": "ROUND_ROBBIN"});
-    let (status, body) = c.api.request("PUT", &format!("{rules}/web"), Some(&invalid)).await;
+    let (status, body) = c
+        .api
+        .request("PUT", &format!("{rules}/web"), Some(&invalid))
+        .await;
     assert_eq!(status, 200, "{body}");
-    eventually("the invalid rule is reported", Duration::from_secs(5), || async {
-        c.monitoring("/debug/registryz").await.contains("ROUND_ROBBIN")
-    })
+    eventually(
+        "the invalid rule is reported",
+        Duration::from_secs(5),
+        || async {
+            c.monitoring("/debug/registryz")
+                .await
+                .contains("ROUND_ROBBIN")
+        },
+    )
     .await;
-    assert!(http_get(client.admin, "/config_dump").await.contains("\"http2MaxRequests\": 7"));
+    assert!(
+        http_get(client.admin, "/config_dump")
+            .await
+            .contains("\"http2MaxRequests\": 7")
+    );
 
     // Deleting the rule removes its policy.
     let (status, body) = c.api.request("DELETE", &format!("{rules}/web"), None).await;
     assert_eq!(status, 200, "{body}");
-    eventually("the rule's policy is gone", Duration::from_secs(5), || async {
-        !http_get(client.admin, "/config_dump").await.contains("\"http2MaxRequests\": 7")
-    })
+    eventually(
+        "the rule's policy is gone",
+        Duration::from_secs(5),
+        || async {
+            !http_get(client.admin, "/config_dump")
+                .await
+                .contains("\"http2MaxRequests\": 7")
+        },
+    )
     .await;
     let _ = c.resolved_web().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume() {
-    let Some(mut c) = cluster("an_api_server_restart_under_traffic_fails_no_request_and_watches_resume").await else {
+    let Some(mut c) =
+        cluster("an_api_server_restart_under_traffic_fails_no_request_and_watches_resume").await
+    else {
         return;
     };
-    let (_, seed_slice) = c.api.request("GET", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde", None).await;
+    let (_, seed_slice) = c
+        .api
+        .request(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
+            None,
+        )
+        .await;
     let web_ip = web_ip_of(&seed_slice);
     let (_web, client, outbound) = c.proxies(web_ip).await;
     request(outbound).await.unwrap();
@@ -371,16 +452,24 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.api.start_again().await;
     let failures = traffic.await.unwrap();
-    assert!(failures.is_empty(), "requests failed during the outage: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "requests failed during the outage: {failures:?}"
+    );
     assert!(has_endpoint(&client).await);
 
     // The watches resumed: a change made after the restart reaches the proxy.
     let path = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde";
-    let (status, body) = c.api.request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port))).await;
+    let (status, body) = c
+        .api
+        .request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port)))
+        .await;
     assert_eq!(status, 200, "{body}");
-    eventually("a change after the restart reaches the proxy", Duration::from_secs(15), || async {
-        !has_endpoint(&client).await
-    })
+    eventually(
+        "a change after the restart reaches the proxy",
+        Duration::from_secs(15),
+        || async { !has_endpoint(&client).await },
+    )
     .await;
     // It re-listed (the restarted server cannot resume the old watch: 410).
     let metrics = c.monitoring("/metrics").await;

@@ -20,6 +20,10 @@ pub const INJECTION_LABEL: (&str, &str) = ("sinew-injection", "enabled");
 /// Pod label or annotation that opts one pod out: `sinew.dev/inject: "false"`.
 pub const INJECT_OPT_OUT: (&str, &str) = ("sinew.dev/inject", "false");
 
+/// The name of the sidecar container the injector adds: in a cluster, a pod is meshed when it
+/// has one.
+pub const SIDECAR_CONTAINER: &str = "sinew-proxy";
+
 /// Port of a meshed pod's inbound proxy listener.
 pub const MESH_INBOUND_PORT: u16 = 15006;
 

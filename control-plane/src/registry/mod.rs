@@ -114,8 +114,9 @@ pub use self::assignments::Assignments;
 pub use self::debounce::Debounce;
 pub use self::entry::{
     Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
-    INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, ServiceAccountEntry,
-    ServiceEntry, ServicePortEntry, TargetPort, VirtualService, protocol_for_port,
+    INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
+    protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::watch::{FileRegistry, RegistryHandle};

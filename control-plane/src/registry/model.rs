@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use super::assignments::Assignments;
 use super::entry::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
-    INJECT_OPT_OUT, NamespaceEntry, PodEntry, ServiceAccountEntry, ServiceEntry, TargetPort,
-    VirtualService, service_account_of,
+    INJECT_OPT_OUT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry,
+    TargetPort, VirtualService, service_account_of,
 };
 use super::error::{Origin, Problem, RegistryError};
 use super::object::{Doc, Object, Parsed};
@@ -412,7 +412,25 @@ fn is_meshed(pod: &PodEntry, namespace: Option<&NamespaceEntry>) -> bool {
         .as_ref()
         .and_then(|s| s.host_network)
         .unwrap_or(false);
-    namespace.is_some_and(|ns| ns.injection_enabled) && !opted_out && !host_network
+    let injected = match pod.origin {
+        // A cluster's pod has a sidecar only if the injector gave it one when it was created;
+        // labelling its namespace later does not.
+        Origin::Object { .. } => has_sidecar(pod),
+        // Local mode runs a sidecar for every pod its namespace's label asks for.
+        Origin::File { .. } => namespace.is_some_and(|ns| ns.injection_enabled),
+    };
+    injected && !opted_out && !host_network
+}
+
+/// Whether the pod has the injector's sidecar container (a native sidecar among the init
+/// containers, or an ordinary container).
+fn has_sidecar(pod: &PodEntry) -> bool {
+    pod.object.spec.as_ref().is_some_and(|spec| {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| c.name == SIDECAR_CONTAINER)
+    })
 }
 
 /// A Deployment's pods: `<name>-0` … `<name>-<replicas-1>`, each a copy of the template.

@@ -122,4 +122,3 @@ pub async fn request(outbound: SocketAddr) -> Result<String, String> {
         Err(out)
     }
 }
-

@@ -2,7 +2,7 @@
 //! with local mode's checks, invalid custom objects replaced by their last accepted version,
 //! EndpointSlices attached to their Services.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
@@ -13,10 +13,10 @@ use kube::runtime::reflector::Store;
 
 use super::kinds::{BUILTIN, CustomKind, KindId};
 use super::reflect::Note;
-use crate::registry::entry::Age;
+use crate::registry::entry::{Age, EndpointEntry, Endpoints};
 use crate::registry::error::{Origin, RegistryError};
-use crate::registry::model::{self, Snapshot};
-use crate::registry::object::{self, Doc, Parsed, Rejection};
+use crate::registry::model::{self, Acceptance, Snapshot};
+use crate::registry::object::{self, Doc, Object, Parsed, Rejection};
 
 /// The reflectors' stores: read, never written, here.
 pub(super) struct Stores {
@@ -81,132 +81,6 @@ impl Assembler {
         }
     }
 
-    /// What the last [`assemble`](Self::assemble) refused.
-    pub fn rejected(&self) -> &[Refused] {
-        &self.rejected
-    }
-
-    /// The snapshot of the stores as they are now, with `generation`. Objects are decoded only
-    /// when their resourceVersion changed since the last call.
-    pub fn assemble(&mut self, generation: u64) -> Result<Snapshot, RegistryError> {
-        let mut parsed = Parsed::default();
-        let mut rejected = Vec::new();
-        let mut live = std::collections::HashSet::new();
-        macro_rules! each {
-            ($kind:expr, $store:expr) => {
-                for obj in $store.state() {
-                    let key = self.decode_into(
-                        $kind,
-                        obj.meta(),
-                        || serde_json::to_value(&*obj),
-                        &mut parsed,
-                        &mut rejected,
-                    );
-                    live.insert(key);
-                }
-            };
-        }
-        use kube::Resource as _;
-        each!(KindId::Namespace, self.stores.namespaces);
-        each!(KindId::ServiceAccount, self.stores.service_accounts);
-        each!(KindId::Service, self.stores.services);
-        each!(KindId::Pod, self.stores.pods);
-        for kind in CustomKind::ALL {
-            let Some(store) = self.stores.custom[custom_index(kind)].clone() else {
-                continue;
-            };
-            each!(KindId::Custom(kind), store);
-        }
-        // Forget what is gone, so a re-created object starts fresh.
-        self.cache.retain(|key, _| live.contains(key));
-        self.accepted.retain(|key, _| live.contains(key));
-
-        let slices = self.stores.slices.state();
-        let mut snapshot = model::build(parsed)?;
-        attach_slices(&mut snapshot, &slices);
-        snapshot.set_generation(generation);
-        rejected.sort_by(|a: &Refused, b| a.origin.cmp(&b.origin));
-        self.rejected = rejected;
-        Ok(snapshot)
-    }
-
-    /// Decodes (or reuses) one object and adds it to `parsed`; returns its key.
-    fn decode_into(
-        &mut self,
-        kind: KindId,
-        meta: &ObjectMeta,
-        value: impl FnOnce() -> Result<serde_json::Value, serde_json::Error>,
-        parsed: &mut Parsed,
-        rejected: &mut Vec<Refused>,
-    ) -> ObjectKey {
-        let key = ObjectKey {
-            kind,
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-        };
-        let resource_version = meta.resource_version.clone().unwrap_or_default();
-        let fresh = self
-            .cache
-            .get(&key)
-            .is_some_and(|d| d.resource_version == resource_version && !resource_version.is_empty());
-        if !fresh {
-            let origin = Origin::Object {
-                kind: kind.name(),
-                namespace: meta.namespace.clone(),
-                name: key.name.clone(),
-            };
-            let mut warnings = Vec::new();
-            let result = match value() {
-                Ok(value) => object::decode(&value, &origin, age_of(meta), &mut warnings)
-                    .map(|o| o.map(|object| Doc { origin, object })),
-                Err(e) => Err(vec![Rejection::whole(format!("cannot read the object: {e}"))]),
-            };
-            self.cache.insert(
-                key.clone(),
-                Decoded {
-                    resource_version,
-                    result,
-                    warnings,
-                },
-            );
-        }
-        let Some(decoded) = self.cache.get(&key) else {
-            return key;
-        };
-        let origin_of = || Origin::Object {
-            kind: kind.name(),
-            namespace: meta.namespace.clone(),
-            name: key.name.clone(),
-        };
-        parsed.warnings.extend(
-            decoded
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {}", origin_of(), w.reason)),
-        );
-        match &decoded.result {
-            Ok(None) => {}
-            Ok(Some(doc)) => {
-                if matches!(kind, KindId::Custom(_)) {
-                    self.accepted.insert(key.clone(), doc.clone());
-                }
-                parsed.docs.push(doc.clone());
-            }
-            Err(reasons) => {
-                let previous = self.accepted.get(&key);
-                if let Some(doc) = previous {
-                    parsed.docs.push(doc.clone());
-                }
-                rejected.push(Refused {
-                    origin: origin_of(),
-                    reasons: reasons.iter().map(|r| r.reason.clone()).collect(),
-                    kept_previous: previous.is_some(),
-                });
-            }
-        }
-        key
-    }
-
     pub fn note(&mut self, note: Note) {
         match note {
             Note::Changed(kind) => tracing::trace!(%kind, "changed"),
@@ -247,6 +121,166 @@ impl Assembler {
         }
         waiting
     }
+
+    /// What the last [`assemble`](Self::assemble) refused.
+    pub fn rejected(&self) -> &[Refused] {
+        &self.rejected
+    }
+
+    /// The snapshot of the stores as they are now, with `generation`. Objects are decoded only
+    /// when their resourceVersion changed since the last call.
+    pub fn assemble(&mut self, generation: u64) -> Result<Snapshot, RegistryError> {
+        let mut parsed = Parsed::default();
+        let mut rejected = Vec::new();
+        let mut live = HashSet::new();
+        macro_rules! typed {
+            ($kind:expr, $store:expr, $decode:path, $variant:path) => {
+                for obj in $store.state() {
+                    let key = self.decode_into(
+                        $kind,
+                        &obj.metadata,
+                        &mut parsed,
+                        &mut rejected,
+                        |origin, _| {
+                            $decode((*obj).clone(), origin)
+                                .map(|entry| Some($variant(Box::new(entry))))
+                                .map_err(|r| vec![r])
+                        },
+                    );
+                    live.insert(key);
+                }
+            };
+        }
+        typed!(
+            KindId::Namespace,
+            self.stores.namespaces,
+            object::namespace,
+            Object::Namespace
+        );
+        typed!(
+            KindId::ServiceAccount,
+            self.stores.service_accounts,
+            object::service_account,
+            Object::ServiceAccount
+        );
+        typed!(
+            KindId::Service,
+            self.stores.services,
+            object::service,
+            Object::Service
+        );
+        typed!(KindId::Pod, self.stores.pods, object::pod, Object::Pod);
+        for kind in CustomKind::ALL {
+            let Some(store) = self.stores.custom[custom_index(kind)].clone() else {
+                continue;
+            };
+            for obj in store.state() {
+                let age = age_of(&obj.metadata);
+                let key = self.decode_into(
+                    KindId::Custom(kind),
+                    &obj.metadata,
+                    &mut parsed,
+                    &mut rejected,
+                    |origin, warnings| match serde_json::to_value(&*obj) {
+                        Ok(value) => object::decode(&value, origin, age, warnings),
+                        Err(e) => Err(vec![Rejection {
+                            path: String::new(),
+                            reason: format!("cannot read the object: {e}"),
+                        }]),
+                    },
+                );
+                live.insert(key);
+            }
+        }
+        // Forget what is gone, so a re-created object starts fresh.
+        self.cache.retain(|key, _| live.contains(key));
+        self.accepted.retain(|key, _| live.contains(key));
+
+        attach_slices(&mut parsed, &self.stores.slices.state());
+        let mut snapshot = model::build(parsed, Acceptance::PerObject)?;
+        snapshot.set_generation(generation);
+        rejected.extend(snapshot.rejected().iter().map(|r| Refused {
+            origin: r.origin.clone(),
+            reasons: r.reasons.clone(),
+            kept_previous: false,
+        }));
+        rejected.sort_by(|a: &Refused, b| a.origin.cmp(&b.origin));
+        self.rejected = rejected;
+        Ok(snapshot)
+    }
+
+    /// Decodes (or reuses) one object and adds it to `parsed`; returns its key. A refused
+    /// custom object is replaced by its last accepted version, if it had one.
+    fn decode_into(
+        &mut self,
+        kind: KindId,
+        meta: &ObjectMeta,
+        parsed: &mut Parsed,
+        rejected: &mut Vec<Refused>,
+        decode: impl FnOnce(&Origin, &mut Vec<Rejection>) -> Result<Option<Object>, Vec<Rejection>>,
+    ) -> ObjectKey {
+        let key = ObjectKey {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        };
+        let origin = Origin::Object {
+            kind: kind.name(),
+            namespace: meta.namespace.clone(),
+            name: key.name.clone(),
+        };
+        let resource_version = meta.resource_version.clone().unwrap_or_default();
+        let fresh = self.cache.get(&key).is_some_and(|d| {
+            d.resource_version == resource_version && !resource_version.is_empty()
+        });
+        if !fresh {
+            let mut warnings = Vec::new();
+            let result = decode(&origin, &mut warnings).map(|o| {
+                o.map(|object| Doc {
+                    origin: origin.clone(),
+                    object,
+                })
+            });
+            self.cache.insert(
+                key.clone(),
+                Decoded {
+                    resource_version,
+                    result,
+                    warnings,
+                },
+            );
+        }
+        let Some(decoded) = self.cache.get(&key) else {
+            return key;
+        };
+        parsed.warnings.extend(
+            decoded
+                .warnings
+                .iter()
+                .map(|w| format!("{origin}: {}", w.reason)),
+        );
+        match &decoded.result {
+            Ok(None) => {}
+            Ok(Some(doc)) => {
+                if matches!(kind, KindId::Custom(_)) {
+                    self.accepted.insert(key.clone(), doc.clone());
+                }
+                parsed.docs.push(doc.clone());
+            }
+            Err(reasons) => {
+                let previous = self.accepted.get(&key);
+                if let Some(doc) = previous {
+                    parsed.docs.push(doc.clone());
+                }
+                rejected.push(Refused {
+                    origin,
+                    reasons: reasons.iter().map(|r| r.reason.clone()).collect(),
+                    kept_previous: previous.is_some(),
+                });
+            }
+        }
+        key
+    }
 }
 
 /// Istio's "oldest first" order for an API object: creation time, then name and namespace.
@@ -261,10 +295,79 @@ fn age_of(meta: &ObjectMeta) -> Age {
     }
 }
 
-/// Gives each Service the endpoints of its EndpointSlices (label `kubernetes.io/service-name`);
-/// Services without slices keep the endpoints their selector picks from Pods.
-fn attach_slices(snapshot: &mut Snapshot, slices: &[Arc<EndpointSlice>]) {
-    let _ = (snapshot, slices);
+/// Gives each Service with EndpointSlices (label `kubernetes.io/service-name`) their endpoints;
+/// a Service without slices keeps the endpoints its selector picks from Pods.
+fn attach_slices(parsed: &mut Parsed, slices: &[Arc<EndpointSlice>]) {
+    let mut by_service: HashMap<(&str, &str), Vec<EndpointEntry>> = HashMap::new();
+    for slice in slices {
+        let (Some(namespace), Some(service)) = (
+            slice.metadata.namespace.as_deref(),
+            slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(String::as_str),
+        ) else {
+            continue;
+        };
+        by_service
+            .entry((namespace, service))
+            .or_default()
+            .extend(slice_endpoints(slice));
+    }
+    for doc in &mut parsed.docs {
+        if let Object::Service(svc) = &mut doc.object
+            && let Some(endpoints) = by_service.remove(&(svc.namespace.as_str(), svc.name.as_str()))
+        {
+            svc.endpoints = Endpoints::Slices(endpoints);
+        }
+    }
+}
+
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One slice's endpoints with its ports; FQDN slices and unparsable addresses are skipped (a
+/// mesh endpoint is an IP).
+fn slice_endpoints(slice: &EndpointSlice) -> impl Iterator<Item = EndpointEntry> + '_ {
+    let ip_family = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
+    let ports: Vec<(Option<String>, u16)> = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .filter_map(|p| {
+            Some((
+                p.name.clone().filter(|n| !n.is_empty()),
+                u16::try_from(p.port?).ok()?,
+            ))
+        })
+        .collect();
+    slice
+        .endpoints
+        .iter()
+        .filter(move |_| ip_family)
+        .flat_map(move |endpoint| {
+            let conditions = endpoint.conditions.as_ref();
+            let pod = endpoint
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| Some((r.namespace.clone()?, r.name.clone()?)));
+            let ports = ports.clone();
+            endpoint.addresses.iter().filter_map(move |address| {
+                Some(EndpointEntry {
+                    ip: address.parse().ok()?,
+                    ports: ports.clone(),
+                    // The API's defaults for absent conditions.
+                    ready: conditions.and_then(|c| c.ready).unwrap_or(true),
+                    serving: conditions.and_then(|c| c.serving).unwrap_or(true),
+                    terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                    pod: pod.clone(),
+                })
+            })
+        })
 }
 
 fn custom_index(kind: CustomKind) -> usize {
@@ -325,7 +428,6 @@ pub(super) fn prune_pod(pod: &mut Pod) {
         };
     }
 }
-
 
 /// Serialises with `Display` (an origin reads `DestinationRule.sinew.dev shop/web`).
 pub(super) fn display<T: std::fmt::Display, S: serde::Serializer>(

@@ -242,7 +242,10 @@ async fn publish(
         if next.same_content(&current) {
             continue;
         }
-        tracing::info!(generation = next.generation(), "Kubernetes registry changed");
+        tracing::info!(
+            generation = next.generation(),
+            "Kubernetes registry changed"
+        );
         if tx.send(Arc::new(next)).is_err() {
             return;
         }

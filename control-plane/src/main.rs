@@ -199,19 +199,9 @@ mod tests {
     use super::*;
 
     fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
-        let mut argv = vec![
-            "sinew-control-plane",
-            "serve",
-            "--registry",
-            "/r",
-            "--state-dir",
-            "/s",
-        ];
+        let mut argv = vec!["--registry", "/r", "--state-dir", "/s"];
         argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv)?.command {
-            Command::Serve(a) => Ok(a),
-            Command::Token(_) => unreachable!("invariant: the argv says serve"),
-        }
+        parse(&argv)
     }
 
     #[test]
@@ -237,6 +227,58 @@ mod tests {
         assert_eq!(serve_args(&[]).unwrap().root_namespace, "sinew-system");
         let a = serve_args(&["--root-namespace", "mesh-root"]).unwrap();
         assert_eq!(a.root_namespace, "mesh-root");
+    }
+
+    fn parse(argv: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["sinew-control-plane", "serve"].iter().chain(argv);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(a),
+            Command::Token(_) => unreachable!("invariant: the argv says serve"),
+        }
+    }
+
+    #[test]
+    fn without_a_registry_directory_the_source_is_kubernetes() {
+        let a = parse(&["--kubeconfig", "/k", "--namespace", "mesh"]).unwrap();
+        assert!(a.registry.is_none() && a.state_dir.is_none());
+        let Source::Kubernetes(kube) = kubernetes_source(a.kubeconfig, a.namespace).unwrap() else {
+            panic!("a Kubernetes source");
+        };
+        assert_eq!(
+            kube.access,
+            sinew_control_plane::cluster::ClusterAccess::Kubeconfig("/k".into())
+        );
+        assert_eq!(kube.namespace, "mesh");
+        // No flags at all: in-cluster, in sinew-system.
+        let a = parse(&[]).unwrap();
+        let Source::Kubernetes(kube) = kubernetes_source(a.kubeconfig, a.namespace).unwrap() else {
+            panic!("a Kubernetes source");
+        };
+        assert_eq!(
+            kube.access,
+            sinew_control_plane::cluster::ClusterAccess::InCluster
+        );
+        assert_eq!(kube.namespace, "sinew-system");
+    }
+
+    #[test]
+    fn local_mode_flags_do_not_mix_with_kubernetes_ones() {
+        for argv in [
+            &["--registry", "/r"][..],
+            &[
+                "--registry",
+                "/r",
+                "--state-dir",
+                "/s",
+                "--kubeconfig",
+                "/k",
+            ],
+            &["--state-dir", "/s"],
+            &["--assignments", "/a"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?} must be refused");
+        }
+        assert!(kubernetes_source(None, Some("Not_A_Label".into())).is_err());
     }
 
     #[test]

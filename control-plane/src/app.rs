@@ -108,7 +108,11 @@ impl ControlPlane {
             snapshots,
             registry,
             monitor,
+            #[cfg(feature = "kubernetes")]
+            cluster,
         } = started;
+        #[cfg(feature = "kubernetes")]
+        let cluster = cluster.map(|c| (c, snapshots.clone()));
         let ca = Arc::new(ca);
         let index = compile::spawn(snapshots, o.trust_domain.clone(), o.root_namespace.clone());
 
@@ -141,6 +145,16 @@ impl ControlPlane {
         let status = Arc::new(server::status::Status::default());
         // A plug-in CA reload or root rotation publishes a new bundle here.
         let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(Arc::new(ca.trust_bundle()));
+        // In a cluster the leader also publishes the bundle as a ConfigMap in every namespace.
+        #[cfg(feature = "kubernetes")]
+        if let Some((cluster, snapshots)) = cluster {
+            tokio::spawn(crate::cluster::bundle::publish(
+                cluster.client,
+                snapshots,
+                bundle_tx.subscribe(),
+                cluster.leader,
+            ));
+        }
         let router = server::Router::new(
             server::ca::CertificateService {
                 ca: ca.clone(),
@@ -197,6 +211,15 @@ struct Started {
     snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
     registry: Option<RegistryHandle>,
     monitor: server::SourceMonitor,
+    /// The API server and this replica's leadership, for the single-writer tasks.
+    #[cfg(feature = "kubernetes")]
+    cluster: Option<ClusterParts>,
+}
+
+#[cfg(feature = "kubernetes")]
+struct ClusterParts {
+    client: kube::Client,
+    leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Local mode: the CA (plug-in directory, or the root kept in `state_dir`), the token key, the
@@ -250,6 +273,8 @@ async fn start_files(
         snapshots,
         registry: Some(handle),
         monitor,
+        #[cfg(feature = "kubernetes")]
+        cluster: None,
     })
 }
 
@@ -273,7 +298,15 @@ async fn start_kubernetes(
         ReviewConfig::default(),
         review_metrics.clone(),
     ));
-    let (snapshots, handle) = source::spawn(client, source::KubeSourceOptions::default()).await?;
+    let leader = crate::cluster::leader::spawn(
+        client.clone(),
+        crate::cluster::leader::LeaseConfig::new(
+            &options.namespace,
+            crate::cluster::leader::LeaseConfig::identity_from_env(),
+        ),
+    )?;
+    let (snapshots, handle) =
+        source::spawn(client.clone(), source::KubeSourceOptions::default()).await?;
     let monitor = server::SourceMonitor::kubernetes(handle, review_metrics, snapshots.clone());
     Ok(Started {
         ca,
@@ -282,6 +315,7 @@ async fn start_kubernetes(
         snapshots,
         registry: None,
         monitor,
+        cluster: Some(ClusterParts { client, leader }),
     })
 }
 

@@ -245,6 +245,24 @@ async fn proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic
         )
         .await;
     assert_eq!(status, 200, "{secret}");
+    // The leader publishes the trust bundle in every namespace.
+    let root = std::fs::read_to_string(&c.cp.root_file).unwrap();
+    eventually(
+        "the root-cert ConfigMap in shop",
+        Duration::from_secs(10),
+        || async {
+            let (status, cm) = c
+                .api
+                .request(
+                    "GET",
+                    "/api/v1/namespaces/shop/configmaps/sinew-root-cert",
+                    None,
+                )
+                .await;
+            status == 200 && cm["data"]["root-cert.pem"] == root.as_str()
+        },
+    )
+    .await;
     let (_, slice) = c
         .api
         .request(

@@ -15,6 +15,7 @@
 //! Named `cluster`, not `kube`: a module `kube` would make `use kube::…` ambiguous with the
 //! extern crate (E0659).
 
+pub mod bundle;
 mod client;
 mod errors;
 pub mod leader;

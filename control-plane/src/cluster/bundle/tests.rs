@@ -1,0 +1,122 @@
+use serde_json::json;
+
+use super::*;
+use crate::cluster::mock::{self, ApiServer};
+
+const MESH: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+
+fn path(namespace: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/configmaps/{ROOT_CERT_CONFIG_MAP}")
+}
+
+fn config_map(namespace: &str, pem: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": ROOT_CERT_CONFIG_MAP, "namespace": namespace, "resourceVersion": "7"},
+        "data": {ROOT_CERT_KEY: pem},
+    })
+}
+
+struct Running {
+    api: ApiServer,
+    bundle: watch::Sender<Arc<Vec<String>>>,
+    leader: watch::Sender<bool>,
+    _snapshots: watch::Sender<Arc<Snapshot>>,
+}
+
+fn start(leading: bool) -> Running {
+    let (client, api) = mock::client();
+    let snapshot = Snapshot::from_yaml("mesh.yaml", MESH).unwrap();
+    let (snapshots_tx, snapshots) = watch::channel(Arc::new(snapshot));
+    let (bundle_tx, bundle) = watch::channel(Arc::new(vec!["ROOT-A".to_string()]));
+    let (leader_tx, leader) = watch::channel(leading);
+    tokio::spawn(publish(client, snapshots, bundle, leader));
+    Running {
+        api,
+        bundle: bundle_tx,
+        leader: leader_tx,
+        _snapshots: snapshots_tx,
+    }
+}
+
+#[tokio::test]
+async fn the_leader_creates_missing_config_maps_in_every_namespace() {
+    let mut r = start(true);
+    for namespace in ["default", "shop"] {
+        let get = r.api.next().await;
+        assert_eq!(get.line(), format!("GET {}", path(namespace)));
+        get.fail(404, "NotFound");
+        let post = r.api.next().await;
+        assert_eq!(
+            post.line(),
+            format!("POST /api/v1/namespaces/{namespace}/configmaps?")
+        );
+        assert_eq!(post.body["metadata"]["name"], ROOT_CERT_CONFIG_MAP);
+        assert_eq!(post.body["data"][ROOT_CERT_KEY], "ROOT-A");
+        post.respond(201, config_map(namespace, "ROOT-A"));
+    }
+}
+
+#[tokio::test]
+async fn a_follower_writes_nothing_until_it_leads() {
+    let mut r = start(false);
+    r.leader.send(true).unwrap();
+    // The first request the mock sees is the new leader's: nothing was sent before.
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {}", path("default")));
+}
+
+#[tokio::test]
+async fn a_current_config_map_is_left_alone_and_a_stale_one_patched() {
+    let mut r = start(true);
+    // default: already right; shop: an old bundle.
+    r.api
+        .next()
+        .await
+        .respond(200, config_map("default", "ROOT-A"));
+    let get = r.api.next().await;
+    assert_eq!(
+        get.line(),
+        format!("GET {}", path("shop")),
+        "no write for default"
+    );
+    get.respond(200, config_map("shop", "ROOT-OLD"));
+    let patch = r.api.next().await;
+    assert_eq!(patch.line(), format!("PATCH {}?", path("shop")));
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(patch.body, json!({"data": {ROOT_CERT_KEY: "ROOT-A"}}));
+    patch.respond(200, config_map("shop", "ROOT-A"));
+
+    // A new root (rotation): both are written again, and only they.
+    r.bundle
+        .send(Arc::new(vec!["ROOT-A".into(), "ROOT-B".into()]))
+        .unwrap();
+    for namespace in ["default", "shop"] {
+        r.api
+            .next()
+            .await
+            .respond(200, config_map(namespace, "ROOT-A"));
+        let patch = r.api.next().await;
+        assert_eq!(patch.line(), format!("PATCH {}?", path(namespace)));
+        assert_eq!(patch.body["data"][ROOT_CERT_KEY], "ROOT-A\nROOT-B");
+        patch.respond(200, config_map(namespace, "ROOT-A\nROOT-B"));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_is_retried_at_the_next_change() {
+    let mut r = start(true);
+    r.api.next().await.fail(503, "ServiceUnavailable");
+    r.api
+        .next()
+        .await
+        .respond(200, config_map("shop", "ROOT-A"));
+    // Leadership flaps: the failed namespace is tried again (and the good one re-checked).
+    r.leader.send(false).unwrap();
+    r.leader.send(true).unwrap();
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {}", path("default")));
+}

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the CA and discovery (gRPC over TLS) and monitoring.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a local-mode credential for a pod (what `sinewctl` hands each sidecar).
     Token(TokenArgs),
 }
@@ -103,7 +103,7 @@ struct TokenArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(*a),
         Command::Token(a) => token(a),
     };
     match res {
@@ -232,7 +232,7 @@ mod tests {
     fn parse(argv: &[&str]) -> Result<ServeArgs, clap::Error> {
         let argv = ["sinew-control-plane", "serve"].iter().chain(argv);
         match Cli::try_parse_from(argv)?.command {
-            Command::Serve(a) => Ok(a),
+            Command::Serve(a) => Ok(*a),
             Command::Token(_) => unreachable!("invariant: the argv says serve"),
         }
     }

@@ -157,13 +157,17 @@ impl Session {
                         }
                         Some(Kind::Ack(a)) => {
                             self.pending.remove(&a.nonce);
-                            self.status.update(id, |s| s.acks += 1);
+                            self.status.update(id, |s| {
+                                s.acks += 1;
+                                s.last_answer_unix = Some(super::status::unix_now());
+                            });
                         }
                         Some(Kind::Nack(n)) => {
                             self.pending.remove(&n.nonce);
                             tracing::warn!(caller = %self.caller, pod = %self.pod, nonce = %n.nonce, reason = %n.reason, "proxy rejected config (NACK)");
                             self.status.update(id, |s| {
                                 s.nacks += 1;
+                                s.last_answer_unix = Some(super::status::unix_now());
                                 s.last_nack = Some(n.reason.clone());
                             });
                         }

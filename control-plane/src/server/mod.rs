@@ -161,7 +161,8 @@ pub fn tls_config(
 /// Monitoring on 15014: `/metrics` (the source's too: Kubernetes watch errors and re-lists,
 /// TokenReview latency and failures), `/ready`, `/debug/proxies` (JSON: connected proxies, the
 /// registry's last error and its warnings, such as routes to undefined subsets),
-/// `/debug/registryz` (services with their endpoints, pods, rules as the control plane sees
+/// `/debug/connections` (each discovery stream: the caller's verified identity and pod, when it
+/// connected and last answered, subscriptions, ACKs and NACKs), `/debug/registryz` (services with their endpoints, pods, rules as the control plane sees
 /// them, and the source's state), and
 /// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
 /// registry generation discovery would serve for that name now, 404 if none: how a runner knows
@@ -241,6 +242,13 @@ pub async fn serve_monitoring(
                             source.render_metrics(&mut text);
                             (200, text)
                         }
+                        "/debug/connections" => (
+                            200,
+                            serde_json::to_string_pretty(&serde_json::json!({
+                                "connections": status.snapshot(),
+                            }))
+                            .unwrap_or_default(),
+                        ),
                         "/debug/registryz" => (
                             200,
                             serde_json::to_string_pretty(&source.registryz()).unwrap_or_default(),

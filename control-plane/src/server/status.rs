@@ -15,6 +15,17 @@ pub struct ProxyState {
     pub acks: u64,
     pub nacks: u64,
     pub last_nack: Option<String>,
+    /// When the discovery stream opened, Unix seconds.
+    pub connected_at_unix: u64,
+    /// When the proxy last answered a push (ACK or NACK), Unix seconds.
+    pub last_answer_unix: Option<u64>,
+}
+
+/// Now, Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl ProxyState {
@@ -22,6 +33,7 @@ impl ProxyState {
         Self {
             identity: identity.into(),
             pod: pod.into(),
+            connected_at_unix: unix_now(),
             ..Default::default()
         }
     }

@@ -108,7 +108,6 @@ mod model;
 pub mod object;
 mod resolve;
 mod selector;
-mod source;
 
 pub use self::assignments::Assignments;
 pub use self::debounce::Debounce;
@@ -124,7 +123,6 @@ pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::model::{Acceptance, Rejected, Snapshot, build};
 pub(crate) use self::object::validate::RETRY_ON_IGNORED;
 pub use self::resolve::{ServiceResource, spiffe_identity};
-pub use self::source::SourceStatus;
 
 #[cfg(test)]
 mod testutil;

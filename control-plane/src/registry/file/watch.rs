@@ -22,7 +22,6 @@ use crate::registry::debounce::{Debounce, Debouncer};
 use crate::registry::error::RegistryError;
 use crate::registry::file;
 use crate::registry::model::{self, Acceptance, Snapshot};
-use crate::registry::source::SourceStatus;
 
 /// Local mode's registry: a directory of manifests, read once or watched.
 #[derive(Debug)]
@@ -162,16 +161,6 @@ impl RegistryHandle {
     /// usual debounce.
     pub fn set_assignments(&self, assignments: Assignments) {
         self.assignments.send_replace(assignments);
-    }
-}
-
-impl SourceStatus for RegistryHandle {
-    fn last_error(&self) -> Option<String> {
-        RegistryHandle::last_error(self)
-    }
-
-    fn generation(&self) -> u64 {
-        RegistryHandle::generation(self)
     }
 }
 

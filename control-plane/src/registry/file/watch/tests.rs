@@ -116,8 +116,8 @@ async fn invalid_edit_keeps_last_good_snapshot_then_recovers() {
         .await
         .expect("valid");
     let good = rx.borrow().clone();
-    // The monitoring server sees the same status through the source-neutral trait.
-    let status: Arc<dyn SourceStatus> = Arc::new(handle.clone());
+    // The monitoring server sees the same status (server::SourceMonitor wraps the handle).
+    let status = handle.clone();
 
     let path = dir.write(
         "extra.yaml",

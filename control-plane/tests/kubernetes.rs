@@ -16,10 +16,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use support::fake_apiserver::FakeApiServer;
-use support::proxies::{StartedProxy, admin, echo_app, http_get, request, start_proxy};
+use support::proxies::{
+    StartedProxy, admin, control_plane_config, echo_app, http_get, request, start_proxy,
+};
 use support::{eventually, unique_ip};
 
 const SIDECAR: &str = "sinew-proxy";
+const CA_SECRET: &str = "/api/v1/namespaces/sinew-system/secrets/sinew-ca";
+const SHOP_ROOT_CERT: &str = "/api/v1/namespaces/shop/configmaps/sinew-root-cert";
+const WEB_SLICE: &str = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde";
 
 /// A namespace with injection on, the web service with one injected pod behind an EndpointSlice,
 /// and the client's pod.
@@ -158,18 +163,29 @@ impl Cluster {
     fn proxy_cp(&self, token: &str, pod: &str) -> cfg::ControlPlane {
         let token_file = self.dir.path().join(format!("{pod}.token"));
         std::fs::write(&token_file, token).unwrap();
-        cfg::ControlPlane {
-            address: self.cp.grpc.to_string(),
-            root_cert_file: self.cp.root_file.display().to_string(),
-            token_file: token_file.display().to_string(),
-            pod: pod.into(),
-            namespace: "shop".into(),
-            resolve_timeout: Some(pbjson_types::Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            ..Default::default()
-        }
+        control_plane_config(self.cp.grpc, &self.cp.root_file, &token_file, pod)
+    }
+
+    /// The web and client proxies, after one request through them; and the web pod's IP.
+    async fn mesh(&self) -> (StartedProxy, StartedProxy, SocketAddr, IpAddr) {
+        let (_, slice) = self.api.request("GET", WEB_SLICE, None).await;
+        let web_ip = web_ip_of(&slice);
+        let (web, client, outbound) = self.proxies(web_ip).await;
+        request(outbound).await.unwrap();
+        assert!(has_endpoint(&client).await);
+        (web, client, outbound, web_ip)
+    }
+
+    /// Writes an object through the API, expecting `status`.
+    async fn write(&self, method: &str, path: &str, body: Option<&Value>, status: u16) {
+        let (got, body) = self.api.request(method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+    }
+
+    /// Marks the web endpoint ready or not in its EndpointSlice.
+    async fn set_web_ready(&self, web_ip: IpAddr, ready: bool) {
+        let slice = slice(&[(web_ip, ready)], self.app_port);
+        self.write("PUT", WEB_SLICE, Some(&slice), 200).await;
     }
 
     /// The web pod's inbound proxy (on the pod's IP) and the client's outbound proxy to the web
@@ -207,17 +223,6 @@ impl Cluster {
     async fn monitoring(&self, path: &str) -> String {
         http_get(self.cp.monitoring, path).await
     }
-
-    /// What the control plane resolves the web service to now (its endpoints and policy).
-    async fn resolved_web(&self) -> Value {
-        let rsp = self
-            .monitoring(&format!(
-                "/debug/resolve?name={}:8080&namespace=shop&pod=client-0",
-                self.web_vip
-            ))
-            .await;
-        body_json(&rsp)
-    }
 }
 
 fn web_ip_of(seed_slice: &Value) -> IpAddr {
@@ -230,48 +235,22 @@ fn web_ip_of(seed_slice: &Value) -> IpAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic() {
-    let Some(c) =
-        cluster("proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic").await
-    else {
+    let test = "proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic";
+    let Some(c) = cluster(test).await else {
         return;
     };
     // The CA root was created in its Secret on first start.
-    let (status, secret) = c
-        .api
-        .request(
-            "GET",
-            "/api/v1/namespaces/sinew-system/secrets/sinew-ca",
-            None,
-        )
-        .await;
+    let (status, secret) = c.api.request("GET", CA_SECRET, None).await;
     assert_eq!(status, 200, "{secret}");
     // The leader publishes the trust bundle in every namespace.
     let root = std::fs::read_to_string(&c.cp.root_file).unwrap();
-    eventually(
-        "the root-cert ConfigMap in shop",
-        Duration::from_secs(10),
-        || async {
-            let (status, cm) = c
-                .api
-                .request(
-                    "GET",
-                    "/api/v1/namespaces/shop/configmaps/sinew-root-cert",
-                    None,
-                )
-                .await;
-            status == 200 && cm["data"]["root-cert.pem"] == root.as_str()
-        },
-    )
-    .await;
-    let (_, slice) = c
-        .api
-        .request(
-            "GET",
-            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
-            None,
-        )
-        .await;
-    let (_web, _client, outbound) = c.proxies(web_ip_of(&slice)).await;
+    let published = || async {
+        let (status, cm) = c.api.request("GET", SHOP_ROOT_CERT, None).await;
+        status == 200 && cm["data"]["root-cert.pem"] == root.as_str()
+    };
+    eventually("the root-cert ConfigMap in shop", WAIT, published).await;
+
+    let (_web, _client, outbound, _) = c.mesh().await;
     let out = request(outbound).await.unwrap();
     assert!(
         out.contains("URI=spiffe://cluster.local/ns/shop/sa/client"),
@@ -281,6 +260,24 @@ async fn proxies_authenticate_with_service_account_tokens_and_carry_mesh_traffic
         out.contains("By=spiffe://cluster.local/ns/shop/sa/web"),
         "{out}"
     );
+    // Both streams, with the identities TokenReview gave them.
+    let connections = body_json(&c.monitoring("/debug/connections").await);
+    let mut seen: Vec<String> = connections["connections"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["identity"].as_str().unwrap_or(""),
+                        p["pod"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    seen.sort();
+    assert_eq!(seen, ["shop/client client-0", "shop/web web-0",]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,133 +325,60 @@ async fn a_token_for_another_audience_gets_no_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
-    let Some(c) = cluster("endpoint_slice_and_destination_rule_changes_reach_the_proxy").await
-    else {
+    let test = "endpoint_slice_and_destination_rule_changes_reach_the_proxy";
+    let Some(c) = cluster(test).await else {
         return;
     };
-    let (_, seed_slice) = c
-        .api
-        .request(
-            "GET",
-            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
-            None,
-        )
-        .await;
-    let web_ip = web_ip_of(&seed_slice);
-    let (_web, client, outbound) = c.proxies(web_ip).await;
-    request(outbound).await.unwrap();
-    assert!(has_endpoint(&client).await);
+    let (_web, client, outbound, web_ip) = c.mesh().await;
 
-    // The endpoint stops being ready: the proxy's config loses it.
-    let path = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde";
-    let (status, body) = c
-        .api
-        .request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port)))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    eventually(
-        "the proxy drops the endpoint that is not ready",
-        Duration::from_secs(5),
-        || async { !has_endpoint(&client).await },
-    )
-    .await;
-    let (status, body) = c
-        .api
-        .request("PUT", path, Some(&slice(&[(web_ip, true)], c.app_port)))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    eventually("the endpoint is back", Duration::from_secs(5), || async {
-        request(outbound).await.is_ok()
-    })
-    .await;
+    // The endpoint stops being ready: the proxy's config loses it; ready again, it is back.
+    c.set_web_ready(web_ip, false).await;
+    let lost = || async { !has_endpoint(&client).await };
+    eventually("the proxy drops the endpoint that is not ready", WAIT, lost).await;
+    c.set_web_ready(web_ip, true).await;
+    let back = || async { request(outbound).await.is_ok() };
+    eventually("the endpoint is back", WAIT, back).await;
 
     // Our DestinationRule kind appears with its CRD, and a rule created through the API applies.
-    let (status, body) = c
-        .api
-        .request(
-            "POST",
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-            Some(&sinew_destination_rule_crd()),
-        )
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    c.write("POST", crds, Some(&sinew_destination_rule_crd()), 201)
         .await;
-    assert_eq!(status, 201, "{body}");
     let rule = json!({
         "apiVersion": "sinew.dev/v1alpha1", "kind": "DestinationRule",
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"host": "web", "trafficPolicy": {"connectionPool": {"http": {"http2MaxRequests": 7}}}}
     });
     let rules = "/apis/sinew.dev/v1alpha1/namespaces/shop/destinationrules";
-    let (status, body) = c.api.request("POST", rules, Some(&rule)).await;
-    assert_eq!(status, 201, "{body}");
-    eventually(
-        "the rule's pool limit reaches the proxy",
-        Duration::from_secs(5),
-        || async {
-            http_get(client.admin, "/config_dump")
-                .await
-                .contains("\"http2MaxRequests\": 7")
-        },
-    )
-    .await;
+    c.write("POST", rules, Some(&rule), 201).await;
+    let applied = || async { has_pool_limit(&client).await };
+    eventually("the rule's pool limit reaches the proxy", WAIT, applied).await;
 
     // An invalid version of it is refused and the accepted one stays in force.
     let mut invalid = rule.clone();
     invalid["spec"]["trafficPolicy"]["loadBalancer"] = json!({"simple": "ROUND_ROBBIN"});
-    let (status, body) = c
-        .api
-        .request("PUT", &format!("{rules}/web"), Some(&invalid))
+    c.write("PUT", &format!("{rules}/web"), Some(&invalid), 200)
         .await;
-    assert_eq!(status, 200, "{body}");
-    eventually(
-        "the invalid rule is reported",
-        Duration::from_secs(5),
-        || async {
-            c.monitoring("/debug/registryz")
-                .await
-                .contains("ROUND_ROBBIN")
-        },
-    )
-    .await;
-    assert!(
-        http_get(client.admin, "/config_dump")
+    let reported = || async {
+        c.monitoring("/debug/registryz")
             .await
-            .contains("\"http2MaxRequests\": 7")
-    );
+            .contains("ROUND_ROBBIN")
+    };
+    eventually("the invalid rule is reported", WAIT, reported).await;
+    assert!(has_pool_limit(&client).await);
 
     // Deleting the rule removes its policy.
-    let (status, body) = c.api.request("DELETE", &format!("{rules}/web"), None).await;
-    assert_eq!(status, 200, "{body}");
-    eventually(
-        "the rule's policy is gone",
-        Duration::from_secs(5),
-        || async {
-            !http_get(client.admin, "/config_dump")
-                .await
-                .contains("\"http2MaxRequests\": 7")
-        },
-    )
-    .await;
-    let _ = c.resolved_web().await;
+    c.write("DELETE", &format!("{rules}/web"), None, 200).await;
+    let removed = || async { !has_pool_limit(&client).await };
+    eventually("the rule's policy is gone", WAIT, removed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume() {
-    let Some(mut c) =
-        cluster("an_api_server_restart_under_traffic_fails_no_request_and_watches_resume").await
-    else {
+    let test = "an_api_server_restart_under_traffic_fails_no_request_and_watches_resume";
+    let Some(mut c) = cluster(test).await else {
         return;
     };
-    let (_, seed_slice) = c
-        .api
-        .request(
-            "GET",
-            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde",
-            None,
-        )
-        .await;
-    let web_ip = web_ip_of(&seed_slice);
-    let (_web, client, outbound) = c.proxies(web_ip).await;
-    request(outbound).await.unwrap();
+    let (_web, client, outbound, web_ip) = c.mesh().await;
 
     let traffic = tokio::spawn(async move {
         let mut failures = Vec::new();
@@ -477,16 +401,12 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
     assert!(has_endpoint(&client).await);
 
     // The watches resumed: a change made after the restart reaches the proxy.
-    let path = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/web-abcde";
-    let (status, body) = c
-        .api
-        .request("PUT", path, Some(&slice(&[(web_ip, false)], c.app_port)))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    c.set_web_ready(web_ip, false).await;
+    let lost = || async { !has_endpoint(&client).await };
     eventually(
         "a change after the restart reaches the proxy",
         Duration::from_secs(15),
-        || async { !has_endpoint(&client).await },
+        lost,
     )
     .await;
     // It re-listed (the restarted server cannot resume the old watch: 410).
@@ -496,6 +416,16 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
         .find_map(|l| l.strip_prefix("sinew_cp_kube_relists_total{kind=\"EndpointSlice\"} "))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(relists.is_some_and(|n| n >= 1), "{metrics}");
+}
+
+/// How long a change may take to reach a proxy here (it takes well under a second).
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Whether the client proxy's config carries the test rule's pool limit.
+async fn has_pool_limit(client: &StartedProxy) -> bool {
+    http_get(client.admin, "/config_dump")
+        .await
+        .contains("\"http2MaxRequests\": 7")
 }
 
 /// Whether the client proxy's config has an endpoint for the web service (its only endpoint is

@@ -99,22 +99,12 @@ impl Running2 {
             Duration::from_secs(3600),
         );
         std::fs::write(&token_file, token).unwrap();
-        cfg::ControlPlane {
-            address: self.grpc.to_string(),
-            root_cert_file: self
-                .state
-                .join(sinew_control_plane::app::TRUST_BUNDLE_FILE)
-                .display()
-                .to_string(),
-            token_file: token_file.display().to_string(),
-            pod: format!("{sa}-0"),
-            namespace: "shop".into(),
-            resolve_timeout: Some(pbjson_types::Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            ..Default::default()
-        }
+        control_plane_config(
+            self.grpc,
+            &self.state.join(sinew_control_plane::app::TRUST_BUNDLE_FILE),
+            &token_file,
+            &format!("{sa}-0"),
+        )
     }
 
     async fn get(&self, path: &str) -> String {

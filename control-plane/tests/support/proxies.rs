@@ -25,6 +25,27 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+/// A proxy's control-plane settings for a pod of `shop` whose token is in `token_file`.
+pub fn control_plane_config(
+    grpc: SocketAddr,
+    root_cert_file: &std::path::Path,
+    token_file: &std::path::Path,
+    pod: &str,
+) -> cfg::ControlPlane {
+    cfg::ControlPlane {
+        address: grpc.to_string(),
+        root_cert_file: root_cert_file.display().to_string(),
+        token_file: token_file.display().to_string(),
+        pod: pod.into(),
+        namespace: "shop".into(),
+        resolve_timeout: Some(pbjson_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn admin() -> Option<cfg::AdminConfig> {
     Some(cfg::AdminConfig {
         admin_address: "127.0.0.1:0".into(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::fake_apiserver::FakeApiServer;
 use support::proxies::{
-    StartedProxy, admin, control_plane_config, echo_app, http_get, request, start_proxy,
+    StartedProxy, control_plane_config, echo_app, http_get, inbound_proxy, outbound_proxy, request,
 };
 use support::{eventually, unique_ip};
 
@@ -191,31 +191,9 @@ impl Cluster {
     /// The web pod's inbound proxy (on the pod's IP) and the client's outbound proxy to the web
     /// service; returns the client proxy and its listener.
     async fn proxies(&self, web_ip: IpAddr) -> (StartedProxy, StartedProxy, SocketAddr) {
-        let web = start_proxy(cfg::ProxyConfig {
-            control_plane: Some(self.proxy_cp("tok-web", "web-0")),
-            listeners: vec![cfg::Listener {
-                name: "inbound".into(),
-                address: format!("{web_ip}:15006"),
-                direction: cfg::Direction::Inbound as i32,
-                ..Default::default()
-            }],
-            admin: admin(),
-            ..Default::default()
-        })
-        .await;
-        let client = start_proxy(cfg::ProxyConfig {
-            control_plane: Some(self.proxy_cp("tok-client", "client-0")),
-            listeners: vec![cfg::Listener {
-                name: "outbound".into(),
-                address: "127.0.0.1:0".into(),
-                direction: cfg::Direction::Outbound as i32,
-                fixed_destination: format!("{}:8080", self.web_vip),
-                ..Default::default()
-            }],
-            admin: admin(),
-            ..Default::default()
-        })
-        .await;
+        let web = inbound_proxy(self.proxy_cp("tok-web", "web-0"), web_ip).await;
+        let destination = format!("{}:8080", self.web_vip);
+        let client = outbound_proxy(self.proxy_cp("tok-client", "client-0"), &destination).await;
         let outbound = client.addrs[0].1;
         (web, client, outbound)
     }

@@ -135,31 +135,8 @@ async fn mesh() -> Mesh {
         assignments.clone(),
         "127.0.0.1:0".parse().unwrap(),
     );
-    let b = start_proxy(cfg::ProxyConfig {
-        control_plane: Some(info.proxy_cp(&dir, "web")),
-        listeners: vec![cfg::Listener {
-            name: "inbound".into(),
-            address: format!("{web_ip}:15006"),
-            direction: cfg::Direction::Inbound as i32,
-            ..Default::default()
-        }],
-        admin: admin(),
-        ..Default::default()
-    })
-    .await;
-    let a = start_proxy(cfg::ProxyConfig {
-        control_plane: Some(info.proxy_cp(&dir, "client")),
-        listeners: vec![cfg::Listener {
-            name: "outbound".into(),
-            address: "127.0.0.1:0".into(),
-            direction: cfg::Direction::Outbound as i32,
-            fixed_destination: format!("{web_vip}:8080"),
-            ..Default::default()
-        }],
-        admin: admin(),
-        ..Default::default()
-    })
-    .await;
+    let b = inbound_proxy(info.proxy_cp(&dir, "web"), web_ip).await;
+    let a = outbound_proxy(info.proxy_cp(&dir, "client"), &format!("{web_vip}:8080")).await;
     let outbound = a.addrs[0].1;
     Mesh {
         _dir: dir,

@@ -46,6 +46,43 @@ pub fn control_plane_config(
     }
 }
 
+/// A pod's inbound proxy on `pod_ip:15006`, ready.
+pub async fn inbound_proxy(
+    control_plane: cfg::ControlPlane,
+    pod_ip: std::net::IpAddr,
+) -> StartedProxy {
+    start_proxy(cfg::ProxyConfig {
+        control_plane: Some(control_plane),
+        listeners: vec![cfg::Listener {
+            name: "inbound".into(),
+            address: format!("{pod_ip}:15006"),
+            direction: cfg::Direction::Inbound as i32,
+            ..Default::default()
+        }],
+        admin: admin(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A client's outbound proxy on a loopback port that sends everything to `destination`
+/// (`vip:port`), ready; its listener is `addrs[0]`.
+pub async fn outbound_proxy(control_plane: cfg::ControlPlane, destination: &str) -> StartedProxy {
+    start_proxy(cfg::ProxyConfig {
+        control_plane: Some(control_plane),
+        listeners: vec![cfg::Listener {
+            name: "outbound".into(),
+            address: "127.0.0.1:0".into(),
+            direction: cfg::Direction::Outbound as i32,
+            fixed_destination: destination.into(),
+            ..Default::default()
+        }],
+        admin: admin(),
+        ..Default::default()
+    })
+    .await
+}
+
 pub fn admin() -> Option<cfg::AdminConfig> {
     Some(cfg::AdminConfig {
         admin_address: "127.0.0.1:0".into(),

@@ -1,11 +1,15 @@
-//! The trust bundle in every namespace: a ConfigMap `sinew-root-cert` (key `root-cert.pem`)
-//! that workloads and tools can mount to trust the mesh CA, as istiod publishes
-//! `istio-ca-root-cert`. Proxies do not need it (they get the bundle over the config stream).
+//! The trust bundle where the cluster needs it: a ConfigMap `sinew-root-cert` (key
+//! `root-cert.pem`) in every namespace, which workloads and tools can mount to trust the mesh CA
+//! (as istiod publishes `istio-ca-root-cert`; proxies get the bundle over the config stream), and
+//! the `caBundle` of the validating webhook configuration `sinew-validator`, so the API server
+//! trusts the webhook's certificate.
 //!
-//! What it promises: only the leader writes; each namespace's ConfigMap is created when missing
-//! and patched when its bundle differs, and left alone when it is already right (one GET per
-//! namespace per leadership term, then nothing until the namespaces or the bundle change). A
-//! failed write is retried at the next change or resync.
+//! What it promises: only the leader writes; each ConfigMap is created when missing and patched
+//! when its bundle differs, and left alone when it is already right (one GET per namespace per
+//! leadership term, then nothing until the namespaces or the bundle change); the webhook
+//! configuration is patched only when a webhook's `caBundle` differs, with the resourceVersion it
+//! was read at (a concurrent `helm upgrade` wins, and is corrected at the next pass). A failed
+//! write is retried at the next change or resync.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +27,11 @@ use crate::registry::Snapshot;
 pub const ROOT_CERT_CONFIG_MAP: &str = "sinew-root-cert";
 /// Its key: the PEM roots, one after the other.
 pub const ROOT_CERT_KEY: &str = "root-cert.pem";
-/// Everything is checked again this often (a ConfigMap someone deleted or edited comes back).
-const RESYNC: Duration = Duration::from_secs(300);
+/// The validating webhook configuration whose `caBundle` is kept current.
+pub const WEBHOOK_CONFIGURATION: &str = "sinew-validator";
+/// Everything is checked again this often (a ConfigMap someone deleted or edited, a `caBundle`
+/// an upgrade reset, comes back).
+const RESYNC: Duration = Duration::from_secs(60);
 
 /// Keeps the ConfigMaps current while this replica leads; ends when the snapshots end.
 pub async fn publish(
@@ -35,6 +42,7 @@ pub async fn publish(
 ) {
     // Namespace → the bundle its ConfigMap is known to hold.
     let mut written: BTreeMap<String, Arc<String>> = BTreeMap::new();
+    let mut webhook_written: Option<Arc<String>> = None;
     loop {
         if *leader.borrow_and_update() {
             let pem = Arc::new(bundle.borrow_and_update().join("\n"));
@@ -58,14 +66,26 @@ pub async fn publish(
                     }
                 }
             }
+            if webhook_written.as_ref() != Some(&pem) {
+                match ensure_ca_bundle(&client, &pem).await {
+                    Ok(()) => webhook_written = Some(pem.clone()),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot set the webhook configuration's caBundle");
+                    }
+                }
+            }
         } else {
             written.clear();
+            webhook_written = None;
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { return },
             changed = bundle.changed() => if changed.is_err() { return },
             changed = leader.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(RESYNC) => written.clear(),
+            () = tokio::time::sleep(RESYNC) => {
+                written.clear();
+                webhook_written = None;
+            }
         }
     }
 }
@@ -109,6 +129,43 @@ async fn ensure(client: &kube::Client, namespace: &str, pem: &str) -> Result<(),
         }
         Err(error) => Err(error),
     }
+}
+
+/// Sets every webhook's `caBundle` in [`WEBHOOK_CONFIGURATION`] to `pem` where it differs. A
+/// missing configuration (the chart installs it; a bare `serve` has none) is not an error.
+async fn ensure_ca_bundle(client: &kube::Client, pem: &str) -> Result<(), kube::Error> {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mut config = match api.get(WEBHOOK_CONFIGURATION).await {
+        Ok(config) => config,
+        Err(error) if classify(&error) == ApiFailure::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let wanted = k8s_openapi::ByteString(pem.as_bytes().to_vec());
+    let mut changed = false;
+    for webhook in config.webhooks.iter_mut().flatten() {
+        if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
+            webhook.client_config.ca_bundle = Some(wanted.clone());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(());
+    }
+    // The whole list (a merge patch replaces lists), at the version it was read.
+    let patch = json!({
+        "metadata": {"resourceVersion": config.metadata.resource_version},
+        "webhooks": config.webhooks,
+    });
+    api.patch(
+        WEBHOOK_CONFIGURATION,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    tracing::info!(configuration = WEBHOOK_CONFIGURATION, "webhook caBundle updated");
+    Ok(())
 }
 
 #[cfg(test)]

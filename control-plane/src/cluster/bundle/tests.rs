@@ -9,6 +9,37 @@ fn path(namespace: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/configmaps/{ROOT_CERT_CONFIG_MAP}")
 }
 
+const WEBHOOK_PATH: &str =
+    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/sinew-validator";
+
+/// Answers the webhook configuration's read: not installed.
+async fn no_webhook_configuration(api: &mut ApiServer) {
+    let get = api.next().await;
+    assert_eq!(get.line(), format!("GET {WEBHOOK_PATH}"));
+    get.fail(404, "NotFound");
+}
+
+fn webhook_configuration(bundles: &[Option<&str>]) -> serde_json::Value {
+    use base64::Engine as _;
+    let webhooks: Vec<serde_json::Value> = bundles
+        .iter()
+        .enumerate()
+        .map(|(i, bundle)| {
+            let mut client = json!({"service": {"name": "sinew-control-plane", "namespace": "sinew-system", "path": "/validate"}});
+            if let Some(pem) = bundle {
+                client["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(pem));
+            }
+            json!({"name": format!("w{i}.sinew.dev"), "clientConfig": client,
+                   "sideEffects": "None", "admissionReviewVersions": ["v1"]})
+        })
+        .collect();
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "sinew-validator", "resourceVersion": "42"},
+        "webhooks": webhooks,
+    })
+}
+
 fn config_map(namespace: &str, pem: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -89,6 +120,7 @@ async fn a_current_config_map_is_left_alone_and_a_stale_one_patched() {
     );
     assert_eq!(patch.body, json!({"data": {ROOT_CERT_KEY: "ROOT-A"}}));
     patch.respond(200, config_map("shop", "ROOT-A"));
+    no_webhook_configuration(&mut r.api).await;
 
     // A new root (rotation): both are written again, and only they.
     r.bundle
@@ -119,4 +151,57 @@ async fn a_failed_write_is_retried_at_the_next_change() {
     r.leader.send(true).unwrap();
     let get = r.api.next().await;
     assert_eq!(get.line(), format!("GET {}", path("default")));
+}
+
+#[tokio::test]
+async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
+    use base64::Engine as _;
+    let mut r = start(true);
+    for namespace in ["default", "shop"] {
+        r.api
+            .next()
+            .await
+            .respond(200, config_map(namespace, "ROOT-A"));
+    }
+    // One webhook already right, one reset by an upgrade: the whole list goes back, at the
+    // version it was read, with both bundles right.
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {WEBHOOK_PATH}"));
+    get.respond(200, webhook_configuration(&[Some("ROOT-A"), None]));
+    let patch = r.api.next().await;
+    assert_eq!(patch.line(), format!("PATCH {WEBHOOK_PATH}?"));
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "42");
+    let encoded = base64::engine::general_purpose::STANDARD.encode("ROOT-A");
+    let bundles: Vec<&serde_json::Value> = patch.body["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["clientConfig"]["caBundle"])
+        .collect();
+    assert_eq!(bundles, [&json!(encoded), &json!(encoded)]);
+    assert_eq!(
+        patch.body["webhooks"][1]["clientConfig"]["service"]["path"],
+        "/validate"
+    );
+    patch.respond(200, webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]));
+
+    // A new bundle: ConfigMaps again, then the configuration, already right here: not patched,
+    // so the next request is the following pass's.
+    r.bundle.send(Arc::new(vec!["ROOT-A".into()])).unwrap();
+    r.leader.send(false).unwrap();
+    r.leader.send(true).unwrap();
+    for namespace in ["default", "shop"] {
+        r.api
+            .next()
+            .await
+            .respond(200, config_map(namespace, "ROOT-A"));
+    }
+    r.api
+        .next()
+        .await
+        .respond(200, webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]));
+    r.leader.send(false).unwrap();
+    r.leader.send(true).unwrap();
+    let next = r.api.next().await;
+    assert_eq!(next.line(), format!("GET {}", path("default")), "no PATCH before it");
 }

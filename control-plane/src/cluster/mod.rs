@@ -16,6 +16,7 @@
 //! extern crate (E0659).
 
 mod client;
+pub mod crd;
 mod errors;
 pub mod leader;
 

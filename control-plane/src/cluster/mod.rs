@@ -19,6 +19,7 @@ mod client;
 pub mod crd;
 mod errors;
 pub mod leader;
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod mock;

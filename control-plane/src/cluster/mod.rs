@@ -17,8 +17,10 @@
 
 pub mod bundle;
 mod client;
+pub mod crd;
 mod errors;
 pub mod leader;
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod mock;

@@ -29,227 +29,356 @@ pub struct DestinationRuleDoc {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<TrafficPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subsets: Option<Vec<Subset>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub export_to: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workload_selector: Option<WorkloadSelector>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSelector {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub match_labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Subset {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<TrafficPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_pool: Option<ConnectionPool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port_level_settings: Option<Vec<PortTrafficPolicy>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<RetryBudget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PortTrafficPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<PortSelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_pool: Option<ConnectionPool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct PortSelector {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancer {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub simple: Option<SimpleLb>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<LocalityLb>,
     // Newer than our reference's field list is detailed: checked for presence only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(schema_with = "schema::any_object"))]
     pub zone_aware_lb_setting: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_duration_secs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup: Option<Warmup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsistentHash {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_header_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_cookie: Option<HttpCookie>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub use_source_ip: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_query_parameter_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ring_hash: Option<RingHash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maglev: Option<Maglev>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub minimum_ring_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct HttpCookie {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<CookieAttribute>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct CookieAttribute {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RingHash {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub minimum_ring_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Maglev {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LocalityLb {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub distribute: Option<Vec<LocalityDistribute>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<Vec<LocalityFailover>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failover_priority: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct LocalityDistribute {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<BTreeMap<String, u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct LocalityFailover {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Warmup {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub minimum_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aggression: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionPool {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TcpSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connection_duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct TcpKeepalive {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http1_max_pending_requests: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_max_requests: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub h2_upgrade_policy: Option<H2UpgradePolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub use_client_protocol: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_keep_alive: Option<Http2KeepAlive>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct Http2KeepAlive {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OutlierDetection {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_errors: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub split_external_local_origin_errors: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_local_origin_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_5xx_errors: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_ejection_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_ejection_percent: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_health_percent: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection_http_error_codes: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClientTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<TlsMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_certificates: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_alt_names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_crl: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Tunnel {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 pub struct ProxyProtocol {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(serde::Serialize, schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RetryBudget {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_retry_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_interval: Option<String>,
 }
 
@@ -276,6 +405,30 @@ macro_rules! istio_enum {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 d.deserialize_any(EnumVisitor::<Self>::new(Self::NAMES, Self::from_name, Self::from_number))
+            }
+        }
+
+        // Written back by name, the form Istio's own tools write.
+        #[cfg(feature = "kubernetes")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let name = match self { $(Self::$variant => stringify!($variant)),+ };
+                s.serialize_str(name)
+            }
+        }
+
+        #[cfg(feature = "kubernetes")]
+        impl schemars::JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                $crate::registry::istio::schema::names(Self::NAMES)
             }
         }
     };
@@ -394,3 +547,27 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 }
 
 pub mod virtual_service;
+
+/// Schemas for the parts the derive cannot see: enum names, loosely typed objects.
+#[cfg(feature = "kubernetes")]
+pub(crate) mod schema {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+
+    /// An Istio enum as its CRD has it: a string, one of the names. Our decoder also takes the
+    /// protobuf numbers, as Istio's does; Istio's CRDs refuse them too, so kubectl users never
+    /// depend on them.
+    pub(crate) fn names(names: &[&str]) -> Schema {
+        json_schema!({ "type": "string", "enum": names })
+    }
+
+    /// A field Sinew keeps as raw JSON (accepted with a warning, or refused by name by
+    /// validation): any object, its fields kept as written so the refusal can name them.
+    pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true, "nullable": true })
+    }
+
+    /// A list of [`any_object`]s.
+    pub(crate) fn any_object_list(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "array", "items": any_object(generator), "nullable": true })
+    }
+}

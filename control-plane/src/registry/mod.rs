@@ -101,7 +101,7 @@ mod crosscheck;
 mod debounce;
 mod entry;
 mod error;
-mod file;
+pub(crate) mod file;
 pub mod hosts;
 pub mod istio;
 mod model;

@@ -22,7 +22,7 @@ use self::documents::{
 };
 
 mod documents;
-mod strict;
+pub(crate) mod strict;
 mod walk;
 pub(crate) mod watch;
 

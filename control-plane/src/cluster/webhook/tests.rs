@@ -1,0 +1,296 @@
+use serde_json::{Value, json};
+
+use super::*;
+
+/// An AdmissionReview as a 1.33 API server sends it for `kubectl apply` of the seed
+/// DestinationRule (captured shape; uid and user are the test's).
+const CAPTURED_CREATE: &str = r#"{
+  "kind": "AdmissionReview",
+  "apiVersion": "admission.k8s.io/v1",
+  "request": {
+    "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+    "kind": {"group": "networking.istio.io", "version": "v1beta1", "kind": "DestinationRule"},
+    "resource": {"group": "networking.istio.io", "version": "v1beta1", "resource": "destinationrules"},
+    "requestKind": {"group": "networking.istio.io", "version": "v1beta1", "kind": "DestinationRule"},
+    "requestResource": {"group": "networking.istio.io", "version": "v1beta1", "resource": "destinationrules"},
+    "name": "example-destination",
+    "namespace": "default",
+    "operation": "CREATE",
+    "userInfo": {"username": "kubernetes-admin", "groups": ["kubeadm:cluster-admins", "system:authenticated"]},
+    "object": {
+      "apiVersion": "networking.istio.io/v1beta1",
+      "kind": "DestinationRule",
+      "metadata": {
+        "name": "example-destination",
+        "namespace": "default",
+        "uid": "3c9a6a43-0f2b-4c84-9a55-1b1f2b1d8a11",
+        "creationTimestamp": "2026-12-01T10:00:00Z",
+        "generation": 1,
+        "annotations": {
+          "kubectl.kubernetes.io/last-applied-configuration": "{}\n"
+        },
+        "managedFields": [{
+          "manager": "kubectl-client-side-apply",
+          "operation": "Update",
+          "apiVersion": "networking.istio.io/v1beta1",
+          "time": "2026-12-01T10:00:00Z",
+          "fieldsType": "FieldsV1",
+          "fieldsV1": {"f:spec": {".": {}, "f:host": {}}}
+        }]
+      },
+      "spec": {
+        "host": "myservice.default.svc.cluster.local",
+        "trafficPolicy": {
+          "tls": {"mode": "ISTIO_MUTUAL"},
+          "connectionPool": {"http": {"http1MaxPendingRequests": 100, "maxRequestsPerConnection": 10}},
+          "outlierDetection": {
+            "consecutive5xxErrors": 2,
+            "interval": "1m",
+            "baseEjectionTime": "30s",
+            "maxEjectionPercent": 100
+          }
+        }
+      }
+    },
+    "oldObject": null,
+    "dryRun": false,
+    "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"}
+  }
+}"#;
+
+/// The captured review with `edit` applied to it.
+fn captured(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut review: Value = serde_json::from_str(CAPTURED_CREATE).expect("fixture is JSON");
+    edit(&mut review);
+    review
+}
+
+/// A review of `object` (a `group/version` kind) for `operation`, shaped like the capture.
+fn request_for(operation: &str, object: Value) -> Value {
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let kind = object["kind"].clone();
+    captured(|review| {
+        let request = &mut review["request"];
+        let gvk = json!({"group": group, "version": version, "kind": kind});
+        request["kind"] = gvk.clone();
+        request["requestKind"] = gvk;
+        request["name"] = object["metadata"]["name"].clone();
+        request["operation"] = json!(operation);
+        request["object"] = object;
+    })
+}
+
+/// The JSON answer to a review, as the API server would read it.
+fn answer(review: &Value) -> Value {
+    let body = serde_json::to_vec(review).expect("serialisable");
+    serde_json::from_slice(&review_json(&body)).expect("the answer is JSON")
+}
+
+fn message(answer: &Value) -> &str {
+    answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[test]
+fn seed_destination_rule_is_allowed_and_answered_with_the_request_uid() {
+    let answer = answer(&captured(|_| {}));
+    assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answer["kind"], "AdmissionReview");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert!(answer["response"].get("warnings").is_none(), "{answer}");
+}
+
+#[test]
+fn misspelled_load_balancer_is_denied_naming_spec_traffic_policy_load_balancer_simple() {
+    let answer = answer(&captured(|review| {
+        review["request"]["object"]["spec"]["trafficPolicy"]["loadBalancer"] =
+            json!({"simple": "ROUND_ROBBIN"});
+    }));
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = message(&answer);
+    assert!(
+        message.starts_with("DestinationRule default/example-destination is invalid: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.trafficPolicy.loadBalancer.simple: unknown value \"ROUND_ROBBIN\""),
+        "{message}"
+    );
+    assert_eq!(answer["response"]["status"]["code"], 422);
+    assert_eq!(
+        answer["response"]["status"]["details"]["causes"][0]["field"],
+        "spec.trafficPolicy.loadBalancer.simple"
+    );
+}
+
+#[test]
+fn unknown_field_is_denied_with_its_path_and_the_field_meant() {
+    let answer = answer(&captured(|review| {
+        review["request"]["object"]["spec"]["trafficPolicy"]["loadBalancer"] =
+            json!({"simpel": "RANDOM"});
+    }));
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        message(&answer).contains(
+            "spec.trafficPolicy.loadBalancer.simpel: unknown field; did you mean simple?"
+        ),
+        "{}",
+        message(&answer)
+    );
+}
+
+#[test]
+fn every_reason_is_listed_each_with_its_field() {
+    let answer = answer(&captured(|review| {
+        let spec = &mut review["request"]["object"]["spec"];
+        spec["trafficPolicy"]["outlierDetection"]["interval"] = json!("1x");
+        spec["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"] = json!(150);
+        spec["subsets"] = json!([{"labels": {"version": "v1"}}]);
+    }));
+    assert_eq!(answer["response"]["allowed"], false);
+    let fields: Vec<&str> = answer["response"]["status"]["details"]["causes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["field"].as_str()).collect())
+        .unwrap_or_default();
+    let mut sorted = fields.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "spec.subsets[0].name",
+            "spec.trafficPolicy.outlierDetection.interval",
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
+        ]
+    );
+    let message = message(&answer);
+    for field in fields {
+        assert!(
+            message.contains(&format!("{field}: ")),
+            "{field} missing from {message}"
+        );
+    }
+}
+
+#[test]
+fn delete_is_allowed_without_reading_the_object() {
+    let answer = answer(&captured(|review| {
+        let request = &mut review["request"];
+        request["operation"] = json!("DELETE");
+        request["oldObject"] = request["object"].take();
+        request["oldObject"]["spec"]["trafficPolicy"] = json!({"loadBalancer": {"simple": "NOPE"}});
+    }));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+}
+
+#[test]
+fn another_kind_is_allowed_without_reading_it() {
+    let service_entry = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "external", "namespace": "default"},
+        "spec": {"hosts": ["example.com"], "whatever": {"simple": "NOPE"}}
+    });
+    let answer = answer(&request_for("CREATE", service_entry));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+#[test]
+fn status_writes_are_allowed_without_reading_the_spec() {
+    let answer = answer(&captured(|review| {
+        let request = &mut review["request"];
+        request["operation"] = json!("UPDATE");
+        request["subResource"] = json!("status");
+        request["object"]["spec"]["trafficPolicy"] = json!({"loadBalancer": {"simple": "NOPE"}});
+    }));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+#[test]
+fn update_of_a_sinew_virtual_service_with_a_bad_regex_is_denied() {
+    let service = json!({
+        "apiVersion": "sinew.dev/v1alpha1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [{
+                "match": [{"uri": {"regex": "(unclosed"}}],
+                "route": [{"destination": {"host": "reviews"}}]
+            }]
+        }
+    });
+    let answer = answer(&request_for("UPDATE", service));
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        message(&answer).starts_with("VirtualService default/reviews is invalid: "),
+        "{}",
+        message(&answer)
+    );
+    assert_eq!(
+        answer["response"]["status"]["details"]["causes"][0]["field"],
+        "spec.http[0].match[0].uri.regex"
+    );
+}
+
+#[test]
+fn accepted_but_unapplied_parts_come_back_as_warnings() {
+    let service = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [{
+                "corsPolicy": {"allowOrigins": [{"exact": "https://example.com"}]},
+                "route": [{"destination": {"host": "reviews"}}]
+            }]
+        }
+    });
+    let answer = answer(&request_for("CREATE", service));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let warnings = answer["response"]["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{answer}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("spec.http[0].corsPolicy")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_body_that_is_not_a_review_is_answered_as_invalid() {
+    let answer: Value = serde_json::from_slice(&review_json(b"{\"kind\": 3")).expect("JSON");
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        message(&answer).starts_with("cannot read the AdmissionReview"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_review_without_a_request_is_answered_as_invalid() {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1"
+    }))
+    .expect("a review");
+    let answer = super::review(review);
+    assert_eq!(answer.response.map(|r| r.allowed), Some(false));
+}

@@ -52,11 +52,16 @@ pub struct Options {
     /// The namespace whose DestinationRules apply mesh-wide (after the proxy's and the
     /// service's namespaces); see [`compile::DEFAULT_ROOT_NAMESPACE`].
     pub root_namespace: String,
+    /// The validating webhook's HTTPS address (`--webhook-listen`); served with a Kubernetes
+    /// source only.
+    pub webhook: Option<SocketAddr>,
 }
 
 pub struct ControlPlane {
     pub grpc_addr: SocketAddr,
     pub monitoring_addr: SocketAddr,
+    /// Where the validating webhook listens (Kubernetes source only).
+    pub webhook_addr: Option<SocketAddr>,
     pub ca: Arc<Ca>,
     /// Local mode's token minter (`None` with a Kubernetes source).
     pub tokens: Option<Arc<LocalTokens>>,
@@ -68,6 +73,7 @@ pub struct ControlPlane {
     grpc: TcpListener,
     monitoring: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    webhook: Option<TcpListener>,
     router: server::Router,
     /// The trust bundle every discovery stream pushes: a plug-in CA reload or root rotation
     /// publishes a new one here. Kept alive while serving: dropping it would end every stream.
@@ -123,11 +129,25 @@ impl ControlPlane {
             .await
             .with_context(|| format!("cannot listen on {}", o.monitoring))?;
         let grpc_addr = grpc.local_addr()?;
+        let webhook = match (&o.source, o.webhook) {
+            #[cfg(feature = "kubernetes")]
+            (Source::Kubernetes(_), Some(addr)) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            _ => None,
+        };
 
         let mut dns = vec![
             "localhost".to_string(),
             "sinew-control-plane.sinew-system.svc".to_string(),
         ];
+        // The Service name the API server calls the webhook by, in our namespace.
+        #[cfg(feature = "kubernetes")]
+        if let Source::Kubernetes(kube) = &o.source {
+            dns.push(format!("sinew-control-plane.{}.svc", kube.namespace));
+        }
         dns.extend(o.dns_names.iter().cloned());
         let mut ips = vec![IpAddr::from([127, 0, 0, 1])];
         if !grpc_addr.ip().is_unspecified() && !ips.contains(&grpc_addr.ip()) {
@@ -176,6 +196,8 @@ impl ControlPlane {
         Ok(Self {
             grpc_addr,
             monitoring_addr: monitoring.local_addr()?,
+            webhook_addr: webhook.as_ref().map(|l| l.local_addr()).transpose()?,
+            webhook,
             ca,
             tokens,
             registry,
@@ -198,6 +220,13 @@ impl ControlPlane {
             self.monitor,
             self.index,
         ));
+        #[cfg(feature = "kubernetes")]
+        if let Some(listener) = self.webhook {
+            // The API server speaks HTTP/1.1 to webhooks; same certificate as 15012.
+            let mut tls = (*self.tls).clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio::spawn(server::webhook::serve_webhook(listener, Arc::new(tls)));
+        }
         let _bundle = self.bundle;
         server::serve_grpc(self.grpc, self.tls, self.router).await
     }

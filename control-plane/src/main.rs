@@ -53,6 +53,10 @@ struct ServeArgs {
     /// it (and without --registry) the pod's in-cluster service account is used.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Kubernetes: the validating webhook for DestinationRules and VirtualServices (HTTPS,
+    /// certificate from the mesh CA; the API server calls `/validate`).
+    #[arg(long, default_value = "0.0.0.0:15017", value_name = "ADDR")]
+    webhook_listen: SocketAddr,
     /// Kubernetes: the control plane's own namespace, where its CA Secret (`sinew-ca`, or
     /// Istio's plug-in `cacerts`) is kept. Default `sinew-system`.
     #[arg(long)]
@@ -167,6 +171,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         dns_names: a.dns_name,
         mesh_ranges,
         root_namespace: a.root_namespace,
+        webhook: Some(a.webhook_listen),
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");

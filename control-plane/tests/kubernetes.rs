@@ -58,6 +58,18 @@ fn seed(web_ip: IpAddr, web_vip: IpAddr, app_port: u16) -> Vec<Value> {
         pod("web-0", "web", "web", web_ip),
         pod("client-0", "client", "client", unique_ip()),
         slice(&[(web_ip, true)], app_port),
+        // As the chart installs it: no caBundle until the control plane sets it.
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "sinew-validator"},
+            "webhooks": [{
+                "name": "validation.sinew.dev",
+                "clientConfig": {"service": {"name": "sinew-control-plane", "namespace": "sinew-system", "path": "/validate", "port": 15017}},
+                "rules": [{"apiGroups": ["sinew.dev", "networking.istio.io"], "apiVersions": ["*"],
+                           "operations": ["CREATE", "UPDATE"], "resources": ["destinationrules", "virtualservices"]}],
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore"
+            }]
+        }),
     ]
 }
 
@@ -110,6 +122,7 @@ struct Cluster {
 struct ControlPlane2 {
     grpc: SocketAddr,
     monitoring: SocketAddr,
+    webhook: SocketAddr,
     root_file: std::path::PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
@@ -138,12 +151,16 @@ async fn cluster(test: &str) -> Option<Cluster> {
         dns_names: vec![],
         mesh_ranges: vec![],
         root_namespace: "sinew-system".into(),
+        webhook: Some("127.0.0.1:0".parse().unwrap()),
     })
     .await
     .unwrap_or_else(|e| panic!("control plane starts: {e:#}{}", api.log_tail()));
     let root_file = dir.path().join("root.pem");
     std::fs::write(&root_file, cp.ca.trust_bundle().join("\n")).unwrap();
     let (grpc, monitoring) = (cp.grpc_addr, cp.monitoring_addr);
+    let webhook = cp
+        .webhook_addr
+        .expect("a Kubernetes control plane serves the webhook");
     let task = tokio::spawn(cp.serve());
     Some(Cluster {
         dir,
@@ -151,6 +168,7 @@ async fn cluster(test: &str) -> Option<Cluster> {
         cp: ControlPlane2 {
             grpc,
             monitoring,
+            webhook,
             root_file,
             task,
         },
@@ -394,6 +412,98 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
         .find_map(|l| l.strip_prefix("sinew_cp_kube_relists_total{kind=\"EndpointSlice\"} "))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(relists.is_some_and(|n| n >= 1), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_refuses_an_invalid_rule_over_tls_trusted_through_the_ca_bundle_it_set() {
+    use base64::Engine as _;
+    let test = "the_webhook_refuses_an_invalid_rule_over_tls_trusted_through_the_ca_bundle_it_set";
+    let Some(c) = cluster(test).await else {
+        return;
+    };
+    // The leader put the mesh root into the webhook configuration.
+    let root = std::fs::read_to_string(&c.cp.root_file).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&root);
+    let path =
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/sinew-validator";
+    let set = || async {
+        let (_, config) = c.api.request("GET", path, None).await;
+        config["webhooks"][0]["clientConfig"]["caBundle"] == encoded.as_str()
+    };
+    eventually("the caBundle set", WAIT, set).await;
+
+    // The API server's call, trusting only that bundle, by the Service's name.
+    let review = |simple: &str| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "4b1f0c1e-0000-4000-8000-000000000001",
+                "kind": {"group": "sinew.dev", "version": "v1alpha1", "kind": "DestinationRule"},
+                "resource": {"group": "sinew.dev", "version": "v1alpha1", "resource": "destinationrules"},
+                "name": "web", "namespace": "shop", "operation": "CREATE",
+                "userInfo": {"username": "kubernetes-admin"},
+                "object": {
+                    "apiVersion": "sinew.dev/v1alpha1", "kind": "DestinationRule",
+                    "metadata": {"name": "web", "namespace": "shop"},
+                    "spec": {"host": "web", "trafficPolicy": {"loadBalancer": {"simple": simple}}}
+                },
+                "dryRun": false
+            }
+        })
+    };
+    let denied = admission_call(c.cp.webhook, &encoded, &review("ROUND_ROBBIN")).await;
+    let response = &denied["response"];
+    assert_eq!(response["uid"], "4b1f0c1e-0000-4000-8000-000000000001");
+    assert_eq!(response["allowed"], false, "{denied}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.trafficPolicy.loadBalancer.simple"),
+        "{denied}"
+    );
+    let allowed = admission_call(c.cp.webhook, &encoded, &review("ROUND_ROBIN")).await;
+    assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
+}
+
+/// POSTs `review` to the webhook over TLS as the API server does: trusting only `ca_bundle`
+/// (base64 PEM), checking the name `sinew-control-plane.sinew-system.svc`.
+async fn admission_call(webhook: SocketAddr, ca_bundle: &str, review: &Value) -> Value {
+    use base64::Engine as _;
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(ca_bundle)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(webhook).await.unwrap();
+    let name = ServerName::try_from("sinew-control-plane.sinew-system.svc").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the webhook's certificate verifies");
+    let body = review.to_string();
+    let head = format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: sinew-control-plane.sinew-system.svc:15017\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    body_json(&text)
 }
 
 /// How long a change may take to reach a proxy here (it takes well under a second).

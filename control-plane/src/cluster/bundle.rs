@@ -164,7 +164,10 @@ async fn ensure_ca_bundle(client: &kube::Client, pem: &str) -> Result<(), kube::
         &Patch::Merge(&patch),
     )
     .await?;
-    tracing::info!(configuration = WEBHOOK_CONFIGURATION, "webhook caBundle updated");
+    tracing::info!(
+        configuration = WEBHOOK_CONFIGURATION,
+        "webhook caBundle updated"
+    );
     Ok(())
 }
 

@@ -146,6 +146,7 @@ async fn a_failed_write_is_retried_at_the_next_change() {
         .next()
         .await
         .respond(200, config_map("shop", "ROOT-A"));
+    no_webhook_configuration(&mut r.api).await;
     // Leadership flaps: the failed namespace is tried again (and the good one re-checked).
     r.leader.send(false).unwrap();
     r.leader.send(true).unwrap();
@@ -183,7 +184,10 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
         patch.body["webhooks"][1]["clientConfig"]["service"]["path"],
         "/validate"
     );
-    patch.respond(200, webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]));
+    patch.respond(
+        200,
+        webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]),
+    );
 
     // A new bundle: ConfigMaps again, then the configuration, already right here: not patched,
     // so the next request is the following pass's.
@@ -196,12 +200,16 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
             .await
             .respond(200, config_map(namespace, "ROOT-A"));
     }
-    r.api
-        .next()
-        .await
-        .respond(200, webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]));
+    r.api.next().await.respond(
+        200,
+        webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]),
+    );
     r.leader.send(false).unwrap();
     r.leader.send(true).unwrap();
     let next = r.api.next().await;
-    assert_eq!(next.line(), format!("GET {}", path("default")), "no PATCH before it");
+    assert_eq!(
+        next.line(),
+        format!("GET {}", path("default")),
+        "no PATCH before it"
+    );
 }

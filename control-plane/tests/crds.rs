@@ -82,10 +82,13 @@ fn rendered_crds_read_back_as_apiextensions_v1() {
     }
 }
 
+/// A CRD's name, short names, categories and (version, served, storage).
+type Names = (String, Vec<String>, Vec<String>, Vec<(String, bool, bool)>);
+
 #[test]
 fn names_versions_and_subresources_are_as_istio_has_them() {
     let crds = crds();
-    let summary: Vec<(String, Vec<String>, Vec<String>, Vec<(String, bool, bool)>)> = crds
+    let summary: Vec<Names> = crds
         .iter()
         .map(|c| {
             let names = &c.spec.names;
@@ -253,10 +256,10 @@ fn structural_errors(node: &JSONSchemaProps, path: &str, istio: bool, errors: &m
     }
     if let Some(enum_) = &node.enum_ {
         let ty = node.type_.as_deref();
-        if !enum_.iter().all(|v| match (ty, &v.0) {
-            (Some("string"), Value::String(_)) => true,
-            _ => false,
-        }) {
+        if !enum_
+            .iter()
+            .all(|v| matches!((ty, &v.0), (Some("string"), Value::String(_))))
+        {
             errors.push(format!("{path}: enum values that are not strings"));
         }
     }

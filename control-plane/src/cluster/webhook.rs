@@ -15,7 +15,7 @@
 //! - **Only what is ours**: deletions, `status` writes and every other kind are allowed without
 //!   reading the object, so a misconfigured webhook rule cannot block unrelated writes.
 //!
-//! [`review`] is pure (one review in, one out); serving it over HTTPS is the caller's part.
+//! [`review`] is pure (one review in, one out); [`serve`] answers it over HTTPS.
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
@@ -27,6 +27,10 @@ use crate::registry::file::strict as file_strict;
 use crate::registry::istio;
 use crate::registry::object::{self, Rejection};
 use crate::registry::{Age, Origin};
+
+mod serve;
+
+pub use self::serve::{MAX_BODY, PATH, handle, serve};
 
 /// The groups whose DestinationRule and VirtualService Sinew reads.
 const GROUPS: [&str; 2] = ["networking.istio.io", "sinew.dev"];

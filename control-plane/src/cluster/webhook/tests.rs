@@ -294,3 +294,62 @@ fn a_review_without_a_request_is_answered_as_invalid() {
     let answer = super::review(review);
     assert_eq!(answer.response.map(|r| r.allowed), Some(false));
 }
+
+// === over HTTP ===
+
+fn post(
+    path: &str,
+    body: impl Into<bytes::Bytes>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!(
+            "https://sinew-control-plane.sinew-system.svc:15017{path}"
+        ))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(body.into()))
+        .expect("a request")
+}
+
+async fn body_of(response: http::Response<http_body_util::Full<bytes::Bytes>>) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    match response.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+#[tokio::test]
+async fn posted_review_is_answered_200_with_the_review_as_json() {
+    let denied = captured(|review| {
+        review["request"]["object"]["spec"]["trafficPolicy"]["loadBalancer"] =
+            json!({"simple": "ROUND_ROBBIN"});
+    });
+    let response = handle(post(PATH, serde_json::to_vec(&denied).expect("JSON"))).await;
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let answer: Value = serde_json::from_slice(&body_of(response).await).expect("JSON");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_get_no_review() {
+    let response = handle(post("/mutate", CAPTURED_CREATE)).await;
+    assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
+    let mut get = post(PATH, CAPTURED_CREATE);
+    *get.method_mut() = http::Method::GET;
+    assert_eq!(
+        handle(get).await.status(),
+        http::StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_unread() {
+    let response = handle(post(PATH, vec![b' '; MAX_BODY + 1])).await;
+    assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+}

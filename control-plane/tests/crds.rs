@@ -161,6 +161,14 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                 ]
             };
             assert_eq!(columns, expected, "{:?} {}", c.metadata.name, v.name);
+            let keeps_others = schema(c, &v.name)["status"].x_kubernetes_preserve_unknown_fields;
+            let istio = c.spec.group == "networking.istio.io";
+            assert_eq!(
+                keeps_others,
+                istio.then_some(true),
+                "{:?} status",
+                c.metadata.name
+            );
             let status = v.subresources.as_ref().and_then(|s| s.status.as_ref());
             assert!(
                 status.is_some(),

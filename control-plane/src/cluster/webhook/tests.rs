@@ -183,6 +183,22 @@ fn every_reason_is_listed_each_with_its_field() {
 }
 
 #[test]
+fn a_generated_name_is_named_from_the_object() {
+    let answer = answer(&captured(|review| {
+        let request = &mut review["request"];
+        request["name"] = json!("");
+        request["object"]["metadata"]["name"] = json!("example-x7k2p");
+        request["object"]["spec"]["host"] = json!("");
+    }));
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        message(&answer).starts_with("DestinationRule default/example-x7k2p is invalid: "),
+        "{}",
+        message(&answer)
+    );
+}
+
+#[test]
 fn delete_is_allowed_without_reading_the_object() {
     let answer = answer(&captured(|review| {
         let request = &mut review["request"];

@@ -222,10 +222,10 @@ impl ControlPlane {
         ));
         #[cfg(feature = "kubernetes")]
         if let Some(listener) = self.webhook {
-            // The API server speaks HTTP/1.1 to webhooks; same certificate as 15012.
+            // Same certificate as 15012; the API server may speak HTTP/2 or HTTP/1.1.
             let mut tls = (*self.tls).clone();
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            tokio::spawn(server::webhook::serve_webhook(listener, Arc::new(tls)));
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio::spawn(crate::cluster::webhook::serve(listener, Arc::new(tls)));
         }
         let _bundle = self.bundle;
         server::serve_grpc(self.grpc, self.tls, self.router).await

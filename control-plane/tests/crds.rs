@@ -82,10 +82,13 @@ fn rendered_crds_read_back_as_apiextensions_v1() {
     }
 }
 
+/// A CRD's name, short names, categories and (version, served, storage).
+type Names = (String, Vec<String>, Vec<String>, Vec<(String, bool, bool)>);
+
 #[test]
 fn names_versions_and_subresources_are_as_istio_has_them() {
     let crds = crds();
-    let summary: Vec<(String, Vec<String>, Vec<String>, Vec<(String, bool, bool)>)> = crds
+    let summary: Vec<Names> = crds
         .iter()
         .map(|c| {
             let names = &c.spec.names;
@@ -158,6 +161,14 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                 ]
             };
             assert_eq!(columns, expected, "{:?} {}", c.metadata.name, v.name);
+            let keeps_others = schema(c, &v.name)["status"].x_kubernetes_preserve_unknown_fields;
+            let istio = c.spec.group == "networking.istio.io";
+            assert_eq!(
+                keeps_others,
+                istio.then_some(true),
+                "{:?} status",
+                c.metadata.name
+            );
             let status = v.subresources.as_ref().and_then(|s| s.status.as_ref());
             assert!(
                 status.is_some(),
@@ -253,10 +264,10 @@ fn structural_errors(node: &JSONSchemaProps, path: &str, istio: bool, errors: &m
     }
     if let Some(enum_) = &node.enum_ {
         let ty = node.type_.as_deref();
-        if !enum_.iter().all(|v| match (ty, &v.0) {
-            (Some("string"), Value::String(_)) => true,
-            _ => false,
-        }) {
+        if !enum_
+            .iter()
+            .all(|v| matches!((ty, &v.0), (Some("string"), Value::String(_))))
+        {
             errors.push(format!("{path}: enum values that are not strings"));
         }
     }

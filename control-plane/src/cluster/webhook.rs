@@ -15,7 +15,7 @@
 //! - **Only what is ours**: deletions, `status` writes and every other kind are allowed without
 //!   reading the object, so a misconfigured webhook rule cannot block unrelated writes.
 //!
-//! [`review`] is pure (one review in, one out); serving it over HTTPS is the caller's part.
+//! [`review`] is pure (one review in, one out); [`serve`] answers it over HTTPS.
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
@@ -27,6 +27,10 @@ use crate::registry::file::strict as file_strict;
 use crate::registry::istio;
 use crate::registry::object::{self, Rejection};
 use crate::registry::{Age, Origin};
+
+mod serve;
+
+pub use self::serve::{MAX_BODY, PATH, handle, serve};
 
 /// The groups whose DestinationRule and VirtualService Sinew reads.
 const GROUPS: [&str; 2] = ["networking.istio.io", "sinew.dev"];
@@ -145,10 +149,13 @@ fn name_the_field(kind: &str, value: &Value, rejections: &mut [Rejection]) {
         _ => explain::<istio::virtual_service::VirtualServiceDoc>(value),
     };
     if let Some(named) = named {
+        // `path: reason`, or the reason alone when the error is about the document itself.
         only.path = named
             .split_once(": ")
-            .map(|(p, _)| p.to_string())
-            .unwrap_or_default();
+            .map(|(p, _)| p)
+            .filter(|p| !p.is_empty() && !p.contains(' '))
+            .unwrap_or_default()
+            .to_string();
         only.reason = named;
     }
 }
@@ -197,12 +204,16 @@ fn deny(
     response
 }
 
-/// `namespace/name` (a create with `generateName` has no name yet).
+/// `namespace/name`; a create with `generateName` has its name only in the object.
 fn subject(request: &AdmissionRequest<DynamicObject>) -> String {
-    let name = if request.name.is_empty() {
-        "(generated name)"
-    } else {
-        request.name.as_str()
+    let from_object = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.name.as_deref());
+    let name = match (request.name.as_str(), from_object) {
+        ("", Some(name)) => name,
+        ("", None) => "(unnamed)",
+        (name, _) => name,
     };
     match &request.namespace {
         Some(ns) => format!("{ns}/{name}"),

@@ -8,8 +8,6 @@ pub mod ca;
 pub mod discovery;
 mod monitor;
 pub mod status;
-#[cfg(feature = "kubernetes")]
-pub mod webhook;
 
 pub use self::monitor::SourceMonitor;
 

@@ -190,22 +190,21 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
     );
 
     // A new bundle: ConfigMaps again, then the configuration, already right here: not patched,
-    // so the next request is the following pass's.
-    r.bundle.send(Arc::new(vec!["ROOT-A".into()])).unwrap();
-    r.leader.send(false).unwrap();
-    r.leader.send(true).unwrap();
+    // so the next request is the next pass's (the following bundle's).
+    r.bundle.send(Arc::new(vec!["ROOT-B".into()])).unwrap();
     for namespace in ["default", "shop"] {
         r.api
             .next()
             .await
-            .respond(200, config_map(namespace, "ROOT-A"));
+            .respond(200, config_map(namespace, "ROOT-B"));
     }
-    r.api.next().await.respond(
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {WEBHOOK_PATH}"));
+    get.respond(
         200,
-        webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]),
+        webhook_configuration(&[Some("ROOT-B"), Some("ROOT-B")]),
     );
-    r.leader.send(false).unwrap();
-    r.leader.send(true).unwrap();
+    r.bundle.send(Arc::new(vec!["ROOT-C".into()])).unwrap();
     let next = r.api.next().await;
     assert_eq!(
         next.line(),

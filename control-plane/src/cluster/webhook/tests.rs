@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -181,6 +183,22 @@ fn every_reason_is_listed_each_with_its_field() {
 }
 
 #[test]
+fn a_generated_name_is_named_from_the_object() {
+    let answer = answer(&captured(|review| {
+        let request = &mut review["request"];
+        request["name"] = json!("");
+        request["object"]["metadata"]["name"] = json!("example-x7k2p");
+        request["object"]["spec"]["host"] = json!("");
+    }));
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        message(&answer).starts_with("DestinationRule default/example-x7k2p is invalid: "),
+        "{}",
+        message(&answer)
+    );
+}
+
+#[test]
 fn delete_is_allowed_without_reading_the_object() {
     let answer = answer(&captured(|review| {
         let request = &mut review["request"];
@@ -293,4 +311,134 @@ fn a_review_without_a_request_is_answered_as_invalid() {
     .expect("a review");
     let answer = super::review(review);
     assert_eq!(answer.response.map(|r| r.allowed), Some(false));
+}
+
+// === over HTTP ===
+
+fn post(
+    path: &str,
+    body: impl Into<bytes::Bytes>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!(
+            "https://sinew-control-plane.sinew-system.svc:15017{path}"
+        ))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(body.into()))
+        .expect("a request")
+}
+
+async fn body_of(response: http::Response<http_body_util::Full<bytes::Bytes>>) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    match response.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+#[tokio::test]
+async fn posted_review_is_answered_200_with_the_review_as_json() {
+    let denied = captured(|review| {
+        review["request"]["object"]["spec"]["trafficPolicy"]["loadBalancer"] =
+            json!({"simple": "ROUND_ROBBIN"});
+    });
+    let response = handle(post(PATH, serde_json::to_vec(&denied).expect("JSON"))).await;
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let answer: Value = serde_json::from_slice(&body_of(response).await).expect("JSON");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_get_no_review() {
+    let response = handle(post("/mutate", CAPTURED_CREATE)).await;
+    assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
+    let mut get = post(PATH, CAPTURED_CREATE);
+    *get.method_mut() = http::Method::GET;
+    assert_eq!(
+        handle(get).await.status(),
+        http::StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_unread() {
+    let response = handle(post(PATH, vec![b' '; MAX_BODY + 1])).await;
+    assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A server config for `name` (self-signed) and a client config trusting it, both HTTP/1.1 as
+/// the API server's Go client speaks to webhooks without h2.
+fn tls_pair(name: &str) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("a cert");
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .and_then(|b| {
+            b.with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+        })
+        .expect("server config");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("a root");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("client config")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (Arc::new(server), Arc::new(client))
+}
+
+#[tokio::test]
+async fn serves_reviews_over_tls_to_the_service_name() {
+    use http_body_util::BodyExt;
+    let name = "sinew-control-plane.sinew-system.svc";
+    let (server_tls, client_tls) = tls_pair(name);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let server = tokio::spawn(serve(listener, server_tls));
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("a name");
+    let tls = tokio_rustls::TlsConnector::from(client_tls)
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(post(PATH, CAPTURED_CREATE))
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    server.abort();
 }

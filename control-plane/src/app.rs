@@ -73,6 +73,7 @@ pub struct ControlPlane {
     grpc: TcpListener,
     monitoring: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    serving: Arc<server::serving_cert::ServingCert>,
     webhook: Option<TcpListener>,
     router: server::Router,
     /// The trust bundle every discovery stream pushes: a plug-in CA reload or root rotation
@@ -153,15 +154,17 @@ impl ControlPlane {
         if !grpc_addr.ip().is_unspecified() && !ips.contains(&grpc_addr.ip()) {
             ips.push(grpc_addr.ip());
         }
-        let (chain, key) = ca.serving_cert(
-            &WorkloadId {
+        // Renewed at half-life: the control plane outlives its certificates.
+        let serving = server::serving_cert::ServingCert::issue(
+            ca.clone(),
+            WorkloadId {
                 namespace: "sinew-system".into(),
                 service_account: "sinew-control-plane".into(),
             },
-            &dns,
-            &ips,
+            dns,
+            ips,
         )?;
-        let tls = server::tls_config(&chain, &key)?;
+        let tls = serving.tls_config(&[b"h2"])?;
         let status = Arc::new(server::status::Status::default());
         // A plug-in CA reload or root rotation publishes a new bundle here.
         let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(Arc::new(ca.trust_bundle()));
@@ -207,6 +210,7 @@ impl ControlPlane {
             grpc,
             monitoring,
             tls,
+            serving,
             router,
             bundle: bundle_tx,
         })
@@ -223,12 +227,25 @@ impl ControlPlane {
         #[cfg(feature = "kubernetes")]
         if let Some(listener) = self.webhook {
             // Same certificate as 15012; the API server may speak HTTP/2 or HTTP/1.1.
-            let mut tls = (*self.tls).clone();
-            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            tokio::spawn(crate::cluster::webhook::serve(listener, Arc::new(tls)));
+            match self.serving.tls_config(&[b"h2", b"http/1.1"]) {
+                Ok(tls) => {
+                    tokio::spawn(crate::cluster::webhook::serve(listener, tls));
+                }
+                Err(error) => tracing::error!(%error, "cannot serve the webhook"),
+            }
         }
         let _bundle = self.bundle;
+        let _renewal = AbortOnDrop(self.serving.spawn_renewal());
         server::serve_grpc(self.grpc, self.tls, self.router).await
+    }
+}
+
+/// Stops a background task when the server it belongs to stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -194,6 +194,11 @@ impl Ca {
         self.roots.clone()
     }
 
+    /// How long the certificates it issues by default live (the serving certificate too).
+    pub fn default_ttl(&self) -> std::time::Duration {
+        self.config.default_ttl
+    }
+
     pub fn trust_domain(&self) -> &str {
         &self.config.trust_domain
     }

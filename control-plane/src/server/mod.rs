@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod discovery;
 mod monitor;
+pub mod serving_cert;
 pub mod status;
 
 pub use self::monitor::SourceMonitor;
@@ -132,30 +133,6 @@ pub async fn serve_grpc(listener: TcpListener, tls: Arc<rustls::ServerConfig>, r
             }
         });
     }
-}
-
-/// The server TLS config for 15012: TLS 1.3, no client certificates (callers authenticate with
-/// bearer credentials), ALPN h2.
-pub fn tls_config(
-    chain_pem: &[String],
-    key_pem: &str,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let mut chain = Vec::new();
-    for pem in chain_pem {
-        chain.push(CertificateDer::from_pem_slice(pem.as_bytes())?);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider
-        .cipher_suites
-        .retain(|s| s.version() == &rustls::version::TLS13);
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// Monitoring on 15014: `/metrics` (the source's too: Kubernetes watch errors and re-lists,

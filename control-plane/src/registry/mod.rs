@@ -111,6 +111,7 @@ mod selector;
 mod source;
 
 pub use self::assignments::Assignments;
+pub use self::crosscheck::{ObjectWarning, WarningKind};
 pub use self::debounce::Debounce;
 pub use self::entry::{
     Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,

@@ -34,7 +34,7 @@ mod kinds;
 mod metrics;
 mod reflect;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
@@ -45,14 +45,28 @@ use kube::runtime::{reflector, watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use self::assemble::Refused;
+pub use self::assemble::{PolicyObject, Refused};
 pub use self::kinds::{CustomKind, KindId};
 pub use self::metrics::{KindCounters, SourceMetrics};
 
 use self::assemble::{Assembler, Stores};
 use self::reflect::Note;
 use super::Debounce;
+use super::crosscheck::ObjectWarning;
 use super::model::Snapshot;
+
+/// What the registry made of the cluster's DestinationRules and VirtualServices after a batch:
+/// what a status writer needs. Sent after every batch (even one that changed no snapshot: a
+/// status-only change of an object, or a new invalid version kept out, is in it).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyView {
+    /// Every custom object in the stores, status included.
+    pub objects: Vec<PolicyObject>,
+    /// The objects left out (or kept at their last accepted version), and why.
+    pub refused: Vec<Refused>,
+    /// Cross-object warnings, by the object they are about.
+    pub warnings: Vec<ObjectWarning>,
+}
 
 /// How the Kubernetes source batches and waits.
 #[derive(Debug, Clone)]
@@ -81,7 +95,7 @@ impl Default for KubeSourceOptions {
 pub struct KubeSourceHandle {
     metrics: Arc<SourceMetrics>,
     generation: watch::Receiver<Arc<Snapshot>>,
-    rejected: Arc<Mutex<Vec<Refused>>>,
+    policy: watch::Receiver<Arc<PolicyView>>,
 }
 
 // === impl KubeSourceHandle ===
@@ -102,10 +116,13 @@ impl KubeSourceHandle {
 
     /// The objects the current snapshot leaves out (or keeps at an earlier version), and why.
     pub fn rejected(&self) -> Vec<Refused> {
-        self.rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.policy.borrow().refused.clone()
+    }
+
+    /// The DestinationRules and VirtualServices and the registry's verdict on each, updated
+    /// after every batch: the input of [`crate::cluster::status::spawn`].
+    pub fn policy(&self) -> watch::Receiver<Arc<PolicyView>> {
+        self.policy.clone()
     }
 }
 
@@ -159,7 +176,7 @@ pub async fn spawn(
         }
     }
     let first = Arc::new(assembler.assemble(1)?);
-    let rejected = Arc::new(Mutex::new(assembler.rejected().to_vec()));
+    let (policy_tx, policy) = watch::channel(Arc::new(policy_view(&assembler, &first)));
     tracing::info!(
         services = first.services().len(),
         pods = first.pods().len(),
@@ -171,10 +188,18 @@ pub async fn spawn(
     let handle = KubeSourceHandle {
         metrics,
         generation: rx.clone(),
-        rejected: rejected.clone(),
+        policy,
     };
-    tokio::spawn(publish(assembler, inbox, tx, rejected, options.debounce));
+    tokio::spawn(publish(assembler, inbox, tx, policy_tx, options.debounce));
     Ok((rx, handle))
+}
+
+fn policy_view(assembler: &Assembler, snapshot: &Snapshot) -> PolicyView {
+    PolicyView {
+        objects: assembler.custom_objects(),
+        refused: assembler.rejected().to_vec(),
+        warnings: snapshot.object_warnings().to_vec(),
+    }
 }
 
 /// One reflector per built-in kind, each with its store.
@@ -215,7 +240,7 @@ async fn publish(
     mut assembler: Assembler,
     mut inbox: mpsc::UnboundedReceiver<Note>,
     tx: watch::Sender<Arc<Snapshot>>,
-    rejected: Arc<Mutex<Vec<Refused>>>,
+    policy: watch::Sender<Arc<PolicyView>>,
     debounce: Debounce,
 ) {
     while let Some(note) = inbox.recv().await {
@@ -238,7 +263,9 @@ async fn publish(
                 continue;
             }
         };
-        *rejected.lock().unwrap_or_else(|p| p.into_inner()) = assembler.rejected().to_vec();
+        // Every batch: a status-only change (the echo of a status write) or a refused new
+        // version changes no snapshot but is what a status writer compares with.
+        policy.send_replace(Arc::new(policy_view(&assembler, &next)));
         if next.same_content(&current) {
             continue;
         }

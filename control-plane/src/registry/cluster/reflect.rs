@@ -28,11 +28,20 @@ pub(super) enum Note {
     Changed(KindId),
     /// The kind's (re-)list completed: its store holds the whole kind.
     Synced(KindId),
-    /// A custom kind's store, now that its CRD is installed (`Some`), or gone with it (`None`).
-    CustomStore(CustomKind, Option<Store<DynamicObject>>),
+    /// A custom kind's store (and the version it watches), now that its CRD is installed
+    /// (`Some`), or gone with it (`None`).
+    CustomStore(CustomKind, Option<CustomStore>),
     /// Which of our CRDs are installed (in [`CustomKind::ALL`]'s order), once the CRD list has
     /// completed, and after each change of it.
     Crds([bool; 4]),
+}
+
+/// A custom kind's store and the served version its reflector watches (status is written to
+/// that version's `/status`).
+#[derive(Debug, Clone)]
+pub(super) struct CustomStore {
+    pub resource: kube::core::ApiResource,
+    pub store: Store<DynamicObject>,
 }
 
 /// Where reflectors send their notes (unbounded: a note is a few bytes and the assembler
@@ -166,10 +175,12 @@ pub(super) async fn run_custom(
         retry = FIRST_RETRY;
         tracing::info!(kind = %KindId::Custom(kind), version = %resource.version, "watching");
         let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-        let writer = reflector::store::Writer::new(resource);
-        if notes
-            .send(Note::CustomStore(kind, Some(writer.as_reader())))
-            .is_err()
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = CustomStore {
+            resource,
+            store: writer.as_reader(),
+        };
+        if notes.send(Note::CustomStore(kind, Some(store))).is_err()
         {
             return;
         }

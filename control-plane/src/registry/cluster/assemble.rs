@@ -356,7 +356,7 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// One slice's endpoints with its ports; FQDN slices and unparsable addresses are skipped (a
 /// mesh endpoint is an IP).
-fn slice_endpoints(slice: &EndpointSlice) -> impl Iterator<Item = EndpointEntry> + '_ {
+pub(super) fn slice_endpoints(slice: &EndpointSlice) -> impl Iterator<Item = EndpointEntry> + '_ {
     let ip_family = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
     let ports: Vec<(Option<String>, u16)> = slice
         .ports

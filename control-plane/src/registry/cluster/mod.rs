@@ -33,6 +33,8 @@ mod assemble;
 mod kinds;
 mod metrics;
 mod reflect;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

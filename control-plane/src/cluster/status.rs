@@ -61,6 +61,33 @@ pub struct StatusMetrics {
     pub failures: AtomicU64,
 }
 
+// === impl StatusMetrics ===
+
+impl StatusMetrics {
+    /// Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, help, value) in [
+            (
+                "sinew_cp_status_patches_total",
+                "DestinationRule/VirtualService status patches the API server accepted.",
+                &self.patches,
+            ),
+            (
+                "sinew_cp_status_patch_failures_total",
+                "Status patches that failed (conflicts included; retried on the next version).",
+                &self.failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 /// One condition as we want it, before `lastTransitionTime` is decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Wanted {
@@ -183,7 +210,9 @@ impl Writer {
                 // Stepped down meanwhile: the next leader writes the rest.
                 return None;
             }
-            let retry_at = self.patch(object, &key, &resource_version, &conditions).await;
+            let retry_at = self
+                .patch(object, &key, &resource_version, &conditions)
+                .await;
             self.attempts.insert(
                 key,
                 Attempt {
@@ -336,7 +365,11 @@ impl<'a> Verdicts<'a> {
                 type_: CONFLICTED,
                 status: "True",
                 reason: "DuplicateSubset",
-                message: duplicates.into_iter().chain(shared).collect::<Vec<_>>().join("; "),
+                message: duplicates
+                    .into_iter()
+                    .chain(shared)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
             (true, false) => Wanted {
                 type_: CONFLICTED,

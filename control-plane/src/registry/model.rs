@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
+use super::crosscheck::ObjectWarning;
 use super::entry::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
     INJECT_OPT_OUT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry,
     TargetPort, VirtualService, service_account_of,
 };
-use super::crosscheck::ObjectWarning;
 use super::error::{Origin, Problem, RegistryError};
 use super::object::{Doc, Object, Parsed};
 

@@ -12,21 +12,29 @@ struct Harness {
     api: ApiServer,
     policy: watch::Sender<Arc<PolicyView>>,
     leader: watch::Sender<bool>,
+    metrics: Arc<StatusMetrics>,
 }
 
 fn start(leading: bool, view: PolicyView) -> Harness {
     let (client, api) = mock::client();
     let (policy, policy_rx) = watch::channel(Arc::new(view));
     let (leader, leader_rx) = watch::channel(leading);
-    spawn(client, policy_rx, leader_rx);
+    let metrics = spawn(client, policy_rx, leader_rx);
     Harness {
         api,
         policy,
         leader,
+        metrics,
     }
 }
 
-fn object(kind: CustomKind, version: &str, name: &str, rv: &str, status: Option<Value>) -> PolicyObject {
+fn object(
+    kind: CustomKind,
+    version: &str,
+    name: &str,
+    rv: &str,
+    status: Option<Value>,
+) -> PolicyObject {
     let resource = kind.api_resource(version);
     let mut value = json!({
         "apiVersion": resource.api_version,
@@ -45,7 +53,13 @@ fn object(kind: CustomKind, version: &str, name: &str, rv: &str, status: Option<
 }
 
 fn rule(name: &str, rv: &str, status: Option<Value>) -> PolicyObject {
-    object(CustomKind::SinewDestinationRule, "v1alpha1", name, rv, status)
+    object(
+        CustomKind::SinewDestinationRule,
+        "v1alpha1",
+        name,
+        rv,
+        status,
+    )
 }
 
 fn origin(kind: CustomKind, name: &str) -> Origin {
@@ -178,12 +192,18 @@ async fn an_object_that_already_says_what_we_want_is_not_patched_and_a_change_is
     let status = accept(expect_status_patch(&mut h.api, RULES, "r").await, "6");
     let accepted = condition(&status["conditions"], "Accepted").clone();
     assert_eq!(accepted["status"], "True");
-    assert_eq!(condition(&status["conditions"], "Conflicted")["status"], "False");
+    assert_eq!(
+        condition(&status["conditions"], "Conflicted")["status"],
+        "False"
+    );
 
     // The echo (at a version we never wrote from) says exactly this: compared with the store's
     // copy, nothing to do.
     h.policy.send_replace(Arc::new(PolicyView {
-        objects: vec![rule("r", "6", Some(status.clone())), rule("marker", "1", None)],
+        objects: vec![
+            rule("r", "6", Some(status.clone())),
+            rule("marker", "1", None),
+        ],
         refused: vec![],
         warnings: vec![],
     }));
@@ -273,7 +293,11 @@ async fn other_writers_conditions_are_kept_in_place() {
     assert_eq!(conditions[2]["type"], "Conflicted");
     // The merge patch touches only conditions: other status fields stay the API server's.
     assert_eq!(
-        ex.body["status"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ex.body["status"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["conditions"]
     );
     ex.respond(200, json!({}));
@@ -305,7 +329,10 @@ async fn a_route_to_an_undefined_subset_is_reported_on_that_virtual_service() {
     assert_eq!(refs["status"], "False");
     assert_eq!(refs["reason"], "SubsetNotFound");
     let text = refs["message"].as_str().unwrap();
-    assert!(text.starts_with("VirtualService \"reviews\": spec.http[0]"), "{text}");
+    assert!(
+        text.starts_with("VirtualService \"reviews\": spec.http[0]"),
+        "{text}"
+    );
     assert!(text.contains("subset \"v3\""), "{text}");
     ex.respond(200, json!({}));
 }
@@ -339,6 +366,18 @@ async fn a_stale_copy_is_written_again_only_at_its_next_version() {
     let ex = expect_status_patch(&mut h.api, RULES, "r").await;
     assert_eq!(ex.body["metadata"]["resourceVersion"], "9");
     accept(ex, "10");
+    // The marker's write is counted; wait for the last one's to be.
+    while h.metrics.patches.load(Ordering::Relaxed) < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.metrics.failures.load(Ordering::Relaxed), 1);
+    let mut text = String::new();
+    h.metrics.render(&mut text);
+    assert!(text.contains("sinew_cp_status_patches_total 2"), "{text}");
+    assert!(
+        text.contains("sinew_cp_status_patch_failures_total 1"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -144,11 +144,15 @@ impl Assembler {
             .zip(&self.stores.custom)
             .filter_map(|(kind, custom)| Some((*kind, custom.as_ref()?)))
             .flat_map(|(kind, custom)| {
-                custom.store.state().into_iter().map(move |object| PolicyObject {
-                    kind,
-                    resource: custom.resource.clone(),
-                    object,
-                })
+                custom
+                    .store
+                    .state()
+                    .into_iter()
+                    .map(move |object| PolicyObject {
+                        kind,
+                        resource: custom.resource.clone(),
+                        object,
+                    })
             })
             .collect()
     }

@@ -196,6 +196,31 @@ pub async fn spawn(
     Ok((rx, handle))
 }
 
+// === impl PolicyView ===
+
+impl PolicyView {
+    /// The same objects at the same resourceVersions with the same verdicts: a status writer
+    /// would find nothing new in it (pod and endpoint churn does not wake it).
+    pub fn same_as(&self, other: &PolicyView) -> bool {
+        let versions = |v: &PolicyView| {
+            v.objects
+                .iter()
+                .map(|o| {
+                    (
+                        o.kind,
+                        o.object.metadata.namespace.clone(),
+                        o.object.metadata.name.clone(),
+                        o.object.metadata.resource_version.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        self.refused == other.refused
+            && self.warnings == other.warnings
+            && versions(self) == versions(other)
+    }
+}
+
 fn policy_view(assembler: &Assembler, snapshot: &Snapshot) -> PolicyView {
     PolicyView {
         objects: assembler.custom_objects(),
@@ -265,9 +290,16 @@ async fn publish(
                 continue;
             }
         };
-        // Every batch: a status-only change (the echo of a status write) or a refused new
-        // version changes no snapshot but is what a status writer compares with.
-        policy.send_replace(Arc::new(policy_view(&assembler, &next)));
+        // Not only when the snapshot changed: a status-only change (the echo of a status write)
+        // or a refused new version changes no snapshot but is what a status writer compares with.
+        let view = policy_view(&assembler, &next);
+        policy.send_if_modified(|current| {
+            let changed = !current.same_as(&view);
+            if changed {
+                *current = Arc::new(view);
+            }
+            changed
+        });
         if next.same_content(&current) {
             continue;
         }

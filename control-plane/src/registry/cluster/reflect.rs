@@ -18,8 +18,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt as _;
-use kube::runtime::utils::Backoff;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -242,8 +242,7 @@ pub(super) async fn run_custom(
             resource,
             store: writer.as_reader(),
         };
-        if notes.send(Note::CustomStore(kind, Some(store))).is_err()
-        {
+        if notes.send(Note::CustomStore(kind, Some(store))).is_err() {
             return;
         }
         let (backoff, progress) = ProgressBackoff::new();

@@ -98,7 +98,10 @@ impl Fake {
         s.log.push((Instant::now(), ex.line(), ex.accept.clone()));
         self.logged.send_modify(|n| *n += 1);
         let path = ex.path.clone();
-        let watch = ex.query.as_deref().is_some_and(|q| q.contains("watch=true"));
+        let watch = ex
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("watch=true"));
         if watch {
             s.watches.insert(path, ex);
             drop(s);
@@ -169,12 +172,16 @@ impl Fake {
 
     /// The path's watch ends with an `ERROR` event carrying `code` (410: resourceVersion too old).
     fn watch_error(&self, path: &str, code: u16) {
-        self.lock().queued.entry(path.to_string()).or_default().push(json!({
-            "type": "ERROR",
-            "object": { "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-                        "reason": if code == 410 { "Expired" } else { "InternalError" },
-                        "message": format!("scripted {code}") },
-        }));
+        self.lock()
+            .queued
+            .entry(path.to_string())
+            .or_default()
+            .push(json!({
+                "type": "ERROR",
+                "object": { "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                            "reason": if code == 410 { "Expired" } else { "InternalError" },
+                            "message": format!("scripted {code}") },
+            }));
         self.wake.notify_one();
     }
 
@@ -330,7 +337,11 @@ async fn lists_then_watches_from_the_list_resource_version() {
     let (rx, _handle) = spawn(client, options()).await.unwrap();
     assert_eq!(services_of(&rx.borrow()), ["web"]);
     fake.requested(SERVICES, 2).await;
-    let lines: Vec<String> = fake.requests(SERVICES).into_iter().map(|(_, l)| l).collect();
+    let lines: Vec<String> = fake
+        .requests(SERVICES)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
     // The list's resourceVersion is the fake's counter when it answered: 103 (three objects).
     assert_eq!(
         lines,
@@ -413,7 +424,11 @@ async fn a_410_during_a_watch_relists_and_an_object_deleted_meanwhile_disappears
     let next = next(&mut rx).await;
     assert_eq!(services_of(&next), ["web"]);
     assert_eq!(next.generation(), 2);
-    let lines: Vec<String> = fake.requests(SERVICES).into_iter().map(|(_, l)| l).collect();
+    let lines: Vec<String> = fake
+        .requests(SERVICES)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
     assert_eq!(
         lines[2],
         format!("GET {SERVICES}?&limit=500"),
@@ -432,7 +447,11 @@ async fn watch_errors_back_off_doubling_and_are_counted() {
     let broken = Instant::now();
     fake.watch_error(SERVICES, 410);
     fake.requested(SERVICES, 5).await;
-    let times: Vec<Instant> = fake.requests(SERVICES).into_iter().map(|(t, _)| t).collect();
+    let times: Vec<Instant> = fake
+        .requests(SERVICES)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     // 0.8 s, 1.6 s, 3.2 s, each with up to as much again of jitter (kube-rs's default
     // backoff): it grows while nothing succeeds.
     let gaps = [times[2] - broken, times[3] - times[2], times[4] - times[3]];
@@ -526,7 +545,11 @@ async fn a_burst_of_events_is_one_generation() {
     fake.requested(PODS, 2).await;
     // Ten pods, 10 ms apart: each its own watch response, all within the 30 ms quiet time.
     for i in 1..=10 {
-        fake.event(PODS, "ADDED", pod(&format!("web-{i}"), &format!("10.0.0.{}", i + 1)));
+        fake.event(
+            PODS,
+            "ADDED",
+            pod(&format!("web-{i}"), &format!("10.0.0.{}", i + 1)),
+        );
         fake.requested(PODS, 2 + i).await;
         tokio::time::advance(Duration::from_millis(10)).await;
     }
@@ -595,6 +618,30 @@ async fn an_invalid_destination_rule_keeps_its_last_accepted_version_and_is_list
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rule_carrying_status_conditions_is_still_accepted_and_pod_churn_does_not_wake_the_status_writer()
+ {
+    let mut objects = cluster();
+    objects.push((CRDS, vec![crd("destinationrules.sinew.dev")]));
+    let mut with_status = rule("sinew.dev/v1alpha1", "web", valid_spec());
+    with_status["status"] = json!({ "conditions": [{ "type": "Accepted", "status": "True" }] });
+    objects.push((SINEW_RULES, vec![with_status]));
+    let (client, fake) = Fake::start(&objects);
+    let (mut rx, handle) = spawn(client, options()).await.unwrap();
+    assert_eq!(rules_of(&rx.borrow()).len(), 1);
+    assert!(handle.rejected().is_empty(), "{:?}", handle.rejected());
+
+    let mut policy = handle.policy();
+    policy.borrow_and_update();
+    fake.requested(PODS, 2).await;
+    fake.event(PODS, "ADDED", pod("web-1", "10.0.0.2"));
+    assert_eq!(next(&mut rx).await.generation(), 2);
+    assert!(
+        !policy.has_changed().unwrap(),
+        "a pod change woke the status writer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_new_invalid_rule_is_left_out_and_the_rest_still_applies() {
     let mut objects = cluster();
     objects.push((CRDS, vec![crd("destinationrules.sinew.dev")]));
@@ -642,11 +689,17 @@ fn endpoint_conditions_are_carried_as_listed() {
         { "addresses": ["10.0.0.2"], "conditions": { "ready": false, "serving": false } },
         { "addresses": ["10.0.0.3"], "conditions": { "ready": false } },
     ]));
-    let conditions: Vec<(bool, bool, bool)> =
-        e.iter().map(|e| (e.ready, e.serving, e.terminating)).collect();
+    let conditions: Vec<(bool, bool, bool)> = e
+        .iter()
+        .map(|e| (e.ready, e.serving, e.terminating))
+        .collect();
     assert_eq!(
         conditions,
-        [(false, true, true), (false, false, false), (false, true, false)]
+        [
+            (false, true, true),
+            (false, false, false),
+            (false, true, false)
+        ]
     );
     assert_eq!(e[0].pod, Some(("shop".to_string(), "web-0".to_string())));
     assert_eq!(e[1].pod, None);
@@ -665,10 +718,15 @@ async fn a_services_slices_replace_its_selector_endpoints_and_follow_their_chang
     ));
     let (client, fake) = Fake::start(&objects);
     let (mut rx, _handle) = spawn(client, options()).await.unwrap();
-    let ips = |s: &Snapshot| -> Vec<(String, bool, bool)> { match &s.service("shop", "web").unwrap().endpoints {
-        Endpoints::Slices(e) => e.iter().map(|e| (e.ip.to_string(), e.ready, e.terminating)).collect(),
-        Endpoints::FromSelector => panic!("slices ignored"),
-    } };
+    let ips = |s: &Snapshot| -> Vec<(String, bool, bool)> {
+        match &s.service("shop", "web").unwrap().endpoints {
+            Endpoints::Slices(e) => e
+                .iter()
+                .map(|e| (e.ip.to_string(), e.ready, e.terminating))
+                .collect(),
+            Endpoints::FromSelector => panic!("slices ignored"),
+        }
+    };
     assert_eq!(ips(&rx.borrow()), [("10.0.0.1".to_string(), true, false)]);
     fake.requested(SLICES, 2).await;
     fake.event(

@@ -436,11 +436,11 @@ fn desired_conditions(
         };
         if !OWNED_TYPES.contains(&t.as_str()) {
             out.push(c.clone());
-        } else if let Some(w) = wanted.iter().find(|w| w.type_ == t) {
-            if !placed.contains(&w.type_) {
-                out.push(render(w, Some(c)));
-                placed.push(w.type_);
-            }
+        } else if let Some(w) = wanted.iter().find(|w| w.type_ == t)
+            && !placed.contains(&w.type_)
+        {
+            out.push(render(w, Some(c)));
+            placed.push(w.type_);
         }
     }
     for w in wanted {

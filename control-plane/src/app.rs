@@ -273,7 +273,15 @@ async fn start_kubernetes(
         ReviewConfig::default(),
         review_metrics.clone(),
     ));
-    let (snapshots, handle) = source::spawn(client, source::KubeSourceOptions::default()).await?;
+    let (snapshots, handle) =
+        source::spawn(client.clone(), source::KubeSourceOptions::default()).await?;
+    // Status conditions on DestinationRules and VirtualServices: written by the elected replica.
+    let lease = crate::cluster::leader::LeaseConfig::new(
+        options.namespace.clone(),
+        crate::cluster::leader::LeaseConfig::identity_from_env(),
+    );
+    let leader = crate::cluster::leader::spawn(client.clone(), lease)?;
+    let _status_metrics = crate::cluster::status::spawn(client, handle.policy(), leader);
     let monitor = server::SourceMonitor::kubernetes(handle, review_metrics, snapshots.clone());
     Ok(Started {
         ca,

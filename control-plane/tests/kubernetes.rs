@@ -379,6 +379,20 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
     )
     .await;
 
+    eventually(
+        "the rule's status says Accepted=True",
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = c.api.request("GET", &format!("{rules}/web"), None).await;
+            body["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|cond| cond["type"] == "Accepted" && cond["status"] == "True")
+        },
+    )
+    .await;
+
     // An invalid version of it is refused and the accepted one stays in force.
     let mut invalid = rule.clone();
     invalid["spec"]["trafficPolicy"]["loadBalancer"] = json!({"simple": "ROUND_ROBBIN"});
@@ -402,6 +416,27 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
             .await
             .contains("\"http2MaxRequests\": 7")
     );
+    // The elected control plane says so on the object: Accepted=False, naming the value.
+    eventually(
+        "the rule's status says Accepted=False",
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = c.api.request("GET", &format!("{rules}/web"), None).await;
+            body["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|cond| {
+                    cond["type"] == "Accepted"
+                        && cond["status"] == "False"
+                        && cond["reason"] == "Invalid"
+                        && cond["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("ROUND_ROBBIN"))
+                })
+        },
+    )
+    .await;
 
     // Deleting the rule removes its policy.
     let (status, body) = c.api.request("DELETE", &format!("{rules}/web"), None).await;

@@ -97,6 +97,12 @@ impl Fake {
         let mut s = self.lock();
         s.log.push((Instant::now(), ex.line(), ex.accept.clone()));
         self.logged.send_modify(|n| *n += 1);
+        if ex.method == http::Method::PATCH {
+            s.patch_status(ex);
+            drop(s);
+            self.flush();
+            return;
+        }
         let path = ex.path.clone();
         let watch = ex
             .query
@@ -145,21 +151,7 @@ impl Fake {
 
     /// Applies a change and queues its watch event.
     fn event(&self, path: &str, type_: &str, object: Value) {
-        let mut s = self.lock();
-        s.rv += 1;
-        let mut object = object;
-        object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-        let collection = s.collections.entry(path.to_string()).or_default();
-        if type_ == "DELETED" {
-            collection.remove(&key_of(&object));
-        } else {
-            collection.insert(key_of(&object), object.clone());
-        }
-        s.queued
-            .entry(path.to_string())
-            .or_default()
-            .push(json!({ "type": type_, "object": object }));
-        drop(s);
+        self.lock().event(path, type_, object);
         self.wake.notify_one();
     }
 
@@ -202,6 +194,16 @@ impl Fake {
         self.wake.notify_one();
     }
 
+    /// Every status patch: its request line.
+    fn patches(&self) -> Vec<String> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|(_, line, _)| line.starts_with("PATCH "))
+            .map(|(_, line, _)| line.clone())
+            .collect()
+    }
+
     /// The request lines for `path`, in order.
     fn requests(&self, path: &str) -> Vec<(Instant, String)> {
         self.lock()
@@ -212,16 +214,84 @@ impl Fake {
             .collect()
     }
 
-    /// Waits until `path` has been requested `n` times.
+    /// Waits until `path` has been requested `n` times (fails after a minute of paused time: the
+    /// source stopped asking).
     async fn requested(&self, path: &str, n: usize) {
         let mut logged = self.logged.subscribe();
-        while self.requests(path).len() < n {
-            logged.changed().await.unwrap();
+        let wait = async {
+            while self.requests(path).len() < n {
+                logged.changed().await.unwrap();
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .is_err()
+        {
+            panic!(
+                "{path} requested {} times, not {n}: {:#?}",
+                self.requests(path).len(),
+                self.lock()
+                    .log
+                    .iter()
+                    .map(|(_, l, _)| l)
+                    .collect::<Vec<_>>()
+            );
         }
     }
 }
 
 impl State {
+    fn event(&mut self, path: &str, type_: &str, object: Value) -> Value {
+        self.rv += 1;
+        let mut object = object;
+        object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let collection = self.collections.entry(path.to_string()).or_default();
+        if type_ == "DELETED" {
+            collection.remove(&key_of(&object));
+        } else {
+            collection.insert(key_of(&object), object.clone());
+        }
+        self.queued
+            .entry(path.to_string())
+            .or_default()
+            .push(json!({ "type": type_, "object": object.clone() }));
+        object
+    }
+
+    /// `PATCH <group-version>/namespaces/<ns>/<plural>/<name>/status`, a merge patch of
+    /// `status` with an optional resourceVersion precondition; the watch sees the change.
+    fn patch_status(&mut self, ex: Exchange) {
+        let Some((prefix, rest)) = ex.path.split_once("/namespaces/") else {
+            return ex.fail(404, "NotFound");
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [namespace, plural, name, "status"] = parts[..] else {
+            return ex.fail(404, "NotFound");
+        };
+        let path = format!("{prefix}/{plural}");
+        let key = (namespace.to_string(), name.to_string());
+        let Some(current) = self
+            .collections
+            .get(&path)
+            .and_then(|c| c.get(&key))
+            .cloned()
+        else {
+            return ex.fail(404, "NotFound");
+        };
+        let precondition = &ex.body["metadata"]["resourceVersion"];
+        if !precondition.is_null() && *precondition != current["metadata"]["resourceVersion"] {
+            return ex.fail(409, "Conflict");
+        }
+        let mut next = current;
+        if let Some(fields) = ex.body["status"].as_object() {
+            for (field, value) in fields {
+                next["status"][field] = value.clone();
+            }
+        }
+        let written = self.event(&path, "MODIFIED", next);
+        ex.respond(200, written);
+    }
+
     fn list(&mut self, ex: Exchange) {
         let Some(collection) = self.collections.get(&ex.path) else {
             // What an API server answers for a path it does not serve.
@@ -661,6 +731,55 @@ async fn a_new_invalid_rule_is_left_out_and_the_rest_still_applies() {
     let refused = handle.rejected();
     assert_eq!(refused.len(), 1);
     assert!(!refused[0].kept_previous);
+}
+
+// === with the status writer ===
+
+/// The source and the status writer together, as the control plane runs them: the writer's
+/// input is the source's [`PolicyView`], and its own write comes back through the source's watch.
+#[tokio::test(start_paused = true)]
+async fn an_invalid_rule_is_marked_once_and_the_echo_of_that_write_causes_no_other() {
+    let mut objects = cluster();
+    objects.push((CRDS, vec![crd("destinationrules.sinew.dev")]));
+    objects.push((
+        SINEW_RULES,
+        vec![rule("sinew.dev/v1alpha1", "web", valid_spec())],
+    ));
+    let (client, fake) = Fake::start(&objects);
+    let (_rx, handle) = spawn(client.clone(), options()).await.unwrap();
+    let (_leader_tx, leader) = watch::channel(true);
+    crate::cluster::status::spawn(client, handle.policy(), leader);
+    // Accepted=True written once, its echo watched.
+    fake.requested(SINEW_RULES, 4).await;
+    settle().await;
+    let patch =
+        format!("PATCH /apis/sinew.dev/v1alpha1/namespaces/shop/destinationrules/web/status?");
+    assert_eq!(fake.patches(), [patch.clone()]);
+
+    fake.event(
+        SINEW_RULES,
+        "MODIFIED",
+        rule("sinew.dev/v1alpha1", "web", invalid_spec()),
+    );
+    // The change, our patch of it, and the watch of its echo.
+    fake.requested(SINEW_RULES, 6).await;
+    settle().await;
+    assert_eq!(fake.patches(), [patch.clone(), patch]);
+    let stored =
+        fake.lock().collections[SINEW_RULES][&("shop".to_string(), "web".to_string())].clone();
+    let conditions = stored["status"]["conditions"].as_array().unwrap().clone();
+    let accepted = conditions.iter().find(|c| c["type"] == "Accepted").unwrap();
+    assert_eq!(accepted["status"], "False");
+    assert!(
+        accepted["message"].as_str().unwrap().contains("FASTEST"),
+        "{accepted}"
+    );
+    // The echo reached the source: the view it sends the writer holds our conditions.
+    let view = handle.policy().borrow().clone();
+    assert_eq!(
+        view.objects[0].object.data["status"]["conditions"],
+        json!(conditions)
+    );
 }
 
 // === EndpointSlice conditions ===

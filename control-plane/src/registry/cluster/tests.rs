@@ -753,8 +753,8 @@ async fn an_invalid_rule_is_marked_once_and_the_echo_of_that_write_causes_no_oth
     fake.requested(SINEW_RULES, 4).await;
     settle().await;
     let patch =
-        format!("PATCH /apis/sinew.dev/v1alpha1/namespaces/shop/destinationrules/web/status?");
-    assert_eq!(fake.patches(), [patch.clone()]);
+        "PATCH /apis/sinew.dev/v1alpha1/namespaces/shop/destinationrules/web/status?".to_string();
+    assert_eq!(fake.patches(), std::slice::from_ref(&patch));
 
     fake.event(
         SINEW_RULES,

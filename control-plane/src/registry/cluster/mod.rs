@@ -20,7 +20,8 @@
 //!   listed once: a partial first snapshot would tell every proxy that endpoints vanished.
 //! - A missing CRD (Istio not installed) is not an error: the kind is empty, and is watched as
 //!   soon as its CRD appears (and emptied when it is deleted).
-//! - Watch errors back off (0.8 s doubling to 30 s, kube-rs's default) and re-list; after a
+//! - Watch errors back off (0.8 s doubling to 30 s with jitter, kube-rs's default strategy,
+//!   starting again from 0.8 s only after a list or an event got through) and re-list; after a
 //!   re-list the store is swapped whole, so objects deleted during an outage disappear.
 //! - Bursts are debounced ([`Debounce`]'s `quiet` and `max_delay`): one registry generation per
 //!   batch, and none at all when the batch changed nothing the registry reads (a re-list after
@@ -28,6 +29,9 @@
 //! - An invalid object is dropped, not the snapshot: a DestinationRule or VirtualService that
 //!   fails validation keeps its last accepted spec in force (if it had one) and is listed in
 //!   [`Snapshot::rejected`](super::Snapshot); everything else still applies.
+//! - After a batch that changed a DestinationRule or VirtualService (its status included) or a
+//!   verdict on one, a [`PolicyView`] goes to [`KubeSourceHandle::policy`]'s receivers: what the
+//!   status writer ([`crate::cluster::status`]) compares with. Pod and endpoint churn sends none.
 
 mod assemble;
 mod kinds;

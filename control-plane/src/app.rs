@@ -353,7 +353,15 @@ async fn start_kubernetes(
     )?;
     let (snapshots, handle) =
         source::spawn(client.clone(), source::KubeSourceOptions::default()).await?;
-    let monitor = server::SourceMonitor::kubernetes(handle, review_metrics, snapshots.clone());
+    // Status conditions on DestinationRules and VirtualServices: written by the elected replica.
+    let status_metrics =
+        crate::cluster::status::spawn(client.clone(), handle.policy(), leader.clone());
+    let monitor = server::SourceMonitor::kubernetes(
+        handle,
+        review_metrics,
+        status_metrics,
+        snapshots.clone(),
+    );
     Ok(Started {
         ca,
         auth,

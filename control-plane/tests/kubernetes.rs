@@ -349,6 +349,20 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
     let applied = || async { has_pool_limit(&client).await };
     eventually("the rule's pool limit reaches the proxy", WAIT, applied).await;
 
+    eventually(
+        "the rule's status says Accepted=True",
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = c.api.request("GET", &format!("{rules}/web"), None).await;
+            body["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|cond| cond["type"] == "Accepted" && cond["status"] == "True")
+        },
+    )
+    .await;
+
     // An invalid version of it is refused and the accepted one stays in force.
     let mut invalid = rule.clone();
     invalid["spec"]["trafficPolicy"]["loadBalancer"] = json!({"simple": "ROUND_ROBBIN"});
@@ -361,6 +375,23 @@ async fn endpoint_slice_and_destination_rule_changes_reach_the_proxy() {
     };
     eventually("the invalid rule is reported", WAIT, reported).await;
     assert!(has_pool_limit(&client).await);
+    // The elected control plane says so on the object: Accepted=False, naming the value.
+    let condition = || async {
+        let (_, body) = c.api.request("GET", &format!("{rules}/web"), None).await;
+        body["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|cond| {
+                cond["type"] == "Accepted"
+                    && cond["status"] == "False"
+                    && cond["reason"] == "Invalid"
+                    && cond["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("ROUND_ROBBIN"))
+            })
+    };
+    eventually("the rule's status says Accepted=False", WAIT, condition).await;
 
     // Deleting the rule removes its policy.
     c.write("DELETE", &format!("{rules}/web"), None, 200).await;

@@ -20,6 +20,8 @@ pub struct Exchange {
     pub path: String,
     pub query: Option<String>,
     pub content_type: Option<String>,
+    /// The `Accept` header (metadata-only requests ask for `as=PartialObjectMetadata…`).
+    pub accept: Option<String>,
     /// The JSON body (`Value::Null` when there is none).
     pub body: Value,
     respond: Responder,
@@ -62,6 +64,11 @@ impl ApiServer {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            accept: parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             body,
             respond,
         }
@@ -82,6 +89,22 @@ impl Exchange {
         let bytes = serde_json::to_vec(&body).expect("serializable");
         let rsp = Response::builder()
             .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(bytes))
+            .expect("valid response");
+        self.respond.send_response(rsp);
+    }
+
+    /// Answers a watch with these events, one JSON per line, and ends the stream (the watcher
+    /// then watches again from the last resourceVersion it saw).
+    pub fn respond_events(self, events: &[Value]) {
+        let mut bytes = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut bytes, event).expect("serializable");
+            bytes.push(b'\n');
+        }
+        let rsp = Response::builder()
+            .status(200)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Body::from(bytes))
             .expect("valid response");

@@ -11,6 +11,8 @@
 //!   "someone else wrote first" or "try again later", never on message text.
 //! - **One leader**: [`leader::spawn`] runs a `coordination.k8s.io/v1` Lease election and reports
 //!   through a `watch::Receiver<bool>` whether this replica may do the single-writer work now.
+//! - **Status written back**: [`status::spawn`] keeps DestinationRules' and VirtualServices'
+//!   `status.conditions` saying what the registry made of them, while this replica leads.
 //!
 //! Named `cluster`, not `kube`: a module `kube` would make `use kube::…` ambiguous with the
 //! extern crate (E0659).
@@ -20,6 +22,7 @@ mod client;
 pub mod crd;
 mod errors;
 pub mod leader;
+pub mod status;
 pub mod webhook;
 
 #[cfg(test)]

@@ -5,18 +5,43 @@
 //! - two DestinationRules for one host whose subsets share a name (the newer one is dropped);
 //! - two VirtualServices for one host in one namespace (only the older one is used).
 //!
-//! Every warning names both objects with their file and line.
+//! Every warning names both objects with their file and line, and is attributed to the object
+//! it is about ([`ObjectWarning`]), so an API source can report it on that object's status.
 
 use std::collections::BTreeMap;
 
 use super::entry::{DestinationRule, VirtualService};
+use super::error::Origin;
 use super::hosts;
+
+/// A cross-object warning about one DestinationRule or VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectWarning {
+    /// The object the warning is about (the whole object: an API origin, or a file's document).
+    pub origin: Origin,
+    pub kind: WarningKind,
+    /// The full text, as listed in [`Snapshot::warnings`](super::Snapshot::warnings).
+    pub message: String,
+}
+
+/// What a cross-object warning says, by the condition it affects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WarningKind {
+    /// A route or mirror names a subset no DestinationRule for its host defines.
+    SubsetNotFound,
+    /// A subset name another DestinationRule for the same host already defines (this one's is
+    /// dropped).
+    DuplicateSubset,
+    /// A host an older VirtualService in the namespace already routes (this one is not used
+    /// for it).
+    HostConflict,
+}
 
 /// A destination `subset` no DestinationRule for the destination's host defines.
 pub(crate) fn undefined_subsets(
     services: &[VirtualService],
     rules: &[DestinationRule],
-) -> Vec<String> {
+) -> Vec<ObjectWarning> {
     let rules: Vec<(String, &DestinationRule)> = rules
         .iter()
         .map(|r| (hosts::expand(&r.host, &r.namespace), r))
@@ -115,17 +140,21 @@ pub(crate) fn undefined_subsets(
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            out.push(format!(
-                "{at}: VirtualService {:?}: {path}: subset {subset:?} of host {fqdn:?} is not defined ({rules_said}): requests routed there fail with NR (no route)",
-                vs.name
-            ));
+            out.push(ObjectWarning {
+                origin: vs.origin.clone(),
+                kind: WarningKind::SubsetNotFound,
+                message: format!(
+                    "{at}: VirtualService {:?}: {path}: subset {subset:?} of host {fqdn:?} is not defined ({rules_said}): requests routed there fail with NR (no route)",
+                    vs.name
+                ),
+            });
         }
     }
     out
 }
 
 /// Subset names defined twice among the rules that merge for one host (the later is dropped).
-pub(crate) fn duplicate_subsets(rules: &[DestinationRule]) -> Vec<String> {
+pub(crate) fn duplicate_subsets(rules: &[DestinationRule]) -> Vec<ObjectWarning> {
     // Rules merge per namespace, host and workload selector.
     let mut first: BTreeMap<(String, String, String, String), &DestinationRule> = BTreeMap::new();
     let mut out = Vec::new();
@@ -136,10 +165,14 @@ pub(crate) fn duplicate_subsets(rules: &[DestinationRule]) -> Vec<String> {
             let Some(name) = s.name.clone() else { continue };
             let key = (r.namespace.clone(), host.clone(), selector.clone(), name);
             match first.get(&key) {
-                Some(earlier) if earlier.name != r.name => out.push(format!(
-                    "{}: DestinationRule {:?}: subset {:?} of host {host:?} is already defined by DestinationRule {:?} at {}; this one is dropped",
-                    r.origin, r.name, key.3, earlier.name, earlier.origin
-                )),
+                Some(earlier) if earlier.name != r.name => out.push(ObjectWarning {
+                    origin: r.origin.clone(),
+                    kind: WarningKind::DuplicateSubset,
+                    message: format!(
+                        "{}: DestinationRule {:?}: subset {:?} of host {host:?} is already defined by DestinationRule {:?} at {}; this one is dropped",
+                        r.origin, r.name, key.3, earlier.name, earlier.origin
+                    ),
+                }),
                 Some(_) => {}
                 None => {
                     first.insert(key, r);
@@ -151,16 +184,20 @@ pub(crate) fn duplicate_subsets(rules: &[DestinationRule]) -> Vec<String> {
 }
 
 /// A second VirtualService for a host in the same namespace: only the older applies.
-pub(crate) fn shared_hosts(services: &[VirtualService]) -> Vec<String> {
+pub(crate) fn shared_hosts(services: &[VirtualService]) -> Vec<ObjectWarning> {
     let mut first: BTreeMap<(String, String), &VirtualService> = BTreeMap::new();
     let mut out = Vec::new();
     for vs in services {
         for host in vs.expanded_hosts() {
             match first.get(&(vs.namespace.clone(), host.clone())) {
-                Some(earlier) if earlier.name != vs.name => out.push(format!(
-                    "{}: VirtualService {:?}: host {host:?} is already routed by VirtualService {:?} at {}; only the older one applies to it",
-                    vs.origin, vs.name, earlier.name, earlier.origin
-                )),
+                Some(earlier) if earlier.name != vs.name => out.push(ObjectWarning {
+                    origin: vs.origin.clone(),
+                    kind: WarningKind::HostConflict,
+                    message: format!(
+                        "{}: VirtualService {:?}: host {host:?} is already routed by VirtualService {:?} at {}; only the older one applies to it",
+                        vs.origin, vs.name, earlier.name, earlier.origin
+                    ),
+                }),
                 Some(_) => {}
                 None => {
                     first.insert((vs.namespace.clone(), host), vs);

@@ -110,6 +110,7 @@ mod resolve;
 mod selector;
 
 pub use self::assignments::Assignments;
+pub use self::crosscheck::{ObjectWarning, WarningKind};
 pub use self::debounce::Debounce;
 pub use self::entry::{
     Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
+use super::crosscheck::ObjectWarning;
 use super::entry::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
     INJECT_OPT_OUT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry,
@@ -28,6 +29,7 @@ pub struct Snapshot {
     destination_rules: Vec<DestinationRule>,
     virtual_services: Vec<VirtualService>,
     warnings: Vec<String>,
+    object_warnings: Vec<ObjectWarning>,
     rejected: Vec<Rejected>,
 }
 
@@ -72,6 +74,12 @@ impl Snapshot {
     /// target ports no selected pod has).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The cross-object warnings about DestinationRules and VirtualServices, each attributed to
+    /// the object it is about (their text is also in [`warnings`](Self::warnings)).
+    pub fn object_warnings(&self) -> &[ObjectWarning] {
+        &self.object_warnings
     }
 
     /// Objects left out because of their problems (built with [`Acceptance::PerObject`]; always
@@ -370,12 +378,14 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     rules.sort_by(|a, b| a.age.cmp(&b.age));
     virtual_services.sort_by(|a, b| a.age.cmp(&b.age));
     warnings.extend(dangling_named_ports(&services, &pods));
-    warnings.extend(super::crosscheck::duplicate_subsets(&rules));
-    warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
-    warnings.extend(super::crosscheck::undefined_subsets(
+    let mut object_warnings = super::crosscheck::duplicate_subsets(&rules);
+    object_warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
+    object_warnings.extend(super::crosscheck::undefined_subsets(
         &virtual_services,
         &rules,
     ));
+    warnings.extend(object_warnings.iter().map(|w| w.message.clone()));
+    snap.object_warnings = object_warnings;
     snap.virtual_services = virtual_services;
     snap.service_accounts = service_accounts;
     snap.services = services;

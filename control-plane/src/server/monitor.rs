@@ -23,6 +23,7 @@ enum Source {
     Kubernetes {
         handle: crate::registry::cluster::KubeSourceHandle,
         registry: Arc<prometheus_client::registry::Registry>,
+        status: Arc<crate::cluster::status::StatusMetrics>,
     },
 }
 
@@ -40,6 +41,7 @@ impl SourceMonitor {
     pub fn kubernetes(
         handle: crate::registry::cluster::KubeSourceHandle,
         reviews: crate::auth::ReviewMetrics,
+        status: Arc<crate::cluster::status::StatusMetrics>,
         snapshots: watch::Receiver<Arc<Snapshot>>,
     ) -> Self {
         let mut registry = prometheus_client::registry::Registry::default();
@@ -48,6 +50,7 @@ impl SourceMonitor {
             source: Source::Kubernetes {
                 handle,
                 registry: Arc::new(registry),
+                status,
             },
             snapshots,
         }
@@ -67,8 +70,13 @@ impl SourceMonitor {
         match &self.source {
             Source::Files(_) => {}
             #[cfg(feature = "kubernetes")]
-            Source::Kubernetes { handle, registry } => {
+            Source::Kubernetes {
+                handle,
+                registry,
+                status,
+            } => {
                 handle.metrics().render(out);
+                status.render(out);
                 let _ = prometheus_client::encoding::text::encode_registry(out, registry);
             }
         }

@@ -12,7 +12,7 @@ use kube::api::DynamicObject;
 use kube::runtime::reflector::Store;
 
 use super::kinds::{BUILTIN, CustomKind, KindId};
-use super::reflect::Note;
+use super::reflect::{CustomStore, Note};
 use crate::registry::entry::{Age, EndpointEntry, Endpoints};
 use crate::registry::error::{Origin, RegistryError};
 use crate::registry::model::{self, Acceptance, Snapshot};
@@ -26,7 +26,7 @@ pub(super) struct Stores {
     pub slices: Store<EndpointSlice>,
     pub pods: Store<Pod>,
     /// A custom kind's store while its CRD is installed.
-    pub custom: [Option<Store<DynamicObject>>; 4],
+    pub custom: [Option<CustomStore>; 4],
 }
 
 /// Which lists have completed, and the decoded objects by resourceVersion.
@@ -58,6 +58,15 @@ pub struct Refused {
     pub reasons: Vec<String>,
     /// Whether an earlier, accepted version of it is still in force.
     pub kept_previous: bool,
+}
+
+/// A DestinationRule or VirtualService as the API server last showed it.
+#[derive(Debug, Clone)]
+pub struct PolicyObject {
+    pub kind: CustomKind,
+    /// The group/version it is watched at (its `/status` is written there).
+    pub resource: kube::core::ApiResource,
+    pub object: Arc<DynamicObject>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -127,6 +136,27 @@ impl Assembler {
         &self.rejected
     }
 
+    /// The custom objects as the stores hold them now (status included), with the version each
+    /// is watched at.
+    pub fn custom_objects(&self) -> Vec<PolicyObject> {
+        CustomKind::ALL
+            .iter()
+            .zip(&self.stores.custom)
+            .filter_map(|(kind, custom)| Some((*kind, custom.as_ref()?)))
+            .flat_map(|(kind, custom)| {
+                custom
+                    .store
+                    .state()
+                    .into_iter()
+                    .map(move |object| PolicyObject {
+                        kind,
+                        resource: custom.resource.clone(),
+                        object,
+                    })
+            })
+            .collect()
+    }
+
     /// The snapshot of the stores as they are now, with `generation`. Objects are decoded only
     /// when their resourceVersion changed since the last call.
     pub fn assemble(&mut self, generation: u64) -> Result<Snapshot, RegistryError> {
@@ -171,10 +201,10 @@ impl Assembler {
         );
         typed!(KindId::Pod, self.stores.pods, object::pod, Object::Pod);
         for kind in CustomKind::ALL {
-            let Some(store) = self.stores.custom[custom_index(kind)].clone() else {
+            let Some(custom) = self.stores.custom[custom_index(kind)].clone() else {
                 continue;
             };
-            for obj in store.state() {
+            for obj in custom.store.state() {
                 let age = age_of(&obj.metadata);
                 let key = self.decode_into(
                     KindId::Custom(kind),
@@ -330,7 +360,7 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// One slice's endpoints with its ports; FQDN slices and unparsable addresses are skipped (a
 /// mesh endpoint is an IP).
-fn slice_endpoints(slice: &EndpointSlice) -> impl Iterator<Item = EndpointEntry> + '_ {
+pub(super) fn slice_endpoints(slice: &EndpointSlice) -> impl Iterator<Item = EndpointEntry> + '_ {
     let ip_family = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
     let ports: Vec<(Option<String>, u16)> = slice
         .ports

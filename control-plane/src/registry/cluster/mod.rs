@@ -20,7 +20,8 @@
 //!   listed once: a partial first snapshot would tell every proxy that endpoints vanished.
 //! - A missing CRD (Istio not installed) is not an error: the kind is empty, and is watched as
 //!   soon as its CRD appears (and emptied when it is deleted).
-//! - Watch errors back off (0.8 s doubling to 30 s, kube-rs's default) and re-list; after a
+//! - Watch errors back off (0.8 s doubling to 30 s with jitter, kube-rs's default strategy,
+//!   starting again from 0.8 s only after a list or an event got through) and re-list; after a
 //!   re-list the store is swapped whole, so objects deleted during an outage disappear.
 //! - Bursts are debounced ([`Debounce`]'s `quiet` and `max_delay`): one registry generation per
 //!   batch, and none at all when the batch changed nothing the registry reads (a re-list after
@@ -28,13 +29,18 @@
 //! - An invalid object is dropped, not the snapshot: a DestinationRule or VirtualService that
 //!   fails validation keeps its last accepted spec in force (if it had one) and is listed in
 //!   [`Snapshot::rejected`](super::Snapshot); everything else still applies.
+//! - After a batch that changed a DestinationRule or VirtualService (its status included) or a
+//!   verdict on one, a [`PolicyView`] goes to [`KubeSourceHandle::policy`]'s receivers: what the
+//!   status writer ([`crate::cluster::status`]) compares with. Pod and endpoint churn sends none.
 
 mod assemble;
 mod kinds;
 mod metrics;
 mod reflect;
+#[cfg(test)]
+mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
@@ -45,14 +51,28 @@ use kube::runtime::{reflector, watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use self::assemble::Refused;
+pub use self::assemble::{PolicyObject, Refused};
 pub use self::kinds::{CustomKind, KindId};
 pub use self::metrics::{KindCounters, SourceMetrics};
 
 use self::assemble::{Assembler, Stores};
 use self::reflect::Note;
 use super::Debounce;
+use super::crosscheck::ObjectWarning;
 use super::model::Snapshot;
+
+/// What the registry made of the cluster's DestinationRules and VirtualServices after a batch:
+/// what a status writer needs. Sent after every batch (even one that changed no snapshot: a
+/// status-only change of an object, or a new invalid version kept out, is in it).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyView {
+    /// Every custom object in the stores, status included.
+    pub objects: Vec<PolicyObject>,
+    /// The objects left out (or kept at their last accepted version), and why.
+    pub refused: Vec<Refused>,
+    /// Cross-object warnings, by the object they are about.
+    pub warnings: Vec<ObjectWarning>,
+}
 
 /// How the Kubernetes source batches and waits.
 #[derive(Debug, Clone)]
@@ -81,7 +101,7 @@ impl Default for KubeSourceOptions {
 pub struct KubeSourceHandle {
     metrics: Arc<SourceMetrics>,
     generation: watch::Receiver<Arc<Snapshot>>,
-    rejected: Arc<Mutex<Vec<Refused>>>,
+    policy: watch::Receiver<Arc<PolicyView>>,
 }
 
 // === impl KubeSourceHandle ===
@@ -102,10 +122,13 @@ impl KubeSourceHandle {
 
     /// The objects the current snapshot leaves out (or keeps at an earlier version), and why.
     pub fn rejected(&self) -> Vec<Refused> {
-        self.rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.policy.borrow().refused.clone()
+    }
+
+    /// The DestinationRules and VirtualServices and the registry's verdict on each, updated
+    /// after every batch: the input of [`crate::cluster::status::spawn`].
+    pub fn policy(&self) -> watch::Receiver<Arc<PolicyView>> {
+        self.policy.clone()
     }
 }
 
@@ -159,7 +182,7 @@ pub async fn spawn(
         }
     }
     let first = Arc::new(assembler.assemble(1)?);
-    let rejected = Arc::new(Mutex::new(assembler.rejected().to_vec()));
+    let (policy_tx, policy) = watch::channel(Arc::new(policy_view(&assembler, &first)));
     tracing::info!(
         services = first.services().len(),
         pods = first.pods().len(),
@@ -171,10 +194,43 @@ pub async fn spawn(
     let handle = KubeSourceHandle {
         metrics,
         generation: rx.clone(),
-        rejected: rejected.clone(),
+        policy,
     };
-    tokio::spawn(publish(assembler, inbox, tx, rejected, options.debounce));
+    tokio::spawn(publish(assembler, inbox, tx, policy_tx, options.debounce));
     Ok((rx, handle))
+}
+
+// === impl PolicyView ===
+
+impl PolicyView {
+    /// The same objects at the same resourceVersions with the same verdicts: a status writer
+    /// would find nothing new in it (pod and endpoint churn does not wake it).
+    pub fn same_as(&self, other: &PolicyView) -> bool {
+        let versions = |v: &PolicyView| {
+            v.objects
+                .iter()
+                .map(|o| {
+                    (
+                        o.kind,
+                        o.object.metadata.namespace.clone(),
+                        o.object.metadata.name.clone(),
+                        o.object.metadata.resource_version.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        self.refused == other.refused
+            && self.warnings == other.warnings
+            && versions(self) == versions(other)
+    }
+}
+
+fn policy_view(assembler: &Assembler, snapshot: &Snapshot) -> PolicyView {
+    PolicyView {
+        objects: assembler.custom_objects(),
+        refused: assembler.rejected().to_vec(),
+        warnings: snapshot.object_warnings().to_vec(),
+    }
 }
 
 /// One reflector per built-in kind, each with its store.
@@ -215,7 +271,7 @@ async fn publish(
     mut assembler: Assembler,
     mut inbox: mpsc::UnboundedReceiver<Note>,
     tx: watch::Sender<Arc<Snapshot>>,
-    rejected: Arc<Mutex<Vec<Refused>>>,
+    policy: watch::Sender<Arc<PolicyView>>,
     debounce: Debounce,
 ) {
     while let Some(note) = inbox.recv().await {
@@ -238,7 +294,16 @@ async fn publish(
                 continue;
             }
         };
-        *rejected.lock().unwrap_or_else(|p| p.into_inner()) = assembler.rejected().to_vec();
+        // Not only when the snapshot changed: a status-only change (the echo of a status write)
+        // or a refused new version changes no snapshot but is what a status writer compares with.
+        let view = policy_view(&assembler, &next);
+        policy.send_if_modified(|current| {
+            let changed = !current.same_as(&view);
+            if changed {
+                *current = Arc::new(view);
+            }
+            changed
+        });
         if next.same_content(&current) {
             continue;
         }

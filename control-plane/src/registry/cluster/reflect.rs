@@ -1,10 +1,16 @@
 //! One reflector per kind: kube-rs's watcher (list, then watch from the list's resourceVersion,
 //! re-list after `410 Gone`, exponential backoff on errors) feeding a [`Store`], and a note to
 //! the assembler after every change. Custom kinds run only while their CRD is installed.
+//!
+//! The backoff grows while attempts keep failing and starts again only after progress (a list
+//! completed, an event received): kube-runtime's `default_backoff()` resets on *any* `Ok` item,
+//! and the watcher yields `Ok(Event::Init)` before every list attempt, so with it a failing list
+//! was retried every 0.8–1.6 s forever instead of backing off to 30 s ([`ProgressBackoff`]).
 
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
@@ -13,6 +19,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -28,11 +35,20 @@ pub(super) enum Note {
     Changed(KindId),
     /// The kind's (re-)list completed: its store holds the whole kind.
     Synced(KindId),
-    /// A custom kind's store, now that its CRD is installed (`Some`), or gone with it (`None`).
-    CustomStore(CustomKind, Option<Store<DynamicObject>>),
+    /// A custom kind's store (and the version it watches), now that its CRD is installed
+    /// (`Some`), or gone with it (`None`).
+    CustomStore(CustomKind, Option<CustomStore>),
     /// Which of our CRDs are installed (in [`CustomKind::ALL`]'s order), once the CRD list has
     /// completed, and after each change of it.
     Crds([bool; 4]),
+}
+
+/// A custom kind's store and the served version its reflector watches (status is written to
+/// that version's `/status`).
+#[derive(Debug, Clone)]
+pub(super) struct CustomStore {
+    pub resource: kube::core::ApiResource,
+    pub store: Store<DynamicObject>,
 }
 
 /// Where reflectors send their notes (unbounded: a note is a few bytes and the assembler
@@ -53,25 +69,78 @@ pub(super) async fn run<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
+    let (backoff, progress) = ProgressBackoff::new();
     let events = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(backoff)
         .modify(prune)
         .reflect(writer);
-    forward(kind, events, &notes, &metrics).await;
+    forward(kind, events, &progress, &notes, &metrics).await;
+}
+
+/// kube-runtime's default backoff (0.8 s doubling to 30 s, with jitter, reset after 120 s
+/// without a retry), reset only when [`Progress`] says the watch made progress.
+pub(super) struct ProgressBackoff {
+    inner: watcher::DefaultBackoff,
+    progress: Progress,
+}
+
+/// Set by whoever reads the watcher's events when one shows progress.
+#[derive(Clone, Default)]
+pub(super) struct Progress(Arc<AtomicBool>);
+
+impl ProgressBackoff {
+    pub(super) fn new() -> (Self, Progress) {
+        let progress = Progress::default();
+        (
+            Self {
+                inner: watcher::DefaultBackoff::default(),
+                progress: progress.clone(),
+            },
+            progress,
+        )
+    }
+}
+
+impl Iterator for ProgressBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.progress.0.swap(false, Ordering::Relaxed) {
+            self.inner.reset();
+        }
+        self.inner.next()
+    }
+}
+
+impl Backoff for ProgressBackoff {
+    /// Called by the stream for every `Ok` item, `Event::Init` included: ignored (see the module
+    /// doc); [`Progress`] decides instead.
+    fn reset(&mut self) {}
+}
+
+impl Progress {
+    fn made(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Passes each event of a reflected stream on as a [`Note`]; ends when the assembler is gone.
 async fn forward<K>(
     kind: KindId,
     events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    progress: &Progress,
     notes: &Notes,
     metrics: &SourceMetrics,
 ) {
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let note = match event {
-            Ok(Event::Apply(_) | Event::Delete(_)) => Note::Changed(kind),
+            Ok(Event::Apply(_) | Event::Delete(_)) => {
+                progress.made();
+                Note::Changed(kind)
+            }
             Ok(Event::InitDone) => {
+                progress.made();
                 metrics.listed(kind);
                 Note::Synced(kind)
             }
@@ -98,18 +167,20 @@ pub(super) async fn watch_crds(
 ) {
     let api: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client);
     let (store, writer) = reflector::store();
+    let (backoff, progress) = ProgressBackoff::new();
     let events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(backoff)
         .reflect(writer);
     let mut events = std::pin::pin!(events);
     let mut synced = false;
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::InitDone) => {
+                progress.made();
                 metrics.listed(KindId::CustomResourceDefinition);
                 synced = true;
             }
-            Ok(Event::Apply(_) | Event::Delete(_)) => {}
+            Ok(Event::Apply(_) | Event::Delete(_)) => progress.made(),
             Ok(Event::Init | Event::InitApply(_)) => continue,
             Err(error) => {
                 metrics.watch_error(KindId::CustomResourceDefinition, &error);
@@ -166,19 +237,21 @@ pub(super) async fn run_custom(
         retry = FIRST_RETRY;
         tracing::info!(kind = %KindId::Custom(kind), version = %resource.version, "watching");
         let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-        let writer = reflector::store::Writer::new(resource);
-        if notes
-            .send(Note::CustomStore(kind, Some(writer.as_reader())))
-            .is_err()
-        {
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = CustomStore {
+            resource,
+            store: writer.as_reader(),
+        };
+        if notes.send(Note::CustomStore(kind, Some(store))).is_err() {
             return;
         }
+        let (backoff, progress) = ProgressBackoff::new();
         let events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(backoff)
             .modify(prune_custom)
             .reflect(writer);
         tokio::select! {
-            () = forward(KindId::Custom(kind), events, &notes, &metrics) => return,
+            () = forward(KindId::Custom(kind), events, &progress, &notes, &metrics) => return,
             _ = present.wait_for(|p| !*p) => {}
         }
         tracing::info!(kind = %KindId::Custom(kind), "CRD removed; the kind is now empty");

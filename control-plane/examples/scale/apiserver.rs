@@ -385,7 +385,7 @@ async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Response<Bod
         .collect();
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let key = match named(&path) {
-        Some((ns, resource, name)) => format!(
+        Some((_, resource, name)) => format!(
             "{method} {}/{{ns}}/{resource}{}",
             if resource == "leases" {
                 "/apis/coordination.k8s.io/v1/namespaces"

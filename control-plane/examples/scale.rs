@@ -1229,7 +1229,12 @@ async fn run(args: &Args, work: &WorkDir) -> anyhow::Result<String> {
         .collect();
     let _ = writeln!(
         out,
-        "| breakdown p50 / p99 / max: write → control plane publishes the snapshot (poll + debounce + re-read; from its log) | {} |",
+        "| breakdown p50 / p99 / max: write → control plane publishes the snapshot ({}; from its log) | {} |",
+        if kube {
+            "watch event + debounce + assemble"
+        } else {
+            "poll + debounce + re-read"
+        },
         pct(&mut published)
     );
     let _ = writeln!(

@@ -285,7 +285,7 @@ pub fn pod(object: Pod, origin: &Origin) -> Result<PodEntry, Rejection> {
         meshed: false,
         owner: None,
         origin: origin.clone(),
-        object,
+        object: std::sync::Arc::new(object),
     })
 }
 

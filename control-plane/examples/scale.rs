@@ -340,7 +340,13 @@ enum Feed {
 
 impl Feed {
     /// Services `changed` move to `rev` (`revs`: every service's revision, for the file).
-    fn apply(&self, revs: &[u32], changed: &[usize], rev: u32, by_port: bool) -> anyhow::Result<()> {
+    fn apply(
+        &self,
+        revs: &[u32],
+        changed: &[usize],
+        rev: u32,
+        by_port: bool,
+    ) -> anyhow::Result<()> {
         match self {
             Feed::File(reg) => reg.write(revs),
             Feed::Kube(api) => {
@@ -509,14 +515,7 @@ async fn run(args: &Args, work: &WorkDir) -> anyhow::Result<String> {
             }
         }
     };
-    let mut cp = ControlPlaneProcess::start(
-        &bin,
-        source,
-        &work.path,
-        &wrapper,
-        &cp_env,
-    )
-    .await?;
+    let mut cp = ControlPlaneProcess::start(&bin, source, &work.path, &wrapper, &cp_env).await?;
     say!(
         "control plane pid {} on {} (monitoring {})",
         cp.pid,
@@ -1330,7 +1329,11 @@ async fn run(args: &Args, work: &WorkDir) -> anyhow::Result<String> {
             "\n## What the control plane asked the API server\n\n{} requests the fake API server \
              does not serve{}.\n\n| request | count |\n|---|---|",
             unknown,
-            if unknown > 0 { " (**see UNKNOWN REQUEST on stderr**)" } else { "" }
+            if unknown > 0 {
+                " (**see UNKNOWN REQUEST on stderr**)"
+            } else {
+                ""
+            }
         );
         for (request, count) in &requests {
             let _ = writeln!(out, "| `{request}` | {} |", thousands(*count));

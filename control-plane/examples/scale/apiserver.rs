@@ -162,7 +162,11 @@ fn objects(services: usize, pps: usize, rev_in_port: bool) -> (HashMap<&'static 
         let name = format!("svc-{s}");
         sas.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("sa-{s}"), "resourceVersion": next()}}));
-        let target = if rev_in_port { PORT_REV_BASE } else { u32::from(PORT) };
+        let target = if rev_in_port {
+            PORT_REV_BASE
+        } else {
+            u32::from(PORT)
+        };
         let ip = vip(s).to_string();
         svcs.push(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("svc-{s}"), "resourceVersion": next()},
@@ -203,9 +207,15 @@ fn objects(services: usize, pps: usize, rev_in_port: bool) -> (HashMap<&'static 
         (NAMESPACES, Kind::new("NamespaceList", "v1", namespaces)),
         (SERVICE_ACCOUNTS, Kind::new("ServiceAccountList", "v1", sas)),
         (SERVICES, Kind::new("ServiceList", "v1", svcs)),
-        (SLICES, Kind::new("EndpointSliceList", "discovery.k8s.io/v1", slices)),
+        (
+            SLICES,
+            Kind::new("EndpointSliceList", "discovery.k8s.io/v1", slices),
+        ),
         (PODS, Kind::new("PodList", "v1", pods)),
-        (CRDS, Kind::new("PartialObjectMetadataList", "meta.k8s.io/v1", Vec::new())),
+        (
+            CRDS,
+            Kind::new("PartialObjectMetadataList", "meta.k8s.io/v1", Vec::new()),
+        ),
     ]);
     (kinds, rv)
 }
@@ -417,7 +427,10 @@ async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Response<Bod
         return object(st, &method, &path, ns, resource, name, &body);
     }
     st.unknown.fetch_add(1, Ordering::SeqCst);
-    eprintln!("fake API server: UNKNOWN REQUEST {method} {}", req_uri(&path, &query));
+    eprintln!(
+        "fake API server: UNKNOWN REQUEST {method} {}",
+        req_uri(&path, &query)
+    );
     status(404, "NotFound", "the fake API server does not serve this")
 }
 
@@ -471,7 +484,10 @@ fn watch(st: &State, path: &str, query: &HashMap<String, String>) -> Response<Bo
             return status(404, "NotFound", "no such kind");
         };
         let backlog: Vec<Bytes> = if from == 0 {
-            kind.rendered.iter().map(|o| event_line("ADDED", o)).collect()
+            kind.rendered
+                .iter()
+                .map(|o| event_line("ADDED", o))
+                .collect()
         } else {
             kind.history
                 .iter()
@@ -583,7 +599,11 @@ fn object(
             };
             let at = format!("{path}/{name}");
             if inner.objects.contains_key(&at) {
-                return status(409, "AlreadyExists", &format!("{resource} \"{name}\" already exists"));
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{resource} \"{name}\" already exists"),
+                );
             }
             inner.rv += 1;
             obj["metadata"]["namespace"] = json!(ns);

@@ -5,7 +5,8 @@
 //! not a throughput limit — so requests are spread over distinct identities (namespaces
 //! `certs-<j>` × service accounts `svc-<i>`), at most `per_identity` (≤ 10) each.
 
-use sinew_control_plane::auth::{Caller, LocalTokens};
+use crate::Minter;
+use sinew_control_plane::auth::Caller;
 use sinew_proto::ca::v1 as ca;
 use sinew_proto::ca::v1::certificate_service_client::CertificateServiceClient;
 use sinew_proxy::config::ControlPlane;
@@ -37,7 +38,7 @@ fn csr_for(san: &str) -> anyhow::Result<String> {
 
 /// Keys, CSRs and tokens for `count` requests (on every core; not timed).
 pub fn prepare(
-    tokens: &LocalTokens,
+    tokens: &Minter,
     count: usize,
     per_identity: usize,
     services: usize,
@@ -119,7 +120,7 @@ async fn create(
 /// the first request to the last answer (connections are opened and warmed before).
 pub async fn run(
     config: &ControlPlane,
-    tokens: &LocalTokens,
+    tokens: &Minter,
     jobs: Vec<Job>,
     concurrency: usize,
     connections: usize,

@@ -7,8 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where the control plane under test reads its registry from.
+pub enum CpSource<'a> {
+    /// `--registry DIR --assignments FILE --state-dir DIR`.
+    Files {
+        registry: &'a Path,
+        assignments: &'a Path,
+    },
+    /// `--kubeconfig FILE` (the fake API server).
+    Kubernetes { kubeconfig: &'a Path },
+}
+
 pub struct ControlPlaneProcess {
     child: Child,
+    /// When the process was spawned, and how long until `/ready` first answered.
+    pub spawned_at_unix_us: u64,
+    pub ready_after: Duration,
     pub pid: u32,
     pub grpc: SocketAddr,
     pub monitoring: SocketAddr,
@@ -55,8 +69,7 @@ fn free_port() -> anyhow::Result<u16> {
 impl ControlPlaneProcess {
     pub async fn start(
         bin: &Path,
-        registry: &Path,
-        assignments: &Path,
+        source: CpSource<'_>,
         work: &Path,
         wrapper: &[String],
         env: &[(String, String)],
@@ -78,14 +91,23 @@ impl ControlPlaneProcess {
         };
         cmd.env("NO_COLOR", "1")
             .envs(env.iter().map(|(k, v)| (k, v)));
+        cmd.arg("serve");
+        match source {
+            CpSource::Files {
+                registry,
+                assignments,
+            } => cmd
+                .arg("--registry")
+                .arg(registry)
+                .arg("--assignments")
+                .arg(assignments)
+                .arg("--state-dir")
+                .arg(&state_dir),
+            CpSource::Kubernetes { kubeconfig } => cmd.arg("--kubeconfig").arg(kubeconfig),
+        };
+        let spawned = Instant::now();
+        let spawned_at_unix_us = unix_us_now();
         let child = cmd
-            .arg("serve")
-            .arg("--registry")
-            .arg(registry)
-            .arg("--assignments")
-            .arg(assignments)
-            .arg("--state-dir")
-            .arg(&state_dir)
             .arg("--listen")
             .arg(grpc.to_string())
             .arg("--monitoring")
@@ -98,6 +120,8 @@ impl ControlPlaneProcess {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let mut cp = Self {
+            spawned_at_unix_us,
+            ready_after: Duration::ZERO,
             pid: child.id(),
             child,
             grpc,
@@ -105,7 +129,7 @@ impl ControlPlaneProcess {
             state_dir,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = cp.child.try_wait()? {
                 anyhow::bail!(
@@ -116,14 +140,15 @@ impl ControlPlaneProcess {
             if let Ok(body) = cp.get("/ready").await
                 && body.contains("ready")
             {
+                cp.ready_after = spawned.elapsed();
                 return Ok(cp);
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the control plane was not ready within 30 s; log:\n{}",
+                "the control plane was not ready within 120 s; log:\n{}",
                 std::fs::read_to_string(&cp.log).unwrap_or_default()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -172,7 +197,9 @@ impl ControlPlaneProcess {
     pub fn publications(&self) -> Vec<(u64, u64)> {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains("registry: published"))
+            .filter(|l| {
+                l.contains("registry: published") || l.contains("Kubernetes registry changed")
+            })
             .filter_map(|l| {
                 let at = unix_us_of_rfc3339(l.split_whitespace().next()?)?;
                 let generation = l
@@ -183,6 +210,13 @@ impl ControlPlaneProcess {
                 Some((generation, at))
             })
             .collect()
+    }
+
+    /// When the log's first line containing `needle` was written (unix µs).
+    pub fn logged_at(&self, needle: &str) -> Option<u64> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let line = log.lines().find(|l| l.contains(needle))?;
+        unix_us_of_rfc3339(line.split_whitespace().next()?)
     }
 
     pub fn proc(&self) -> Proc {

@@ -148,8 +148,10 @@ pub struct PodEntry {
     pub owner: Option<String>,
     pub origin: Origin,
     /// The full pod (for Deployment pods: the template, named and labelled), so the runner can
-    /// read containers' `command`, `args`, `env` and `workingDir`.
-    pub object: Pod,
+    /// read containers' `command`, `args`, `env` and `workingDir`. Shared: a Kubernetes source
+    /// re-assembles every snapshot from its decoded entries, and a deep copy of 50,000 typed
+    /// Pods (each several KiB even pruned) per change was most of its memory and time.
+    pub object: std::sync::Arc<Pod>,
 }
 
 /// A DestinationRule of either API group, kept for the traffic-policy compiler.

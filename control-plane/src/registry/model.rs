@@ -467,7 +467,7 @@ fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
                 meshed: false,
                 owner: Some(dep.name.clone()),
                 origin: origin.clone(),
-                object,
+                object: std::sync::Arc::new(object),
             }
         })
         .collect()

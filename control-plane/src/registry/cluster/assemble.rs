@@ -199,7 +199,22 @@ impl Assembler {
             object::service,
             Object::Service
         );
-        typed!(KindId::Pod, self.stores.pods, object::pod, Object::Pod);
+        // Pods are shared with the store rather than copied (a typed Pod is several KiB even
+        // pruned, and a cluster has tens of thousands).
+        for obj in self.stores.pods.state() {
+            let key = self.decode_into(
+                KindId::Pod,
+                &obj.metadata,
+                &mut parsed,
+                &mut rejected,
+                |origin, _| {
+                    object::pod(obj.clone(), origin)
+                        .map(|entry| Some(Object::Pod(Box::new(entry))))
+                        .map_err(|r| vec![r])
+                },
+            );
+            live.insert(key);
+        }
         for kind in CustomKind::ALL {
             let Some(custom) = self.stores.custom[custom_index(kind)].clone() else {
                 continue;

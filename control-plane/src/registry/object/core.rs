@@ -260,7 +260,10 @@ fn check_pod_spec(spec: Option<&PodSpec>, prefix: &str) -> Result<(), Rejection>
 /// A Pod: containers and their ports checked, `status.podIP` kept as the declared address,
 /// the service account (default `default`). Whether it is meshed is decided by the model (it
 /// depends on the namespace).
-pub fn pod(object: Pod, origin: &Origin) -> Result<PodEntry, Rejection> {
+///
+/// Takes the Pod shared or owned: the Kubernetes source hands over its store's `Arc` (no copy).
+pub fn pod(object: impl Into<std::sync::Arc<Pod>>, origin: &Origin) -> Result<PodEntry, Rejection> {
+    let object: std::sync::Arc<Pod> = object.into();
     let name = name_of(&object.metadata, NameRule::Subdomain)?;
     check_pod_spec(object.spec.as_ref(), "spec")?;
     let declared_ip =

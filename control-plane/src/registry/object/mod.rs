@@ -246,7 +246,7 @@ pub(crate) fn decode_with<R: Reader>(
             Object::Service(Box::new(checked!(core::service(typed, origin))))
         }
         ("v1", "Pod") => {
-            let typed = reader.typed(subject)?;
+            let typed: k8s_openapi::api::core::v1::Pod = reader.typed(subject)?;
             Object::Pod(Box::new(checked!(core::pod(typed, origin))))
         }
         ("apps/v1", "Deployment") => {

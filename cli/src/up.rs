@@ -838,7 +838,7 @@ impl Mesh {
 /// What identifies a pod's spec and address: a change restarts the pod, as a new ReplicaSet
 /// would.
 fn digest(pod: &PodEntry, ip: Ipv4Addr) -> String {
-    serde_json::to_string(&(&pod.object, pod.meshed, ip)).unwrap_or_default()
+    serde_json::to_string(&(&*pod.object, pod.meshed, ip)).unwrap_or_default()
 }
 
 fn next_free(used: &mut BTreeSet<Ipv4Addr>, (lo, hi): (Ipv4Addr, Ipv4Addr)) -> Option<Ipv4Addr> {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bootstrap;
+
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 pub const DEFAULT_INBOUND_PORT: u16 = 15006;
 pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);

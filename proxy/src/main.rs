@@ -3,7 +3,8 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use sinew_proxy::{app::Proxy, config::Config};
+use sinew_proxy::app::Proxy;
+use sinew_proxy::config::bootstrap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing_subscriber::{EnvFilter, prelude::*, reload};
@@ -25,9 +26,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Static bootstrap config (YAML or JSON form of sinew.config.v1.ProxyConfig).
+    /// Static bootstrap config (YAML or JSON form of sinew.config.v1.ProxyConfig). Without it,
+    /// the config is the JSON in env SINEW_PROXY_CONFIG (not both).
     #[arg(long, env = "SINEW_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Worker threads for the data path; 1 runs everything on one thread.
     #[arg(long, env = "SINEW_WORKERS", default_value_t = 2)]
     workers: usize,
@@ -78,7 +80,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         handle.reload(f).map_err(|e| e.to_string())
     });
 
-    let config = Config::load(&args.config)?;
+    let config = bootstrap::load(
+        args.config.as_deref(),
+        std::env::var_os(bootstrap::ENV).as_deref(),
+    )?;
     let runtime = if args.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

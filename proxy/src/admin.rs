@@ -1,6 +1,7 @@
 //! The proxy's own HTTP endpoints: admin (config dump, shutdown, log level) on localhost,
 //! readiness for the kubelet, and Prometheus metrics.
 
+use crate::app_health::{self, AppHealth};
 use crate::ctx::Ctx;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -31,17 +32,34 @@ pub enum Endpoint {
     Metrics,
 }
 
-/// Serves one of the admin endpoints on `listener` forever.
-pub async fn serve(admin: Arc<Admin>, listener: TcpListener, which: Endpoint) {
+/// Serves one of the admin endpoints on `listener` forever. The metrics endpoint also answers
+/// the app-health prober's paths when there is one.
+pub async fn serve(
+    admin: Arc<Admin>,
+    listener: TcpListener,
+    which: Endpoint,
+    app_health: Option<Arc<AppHealth>>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let admin = admin.clone();
+        let app_health = app_health.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(which, req)) }
+                let app_health = app_health.clone();
+                async move {
+                    if let (Endpoint::Metrics, &Method::GET, Some(prober)) =
+                        (which, req.method(), &app_health)
+                        && req.uri().path().starts_with(app_health::PATH_PREFIX)
+                    {
+                        let ua = req.headers().get(header::USER_AGENT);
+                        return Ok::<_, Infallible>(prober.answer(req.uri().path(), ua).await);
+                    }
+                    Ok::<_, Infallible>(admin.handle(which, req))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

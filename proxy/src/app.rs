@@ -9,6 +9,7 @@
 //! file descriptors the app's own traffic needs.
 
 use crate::admin::{self, Admin};
+use crate::app_health::AppHealth;
 use crate::config::{Config, ListenerKind};
 use crate::conn_limit::ConnLimit;
 use crate::ctx::Ctx;
@@ -30,6 +31,7 @@ pub struct Proxy {
     admin_listeners: Vec<(TcpListener, admin::Endpoint)>,
     shutdown_rx: mpsc::Receiver<()>,
     control: Option<(crate::control::Channel, crate::config::ControlPlane)>,
+    app_health: Option<Arc<AppHealth>>,
     /// Where each configured listener actually bound (port 0 resolves here).
     pub bound: Vec<(String, SocketAddr)>,
     pub admin_addrs: [SocketAddr; 3],
@@ -112,16 +114,27 @@ impl Proxy {
             admin_listeners,
             shutdown_rx,
             control,
+            app_health: None,
             bound,
             admin_addrs,
         })
+    }
+
+    /// Answers the app's probes on the metrics port (`GET /app-health/...`), from
+    /// `SINEW_APP_PROBERS`.
+    pub fn with_app_health(mut self, prober: AppHealth) -> Self {
+        self.app_health = Some(Arc::new(prober));
+        self
     }
 
     /// Serves until a shutdown signal, then drains. `extra_shutdown` lets tests stop the proxy.
     pub async fn run(mut self, extra_shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let ctx = self.admin.ctx.clone();
         for (sock, which) in self.admin_listeners.drain(..) {
-            tokio::spawn(admin::serve(self.admin.clone(), sock, which));
+            let prober = matches!(which, admin::Endpoint::Metrics)
+                .then(|| self.app_health.clone())
+                .flatten();
+            tokio::spawn(admin::serve(self.admin.clone(), sock, which, prober));
         }
         let (signal, watch) = drain::channel();
         let max = ctx.config().limits.max_connections;

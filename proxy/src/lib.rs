@@ -7,12 +7,14 @@
 //! - [`detect`], [`tls`], [`http`], [`io`], [`idle`], [`transport`]: the pieces they are built from;
 //! - [`config`]: the validated config model; [`ctx`]: what handlers share;
 //! - [`admin`], [`metrics`], [`drain`], [`conn_limit`], [`app`]: running the process;
+//! - [`app_health`]: the app's own probes, run for the kubelet (`/app-health/…` on 15020);
 //! - [`init`]: the iptables rules of `sinew-proxy init`.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
+pub mod app_health;
 pub mod config;
 pub mod conn_limit;
 pub mod control;

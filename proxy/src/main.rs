@@ -4,10 +4,14 @@
 
 use clap::{Parser, Subcommand};
 use sinew_proxy::app::Proxy;
+use sinew_proxy::app_health::{self, AppHealth, spec::Probers};
 use sinew_proxy::config::bootstrap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing_subscriber::{EnvFilter, prelude::*, reload};
+
+/// The pod's IP, from the downward API (the injector's contract).
+const POD_IP_ENV: &str = "SINEW_POD_IP";
 
 #[derive(Parser)]
 #[command(name = "sinew-proxy", version, about = "Sinew's sidecar proxy")]
@@ -84,6 +88,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         args.config.as_deref(),
         std::env::var_os(bootstrap::ENV).as_deref(),
     )?;
+    let probers = Probers::from_env(std::env::var_os(app_health::spec::ENV).as_deref())?;
+    // The kubelet's probes carry the pod's IP as their Host; the downward API gives it to us.
+    let pod_ip = std::env::var(POD_IP_ENV)
+        .ok()
+        .and_then(|ip| ip.parse().ok());
     let runtime = if args.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -95,7 +104,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .build()?
     };
     runtime.block_on(async move {
-        let proxy = Proxy::bind(config, Some(set_level)).await?;
+        let mut proxy = Proxy::bind(config, Some(set_level)).await?;
+        if !probers.is_empty() {
+            tracing::info!(
+                probes = probers.len(),
+                "answering the app's probes on /app-health/"
+            );
+            proxy = proxy.with_app_health(AppHealth::new(probers, pod_ip));
+        }
         proxy.run(std::future::pending()).await
     })?;
     // Don't wait for connection tasks still open past the drain deadline.

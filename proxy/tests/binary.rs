@@ -27,6 +27,7 @@ fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         .env_remove("SINEW_CONFIG")
         .env_remove("SINEW_PROXY_CONFIG")
+        .env_remove("SINEW_APP_PROBERS")
         .env_remove("SINEW_LOG")
         .envs(env.iter().copied())
         .output()
@@ -141,4 +142,24 @@ fn a_config_file_and_sinew_proxy_config_together_are_refused() {
     let out = run_with_env_config(&["--config", &file.display().to_string()], "{}");
     let line = one_line_failure(&out);
     assert!(line.contains("not both"), "{line}");
+}
+
+#[test]
+fn a_malformed_sinew_app_probers_stops_start_up_naming_the_entry() {
+    let out = run_with_env(
+        &[],
+        &[
+            ("SINEW_PROXY_CONFIG", "{}"),
+            (
+                "SINEW_APP_PROBERS",
+                r#"{"/app-health/web/readyz": {"tcpSocket": {"port": 8080}},
+                    "/app-health/web/livez": {"httpGet": {"port": "http"}}}"#,
+            ),
+        ],
+    );
+    let line = one_line_failure(&out);
+    assert!(
+        line.contains(r#"SINEW_APP_PROBERS["/app-health/web/livez"]: httpGet.port"#),
+        "{line}"
+    );
 }

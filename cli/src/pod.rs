@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use sinew_control_plane::registry::PodEntry;
+use sinew_control_plane::registry::{NamespaceEntry, PodEntry};
+use sinew_proto::config::v1 as pb;
 use tokio::sync::watch;
 
 use crate::host::{self, ServiceRoute};
 use crate::process::{Board, RestartPolicy, Slot, Spec, Supervised};
-use crate::state::{PodState, ProcessState};
+use crate::state::{PodPhase, PodState, ProcessState};
 use crate::sys;
 
 /// The proxy's UID and GID (excluded from interception by `sinew-proxy init`).
@@ -118,9 +119,24 @@ impl Handle {
     }
 }
 
-/// Decides how `pod` runs. Errors are about the pod spec (an inbound mode that is not one).
+/// Local mode's injection decision: whether `pod` (in `namespace`) gets a sidecar.
+///
+/// Today this is the registry's rule, [`PodEntry::meshed`] (namespace label
+/// `sinew-injection=enabled`; not with `sinew.dev/inject: "false"` on the pod; never for
+/// `hostNetwork`), which the control plane applies to the same files, so both sides agree. When
+/// the `sinew-injector` crate lands, its decision on `pod.object` and the namespace replaces this
+/// one line, and local mode keeps one source of truth with the webhook.
+pub fn injects_sidecar(pod: &PodEntry, namespace: Option<&NamespaceEntry>) -> bool {
+    // The namespace is what the injector's decision reads; the registry already folded it in.
+    let _ = namespace;
+    pod.meshed
+}
+
+/// Decides how `pod` runs, with a sidecar when `meshed` ([`injects_sidecar`]). Errors are about
+/// the pod spec (an inbound mode that is not one).
 pub fn plan(
     pod: &PodEntry,
+    meshed: bool,
     netns: String,
     index: u32,
     ip: Ipv4Addr,
@@ -198,7 +214,7 @@ pub fn plan(
                 c.name
             ));
         }
-        if uid == PROXY_UID && pod.meshed {
+        if uid == PROXY_UID && meshed {
             warnings.push(format!(
                 "container {:?} runs as UID {PROXY_UID}, the proxy's: its traffic is not intercepted",
                 c.name
@@ -243,7 +259,7 @@ pub fn plan(
             restart,
         });
     }
-    let identity = pod.meshed.then(|| {
+    let identity = meshed.then(|| {
         sinew_control_plane::registry::spiffe_identity(
             &env.trust_domain,
             &pod.namespace,
@@ -257,7 +273,7 @@ pub fn plan(
         index,
         ip,
         dir,
-        meshed: pod.meshed,
+        meshed,
         identity,
         service_account: pod.service_account.clone(),
         labels: pod.labels.clone(),
@@ -361,7 +377,7 @@ pub fn start(
             identity: plan.identity.clone(),
             uid: plan.user.0,
             gid: plan.user.1,
-            phase: "Pending".into(),
+            phase: PodPhase::Pending,
             proxy: plan.meshed.then(|| ProcessState {
                 name: "proxy".into(),
                 log: plan.dir.join("proxy.log"),
@@ -387,8 +403,7 @@ pub fn start(
     Handle { stop, task }
 }
 
-fn set_phase(board: &Board, plan: &Plan, phase: impl Into<String>) {
-    let phase = phase.into();
+fn set_phase(board: &Board, plan: &Plan, phase: PodPhase) {
     board.update(|s| {
         if let Some(p) = s
             .pods
@@ -425,7 +440,7 @@ async fn run(
         set_phase(
             &board,
             &plan,
-            format!("Failed: {e:#} (retrying in {}s)", backoff.as_secs()),
+            PodPhase::Failed(format!("{e:#} (retrying in {}s)", backoff.as_secs())),
         );
         host::delete_netns(&plan.netns, Duration::from_secs(2)).await;
         tokio::select! {
@@ -439,7 +454,7 @@ async fn run(
             return Ok(());
         }
         if plan.meshed {
-            set_phase(&board, &plan, "Starting");
+            set_phase(&board, &plan, PodPhase::Starting);
             let started = Instant::now();
             let spec = proxy_spec(&plan, &env);
             proxy = Some(Supervised::spawn(
@@ -457,13 +472,13 @@ async fn run(
                 set_phase(
                     &board,
                     &plan,
-                    format!(
-                        "Failed: proxy not ready after {}s, still waiting ({} logs -n {} {} -c proxy)",
+                    PodPhase::Failed(format!(
+                        "proxy not ready after {}s, still waiting ({} logs -n {} {} -c proxy)",
                         PROXY_READY_REPORT.as_secs(),
                         crate::invoked_as(),
                         plan.namespace,
                         plan.name
-                    ),
+                    )),
                 );
                 std::future::pending::<()>().await
             };
@@ -494,12 +509,12 @@ async fn run(
                 board.clone(),
             ));
         }
-        set_phase(&board, &plan, "Running");
+        set_phase(&board, &plan, PodPhase::Running);
         Ok(())
     }
     .await;
     if let Err(e) = result {
-        set_phase(&board, &plan, format!("Failed: {e:#}"));
+        set_phase(&board, &plan, PodPhase::Failed(format!("{e:#}")));
     }
     loop {
         tokio::select! {
@@ -518,7 +533,7 @@ async fn run(
             }
         }
     }
-    set_phase(&board, &plan, "Terminating");
+    set_phase(&board, &plan, PodPhase::Terminating);
     // Containers first, the sidecar last: the app may still send while it shuts down.
     let grace = plan.grace;
     let stops: Vec<_> = containers
@@ -610,26 +625,39 @@ fn write_credentials(plan: &Plan, env: &Env) -> anyhow::Result<()> {
         chown(&token_file, Some(PROXY_UID), Some(PROXY_UID))?;
         f.write_all(token.as_bytes())?;
     }
-    let mut config = serde_json::json!({
-        "controlPlane": {
-            "address": env.control_plane_address,
-            "rootCertFile": env.trust_bundle,
-            "tokenFile": token_file,
-            "pod": plan.name,
-            "namespace": plan.namespace,
-            "labels": plan.labels,
-        },
-        // Also sent by the control plane; here too so they hold while it is unreachable.
-        "meshAddressRanges": [crate::state::VIP_CIDR, crate::state::POD_CIDR],
-    });
-    if plan.strict {
-        config["inboundMode"] = "STRICT".into();
-    }
+    let config = bootstrap_config(plan, env, &token_file);
     std::fs::write(
         plan.dir.join("proxy.json"),
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(())
+}
+
+/// The proxy's bootstrap config: certificates and config from the control plane, with the
+/// pod's token, as the injector's sidecar gets it in a cluster.
+fn bootstrap_config(plan: &Plan, env: &Env, token_file: &std::path::Path) -> pb::ProxyConfig {
+    pb::ProxyConfig {
+        control_plane: Some(pb::ControlPlane {
+            address: env.control_plane_address.clone(),
+            root_cert_file: env.trust_bundle.display().to_string(),
+            token_file: token_file.display().to_string(),
+            pod: plan.name.clone(),
+            namespace: plan.namespace.clone(),
+            labels: plan.labels.clone(),
+            ..Default::default()
+        }),
+        inbound_mode: if plan.strict {
+            pb::InboundMode::Strict
+        } else {
+            pb::InboundMode::Permissive
+        } as i32,
+        // Also sent by the control plane; here too so they hold while it is unreachable.
+        mesh_address_ranges: vec![
+            crate::state::VIP_CIDR.to_string(),
+            crate::state::POD_CIDR.to_string(),
+        ],
+        ..Default::default()
+    }
 }
 
 fn proxy_spec(plan: &Plan, env: &Env) -> Spec {
@@ -717,6 +745,7 @@ mod tests {
         let ip = Ipv4Addr::new(198, 18, 0, 7);
         let plan = plan(
             pod,
+            injects_sidecar(pod, snapshot.namespaces().get(&pod.namespace)),
             "sinew-t.default.p".into(),
             1,
             ip,
@@ -780,6 +809,63 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("PERMISSIVE or STRICT"), "{err}");
+    }
+
+    #[test]
+    fn the_bootstrap_config_is_a_typed_proxy_config_in_its_json_form() {
+        let dir = std::env::temp_dir().join(format!("sinewctl-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = env(&dir);
+        let mut plan = plan_of(&format!(
+            "{NS}apiVersion: v1\nkind: Pod\nmetadata: {{name: p, labels: {{app: web}}}}\nspec: {{containers: [{{name: a, command: [x]}}]}}\n"
+        ))
+        .unwrap();
+        let token = PathBuf::from("/run/sinew/local/pods/default/p/token");
+        let json = serde_json::to_value(bootstrap_config(&plan, &env, &token)).unwrap();
+        // What the proxy reads: protobuf-JSON names, the default inbound mode left out.
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "controlPlane": {
+                    "address": "198.18.0.1:15012",
+                    "rootCertFile": dir.join("bundle.pem").display().to_string(),
+                    "tokenFile": "/run/sinew/local/pods/default/p/token",
+                    "pod": "p",
+                    "namespace": "default",
+                    "labels": {"app": "web"},
+                },
+                "meshAddressRanges": ["198.19.0.0/16", "198.18.0.0/16"],
+            })
+        );
+        plan.strict = true;
+        let json = serde_json::to_string(&bootstrap_config(&plan, &env, &token)).unwrap();
+        let back: pb::ProxyConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.inbound_mode, pb::InboundMode::Strict as i32);
+        assert!(json.contains(r#""inboundMode":"STRICT""#), "{json}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_injection_decision_follows_the_namespace_label_and_the_opt_out() {
+        let snapshot = sinew_control_plane::registry::Snapshot::from_yaml(
+            "p.yaml",
+            &format!(
+                "{NS}apiVersion: v1\nkind: Namespace\nmetadata: {{name: plain}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: in}}\nspec: {{containers: [{{name: a}}]}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: out, annotations: {{sinew.dev/inject: 'false'}}}}\nspec: {{containers: [{{name: a}}]}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: host}}\nspec: {{hostNetwork: true, containers: [{{name: a}}]}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: elsewhere, namespace: plain}}\nspec: {{containers: [{{name: a}}]}}\n"
+            ),
+        )
+        .unwrap();
+        let decide = |ns: &str, name: &str| {
+            let pod = snapshot.pod(ns, name).unwrap();
+            injects_sidecar(pod, snapshot.namespaces().get(ns))
+        };
+        assert!(decide("default", "in"));
+        assert!(!decide("default", "out"));
+        assert!(!decide("default", "host"));
+        assert!(!decide("plain", "elsewhere"));
     }
 
     #[test]

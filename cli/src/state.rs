@@ -89,8 +89,7 @@ pub struct PodState {
     /// The UID and GID the pod's containers (and `sinewctl exec`) run as.
     pub uid: u32,
     pub gid: u32,
-    /// `Pending`, `Starting` (waiting for the proxy), `Running`, `Failed: …`.
-    pub phase: String,
+    pub phase: PodPhase,
     pub proxy: Option<ProcessState>,
     /// From starting the proxy to its `/healthz/ready` answering 200.
     pub proxy_ready_ms: Option<u64>,
@@ -101,6 +100,68 @@ pub struct PodState {
     #[serde(default)]
     pub view_applied: u64,
     pub containers: Vec<ProcessState>,
+}
+
+/// Where a pod is in its life, as `status` shows it and `run.json` records it: `Pending`,
+/// `Starting` (waiting for the proxy), `Running`, `Failed: <why>`, `Terminating`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Set up (network namespace, interception rules) under way.
+    #[default]
+    Pending,
+    /// The sidecar runs; the containers wait for it to be ready.
+    Starting,
+    /// Sidecar ready (if meshed), containers started.
+    Running,
+    /// Why it does not run (set-up failing and retried, a proxy not ready for long).
+    Failed(String),
+    /// Being stopped.
+    Terminating,
+}
+
+// === impl PodPhase ===
+
+impl std::fmt::Display for PodPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PodPhase::Pending => f.write_str("Pending"),
+            PodPhase::Starting => f.write_str("Starting"),
+            PodPhase::Running => f.write_str("Running"),
+            PodPhase::Failed(why) => write!(f, "Failed: {why}"),
+            PodPhase::Terminating => f.write_str("Terminating"),
+        }
+    }
+}
+
+impl std::str::FromStr for PodPhase {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "Pending" => PodPhase::Pending,
+            "Starting" => PodPhase::Starting,
+            "Running" => PodPhase::Running,
+            "Terminating" => PodPhase::Terminating,
+            _ => match s.strip_prefix("Failed: ") {
+                Some(why) => PodPhase::Failed(why.to_string()),
+                None => return Err(format!("{s:?} is not a pod phase")),
+            },
+        })
+    }
+}
+
+// `run.json` keeps the phase as the text `status` prints.
+impl Serialize for PodPhase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PodPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -359,6 +420,33 @@ mod tests {
             missing_pod(&pods, "default", "nope"),
             "no pod \"nope\" in namespace \"default\" (it has no pods)"
         );
+    }
+
+    #[test]
+    fn pod_phases_are_recorded_as_the_text_status_shows() {
+        let phases = [
+            (PodPhase::Pending, "Pending"),
+            (PodPhase::Starting, "Starting"),
+            (PodPhase::Running, "Running"),
+            (
+                PodPhase::Failed("sinew-proxy init: exit status 1 (retrying in 2s)".into()),
+                "Failed: sinew-proxy init: exit status 1 (retrying in 2s)",
+            ),
+            (PodPhase::Terminating, "Terminating"),
+        ];
+        for (phase, text) in phases {
+            assert_eq!(phase.to_string(), text);
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<PodPhase>(&json).unwrap(), phase);
+        }
+        // A record that is not ours is refused, not guessed at.
+        assert!(serde_json::from_str::<PodPhase>("\"Running fast\"").is_err());
+        assert!(serde_json::from_str::<PodPhase>("3").is_err());
+        let state: PodState =
+            serde_json::from_str(r#"{"namespace": "a", "name": "b", "netns": "n", "ip": "198.18.0.2", "meshed": false, "identity": null, "uid": 1, "gid": 1, "phase": "Failed: x", "proxy": null, "proxyReadyMs": null, "networkError": null, "containers": []}"#)
+                .unwrap();
+        assert_eq!(state.phase, PodPhase::Failed("x".into()));
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
             p.namespace.clone(),
             p.name.clone(),
             p.ip.clone(),
-            p.phase.clone(),
+            p.phase.to_string(),
             proxy,
             identity,
             expires,

@@ -62,7 +62,7 @@ pub async fn probe(
                 .and_then(|l| redirect(&target, l))
         {
             // Another host: the kubelet stops and judges the redirect itself (a 3xx passes).
-            if !next.host.eq_ignore_ascii_case(&target.host) {
+            if !same_host(&next.host, &target.host) {
                 return Ok(());
             }
             target = next;
@@ -224,6 +224,16 @@ fn redirect(from: &Target, location: &HeaderValue) -> Option<Target> {
     })
 }
 
+/// Host names compare without case, IPv6 addresses with or without brackets.
+fn same_host(a: &str, b: &str) -> bool {
+    let bare = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    bare(a) == bare(b)
+}
+
 fn host_of(authority: &Authority) -> String {
     authority.host().to_string()
 }
@@ -319,6 +329,13 @@ mod tests {
     }
 
     #[test]
+    fn hosts_compare_without_case_or_brackets() {
+        assert!(same_host("Web.Local", "web.local"));
+        assert!(same_host("[fd00::1]", "fd00::1"));
+        assert!(!same_host("10.1.2.3", "10.1.2.4"));
+    }
+
+    #[test]
     fn the_host_header_leaves_out_the_default_port() {
         let mut t = target("/");
         assert_eq!(t.authority(), "10.1.2.3:8080");
@@ -326,6 +343,8 @@ mod tests {
         assert_eq!(t.authority(), "10.1.2.3");
         t.host = "fd00::1".into();
         t.port = 8080;
+        assert_eq!(t.authority(), "[fd00::1]:8080");
+        t.host = "[fd00::1]".into();
         assert_eq!(t.authority(), "[fd00::1]:8080");
     }
 

@@ -229,11 +229,15 @@ fn http_get(raw: RawHttpGet) -> Result<HttpGet, String> {
     let host = match raw.host.as_str() {
         "" => None,
         h => {
-            // Whatever goes into the Host header must be a valid header value and a host.
-            h.parse::<http::uri::Authority>()
-                .ok()
-                .filter(|a| a.port().is_none() && a.as_str() == h && !h.contains('@'))
-                .ok_or_else(|| format!("httpGet.host: {h:?} is not a host name or address"))?;
+            // Whatever goes into the Host header must be a host: a name or an address (an IPv6
+            // one with or without brackets, as Kubernetes accepts it), without a port.
+            let address = h.parse::<std::net::IpAddr>().is_ok();
+            let name = h
+                .parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.port().is_none() && a.as_str() == h && !h.contains('@'));
+            if !address && !name {
+                return Err(format!("httpGet.host: {h:?} is not a host name or address"));
+            }
             Some(raw.host)
         }
     };

@@ -81,6 +81,20 @@ fn defaults_are_the_kubelets() {
 }
 
 #[test]
+fn a_host_may_be_a_name_or_an_address_of_either_family() {
+    for host in ["web.shop.svc", "10.1.2.3", "fd00::1", "[fd00::1]"] {
+        let p = Probers::parse(&format!(
+            r#"{{"/app-health/a/livez": {{"httpGet": {{"port": 80, "host": "{host}"}}}}}}"#
+        ))
+        .unwrap_or_else(|e| panic!("{host}: {e}"));
+        let Action::Http(get) = &p.get("/app-health/a/livez").unwrap().action else {
+            panic!()
+        };
+        assert_eq!(get.host.as_deref(), Some(host));
+    }
+}
+
+#[test]
 fn unset_or_empty_means_no_probes() {
     assert!(Probers::from_env(None).unwrap().is_empty());
     assert!(Probers::from_env(Some(OsStr::new(""))).unwrap().is_empty());

@@ -35,7 +35,7 @@ use crate::status;
 use crate::sys;
 use addresses::Addresses;
 use console::{Console, Invocation};
-use handout::{Handout, PodKey};
+use handout::Handout;
 
 const TRUST_DOMAIN: &str = "cluster.local";
 
@@ -154,6 +154,9 @@ fn invocation(run: &Run) -> Invocation {
         },
     }
 }
+
+/// A pod, by `(namespace, name)`.
+type PodKey = (String, String);
 
 /// A running pod as the supervisor tracks it.
 struct Running {

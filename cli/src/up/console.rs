@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use sinew_control_plane::registry::{PodEntry, Snapshot};
 use tokio::time::Instant;
 
+use super::PodKey;
 use crate::state::{PodPhase, RunState};
-
-/// A pod, by `(namespace, name)`.
-pub type PodKey = (String, String);
 
 /// Clears the terminal's current line.
 const CLEAR_LINE: &str = "\r\x1b[2K";

@@ -22,14 +22,12 @@ use sinew_control_plane::registry::{Assignments, PodEntry, Snapshot, TargetPort}
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::PodKey;
 use crate::host::ServiceRoute;
 use crate::pod::NetView;
 use crate::process::Board;
 use crate::state::{CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, PodPhase, Run};
 use crate::sys;
-
-/// A pod, by `(namespace, name)`.
-pub type PodKey = (String, String);
 
 /// At most this long between taking a pod out of the endpoints and stopping it.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(2);

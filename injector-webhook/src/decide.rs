@@ -123,9 +123,14 @@ pub fn decide(pod: &Pod, namespace: Namespace<'_>) -> Decision {
 
 impl Skip {
     /// Whether the user should hear about it (in the admission warnings or on stderr): the
-    /// reasons that are likely a mistake rather than a choice.
+    /// reasons that are likely a mistake rather than a choice. An unlabelled namespace is one
+    /// where the labels are checked at all: the webhook was called for the pod, so the API
+    /// server's view of the labels and the caller's disagree (a label changed a moment ago).
     pub fn is_surprising(&self) -> bool {
-        matches!(self, Skip::IstioSidecar | Skip::IstioNamespace(_))
+        matches!(
+            self,
+            Skip::IstioSidecar | Skip::IstioNamespace(_) | Skip::NamespaceNotEnabled(_)
+        )
     }
 }
 

@@ -416,6 +416,12 @@ fn the_namespace_labels_are_checked_when_known() {
     let not_enabled = |_: &str| Some(BTreeMap::from([("team".to_string(), "shop".to_string())]));
     let response = answer(&review, &Settings::default(), &not_enabled);
     assert!(response["response"].get("patch").is_none(), "{response}");
+    assert_eq!(
+        response["response"]["warnings"],
+        json!([
+            "sinew-injector: no sidecar injected: namespace shop is not labelled sinew-injection=enabled"
+        ])
+    );
     let istio = |_: &str| {
         Some(BTreeMap::from([
             ("sinew-injection".to_string(), "enabled".to_string()),

@@ -10,12 +10,13 @@
 //!   nothing more from the webhook (it is already injected) and matches what the webhook would
 //!   have made of the original.
 //! - Namespace labels are not checked (`kube-inject` is the explicit ask); every other rule is:
-//!   opted-out, hostNetwork, `kube-system` objects and every other kind come back unchanged.
+//!   opted-out, hostNetwork and `kube-system` pods come back unchanged, with the reason, and
+//!   every other kind passes through.
 
 use serde_json::{Map, Value, json};
 
 use crate::decide::Namespace;
-use crate::inject::{Outcome, Unchanged, inject};
+use crate::inject::{Outcome, inject};
 use crate::overrides::Problem;
 use crate::settings::Settings;
 
@@ -27,8 +28,11 @@ pub enum Injected {
         object: Value,
         warnings: Vec<String>,
     },
-    /// Not injected (another kind, or a pod the rules leave alone): the input is the output.
+    /// A pod, or an object with a pod template, that is not injected (the rules say no, or it
+    /// cannot be read): the input is the output.
     Unchanged { why: String, warnings: Vec<String> },
+    /// Not a kind with pods (a Service, a ConfigMap): the input is the output.
+    PassThrough,
     /// A pod's annotations ask for something impossible.
     Refused {
         problems: Vec<Problem>,
@@ -69,10 +73,7 @@ pub fn inject_object(object: &Value, settings: &Settings) -> Injected {
         return inject_list(object, settings);
     }
     let Some(path) = template_path(api_version, kind) else {
-        return Injected::Unchanged {
-            why: format!("{kind} ({api_version}) has no pod template"),
-            warnings: Vec::new(),
-        };
+        return Injected::PassThrough;
     };
     let Some(template) = path.iter().try_fold(object, |v, key| v.get(*key)) else {
         return Injected::Unchanged {
@@ -113,14 +114,12 @@ pub fn inject_object(object: &Value, settings: &Settings) -> Injected {
 
 fn inject_list(list: &Value, settings: &Settings) -> Injected {
     let Some(items) = list.get("items").and_then(Value::as_array) else {
-        return Injected::Unchanged {
-            why: "the List has no items".to_string(),
-            warnings: Vec::new(),
-        };
+        return Injected::PassThrough;
     };
     let mut out_items = Vec::with_capacity(items.len());
     let mut all_warnings = Vec::new();
     let mut all_problems = Vec::new();
+    let mut reasons = Vec::new();
     let mut changed = false;
     for item in items {
         match inject_object(item, settings) {
@@ -129,8 +128,9 @@ fn inject_list(list: &Value, settings: &Settings) -> Injected {
                 all_warnings.extend(warnings);
                 out_items.push(object);
             }
-            Injected::Unchanged { warnings, .. } => {
+            Injected::Unchanged { why, warnings } => {
                 all_warnings.extend(warnings);
+                reasons.push(why);
                 out_items.push(item.clone());
             }
             Injected::Refused { problems, warnings } => {
@@ -138,6 +138,7 @@ fn inject_list(list: &Value, settings: &Settings) -> Injected {
                 all_problems.extend(problems);
                 out_items.push(item.clone());
             }
+            Injected::PassThrough => out_items.push(item.clone()),
         }
     }
     if !all_problems.is_empty() {
@@ -147,9 +148,13 @@ fn inject_list(list: &Value, settings: &Settings) -> Injected {
         };
     }
     if !changed {
-        return Injected::Unchanged {
-            why: "no item of the List was injected".to_string(),
-            warnings: all_warnings,
+        return if reasons.is_empty() {
+            Injected::PassThrough
+        } else {
+            Injected::Unchanged {
+                why: reasons.join("; "),
+                warnings: all_warnings,
+            }
         };
     }
     let mut out = list.clone();
@@ -167,15 +172,11 @@ fn from_outcome(outcome: Outcome, place: impl FnOnce(Value) -> Value) -> Injecte
             warnings,
         },
         Outcome::Unchanged { why, warnings } => Injected::Unchanged {
-            why: describe(&why),
+            why: why.to_string(),
             warnings,
         },
         Outcome::Refused { problems, warnings } => Injected::Refused { problems, warnings },
     }
-}
-
-fn describe(why: &Unchanged) -> String {
-    why.to_string()
 }
 
 #[cfg(test)]

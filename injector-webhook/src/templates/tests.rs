@@ -96,7 +96,7 @@ fn the_template_is_injected_as_the_webhook_injects_its_pod() {
     assert!(matches!(
         inject(&stamped, ns, &Settings::default()),
         Outcome::Unchanged {
-            why: Unchanged::Skipped(crate::Skip::AlreadyInjected),
+            why: crate::Unchanged::Skipped(crate::Skip::AlreadyInjected),
             ..
         }
     ));
@@ -105,10 +105,6 @@ fn the_template_is_injected_as_the_webhook_injects_its_pod() {
 #[test]
 fn objects_that_are_not_injected_are_unchanged_with_the_reason() {
     let cases = [
-        (
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}),
-            "Service (v1) has no pod template",
-        ),
         (
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {}}),
             "Deployment has no spec.template",
@@ -128,7 +124,6 @@ fn objects_that_are_not_injected_are_unchanged_with_the_reason() {
                 "spec": {"hostNetwork": true, "containers": [{"name": "a"}]}}),
             "hostNetwork",
         ),
-        (json!("just a string"), "has no pod template"),
     ];
     for (object, why) in cases {
         match inject_object(&object, &Settings::default()) {
@@ -137,6 +132,22 @@ fn objects_that_are_not_injected_are_unchanged_with_the_reason() {
             }
             other => panic!("{object}: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn kinds_without_pods_pass_through() {
+    for object in [
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}),
+        json!({"apiVersion": "apps/v2", "kind": "Deployment", "metadata": {"name": "future"}}),
+        json!("just a string"),
+        json!(null),
+    ] {
+        assert_eq!(
+            inject_object(&object, &Settings::default()),
+            Injected::PassThrough,
+            "{object}"
+        );
     }
 }
 

@@ -307,8 +307,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 fn lint(annotations: &BTreeMap<String, String>, warnings: &mut Vec<String>) {
     for key in annotations.keys() {
         if key.starts_with("sinew.dev/") && !KNOWN.contains(&key.as_str()) {
+            // Only near lengths can be near keys: bounds the work a pod full of long
+            // annotations can cause.
             let hint = KNOWN
                 .iter()
+                .filter(|k| k.len().abs_diff(key.len()) <= 3)
                 .map(|k| (distance(k, key), k))
                 .filter(|(d, _)| *d <= 3)
                 .min()

@@ -31,6 +31,9 @@ use crate::settings::Settings;
 const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 /// Prefixes every warning, so `kubectl` users see where it came from.
 const WARNING_PREFIX: &str = "sinew-injector: ";
+/// Warnings sent at most (then "and N more"): the API server truncates long lists anyway, and a
+/// pod with thousands of odd annotations must not make a megabyte of answer.
+const MAX_WARNINGS: usize = 16;
 
 /// The body is not an AdmissionReview that can be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +77,11 @@ pub fn review(
         status: None,
     };
     answer(request, settings, namespace_labels, &mut response);
+    let extra = response.warnings.len().saturating_sub(MAX_WARNINGS);
+    response.warnings.truncate(MAX_WARNINGS);
+    if extra > 0 {
+        response.warnings.push(format!("and {extra} more"));
+    }
     response.warnings = response
         .warnings
         .iter()

@@ -721,3 +721,24 @@ fn dollar_signs_in_probe_headers_survive_the_kubelets_expansion() {
         "Bearer $(SINEW_POD_NAME)$$"
     );
 }
+
+#[test]
+fn a_pod_full_of_odd_annotations_gets_a_bounded_answer() {
+    // The API server allows 256 KiB of annotations: 2,000 long `sinew.dev/` keys.
+    let mut review = fixture("deployment-pod.json");
+    let annotations = &mut review["request"]["object"]["metadata"]["annotations"];
+    for i in 0..2000 {
+        annotations[format!("sinew.dev/{i:0>100}")] = json!("x");
+    }
+    annotations["sinew.dev/proxy-cpus"] = json!("1");
+    let response = answer(&review, &Settings::default(), &no_labels);
+    let warnings = response["response"]["warnings"]
+        .as_array()
+        .expect("warnings");
+    assert_eq!(warnings.len(), 17, "16 and a count");
+    assert_eq!(warnings[16], "sinew-injector: and 1985 more");
+    assert_eq!(
+        response["response"]["patchType"], "JSONPatch",
+        "still injected"
+    );
+}

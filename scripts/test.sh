@@ -2,8 +2,8 @@
 # The whole test suite, from a bare Debian 12 or 13 machine: installs what the build and the tests
 # need (Debian packages; Rust with rustup when cargo is missing or older than the workspace needs),
 # then shellcheck and the bootstrap tests for the scripts, the fake Kubernetes API server (a Python
-# venv with kmock) and its tests, formatting, lints and every test (unit, behaviour on loopback,
-# end-to-end in network namespaces).
+# venv with kmock and kubernetes-validate) and its tests, formatting, lints and every test (unit,
+# behaviour on loopback, schema checks, end-to-end in network namespaces).
 #
 #   scripts/test.sh                       # as root (CI): everything must run
 #   SINEW_ALLOW_SKIP=1 scripts/test.sh    # without root: the end-to-end tests skip, and are listed
@@ -29,9 +29,10 @@ shellcheck -x scripts/test.sh scripts/sinewctl scripts/lib/*.sh scripts/tests/*.
 scripts/tests/bootstrap.sh
 
 # The fake Kubernetes API server the control plane's end-to-end tests start (kmock in a venv of
-# its own), then its own tests over HTTP: seconds.
+# its own), then its own tests over HTTP: seconds. The same venv has kubernetes-validate, which
+# the injector's schema test runs (SINEW_TEST_PYTHON).
 sinew_py_venv
-export SINEW_FAKE_APISERVER_PYTHON=$SINEW_PYTHON
+export SINEW_FAKE_APISERVER_PYTHON=$SINEW_PYTHON SINEW_TEST_PYTHON=$SINEW_PYTHON
 "$SINEW_FAKE_APISERVER_PYTHON" control-plane/tests/support/test_fake_apiserver.py
 
 # The tests need root, so under sudo cargo runs as root too (with the caller's toolchain).

@@ -4,6 +4,7 @@
 
 mod down;
 mod host;
+mod kube_inject;
 mod manifests;
 mod pod;
 mod process;
@@ -92,6 +93,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a manifest with the sidecar injected into its Pods and pod templates (Deployments,
+    /// StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), exactly as the cluster's injector
+    /// webhook would; other objects are printed unchanged. Needs no running mesh.
+    KubeInject {
+        /// The manifest (YAML, several documents allowed), or - for standard input.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// The injector's settings (the control plane's --injector-config file) [default: the
+        /// defaults in docs/injection.md].
+        #[arg(long, value_name = "FILE")]
+        injector_config: Option<PathBuf>,
+    },
     /// What a pod's proxy is using right now: routes, DestinationRule policy per service and
     /// subset, and endpoint health (from the proxy's /config_dump and /clusters).
     ProxyConfig {
@@ -160,6 +173,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
         } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
         Command::Status { json } => status::status(&run, json)?,
+        Command::KubeInject {
+            file,
+            injector_config,
+        } => kube_inject::kube_inject(
+            &file,
+            injector_config.as_deref(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )?,
         Command::ProxyConfig {
             namespace,
             pod,

@@ -52,15 +52,17 @@ pub struct Options {
     /// The namespace whose DestinationRules apply mesh-wide (after the proxy's and the
     /// service's namespaces); see [`compile::DEFAULT_ROOT_NAMESPACE`].
     pub root_namespace: String,
-    /// The validating webhook's HTTPS address (`--webhook-listen`); served with a Kubernetes
-    /// source only.
+    /// The webhooks' HTTPS address (`--webhook-listen`): the validating webhook `/validate` and
+    /// the sidecar injector `/inject`; served with a Kubernetes source only.
     pub webhook: Option<SocketAddr>,
+    /// The injector's settings (`--injector-config`), for `/inject`.
+    pub injector: sinew_injector::Settings,
 }
 
 pub struct ControlPlane {
     pub grpc_addr: SocketAddr,
     pub monitoring_addr: SocketAddr,
-    /// Where the validating webhook listens (Kubernetes source only).
+    /// Where the webhooks listen (Kubernetes source only).
     pub webhook_addr: Option<SocketAddr>,
     pub ca: Arc<Ca>,
     /// Local mode's token minter (`None` with a Kubernetes source).
@@ -75,6 +77,9 @@ pub struct ControlPlane {
     tls: Arc<rustls::ServerConfig>,
     serving: Arc<server::serving_cert::ServingCert>,
     webhook: Option<TcpListener>,
+    /// What the webhook listener answers (the injector reads namespace labels from the registry).
+    #[cfg(feature = "kubernetes")]
+    webhooks: Arc<crate::cluster::webhook::Webhooks>,
     router: server::Router,
     /// The trust bundle every discovery stream pushes: a plug-in CA reload or root rotation
     /// publishes a new one here. Kept alive while serving: dropping it would end every stream.
@@ -120,6 +125,13 @@ impl ControlPlane {
         } = started;
         #[cfg(feature = "kubernetes")]
         let cluster = cluster.map(|c| (c, snapshots.clone()));
+        #[cfg(feature = "kubernetes")]
+        let webhooks = Arc::new(crate::cluster::webhook::Webhooks {
+            injector: Some(crate::cluster::webhook::Injector::new(
+                o.injector.clone(),
+                snapshots.clone(),
+            )),
+        });
         let ca = Arc::new(ca);
         let index = compile::spawn(snapshots, o.trust_domain.clone(), o.root_namespace.clone());
 
@@ -199,8 +211,10 @@ impl ControlPlane {
         Ok(Self {
             grpc_addr,
             monitoring_addr: monitoring.local_addr()?,
-            webhook_addr: webhook.as_ref().map(|l| l.local_addr()).transpose()?,
+            webhook_addr: webhook.as_ref().map(TcpListener::local_addr).transpose()?,
             webhook,
+            #[cfg(feature = "kubernetes")]
+            webhooks,
             ca,
             tokens,
             registry,
@@ -229,7 +243,7 @@ impl ControlPlane {
             // Same certificate as 15012; the API server may speak HTTP/2 or HTTP/1.1.
             match self.serving.tls_config(&[b"h2", b"http/1.1"]) {
                 Ok(tls) => {
-                    tokio::spawn(crate::cluster::webhook::serve(listener, tls));
+                    tokio::spawn(crate::cluster::webhook::serve(listener, tls, self.webhooks));
                 }
                 Err(error) => tracing::error!(%error, "cannot serve the webhook"),
             }

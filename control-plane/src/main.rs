@@ -53,10 +53,15 @@ struct ServeArgs {
     /// it (and without --registry) the pod's in-cluster service account is used.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Kubernetes: the validating webhook for DestinationRules and VirtualServices (HTTPS,
-    /// certificate from the mesh CA; the API server calls `/validate`).
+    /// Kubernetes: the webhooks (HTTPS, certificate from the mesh CA): the API server calls
+    /// `/validate` for DestinationRules and VirtualServices and `/inject` for new pods.
     #[arg(long, default_value = "0.0.0.0:15017", value_name = "ADDR")]
     webhook_listen: SocketAddr,
+    /// Kubernetes: the sidecar injector's settings (YAML; the chart mounts the ConfigMap
+    /// `sinew-injector` at /etc/sinew/injector/config.yaml). Without it, the defaults in
+    /// docs/injection.md. Read once at start: an invalid file stops the start, naming the field.
+    #[arg(long, value_name = "FILE")]
+    injector_config: Option<PathBuf>,
     /// Kubernetes: the control plane's own namespace, where its CA Secret (`sinew-ca`, or
     /// Istio's plug-in `cacerts`) is kept. Default `sinew-system`.
     #[arg(long)]
@@ -153,6 +158,15 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
             "no --service-cidr/--pod-cidr: proxies that cannot reach the control plane will send connections to unresolved mesh addresses in plaintext"
         );
     }
+    let injector = match &a.injector_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--injector-config {}", path.display()))?;
+            sinew_injector::Settings::from_yaml(&text)
+                .with_context(|| format!("--injector-config {}", path.display()))?
+        }
+        None => sinew_injector::Settings::default(),
+    };
     let source = match (a.registry, a.state_dir) {
         (Some(registry), Some(state_dir)) => Source::Files {
             registry,
@@ -172,6 +186,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         mesh_ranges,
         root_namespace: a.root_namespace,
         webhook: Some(a.webhook_listen),
+        injector,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");

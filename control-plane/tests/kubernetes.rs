@@ -70,6 +70,18 @@ fn seed(web_ip: IpAddr, web_vip: IpAddr, app_port: u16) -> Vec<Value> {
                 "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore"
             }]
         }),
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "sinew-injector"},
+            "webhooks": [{
+                "name": "inject.sinew.dev",
+                "clientConfig": {"service": {"name": "sinew-control-plane", "namespace": "sinew-system", "path": "/inject", "port": 15017}},
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"sinew-injection": "enabled"}},
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never", "timeoutSeconds": 10
+            }]
+        }),
     ]
 }
 
@@ -152,6 +164,7 @@ async fn cluster(test: &str) -> Option<Cluster> {
         mesh_ranges: vec![],
         root_namespace: "sinew-system".into(),
         webhook: Some("127.0.0.1:0".parse().unwrap()),
+        injector: sinew_injector::Settings::default(),
     })
     .await
     .unwrap_or_else(|e| panic!("control plane starts: {e:#}{}", api.log_tail()));
@@ -495,12 +508,180 @@ async fn the_webhook_refuses_an_invalid_rule_over_tls_trusted_through_the_ca_bun
     assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
 }
 
-/// POSTs `review` to the webhook over TLS as the API server does: trusting only `ca_bundle`
-/// (base64 PEM), checking the name `sinew-control-plane.sinew-system.svc`.
+/// A Deployment's pod as the API server sends it to the injector, in `namespace`.
+fn pod_review(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "5d2a7e10-0000-4000-8000-000000000002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "web-6b7c9d-", "namespace": namespace, "labels": {"app": "web"}},
+                "spec": {
+                    "serviceAccountName": "web",
+                    "containers": [{"name": "web", "image": "web:1",
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}}}]
+                }
+            },
+            "dryRun": false
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injector_answers_over_tls_trusted_through_the_ca_bundle_it_set() {
+    use base64::Engine as _;
+    use tokio::io::AsyncWriteExt;
+    let test = "the_injector_answers_over_tls_trusted_through_the_ca_bundle_it_set";
+    let Some(c) = cluster(test).await else {
+        return;
+    };
+    let root = std::fs::read_to_string(&c.cp.root_file).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&root);
+    let path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/sinew-injector";
+    let set = || async {
+        let (_, config) = c.api.request("GET", path, None).await;
+        config["webhooks"][0]["clientConfig"]["caBundle"] == encoded.as_str()
+    };
+    eventually("the injector's caBundle set", WAIT, set).await;
+
+    // A pod of a labelled namespace: the patch, base64 of a JSON patch, gives it the sidecar.
+    let review = pod_review("shop");
+    let text = webhook_call(
+        c.cp.webhook,
+        &encoded,
+        "/inject",
+        review.to_string().as_bytes(),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let answer = body_json(&text);
+    let response = &answer["response"];
+    assert_eq!(response["uid"], "5d2a7e10-0000-4000-8000-000000000002");
+    assert_eq!(response["allowed"], true, "{answer}");
+    assert_eq!(response["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().expect("a patch"))
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).expect("a JSON patch");
+    let mut pod = review["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).expect("the patch applies");
+    let proxy = &pod["spec"]["initContainers"][1];
+    assert_eq!(proxy["name"], SIDECAR);
+    assert_eq!(proxy["restartPolicy"], "Always");
+    assert_eq!(
+        pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/app-health/web/readyz"
+    );
+    // What the proxy reads at start, after the kubelet filled in the pod's name: a ProxyConfig
+    // the proxy's own loader accepts, pointing at the control plane by its Service name.
+    let bootstrap = kubelet_env(proxy, "web-6b7c9d-q8z2m", "shop", "SINEW_PROXY_CONFIG");
+    let message: cfg::ProxyConfig = serde_json::from_str(&bootstrap)
+        .unwrap_or_else(|e| panic!("SINEW_PROXY_CONFIG is a ProxyConfig: {e}: {bootstrap}"));
+    let control_plane = message.control_plane.clone().expect("a control plane");
+    assert_eq!(control_plane.pod, "web-6b7c9d-q8z2m");
+    assert_eq!(control_plane.namespace, "shop");
+    assert_eq!(
+        control_plane.address,
+        "sinew-control-plane.sinew-system.svc:15012"
+    );
+    sinew_proxy::config::Config::from_proto(message).expect("the proxy accepts it");
+
+    // A namespace the registry knows without the label: checked again here, not injected.
+    let text = webhook_call(
+        c.cp.webhook,
+        &encoded,
+        "/inject",
+        pod_review("sinew-system").to_string().as_bytes(),
+    )
+    .await;
+    let answer = body_json(&text);
+    assert_eq!(answer["response"]["allowed"], true, "{text}");
+    assert!(answer["response"].get("patch").is_none(), "{text}");
+    assert!(
+        answer["response"]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("not labelled sinew-injection=enabled")),
+        "{text}"
+    );
+
+    // A body that is not a review: a clear 400, and the webhook keeps serving.
+    let text = webhook_call(c.cp.webhook, &encoded, "/inject", b"{\"kind\": \"Pod\"").await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("the body is not JSON"), "{text}");
+
+    // A slow client, half-way through its body, holds its own connection only: another call is
+    // answered meanwhile, and the slow one's connection is still open (its deadline is the
+    // handler's, tested with paused time in cluster::webhook).
+    let mut slow = webhook_tls(c.cp.webhook, &encoded).await;
+    let body = review.to_string();
+    slow.write_all(webhook_head("/inject", body.len()).as_bytes())
+        .await
+        .unwrap();
+    slow.write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let text = webhook_call(c.cp.webhook, &encoded, "/inject", body.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Finishing the slow body gets it its answer.
+    slow.write_all(&body.as_bytes()[body.len() / 2..])
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(body_json(&text)["response"]["patchType"], "JSONPatch");
+}
+
+/// The value of env `name` of `container` as the kubelet hands it to the process: downward-API
+/// fields filled in for pod `pod` in `namespace`, `$(VAR)` references expanded in order.
+fn kubelet_env(container: &Value, pod: &str, namespace: &str, name: &str) -> String {
+    let mut vars = std::collections::BTreeMap::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let key = e["name"].as_str().unwrap_or_default().to_string();
+        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => pod.to_string(),
+            Some("metadata.namespace") => namespace.to_string(),
+            Some(_) => "10.0.0.1".to_string(),
+            None => sinew_injector::sidecar::kubelet_expand(
+                e["value"].as_str().unwrap_or_default(),
+                &vars,
+            ),
+        };
+        vars.insert(key, value);
+    }
+    vars.remove(name)
+        .unwrap_or_else(|| panic!("no env {name} in {container}"))
+}
+
+/// POSTs `review` to the webhook's `/validate` over TLS as the API server does, expecting 200.
 async fn admission_call(webhook: SocketAddr, ca_bundle: &str, review: &Value) -> Value {
+    let text = webhook_call(
+        webhook,
+        ca_bundle,
+        "/validate",
+        review.to_string().as_bytes(),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    body_json(&text)
+}
+
+/// A TLS connection to the webhook as the API server opens it: trusting only `ca_bundle`
+/// (base64 PEM), checking the name `sinew-control-plane.sinew-system.svc`.
+async fn webhook_tls(
+    webhook: SocketAddr,
+    ca_bundle: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use base64::Engine as _;
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pem = base64::engine::general_purpose::STANDARD
         .decode(ca_bundle)
         .unwrap();
@@ -518,23 +699,32 @@ async fn admission_call(webhook: SocketAddr, ca_bundle: &str, review: &Value) ->
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(webhook).await.unwrap();
     let name = ServerName::try_from("sinew-control-plane.sinew-system.svc").unwrap();
-    let mut tls = connector
+    connector
         .connect(name, tcp)
         .await
-        .expect("the webhook's certificate verifies");
-    let body = review.to_string();
-    let head = format!(
-        "POST /validate?timeout=10s HTTP/1.1\r\nHost: sinew-control-plane.sinew-system.svc:15017\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
-    tls.write_all(body.as_bytes()).await.unwrap();
+        .expect("the webhook's certificate verifies")
+}
+
+/// The request line and headers of a POST of `length` bytes to `path`, as the API server sends
+/// it (HTTP/1.1).
+fn webhook_head(path: &str, length: usize) -> String {
+    format!(
+        "POST {path}?timeout=10s HTTP/1.1\r\nHost: sinew-control-plane.sinew-system.svc:15017\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// POSTs `body` to `path` over TLS and returns the whole HTTP response as text.
+async fn webhook_call(webhook: SocketAddr, ca_bundle: &str, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = webhook_tls(webhook, ca_bundle).await;
+    tls.write_all(webhook_head(path, body.len()).as_bytes())
+        .await
+        .unwrap();
+    tls.write_all(body).await.unwrap();
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    body_json(&text)
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long a change may take to reach a proxy here (it takes well under a second).

@@ -69,10 +69,11 @@ sinew_apt_install() {
     ca-certificates "${need[@]}" >/dev/null
 }
 
-# Python tools the tests run (the fake Kubernetes API server, control-plane/tests/support/),
-# pinned: a new version is a change reviewed like any other. kmock's own dependencies float
-# except the two the fake imports itself.
-SINEW_PY_TOOLS=(kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48)
+# Python tools the tests run (the fake Kubernetes API server, control-plane/tests/support/; the
+# Kubernetes schema check of injected pods, injector-webhook/tests/schema.rs), pinned: a new
+# version is a change reviewed like any other. kmock's own dependencies float except the two the
+# fake imports itself.
+SINEW_PY_TOOLS=(kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 kubernetes-validate==1.37.0)
 
 # Sets SINEW_PYTHON to the python of a venv holding SINEW_PY_TOOLS: $SINEW_PY_VENV, default
 # ${CARGO_TARGET_DIR:-$SINEW_ROOT/target}/py-venv. Runs nothing but a file test when the venv

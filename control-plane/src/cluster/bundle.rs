@@ -1,20 +1,25 @@
 //! The trust bundle where the cluster needs it: a ConfigMap `sinew-root-cert` (key
 //! `root-cert.pem`) in every namespace, which workloads and tools can mount to trust the mesh CA
-//! (as istiod publishes `istio-ca-root-cert`; proxies get the bundle over the config stream), and
-//! the `caBundle` of the validating webhook configuration `sinew-validator`, so the API server
-//! trusts the webhook's certificate.
+//! (as istiod publishes `istio-ca-root-cert`; injected proxies mount it to trust the control
+//! plane, and get later roots over the config stream), and the `caBundle` of the webhook
+//! configurations `sinew-validator` (validating) and `sinew-injector` (mutating), so the API
+//! server trusts the webhooks' certificate.
 //!
 //! What it promises: only the leader writes; each ConfigMap is created when missing and patched
 //! when its bundle differs, and left alone when it is already right (one GET per namespace per
-//! leadership term, then nothing until the namespaces or the bundle change); the webhook
-//! configuration is patched only when a webhook's `caBundle` differs, with the resourceVersion it
-//! was read at (a concurrent `helm upgrade` wins, and is corrected at the next pass). A failed
-//! write is retried at the next change or resync.
+//! leadership term, then nothing until the namespaces or the bundle change); each webhook
+//! configuration is patched only when one of its webhooks' `caBundle` differs, with the
+//! resourceVersion it was read at (a concurrent `helm upgrade` wins, and is corrected at the next
+//! pass), and a missing one is not an error. A failed write is retried at the next change or
+//! resync.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -23,12 +28,14 @@ use tokio::sync::watch;
 use super::{ApiFailure, classify};
 use crate::registry::Snapshot;
 
-/// The ConfigMap's name in every namespace.
-pub const ROOT_CERT_CONFIG_MAP: &str = "sinew-root-cert";
+/// The ConfigMap's name in every namespace (the injected proxy mounts it by this name).
+pub const ROOT_CERT_CONFIG_MAP: &str = sinew_injector::contract::ROOT_CERT_CONFIG_MAP;
 /// Its key: the PEM roots, one after the other.
-pub const ROOT_CERT_KEY: &str = "root-cert.pem";
+pub const ROOT_CERT_KEY: &str = sinew_injector::contract::ROOT_CERT_KEY;
 /// The validating webhook configuration whose `caBundle` is kept current.
-pub const WEBHOOK_CONFIGURATION: &str = "sinew-validator";
+pub const VALIDATING_CONFIGURATION: &str = "sinew-validator";
+/// The mutating webhook configuration (the sidecar injector) whose `caBundle` is kept current.
+pub const MUTATING_CONFIGURATION: &str = "sinew-injector";
 /// Everything is checked again this often (a ConfigMap someone deleted or edited, a `caBundle`
 /// an upgrade reset, comes back).
 const RESYNC: Duration = Duration::from_secs(60);
@@ -42,7 +49,8 @@ pub async fn publish(
 ) {
     // Namespace → the bundle its ConfigMap is known to hold.
     let mut written: BTreeMap<String, Arc<String>> = BTreeMap::new();
-    let mut webhook_written: Option<Arc<String>> = None;
+    let mut validating_written: Option<Arc<String>> = None;
+    let mut mutating_written: Option<Arc<String>> = None;
     loop {
         if *leader.borrow_and_update() {
             let pem = Arc::new(bundle.borrow_and_update().join("\n"));
@@ -66,17 +74,26 @@ pub async fn publish(
                     }
                 }
             }
-            if webhook_written.as_ref() != Some(&pem) {
-                match ensure_ca_bundle(&client, &pem).await {
-                    Ok(()) => webhook_written = Some(pem.clone()),
+            if validating_written.as_ref() != Some(&pem) {
+                match ensure_ca_bundle::<ValidatingWebhookConfiguration>(&client, &pem).await {
+                    Ok(()) => validating_written = Some(pem.clone()),
                     Err(error) => {
-                        tracing::warn!(%error, "cannot set the webhook configuration's caBundle");
+                        tracing::warn!(configuration = VALIDATING_CONFIGURATION, %error, "cannot set the webhook configuration's caBundle");
+                    }
+                }
+            }
+            if mutating_written.as_ref() != Some(&pem) {
+                match ensure_ca_bundle::<MutatingWebhookConfiguration>(&client, &pem).await {
+                    Ok(()) => mutating_written = Some(pem.clone()),
+                    Err(error) => {
+                        tracing::warn!(configuration = MUTATING_CONFIGURATION, %error, "cannot set the webhook configuration's caBundle");
                     }
                 }
             }
         } else {
             written.clear();
-            webhook_written = None;
+            validating_written = None;
+            mutating_written = None;
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { return },
@@ -84,7 +101,8 @@ pub async fn publish(
             changed = leader.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(RESYNC) => {
                 written.clear();
-                webhook_written = None;
+                validating_written = None;
+            mutating_written = None;
             }
         }
     }
@@ -131,22 +149,64 @@ async fn ensure(client: &kube::Client, namespace: &str, pem: &str) -> Result<(),
     }
 }
 
-/// Sets every webhook's `caBundle` in [`WEBHOOK_CONFIGURATION`] to `pem` where it differs. A
-/// missing configuration (the chart installs it; a bare `serve` has none) is not an error.
-async fn ensure_ca_bundle(client: &kube::Client, pem: &str) -> Result<(), kube::Error> {
-    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+/// A webhook configuration kind: its fixed name and its webhooks' client configs.
+trait WebhookConfiguration:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+{
+    const NAME: &'static str;
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig>;
+    /// The `webhooks` list as JSON, for the patch.
+    fn webhooks_json(&self) -> serde_json::Value;
+}
 
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mut config = match api.get(WEBHOOK_CONFIGURATION).await {
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    const NAME: &'static str = VALIDATING_CONFIGURATION;
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        self.webhooks
+            .iter_mut()
+            .flatten()
+            .map(|w| &mut w.client_config)
+            .collect()
+    }
+    fn webhooks_json(&self) -> serde_json::Value {
+        json!(self.webhooks)
+    }
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    const NAME: &'static str = MUTATING_CONFIGURATION;
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        self.webhooks
+            .iter_mut()
+            .flatten()
+            .map(|w| &mut w.client_config)
+            .collect()
+    }
+    fn webhooks_json(&self) -> serde_json::Value {
+        json!(self.webhooks)
+    }
+}
+
+/// Sets every webhook's `caBundle` in the configuration `K::NAME` to `pem` where it differs. A
+/// missing configuration (the chart installs it; a bare `serve` has none) is not an error.
+async fn ensure_ca_bundle<K: WebhookConfiguration>(
+    client: &kube::Client,
+    pem: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<K> = Api::all(client.clone());
+    let mut config = match api.get(K::NAME).await {
         Ok(config) => config,
         Err(error) if classify(&error) == ApiFailure::NotFound => return Ok(()),
         Err(error) => return Err(error),
     };
     let wanted = k8s_openapi::ByteString(pem.as_bytes().to_vec());
     let mut changed = false;
-    for webhook in config.webhooks.iter_mut().flatten() {
-        if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
-            webhook.client_config.ca_bundle = Some(wanted.clone());
+    for client_config in config.client_configs() {
+        if client_config.ca_bundle.as_ref() != Some(&wanted) {
+            client_config.ca_bundle = Some(wanted.clone());
             changed = true;
         }
     }
@@ -155,19 +215,12 @@ async fn ensure_ca_bundle(client: &kube::Client, pem: &str) -> Result<(), kube::
     }
     // The whole list (a merge patch replaces lists), at the version it was read.
     let patch = json!({
-        "metadata": {"resourceVersion": config.metadata.resource_version},
-        "webhooks": config.webhooks,
+        "metadata": {"resourceVersion": config.meta().resource_version},
+        "webhooks": config.webhooks_json(),
     });
-    api.patch(
-        WEBHOOK_CONFIGURATION,
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    tracing::info!(
-        configuration = WEBHOOK_CONFIGURATION,
-        "webhook caBundle updated"
-    );
+    api.patch(K::NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    tracing::info!(configuration = K::NAME, "webhook caBundle updated");
     Ok(())
 }
 

@@ -15,7 +15,8 @@
 //! - **Only what is ours**: deletions, `status` writes and every other kind are allowed without
 //!   reading the object, so a misconfigured webhook rule cannot block unrelated writes.
 //!
-//! [`review`] is pure (one review in, one out); [`serve`] answers it over HTTPS.
+//! [`review`] is pure (one review in, one out); [`serve`] answers it over HTTPS, on the same
+//! listener as the mutating webhook `/inject` ([`inject`], the sidecar injector).
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
@@ -28,9 +29,11 @@ use crate::registry::istio;
 use crate::registry::object::{self, Rejection};
 use crate::registry::{Age, Origin};
 
+pub mod inject;
 mod serve;
 
-pub use self::serve::{MAX_BODY, PATH, handle, serve};
+pub use self::inject::Injector;
+pub use self::serve::{MAX_BODY, PATH, Webhooks, handle, serve};
 
 /// The groups whose DestinationRule and VirtualService Sinew reads.
 const GROUPS: [&str; 2] = ["networking.istio.io", "sinew.dev"];

@@ -15,14 +15,14 @@ use super::istio;
 use super::{hosts, selector};
 
 /// Namespace label that turns on the sidecar for the namespace's pods (the injector's rule).
-pub const INJECTION_LABEL: (&str, &str) = ("sinew-injection", "enabled");
+pub const INJECTION_LABEL: (&str, &str) = sinew_injector::contract::INJECTION_LABEL;
 
 /// Pod label or annotation that opts one pod out: `sinew.dev/inject: "false"`.
-pub const INJECT_OPT_OUT: (&str, &str) = ("sinew.dev/inject", "false");
+pub const INJECT_OPT_OUT: (&str, &str) = (sinew_injector::contract::INJECT_KEY, "false");
 
 /// The name of the sidecar container the injector adds: in a cluster, a pod is meshed when it
 /// has one.
-pub const SIDECAR_CONTAINER: &str = "sinew-proxy";
+pub const SIDECAR_CONTAINER: &str = sinew_injector::contract::PROXY_CONTAINER;
 
 /// Port of a meshed pod's inbound proxy listener.
 pub const MESH_INBOUND_PORT: u16 = 15006;

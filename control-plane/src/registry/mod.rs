@@ -42,10 +42,11 @@
 //! both places (the three Istio DestinationRule versions are one kind, `sinew.dev` is another).
 //! Every problem in the directory is reported at once, each naming file, document and line.
 //!
-//! A pod is *meshed* (gets a sidecar and an identity) when its namespace has the label
-//! `sinew-injection=enabled`, it does not opt out with the label or annotation
-//! `sinew.dev/inject: "false"`, and it is not a `hostNetwork` pod — the injector's rule, so local
-//! mode meshes exactly what a cluster would.
+//! A pod is *meshed* (gets a sidecar and an identity) when the injector's rule
+//! (`sinew_injector::decide`, the webhook's own code) says so: its namespace has the label
+//! `sinew-injection=enabled` (and no Istio injection label), it does not opt out with the label or
+//! annotation `sinew.dev/inject: "false"`, it is not a `hostNetwork` pod and not in `kube-system`
+//! or `kube-public`; so local mode meshes exactly what a cluster would.
 //!
 //! # Addresses: the hand-over from the runner
 //!

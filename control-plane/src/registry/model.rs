@@ -413,23 +413,36 @@ fn rejected(problems: Vec<Problem>) -> Vec<Rejected> {
 
 /// The injection rule (see the module docs).
 fn is_meshed(pod: &PodEntry, namespace: Option<&NamespaceEntry>) -> bool {
-    let (opt_out_key, opt_out_value) = INJECT_OPT_OUT;
-    let opted_out = pod.labels.get(opt_out_key).map(String::as_str) == Some(opt_out_value)
-        || pod.annotations.get(opt_out_key).map(String::as_str) == Some(opt_out_value);
-    let host_network = pod
-        .object
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false);
-    let injected = match pod.origin {
+    match pod.origin {
         // A cluster's pod has a sidecar only if the injector gave it one when it was created;
         // labelling its namespace later does not.
-        Origin::Object { .. } => has_sidecar(pod),
-        // Local mode runs a sidecar for every pod its namespace's label asks for.
-        Origin::File { .. } => namespace.is_some_and(|ns| ns.injection_enabled),
-    };
-    injected && !opted_out && !host_network
+        Origin::Object { .. } => {
+            let (opt_out_key, opt_out_value) = INJECT_OPT_OUT;
+            let opted_out = pod.labels.get(opt_out_key).map(String::as_str) == Some(opt_out_value)
+                || pod.annotations.get(opt_out_key).map(String::as_str) == Some(opt_out_value);
+            let host_network = pod
+                .object
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false);
+            has_sidecar(pod) && !opted_out && !host_network
+        }
+        // Local mode runs a sidecar for every pod the injector would inject (or has injected):
+        // the injector's own rule, so the same YAML is meshed the same way in both.
+        Origin::File { .. } => {
+            let no_labels = BTreeMap::new();
+            let namespace = sinew_injector::Namespace {
+                name: &pod.namespace,
+                labels: Some(namespace.map_or(&no_labels, |ns| &ns.labels)),
+            };
+            matches!(
+                sinew_injector::decide(&pod.object, namespace),
+                sinew_injector::Decision::Inject
+                    | sinew_injector::Decision::Skip(sinew_injector::Skip::AlreadyInjected)
+            )
+        }
+    }
 }
 
 /// Whether the pod has the injector's sidecar container (a native sidecar among the init

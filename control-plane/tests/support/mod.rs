@@ -112,6 +112,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
         mesh_ranges: MESH_RANGES.iter().map(|r| r.parse().unwrap()).collect(),
         root_namespace: "sinew-system".into(),
         webhook: None,
+        injector: sinew_injector::Settings::default(),
     })
     .await
     .expect("control plane starts");

@@ -11,12 +11,28 @@ fn path(namespace: &str) -> String {
 
 const WEBHOOK_PATH: &str =
     "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/sinew-validator";
+const INJECTOR_PATH: &str =
+    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/sinew-injector";
 
-/// Answers the webhook configuration's read: not installed.
+/// Answers both webhook configurations' reads: not installed.
 async fn no_webhook_configuration(api: &mut ApiServer) {
-    let get = api.next().await;
-    assert_eq!(get.line(), format!("GET {WEBHOOK_PATH}"));
-    get.fail(404, "NotFound");
+    for path in [WEBHOOK_PATH, INJECTOR_PATH] {
+        let get = api.next().await;
+        assert_eq!(get.line(), format!("GET {path}"));
+        get.fail(404, "NotFound");
+    }
+}
+
+/// The chart's sinew-injector configuration, with these webhooks' bundles.
+fn injector_configuration(bundles: &[Option<&str>]) -> serde_json::Value {
+    let mut config = webhook_configuration(bundles);
+    config["kind"] = json!("MutatingWebhookConfiguration");
+    config["metadata"] = json!({"name": "sinew-injector", "resourceVersion": "77"});
+    for webhook in config["webhooks"].as_array_mut().unwrap() {
+        webhook["clientConfig"]["service"]["path"] = json!("/inject");
+        webhook["reinvocationPolicy"] = json!("Never");
+    }
+    config
 }
 
 fn webhook_configuration(bundles: &[Option<&str>]) -> serde_json::Value {
@@ -188,9 +204,26 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
         200,
         webhook_configuration(&[Some("ROOT-A"), Some("ROOT-A")]),
     );
+    // The injector's configuration the same way, its own kind and path.
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {INJECTOR_PATH}"));
+    get.respond(200, injector_configuration(&[None]));
+    let patch = r.api.next().await;
+    assert_eq!(patch.line(), format!("PATCH {INJECTOR_PATH}?"));
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "77");
+    assert_eq!(
+        patch.body["webhooks"][0]["clientConfig"]["caBundle"],
+        json!(encoded)
+    );
+    assert_eq!(
+        patch.body["webhooks"][0]["clientConfig"]["service"]["path"],
+        "/inject"
+    );
+    assert_eq!(patch.body["webhooks"][0]["reinvocationPolicy"], "Never");
+    patch.respond(200, injector_configuration(&[Some("ROOT-A")]));
 
-    // A new bundle: ConfigMaps again, then the configuration, already right here: not patched,
-    // so the next request is the next pass's (the following bundle's).
+    // A new bundle: ConfigMaps again, then the configurations, already right here: not
+    // patched, so the next request is the next pass's (the following bundle's).
     r.bundle.send(Arc::new(vec!["ROOT-B".into()])).unwrap();
     for namespace in ["default", "shop"] {
         r.api
@@ -204,6 +237,9 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
         200,
         webhook_configuration(&[Some("ROOT-B"), Some("ROOT-B")]),
     );
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {INJECTOR_PATH}"));
+    get.respond(200, injector_configuration(&[Some("ROOT-B")]));
     r.bundle.send(Arc::new(vec!["ROOT-C".into()])).unwrap();
     let next = r.api.next().await;
     assert_eq!(
@@ -211,4 +247,41 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
         format!("GET {}", path("default")),
         "no PATCH before it"
     );
+}
+
+#[tokio::test]
+async fn a_failed_injector_patch_is_retried_at_the_next_pass_and_the_validator_left_alone() {
+    let mut r = start(true);
+    for namespace in ["default", "shop"] {
+        r.api
+            .next()
+            .await
+            .respond(200, config_map(namespace, "ROOT-A"));
+    }
+    r.api
+        .next()
+        .await
+        .respond(200, webhook_configuration(&[Some("ROOT-A")]));
+    r.api
+        .next()
+        .await
+        .respond(200, injector_configuration(&[None]));
+    let patch = r.api.next().await;
+    assert_eq!(patch.line(), format!("PATCH {INJECTOR_PATH}?"));
+    // Someone else wrote first (a `helm upgrade`): the next pass tries again.
+    patch.fail(409, "Conflict");
+
+    // A new namespace makes the next pass: its ConfigMap, then only the injector's
+    // configuration (the validator's is known to be right).
+    let more = format!("{MESH}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: web}}\n");
+    let snapshot = Snapshot::from_yaml("mesh.yaml", &more).unwrap();
+    r._snapshots.send(Arc::new(snapshot)).unwrap();
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {}", path("web")));
+    get.respond(200, config_map("web", "ROOT-A"));
+    let get = r.api.next().await;
+    assert_eq!(get.line(), format!("GET {INJECTOR_PATH}"));
+    get.respond(200, injector_configuration(&[None]));
+    let patch = r.api.next().await;
+    assert_eq!(patch.line(), format!("PATCH {INJECTOR_PATH}?"));
 }

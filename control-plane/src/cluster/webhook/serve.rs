@@ -1,8 +1,10 @@
-//! The webhook over HTTPS: `POST /validate` with an AdmissionReview in, the answer out, on a
-//! listener of its own (the API server dials `sinew-control-plane.sinew-system.svc:15017`).
+//! The webhooks over HTTPS, on a listener of their own (the API server dials
+//! `sinew-control-plane.sinew-system.svc:15017`): `POST /validate` (DestinationRules and
+//! VirtualServices) and `POST /inject` (pods), an AdmissionReview in, the answer out.
 //!
 //! What it promises: every well-formed call is answered 200 with an AdmissionReview (the API
-//! server reads refusals from the body, never from the status code); bodies are bounded
+//! server reads refusals from the body, never from the status code); a body `/inject` cannot
+//! answer at all (not an AdmissionReview) gets a 400 saying why; bodies are bounded
 //! ([`MAX_BODY`]) and read with a deadline, so a slow or huge caller costs one task, not the
 //! listener.
 
@@ -15,8 +17,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use super::inject::{self, Injector};
+
 /// The path the ValidatingWebhookConfiguration's `clientConfig.service.path` names.
 pub const PATH: &str = "/validate";
+
+/// What the listener answers: the validating webhook always, the injector when there is one.
+#[derive(Default)]
+pub struct Webhooks {
+    pub injector: Option<Injector>,
+}
 
 /// The largest AdmissionReview read: the object and its old version (the API server stores at
 /// most ~1.5 MiB each), with room for JSON escaping.
@@ -27,14 +37,16 @@ pub const MAX_BODY: usize = 8 << 20;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answers one HTTP request (any body type, so tests need no sockets).
-pub async fn handle<B>(request: Request<B>) -> Response<Full<Bytes>>
+pub async fn handle<B>(request: Request<B>, hooks: &Webhooks) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if request.uri().path() != PATH {
-        return plain(StatusCode::NOT_FOUND, "not found");
-    }
+    let injector = match request.uri().path() {
+        PATH => None,
+        inject::PATH if hooks.injector.is_some() => hooks.injector.as_ref(),
+        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+    };
     if request.method() != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview");
     }
@@ -47,7 +59,14 @@ where
         Ok(Err(e)) => return plain(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
         Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "body not sent in time"),
     };
-    let mut response = Response::new(Full::new(Bytes::from(super::review_json(&bytes))));
+    let answer = match injector {
+        None => super::review_json(&bytes),
+        Some(injector) => match injector.review(&bytes) {
+            Ok(answer) => answer,
+            Err(bad) => return plain(StatusCode::BAD_REQUEST, &bad.to_string()),
+        },
+    };
+    let mut response = Response::new(Full::new(Bytes::from(answer)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
@@ -63,7 +82,7 @@ fn plain(code: StatusCode, text: &str) -> Response<Full<Bytes>> {
 
 /// Accepts TLS connections on `listener` and answers each request with [`handle`], HTTP/1.1 or
 /// HTTP/2 as the client chose (offer both in `tls`'s ALPN), until the process exits.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, hooks: Arc<Webhooks>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -76,6 +95,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
             }
         };
         let acceptor = acceptor.clone();
+        let hooks = hooks.clone();
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -86,8 +106,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
                     }
                     Err(_) => return,
                 };
-            let service = hyper::service::service_fn(|request| async {
-                Ok::<_, std::convert::Infallible>(handle(request).await)
+            let service = hyper::service::service_fn(|request| {
+                let hooks = hooks.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(request, &hooks).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder

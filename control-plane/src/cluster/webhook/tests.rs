@@ -343,7 +343,11 @@ async fn posted_review_is_answered_200_with_the_review_as_json() {
         review["request"]["object"]["spec"]["trafficPolicy"]["loadBalancer"] =
             json!({"simple": "ROUND_ROBBIN"});
     });
-    let response = handle(post(PATH, serde_json::to_vec(&denied).expect("JSON"))).await;
+    let response = handle(
+        post(PATH, serde_json::to_vec(&denied).expect("JSON")),
+        &Webhooks::default(),
+    )
+    .await;
     assert_eq!(response.status(), http::StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
     let answer: Value = serde_json::from_slice(&body_of(response).await).expect("JSON");
@@ -356,19 +360,19 @@ async fn posted_review_is_answered_200_with_the_review_as_json() {
 
 #[tokio::test]
 async fn other_paths_and_methods_get_no_review() {
-    let response = handle(post("/mutate", CAPTURED_CREATE)).await;
+    let response = handle(post("/mutate", CAPTURED_CREATE), &Webhooks::default()).await;
     assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
     let mut get = post(PATH, CAPTURED_CREATE);
     *get.method_mut() = http::Method::GET;
     assert_eq!(
-        handle(get).await.status(),
+        handle(get, &Webhooks::default()).await.status(),
         http::StatusCode::METHOD_NOT_ALLOWED
     );
 }
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_unread() {
-    let response = handle(post(PATH, vec![b' '; MAX_BODY + 1])).await;
+    let response = handle(post(PATH, vec![b' '; MAX_BODY + 1]), &Webhooks::default()).await;
     assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -410,7 +414,7 @@ async fn serves_reviews_over_tls_to_the_service_name() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("an address");
-    let server = tokio::spawn(serve(listener, server_tls));
+    let server = tokio::spawn(serve(listener, server_tls, Arc::new(Webhooks::default())));
 
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("a name");
@@ -441,4 +445,133 @@ async fn serves_reviews_over_tls_to_the_service_name() {
         "705ab4f5-6393-11e8-b7cc-42010a800002"
     );
     server.abort();
+}
+
+// === the injector on the same listener ===
+
+/// A Deployment's pod as the API server sends it for injection, in `namespace`.
+fn pod_review(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "9c1d2e3f-0000-4000-8000-00000000000a",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace, "operation": "CREATE",
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "web-6b7c9-", "namespace": namespace, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:1"}]}
+            }
+        }
+    })
+}
+
+/// Webhooks whose injector knows the namespaces of `yaml` (a registry snapshot).
+fn with_injector(yaml: &str) -> Webhooks {
+    let snapshot = crate::registry::Snapshot::from_yaml("ns.yaml", yaml).expect("a snapshot");
+    // The injector reads the last snapshot sent, also once the registry's sender is gone.
+    let (_, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+    Webhooks {
+        injector: Some(Injector::new(sinew_injector::Settings::default(), rx)),
+    }
+}
+
+const NAMESPACES: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {sinew-injection: enabled}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: legacy}\n";
+
+async fn inject(
+    hooks: &Webhooks,
+    body: impl Into<bytes::Bytes>,
+) -> (http::StatusCode, bytes::Bytes) {
+    let response = handle(post(inject::PATH, body), hooks).await;
+    let status = response.status();
+    (status, body_of(response).await)
+}
+
+#[tokio::test]
+async fn a_pod_in_a_labelled_namespace_is_answered_with_a_json_patch() {
+    let hooks = with_injector(NAMESPACES);
+    let (status, body) = inject(&hooks, pod_review("shop").to_string()).await;
+    assert_eq!(status, http::StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(
+        answer["response"]["uid"],
+        "9c1d2e3f-0000-4000-8000-00000000000a"
+    );
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("a patch"))
+        .expect("base64");
+    let patch: Value = serde_json::from_slice(&patch).expect("a JSON patch");
+    assert!(
+        patch.as_array().is_some_and(|ops| !ops.is_empty()),
+        "{patch}"
+    );
+}
+
+#[tokio::test]
+async fn the_registrys_namespace_labels_are_checked_again_and_unknown_namespaces_trusted() {
+    let hooks = with_injector(NAMESPACES);
+    let (_, body) = inject(&hooks, pod_review("legacy").to_string()).await;
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(answer["response"].get("patch").is_none(), "{answer}");
+    assert_eq!(
+        answer["response"]["warnings"][0],
+        "sinew-injector: no sidecar injected: namespace legacy is not labelled sinew-injection=enabled"
+    );
+    // A namespace the registry has not seen yet: the API server's selector decided.
+    let (_, body) = inject(&hooks, pod_review("brand-new").to_string()).await;
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+    // `default` exists implicitly in every snapshot, but its labels were never seen.
+    let (_, body) = inject(&hooks, pod_review("default").to_string()).await;
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_review_gets_400_saying_so_from_inject() {
+    let hooks = with_injector(NAMESPACES);
+    for (body, says) in [
+        (&b"not json"[..], "the body is not JSON"),
+        (
+            &br#"{"kind":"Pod","apiVersion":"v1"}"#[..],
+            "not an AdmissionReview",
+        ),
+    ] {
+        let (status, text) = inject(&hooks, body.to_vec()).await;
+        assert_eq!(status, http::StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&text).contains(says), "{text:?}");
+    }
+    // /validate keeps its own answer to the same body.
+    let response = handle(post(PATH, &b"not json"[..]), &hooks).await;
+    assert_eq!(response.status(), http::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn inject_is_not_served_without_an_injector() {
+    let response = handle(post(inject::PATH, CAPTURED_CREATE), &Webhooks::default()).await;
+    assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_not_sent_in_time_is_answered_408_after_the_deadline() {
+    use http_body_util::StreamBody;
+    let hooks = with_injector(NAMESPACES);
+    let never = futures_util::stream::pending::<
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >();
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(inject::PATH)
+        .body(StreamBody::new(never))
+        .expect("a request");
+    let started = tokio::time::Instant::now();
+    let response = handle(request, &hooks).await;
+    assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
+    // Paused time: the deadline, not a wall clock.
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
 }

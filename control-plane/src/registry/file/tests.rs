@@ -194,6 +194,45 @@ spec: {containers: [{name: app}]}
 }
 
 #[test]
+fn local_mode_follows_the_injectors_rule_for_system_and_istio_namespaces() {
+    let docs = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system, labels: {sinew-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: both, labels: {sinew-injection: enabled, istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ours, labels: {sinew-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dns, namespace: kube-system}
+spec: {containers: [{name: app}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: both}
+spec: {containers: [{name: app}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: ours}
+spec: {containers: [{name: app}]}
+"#;
+    let snap = parse_files(&[("a.yaml", docs)]).expect("valid");
+    let meshed = |ns: &str, name: &str| snap.pod(ns, name).expect("pod").meshed;
+    assert!(!meshed("kube-system", "dns"), "system namespaces never");
+    assert!(
+        !meshed("both", "app"),
+        "Istio injects there: one mesh per pod"
+    );
+    assert!(meshed("ours", "app"));
+}
+
+#[test]
 fn destination_rules_kept_in_all_four_api_versions() {
     let snap = parse_files(&demo()).expect("demo is valid");
     let rules: Vec<_> = snap

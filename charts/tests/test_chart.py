@@ -541,5 +541,24 @@ class JaegerTest(unittest.TestCase):
             self.assertIn('rollout restart', text)
 
 
+class DocsTest(unittest.TestCase):
+    def test_every_value_is_described_in_the_install_guide(self):
+        with open(os.path.join(chart.REPO, 'docs', 'install.md')) as f:
+            guide = f.read()
+        with open(os.path.join(chart.CHART, 'values.yaml')) as f:
+            values = yaml.safe_load(f)
+
+        def leaves(node, prefix=''):
+            # A resources value (requests and limits) is described as one.
+            if isinstance(node, dict) and not prefix.endswith(('resources', 'Resources')):
+                for k, v in node.items():
+                    yield from leaves(v, f'{prefix}.{k}'.lstrip('.'))
+            else:
+                yield prefix
+
+        missing = [key for key in leaves(values) if f'`{key}`' not in guide]
+        self.assertEqual(missing, [])
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=1)

@@ -8,6 +8,7 @@ Needs helm-python-sdk and kubernetes-validate (the venv scripts/lib/bootstrap.sh
 them the import fails and so does the run.
 """
 
+import json
 import os
 import re
 import unittest
@@ -130,7 +131,6 @@ class ValuesSchemaTest(unittest.TestCase):
 
     def test_schema_and_values_yaml_list_the_same_keys(self):
         with open(os.path.join(chart.CHART, 'values.schema.json')) as f:
-            import json
             schema = json.load(f)
         with open(os.path.join(chart.CHART, 'values.yaml')) as f:
             values = yaml.safe_load(f)
@@ -304,7 +304,8 @@ class ControlPlaneTest(unittest.TestCase):
 
 class ImagesTest(unittest.TestCase):
     def test_tags_default_to_the_app_version(self):
-        app_version = helm.Chart.load(chart.CHART).metadata['appVersion']
+        with helm.Chart.load(chart.CHART) as c:
+            app_version = c.metadata['appVersion']
         deployment = find(documents(), 'Deployment', 'sinew-control-plane')
         image = deployment['spec']['template']['spec']['containers'][0]['image']
         self.assertEqual(image, f'ghcr.io/sinew-mesh/sinew-control-plane:{app_version}')

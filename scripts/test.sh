@@ -2,8 +2,8 @@
 # The whole test suite, from a bare Debian 12 or 13 machine: installs what the build and the tests
 # need (Debian packages; Rust with rustup when cargo is missing or older than the workspace needs),
 # then shellcheck and the bootstrap tests for the scripts, the fake Kubernetes API server (a Python
-# venv with kmock and kubernetes-validate) and its tests, formatting, lints and every test (unit,
-# behaviour on loopback, schema checks, end-to-end in network namespaces).
+# venv with kmock and kubernetes-validate) and its tests, the Helm chart's tests, formatting, lints
+# and every test (unit, behaviour on loopback, schema checks, end-to-end in network namespaces).
 #
 #   scripts/test.sh                       # as root (CI): everything must run
 #   SINEW_ALLOW_SKIP=1 scripts/test.sh    # without root: the end-to-end tests skip, and are listed
@@ -34,6 +34,12 @@ scripts/tests/bootstrap.sh
 sinew_py_venv
 export SINEW_FAKE_APISERVER_PYTHON=$SINEW_PYTHON SINEW_TEST_PYTHON=$SINEW_PYTHON
 "$SINEW_FAKE_APISERVER_PYTHON" control-plane/tests/support/test_fake_apiserver.py
+
+# The Helm chart, with Helm 4's engine from the same venv (helm-python-sdk; there is no helm
+# binary): lint --strict, template with default and other values, every object against the
+# Kubernetes 1.33 schemas, the values schema, the injector webhook's selectors against the
+# injection table: seconds.
+"$SINEW_PYTHON" -m unittest discover -s charts/tests
 
 # The tests need root, so under sudo cargo runs as root too (with the caller's toolchain).
 export SINEW_CARGO_AS_CALLER=1

@@ -1,5 +1,7 @@
 //! The chart's CRDs are generated from the registry's Rust types: this test regenerates
-//! `charts/sinew/crds/*.yaml` and fails on any difference, checks they read back as
+//! `charts/sinew/crds/*.yaml` (Sinew's own group, which Helm always installs) and
+//! `charts/sinew/files/istio-crds/*.yaml` (Istio's group, which the chart's `istio-crds` template
+//! installs when `istioCRDs.enabled`) and fails on any difference, checks they read back as
 //! `apiextensions.k8s.io/v1` CustomResourceDefinitions with structural schemas, and that the
 //! seed DestinationRule our users start from fits the generated schema.
 
@@ -16,8 +18,15 @@ use sinew_control_plane::cluster::crd;
 
 const UPDATE: &str = "SINEW_UPDATE_CRDS=1 cargo test -p sinew-control-plane --test crds";
 
-fn chart_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/sinew/crds")
+/// The chart folder a CRD's file belongs in: Helm's `crds/` installs files unconditionally, so
+/// only Sinew's group is there; Istio's is read by a template that a value switches off.
+fn chart_dir(crd: &CustomResourceDefinition) -> PathBuf {
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/sinew");
+    if crd.spec.group == "networking.istio.io" {
+        chart.join("files/istio-crds")
+    } else {
+        chart.join("crds")
+    }
 }
 
 fn crds() -> Vec<CustomResourceDefinition> {
@@ -33,39 +42,37 @@ fn yaml(crd: &CustomResourceDefinition) -> String {
 
 #[test]
 fn chart_crds_match_the_rust_types() {
-    let dir = chart_dir();
     let update = std::env::var_os("SINEW_UPDATE_CRDS").is_some();
     let mut expected = BTreeSet::new();
     let mut stale = Vec::new();
     for crd in crds() {
-        let name = crd::file_name(&crd);
-        let path = dir.join(&name);
+        let dir = chart_dir(&crd);
+        let path = dir.join(crd::file_name(&crd));
         let rendered = yaml(&crd);
         if update {
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
             std::fs::write(&path, &rendered).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         } else if std::fs::read_to_string(&path).ok().as_deref() != Some(rendered.as_str()) {
-            stale.push(name.clone());
+            stale.push(path.display().to_string());
         }
-        expected.insert(name);
+        expected.insert(path);
     }
-    // A CRD that is no longer generated must not linger in the chart.
-    let present: BTreeSet<String> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".yaml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    // A CRD that is no longer generated (or is in the wrong folder) must not linger in the chart.
+    let folders: BTreeSet<PathBuf> = crds().iter().map(chart_dir).collect();
+    let present: BTreeSet<PathBuf> = folders
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten())
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
     stale.extend(
         present
             .difference(&expected)
-            .map(|n| format!("{n} (not generated)")),
+            .map(|p| format!("{} (not generated)", p.display())),
     );
     assert!(
         stale.is_empty(),
-        "charts/sinew/crds differs from the Rust types in {stale:?}; run `{UPDATE}`"
+        "the chart's CRDs differ from the Rust types in {stale:?}; run `{UPDATE}`"
     );
 }
 

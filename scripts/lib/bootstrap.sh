@@ -69,11 +69,15 @@ sinew_apt_install() {
     ca-certificates "${need[@]}" >/dev/null
 }
 
-# Python tools the tests run (the fake Kubernetes API server, control-plane/tests/support/; the
-# Kubernetes schema check of injected pods, injector-webhook/tests/schema.rs), pinned: a new
-# version is a change reviewed like any other. kmock's own dependencies float except the two the
-# fake imports itself.
-SINEW_PY_TOOLS=(kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 kubernetes-validate==1.37.0)
+# Python tools the tests run, pinned: a new version is a change reviewed like any other. Their
+# own dependencies float, except those our test code imports itself.
+# - the fake Kubernetes API server (control-plane/tests/support/): kmock, aiohttp, jsonpatch;
+# - the injector's schema test (injector-webhook/tests/schema.rs): kubernetes-validate;
+# - the chart's tests (charts/tests/): helm-python-sdk (Helm 4's engine for lint and template,
+#   no helm binary), kubernetes-validate (Kubernetes' OpenAPI schemas), PyYAML, and
+#   common-expression-language (CEL, for the webhook's matchConditions).
+SINEW_PY_TOOLS=(kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48
+  helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.4 common-expression-language==0.10.0)
 
 # Sets SINEW_PYTHON to the python of a venv holding SINEW_PY_TOOLS: $SINEW_PY_VENV, default
 # ${CARGO_TARGET_DIR:-$SINEW_ROOT/target}/py-venv. Runs nothing but a file test when the venv

@@ -246,6 +246,9 @@ python3_with_venv() {
 esac'
 }
 
+# The pinned tool list, as the library has it.
+py_tools=$(bash -c '. "$1"; echo "${SINEW_PY_TOOLS[*]}"' _ "$lib")
+
 # Runs sinew_py_venv; extra NAME=VALUE arguments are added to the environment.
 run_venv() {
   rc=0
@@ -262,11 +265,12 @@ run_venv() {
 setup; python3_with_venv
 run_venv
 check "exit 0" test "$rc" -eq 0
+check "the tools are pinned" has "$py_tools" "kmock==0.8"
 check "says what it installs, and where" \
-  has "$out" "test: installing kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 kubernetes-validate==1.37.0 into $case_dir/root/target/py-venv"
+  has "$out" "test: installing $py_tools into $case_dir/root/target/py-venv"
 check "creates the venv under target" has "$(calls)" "python3 -m venv --clear $case_dir/root/target/py-venv"
-check "pip installs the pinned kmock" \
-  has "$(calls)" "venv-python -m pip install --quiet --disable-pip-version-check kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 kubernetes-validate==1.37.0"
+check "pip installs the pinned tools" \
+  has "$(calls)" "venv-python -m pip install --quiet --disable-pip-version-check $py_tools"
 check "gives the venv python" has "$out" "PYTHON=$case_dir/root/target/py-venv/bin/python"
 : >"$case_dir/calls"
 run_venv
@@ -293,7 +297,7 @@ finish "python3_without_venv_gets_python3_venv_from_apt"
 setup; python3_with_venv
 run_venv STUB_PIP_RC=1
 check "fails" test "$rc" -ne 0
-check "says pip failed, and the way out" has "$out" "test: pip could not install kmock==0.8 aiohttp==3.14.5 jsonpatch==1.48 kubernetes-validate==1.37.0 into $case_dir/root/target/py-venv (no internet? PIP_INDEX_URL"
+check "says pip failed, and the way out" has "$out" "test: pip could not install $py_tools into $case_dir/root/target/py-venv (no internet? PIP_INDEX_URL"
 : >"$case_dir/calls"
 run_venv
 check "the next run installs again" has "$(calls)" "venv-python -m pip install"

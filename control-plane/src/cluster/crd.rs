@@ -14,8 +14,9 @@
 //! - Every CRD has the `status` subresource, with Istio-shaped `conditions` (type, status,
 //!   reason, message, lastTransitionTime, observedGeneration), and the printer columns Istio's
 //!   own CRDs have (host or gateways and hosts, age).
-//! - [`to_yaml`] renders one CRD the way `charts/sinew/crds/` holds it (`tests/crds.rs`
-//!   regenerates those files and fails on any difference).
+//! - [`to_yaml`] renders one CRD the way the chart holds it: `charts/sinew/crds/` (sinew.dev)
+//!   and `charts/sinew/files/istio-crds/` (networking.istio.io) (`tests/crds.rs` regenerates
+//!   those files and fails on any difference).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -275,7 +276,7 @@ fn keep_others_status(crd: &mut CustomResourceDefinition) {
     }
 }
 
-/// The file name a CRD has in `charts/sinew/crds/`: its own name.
+/// The file name a CRD has in the chart: its own name.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
 }

@@ -61,6 +61,11 @@ pub const PROXY_PORTS: [u16; 6] = [
     15090,
 ];
 
+/// How long the fallback's `postStart` hold (`sinew-proxy wait`) waits for the proxy to be
+/// ready before the hook fails (the kubelet then kills the proxy container and restarts it). Written into the pod, so
+/// the hold does not depend on the proxy image's own default.
+pub const WAIT_TIMEOUT_SECONDS: u32 = 60;
+
 /// Env of the proxy container.
 pub const ENV_POD_NAME: &str = "SINEW_POD_NAME";
 pub const ENV_POD_NAMESPACE: &str = "SINEW_POD_NAMESPACE";

@@ -5,8 +5,9 @@
 //!   probe on `/healthz/ready`, so the kubelet starts the app's containers only once the proxy
 //!   has its certificate and first config, and stops the proxy after them (Jobs complete).
 //! - **Fallback** (`nativeSidecar: false`, API servers before 1.29): the first regular container,
-//!   with a `postStart` hook (`sinew-proxy wait`) that returns once the proxy is ready; the
-//!   kubelet starts the next container only after the hook, so the app still starts second.
+//!   with a `postStart` hook (`sinew-proxy wait`, polling `/healthz/ready` for up to 60 s) that
+//!   returns once the proxy is ready; the kubelet starts the next container only after the hook,
+//!   so the app still starts second.
 //! - Locked down: UID/GID 1337, non-root, read-only root filesystem (it writes only to its
 //!   emptyDir), no privilege escalation, every capability dropped, `RuntimeDefault` seccomp.
 //! - The bootstrap config (`SINEW_PROXY_CONFIG`) never holds the pod's name: a pod made by a
@@ -93,7 +94,7 @@ pub fn proxy_container(settings: &Settings, pod: &Effective, probers: Option<Str
         // The kubelet starts the next container only when this hook returns.
         let hold = LifecycleHandler {
             exec: Some(ExecAction {
-                command: Some(vec!["sinew-proxy".to_string(), "wait".to_string()]),
+                command: Some(wait_command()),
             }),
             ..LifecycleHandler::default()
         };
@@ -146,6 +147,17 @@ pub fn proxy_container(settings: &Settings, pod: &Effective, probers: Option<Str
         ]),
         ..Container::default()
     }
+}
+
+/// The fallback's `postStart` hook: `sinew-proxy wait` on the proxy's own readiness (the same
+/// port and path as the native sidecar's startup probe).
+pub fn wait_command() -> Vec<String> {
+    vec![
+        "sinew-proxy".to_string(),
+        "wait".to_string(),
+        format!("--url=http://127.0.0.1:{HEALTH_PORT}{HEALTH_PATH}"),
+        format!("--timeout-seconds={WAIT_TIMEOUT_SECONDS}"),
+    ]
 }
 
 /// The volumes the proxy mounts.

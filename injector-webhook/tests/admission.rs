@@ -344,7 +344,10 @@ fn the_fallback_puts_the_proxy_first_with_a_post_start_hold() {
     assert!(proxy.get("restartPolicy").is_none());
     assert_eq!(
         proxy["lifecycle"],
-        json!({"postStart": {"exec": {"command": ["sinew-proxy", "wait"]}}})
+        json!({"postStart": {"exec": {"command": [
+            "sinew-proxy", "wait",
+            "--url=http://127.0.0.1:15021/healthz/ready", "--timeout-seconds=60",
+        ]}}})
     );
     assert_eq!(
         pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],

@@ -8,7 +8,8 @@
 //! - [`config`]: the validated config model; [`ctx`]: what handlers share;
 //! - [`admin`], [`metrics`], [`drain`], [`conn_limit`], [`app`]: running the process;
 //! - [`app_health`]: the app's own probes, run for the kubelet (`/app-health/…` on 15020);
-//! - [`init`]: the iptables rules of `sinew-proxy init`.
+//! - [`init`]: the iptables rules of `sinew-proxy init`;
+//! - [`wait`]: `sinew-proxy wait`, the hold until the proxy is ready (the injector's fallback).
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod outbound;
 pub mod tls;
 pub mod traffic;
 pub mod transport;
+pub mod wait;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -1,4 +1,5 @@
-//! The `sinew-proxy` binary: `run` the sidecar, or `init` the pod's interception rules.
+//! The `sinew-proxy` binary: `run` the sidecar, `init` the pod's interception rules, or `wait`
+//! until the sidecar is ready.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,8 @@ enum Command {
     Run(RunArgs),
     /// Install the pod's traffic interception rules (iptables nat), or remove them with --cleanup.
     Init(sinew_proxy::init::InitArgs),
+    /// Return once the proxy answers its readiness URL with 200; exit status 1 after --timeout-seconds.
+    Wait(sinew_proxy::wait::WaitArgs),
 }
 
 #[derive(clap::Args)]
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::Run(args) => run(args),
         Command::Init(args) => sinew_proxy::init::run(&args),
+        Command::Wait(args) => sinew_proxy::wait::run(&args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,8 +1,13 @@
-//! The `sinew-proxy` binary itself: what an operator sees when start-up fails.
+//! The `sinew-proxy` binary itself: what an operator sees when start-up fails, and `wait`, the
+//! injector's `postStart` hold, against real loopback servers and a real `run`.
 
+use serde_json::json;
 use sinew_proxy::testing::{TempDir, TestCa};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 fn run(config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
@@ -162,4 +167,220 @@ fn a_malformed_sinew_app_probers_stops_start_up_naming_the_entry() {
         line.contains(r#"SINEW_APP_PROBERS["/app-health/web/livez"]: httpGet.port"#),
         "{line}"
     );
+}
+
+/// `sinew-proxy wait` with `args`.
+fn wait(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
+        .arg("wait")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A readiness endpoint on 127.0.0.1, served from a thread for the rest of the test process:
+/// the n-th `GET /healthz/ready` (from 1) is answered `status(n)`. Its port, and how many such
+/// requests it has answered.
+fn readiness_server(status: fn(u32) -> u16) -> (u16, Arc<AtomicU32>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU32::new(0));
+    let answered = count.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if !head.starts_with(b"GET /healthz/ready HTTP/1.1\r\n") {
+                continue;
+            }
+            let code = status(answered.fetch_add(1, Ordering::SeqCst) + 1);
+            let _ = write!(
+                tcp,
+                "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                if code == 200 {
+                    "OK"
+                } else {
+                    "Service Unavailable"
+                }
+            );
+        }
+    });
+    (port, count)
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process, killed when the test ends however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn wait_exits_0_once_the_url_answers_200() {
+    let (port, answered) = readiness_server(|n| if n < 3 { 503 } else { 200 });
+    let url = format!("--url=http://127.0.0.1:{port}/healthz/ready");
+    let out = wait(&[&url, "--interval-millis=10", "--timeout-seconds=30"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "", "nothing to say when ready");
+    assert_eq!(answered.load(Ordering::SeqCst), 3, "polled until the 200");
+}
+
+#[test]
+fn wait_gives_up_at_its_timeout_with_one_line_naming_the_url_and_the_last_answer() {
+    let (port, answered) = readiness_server(|_| 503);
+    let url = format!("http://127.0.0.1:{port}/healthz/ready");
+    let out = wait(&[
+        &format!("--url={url}"),
+        "--timeout-seconds=1",
+        "--interval-millis=100",
+    ]);
+    let line = one_line_failure(&out);
+    // How many attempts fit in the second is the paused-time unit tests' business; here, that
+    // the line counts the ones the server answered.
+    let attempts = answered.load(Ordering::SeqCst);
+    assert!(attempts > 1, "it polled: {attempts}");
+    assert!(
+        line.contains(&format!(
+            "not ready after 1s ({attempts} attempts): GET {url} answered 503 Service Unavailable; "
+        )),
+        "{line}"
+    );
+
+    // Nothing listening: said as plainly.
+    let port = free_port();
+    let out = wait(&[
+        &format!("--url=http://127.0.0.1:{port}/healthz/ready"),
+        "--timeout-seconds=1",
+    ]);
+    let line = one_line_failure(&out);
+    assert!(
+        line.contains(&format!("connect to 127.0.0.1:{port}")),
+        "{line}"
+    );
+    assert!(line.contains("is `sinew-proxy run` running"), "{line}");
+}
+
+#[test]
+fn wait_refuses_a_url_it_cannot_use_before_trying() {
+    for (url, says) in [
+        ("https://127.0.0.1:15021/healthz/ready", "only http://"),
+        ("http://127.0.0.1:70000/healthz/ready", "is not a port"),
+    ] {
+        let out = wait(&[&format!("--url={url}"), "--timeout-seconds=60"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+    }
+    let out = wait(&["--interval-millis=0"]);
+    assert_eq!(out.status.code(), Some(2), "no busy loop on request");
+}
+
+#[test]
+fn the_injected_post_start_hook_holds_until_the_proxy_beside_it_is_ready() {
+    // The hook exactly as the injector writes it in the fallback (a regular container).
+    let settings = sinew_injector::Settings::from_yaml("nativeSidecar: false\n").expect("valid");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"containers": [{"name": "web", "image": "web:1"}]}
+    });
+    let sinew_injector::Injected::Changed { object, .. } =
+        sinew_injector::inject_object(&pod, &settings)
+    else {
+        panic!("the pod is injected");
+    };
+    let sidecar = &object["spec"]["containers"][0];
+    assert_eq!(sidecar["name"], "sinew-proxy");
+    let hook: Vec<String> =
+        serde_json::from_value(sidecar["lifecycle"]["postStart"]["exec"]["command"].clone())
+            .expect("an exec hook");
+    assert_eq!(
+        hook[0], "sinew-proxy",
+        "the binary's name on the image's PATH"
+    );
+
+    // In a pod it asks 127.0.0.1:15021; here the proxy's health endpoint is on a free port.
+    let health = free_port();
+    let in_pod = "http://127.0.0.1:15021/healthz/ready";
+    let args: Vec<String> = hook[1..]
+        .iter()
+        .map(|a| a.replace(in_pod, &format!("http://127.0.0.1:{health}/healthz/ready")))
+        .collect();
+    assert_ne!(args, hook[1..], "the hook names {in_pod}: {hook:?}");
+
+    let dir = TempDir::new("binary-hold");
+    let files = TestCa::new("binary-hold").write_workload(
+        dir.path(),
+        "web",
+        "spiffe://cluster.local/ns/shop/sa/web",
+    );
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls: {{certFile: '{}', keyFile: '{}', trustBundleFile: '{}'}}\n\
+             listeners: [{{name: in, address: '127.0.0.1:0', direction: INBOUND, appPort: 8080}}]\n\
+             admin: {{adminAddress: '127.0.0.1:0', healthAddress: '127.0.0.1:{health}', metricsAddress: '127.0.0.1:0'}}\n",
+            files.cert.display(),
+            files.key.display(),
+            files.bundle.display(),
+        ),
+    )
+    .unwrap();
+
+    // The hook starts first, as the kubelet runs it right after starting the container: its
+    // first attempts are refused.
+    let hold = Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hook runs");
+    let _proxy = Running(
+        Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("SINEW_CONFIG")
+            .env_remove("SINEW_PROXY_CONFIG")
+            .env_remove("SINEW_APP_PROBERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the proxy runs"),
+    );
+    let out = hold.wait_with_output().expect("the hook ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the hook returns once ready: {stderr}"
+    );
+    // What it waited for is there: the proxy's own readiness answers 200.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", health)).unwrap();
+    tcp.write_all(b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -28,11 +28,13 @@ RUN cargo build --release --locked -p sinewctl --bin sinewctl
 # The sidecar, and its init step (`sinew-proxy init` installs the pod's iptables rules, so the
 # image carries Debian's iptables: iptables-nft by default, iptables-legacy beside it). That
 # needs a real userland (libnftnl, libmnl, xtables modules), hence Debian slim rather than
-# distroless. It runs as UID/GID 1337: the UID the interception rules exempt. The injected init
-# container alone runs as root, set by its securityContext, not here.
+# distroless. ca-certificates: a DestinationRule with `tls.mode: SIMPLE` and no caCertificates
+# verifies the server against /etc/ssl/certs/ca-certificates.crt. It runs as UID/GID 1337: the
+# UID the interception rules exempt. The injected init container alone runs as root, set by its
+# securityContext, not here. proxy/tests/image.rs checks this stage against the injector.
 FROM debian:bookworm-slim AS proxy
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables \
+ && apt-get install -y --no-install-recommends iptables ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build-proxy /src/target/release/sinew-proxy /usr/local/bin/sinew-proxy
 USER 1337:1337

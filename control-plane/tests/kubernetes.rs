@@ -591,6 +591,18 @@ async fn the_injector_answers_over_tls_trusted_through_the_ca_bundle_it_set() {
         "sinew-control-plane.sinew-system.svc:15012"
     );
     sinew_proxy::config::Config::from_proto(message).expect("the proxy accepts it");
+    // And the app's probe, as the proxy's prober will run it: the named port resolved.
+    let probers = kubelet_env(proxy, "web-6b7c9d-q8z2m", "shop", "SINEW_APP_PROBERS");
+    let probers = sinew_proxy::app_health::spec::Probers::parse(&probers)
+        .unwrap_or_else(|e| panic!("the proxy accepts SINEW_APP_PROBERS: {e}: {probers}"));
+    let readyz = probers.get("/app-health/web/readyz").expect("the probe");
+    let sinew_proxy::app_health::spec::Action::Http(get) = &readyz.action else {
+        panic!("an HTTP probe: {readyz:?}");
+    };
+    assert_eq!(
+        (get.port, get.path.as_str(), get.https),
+        (8080, "/ready", false)
+    );
 
     // A namespace the registry knows without the label: checked again here, not injected.
     let text = webhook_call(
@@ -643,21 +655,12 @@ async fn the_injector_answers_over_tls_trusted_through_the_ca_bundle_it_set() {
 /// The value of env `name` of `container` as the kubelet hands it to the process: downward-API
 /// fields filled in for pod `pod` in `namespace`, `$(VAR)` references expanded in order.
 fn kubelet_env(container: &Value, pod: &str, namespace: &str, name: &str) -> String {
-    let mut vars = std::collections::BTreeMap::new();
-    for e in container["env"].as_array().into_iter().flatten() {
-        let key = e["name"].as_str().unwrap_or_default().to_string();
-        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some("metadata.name") => pod.to_string(),
-            Some("metadata.namespace") => namespace.to_string(),
-            Some(_) => "10.0.0.1".to_string(),
-            None => sinew_injector::sidecar::kubelet_expand(
-                e["value"].as_str().unwrap_or_default(),
-                &vars,
-            ),
-        };
-        vars.insert(key, value);
-    }
-    vars.remove(name)
+    let mut env = sinew_injector::sidecar::kubelet_env(container, |path| match path {
+        "metadata.name" => pod.to_string(),
+        "metadata.namespace" => namespace.to_string(),
+        _ => "10.0.0.1".to_string(),
+    });
+    env.remove(name)
         .unwrap_or_else(|| panic!("no env {name} in {container}"))
 }
 

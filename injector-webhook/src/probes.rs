@@ -13,12 +13,14 @@
 //!   to numbers as the kubelet resolves them (the container's own port of that name, else the
 //!   name read as a number).
 //! - Left alone: `exec` probes; probes with a `host` (they do not go to the pod's address, so
-//!   interception never sees them); probes of the proxy's own ports; probes whose named port
-//!   cannot be resolved (a warning: the kubelet fails them too).
+//!   interception never sees them); probes of the proxy's own ports; with a warning, probes whose
+//!   named port cannot be resolved (the kubelet fails them too), and `httpGet` probes the prober
+//!   could not send as the kubelet would (see [`unsendable`]): whatever Kubernetes lets through,
+//!   the proxy accepts the `SINEW_APP_PROBERS` it is given.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -63,6 +65,10 @@ pub struct Header {
     pub name: String,
     pub value: String,
 }
+
+/// Longer `httpGet` paths are left to the kubelet: a request line the prober can always build
+/// (percent-encoding may triple it) and no app's health check needs more.
+pub const MAX_PATH: usize = 4096;
 
 /// The three probes and the path segment each is served under.
 const KINDS: [(&str, &str); 3] = [
@@ -124,6 +130,9 @@ fn original(probe: &Probe, container: &Container) -> Result<Option<Action>, Stri
         if http.host.as_deref().is_some_and(|h| !h.is_empty()) {
             return Ok(None);
         }
+        if let Some(why) = unsendable(http) {
+            return Err(why);
+        }
         let Some(port) = resolve(&http.port, container)? else {
             return Ok(None);
         };
@@ -167,6 +176,43 @@ fn original(probe: &Probe, container: &Container) -> Result<Option<Action>, Stri
         }));
     }
     Ok(None)
+}
+
+/// Why the prober could not send this `httpGet` as the kubelet would, if so. Such a probe stays
+/// as written: the API server then refuses what Kubernetes does not accept (a scheme other than
+/// `HTTP`/`HTTPS`, a header name that is not a token), and the kubelet fails what it cannot send
+/// (a control character in a header value), as without the mesh; a rewritten one would instead
+/// stop the proxy from starting.
+fn unsendable(http: &HTTPGetAction) -> Option<String> {
+    let shown = |s: &str| s.chars().take(64).collect::<String>();
+    if let Some(scheme) = http.scheme.as_deref()
+        && !matches!(scheme, "HTTP" | "HTTPS")
+    {
+        return Some(format!("scheme {:?} is not HTTP or HTTPS", shown(scheme)));
+    }
+    if http.path.as_ref().is_some_and(|p| p.len() > MAX_PATH) {
+        return Some(format!("its path is longer than {MAX_PATH} bytes"));
+    }
+    for h in http.http_headers.iter().flatten() {
+        if h.name.is_empty() || !h.name.bytes().all(is_token_byte) {
+            return Some(format!("{:?} is not an HTTP header name", shown(&h.name)));
+        }
+        if h.value
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Some(format!(
+                "the value of header {} has a control character, which the kubelet cannot send either",
+                shown(&h.name)
+            ));
+        }
+    }
+    None
+}
+
+/// RFC 9110 `tchar`: what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The port number, as the kubelet finds it: a number, or the container's port of that name,

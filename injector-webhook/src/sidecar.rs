@@ -297,6 +297,25 @@ pub fn kubelet_expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The environment a container's process gets from the kubelet: each `valueFrom.fieldRef` from
+/// `field` (given its field path), each `value` with `$(NAME)` expanded from the variables
+/// defined before it. For tests that run the proxy with what a pod would give it.
+pub fn kubelet_env(
+    container: &serde_json::Value,
+    field: impl Fn(&str) -> String,
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default().to_string();
+        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some(path) => field(path),
+            None => kubelet_expand(e["value"].as_str().unwrap_or_default(), &vars),
+        };
+        vars.insert(name, value);
+    }
+    vars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

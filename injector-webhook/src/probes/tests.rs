@@ -102,6 +102,54 @@ fn a_named_port_the_container_lacks_is_a_warning_and_a_numeric_name_a_number() {
 }
 
 #[test]
+fn a_probe_the_prober_could_not_send_as_the_kubelet_would_is_left_as_written_with_a_warning() {
+    let long_path = format!("/{}", "a".repeat(MAX_PATH));
+    for (probe, why) in [
+        (
+            json!({"httpGet": {"path": "/", "port": 8080, "scheme": "http"}}),
+            "scheme \"http\" is not HTTP or HTTPS",
+        ),
+        (
+            json!({"httpGet": {"path": "/", "port": 8080, "httpHeaders": [{"name": "X Probe", "value": "1"}]}}),
+            "\"X Probe\" is not an HTTP header name",
+        ),
+        (
+            json!({"httpGet": {"path": "/", "port": 8080, "httpHeaders": [{"name": "", "value": "1"}]}}),
+            "\"\" is not an HTTP header name",
+        ),
+        (
+            json!({"httpGet": {"path": "/", "port": 8080, "httpHeaders": [{"name": "X-Probe", "value": "a\r\nX-Injected: 1"}]}}),
+            "the value of header X-Probe has a control character, which the kubelet cannot send either",
+        ),
+        (
+            json!({"httpGet": {"path": long_path, "port": 8080}}),
+            "its path is longer than 4096 bytes",
+        ),
+    ] {
+        let original = json!({"name": "app", "readinessProbe": probe});
+        let (c, probers, warnings) = run(original.clone());
+        assert_eq!(c, original, "{why}");
+        assert!(probers.is_empty(), "{why}");
+        assert_eq!(
+            warnings,
+            [format!(
+                "container app readinessProbe is not rewritten: {why}"
+            )]
+        );
+    }
+    // What Kubernetes accepts and the kubelet sends is rewritten: bytes past ASCII in a header
+    // value, a path the proxy percent-encodes, the longest path, a tab.
+    let (_, probers, warnings) = run(json!({
+        "name": "app",
+        "livenessProbe": {"httpGet": {"path": "/santé check", "port": 8080, "scheme": "HTTPS",
+            "httpHeaders": [{"name": "X-User", "value": "José\tMaría"}]}},
+        "readinessProbe": {"httpGet": {"path": format!("/{}", "a".repeat(MAX_PATH - 1)), "port": 8080}}
+    }));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(probers.len(), 2);
+}
+
+#[test]
 fn the_prober_json_round_trips() {
     let prober = AppProber {
         action: Action::HttpGet {

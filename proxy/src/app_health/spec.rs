@@ -4,8 +4,10 @@
 //! named ports already resolved to numbers.
 //!
 //! Promises: [`Probers::parse`] either returns probes that can all be run as written (a port,
-//! a valid path, header names and values, a timeout) or an error naming the entry and the field
-//! that is wrong. Unknown fields are errors, except the probe's timing fields, which belong to
+//! a path, header names and values, a timeout) or an error naming the entry and the field that
+//! is wrong. What Kubernetes accepts and the kubelet can send is accepted: a path's bytes that a
+//! request target cannot carry are sent percent-encoded (as the kubelet does), header values
+//! may hold bytes past ASCII. Unknown fields are errors, except the probe's timing fields, which belong to
 //! the kubelet and are ignored here.
 
 use http::uri::PathAndQuery;
@@ -223,9 +225,16 @@ fn http_get(raw: RawHttpGet) -> Result<HttpGet, String> {
     } else {
         format!("/{}", raw.path)
     };
-    let path: PathAndQuery = path
-        .parse()
-        .map_err(|e| format!("httpGet.path: {path:?}: {e}"))?;
+    // Kubernetes takes any string as a path, and the kubelet (Go's url.URL) sends what a request
+    // target cannot carry percent-encoded; so does the prober, rather than refusing to start or
+    // sending raw bytes past ASCII (which `PathAndQuery` would take).
+    let path: PathAndQuery =
+        percent_encode_refused(&path)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| {
+                let shown: String = path.chars().take(64).collect();
+                format!("httpGet.path: {shown:?} ({} bytes): {e}", path.len())
+            })?;
     let host = match raw.host.as_str() {
         "" => None,
         h => {
@@ -247,8 +256,13 @@ fn http_get(raw: RawHttpGet) -> Result<HttpGet, String> {
             let shown: String = h.name.chars().take(64).collect();
             format!("httpGet.httpHeaders[{i}].name: {shown:?} is not a header name")
         })?;
-        let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| format!("httpGet.httpHeaders[{i}].value: not a valid header value"))?;
+        // Bytes past ASCII are fine (Kubernetes allows any string, and the kubelet sends them
+        // as they are); control characters other than tab are not.
+        let value = HeaderValue::from_bytes(h.value.as_bytes()).map_err(|_| {
+            format!(
+                "httpGet.httpHeaders[{i}].value: not a valid header value (a control character)"
+            )
+        })?;
         headers.push((name, value));
     }
     Ok(HttpGet {
@@ -258,6 +272,20 @@ fn http_get(raw: RawHttpGet) -> Result<HttpGet, String> {
         host,
         headers,
     })
+}
+
+/// `path` with every byte a request target cannot carry as it is written `%XX`: controls,
+/// space, bytes past ASCII, and `"` `<` `>` `\` `^` `{` `|` `}` and the backtick.
+fn percent_encode_refused(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A port number (named ports are the injector's to resolve).

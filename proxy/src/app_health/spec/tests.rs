@@ -135,11 +135,6 @@ fn each_mistake_names_its_entry_and_field() {
             "FTP",
         ),
         (
-            r#"{"/app-health/web/livez": {"httpGet": {"port": 1, "path": "/a b"}}}"#,
-            "httpGet.path",
-            "/a b",
-        ),
-        (
             r#"{"/app-health/web/livez": {"httpGet": {"port": 1, "host": "a b"}}}"#,
             "httpGet.host",
             "a b",
@@ -244,4 +239,48 @@ fn hostile_values_are_errors_never_panics() {
     );
     let (_, reason) = entry_error(&huge_header);
     assert!(reason.contains("httpHeaders[0].name"), "{reason}");
+    // A path no request line can carry: an error of one short line, not the path again.
+    let huge_path = format!(
+        r#"{{"/app-health/a/livez": {{"httpGet": {{"port": 1, "path": "/{}"}}}}}}"#,
+        "é".repeat(40_000)
+    );
+    let (_, reason) = entry_error(&huge_path);
+    assert!(reason.starts_with("httpGet.path: "), "{reason}");
+    assert!(reason.contains("(80001 bytes)"), "{reason}");
+    assert!(reason.len() < 300, "{reason}");
+}
+
+#[test]
+fn what_kubernetes_accepts_and_the_kubelet_sends_is_accepted_as_the_kubelet_sends_it() {
+    let probers = Probers::parse(
+        r#"{
+        "/app-health/a/livez": {"httpGet": {"port": 1, "path": "/health check?verbose=1 2"}},
+        "/app-health/a/readyz": {"httpGet": {"port": 1, "path": "/santé/<id>|\"x\"\u0001"}},
+        "/app-health/b/readyz": {"httpGet": {"port": 1, "path": "/café/{id}"}},
+        "/app-health/a/startupz": {"httpGet": {"port": 1, "path": "/ok!$&'()*+,;=:@%41~",
+            "httpHeaders": [{"name": "X-User", "value": "José\tMaría"}]}}
+    }"#,
+    )
+    .expect("accepted");
+    let get = |path: &str| match &probers.get(path).expect(path).action {
+        Action::Http(get) => get,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        get("/app-health/a/livez").path.as_str(),
+        "/health%20check?verbose=1%202"
+    );
+    assert_eq!(
+        get("/app-health/a/readyz").path.as_str(),
+        "/sant%C3%A9/%3Cid%3E%7C%22x%22%01"
+    );
+    // Even where `PathAndQuery` would take them raw, as the kubelet sends them.
+    assert_eq!(
+        get("/app-health/b/readyz").path.as_str(),
+        "/caf%C3%A9/%7Bid%7D"
+    );
+    // A path the grammar takes is sent as written, escapes included.
+    let startup = get("/app-health/a/startupz");
+    assert_eq!(startup.path.as_str(), "/ok!$&'()*+,;=:@%41~");
+    assert_eq!(startup.headers[0].1.as_bytes(), "José\tMaría".as_bytes());
 }

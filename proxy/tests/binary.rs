@@ -1,13 +1,16 @@
 //! The `sinew-proxy` binary itself: what an operator sees when start-up fails, and `wait`, the
 //! injector's `postStart` hold, against real loopback servers and a real `run`.
 
+mod support;
+
 use serde_json::json;
 use sinew_proxy::testing::{TempDir, TestCa};
 use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use support::process::{Running, free_port};
 
 fn run(config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
@@ -214,25 +217,6 @@ fn readiness_server(status: fn(u32) -> u16) -> (u16, Arc<AtomicU32>) {
         }
     });
     (port, count)
-}
-
-/// A loopback port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process, killed when the test ends however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

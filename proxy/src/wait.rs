@@ -11,7 +11,8 @@
 //! - It ends by its deadline: `Ok` with the number of attempts, or [`NotReady`] (one line: how
 //!   long it waited, what the last attempt saw, and where to look). Nothing it opens outlives the
 //!   call; the body of an answer is never read.
-//! - A URL it cannot use (not `http://`, no host, user info) is refused before any attempt.
+//! - A URL it cannot use (not `http://`, no host, user info, a port that is not 1-65535) is
+//!   refused before any attempt.
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;

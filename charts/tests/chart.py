@@ -39,7 +39,7 @@ CUSTOM = {
         'initResources': {'requests': {'cpu': '20m', 'memory': '16Mi', 'ephemeral-storage': '1Mi'},
                           'limits': {'cpu': '200m', 'memory': '64Mi'}},
     },
-    'tracing': {'sampling': 0.25},
+    'tracing': {'sampling': 12.5},
     'meshAddressRanges': {'serviceCIDRs': ['10.96.0.0/12', 'fd00:10:96::/112'], 'podCIDRs': ['10.244.0.0/16']},
     'istioCRDs': {'enabled': False},
     'injector': {'failurePolicy': 'Ignore'},

@@ -116,7 +116,8 @@ class ValuesSchemaTest(unittest.TestCase):
     def test_a_wrong_type_or_value_is_refused(self):
         for values, where in [
             ({'proxy': {'nativeSidecar': 'false'}}, 'nativeSidecar'),
-            ({'tracing': {'sampling': 1.5}}, 'sampling'),
+            ({'tracing': {'sampling': 100.5}}, 'sampling'),
+            ({'tracing': {'sampling': -1}}, 'sampling'),
             ({'tracing': {'endpoint': 'collector:4317'}}, 'endpoint'),
             ({'meshAddressRanges': {'podCIDRs': ['10.244.0.0']}}, 'podCIDRs'),
             ({'meshAddressRanges': {'podCIDRs': ['10.244.0.0/33']}}, 'podCIDRs'),
@@ -375,7 +376,7 @@ class InjectorConfigTest(unittest.TestCase):
             'proxyResources': {'requests': {'cpu': '50m', 'memory': '64Mi'}, 'limits': {'cpu': '1', 'memory': '512Mi'}},
             'initResources': {'requests': {'cpu': '20m', 'memory': '16Mi', 'ephemeral-storage': '1Mi'},
                               'limits': {'cpu': '200m', 'memory': '64Mi'}},
-            'tracing': {'endpoint': 'http://sinew-jaeger.sinew-system.svc:4317', 'sampling': 0.25},
+            'tracing': {'endpoint': 'http://sinew-jaeger.sinew-system.svc:4317', 'sampling': 12.5},
             'meshAddressRanges': ['10.96.0.0/12', 'fd00:10:96::/112', '10.244.0.0/16'],
         })
 

@@ -20,8 +20,8 @@ import chart
 from chart import CUSTOM, documents, find
 
 MATRIX = os.path.join(chart.REPO, 'injector-webhook', 'tests', 'fixtures', 'selector-matrix.yaml')
-REASONS = {'namespace-not-labelled', 'system-namespace', 'opted-out-by-label', 'opted-out-by-annotation',
-           'host-network'}
+REASONS = {'namespace-not-labelled', 'istio-namespace', 'system-namespace', 'opted-out-by-label',
+           'opted-out-by-annotation', 'host-network'}
 
 
 def selector_matches(selector, labels):

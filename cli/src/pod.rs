@@ -27,29 +27,6 @@ pub const PROXY_UID: u32 = 1337;
 pub const DEFAULT_APP_UID: u32 = 65534;
 /// Pod annotation choosing what the sidecar accepts inbound: `PERMISSIVE` (default) or `STRICT`.
 pub const INBOUND_MODE_ANNOTATION: &str = "sinew.dev/inbound-mode";
-/// Istio's interception annotations, passed to `sinew-proxy init`.
-const INIT_ANNOTATIONS: [(&str, &str); 5] = [
-    (
-        "traffic.sidecar.istio.io/includeInboundPorts",
-        "--inbound-ports",
-    ),
-    (
-        "traffic.sidecar.istio.io/excludeInboundPorts",
-        "--exclude-inbound-ports",
-    ),
-    (
-        "traffic.sidecar.istio.io/excludeOutboundPorts",
-        "--exclude-outbound-ports",
-    ),
-    (
-        "traffic.sidecar.istio.io/includeOutboundIPRanges",
-        "--outbound-cidrs",
-    ),
-    (
-        "traffic.sidecar.istio.io/excludeOutboundIPRanges",
-        "--exclude-outbound-cidrs",
-    ),
-];
 const HEALTH_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15021);
 /// When a proxy that is still not ready is reported as a problem.
 const PROXY_READY_REPORT: Duration = Duration::from_secs(30);
@@ -98,6 +75,9 @@ pub struct Plan {
     pub service_account: String,
     pub labels: BTreeMap<String, String>,
     pub strict: bool,
+    /// `sinew-proxy`'s arguments for the interception rules (`init` and its flags): the
+    /// injector's, from the pod's `traffic.sidecar.istio.io/*` annotations, as the `sinew-init`
+    /// container gets them in a cluster. Empty when the pod is not meshed.
     pub init_args: Vec<String>,
     pub user: (u32, u32),
     pub containers: Vec<Spec>,
@@ -121,11 +101,9 @@ impl Handle {
 
 /// Local mode's injection decision: whether `pod` (in `namespace`) gets a sidecar.
 ///
-/// Today this is the registry's rule, [`PodEntry::meshed`] (namespace label
-/// `sinew-injection=enabled`; not with `sinew.dev/inject: "false"` on the pod; never for
-/// `hostNetwork`), which the control plane applies to the same files, so both sides agree. When
-/// the `sinew-injector` crate lands, its decision on `pod.object` and the namespace replaces this
-/// one line, and local mode keeps one source of truth with the webhook.
+/// The registry's [`PodEntry::meshed`], which is the injector's own rule
+/// (`sinew_injector::decide` on the pod and its namespace's labels), so local mode, the control
+/// plane reading the same files and the webhook in a cluster all agree.
 pub fn injects_sidecar(pod: &PodEntry, namespace: Option<&NamespaceEntry>) -> bool {
     // The namespace is what the injector's decision reads; the registry already folded it in.
     let _ = namespace;
@@ -158,12 +136,16 @@ pub fn plan(
             pod.name
         ),
     };
-    let mut init_args = Vec::new();
-    for (annotation, flag) in INIT_ANNOTATIONS {
-        if let Some(v) = pod.annotations.get(annotation) {
-            init_args.push(format!("{flag}={v}"));
-        }
-    }
+    // Checked as the webhook checks them (a bad value refuses the pod, naming the annotation),
+    // and only for a pod that gets the sidecar, as there.
+    let init_args = if meshed {
+        sinew_injector::init::flags(&pod.annotations, &mut warnings).map_err(|problems| {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("Pod {:?}: {}", pod.name, problems.join("; "))
+        })?
+    } else {
+        Vec::new()
+    };
     // IDs are checked: `-1` or `2^32` would reach setpriv as "no change" or 0, i.e. root.
     let id = |value: Option<i64>, what: &str| -> anyhow::Result<Option<u32>> {
         value
@@ -586,7 +568,6 @@ async fn set_up(plan: &Plan, env: &Env) -> anyhow::Result<()> {
             "exec".into(),
             plan.netns.clone(),
             env.proxy_bin.display().to_string(),
-            "init".into(),
         ];
         args.extend(plan.init_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -769,7 +750,7 @@ mod tests {
             plan.identity.as_deref(),
             Some("spiffe://cluster.local/ns/default/sa/default")
         );
-        assert_eq!(plan.init_args, ["--exclude-outbound-ports=5432"]);
+        assert_eq!(plan.init_args, ["init", "--exclude-outbound-ports=5432"]);
         assert_eq!(plan.user, (1000, 1000));
         assert_eq!(
             plan.containers.len(),
@@ -793,6 +774,67 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("sidecar-image-only"))
         );
+    }
+
+    #[test]
+    fn interception_annotations_become_the_injectors_init_flags() {
+        let annotations = "{traffic.sidecar.istio.io/includeInboundPorts: '8080, 9090', \
+             traffic.sidecar.istio.io/excludeInboundPorts: '8081', \
+             traffic.sidecar.istio.io/excludeOutboundPorts: '5432', \
+             traffic.sidecar.istio.io/includeOutboundIPRanges: '*', \
+             traffic.sidecar.istio.io/excludeOutboundIPRanges: '10.0.0.0/8,169.254.169.254', \
+             traffic.sidecar.istio.io/excludeInterfaces: eth1}";
+        let pod = |ns: &str| {
+            format!(
+                "{NS}apiVersion: v1\nkind: Namespace\nmetadata: {{name: plain}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: {ns}, annotations: {annotations}}}\n\
+                 spec: {{containers: [{{name: a, command: [x]}}]}}\n"
+            )
+        };
+        let plan = plan_of(&pod("default")).unwrap();
+        assert_eq!(
+            plan.init_args,
+            [
+                "init",
+                "--inbound-ports=8080, 9090",
+                "--exclude-inbound-ports=8081",
+                "--exclude-outbound-ports=5432",
+                "--outbound-cidrs=*",
+                "--exclude-outbound-cidrs=10.0.0.0/8,169.254.169.254",
+            ]
+        );
+        // The injector's words for what it does not implement, as the webhook warns.
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("excludeInterfaces is not supported")),
+            "{:?}",
+            plan.warnings
+        );
+        let unmeshed = plan_of(&pod("plain")).unwrap();
+        assert!(!unmeshed.meshed);
+        assert!(unmeshed.init_args.is_empty());
+        assert!(unmeshed.warnings.is_empty(), "{:?}", unmeshed.warnings);
+    }
+
+    #[test]
+    fn a_bad_interception_annotation_refuses_a_meshed_pod_naming_it() {
+        let pod = |ns: &str| {
+            format!(
+                "{NS}apiVersion: v1\nkind: Namespace\nmetadata: {{name: plain}}\n---\n\
+                 apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: {ns}, annotations: \
+                 {{traffic.sidecar.istio.io/excludeOutboundPorts: '5432,70000'}}}}\n\
+                 spec: {{containers: [{{name: a, command: [x]}}]}}\n"
+            )
+        };
+        let err = plan_of(&pod("default")).unwrap_err().to_string();
+        assert!(
+            err.contains("annotation traffic.sidecar.istio.io/excludeOutboundPorts")
+                && err.contains("\"70000\" is not a port"),
+            "{err}"
+        );
+        // No sidecar, no interception: the annotation means nothing there.
+        assert!(plan_of(&pod("plain")).is_ok());
     }
 
     #[test]

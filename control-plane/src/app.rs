@@ -76,6 +76,8 @@ pub struct ControlPlane {
     monitoring: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     serving: Arc<server::serving_cert::ServingCert>,
+    /// The webhooks' listener (Kubernetes source only, hence only with that feature).
+    #[cfg(feature = "kubernetes")]
     webhook: Option<TcpListener>,
     /// What the webhook listener answers (the injector reads namespace labels from the registry).
     #[cfg(feature = "kubernetes")]
@@ -142,8 +144,8 @@ impl ControlPlane {
             .await
             .with_context(|| format!("cannot listen on {}", o.monitoring))?;
         let grpc_addr = grpc.local_addr()?;
+        #[cfg(feature = "kubernetes")]
         let webhook = match (&o.source, o.webhook) {
-            #[cfg(feature = "kubernetes")]
             (Source::Kubernetes(_), Some(addr)) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -211,7 +213,11 @@ impl ControlPlane {
         Ok(Self {
             grpc_addr,
             monitoring_addr: monitoring.local_addr()?,
+            #[cfg(feature = "kubernetes")]
             webhook_addr: webhook.as_ref().map(TcpListener::local_addr).transpose()?,
+            #[cfg(not(feature = "kubernetes"))]
+            webhook_addr: None,
+            #[cfg(feature = "kubernetes")]
             webhook,
             #[cfg(feature = "kubernetes")]
             webhooks,

@@ -8,9 +8,10 @@
 //! 4. a pod that already has the sidecar (annotation `sinew.dev/status` or a `sinew-proxy`
 //!    container) is left as it is: injection is idempotent;
 //! 5. a pod that already has Istio's sidecar (`istio-proxy`) is Istio's;
-//! 6. when the namespace's labels are known: a namespace labelled for Istio (`istio-injection`
-//!    or `istio.io/rev`) is Istio's, even if also labelled for Sinew (two sidecars would fight
-//!    over the same iptables rules); otherwise the namespace must be labelled
+//! 6. when the namespace's labels are known: a namespace Istio injects (`istio-injection=enabled`,
+//!    or `istio.io/rev` with any value) is Istio's, even if also labelled for Sinew (two sidecars
+//!    would fight over the same iptables rules); `istio-injection` with any other value
+//!    (`disabled`) is not Istio's. Otherwise the namespace must be labelled
 //!    `sinew-injection=enabled`. `sinew.dev/inject: "true"` on a pod is not enough without it.
 //!
 //! When the labels are not known ([`Namespace::labels`] is `None`: the webhook's API server has
@@ -26,8 +27,12 @@ use crate::contract::{INJECT_KEY, INJECTION_LABEL, PROXY_CONTAINER, STATUS_ANNOT
 
 /// Namespaces whose pods never get a sidecar.
 pub const SYSTEM_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
-/// Istio's namespace labels: where either is set, Istio injects.
-pub const ISTIO_NAMESPACE_LABELS: [&str; 2] = ["istio-injection", "istio.io/rev"];
+/// Istio's legacy namespace label: the namespace is Istio's when it says `enabled`.
+pub const ISTIO_INJECTION_LABEL: (&str, &str) = ("istio-injection", "enabled");
+/// Istio's revision label: the namespace is Istio's whatever its value. (Istio itself ignores it
+/// beside `istio-injection=disabled`; we keep out of such a namespace anyway, as the webhook
+/// configuration's `istio.io/rev DoesNotExist` does.)
+pub const ISTIO_REVISION_LABEL: &str = "istio.io/rev";
 /// Istio's sidecar container.
 pub const ISTIO_PROXY_CONTAINER: &str = "istio-proxy";
 
@@ -53,6 +58,7 @@ pub enum Skip {
     OptedOut(Place),
     AlreadyInjected,
     IstioSidecar,
+    /// The namespace's Istio label, as `key=value`.
     IstioNamespace(String),
     NamespaceNotEnabled(String),
 }
@@ -105,11 +111,8 @@ pub fn decide(pod: &Pod, namespace: Namespace<'_>) -> Decision {
         return Decision::Skip(Skip::IstioSidecar);
     }
     if let Some(labels) = namespace.labels {
-        if let Some(label) = ISTIO_NAMESPACE_LABELS
-            .iter()
-            .find(|l| labels.contains_key(**l))
-        {
-            return Decision::Skip(Skip::IstioNamespace(label.to_string()));
+        if let Some(label) = istio_label(labels) {
+            return Decision::Skip(Skip::IstioNamespace(label));
         }
         let (key, value) = INJECTION_LABEL;
         if labels.get(key).map(String::as_str) != Some(value) {
@@ -117,6 +120,17 @@ pub fn decide(pod: &Pod, namespace: Namespace<'_>) -> Decision {
         }
     }
     Decision::Inject
+}
+
+/// The label that makes a namespace Istio's, as `key=value`, if any.
+fn istio_label(labels: &BTreeMap<String, String>) -> Option<String> {
+    let (key, enabled) = ISTIO_INJECTION_LABEL;
+    if labels.get(key).is_some_and(|v| v == enabled) {
+        return Some(format!("{key}={enabled}"));
+    }
+    labels
+        .get(ISTIO_REVISION_LABEL)
+        .map(|rev| format!("{ISTIO_REVISION_LABEL}={rev}"))
 }
 
 // === impl Skip ===

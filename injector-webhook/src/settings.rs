@@ -4,7 +4,7 @@
 //!
 //! What it promises: [`Settings::from_yaml`] either returns settings whose every value is usable
 //! (an image name, a pull policy Kubernetes knows, a `host:port`, quantities with each request at
-//! most its limit, a sampling fraction, CIDRs) or says which field is wrong; an unknown field is
+//! most its limit, a sampling percentage, CIDRs) or says which field is wrong; an unknown field is
 //! an error naming it, so a typo never silently falls back to a default. Every field is optional;
 //! [`Settings::default`] holds the defaults docs/injection.md lists.
 
@@ -50,7 +50,9 @@ pub struct Amounts {
 pub struct Tracing {
     /// The OTLP endpoint the proxy exports spans to; empty: none.
     pub endpoint: String,
-    /// The fraction of new traces sampled, 0.0 to 1.0 (1.0: every request).
+    /// The percentage of new traces sampled, 0 to 100, as Istio's `randomSamplingPercentage` and
+    /// meshConfig `defaultConfig.tracing.sampling` (1.0: one request in a hundred; 100: every
+    /// request). Never `-0.0`.
     pub sampling: f64,
 }
 
@@ -66,6 +68,8 @@ pub enum SettingsError {
 /// Log levels the proxy's `SINEW_LOG` takes as a plain level.
 pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
+/// `tracing.sampling` is a percentage (NaN and the infinities are out of range too).
+const MAX_SAMPLING: f64 = 100.0;
 
 // === impl Settings ===
 
@@ -141,9 +145,9 @@ impl Settings {
             ),
         );
         check(
-            file.tracing.sampling.is_finite() && (0.0..=1.0).contains(&file.tracing.sampling),
+            (0.0..=MAX_SAMPLING).contains(&file.tracing.sampling),
             format!(
-                "tracing.sampling: {} is not a fraction from 0.0 to 1.0 (1.0 samples every request)",
+                "tracing.sampling: {} is not a percentage from 0 to 100 (1.0 samples one request in a hundred, 100 every request)",
                 file.tracing.sampling
             ),
         );
@@ -177,7 +181,12 @@ impl Settings {
             init_resources,
             tracing: Tracing {
                 endpoint: file.tracing.endpoint,
-                sampling: file.tracing.sampling,
+                // -0.0 is in range, but would reach the proxy as "-0".
+                sampling: if file.tracing.sampling == 0.0 {
+                    0.0
+                } else {
+                    file.tracing.sampling
+                },
             },
             mesh_address_ranges: file.mesh_address_ranges,
         })

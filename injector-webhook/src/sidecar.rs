@@ -339,6 +339,31 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_sampling_percentage_reaches_the_proxy_unconverted() {
+        for (yaml, env) in [
+            ("0", "0"),
+            ("-0.0", "0"),
+            ("0.25", "0.25"),
+            ("1.0", "1"),
+            ("12.5", "12.5"),
+            ("100", "100"),
+        ] {
+            let settings = Settings::from_yaml(&format!("tracing: {{sampling: {yaml}}}\n"))
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            let pod = crate::overrides::effective(&settings, &BTreeMap::new(), &mut Vec::new())
+                .expect("no overrides");
+            let container = proxy_container(&settings, &pod, None);
+            let sampling = container
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "SINEW_TRACE_SAMPLING")
+                .and_then(|e| e.value.as_deref());
+            assert_eq!(sampling, Some(env), "{yaml}");
+        }
+    }
+
+    #[test]
     fn the_bootstrap_config_names_the_pod_through_the_downward_api() {
         let settings = Settings::from_yaml("meshAddressRanges: [10.96.0.0/12]\n").expect("valid");
         let pod = crate::overrides::effective(&settings, &BTreeMap::new(), &mut Vec::new())

@@ -436,7 +436,7 @@ fn the_namespace_labels_are_checked_when_known() {
     assert_eq!(
         response["response"]["warnings"],
         json!([
-            "sinew-injector: no sidecar injected: the namespace is labelled istio-injection, so Istio injects there; remove that label to use Sinew"
+            "sinew-injector: no sidecar injected: the namespace is labelled istio-injection=enabled, so Istio injects there; remove that label to use Sinew"
         ])
     );
     let enabled = |ns: &str| {
@@ -448,6 +448,15 @@ fn the_namespace_labels_are_checked_when_known() {
     };
     let response = answer(&review, &Settings::default(), &enabled);
     assert_eq!(response["response"]["patchType"], "JSONPatch");
+    // Istio's label saying anything but `enabled` leaves the namespace to us.
+    let istio_disabled = |_: &str| {
+        Some(BTreeMap::from([
+            ("sinew-injection".to_string(), "enabled".to_string()),
+            ("istio-injection".to_string(), "disabled".to_string()),
+        ]))
+    };
+    let response = answer(&review, &Settings::default(), &istio_disabled);
+    assert_eq!(response["response"]["patchType"], "JSONPatch", "{response}");
 }
 
 #[test]

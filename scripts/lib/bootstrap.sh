@@ -294,7 +294,8 @@ sinew_build_bins() {
     done
     # What the binaries are built from (not the packages' tests, which would mark them stale).
     for dir in Cargo.toml Cargo.lock proto proxy/src proxy/Cargo.toml control-plane/src \
-      control-plane/Cargo.toml cli/src cli/Cargo.toml examples/demo/app; do
+      control-plane/Cargo.toml injector-webhook/src injector-webhook/Cargo.toml cli/src \
+      cli/Cargo.toml examples/demo/app; do
       if [[ -n $(find "$SINEW_ROOT/$dir" -newer "$oldest" -type f -print -quit 2>/dev/null) ]]; then
         stale=changed
         break

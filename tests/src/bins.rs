@@ -25,9 +25,13 @@ const PROXY_SOURCES: &[&str] = &[
     "proto/build.rs",
     "proto/Cargo.toml",
 ];
+// The control plane and sinewctl both run the injector's code (`/inject`, local mode's rule,
+// `kube-inject`).
 const CONTROL_PLANE_SOURCES: &[&str] = &[
     "control-plane/src",
     "control-plane/Cargo.toml",
+    "injector-webhook/src",
+    "injector-webhook/Cargo.toml",
     "proto/src",
     "proto/proto",
     "proto/build.rs",
@@ -38,6 +42,8 @@ const SINEWCTL_SOURCES: &[&str] = &[
     "cli/Cargo.toml",
     "control-plane/src",
     "control-plane/Cargo.toml",
+    "injector-webhook/src",
+    "injector-webhook/Cargo.toml",
     "proto/src",
     "proto/proto",
     "proto/build.rs",

@@ -44,9 +44,10 @@
 //!
 //! A pod is *meshed* (gets a sidecar and an identity) when the injector's rule
 //! (`sinew_injector::decide`, the webhook's own code) says so: its namespace has the label
-//! `sinew-injection=enabled` (and no Istio injection label), it does not opt out with the label or
-//! annotation `sinew.dev/inject: "false"`, it is not a `hostNetwork` pod and not in `kube-system`
-//! or `kube-public`; so local mode meshes exactly what a cluster would.
+//! `sinew-injection=enabled` (and neither `istio-injection=enabled` nor `istio.io/rev`), it does
+//! not opt out with the label or annotation `sinew.dev/inject: "false"`, it is not a
+//! `hostNetwork` pod and not in `kube-system` or `kube-public`; so local mode meshes exactly what
+//! a cluster would.
 //!
 //! # Addresses: the hand-over from the runner
 //!

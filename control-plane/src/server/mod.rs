@@ -216,7 +216,7 @@ pub async fn serve_monitoring(
                         "/ready" => (200, "ready\n".to_string()),
                         "/metrics" => {
                             let mut text = metrics_text(&status);
-                            source.render_metrics(&mut text);
+                            text.push_str(&source.render_metrics());
                             (200, text)
                         }
                         "/debug/connections" => (

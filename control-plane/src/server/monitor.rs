@@ -65,19 +65,21 @@ impl SourceMonitor {
         }
     }
 
-    /// Appends the source's metrics in Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// The source's metrics in Prometheus text format (a file source has none).
+    pub fn render_metrics(&self) -> String {
         match &self.source {
-            Source::Files(_) => {}
+            Source::Files(_) => String::new(),
             #[cfg(feature = "kubernetes")]
             Source::Kubernetes {
                 handle,
                 registry,
                 status,
             } => {
-                handle.metrics().render(out);
-                status.render(out);
-                let _ = prometheus_client::encoding::text::encode_registry(out, registry);
+                let mut out = String::new();
+                handle.metrics().render(&mut out);
+                status.render(&mut out);
+                let _ = prometheus_client::encoding::text::encode_registry(&mut out, registry);
+                out
             }
         }
     }

@@ -71,15 +71,21 @@ fn a_pod_saying_true_is_not_enough_without_the_namespace_label() {
 }
 
 #[test]
-fn istio_labels_are_istios_even_beside_ours() {
-    for label in ["istio-injection", "istio.io/rev"] {
-        let alone = labels(&[(label, "enabled")]);
-        let both = labels(&[(label, "enabled"), ("sinew-injection", "enabled")]);
+fn istio_injection_enabled_and_any_revision_are_istios_even_beside_ours() {
+    let istios = [
+        (("istio-injection", "enabled"), "istio-injection=enabled"),
+        (("istio.io/rev", "default"), "istio.io/rev=default"),
+        (("istio.io/rev", "canary"), "istio.io/rev=canary"),
+        (("istio.io/rev", ""), "istio.io/rev="),
+    ];
+    for ((key, value), named) in istios {
+        let alone = labels(&[(key, value)]);
+        let both = labels(&[(key, value), ("sinew-injection", "enabled")]);
         for ns in [alone, both] {
             let d = in_ns(&app(), "shop", Some(&ns));
             assert_eq!(
                 d,
-                Decision::Skip(Skip::IstioNamespace(label.into())),
+                Decision::Skip(Skip::IstioNamespace(named.into())),
                 "{ns:?}"
             );
             let Decision::Skip(skip) = d else {
@@ -87,6 +93,36 @@ fn istio_labels_are_istios_even_beside_ours() {
             };
             assert!(skip.is_surprising());
         }
+    }
+    // A revision beside istio-injection=disabled: Istio would not inject, but the label says
+    // Istio is meant to be there; we keep out, as the webhook's selector does.
+    let both = labels(&[
+        ("istio-injection", "disabled"),
+        ("istio.io/rev", "canary"),
+        ("sinew-injection", "enabled"),
+    ]);
+    assert_eq!(
+        in_ns(&app(), "shop", Some(&both)),
+        Decision::Skip(Skip::IstioNamespace("istio.io/rev=canary".into()))
+    );
+}
+
+#[test]
+fn istio_injection_other_than_enabled_is_not_istios() {
+    for value in ["disabled", "Enabled", "true", ""] {
+        let ours = labels(&[("istio-injection", value), ("sinew-injection", "enabled")]);
+        assert_eq!(
+            in_ns(&app(), "shop", Some(&ours)),
+            Decision::Inject,
+            "{value:?}"
+        );
+        // Neither does it enable Sinew.
+        let alone = labels(&[("istio-injection", value)]);
+        assert_eq!(
+            in_ns(&app(), "shop", Some(&alone)),
+            Decision::Skip(Skip::NamespaceNotEnabled("shop".into())),
+            "{value:?}"
+        );
     }
 }
 
@@ -211,8 +247,8 @@ fn every_reason_says_why_in_words() {
         (Skip::AlreadyInjected, "already has the sidecar"),
         (Skip::IstioSidecar, "istio-proxy"),
         (
-            Skip::IstioNamespace("istio.io/rev".into()),
-            "labelled istio.io/rev",
+            Skip::IstioNamespace("istio.io/rev=canary".into()),
+            "labelled istio.io/rev=canary, so Istio injects there",
         ),
         (
             Skip::NamespaceNotEnabled("shop".into()),

@@ -111,7 +111,7 @@ fn every_bad_value_is_reported_with_its_field() {
     let p = problems(
         "proxyImage: 'a b'\nimagePullPolicy: Sometimes\ncontrolPlaneAddress: nohost\n\
          controlPlaneIdentity: https://x\ntrustDomain: 'bad domain'\nlogLevel: loud\n\
-         tracing: {sampling: 100}\nmeshAddressRanges: [10.96.0.0/12, 10.0.0.0/33, fd00::/200, x]\n\
+         tracing: {sampling: 100.5}\nmeshAddressRanges: [10.96.0.0/12, 10.0.0.0/33, fd00::/200, x]\n\
          proxyResources: {requests: {cpu: 3, memory: lots, gpu: 1}, limits: {cpu: 2}}\n",
     );
     let expect = [
@@ -121,7 +121,7 @@ fn every_bad_value_is_reported_with_its_field() {
         "controlPlaneIdentity: \"https://x\"",
         "trustDomain: \"bad domain\"",
         "logLevel: \"loud\"",
-        "tracing.sampling: 100",
+        "tracing.sampling: 100.5 is not a percentage from 0 to 100",
         "meshAddressRanges[1]",
         "meshAddressRanges[2]",
         "meshAddressRanges[3]",
@@ -140,6 +140,34 @@ fn every_bad_value_is_reported_with_its_field() {
         !p.iter().any(|p| p.contains("[0]")),
         "10.96.0.0/12 is fine: {p:#?}"
     );
+}
+
+#[test]
+fn sampling_is_a_percentage_from_0_to_100() {
+    // Istio's meaning: 1.0 is one request in a hundred. Values a fraction would allow, and
+    // values only a percentage allows, both pass.
+    for (yaml, percent) in [
+        ("0", 0.0),
+        ("0.01", 0.01),
+        ("0.5", 0.5),
+        ("1", 1.0),
+        ("12.5", 12.5),
+        ("100", 100.0),
+    ] {
+        let s = Settings::from_yaml(&format!("tracing: {{sampling: {yaml}}}\n"))
+            .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        assert_eq!(s.tracing.sampling, percent, "{yaml}");
+    }
+    for yaml in ["-1", "-0.001", "100.001", "1000", ".nan", "-.inf", ".inf"] {
+        let p = problems(&format!("tracing: {{sampling: {yaml}}}\n"));
+        assert_eq!(p.len(), 1, "{yaml}: {p:?}");
+        assert!(
+            p[0].starts_with("tracing.sampling:") && p[0].contains("percentage from 0 to 100"),
+            "{yaml}: {p:?}"
+        );
+    }
+    let zero = Settings::from_yaml("tracing: {sampling: -0.0}\n").expect("zero");
+    assert!(zero.tracing.sampling.is_sign_positive(), "-0.0 is 0");
 }
 
 #[test]

@@ -205,6 +205,15 @@ metadata: {name: both, labels: {sinew-injection: enabled, istio-injection: enabl
 ---
 apiVersion: v1
 kind: Namespace
+metadata: {name: istio-off, labels: {sinew-injection: enabled, istio-injection: disabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: istio-off}
+spec: {containers: [{name: app}]}
+---
+apiVersion: v1
+kind: Namespace
 metadata: {name: ours, labels: {sinew-injection: enabled}}
 ---
 apiVersion: v1
@@ -230,6 +239,10 @@ spec: {containers: [{name: app}]}
         "Istio injects there: one mesh per pod"
     );
     assert!(meshed("ours", "app"));
+    assert!(
+        meshed("istio-off", "app"),
+        "istio-injection=disabled is not Istio's"
+    );
 }
 
 #[test]

@@ -20,8 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Maps as BTreeMap: encoding must be deterministic, because resource versions are digests of
     // the encoded bytes (a HashMap's random order gave unchanged services new versions).
+    // Small gRPC buffers (src/codec.rs): one idle stream per proxy must stay cheap.
     tonic_prost_build::configure()
         .btree_map(".")
+        .codec_path("crate::codec::SmallBufferCodec")
         .build_transport(false)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")

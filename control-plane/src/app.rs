@@ -168,11 +168,18 @@ impl ControlPlane {
         if !grpc_addr.ip().is_unspecified() && !ips.contains(&grpc_addr.ip()) {
             ips.push(grpc_addr.ip());
         }
+        // Who proxies expect (`controlPlane.identity`): its service account in the namespace it
+        // runs in (sinew-system locally; in a cluster, wherever the chart installed it).
+        let own_namespace = match &o.source {
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes(kube) => kube.namespace.clone(),
+            _ => "sinew-system".to_string(),
+        };
         // Renewed at half-life: the control plane outlives its certificates.
         let serving = server::serving_cert::ServingCert::issue(
             ca.clone(),
             WorkloadId {
-                namespace: "sinew-system".into(),
+                namespace: own_namespace,
                 service_account: "sinew-control-plane".into(),
             },
             dns,

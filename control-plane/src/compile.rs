@@ -3,7 +3,10 @@
 //! Promises: an [`Index`] is immutable in what it answers; a resource's version is a digest of
 //! its encoded content, so an unchanged service keeps its version across snapshots and is never
 //! re-sent, and a changed one always gets a new version. Building an index is O(services); it
-//! runs once per snapshot (the registry already debounces bursts: 100 ms quiet, 1 s at most).
+//! runs once per snapshot (the registry already debounces bursts). A change recompiles only what
+//! it touches ([`Index::rebuild`]): a service port whose resource did not change keeps its value
+//! (not encoded or digested again) and, while the rules are unchanged, the policy already resolved
+//! for it; only the touched ones are encoded and resolved again.
 //!
 //! Traffic policy depends on who asks ([`ProxyContext`]: namespace and labels), so
 //! [`Index::service_for`] resolves it ([`policy`]) on first use per (name, context) and memoises
@@ -30,6 +33,32 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "sinew-system";
 struct Memo {
     by_context: HashMap<ProxyContext, HashMap<String, Arc<Versioned>>>,
     by_version: HashMap<String, Arc<Versioned>>,
+}
+
+// === impl Memo ===
+
+impl Memo {
+    /// The entries whose name `keep` accepts, for the next index.
+    fn carried(&self, keep: impl Fn(&str) -> bool) -> Memo {
+        let mut next = Memo::default();
+        for (context, names) in &self.by_context {
+            let kept: HashMap<String, Arc<Versioned>> = names
+                .iter()
+                .filter(|(name, _)| keep(name))
+                .map(|(name, resolved)| (name.clone(), resolved.clone()))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            for resolved in kept.values() {
+                next.by_version
+                    .entry(resolved.version.clone())
+                    .or_insert_with(|| resolved.clone());
+            }
+            next.by_context.insert(context.clone(), kept);
+        }
+        next
+    }
 }
 
 /// A service resource with its content version.
@@ -69,6 +98,21 @@ impl Index {
 
     /// An index whose mesh-wide rules live in `root_namespace`.
     pub fn build_with_root(snapshot: &Snapshot, trust_domain: &str, root_namespace: &str) -> Self {
+        Self::compile(snapshot, trust_domain, root_namespace, None)
+    }
+
+    /// The index after this one for `snapshot`: what the change did not touch is taken from
+    /// `self` as it is (the same `Arc`s, so nothing re-encoded or resolved again).
+    pub fn rebuild(&self, snapshot: &Snapshot, trust_domain: &str, root_namespace: &str) -> Self {
+        Self::compile(snapshot, trust_domain, root_namespace, Some(self))
+    }
+
+    fn compile(
+        snapshot: &Snapshot,
+        trust_domain: &str,
+        root_namespace: &str,
+        previous: Option<&Index>,
+    ) -> Self {
         let rules = Rules::new(snapshot, root_namespace);
         let mut by_name = HashMap::new();
         let mut keys = HashMap::new();
@@ -116,10 +160,17 @@ impl Index {
             }
             let mut service = r.service;
             service.port = u32::from(r.port);
-            let versioned = Arc::new(Versioned {
-                version: version_of(&service.encode_to_vec()),
-                service,
-            });
+            // Comparing is much cheaper than encoding and digesting, and keeps the memo valid.
+            let unchanged = previous
+                .and_then(|p| p.by_name.get(r.names.first()?))
+                .filter(|v| v.service == service);
+            let versioned = match unchanged {
+                Some(v) => v.clone(),
+                None => Arc::new(Versioned {
+                    version: version_of(&service.encode_to_vec()),
+                    service,
+                }),
+            };
             for name in r.names {
                 keys.insert(name.clone(), (r.namespace.clone(), fqdn.clone(), r.port));
                 by_name.insert(name, versioned.clone());
@@ -144,12 +195,23 @@ impl Index {
                 (pod, ports)
             })
             .collect();
+        let memo = match previous {
+            Some(p) if p.rules == rules => p.lock_memo().carried(|name| {
+                // Resolution is a pure function of the rules, the base resource and its key.
+                let same_base = match (by_name.get(name), p.by_name.get(name)) {
+                    (Some(now), Some(before)) => Arc::ptr_eq(now, before),
+                    _ => false,
+                };
+                same_base && keys.get(name) == p.keys.get(name)
+            }),
+            _ => Memo::default(),
+        };
         Self {
             generation: snapshot.generation(),
             by_name,
             keys,
             rules,
-            memo: Mutex::default(),
+            memo: Mutex::new(memo),
             inbound,
             pod_labels,
             warnings: snapshot.warnings().to_vec(),
@@ -256,7 +318,9 @@ pub fn spawn(
     tokio::spawn(async move {
         while snapshots.changed().await.is_ok() {
             let snapshot = snapshots.borrow_and_update().clone();
-            let index = Index::build_with_root(&snapshot, &trust_domain, &root_namespace);
+            let previous = tx.borrow().clone();
+            let index = previous.rebuild(&snapshot, &trust_domain, &root_namespace);
+            drop(previous);
             tracing::debug!(
                 generation = index.generation,
                 names = index.len(),
@@ -290,6 +354,88 @@ mod tests {
         for i in 1..20 {
             assert_eq!(versions(i), first);
         }
+    }
+
+    /// Two services with a rule each; `web_ip` is web-0's address and `max` db's pool size.
+    fn two_services(web_ip: &str, max: u32) -> Snapshot {
+        let mut yaml = String::new();
+        for (name, vip, ip) in [("web", "10.0.0.1", web_ip), ("db", "10.0.0.2", "10.1.0.9")] {
+            let limit = if name == "db" { max } else { 5 };
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-0, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: app, image: x}}]}}\nstatus: {{podIP: {ip}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec:\n  host: {name}\n  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: {limit}}}}}}}\n"
+            ));
+        }
+        Snapshot::from_yaml("mesh.yaml", &yaml).unwrap()
+    }
+
+    #[test]
+    fn a_change_recompiles_only_the_service_it_touches() {
+        let proxy = ProxyContext {
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+        };
+        let first = Index::build(&two_services("10.1.0.1", 7), "cluster.local");
+        let web_before = first.service_for("10.0.0.1:80", &proxy).unwrap();
+        let db_before = first.service_for("10.0.0.2:80", &proxy).unwrap();
+
+        // web-0 moves: only web's resource is new; db's is the very same value, policy and all.
+        let next = first.rebuild(
+            &two_services("10.1.0.2", 7),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+        );
+        let web_after = next.service_for("10.0.0.1:80", &proxy).unwrap();
+        let db_after = next.service_for("10.0.0.2:80", &proxy).unwrap();
+        assert!(Arc::ptr_eq(
+            first.get("10.0.0.2:80").unwrap(),
+            next.get("10.0.0.2:80").unwrap()
+        ));
+        assert!(
+            Arc::ptr_eq(&db_before, &db_after),
+            "db's resolved policy is kept"
+        );
+        assert_ne!(web_before.version, web_after.version);
+        let endpoint = &web_after.service.endpoints[0];
+        assert_eq!(endpoint.address, "10.1.0.2:80");
+
+        // What a rebuild produces is what a build from scratch produces.
+        let fresh = Index::build(&two_services("10.1.0.2", 7), "cluster.local");
+        for name in ["10.0.0.1:80", "10.0.0.2:80"] {
+            let (rebuilt, scratch) = (
+                next.service_for(name, &proxy).unwrap(),
+                fresh.service_for(name, &proxy).unwrap(),
+            );
+            assert_eq!(*rebuilt, *scratch, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_rule_change_resolves_every_service_again() {
+        let proxy = ProxyContext {
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+        };
+        let first = Index::build(&two_services("10.1.0.1", 7), "cluster.local");
+        let web_before = first.service_for("10.0.0.1:80", &proxy).unwrap();
+        let next = first.rebuild(
+            &two_services("10.1.0.1", 8),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+        );
+        // The base resources are unchanged, but resolved policy is not carried over a rule change.
+        assert!(Arc::ptr_eq(
+            first.get("10.0.0.1:80").unwrap(),
+            next.get("10.0.0.1:80").unwrap()
+        ));
+        let web_after = next.service_for("10.0.0.1:80", &proxy).unwrap();
+        assert!(!Arc::ptr_eq(&web_before, &web_after), "resolved again");
+        assert_eq!(web_before.version, web_after.version, "to the same content");
+        let pool = |v: &Versioned| {
+            let policy = v.service.traffic_policy.as_ref()?;
+            policy.connection_pool.as_ref().map(|p| p.max_connections)
+        };
+        let db = next.service_for("10.0.0.2:80", &proxy).unwrap();
+        assert_eq!(pool(&db), Some(8));
     }
 
     #[test]

@@ -262,6 +262,20 @@ async fn a_proxy_is_told_how_its_pods_ports_are_declared_and_told_again_when_tha
 }
 
 #[tokio::test]
+async fn a_protocol_error_ends_the_stream_with_its_reason() {
+    let cp = start_default().await;
+    let mut c = RawClient::connect(&cp, pb::Hello::default()).await;
+    c.next().await;
+    c.send(Kind::Hello(pb::Hello::default())).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), c.rx.message())
+        .await
+        .expect("the stream ends in time");
+    let status = end.expect_err("an error status, not a clean end");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(status.message(), "hello sent twice");
+}
+
+#[tokio::test]
 async fn a_proxy_receives_only_what_it_subscribed_to() {
     let (cp, web_ip, web_vip, other_vip) = start_with_addresses().await;
     let mut c = RawClient::connect(&cp, pb::Hello::default()).await;

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod cookie;
 pub mod grpc;
 pub mod names;

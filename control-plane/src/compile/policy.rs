@@ -46,7 +46,7 @@ pub struct ProxyContext {
 }
 
 /// The traffic rules of one snapshot, ready to resolve per proxy.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Rules {
     root_namespace: String,
     /// With their expanded hosts, oldest first.

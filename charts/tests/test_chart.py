@@ -198,12 +198,21 @@ class ObjectsTest(unittest.TestCase):
             else:
                 self.assertEqual(doc['metadata']['namespace'], NAMESPACE, doc['kind'])
 
-    def test_installing_outside_sinew_system_is_refused_with_the_reason(self):
-        with helm.Chart.load(chart.CHART) as c:
-            with self.assertRaises(helm.HelmRenderError) as caught:
-                c.render(None, name=chart.RELEASE, namespace='mesh')
-        self.assertIn('sinew-system', str(caught.exception))
-        self.assertIn('certificate', str(caught.exception))
+    def test_another_namespace_is_named_wherever_the_mesh_refers_to_itself(self):
+        # The control plane's identity follows --namespace, so proxies must be told that one.
+        docs = [d for path, text in render(namespace='mesh').items() if not path.endswith('NOTES.txt')
+                for d in yaml.load_all(text, Loader=chart.SafeLoader) if d]
+        config = next(d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'] == 'sinew-injector')
+        injector = yaml.safe_load(config['data']['config.yaml'])
+        self.assertEqual(injector['controlPlaneAddress'], 'sinew-control-plane.mesh.svc:15012')
+        self.assertEqual(injector['controlPlaneIdentity'], 'spiffe://cluster.local/ns/mesh/sa/sinew-control-plane')
+        deployment = next(d for d in docs if d['kind'] == 'Deployment' and d['metadata']['name'] == 'sinew-control-plane')
+        args = deployment['spec']['template']['spec']['containers'][0]['args']
+        self.assertIn('--namespace=mesh', args)
+        self.assertIn('--root-namespace=mesh', args)
+        for doc in docs:
+            if 'namespace' in doc['metadata']:
+                self.assertEqual(doc['metadata']['namespace'], 'mesh', doc['kind'])
 
 
 class ControlPlaneTest(unittest.TestCase):
@@ -259,6 +268,7 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertEqual(args[0], 'serve')
         self.assertEqual(args[1:], [
             f'--namespace={NAMESPACE}',
+            f'--root-namespace={NAMESPACE}',
             '--trust-domain=example.org',
             '--log-level=info,sinew_control_plane::cluster=debug',
             f'--injector-config={INJECTOR_CONFIG_PATH}',

@@ -4,17 +4,6 @@ Names are fixed, not derived from the release: the control plane looks its objec
 for, its ServiceAccount in proxies' config), so a cluster has one Sinew release.
 */}}
 
-{{/*
-The control plane's serving certificate names sinew-system (control-plane/src/app.rs), and the
-proxies check it against controlPlaneIdentity: another namespace would give proxies that cannot
-connect, so it is refused here, at install time.
-*/}}
-{{- define "sinew.checkNamespace" -}}
-{{- if ne .Release.Namespace "sinew-system" -}}
-{{- fail (printf "install Sinew in namespace sinew-system (helm install sinew charts/sinew -n sinew-system --create-namespace), not %q: the control plane's certificate names sinew-system" .Release.Namespace) -}}
-{{- end -}}
-{{- end -}}
-
 {{/* Labels every object of the chart carries; `component` names the part. */}}
 {{- define "sinew.labels" -}}
 app.kubernetes.io/name: {{ .component }}

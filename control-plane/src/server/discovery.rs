@@ -65,6 +65,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
             status: self.status.clone(),
             nonces: self.nonces.clone(),
             settings_sent: None,
+            inbound_sent: Vec::new(),
             sent: HashMap::new(),
             pending: HashMap::new(),
             tx,
@@ -101,6 +102,9 @@ struct Session {
     nonces: Arc<AtomicU64>,
     /// The version of the settings last sent.
     settings_sent: Option<String>,
+    /// The pod's inbound ports in the settings last sent: the only part that changes, compared
+    /// so an index change that does not touch them costs no encoding and digest per proxy.
+    inbound_sent: Vec<sinew_proto::config::v1::InboundPort>,
     /// Subscribed names and what was last sent for each (None: not answered yet).
     sent: HashMap<String, Option<Sent>>,
     /// Responses awaiting ACK/NACK, by nonce: the names they carried.
@@ -247,6 +251,7 @@ impl Session {
     fn settings_resource(&mut self, index: &Index) -> pb::Resource {
         let mut settings = self.settings.clone();
         settings.inbound_ports = index.inbound_ports(&self.namespace, &self.pod).to_vec();
+        self.inbound_sent.clone_from(&settings.inbound_ports);
         let version = crate::compile::version_of(&prost::Message::encode_to_vec(&settings));
         self.settings_sent = Some(version.clone());
         pb::Resource {
@@ -274,10 +279,14 @@ impl Session {
     async fn push_changes(&mut self, id: u64) -> Result<(), Status> {
         let index = self.index.borrow_and_update().clone();
         let mut resources = Vec::new();
-        let sent_settings = self.settings_sent.clone();
-        let settings = self.settings_resource(&index);
-        if sent_settings.as_ref() != Some(&settings.version) {
-            resources.push(settings);
+        let inbound_changed = self.settings_sent.is_none()
+            || index.inbound_ports(&self.namespace, &self.pod) != self.inbound_sent.as_slice();
+        if inbound_changed {
+            let sent_settings = self.settings_sent.clone();
+            let settings = self.settings_resource(&index);
+            if sent_settings.as_ref() != Some(&settings.version) {
+                resources.push(settings);
+            }
         }
         let mut removed = Vec::new();
         let proxy = self.context(&index);

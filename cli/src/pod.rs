@@ -312,31 +312,15 @@ fn container_env(
     out
 }
 
-/// Kubernetes' `$(VAR)` expansion in commands, args and env values; `$$` escapes, unknown
-/// variables stay as written.
+/// Kubernetes' `$(VAR)` expansion in commands, args and env values, the later definition of a
+/// name winning (the injector's, so local mode expands exactly as the kubelet would).
 fn expand(s: &str, vars: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at..];
-        if let Some(after) = tail.strip_prefix("$$") {
-            out.push('$');
-            rest = after;
-        } else if let Some(name_end) = tail.strip_prefix("$(").and_then(|t| t.find(')')) {
-            let name = &tail[2..2 + name_end];
-            match vars.iter().rev().find(|(k, _)| k == name) {
-                Some((_, v)) => out.push_str(v),
-                None => out.push_str(&tail[..3 + name_end]),
-            }
-            rest = &tail[3 + name_end..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
-        }
-    }
-    out.push_str(rest);
-    out
+    sinew_injector::sidecar::expand_with(s, |name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 /// Starts the pod in the background; it reports through `board`.

@@ -273,6 +273,12 @@ pub fn literal(s: &str) -> String {
 /// What the kubelet makes of an env value, given the variables defined before it (for tests of
 /// the round trip; Kubernetes' `expansion.Expand`).
 pub fn kubelet_expand(s: &str, vars: &BTreeMap<String, String>) -> String {
+    expand_with(s, |name| vars.get(name).map(String::as_str))
+}
+
+/// Kubernetes' `$(NAME)` expansion (commands, args and env values): `$$` is a literal `$`, and a
+/// name `lookup` does not know stays as written. Local mode's runner expands with this too.
+pub fn expand_with<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find('$') {
@@ -282,8 +288,7 @@ pub fn kubelet_expand(s: &str, vars: &BTreeMap<String, String>) -> String {
             out.push('$');
             rest = after;
         } else if let Some(end) = tail.strip_prefix("$(").and_then(|t| t.find(')')) {
-            let name = &tail[2..2 + end];
-            match vars.get(name) {
+            match lookup(&tail[2..2 + end]) {
                 Some(v) => out.push_str(v),
                 None => out.push_str(&tail[..3 + end]),
             }

@@ -431,7 +431,15 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
         failures
     });
     c.api.stop().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Down until the control plane has felt it (a failed watch), not for a guessed time.
+    let noticed = || async {
+        let metrics = c.monitoring("/metrics").await;
+        counter(
+            &metrics,
+            "sinew_cp_kube_watch_errors_total{kind=\"EndpointSlice\"}",
+        ) > Some(0)
+    };
+    eventually("the control plane sees the API server gone", WAIT, noticed).await;
     c.api.start_again().await;
     let failures = traffic.await.unwrap();
     assert!(
@@ -451,11 +459,18 @@ async fn an_api_server_restart_under_traffic_fails_no_request_and_watches_resume
     .await;
     // It re-listed (the restarted server cannot resume the old watch: 410).
     let metrics = c.monitoring("/metrics").await;
-    let relists = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sinew_cp_kube_relists_total{kind=\"EndpointSlice\"} "))
-        .and_then(|v| v.parse::<u64>().ok());
+    let relists = counter(
+        &metrics,
+        "sinew_cp_kube_relists_total{kind=\"EndpointSlice\"}",
+    );
     assert!(relists.is_some_and(|n| n >= 1), "{metrics}");
+}
+
+/// The value of one series in Prometheus text.
+fn counter(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

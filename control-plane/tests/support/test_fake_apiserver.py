@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -91,14 +90,15 @@ class FakeApiServer:
         except ValueError:
             return status, text
 
-    def watch(self, path, count, timeout=5):
+    def watch(self, path, count, timeout=5, established=None):
         """The first `count` events of a watch (fewer if the server ends it first). HTTP/1.0 on a
         plain socket: the body is then read line by line as it arrives (urllib's chunked reader
-        waits for more than a line)."""
+        waits for more than a line). `established` runs once the server has answered the watch
+        (its headers are in), before any event is read."""
         sep = '&' if '?' in path else '?'
-        return self.stream(f'{path}{sep}watch=true&timeoutSeconds={timeout}', count, timeout + 5)
+        return self.stream(f'{path}{sep}watch=true&timeoutSeconds={timeout}', count, timeout + 5, established)
 
-    def stream(self, path, count, timeout):
+    def stream(self, path, count, timeout, established=None):
         """Up to `count` events from a watch request sent as is."""
         host, port = self.url.removeprefix('http://').split(':')
         events = []
@@ -109,6 +109,8 @@ class FakeApiServer:
             assert status == b'200', status
             while reader.readline() not in (b'\r\n', b''):
                 pass
+            if established:
+                established()
             while len(events) < count:
                 line = reader.readline()
                 if not line:
@@ -322,22 +324,15 @@ class FakeApiServerTest(unittest.TestCase):
         self.assertEqual(beta['metadata']['uid'], dr['metadata']['uid'])
         listed_rv = self.ok(200, s.call('GET', f'/apis/{ISTIO}/v1/destinationrules'))['metadata']['resourceVersion']
         started = time.monotonic()
-        deleter = self.later(1, s, 'DELETE', f'/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{definition["metadata"]["name"]}')
-        events = s.watch(f'/apis/{ISTIO}/v1/destinationrules?resourceVersion={listed_rv}', 2, timeout=30)
-        deleter.join()
+        crd_path = f'/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{definition["metadata"]["name"]}'
+        # The CRD goes once the watch is open, so the watch must end with it.
+        delete_crd = lambda: self.assertEqual(s.call('DELETE', crd_path)[0], 200)
+        events = s.watch(f'/apis/{ISTIO}/v1/destinationrules?resourceVersion={listed_rv}', 2, timeout=30,
+                         established=delete_crd)
         self.assertEqual([(e['type'], e['object']['metadata']['name']) for e in events], [('DELETED', 'r')])
         self.assertLess(time.monotonic() - started, 25, 'the watch ended with the CRD, not by timeoutSeconds')
         self.assertEqual(s.call('GET', f'/apis/{ISTIO}/v1/destinationrules')[0], 404)
         self.assertEqual(s.call('GET', f'/apis/{ISTIO}/v1')[0], 404)
-
-    def later(self, seconds, s, method, path, body=None, status=200):
-        """Calls the server from another thread after `seconds` (while the test reads a watch)."""
-        def run():
-            time.sleep(seconds)
-            self.assertEqual(s.call(method, path, body)[0], status)
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
 
     def test_a_seeded_crd_is_established_and_serves_its_kind(self):
         s = self.start(seed=[crd('sinew.dev', 'virtualservices', 'VirtualService', ['v1alpha1'])])

@@ -123,18 +123,16 @@ pub fn plan(
 ) -> anyhow::Result<Plan> {
     let spec = pod.object.spec.clone().unwrap_or_default();
     let mut warnings = Vec::new();
-    let strict = match pod
-        .annotations
-        .get(INBOUND_MODE_ANNOTATION)
-        .map(|s| s.to_ascii_uppercase())
-    {
+    let strict = match pod.annotations.get(INBOUND_MODE_ANNOTATION) {
         None => false,
-        Some(m) if m == "PERMISSIVE" => false,
-        Some(m) if m == "STRICT" => true,
-        Some(m) => anyhow::bail!(
-            "Pod {:?}: annotation {INBOUND_MODE_ANNOTATION} must be PERMISSIVE or STRICT, not {m:?}",
-            pod.name
-        ),
+        Some(m) => match sinew_injector::overrides::InboundMode::parse(m) {
+            Some(mode) => mode == sinew_injector::overrides::InboundMode::Strict,
+            None => anyhow::bail!(
+                "Pod {:?}: annotation {INBOUND_MODE_ANNOTATION} must be PERMISSIVE or STRICT, not {:?}",
+                pod.name,
+                m.to_ascii_uppercase()
+            ),
+        },
     };
     // Checked as the webhook checks them (a bad value refuses the pod, naming the annotation),
     // and only for a pod that gets the sidecar, as there.

@@ -44,6 +44,17 @@ pub enum InboundMode {
     Strict,
 }
 
+impl InboundMode {
+    /// The value of `sinew.dev/inbound-mode`, in any case; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_uppercase().as_str() {
+            "PERMISSIVE" => Some(Self::Permissive),
+            "STRICT" => Some(Self::Strict),
+            _ => None,
+        }
+    }
+}
+
 /// The settings as they apply to one pod: the file's, with the pod's annotations over them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effective {
@@ -227,14 +238,10 @@ pub fn effective(
     let native_sidecar = flag(native, settings.native_sidecar);
     let rewrite_app_probes = flag(rewrite, true);
     let inbound_mode = match inbound {
-        Some((key, v)) => match v.to_ascii_uppercase().as_str() {
-            "PERMISSIVE" => Some(InboundMode::Permissive),
-            "STRICT" => Some(InboundMode::Strict),
-            _ => {
-                fail(key, format!("{v:?} is not PERMISSIVE or STRICT"));
-                None
-            }
-        },
+        Some((key, v)) => InboundMode::parse(v).or_else(|| {
+            fail(key, format!("{v:?} is not PERMISSIVE or STRICT"));
+            None
+        }),
         None => None,
     };
     lint(annotations, warnings);

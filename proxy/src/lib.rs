@@ -30,6 +30,7 @@ pub mod init;
 pub mod io;
 pub mod metrics;
 pub mod outbound;
+pub mod telemetry;
 pub mod tls;
 pub mod traffic;
 pub mod transport;

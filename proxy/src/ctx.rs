@@ -87,6 +87,8 @@ pub struct Ctx {
     resource_versions: RwLock<BTreeMap<String, String>>,
     /// Why the last rejected (NACKed) config was rejected; cleared by the next good one.
     last_config_error: RwLock<Option<String>>,
+    /// Spans: context propagation, sampling and export (configured from the config in force).
+    pub tracer: crate::telemetry::trace::Tracer,
 }
 
 impl Ctx {
@@ -112,6 +114,7 @@ impl Ctx {
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
             last_config_error: RwLock::new(None),
+            tracer: crate::telemetry::trace::Tracer::disabled(),
         }
     }
 

@@ -1,11 +1,14 @@
 //! `backend`: a service that says who it is and who called it.
 //!
-//! Every request gets `200 {"service", "pod", "path", "caller"}`, where `caller` is the mesh
-//! identity the sidecar put in `x-forwarded-client-cert` (null for plaintext). To give the mesh's
+//! Every request gets `200 {"service", "pod", "path", "caller", "trace"}`, where `caller` is the
+//! mesh identity the sidecar put in `x-forwarded-client-cert` (null for plaintext) and `trace` the
+//! trace headers the request arrived with (name → value, the ones a sidecar or a caller set), so
+//! one `curl` shows the context each hop saw. To give the mesh's
 //! resilience features something to do it can answer `503` to a share of requests and stall a
 //! share of others; `GET /healthz` is exempt from both.
 
 use crate::server::{self, Body};
+use crate::trace_headers;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 use std::sync::{
@@ -111,9 +114,27 @@ impl Backend {
             "pod": opts.pod,
             "path": req.uri().path(),
             "caller": server::caller(req.headers()),
+            "trace": trace_context(req.headers()),
         });
         server::json(StatusCode::OK, &body)
     }
+}
+
+/// The trace headers of a request as a JSON object (a repeated header: its values joined by ",",
+/// as HTTP allows; bytes that are not UTF-8 shown lossily).
+fn trace_context(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for name in &trace_headers::PROPAGATED {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        if !values.is_empty() {
+            out.insert(name.as_str().to_string(), values.join(",").into());
+        }
+    }
+    out.into()
 }
 
 /// The host name, or "" if it cannot be read. (In local mode pods share the host's UTS namespace,

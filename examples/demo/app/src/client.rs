@@ -4,7 +4,7 @@
 //! writes (`ratings.demo.svc.cluster.local`) work as they would in a cluster.
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
+use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -18,16 +18,18 @@ pub fn new() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// GETs `uri` and reads the whole body, all within `timeout`. The error is one line meant for a
-/// person: the full cause chain, or the deadline that passed.
+/// GETs `uri` with `headers` and reads the whole body, all within `timeout`. The error is one
+/// line meant for a person: the full cause chain, or the deadline that passed.
 pub async fn get(
     client: &HttpClient,
     uri: &Uri,
+    headers: HeaderMap,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), String> {
-    let req = Request::get(uri.clone())
+    let mut req = Request::get(uri.clone())
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
+    *req.headers_mut() = headers;
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| chain(&e))?;
         let status = resp.status();

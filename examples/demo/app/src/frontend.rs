@@ -4,9 +4,13 @@
 //! with each backend's JSON body embedded, so one `curl` shows which pod served each call and which
 //! identity it saw. It is `200` only if every backend answered 2xx, else `502`; a backend that could
 //! not be reached (or missed the deadline) has `"status": null` and an `"error"`.
+//!
+//! Each backend call carries the inbound request's trace headers ([`trace_headers`]), so the
+//! sidecars' spans of the request and of the calls it caused form one trace.
 
 use crate::client::{self, HttpClient};
 use crate::server::{self, Body};
+use crate::trace_headers;
 use futures_util::future::join_all;
 use http::{Request, Response, StatusCode, Uri};
 use serde_json::{Value, json};
@@ -57,7 +61,12 @@ impl Frontend {
         if server::is_healthz(&req) {
             return server::healthz();
         }
-        let calls = self.opts.backends.iter().map(|uri| self.call(uri));
+        let trace = trace_headers::propagated(req.headers());
+        let calls = self
+            .opts
+            .backends
+            .iter()
+            .map(|uri| self.call(uri, trace.clone()));
         let results = join_all(calls).await;
         let all_ok = results.iter().all(|(ok, _)| *ok);
         let body = json!({
@@ -74,9 +83,9 @@ impl Frontend {
     }
 
     /// Calls one backend: whether it answered 2xx, and its entry in the answer.
-    async fn call(&self, uri: &Uri) -> (bool, Value) {
+    async fn call(&self, uri: &Uri, trace: http::HeaderMap) -> (bool, Value) {
         let start = Instant::now();
-        let res = client::get(&self.client, uri, self.opts.timeout).await;
+        let res = client::get(&self.client, uri, trace, self.opts.timeout).await;
         let ms = client::millis(start.elapsed());
         match res {
             Ok((status, bytes)) => {

@@ -100,7 +100,7 @@ pub async fn run_load(
                 let (client, uri, tx) = (client.clone(), opts.target.clone(), tx.clone());
                 tokio::spawn(async move {
                     let began = Instant::now();
-                    let result = client::get(&client, &uri, timeout).await;
+                    let result = client::get(&client, &uri, http::HeaderMap::new(), timeout).await;
                     let latency = began.elapsed();
                     let _ = tx.send(Outcome { latency, result: result.map(|(status, _)| status) });
                     drop(permit);

@@ -8,8 +8,10 @@
 //! - `load` sends requests at a fixed rate and prints success rate and latency per interval, to watch
 //!   the mesh react (and to measure how long until the first request gets through).
 //!
-//! The app knows nothing of the mesh: it speaks plaintext HTTP and the sidecar intercepts it. Every
-//! mode exits 0 on SIGTERM or SIGINT.
+//! The app knows nothing of the mesh: it speaks plaintext HTTP and the sidecar intercepts it. It
+//! does what the mesh asks of every app for tracing: the frontend passes the trace headers of each
+//! request on to the backend calls it causes, so a request shows up as one trace. Every mode exits 0
+//! on SIGTERM or SIGINT.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ mod load;
 mod server;
 #[cfg(test)]
 mod tests;
+mod trace_headers;
 
 use clap::{Parser, Subcommand};
 use std::{io, net::SocketAddr, process::ExitCode};

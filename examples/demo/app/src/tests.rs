@@ -72,10 +72,19 @@ async fn start_frontend(backends: &[&str]) -> Running {
 
 /// GETs `url` (with `path` appended), optionally as a mesh caller; the status and the JSON body.
 async fn get(url: &str, path: &str, xfcc: Option<&str>) -> (StatusCode, Value) {
+    let headers: &[(&str, &str)] = match xfcc {
+        Some(v) => &[("x-forwarded-client-cert", v)],
+        None => &[],
+    };
+    get_with(url, path, headers).await
+}
+
+/// GETs `url` (with `path` appended) with `headers`; the status and the JSON body.
+async fn get_with(url: &str, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut req = Request::get(format!("{}{path}", url.trim_end_matches('/')));
-    if let Some(v) = xfcc {
-        req = req.header("x-forwarded-client-cert", v);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let resp = client
         .request(req.body(Empty::new()).expect("request"))
@@ -119,6 +128,7 @@ async fn backend_names_itself_and_echoes_caller_identity() {
             "pod": "ratings-0",
             "path": "/stars",
             "caller": "spiffe://demo/ns/demo/sa/frontend",
+            "trace": {},
         })
     );
 
@@ -215,6 +225,47 @@ async fn frontend_answers_200_with_every_backend() {
         assert_eq!(entry["body"]["service"], name);
         assert!(entry["ms"].is_number(), "{entry}");
     }
+}
+
+#[tokio::test]
+async fn frontend_passes_the_trace_headers_on_to_every_backend() {
+    let (a, b) = (
+        start_backend(backend_opts("ratings", 0)).await,
+        start_backend(backend_opts("reviews", 0)).await,
+    );
+    let f = start_frontend(&[&a.url, &b.url]).await;
+    let sent = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "vendor=1"),
+        ("x-request-id", "req-7"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "0"),
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+    ];
+    let mut headers = sent.to_vec();
+    headers.push(("x-unrelated", "not forwarded"));
+    let (status, body) = get_with(&f.url, "/", &headers).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected: serde_json::Map<String, Value> = sent
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    for entry in body["backends"].as_array().expect("backends") {
+        assert_eq!(
+            entry["body"]["trace"],
+            Value::Object(expected.clone()),
+            "{entry}"
+        );
+    }
+    // Without trace headers a backend sees none (the app invents no context of its own).
+    let (_, body) = get(&f.url, "/", None).await;
+    assert_eq!(body["backends"][0]["body"]["trace"], json!({}));
 }
 
 #[tokio::test]

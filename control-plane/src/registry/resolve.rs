@@ -183,6 +183,8 @@ fn endpoint(address: SocketAddr, pod: Option<&PodEntry>, trust_domain: &str) -> 
         identity,
         mesh_port,
         labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
+        // Filled by the control plane's telemetry work (issue 12, helper 3).
+        workload: None,
     }
 }
 

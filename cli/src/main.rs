@@ -9,6 +9,7 @@ mod manifests;
 mod pod;
 mod process;
 mod proxy_config;
+mod stat;
 mod state;
 mod status;
 mod sys;
@@ -87,6 +88,41 @@ enum Command {
         /// Keep printing what is appended.
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Live traffic per deployment, pod or namespace, inbound and outbound: success rate,
+    /// requests per second, p50/p95/p99 latency, meshed pods and open TCP connections, from
+    /// each proxy's metrics scraped twice, --window apart (docs/observability.md).
+    Stat {
+        /// What a row is: deploy, pod or ns.
+        #[arg(value_enum, default_value = "deploy")]
+        kind: stat::Kind,
+        /// Only this deployment, pod or namespace.
+        name: Option<String>,
+        #[arg(
+            short,
+            long,
+            default_value = "default",
+            conflicts_with = "all_namespaces"
+        )]
+        namespace: String,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Only inbound traffic from this workload: [NAMESPACE/]NAME (a Deployment, or a bare
+        /// pod).
+        #[arg(long, value_name = "WORKLOAD")]
+        from: Option<String>,
+        /// Only outbound traffic to this workload: [NAMESPACE/]NAME.
+        #[arg(long, value_name = "WORKLOAD")]
+        to: Option<String>,
+        /// How long to count: the time between the two scrapes (1s to 1h).
+        #[arg(long, default_value = "10s", value_parser = stat::parse_window)]
+        window: std::time::Duration,
+        /// Keep refreshing, one window after the other.
+        #[arg(short, long)]
+        watch: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: stat::Output,
     },
     /// Pods, identities, certificate expiry, proxy readiness, config and the last errors.
     Status {
@@ -173,6 +209,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
         } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
         Command::Status { json } => status::status(&run, json)?,
+        Command::Stat {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+            from,
+            to,
+            window,
+            watch,
+            output,
+        } => {
+            let peer = |p: Option<String>| {
+                p.map(|p| stat::parse_peer(&p, &namespace).map_err(anyhow::Error::msg))
+                    .transpose()
+            };
+            let query = stat::Query {
+                kind,
+                name,
+                from: peer(from)?,
+                to: peer(to)?,
+                namespace: (!all_namespaces).then_some(namespace),
+                window,
+                watch,
+                output,
+            };
+            stat::stat(&run, &query)?
+        }
         Command::KubeInject {
             file,
             injector_config,

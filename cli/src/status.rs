@@ -1,10 +1,9 @@
-//! `sinewctl status`, and the live traffic line of `sinewctl up`: what runs, who it is, whether
+//! `sinewctl status`: what runs, who it is, whether
 //! its proxy is ready and on which config, and what went wrong — read from the run's record and
 //! asked of each proxy (admin and metrics ports, inside the pod's namespace).
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::state::{
     CONTROL_PLANE_IP, CONTROL_PLANE_MONITORING_PORT, PodState, Run, RunState, now_unix_ms,
@@ -15,7 +14,6 @@ use sinew_control_plane::registry::{FileRegistry, Snapshot};
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
 const HEALTH: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15021);
-const METRICS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15020);
 
 /// What one proxy says about itself.
 #[derive(Debug, Default, serde::Serialize)]
@@ -303,120 +301,9 @@ fn human(secs: i64) -> String {
     }
 }
 
-/// Request and connection counters summed over every proxy of the mesh.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Totals {
-    /// Requests the callers' proxies sent (each request counted once, at its caller).
-    pub requests: f64,
-    /// Those that failed: a 5xx or no response.
-    pub failures: f64,
-    /// Inbound connections that arrived over mesh mTLS.
-    pub mtls_connections: f64,
-}
-
-/// Adds up one proxy's Prometheus text.
-pub fn parse_metrics(text: &str) -> Totals {
-    let mut t = Totals::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        if name.starts_with("sinew_requests_total{") && name.contains("direction=\"outbound\"") {
-            t.requests += value;
-            if name.contains("status_class=\"5xx\"") || name.contains("status_class=\"error\"") {
-                t.failures += value;
-            }
-        } else if name.starts_with("sinew_tcp_connections_opened_total{")
-            && name.contains("direction=\"inbound\"")
-            && name.contains("protocol=\"mesh_")
-        {
-            t.mtls_connections += value;
-        }
-    }
-    t
-}
-
-/// Turns successive samples into rates for the live line.
-#[derive(Debug, Default)]
-pub struct TrafficMeter {
-    last: Option<(Instant, Totals)>,
-}
-
-impl TrafficMeter {
-    /// Scrapes every meshed pod and returns the line to show (blocking; call off the runtime).
-    pub fn sample(mut self, state: &RunState) -> (TrafficMeter, String) {
-        let mut now = Totals::default();
-        let per_pod: BTreeMap<String, Totals> = std::thread::scope(|s| {
-            let handles: Vec<_> = state
-                .pods
-                .iter()
-                .filter(|p| p.meshed)
-                .map(|p| {
-                    s.spawn(move || {
-                        let t = sys::http_get(&p.netns, METRICS, "/metrics", PROBE_TIMEOUT)
-                            .map(|(_, body)| parse_metrics(&body))
-                            .unwrap_or_default();
-                        (p.netns.clone(), t)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        for t in per_pod.values() {
-            now.requests += t.requests;
-            now.failures += t.failures;
-            now.mtls_connections += t.mtls_connections;
-        }
-        let at = Instant::now();
-        let line = match self.last {
-            Some((then, before)) if now.requests >= before.requests => {
-                let secs = at.duration_since(then).as_secs_f64().max(0.001);
-                let sent = now.requests - before.requests;
-                let failed = (now.failures - before.failures).max(0.0);
-                let success = if sent > 0.0 {
-                    format!("{:.1}%", 100.0 * (sent - failed) / sent)
-                } else {
-                    "-".into()
-                };
-                format!(
-                    "{:.1} req/s across the mesh, success {success}, {} mTLS connections opened, {} pods",
-                    sent / secs,
-                    now.mtls_connections,
-                    state.pods.len()
-                )
-            }
-            _ => format!("measuring… {} pods", state.pods.len()),
-        };
-        self.last = Some((at, now));
-        (self, line)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sums_outbound_requests_failures_and_inbound_mtls() {
-        let text = "# HELP x\n\
-            sinew_requests_total{direction=\"outbound\",status_class=\"2xx\"} 90\n\
-            sinew_requests_total{direction=\"outbound\",status_class=\"5xx\"} 7\n\
-            sinew_requests_total{direction=\"outbound\",status_class=\"error\"} 3\n\
-            sinew_requests_total{direction=\"inbound\",status_class=\"2xx\"} 50\n\
-            sinew_tcp_connections_opened_total{direction=\"inbound\",protocol=\"mesh_h2\"} 2\n\
-            sinew_tcp_connections_opened_total{direction=\"inbound\",protocol=\"http1\"} 9\n";
-        assert_eq!(
-            parse_metrics(text),
-            Totals {
-                requests: 100.0,
-                failures: 10.0,
-                mtls_connections: 2.0
-            }
-        );
-    }
 
     #[test]
     fn durations_read_like_kubectl() {

@@ -30,8 +30,8 @@ use crate::host;
 use crate::manifests::{self, Store};
 use crate::pod::{self, Env};
 use crate::process::{Board, Slot, Supervised};
+use crate::stat;
 use crate::state::{CONTROL_PLANE_GRPC_PORT, CONTROL_PLANE_IP, PodPhase, Run, now_unix_ms};
-use crate::status;
 use crate::sys;
 use addresses::Addresses;
 use console::{Console, Invocation};
@@ -319,7 +319,7 @@ impl Mesh {
         let live = std::io::stdout().is_terminal();
         self.console.set_live(live);
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        let mut traffic = status::TrafficMeter::default();
+        let mut traffic = stat::LiveMeter::default();
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,

@@ -51,6 +51,17 @@ enum Command {
         /// Where sinew-proxy, sinew-control-plane and the demo app are [default: next to sinewctl].
         #[arg(long, env = "SINEW_BIN_DIR")]
         bin_dir: Option<PathBuf>,
+        /// Send the proxies' spans to this OTLP/gRPC collector on the host (e.g. a Jaeger at
+        /// http://127.0.0.1:4317), relayed into the mesh's network [default: no traces].
+        #[arg(long, value_name = "URL", value_parser = up::Collector::parse)]
+        otlp_endpoint: Option<up::Collector>,
+        /// Percentage of requests without a sampling decision to trace (0-100) [default: the
+        /// control plane's, 1].
+        #[arg(long, value_name = "PCT", value_parser = up::parse_sampling)]
+        trace_sampling: Option<f64>,
+        /// Every proxy writes an access log line per request or connection, in this format.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        access_log: Option<up::AccessLogEncoding>,
     },
     /// Stop the running mesh, or remove what a crashed one left behind.
     Down,
@@ -177,7 +188,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .context("cannot start the async runtime")
     };
     match cli.command {
-        Command::Up { dir, bin_dir } => {
+        Command::Up {
+            dir,
+            bin_dir,
+            otlp_endpoint,
+            trace_sampling,
+            access_log,
+        } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => std::env::current_exe()?
@@ -190,6 +207,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 up::Options {
                     source: dir,
                     bin_dir,
+                    otlp: otlp_endpoint,
+                    trace_sampling,
+                    access_log,
                 },
             ))?;
         }

@@ -34,6 +34,27 @@ pub fn connect_in(netns: &str, addr: SocketAddr, timeout: Duration) -> io::Resul
     })
 }
 
+/// A listening socket on `addr` inside network namespace `netns`, made like [`connect_in`]'s:
+/// a short-lived thread enters the namespace and binds; the socket stays in that namespace
+/// wherever it is used from. Non-blocking, ready for tokio.
+pub fn listen_in(netns: &str, addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let path = Path::new(NETNS_DIR).join(netns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(LinkNameSpaceType::Network),
+            )?;
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
 /// `GET path` over HTTP/1.0 to `addr` inside `netns`: the status and the body.
 pub fn http_get(
     netns: &str,

@@ -11,6 +11,10 @@ mod addresses;
 mod console;
 mod control_plane;
 mod handout;
+mod otlp_relay;
+
+pub use control_plane::{AccessLogEncoding, parse_sampling};
+pub use otlp_relay::Collector;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;
@@ -51,6 +55,12 @@ const HOST_TOOLS: [(&str, &str); 5] = [
 pub struct Options {
     pub source: PathBuf,
     pub bin_dir: PathBuf,
+    /// A collector on the host the proxies' spans are relayed to.
+    pub otlp: Option<Collector>,
+    /// Passed on to the control plane's `--trace-sampling`.
+    pub trace_sampling: Option<f64>,
+    /// Passed on to the control plane's `--access-log --access-log-encoding`.
+    pub access_log: Option<AccessLogEncoding>,
 }
 
 /// Root, the host tools and our binaries: checked before anything is created.
@@ -169,6 +179,8 @@ struct Mesh {
     run: Run,
     board: Board,
     control_plane: Option<Supervised>,
+    /// Carries the proxies' spans to the host's collector (`--otlp-endpoint`).
+    relay: Option<tokio::task::JoinHandle<()>>,
     pods: BTreeMap<PodKey, Running>,
     /// Names each new pod's veth on the bridge (`v<index>`), never reused within a run.
     next_index: u32,
@@ -192,6 +204,7 @@ impl Mesh {
             run,
             board,
             control_plane: None,
+            relay: None,
             pods: BTreeMap::new(),
             next_index: 1,
             env: None,
@@ -266,6 +279,29 @@ impl Mesh {
         )
         .await?;
 
+        // Before the control plane, so the first proxy to export finds the relay listening.
+        let (relay_tx, mut relay_events) = tokio::sync::mpsc::channel(16);
+        let mut telemetry = control_plane::Telemetry {
+            otlp_endpoint: None,
+            trace_sampling: opts.trace_sampling,
+            access_log: opts.access_log,
+        };
+        if let Some(collector) = &opts.otlp {
+            let at = otlp_relay::listen_address();
+            let listener = sys::listen_in(&run.control_plane_netns(), at)
+                .and_then(tokio::net::TcpListener::from_std)
+                .with_context(|| format!("cannot listen on {at} for the OTLP relay"))?;
+            self.relay = Some(tokio::spawn(otlp_relay::serve(
+                listener,
+                collector.clone(),
+                otlp_relay::Limits::default(),
+                relay_tx,
+            )));
+            telemetry.otlp_endpoint = Some(format!("http://{at}"));
+            self.console
+                .say(&format!("spans go to {collector}, relayed from {at}"));
+        }
+
         let cp_dir = run.control_plane_dir();
         std::fs::create_dir_all(&cp_dir)?;
         std::fs::set_permissions(&cp_dir, std::fs::Permissions::from_mode(0o755))?;
@@ -277,7 +313,7 @@ impl Mesh {
             s.control_plane.log = cp_log.clone();
         });
         self.control_plane = Some(Supervised::spawn(
-            control_plane::spec(&run, &cp_bin, &cp_dir, &cp_log),
+            control_plane::spec(&run, &cp_bin, &cp_dir, &cp_log, &telemetry),
             Slot::ControlPlane,
             self.board.clone(),
         ));
@@ -323,6 +359,8 @@ impl Mesh {
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
+                // Said once per outage by the relay itself (an outage may recur: not `report`).
+                Some(event) = relay_events.recv() => self.console.say(&event),
                 changed = snapshots.changed() => {
                     if changed.is_err() {
                         bail!("the registry watcher stopped");
@@ -518,6 +556,10 @@ impl Mesh {
         }
         if let Some(cp) = self.control_plane.take() {
             cp.stop(Duration::from_secs(5)).await;
+        }
+        if let Some(relay) = self.relay.take() {
+            relay.abort();
+            let _ = relay.await;
         }
         if self.created_netns {
             host::delete_netns(&self.run.control_plane_netns(), Duration::from_secs(2)).await;

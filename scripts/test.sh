@@ -18,10 +18,10 @@ export SINEW_WHO=test.sh
 . "$SINEW_ROOT/scripts/lib/bootstrap.sh"
 cd "$SINEW_ROOT"
 
-# Besides local mode's tools, the end-to-end tests drive tcpdump (capture on the bridge) and
-# python3 (test app); shellcheck checks the scripts.
+# Besides local mode's tools, the end-to-end tests drive tcpdump (capture on the bridge),
+# python3 (test app) and prometheus (scraping a local mesh); shellcheck checks the scripts.
 sinew_packages "${SINEW_LOCAL_MODE_TOOLS[@]}" "${SINEW_BUILD_TOOLS[@]}" tcpdump:tcpdump \
-  python3:python3 shellcheck:shellcheck
+  python3:python3 shellcheck:shellcheck prometheus:prometheus
 export PATH="$PATH:$SINEW_SBIN_PATH"
 
 # The scripts first: seconds, and they are what brought this machine here.

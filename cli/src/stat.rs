@@ -270,13 +270,19 @@ pub fn stat(run: &Run, query: &Query) -> anyhow::Result<()> {
     }
     let terminal = std::io::stdout().is_terminal();
     let state = run.load_state()?;
-    let mut before = scrape_ok(run, &state, query).1;
+    let (first, mut before, _) = scrape_ok(run, &state, query);
+    if first.is_empty() && !query.watch {
+        bail!("{}", nothing_found(query));
+    }
     let mut at = Instant::now();
     loop {
         std::thread::sleep(query.window);
         // The pods may have changed while we waited (`apply`, a restart).
         let state = run.load_state()?;
         let (groups, after, problems) = scrape_ok(run, &state, query);
+        if groups.is_empty() && !query.watch {
+            bail!("{}", nothing_found(query));
+        }
         let now = Instant::now();
         let rows = rows(
             &groups,
@@ -304,9 +310,6 @@ pub fn stat(run: &Run, query: &Query) -> anyhow::Result<()> {
         }
         out.flush()?;
         if !query.watch {
-            if groups.is_empty() {
-                bail!("{}", nothing_found(query));
-            }
             return Ok(());
         }
         (before, at) = (after, now);

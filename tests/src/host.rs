@@ -153,6 +153,7 @@ fn package_of(tool: &str) -> &'static str {
         "tcpdump" => "tcpdump",
         "curl" => "curl",
         "python3" => "python3",
+        "prometheus" => "prometheus",
         _ => "unknown",
     }
 }

@@ -42,6 +42,11 @@ impl LocalMesh {
     /// `sinewctl --name <run> up <dir>` with binaries from `bin_dir`; waits for "all N pods
     /// running".
     pub fn up(bin_dir: &Path, dir: &Path, run: &str) -> LocalMesh {
+        Self::up_with(bin_dir, dir, run, &[])
+    }
+
+    /// [`LocalMesh::up`] with more of `up`'s flags (`--otlp-endpoint URL`, …).
+    pub fn up_with(bin_dir: &Path, dir: &Path, run: &str, flags: &[&str]) -> LocalMesh {
         let state_root = std::env::temp_dir().join("sinew-e2e-state");
         let sinewctl = bin_dir.join("sinewctl");
         let mut child = Command::new(&sinewctl)
@@ -50,6 +55,7 @@ impl LocalMesh {
             .arg("--state-root")
             .arg(&state_root)
             .arg("up")
+            .args(flags)
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -486,6 +486,9 @@ fn with_the_collector_gone_requests_flow_and_proxy_memory_stays_flat() {
     );
 }
 
+/// One series of an instant query's answer: its labels and value.
+type Series = (BTreeMap<String, String>, f64);
+
 /// A Prometheus inside the control plane's network namespace (it must reach the pods' IPs),
 /// scraping every meshed pod's proxy each second.
 struct Prometheus {
@@ -541,7 +544,7 @@ impl Prometheus {
     }
 
     /// An instant query's result vector: `(labels, value)` per series.
-    fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    fn query(&self, promql: &str) -> Result<Vec<Series>, String> {
         let mut cmd = Command::new("ip");
         cmd.args([
             "netns",
@@ -617,7 +620,7 @@ fn load(mesh: &LocalMesh, secs: u32) -> std::thread::JoinHandle<()> {
 }
 
 /// `(service, value)` for the query's series, by `destination_service`.
-fn by_service(series: Vec<(BTreeMap<String, String>, f64)>) -> BTreeMap<String, f64> {
+fn by_service(series: Vec<Series>) -> BTreeMap<String, f64> {
     series
         .into_iter()
         .map(|(l, v)| (l.get("destination_service").cloned().unwrap_or_default(), v))

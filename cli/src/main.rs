@@ -108,7 +108,8 @@ enum Command {
         #[arg(value_enum, default_value = "deploy")]
         kind: stat::Kind,
         /// Only this deployment, pod or namespace.
-        name: Option<String>,
+        #[arg(value_name = "NAME")]
+        resource: Option<String>,
         #[arg(
             short,
             long,
@@ -231,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status::status(&run, json)?,
         Command::Stat {
             kind,
-            name,
+            resource,
             namespace,
             all_namespaces,
             from,
@@ -246,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let query = stat::Query {
                 kind,
-                name,
+                name: resource,
                 from: peer(from)?,
                 to: peer(to)?,
                 namespace: (!all_namespaces).then_some(namespace),

@@ -293,7 +293,13 @@ pub fn stat(run: &Run, query: &Query) -> anyhow::Result<()> {
         );
         let mut out = std::io::stdout().lock();
         match query.output {
-            Output::Json => writeln!(out, "{}", serde_json::to_string(&rows)?)?,
+            Output::Json => {
+                writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+                // Standard output stays one JSON document per window.
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+            }
             Output::Table => {
                 if query.watch && terminal {
                     // Home and clear: the refreshed table replaces the last one.

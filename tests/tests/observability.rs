@@ -17,7 +17,7 @@ use sinew_tests::local::LocalMesh;
 use sinew_tests::process::{run_bounded, signal, wait_exit, wait_until};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -118,16 +118,11 @@ struct Receiver {
 impl Receiver {
     fn start() -> Receiver {
         let bin = bins::locate(&RECEIVER).join("sinew-otlp-receiver");
-        // A port the kernel just handed out, free again for the receiver to bind.
-        let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
         let mut child = Command::new(&bin)
-            .arg("--listen")
-            .arg(addr.to_string())
+            .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let spans = Arc::new(Mutex::new(Vec::new()));
@@ -141,13 +136,32 @@ impl Receiver {
                 }
             }
         });
-        let receiver = Receiver {
+        // It says `listening on ADDR` on stderr once bound (the port the kernel chose).
+        let err = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                match line
+                    .strip_prefix("listening on ")
+                    .map(str::parse::<SocketAddr>)
+                {
+                    Some(Ok(addr)) => {
+                        let _ = tx.send(addr);
+                    }
+                    _ => eprintln!("receiver: {line}"),
+                }
+            }
+        });
+        let mut receiver = Receiver {
             child: Some(child),
-            addr,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             spans,
         };
+        receiver.addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the OTLP receiver says where it listens");
         wait_until("the OTLP receiver listens", Duration::from_secs(30), || {
-            TcpStream::connect(addr).map_err(|e| e.to_string())
+            TcpStream::connect(receiver.addr).map_err(|e| e.to_string())
         })
         .unwrap();
         receiver
@@ -452,8 +466,9 @@ fn with_the_collector_gone_requests_flow_and_proxy_memory_stays_flat() {
     receiver.stop();
 
     let trace_id = new_trace_id(5);
-    // Warm-up: enough spans to fill every export queue, so what follows can only grow by a leak.
-    const WARM_UP: u32 = 2000;
+    // Warm-up: more spans than any proxy's export queue and batch hold (2048 + 512), so what
+    // follows can only grow by a leak.
+    const WARM_UP: u32 = 3000;
     const MEASURED: u32 = 4000;
     assert_eq!(burst(&mesh, WARM_UP, &trace_id), WARM_UP as usize);
     let proxies: Vec<(String, u64)> = ["client-0", "frontend-0", "backend-0"]

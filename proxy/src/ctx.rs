@@ -104,6 +104,8 @@ impl Ctx {
             Some(crate::inbound::APP_SOURCE.into()),
         );
         let snapshot = Snapshot::new(config.clone(), None, &outbound);
+        let tracer = crate::telemetry::trace::Tracer::new(metrics.trace.clone());
+        tracer.configure(&config.tracing);
         Self {
             snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
@@ -114,7 +116,7 @@ impl Ctx {
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
             last_config_error: RwLock::new(None),
-            tracer: crate::telemetry::trace::Tracer::disabled(),
+            tracer,
         }
     }
 
@@ -143,6 +145,7 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
+        self.tracer.configure(&config.tracing);
         let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
         // A destination this version removed would take its unreported counts with it.

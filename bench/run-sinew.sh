@@ -30,6 +30,11 @@
 #                        (examples/traffic-policy/seed-destinationrule.yaml less
 #                        maxRequestsPerConnection, as the harness's envoy-policy pair), resolved as
 #                        the control plane sends it; default: none (today's config)
+#   SINEW_BENCH_TRACING  a sampling percentage (e.g. `1`): both proxies trace at that rate and export
+#                        their spans over OTLP/gRPC to a real receiver (sinew-otlp-receiver, built
+#                        in release mode unless SINEW_OTLP_RECEIVER_BIN is set) that this script
+#                        starts on 127.0.0.1:$SINEW_BENCH_OTLP_PORT (default 14317) and stops;
+#                        default: unset, no tracing. Istio's standard metrics are always on.
 #
 # Internal: the harness starts each proxy as `run-sinew.sh --exec-client|--exec-server`. That mode
 # reads OURS_PORT OURS_SERVER_PORT UPSTREAM_PORT CERT_DIR RUN_DIR (exported by the harness), writes the
@@ -54,6 +59,12 @@ policy_yaml() {  # the client service's trafficPolicy for SINEW_BENCH_POLICY (in
   esac
 }
 
+telemetry_yaml() {  # the proxies' telemetry for SINEW_BENCH_TRACING
+  [[ -n ${SINEW_BENCH_TRACING:-} ]] || return 0
+  echo "telemetry:"
+  echo "  tracing: {otlpEndpoint: \"http://127.0.0.1:${SINEW_BENCH_OTLP_PORT:-14317}\", randomSamplingPercentage: $SINEW_BENCH_TRACING}"
+}
+
 exec_proxy() {  # exec_proxy client|server BIN
   local side=$1 bin=$2 cfg
   : "${OURS_PORT:?} ${OURS_SERVER_PORT:?} ${UPSTREAM_PORT:?} ${CERT_DIR:?} ${RUN_DIR:?}"
@@ -72,6 +83,7 @@ services:
       - {address: "127.0.0.1:$UPSTREAM_PORT", identity: "spiffe://cluster.local/ns/default/sa/server", meshPort: $OURS_SERVER_PORT}
 $(policy_yaml)
 admin: {adminAddress: "127.0.0.1:0", healthAddress: "127.0.0.1:0", metricsAddress: "127.0.0.1:0"}
+$(telemetry_yaml)
 EOF
   else
     cat >"$cfg" <<EOF
@@ -81,6 +93,7 @@ inboundMode: STRICT
 listeners:
   - {name: inbound, address: "127.0.0.1:$OURS_SERVER_PORT", direction: INBOUND, appPort: $UPSTREAM_PORT}
 admin: {adminAddress: "127.0.0.1:0", healthAddress: "127.0.0.1:0", metricsAddress: "127.0.0.1:0"}
+$(telemetry_yaml)
 EOF
   fi
   [[ $side == client && -n ${SINEW_BENCH_BUILD_INFO:-} ]] && echo "$SINEW_BENCH_BUILD_INFO" >"$RUN_DIR/sinew-build.txt"
@@ -109,14 +122,16 @@ BENCH_WORK=${BENCH_WORK:-/var/tmp/sinew-bench}
 export BENCH_WORK
 mkdir -p "$BENCH_WORK/bin"
 
+target_dir() {
+  (cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+}
 if [[ -n ${SINEW_PROXY_BIN:-} ]]; then
   built=$SINEW_PROXY_BIN
 else
   echo "building: cargo build --release -p sinew-proxy (in $REPO)" >&2
   (cd "$REPO" && cargo build --release -p sinew-proxy)
-  target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  built=$target_dir/release/sinew-proxy
+  built=$(target_dir)/release/sinew-proxy
 fi
 [[ -x $built ]] || { echo "sinew-proxy binary not found at $built" >&2; exit 1; }
 
@@ -128,11 +143,23 @@ rev=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
 # Whether the binary was linked with its hot functions together (bench/hot-symbols.sh).
 order=$("$REPO/bench/hot-symbols.sh" --check "$built" 2>/dev/null | cut -d' ' -f1-3 || echo "?")
 sum=$(sha256sum "$BIN" | cut -c1-16)
-export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL policy=${SINEW_BENCH_POLICY:-none} symbol-order=$order"
+export SINEW_BENCH_BUILD_INFO="rev=$rev binary=$built sha256=$sum workers=$WORKERS log_level=$LOG_LEVEL policy=${SINEW_BENCH_POLICY:-none} tracing=${SINEW_BENCH_TRACING:-off} symbol-order=$order"
 echo "sinew-proxy: $SINEW_BENCH_BUILD_INFO" >&2
 
+if [[ -n ${SINEW_BENCH_TRACING:-} ]]; then
+  receiver=${SINEW_OTLP_RECEIVER_BIN:-}
+  if [[ -z $receiver ]]; then
+    (cd "$REPO" && cargo build --release -p sinew-otlp-receiver)
+    receiver=$(target_dir)/release/sinew-otlp-receiver
+  fi
+  spans=$BENCH_WORK/otlp-spans.jsonl
+  "$receiver" --listen "127.0.0.1:${SINEW_BENCH_OTLP_PORT:-14317}" >"$spans" &
+  receiver_pid=$!
+  trap 'kill "$receiver_pid" 2>/dev/null; echo "spans received: $(wc -l <"$spans") ($spans)" >&2' EXIT
+fi
+
 q_self=$(printf %q "$SELF"); q_bin=$(printf %q "$BIN")
-exec "$HARNESS" --ours-name sinew \
+"$HARNESS" --ours-name sinew \
   --ours-client "$q_self --exec-client --bin $q_bin" \
   --ours-server "$q_self --exec-server --bin $q_bin" \
   "$@"

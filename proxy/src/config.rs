@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod bootstrap;
+pub mod trace;
 
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 pub const DEFAULT_INBOUND_PORT: u16 = 15006;
@@ -83,6 +84,8 @@ pub struct Config {
     pub control_plane: Option<ControlPlane>,
     /// The mesh's service and pod ranges: unresolved destinations inside fail closed.
     pub mesh_ranges: Vec<IpNet>,
+    /// `telemetry.tracing` and the workload spans are reported as.
+    pub tracing: crate::telemetry::trace::Settings,
 }
 
 /// Where certificates and config come from at run time.
@@ -572,9 +575,11 @@ impl Config {
             }
         };
 
+        let tracing = trace::settings(&msg)?;
         Ok(Self {
             control_plane,
             mesh_ranges,
+            tracing,
             version: msg.version.clone(),
             source: msg,
             tls,

@@ -104,6 +104,8 @@ impl Ctx {
             Some(crate::inbound::APP_SOURCE.into()),
         );
         let snapshot = Snapshot::new(config.clone(), None, &outbound);
+        let tracer = crate::telemetry::trace::Tracer::new(metrics.trace.clone());
+        tracer.configure(&config.tracing);
         Self {
             snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
@@ -114,7 +116,7 @@ impl Ctx {
             discovery: OnceLock::new(),
             resource_versions: RwLock::new(BTreeMap::new()),
             last_config_error: RwLock::new(None),
-            tracer: crate::telemetry::trace::Tracer::disabled(),
+            tracer,
         }
     }
 
@@ -143,6 +145,7 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
+        self.tracer.configure(&config.tracing);
         let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
         // A destination this version removed would take its unreported counts with it.
@@ -239,5 +242,72 @@ services:
             text.contains(r#"sinew_upstream_rq_retry_total{service="ratings"} 2"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_config_push_points_the_tracer_at_its_collector_and_sets_the_rate() {
+        use crate::telemetry::trace::SpanKind;
+        let receiver = sinew_otlp_receiver::Receiver::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let ctx = Ctx::new(config("{}"), crate::tls::Store::empty(), metrics.clone());
+        // No endpoint and 0 %: nothing sampled, nothing exported.
+        ctx.set_config(config(
+            "telemetry: {tracing: {randomSamplingPercentage: 0}}",
+        ));
+        assert!(
+            !ctx.tracer
+                .start(SpanKind::Client, &mut http::HeaderMap::new())
+                .is_sampled()
+        );
+        ctx.set_config(config(&format!(
+            "telemetry: {{tracing: {{otlpEndpoint: '{}', randomSamplingPercentage: 100}}}}",
+            receiver.endpoint()
+        )));
+        let method = http::Method::GET;
+        let uri: http::Uri = "/".parse().unwrap();
+        let span = ctx
+            .tracer
+            .start(SpanKind::Client, &mut http::HeaderMap::new());
+        assert!(span.is_sampled(), "100 % after the push");
+        let trace_id = span.trace_id().unwrap();
+        span.finish(&crate::telemetry::trace::Outcome {
+            method: &method,
+            uri: &uri,
+            authority: None,
+            protocol: crate::telemetry::RequestProtocol::Http,
+            version: http::Version::HTTP_11,
+            status: Some(http::StatusCode::OK),
+            grpc_status: None,
+            flags: Default::default(),
+            upstream_host: None,
+            upstream_cluster: None,
+            retries: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            peer_identity: None,
+            source: None,
+            destination: None,
+            destination_service: None,
+        });
+        let spans = receiver
+            .wait_for(1, std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(spans[0].trace_id, trace_id);
+        // The proxy's metrics count what the tracer exported.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !metrics
+            .encode()
+            .contains("sinew_trace_spans_exported_total 1")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}",
+                metrics.encode()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

@@ -43,6 +43,14 @@ struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), changeable later with POST /logging?level=.
     #[arg(long, env = "SINEW_LOG", default_value = "info")]
     log_level: String,
+    /// OTLP/gRPC collector for spans, http://host:port; overrides the bootstrap's
+    /// telemetry.tracing.otlpEndpoint (empty: keep it).
+    #[arg(long, env = "SINEW_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Percentage (0-100) of new traces sampled; overrides the bootstrap's
+    /// telemetry.tracing.randomSamplingPercentage (empty: keep it; default 1).
+    #[arg(long, env = "SINEW_TRACE_SAMPLING")]
+    trace_sampling: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +99,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = bootstrap::load(
         args.config.as_deref(),
         std::env::var_os(bootstrap::ENV).as_deref(),
+    )?;
+    let config = bootstrap::with_tracing(
+        config,
+        args.otlp_endpoint.as_deref(),
+        args.trace_sampling.as_deref(),
     )?;
     let probers = Probers::from_env(std::env::var_os(app_health::spec::ENV).as_deref())?;
     // The kubelet's probes carry the pod's IP as their Host; the downward API gives it to us.

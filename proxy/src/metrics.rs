@@ -131,6 +131,8 @@ pub struct Metrics {
     ejections: Family<ServiceLabel, Counter>,
     retries: Family<ServiceLabel, Counter>,
     timeouts: Family<ServiceLabel, Counter>,
+    /// Span export (`sinew_trace_spans_*_total`), counted by the tracer.
+    pub trace: crate::telemetry::trace::export::Counters,
 }
 
 // === impl Metrics ===
@@ -224,6 +226,23 @@ impl Metrics {
             "Requests that got 504 because the route timeout expired, by service",
             timeouts.clone(),
         );
+        let trace = crate::telemetry::trace::export::Counters::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Sampled spans not exported: the export queue was full, or the collector failed or \
+             did not answer in time",
+            trace.dropped.clone(),
+        );
+        registry.register(
+            "trace_spans_exported",
+            "Spans the OTLP collector accepted",
+            trace.exported.clone(),
+        );
+        registry.register(
+            "trace_export_failures",
+            "Span batches the OTLP collector refused or did not answer in time",
+            trace.failed.clone(),
+        );
 
         let dirs = [Direction::Inbound, Direction::Outbound];
         let conns = dirs.map(|d| {
@@ -273,6 +292,7 @@ impl Metrics {
             ejections,
             retries,
             timeouts,
+            trace,
         }
     }
 

@@ -37,6 +37,51 @@ pub enum BootstrapError {
     Invalid(ConfigError),
     #[error(transparent)]
     File(ConfigError),
+    #[error("{what}: {reason}")]
+    Tracing { what: &'static str, reason: String },
+}
+
+/// The injector's tracing env (issue 11's contract); `sinew-proxy run --otlp-endpoint` and
+/// `--trace-sampling` read them.
+pub const OTLP_ENDPOINT_ENV: &str = "SINEW_OTLP_ENDPOINT";
+pub const TRACE_SAMPLING_ENV: &str = "SINEW_TRACE_SAMPLING";
+
+/// Sets the bootstrap's `telemetry.tracing` endpoint and sampling percentage from the flags (or
+/// their env): a non-empty value wins over the config's; an empty one (the injector's "unset")
+/// leaves it. The control plane's `ProxySettings.telemetry` is merged over the result later.
+pub fn with_tracing(
+    config: Config,
+    endpoint: Option<&str>,
+    sampling: Option<&str>,
+) -> Result<Config, BootstrapError> {
+    let endpoint = endpoint.map(str::trim).filter(|e| !e.is_empty());
+    let sampling = sampling.map(str::trim).filter(|s| !s.is_empty());
+    if endpoint.is_none() && sampling.is_none() {
+        return Ok(config);
+    }
+    let mut msg = config.source;
+    let tracing = msg
+        .telemetry
+        .get_or_insert_with(Default::default)
+        .tracing
+        .get_or_insert_with(Default::default);
+    if let Some(e) = endpoint {
+        super::trace::endpoint(e).map_err(|e| BootstrapError::Tracing {
+            what: "--otlp-endpoint (SINEW_OTLP_ENDPOINT)",
+            reason: e.to_string(),
+        })?;
+        tracing.otlp_endpoint = e.to_string();
+    }
+    if let Some(s) = sampling {
+        let bad = || BootstrapError::Tracing {
+            what: "--trace-sampling (SINEW_TRACE_SAMPLING)",
+            reason: format!("{s:?} is not a percentage from 0 to 100"),
+        };
+        let p: f64 = s.parse().map_err(|_| bad())?;
+        super::trace::percent(p).map_err(|_| bad())?;
+        tracing.random_sampling_percentage = Some(p);
+    }
+    Config::from_proto(msg).map_err(BootstrapError::Invalid)
 }
 
 /// The config from whichever source was given: `file` (the `--config` flag) or `env` (the value

@@ -153,3 +153,70 @@ fn hostile_values_get_plain_errors_and_never_a_panic() {
     let (field, _) = field_error(&big);
     assert_eq!(field, "limits.maxConnections");
 }
+
+#[test]
+fn the_injectors_tracing_env_sets_the_bootstrap_tracing() {
+    let config = from_json(INJECTED).expect("valid");
+    let config =
+        with_tracing(config, Some("http://10.0.0.9:4317"), Some("2.5")).expect("valid env");
+    assert_eq!(
+        config.tracing.endpoint.as_deref(),
+        Some("http://10.0.0.9:4317")
+    );
+    assert_eq!(config.tracing.sampling_percent, 2.5);
+    let tracing = config
+        .source
+        .telemetry
+        .as_ref()
+        .unwrap()
+        .tracing
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        tracing.otlp_endpoint, "http://10.0.0.9:4317",
+        "what the merge starts from"
+    );
+}
+
+#[test]
+fn empty_tracing_env_keeps_the_configs_values() {
+    let json = INJECTED.replacen(
+        "\"meshAddressRanges\"",
+        "\"telemetry\": {\"tracing\": {\"otlpEndpoint\": \"http://jaeger:4317\", \"randomSamplingPercentage\": 7}},\n  \"meshAddressRanges\"",
+        1,
+    );
+    let config = with_tracing(from_json(&json).expect("valid"), Some(""), Some(" ")).unwrap();
+    assert_eq!(
+        config.tracing.endpoint.as_deref(),
+        Some("http://jaeger:4317")
+    );
+    assert_eq!(config.tracing.sampling_percent, 7.0);
+}
+
+#[test]
+fn bad_tracing_env_is_an_error_naming_the_flag_and_variable() {
+    for (endpoint, sampling, says) in [
+        (
+            None,
+            Some("1%"),
+            "--trace-sampling (SINEW_TRACE_SAMPLING): \"1%\" is not a percentage",
+        ),
+        (
+            None,
+            Some("150"),
+            "--trace-sampling (SINEW_TRACE_SAMPLING): \"150\"",
+        ),
+        (None, Some("NaN"), "SINEW_TRACE_SAMPLING"),
+        (
+            Some("jaeger:4317"),
+            None,
+            "--otlp-endpoint (SINEW_OTLP_ENDPOINT): telemetry.tracing.otlpEndpoint",
+        ),
+    ] {
+        let config = from_json(INJECTED).expect("valid");
+        let e = with_tracing(config, endpoint, sampling)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+}

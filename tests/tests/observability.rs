@@ -104,7 +104,7 @@ const RECEIVER: bins::Set = bins::Set {
     bins: &[(
         "sinew-otlp-receiver",
         "sinew-otlp-receiver",
-        &["tests/otlp-receiver/src", "tests/otlp-receiver/Cargo.toml"],
+        &["otlp-receiver/src", "otlp-receiver/Cargo.toml"],
     )],
 };
 
@@ -443,6 +443,18 @@ fn burst(mesh: &LocalMesh, n: u32, trace_id: &str) -> usize {
     codes.lines().filter(|c| *c == "200").count()
 }
 
+/// A counter without labels from a pod's proxy's metrics.
+fn proxy_counter(mesh: &LocalMesh, pod: &str, name: &str) -> f64 {
+    let (_, text) = mesh.exec(
+        "shop",
+        pod,
+        &["curl", "-s", "http://127.0.0.1:15020/metrics"],
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {pod}'s metrics:\n{text}"))
+}
+
 #[test]
 fn with_the_collector_gone_requests_flow_and_proxy_memory_stays_flat() {
     let Some(bin_dir) = prerequisites(
@@ -487,11 +499,20 @@ fn with_the_collector_gone_requests_flow_and_proxy_memory_stays_flat() {
     const GROWTH_KIB: u64 = 1536;
     for ((pod, pid), before) in proxies.iter().zip(before) {
         let after = rss_kib(*pid);
+        eprintln!(
+            "{pod}'s proxy: {before} KiB after the warm-up, {after} KiB after {MEASURED} more requests"
+        );
         assert!(
             after <= before + GROWTH_KIB,
             "{pod}'s proxy grew from {before} KiB to {after} KiB over {MEASURED} requests with the collector gone"
         );
     }
+    // The test proves something only if the proxies made spans they could not send.
+    let dropped = proxy_counter(&mesh, "frontend-0", "sinew_trace_spans_dropped_total");
+    assert!(
+        dropped >= f64::from(MEASURED),
+        "frontend-0's proxy dropped {dropped} spans: it was not tracing these requests"
+    );
     // The run said so, once.
     let said = mesh.output();
     assert_eq!(

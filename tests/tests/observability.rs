@@ -104,7 +104,7 @@ const RECEIVER: bins::Set = bins::Set {
     bins: &[(
         "sinew-otlp-receiver",
         "sinew-otlp-receiver",
-        &["otlp-receiver/src", "otlp-receiver/Cargo.toml"],
+        &["tests/otlp-receiver/src", "tests/otlp-receiver/Cargo.toml"],
     )],
 };
 

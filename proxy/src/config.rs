@@ -83,7 +83,26 @@ pub struct Config {
     pub control_plane: Option<ControlPlane>,
     /// The mesh's service and pod ranges: unresolved destinations inside fail closed.
     pub mesh_ranges: Vec<IpNet>,
+    /// Who this proxy reports as, its pod's services, tracing and access-log settings.
+    pub telemetry: Telemetry,
 }
+
+/// `telemetry`, validated, with every default applied.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    /// This proxy's workload: `telemetry.workload`, else derived from the pod (see
+    /// [`crate::telemetry::workload`]).
+    pub workload: Arc<crate::telemetry::Workload>,
+    /// The FQDNs of the Services selecting this pod (valid label values only).
+    pub services: Arc<[Arc<str>]>,
+    pub tracing: crate::telemetry::trace::Settings,
+    /// `None`: no access log (unless the proxy flag forces one).
+    pub access_log: Option<crate::telemetry::access_log::Format>,
+}
+
+/// Tracing env the injector sets (used when the config leaves the field unset).
+pub const OTLP_ENDPOINT_ENV: &str = "SINEW_OTLP_ENDPOINT";
+pub const TRACE_SAMPLING_ENV: &str = "SINEW_TRACE_SAMPLING";
 
 /// Where certificates and config come from at run time.
 #[derive(Clone, Debug)]
@@ -239,6 +258,9 @@ pub struct Endpoint {
     /// Where the peer proxy's inbound listener is (same IP as `addr`).
     pub mesh_addr: SocketAddr,
     pub labels: BTreeMap<String, String>,
+    /// The workload behind the endpoint (the control plane's word), for the `destination_*`
+    /// labels a client reports; `None` for endpoints without a pod.
+    pub workload: Option<Arc<crate::telemetry::Workload>>,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -572,7 +594,11 @@ impl Config {
             }
         };
 
+        let telemetry = telemetry(msg.telemetry.as_ref(), msg.control_plane.as_ref(), &|k| {
+            std::env::var(k).ok()
+        })?;
         Ok(Self {
+            telemetry,
             control_plane,
             mesh_ranges,
             version: msg.version.clone(),
@@ -614,6 +640,11 @@ impl Config {
         self.mesh_ranges.iter().any(|r| r.contains(ip))
     }
 
+    /// The tracing settings in force (for [`crate::telemetry::trace::Tracer::configure`]).
+    pub fn tracing_settings(&self) -> &crate::telemetry::trace::Settings {
+        &self.telemetry.tracing
+    }
+
     /// How this pod's own `port` is declared (Detect when nothing says).
     pub fn inbound_protocol(&self, port: u16) -> ServiceProtocol {
         self.inbound_ports
@@ -621,6 +652,80 @@ impl Config {
             .copied()
             .unwrap_or(ServiceProtocol::Detect)
     }
+}
+
+/// Validates `telemetry`; what it leaves unset comes from `env` (the injector's variables) and
+/// the control-plane section (the pod's name, namespace and labels).
+pub fn telemetry(
+    t: Option<&pb::Telemetry>,
+    cp: Option<&pb::ControlPlane>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Telemetry, ConfigError> {
+    use crate::telemetry::{Workload, workload};
+    let default = pb::Telemetry::default();
+    let t = t.unwrap_or(&default);
+    let workload = match (&t.workload, cp) {
+        (Some(w), _) => Workload::from_proto(w),
+        (None, Some(cp)) if !cp.pod.is_empty() => workload::from_pod(
+            &cp.pod,
+            &cp.namespace,
+            &cp.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => workload::from_pod(
+            &env(workload::POD_NAME_ENV).unwrap_or_default(),
+            &env(workload::POD_NAMESPACE_ENV).unwrap_or_default(),
+            &BTreeMap::new(),
+        ),
+    };
+    let services = t
+        .services
+        .iter()
+        .filter_map(|s| crate::telemetry::labels::value(s).map(Arc::from))
+        .collect();
+    let tr = t.tracing.clone().unwrap_or_default();
+    let endpoint = match tr.otlp_endpoint.as_str() {
+        "" => env(OTLP_ENDPOINT_ENV).filter(|e| !e.is_empty()),
+        e => Some(e.to_string()),
+    };
+    let sampling_percent = match tr.random_sampling_percentage {
+        Some(p) => p,
+        None => match env(TRACE_SAMPLING_ENV).filter(|s| !s.is_empty()) {
+            Some(s) => s.trim().parse::<f64>().map_err(|_| {
+                invalid(
+                    TRACE_SAMPLING_ENV,
+                    format!("{s:?} is not a percentage (0-100)"),
+                )
+            })?,
+            None => crate::telemetry::trace::Settings::default().sampling_percent,
+        },
+    };
+    if !(0.0..=100.0).contains(&sampling_percent) {
+        return Err(invalid(
+            "telemetry.tracing.randomSamplingPercentage",
+            format!("{sampling_percent} is not a percentage (0-100)"),
+        ));
+    }
+    let access_log = match &t.access_log {
+        Some(a) if a.enabled => Some(match pb::AccessLogEncoding::try_from(a.encoding) {
+            Ok(pb::AccessLogEncoding::Text) => crate::telemetry::access_log::Format::Text,
+            Ok(pb::AccessLogEncoding::Json) => crate::telemetry::access_log::Format::Json,
+            Err(_) => return Err(invalid("telemetry.accessLog.encoding", "unknown encoding")),
+        }),
+        _ => None,
+    };
+    Ok(Telemetry {
+        workload: Arc::new(workload),
+        services,
+        tracing: crate::telemetry::trace::Settings {
+            endpoint,
+            sampling_percent,
+            report: !tr.disable_span_reporting,
+        },
+        access_log,
+    })
 }
 
 fn protocol(field: &str, p: i32) -> Result<ServiceProtocol, ConfigError> {
@@ -663,6 +768,10 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            workload: e
+                .workload
+                .as_ref()
+                .map(|w| Arc::new(crate::telemetry::Workload::from_proto(w))),
         });
     }
     let port = match s.port {
@@ -824,6 +933,7 @@ impl Endpoint {
             identity: None,
             mesh_addr: SocketAddr::new(addr.ip(), DEFAULT_MESH_PORT),
             labels: BTreeMap::new(),
+            workload: None,
         }
     }
 }

@@ -89,6 +89,8 @@ pub struct Ctx {
     last_config_error: RwLock<Option<String>>,
     /// Spans: context propagation, sampling and export (configured from the config in force).
     pub tracer: crate::telemetry::trace::Tracer,
+    /// Access-log lines, when on (configured from the config in force and the proxy flag).
+    pub access_log: Arc<crate::telemetry::access_log::AccessLog>,
 }
 
 impl Ctx {
@@ -104,7 +106,13 @@ impl Ctx {
             Some(crate::inbound::APP_SOURCE.into()),
         );
         let snapshot = Snapshot::new(config.clone(), None, &outbound);
+        let access_log = Arc::new(crate::telemetry::access_log::AccessLog::new(
+            None,
+            metrics.access_log_dropped.clone(),
+        ));
+        access_log.configure(config.telemetry.access_log);
         Self {
+            access_log,
             snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
             tls,
@@ -143,6 +151,7 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
+        self.access_log.configure(config.telemetry.access_log);
         let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
         // A destination this version removed would take its unreported counts with it.

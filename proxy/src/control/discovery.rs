@@ -389,11 +389,41 @@ fn merge(
                 ports.sort_by_key(|p| p.port);
                 ports.dedup_by_key(|p| p.port);
                 merged.inbound_ports.extend(ports);
+                if let Some(from_cp) = &s.telemetry {
+                    merged.telemetry = Some(merge_telemetry(base.telemetry.as_ref(), from_cp));
+                }
             }
             _ => {}
         }
     }
     merged
+}
+
+/// The control plane's telemetry over the bootstrap's: each field the control plane sets wins;
+/// an OTLP endpoint the bootstrap names stays when the control plane sends none.
+fn merge_telemetry(base: Option<&cfg::Telemetry>, cp: &cfg::Telemetry) -> cfg::Telemetry {
+    let mut m = base.cloned().unwrap_or_default();
+    if cp.workload.is_some() {
+        m.workload = cp.workload.clone();
+    }
+    if !cp.services.is_empty() {
+        m.services = cp.services.clone();
+    }
+    if let Some(t) = &cp.tracing {
+        let mut tracing = m.tracing.take().unwrap_or_default();
+        if !t.otlp_endpoint.is_empty() {
+            tracing.otlp_endpoint = t.otlp_endpoint.clone();
+        }
+        if t.random_sampling_percentage.is_some() {
+            tracing.random_sampling_percentage = t.random_sampling_percentage;
+        }
+        tracing.disable_span_reporting = t.disable_span_reporting;
+        m.tracing = Some(tracing);
+    }
+    if cp.access_log.is_some() {
+        m.access_log = cp.access_log.clone();
+    }
+    m
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! config in force for each request and sends the request down that service's stack.
 //!
 //! ```text
-//! errors → lookup (this module) → router → fault → timeout → retry → breaker → balancer →
+//! telemetry → errors → lookup (this module) → router → fault → timeout → retry → breaker → balancer →
 //!   endpoint → connect
 //! ```
 //!
@@ -23,6 +23,7 @@ use crate::ctx::{Ctx, Snapshot};
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
+use crate::telemetry::layer::{self as telemetry, Observe, Reports};
 use crate::traffic::balance::ConnInfo;
 use crate::traffic::cache::Services;
 use crate::traffic::dispatch::{self, Dispatch, NewDestination};
@@ -36,12 +37,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 /// The per-connection service hyper drives.
-pub type OutboundHttp = Errors<Lookup>;
+pub type OutboundHttp = Observe<Errors<Lookup>>;
 
 /// Builds the service for one app connection to `dst`, which `svc` owned when it was accepted.
 pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr) -> OutboundHttp {
     let metrics = ctx.metrics.clone();
-    Errors::new(
+    let reports = Reports::new(&ctx, &ctx.config());
+    let conn = telemetry::Conn::outbound(reports, svc.name.clone(), Some(dst), Some(client));
+    let errors = Errors::new(
         Lookup(Arc::new(Connection {
             ctx,
             key: svc.key.clone(),
@@ -56,7 +59,8 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
         Direction::Outbound,
         metrics,
     )
-    .with_service(svc.key.clone())
+    .with_service(svc.key.clone());
+    Observe::new(errors, conn)
 }
 
 /// Looks the connection's service up in the config in force and dispatches. hyper clones the

@@ -421,7 +421,7 @@ fn merge_telemetry(base: Option<&cfg::Telemetry>, cp: &cfg::Telemetry) -> cfg::T
         m.tracing = Some(tracing);
     }
     if cp.access_log.is_some() {
-        m.access_log = cp.access_log.clone();
+        m.access_log = cp.access_log;
     }
     m
 }

@@ -336,6 +336,7 @@ fn content_length(headers: &HeaderMap) -> u64 {
 impl<S, B, RB> tower::Service<Request<B>> for Observe<S>
 where
     S: tower::Service<Request<B>, Response = Response<RB>, Error = Infallible>,
+    RB: Body,
 {
     type Response = Response<Observed<RB>>;
     type Error = Infallible;
@@ -395,6 +396,7 @@ pin_project! {
 impl<F, RB> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<RB>, Infallible>>,
+    RB: Body,
 {
     type Output = Result<Response<Observed<RB>>, Infallible>;
 
@@ -427,24 +429,31 @@ where
 pin_project! {
     /// The response body: counts its bytes and reports the request when it ends, fails or is
     /// dropped.
-    pub struct Observed<B> {
+    pub struct Observed<B: Body> {
         #[pin]
         inner: B,
         pending: Option<Pending>,
         bytes: u64,
     }
 
-    impl<B> PinnedDrop for Observed<B> {
+    impl<B: Body> PinnedDrop for Observed<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(p) = this.pending.take() {
-                p.finish(*this.bytes, End::Dropped);
+                // A body already at its end is often dropped unpolled (hyper does not poll an
+                // empty body): that is a complete response, not a client gone away.
+                let end = if this.inner.is_end_stream() {
+                    End::Complete
+                } else {
+                    End::Dropped
+                };
+                p.finish(*this.bytes, end);
             }
         }
     }
 }
 
-impl<B> Observed<B> {
+impl<B: Body> Observed<B> {
     fn done(inner: B) -> Self {
         Self {
             inner,

@@ -292,16 +292,13 @@ impl IstioMetrics {
     }
 
     /// `key`, or its overflow twin when the group is full and `key` is new.
-    fn bounded<K: Clone>(
+    fn bounded<K: HasLabels>(
         &self,
         key: K,
         len: usize,
         exists: impl Fn(&K) -> bool,
         relabel: impl Fn(K, Shared) -> K,
-    ) -> K
-    where
-        K: HasLabels,
-    {
+    ) -> K {
         if len < self.max_series || exists(&key) {
             return key;
         }

@@ -231,6 +231,7 @@ impl Mesh {
                     identity: o.expect.clone(),
                     mesh_port: b_inbound.port() as u32,
                     labels: Default::default(),
+                    workload: None,
                 }],
                 traffic_policy: o.traffic_policy.clone(),
                 ..Default::default()

@@ -803,4 +803,58 @@ mod tests {
         .unwrap();
         assert_eq!(config.source.services.len(), 1);
     }
+
+    #[test]
+    fn the_control_planes_telemetry_wins_field_by_field_and_keeps_the_bootstraps_collector() {
+        let base = cfg::ProxyConfig {
+            telemetry: Some(cfg::Telemetry {
+                tracing: Some(cfg::Tracing {
+                    otlp_endpoint: "http://127.0.0.1:4317".into(),
+                    random_sampling_percentage: Some(100.0),
+                    ..Default::default()
+                }),
+                services: vec!["old.default.svc.cluster.local".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut held = BTreeMap::new();
+        held.insert(
+            "settings".to_string(),
+            pb::Resource {
+                name: "settings".into(),
+                version: "1".into(),
+                kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                    telemetry: Some(cfg::Telemetry {
+                        workload: Some(cfg::Workload {
+                            name: "reviews-v1".into(),
+                            ..Default::default()
+                        }),
+                        services: vec!["reviews.default.svc.cluster.local".into()],
+                        tracing: Some(cfg::Tracing {
+                            random_sampling_percentage: Some(5.0),
+                            ..Default::default()
+                        }),
+                        access_log: Some(cfg::AccessLog {
+                            enabled: true,
+                            encoding: cfg::AccessLogEncoding::Json as i32,
+                        }),
+                    }),
+                    ..Default::default()
+                })),
+            },
+        );
+        let merged = merge(&base, &held, "1");
+        let config = Config::from_proto(merged).expect("valid");
+        let t = &config.telemetry;
+        assert_eq!(t.tracing.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(t.tracing.sampling_percent, 5.0);
+        assert_eq!(&*t.workload.name, "reviews-v1");
+        assert_eq!(&*t.services[0], "reviews.default.svc.cluster.local");
+        assert_eq!(t.services.len(), 1);
+        assert_eq!(
+            t.access_log,
+            Some(crate::telemetry::access_log::Format::Json)
+        );
+    }
 }

@@ -80,7 +80,7 @@ pub struct Ctx {
     /// Outbound credentials, metrics and connection pools, shared by every outbound stack.
     pub outbound: Arc<crate::outbound::Clients>,
     /// Delivery to the local app, from [`crate::inbound::APP_SOURCE`].
-    pub app: PlainClient,
+    pub app: PlainClient<crate::telemetry::layer::InBody>,
     /// Set when a control plane is configured: on-demand subscriptions.
     pub discovery: OnceLock<crate::control::discovery::Discovery>,
     /// Versions of the resources the control plane sent, by name (for /config_dump).

@@ -12,12 +12,12 @@ use crate::http::client::ConnPolicy;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
+use crate::telemetry::layer::InBody;
 use crate::telemetry::layer::{self as telemetry, Observe, Reports};
 use crate::tls::PeerInfo;
 use crate::traffic::breaker;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -95,7 +95,7 @@ impl Forward {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn forward(&self, mut req: Request<InBody>) -> Result<Response<Body>, ProxyError> {
         let port = if self.peer.is_some() {
             h::from_mesh(&mut req).or(self.default_port)
         } else {
@@ -136,7 +136,7 @@ impl Forward {
     }
 }
 
-impl tower::Service<Request<Incoming>> for Forward {
+impl tower::Service<Request<InBody>> for Forward {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
@@ -145,7 +145,7 @@ impl tower::Service<Request<Incoming>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<InBody>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { this.forward(req).await })
     }

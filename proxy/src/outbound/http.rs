@@ -23,6 +23,7 @@ use crate::ctx::{Ctx, Snapshot};
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
+use crate::telemetry::layer::InBody;
 use crate::telemetry::layer::{self as telemetry, Observe, Reports};
 use crate::traffic::balance::ConnInfo;
 use crate::traffic::cache::Services;
@@ -30,7 +31,6 @@ use crate::traffic::dispatch::{self, Dispatch, NewDestination};
 use crate::traffic::route::Router;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -91,7 +91,7 @@ struct Last {
 /// One service's outbound stack below the lookup.
 pub type ServiceStack = Router<Dispatch<<NewOutbound as NewDestination<OutboundBody>>::Service>>;
 
-type StackFuture = <ServiceStack as tower::Service<Request<Incoming>>>::Future;
+type StackFuture = <ServiceStack as tower::Service<Request<InBody>>>::Future;
 
 /// Builds every service's stack for one config version.
 pub fn stacks(
@@ -113,7 +113,7 @@ pub fn stacks(
 
 // === impl Lookup ===
 
-impl tower::Service<Request<Incoming>> for Lookup {
+impl tower::Service<Request<InBody>> for Lookup {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = Either<Ready<Result<Response<Body>, ProxyError>>, StackFuture>;
@@ -122,7 +122,7 @@ impl tower::Service<Request<Incoming>> for Lookup {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<InBody>) -> Self::Future {
         if let Err(e) = h::check_host(&req) {
             return Either::Left(ready(Err(e)));
         }

@@ -9,11 +9,12 @@
 //!
 //! Promises, per request:
 //! - reported exactly once: Istio metrics, the access-log line (when on), `span.finish`;
+//! - request bytes are the body's bytes as forwarded, or its `content-length` when it declared
+//!   one (then nothing is metered: a body cut short reports its declared length);
 //! - the duration runs to the response's last byte (as Envoy's `%DURATION%`); a body that
 //!   fails adds `UR`, one the client dropped before its end adds `DC`; no response at all is
 //!   code 0 with `DC`;
-//! - response bytes are counted as they pass; request bytes are the `content-length` the request
-//!   declared (0 when it declared none: a streamed request body is not counted);
+//! - response bytes are counted as they pass;
 //! - the gRPC status is read from the trailers, or from the headers of a trailers-only response;
 //! - cheap when nothing but metrics is on: no allocation of its own per request (the request
 //!   line's fields are captured only when the span is sampled or the access log on), label sets
@@ -35,12 +36,71 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 use tokio::time::Instant;
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// The request body both directions' stacks carry: the client's, metered.
+pub type InBody = RequestBytes<hyper::body::Incoming>;
+
+pin_project! {
+    /// A request body that counts the bytes it passes, for `istio_request_bytes` and
+    /// `%BYTES_RECEIVED%`. Only a body of unknown length is metered (one shared counter); an
+    /// empty body and one with a `content-length` cost nothing.
+    pub struct RequestBytes<B> {
+        #[pin]
+        inner: B,
+        count: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B: Body> Body for RequestBytes<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let (Some(Ok(f)), Some(count)) = (&frame, this.count.as_ref())
+            && let Some(d) = f.data_ref()
+        {
+            count.fetch_add(d.remaining() as u64, Ordering::Relaxed);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How many bytes a request's body had.
+enum RequestSize {
+    /// Empty, or the `content-length` it declared.
+    Known(u64),
+    /// Streamed: counted as it passes.
+    Metered(Arc<AtomicU64>),
+}
+
+impl RequestSize {
+    fn get(&self) -> u64 {
+        match self {
+            Self::Known(n) => *n,
+            Self::Metered(c) => c.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// What one connection's requests share: where reports go and who the parties are.
 pub struct Conn {
@@ -308,7 +368,7 @@ struct Pending {
     span: Span,
     start: Instant,
     protocol: RequestProtocol,
-    request_bytes: u64,
+    request_bytes: RequestSize,
     /// Inbound: resolved at the request; outbound: at the response (the endpoint decides).
     labels: Option<Shared>,
     info: Option<Box<RequestInfo>>,
@@ -326,16 +386,33 @@ fn protocol(headers: &HeaderMap) -> RequestProtocol {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> u64 {
+fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
-        .unwrap_or(0)
+}
+
+/// Meters `req`'s body unless its size is known already.
+fn meter<B: Body>(req: Request<B>) -> (Request<RequestBytes<B>>, RequestSize) {
+    let (parts, inner) = req.into_parts();
+    let (count, size) = if inner.is_end_stream() {
+        (None, RequestSize::Known(0))
+    } else if let Some(n) = content_length(&parts.headers) {
+        (None, RequestSize::Known(n))
+    } else {
+        let c = Arc::new(AtomicU64::new(0));
+        (Some(c.clone()), RequestSize::Metered(c))
+    };
+    (
+        Request::from_parts(parts, RequestBytes { inner, count }),
+        size,
+    )
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for Observe<S>
 where
-    S: tower::Service<Request<B>, Response = Response<RB>, Error = Infallible>,
+    S: tower::Service<Request<RequestBytes<B>>, Response = Response<RB>, Error = Infallible>,
+    B: Body,
     RB: Body,
 {
     type Response = Response<Observed<RB>>;
@@ -346,8 +423,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
+        let (mut req, request_bytes) = meter(req);
         let conn = &self.conn;
         let span = conn.tracer.start(conn.kind(), req.headers_mut());
         // Both sides: an app's header never reaches a peer as ours, a peer's never the app.
@@ -360,7 +438,7 @@ where
             span,
             start,
             protocol: protocol(req.headers()),
-            request_bytes: content_length(req.headers()),
+            request_bytes,
             labels,
             info,
             status: 0,
@@ -530,6 +608,7 @@ enum End {
 impl Pending {
     fn finish(mut self, response_bytes: u64, end: End) {
         let duration = self.start.elapsed();
+        let request_bytes = self.request_bytes.get();
         match end {
             End::Complete => {}
             End::Failed => self.flags.insert(ResponseFlags::UR),
@@ -548,7 +627,7 @@ impl Pending {
                 grpc: self.grpc,
                 flags: self.flags,
                 duration,
-                request_bytes: self.request_bytes,
+                request_bytes,
                 response_bytes,
             },
         );
@@ -579,7 +658,7 @@ impl Pending {
                 response_code: self.status,
                 flags: self.flags,
                 details: access_log::details(self.flags, upstream.is_some()),
-                bytes_received: self.request_bytes,
+                bytes_received: request_bytes,
                 bytes_sent: response_bytes,
                 duration_ms: duration.as_millis() as u64,
                 x_forwarded_for: bytes(&h.x_forwarded_for),
@@ -613,7 +692,7 @@ impl Pending {
             upstream_host: upstream.map(|u| u.addr),
             upstream_cluster: upstream.map(|u| &*u.cluster),
             retries: self.retries,
-            request_bytes: self.request_bytes,
+            request_bytes,
             response_bytes,
             peer_identity,
             source,

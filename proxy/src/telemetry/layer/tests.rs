@@ -30,6 +30,13 @@ impl Body for TestBody {
 
 type Feed = mpsc::UnboundedSender<Result<Frame<Bytes>, io::Error>>;
 
+/// What the inner services receive: the client's body, metered.
+type ReqBody = RequestBytes<http_body_util::Full<Bytes>>;
+
+fn req() -> Request<http_body_util::Full<Bytes>> {
+    Request::new(http_body_util::Full::default())
+}
+
 fn workload(name: &str) -> Workload {
     Workload {
         name: Arc::from(name),
@@ -87,7 +94,7 @@ fn answering(
     seen: mpsc::UnboundedSender<HeaderMap>,
 ) -> (
     impl tower::Service<
-        Request<()>,
+        Request<ReqBody>,
         Response = Response<TestBody>,
         Error = Infallible,
         Future = std::future::Ready<Result<Response<TestBody>, Infallible>>,
@@ -95,7 +102,7 @@ fn answering(
     mpsc::UnboundedReceiver<Feed>,
 ) {
     let (feeds_tx, feeds) = mpsc::unbounded_channel();
-    let svc = tower::service_fn(move |req: Request<()>| {
+    let svc = tower::service_fn(move |req: Request<ReqBody>| {
         let _ = seen.send(req.headers().clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = feeds_tx.send(tx);
@@ -143,12 +150,7 @@ async fn a_request_is_reported_when_its_body_ends_timed_to_the_last_byte() {
     let (inner, mut feeds) = answering(200, Some(upstream()), seen_tx);
     let conn = Conn::outbound(r, Arc::from(REVIEWS), None, None);
     let mut svc = Observe::new(inner, conn);
-    let rsp = svc
-        .ready()
-        .await
-        .expect("ready")
-        .call(Request::new(()))
-        .await;
+    let rsp = svc.ready().await.expect("ready").call(req()).await;
     let Ok(rsp) = rsp;
     let feed = feeds.recv().await.expect("feed");
     tokio::time::advance(Duration::from_millis(30)).await;
@@ -200,24 +202,14 @@ async fn a_body_that_fails_is_reported_with_ur_and_one_dropped_early_with_dc() {
     let conn = Conn::outbound(r, Arc::from(REVIEWS), None, None);
     let mut svc = Observe::new(inner, conn);
 
-    let Ok(rsp) = svc
-        .ready()
-        .await
-        .expect("ready")
-        .call(Request::new(()))
-        .await;
+    let Ok(rsp) = svc.ready().await.expect("ready").call(req()).await;
     let feed = feeds.recv().await.expect("feed");
     feed.send(Err(io::Error::other("reset"))).expect("body");
     let mut body = rsp.into_body();
     assert!(body.frame().await.expect("frame").is_err());
     assert_eq!(count(&h, &["response_flags=\"UR\""]).as_deref(), Some("1"));
 
-    let Ok(rsp) = svc
-        .ready()
-        .await
-        .expect("ready")
-        .call(Request::new(()))
-        .await;
+    let Ok(rsp) = svc.ready().await.expect("ready").call(req()).await;
     let feed = feeds.recv().await.expect("feed");
     feed.send(Ok(Frame::data(Bytes::from_static(b"part"))))
         .expect("body");
@@ -231,12 +223,12 @@ async fn a_body_that_fails_is_reported_with_ur_and_one_dropped_early_with_dc() {
 #[tokio::test(start_paused = true)]
 async fn a_request_dropped_before_its_response_is_code_0_dc() {
     let (r, h) = reports("productpage-v1", CLIENT_ID, None);
-    let inner = tower::service_fn(|_req: Request<()>| {
+    let inner = tower::service_fn(|_req: Request<ReqBody>| {
         std::future::pending::<Result<Response<TestBody>, Infallible>>()
     });
     let conn = Conn::outbound(r, Arc::from(REVIEWS), None, None);
     let mut svc = Observe::new(inner, conn);
-    let fut = svc.ready().await.expect("ready").call(Request::new(()));
+    let fut = svc.ready().await.expect("ready").call(req());
     drop(fut);
     let reported = [
         "response_code=\"0\"",
@@ -261,7 +253,7 @@ async fn grpc_status_comes_from_trailers_or_a_trailers_only_response() {
     let conn = Conn::outbound(r, Arc::from(REVIEWS), None, None);
     let mut svc = Observe::new(inner.clone(), conn.clone());
     let grpc = || {
-        let mut req = Request::new(());
+        let mut req = req();
         req.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
@@ -287,7 +279,7 @@ async fn grpc_status_comes_from_trailers_or_a_trailers_only_response() {
     assert_eq!(with("7").as_deref(), Some("1"), "{}", h.metrics.encode());
 
     // Trailers-only: the status is in the response head.
-    let head_status = tower::service_fn(|_req: Request<()>| {
+    let head_status = tower::service_fn(|_req: Request<ReqBody>| {
         let mut rsp = Response::new(http_body_util::Empty::<Bytes>::new());
         rsp.headers_mut()
             .insert(&GRPC_STATUS, HeaderValue::from_static("14"));
@@ -302,8 +294,8 @@ async fn grpc_status_comes_from_trailers_or_a_trailers_only_response() {
     assert_eq!(count(&h, &["response_flags=\"DC\""]), None);
 }
 
-fn inbound_request(header: Option<HeaderValue>) -> Request<()> {
-    let mut req = Request::new(());
+fn inbound_request(header: Option<HeaderValue>) -> Request<http_body_util::Full<Bytes>> {
+    let mut req = req();
     if let Some(h) = header {
         req.headers_mut().insert(&peer::PEER, h);
     }
@@ -424,7 +416,7 @@ async fn the_access_log_line_says_what_the_request_came_to() {
     let remote = "10.1.0.3:40000".parse().ok();
     let conn = Conn::outbound(r, Arc::from(REVIEWS), local, remote);
     let mut svc = Observe::new(inner, conn);
-    let mut req = Request::new(());
+    let mut req = req();
     *req.uri_mut() = Uri::from_static("http://reviews:9080/reviews/1?x=1");
     req.headers_mut().insert(
         http::header::USER_AGENT,
@@ -448,4 +440,54 @@ async fn the_access_log_line_says_what_the_request_came_to() {
          outbound|9080|v1|reviews.default.svc.cluster.local - 10.0.0.9:9080 10.1.0.3:40000 \
          - default\n"
     );
+}
+
+type Streamed = http_body_util::StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+>;
+
+fn streamed(chunks: &[&'static [u8]]) -> Request<Streamed> {
+    let frames: Vec<_> = chunks
+        .iter()
+        .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+        .collect();
+    Request::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )))
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_bytes_are_counted_as_forwarded_or_read_from_content_length() {
+    let (r, h) = reports("productpage-v1", CLIENT_ID, None);
+    // The app reads the whole body before it answers.
+    let inner = tower::service_fn(|req: Request<RequestBytes<Streamed>>| async move {
+        let _ = req.into_body().collect().await;
+        Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+    });
+    let conn = Conn::outbound(r, Arc::from(REVIEWS), None, None);
+    let mut svc = Observe::new(inner, conn);
+    let sum = |h: &Harness| {
+        h.metrics
+            .encode()
+            .lines()
+            .find(|l| l.starts_with("istio_request_bytes_sum"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    };
+    let Ok(rsp) = svc
+        .ready()
+        .await
+        .expect("ready")
+        .call(streamed(&[b"abc", b"defg"]))
+        .await;
+    drop(rsp);
+    assert_eq!(sum(&h).as_deref(), Some("7.0"));
+    // A declared length is taken as it is (the body is not metered).
+    let mut declared = streamed(&[b"abc"]);
+    declared.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from_static("100"),
+    );
+    let Ok(rsp) = svc.ready().await.expect("ready").call(declared).await;
+    drop(rsp);
+    assert_eq!(sum(&h).as_deref(), Some("107.0"));
 }

@@ -59,7 +59,8 @@ async fn both_proxies_report_the_request_with_istios_labels() {
         "destination_service=\"server.default.svc.cluster.local\"",
         "destination_service_name=\"server\"",
         "destination_service_namespace=\"default\"",
-        "connection_security_policy=\"mutual_tls\"",
+        // Istio's value on the client's side: only the server reports the policy it enforced.
+        "connection_security_policy=\"unknown\"",
         "request_protocol=\"http\"",
         "response_code=\"201\"",
         "response_flags=\"-\"",
@@ -139,7 +140,7 @@ async fn a_mesh_tcp_stream_is_counted_on_both_sides() {
         "source_workload=\"client-v1\"",
         "destination_workload=\"server-v1\"",
         "destination_principal=\"spiffe://cluster.local/ns/default/sa/server\"",
-        "connection_security_policy=\"mutual_tls\"",
+        "connection_security_policy=\"unknown\"",
         "request_protocol=\"tcp\"",
     ];
     let destination = [

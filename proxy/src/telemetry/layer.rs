@@ -261,7 +261,7 @@ impl Conn {
             }
             let l = self.metrics.istio.labels(Labels {
                 destination_service: DestinationService::from_host(service),
-                ..self.source_side(None, None, Security::Unknown)
+                ..self.source_side(None, None)
             });
             cache.local = Some(l.clone());
             return l;
@@ -271,24 +271,17 @@ impl Conn {
         {
             return l.clone();
         }
-        let security = match info.principal {
-            Some(_) => Security::MutualTls,
-            None => Security::None,
-        };
         let l = self.metrics.istio.labels(Labels {
             destination_service: DestinationService::from_host(&info.service),
-            ..self.source_side(info.workload.as_deref(), info.principal.clone(), security)
+            ..self.source_side(info.workload.as_deref(), info.principal.clone())
         });
         cache.upstream = Some((info.clone(), l.clone()));
         l
     }
 
-    fn source_side(
-        &self,
-        destination: Option<&Workload>,
-        principal: Option<Arc<str>>,
-        security: Security,
-    ) -> Labels {
+    /// The client's side of a request: `connection_security_policy` is "unknown" there, as in
+    /// Istio (the server's proxy is the one that knows the policy it enforced).
+    fn source_side(&self, destination: Option<&Workload>, principal: Option<Arc<str>>) -> Labels {
         Labels {
             reporter: Reporter::Source,
             source: (*self.own).clone(),
@@ -296,7 +289,7 @@ impl Conn {
             destination: destination.cloned().unwrap_or_else(Workload::unknown),
             destination_principal: principal.unwrap_or_else(|| Arc::from(UNKNOWN)),
             destination_service: DestinationService::unknown(),
-            security,
+            security: Security::Unknown,
         }
     }
 }

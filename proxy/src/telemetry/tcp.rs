@@ -64,11 +64,8 @@ impl TcpReport {
                 .and_then(|u| u.principal.clone())
                 .unwrap_or_else(|| Arc::from(UNKNOWN)),
             destination_service: DestinationService::from_host(service),
-            security: match u {
-                Some(u) if u.principal.is_some() => Security::MutualTls,
-                Some(_) => Security::None,
-                None => Security::Unknown,
-            },
+            // As in Istio: only the server's side reports the policy it enforced.
+            security: Security::Unknown,
         };
         let peer_identity = u.and_then(|u| u.principal.clone());
         Self::open(reports, labels, upstream, peer_identity, local, remote)

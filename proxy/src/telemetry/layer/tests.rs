@@ -172,7 +172,7 @@ async fn a_request_is_reported_when_its_body_ends_timed_to_the_last_byte() {
         "destination_workload=\"reviews-v1\"",
         "destination_principal=\"spiffe://cluster.local/ns/default/sa/reviews\"",
         "destination_service=\"reviews.default.svc.cluster.local\"",
-        "connection_security_policy=\"mutual_tls\"",
+        "connection_security_policy=\"unknown\"",
         "response_code=\"200\"",
         "response_flags=\"-\"",
     ];

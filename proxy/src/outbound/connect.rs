@@ -251,7 +251,13 @@ impl tower::Service<Request<OutboundBody>> for Connect {
             let info = this.info.clone();
             let mut res = this.send(req).await;
             if let Ok(rsp) = &mut res {
-                rsp.extensions_mut().insert(Upstream(info));
+                match rsp.body_mut() {
+                    Either::Left(body) => body.set_upstream(Upstream(info)),
+                    // A body the proxy made (rare here): the extension costs an allocation.
+                    Either::Right(_) => {
+                        rsp.extensions_mut().insert(Upstream(info));
+                    }
+                }
             }
             res
         })

@@ -25,7 +25,7 @@ use super::labels::{DestinationService, Labels, Reporter, Security, Shared};
 use super::metrics::{GrpcStatus, HttpSample};
 use super::peer;
 use super::trace::{Outcome, Span, SpanKind, Tracer};
-use super::{RequestProtocol, Retries, UNKNOWN, Upstream, Workload};
+use super::{FromUpstream, RequestProtocol, Retries, UNKNOWN, Upstream, Workload};
 use crate::metrics::Metrics;
 use crate::traffic::ResponseFlags;
 use bytes::Buf;
@@ -406,7 +406,7 @@ impl<S, B, RB> tower::Service<Request<B>> for Observe<S>
 where
     S: tower::Service<Request<RequestBytes<B>>, Response = Response<RB>, Error = Infallible>,
     B: Body,
-    RB: Body,
+    RB: Body + FromUpstream,
 {
     type Response = Response<Observed<RB>>;
     type Error = Infallible;
@@ -467,7 +467,7 @@ pin_project! {
 impl<F, RB> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<RB>, Infallible>>,
-    RB: Body,
+    RB: Body + FromUpstream,
 {
     type Output = Result<Response<Observed<RB>>, Infallible>;
 
@@ -481,7 +481,11 @@ where
         p.status = rsp.status().as_u16();
         let ext = rsp.extensions();
         p.flags = ext.get::<ResponseFlags>().copied().unwrap_or_default();
-        p.upstream = ext.get::<Upstream>().cloned();
+        p.upstream = rsp
+            .body()
+            .upstream()
+            .or_else(|| ext.get::<Upstream>())
+            .cloned();
         p.retries = ext.get::<Retries>().map_or(0, |r| r.0);
         if p.protocol == RequestProtocol::Grpc
             && let Some(s) = rsp.headers().get(&GRPC_STATUS)

@@ -87,8 +87,9 @@ impl Workload {
     }
 }
 
-/// What the connection layer reports about the endpoint a response came from, in the response's
-/// extensions: built once per endpoint and config version, so a response carries a reference.
+/// What the connection layer reports about the endpoint a response came from: carried by the
+/// upstream response body ([`FromUpstream`]) or, for other bodies, in the response's extensions.
+/// Built once per endpoint and config version, so a response carries a reference.
 #[derive(Clone, Debug)]
 pub struct Upstream(pub Arc<UpstreamInfo>);
 
@@ -126,6 +127,33 @@ impl UpstreamInfo {
                 .then(|| endpoint.identity.as_ref().map(|i| Arc::from(i.as_str())))
                 .flatten(),
         }
+    }
+}
+
+/// A response body that may say which endpoint it came from: the upstream body carries it
+/// without the allocation an extension would cost.
+pub trait FromUpstream {
+    fn upstream(&self) -> Option<&Upstream>;
+}
+
+impl FromUpstream for crate::http::Body {
+    fn upstream(&self) -> Option<&Upstream> {
+        match self {
+            http_body_util::Either::Left(b) => b.upstream(),
+            http_body_util::Either::Right(_) => None,
+        }
+    }
+}
+
+impl<D> FromUpstream for http_body_util::Full<D> {
+    fn upstream(&self) -> Option<&Upstream> {
+        None
+    }
+}
+
+impl<D> FromUpstream for http_body_util::Empty<D> {
+    fn upstream(&self) -> Option<&Upstream> {
+        None
     }
 }
 

@@ -28,6 +28,12 @@ impl Body for TestBody {
     }
 }
 
+impl FromUpstream for TestBody {
+    fn upstream(&self) -> Option<&Upstream> {
+        None
+    }
+}
+
 type Feed = mpsc::UnboundedSender<Result<Frame<Bytes>, io::Error>>;
 
 /// What the inner services receive: the client's body, metered.

@@ -385,12 +385,17 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
 }
 
-/// Meters `req`'s body unless its size is known already.
+/// Meters `req`'s body unless its size is known already (hyper knows it exactly from a
+/// `content-length`).
 fn meter<B: Body>(req: Request<B>) -> (Request<RequestBytes<B>>, RequestSize) {
     let (parts, inner) = req.into_parts();
     let (count, size) = if inner.is_end_stream() {
         (None, RequestSize::Known(0))
-    } else if let Some(n) = content_length(&parts.headers) {
+    } else if let Some(n) = inner
+        .size_hint()
+        .exact()
+        .or_else(|| content_length(&parts.headers))
+    {
         (None, RequestSize::Known(n))
     } else {
         let c = Arc::new(AtomicU64::new(0));

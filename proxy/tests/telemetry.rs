@@ -145,8 +145,8 @@ async fn a_mesh_tcp_stream_is_counted_on_both_sides() {
     ];
     let destination = [
         "reporter=\"destination\"",
-        // No workload metadata travels on a TCP stream: the verified principal does.
-        "source_workload=\"unknown\"",
+        // The `sinew/tcp-peer` stream header carried A's metadata.
+        "source_workload=\"client-v1\"",
         "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"",
         "destination_workload=\"server-v1\"",
         "destination_service=\"server.default.svc.cluster.local\"",
@@ -172,4 +172,112 @@ async fn a_mesh_tcp_stream_is_counted_on_both_sides() {
             assert_eq!(series(&text, name, labels), Some(want), "{name}: {text}");
         }
     }
+}
+
+/// What a proxy that predates `sinew/tcp-peer` (or a forger) sends: a raw mTLS stream as
+/// CLIENT_ID, offering `offer`, then `header`, then `payload`; returns what comes back.
+async fn raw_mesh_tcp(
+    mesh: &Mesh,
+    offer: &'static [&'static [u8]],
+    header: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let dir = mesh.dir.path().join("raw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = mesh.ca.write_workload(&dir, "raw", CLIENT_ID);
+    let creds =
+        sinew_proxy::tls::Credentials::load(&files.cert, &files.key, &files.bundle).unwrap();
+    let state = sinew_proxy::tls::TlsState::new(creds).unwrap();
+    let config = state
+        .client_config(
+            &sinew_proxy::tls::Identity::parse(SERVER_ID).unwrap(),
+            offer,
+        )
+        .unwrap();
+    let addr = mesh.inbound();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // A stream the server closes may refuse the writes: what comes back tells.
+    let _ = tls.write_all(header).await;
+    let _ = tls.write_all(payload).await;
+    let mut back = vec![0u8; payload.len()];
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_exact(&mut back),
+    )
+    .await;
+    back
+}
+
+#[tokio::test]
+async fn a_proxy_that_only_speaks_sinew_tcp_is_still_served() {
+    const OLD: &[&[u8]] = &[sinew_proxy::tls::ALPN_TCP];
+    let (app, _t) = start_tcp_echo().await;
+    let mesh = Mesh::with(options(app.port(), pb::Protocol::Tcp)).await;
+    let mut header = b"SNW\x01".to_vec();
+    header.extend_from_slice(&app.port().to_be_bytes());
+    assert_eq!(raw_mesh_tcp(&mesh, OLD, &header, b"old").await, b"old");
+    let addr = mesh.b.metrics;
+    let labels = [
+        "reporter=\"destination\"",
+        "source_workload=\"unknown\"",
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"",
+    ];
+    eventually("the old client's stream in the metrics", || async move {
+        series(
+            &stats(addr).await,
+            "istio_tcp_connections_closed_total",
+            &labels,
+        ) == Some(1.0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tcp_peer_metadata_naming_another_identity_is_not_believed() {
+    let (app, _t) = start_tcp_echo().await;
+    let mesh = Mesh::with(options(app.port(), pb::Protocol::Tcp)).await;
+    let forged = b"1;spiffe://cluster.local/ns/prod/sa/payments;prod;payments;payments;v1;payments;v1;server.default.svc.cluster.local";
+    let mut header = b"SNW\x02".to_vec();
+    header.extend_from_slice(&app.port().to_be_bytes());
+    header.extend_from_slice(&(forged.len() as u16).to_be_bytes());
+    header.extend_from_slice(forged);
+    let back = raw_mesh_tcp(&mesh, sinew_proxy::tls::OFFER_TCP, &header, b"forged").await;
+    assert_eq!(back, b"forged");
+    let addr = mesh.b.metrics;
+    let labels = [
+        "reporter=\"destination\"",
+        "source_workload=\"unknown\"",
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"",
+    ];
+    eventually("the forger's stream in the metrics", || async move {
+        series(
+            &stats(addr).await,
+            "istio_tcp_connections_closed_total",
+            &labels,
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(!stats(addr).await.contains("payments"));
+}
+
+#[tokio::test]
+async fn an_oversized_tcp_peer_header_closes_the_stream_before_the_app() {
+    let (app, _t) = start_tcp_echo().await;
+    let mesh = Mesh::with(options(app.port(), pb::Protocol::Tcp)).await;
+    let mut header = b"SNW\x02".to_vec();
+    header.extend_from_slice(&app.port().to_be_bytes());
+    header.extend_from_slice(&u16::MAX.to_be_bytes());
+    // The stream is closed: nothing echoes.
+    let back = raw_mesh_tcp(&mesh, sinew_proxy::tls::OFFER_TCP, &header, b"x").await;
+    assert_eq!(back, b"\0");
+    let text = stats(mesh.b.metrics).await;
+    assert!(
+        !text.contains("istio_tcp_connections_opened_total{"),
+        "{text}"
+    );
 }

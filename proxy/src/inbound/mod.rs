@@ -268,14 +268,16 @@ async fn serve_mesh(
             )
             .await
         }
-        Some(tls::ALPN_TCP) => {
+        Some(alpn @ (tls::ALPN_TCP | tls::ALPN_TCP_PEER)) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshTcp);
+            let with_peer = alpn == tls::ALPN_TCP_PEER;
             let side = TcpSide {
                 peer: Some(identity),
+                peer_header: None,
                 local,
                 client,
             };
-            serve_mesh_tcp(ctx, tls, app_ip, side).await;
+            serve_mesh_tcp(ctx, tls, app_ip, side, with_peer).await;
             Ok(())
         }
         _ => {
@@ -288,26 +290,50 @@ async fn serve_mesh(
     }
 }
 
-/// A `sinew/tcp` stream: read the header naming the app port, then splice.
-async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, app_ip: IpAddr, side: TcpSide)
+/// A `sinew/tcp` stream: read the header naming the app port (and, on `sinew/tcp-peer`, the
+/// client's peer metadata), then splice.
+async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, app_ip: IpAddr, mut side: TcpSide, with_peer: bool)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let client = side.client;
     let timeout = ctx.config().timeouts.detect;
-    let mut hdr = [0u8; 6];
-    match tokio::time::timeout(timeout, io.read_exact(&mut hdr)).await {
-        Ok(Ok(_)) if &hdr[..4] == crate::outbound::TCP_MAGIC => {}
+    let magic = match with_peer {
+        true => crate::outbound::TCP_MAGIC_PEER,
+        false => crate::outbound::TCP_MAGIC,
+    };
+    let read = async {
+        let mut hdr = [0u8; 6];
+        io.read_exact(&mut hdr).await?;
+        if &hdr[..4] != magic {
+            return Ok(None);
+        }
+        let port = u16::from_be_bytes([hdr[4], hdr[5]]);
+        let mut meta = Vec::new();
+        if with_peer {
+            let mut len = [0u8; 2];
+            io.read_exact(&mut len).await?;
+            let len = u16::from_be_bytes(len) as usize;
+            if len > crate::telemetry::peer::MAX_LEN {
+                return Ok(None);
+            }
+            meta.resize(len, 0);
+            io.read_exact(&mut meta).await?;
+        }
+        Ok::<_, std::io::Error>(Some((port, meta)))
+    };
+    let (port, meta) = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(Some(h))) => h,
         _ => {
             warn!(%client, "mesh TCP stream without a valid header; closing");
             return;
         }
-    }
-    let port = u16::from_be_bytes([hdr[4], hdr[5]]);
+    };
     if port == 0 {
         warn!(%client, "mesh TCP stream names port 0; closing");
         return;
     }
+    side.peer_header = ::http::HeaderValue::from_bytes(&meta).ok();
     forward_tcp(ctx, SocketAddr::new(app_ip, port), io, side).await;
 }
 
@@ -315,6 +341,8 @@ where
 struct TcpSide {
     /// The verified identity of a mesh peer; `None` for plaintext.
     peer: Option<Arc<str>>,
+    /// The peer metadata a `sinew/tcp-peer` stream carried (believed only for `peer`).
+    peer_header: Option<::http::HeaderValue>,
     local: Option<SocketAddr>,
     client: SocketAddr,
 }
@@ -323,6 +351,7 @@ impl TcpSide {
     fn plain(local: Option<SocketAddr>, client: SocketAddr) -> Self {
         Self {
             peer: None,
+            peer_header: None,
             local,
             client,
         }
@@ -333,6 +362,7 @@ impl TcpSide {
         TcpReport::inbound(
             Reports::new(ctx, &config),
             self.peer,
+            self.peer_header.as_ref(),
             &config.telemetry.services,
             self.local,
             Some(self.client),

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::telemetry::{Upstream, UpstreamInfo, Workload, peer};
 use crate::tls::originate::ClientTls;
 use crate::tls::originate::{OriginPool, Originate};
-use crate::tls::{self, ALPN_H1, ALPN_H2, Identity};
+use crate::tls::{self, Identity, OFFER_H1, OFFER_H2};
 use crate::traffic::balance::Balance;
 use crate::traffic::breaker::{BreakerLayer, BreakerService};
 use crate::traffic::cache::Destination;
@@ -369,7 +369,7 @@ impl Connect {
         let keepalive = self.policy.keepalive.as_ref();
         let (clients, timeouts) = (&self.clients, &self.timeouts);
         let io =
-            super::mesh::connect(clients, timeouts, ep.mesh_addr, id, ALPN_H1, keepalive).await?;
+            super::mesh::connect(clients, timeouts, ep.mesh_addr, id, OFFER_H1, keepalive).await?;
         req.headers_mut()
             .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
         self.peer
@@ -396,7 +396,7 @@ impl Connect {
                 async move {
                     let keepalive = policy.keepalive.as_ref();
                     let io = super::mesh::connect(
-                        &clients, &timeouts, addr, &identity, ALPN_H2, keepalive,
+                        &clients, &timeouts, addr, &identity, OFFER_H2, keepalive,
                     )
                     .await?;
                     h::client::h2_handshake(io, addr, Default::default()).await

@@ -22,7 +22,7 @@ pub use self::http::{OutboundHttp, ServiceStack, stacks};
 /// The request body the outbound stack carries. The connection layer and the pools are typed by
 /// it; every layer above is generic (the retry layer will make this a replayable body).
 pub type OutboundBody = crate::traffic::replay::ReplayBody<crate::telemetry::layer::InBody>;
-pub use self::tcp::MAGIC as TCP_MAGIC;
+pub use self::tcp::{MAGIC as TCP_MAGIC, MAGIC_PEER as TCP_MAGIC_PEER};
 
 use crate::config::Config;
 use crate::config::ServiceProtocol;

@@ -9,8 +9,8 @@ use crate::metrics::Direction;
 use crate::telemetry::UpstreamInfo;
 use crate::telemetry::layer::Reports;
 use crate::telemetry::tcp::TcpReport;
-use crate::tls::ALPN_TCP;
 use crate::tls::originate::ClientTls;
+use crate::tls::{ALPN_TCP_PEER, OFFER_TCP};
 use crate::traffic::ResponseFlags;
 use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
 use crate::traffic::cache::TcpSlot;
@@ -27,10 +27,43 @@ use tracing::debug;
 
 /// The stream header on `sinew/tcp` connections: magic, version, target port.
 pub const MAGIC: &[u8; 4] = b"SNW\x01";
+/// The stream header on `sinew/tcp-peer` connections: magic, version 2, target port, then the
+/// length (2 bytes, big-endian) and bytes of the client's peer metadata (the `x-sinew-peer`
+/// value, at most [`crate::telemetry::peer::MAX_LEN`]; length 0: none).
+pub const MAGIC_PEER: &[u8; 4] = b"SNW\x02";
 
 pub fn header(port: u16) -> [u8; 6] {
     let p = port.to_be_bytes();
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], p[0], p[1]]
+}
+
+/// The `sinew/tcp-peer` header: metadata longer than the receiver reads is left out.
+pub fn header_with_peer(port: u16, meta: &[u8]) -> Vec<u8> {
+    let meta = if meta.len() <= crate::telemetry::peer::MAX_LEN {
+        meta
+    } else {
+        &[]
+    };
+    let mut h = Vec::with_capacity(8 + meta.len());
+    h.extend_from_slice(MAGIC_PEER);
+    h.extend_from_slice(&port.to_be_bytes());
+    h.extend_from_slice(&(meta.len() as u16).to_be_bytes());
+    h.extend_from_slice(meta);
+    h
+}
+
+/// The header for the stream `tls` negotiated: with this proxy's peer metadata when the server
+/// takes it.
+fn stream_header(ctx: &Ctx, svc: &Service, tls: &TlsStream<TcpStream>, port: u16) -> Vec<u8> {
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN_TCP_PEER) {
+        return header(port).to_vec();
+    }
+    let own = ctx.config().telemetry.workload.clone();
+    let meta = ctx
+        .tls
+        .current()
+        .and_then(|s| crate::telemetry::peer::encode(&own, s.creds.identity.as_str(), &svc.name));
+    header_with_peer(port, meta.as_ref().map_or(&[][..], |v| v.as_bytes()))
 }
 
 /// The far end of an opaque stream: a peer proxy over mTLS (stream header already sent) or an
@@ -115,11 +148,14 @@ pub async fn connect(
                 &timeouts,
                 e.mesh_addr,
                 id,
-                ALPN_TCP,
+                OFFER_TCP,
                 keepalive,
             );
             match dial.await {
-                Ok(mut tls) => match tls.write_all(&header(e.addr.port())).await {
+                Ok(mut tls) => match tls
+                    .write_all(&stream_header(ctx, svc, &tls, e.addr.port()))
+                    .await
+                {
                     Ok(()) => Ok(UpstreamIo::Mesh(Box::new(tls))),
                     Err(err) => Err(format!("mesh TCP header not sent: {err}")),
                 },

@@ -9,9 +9,10 @@
 //! no upstream could be had).
 //!
 //! What is known: on the client's side, the destination workload and principal from the
-//! endpoint (the control plane's word); on the server's side, the verified source principal. The
-//! mesh TCP stream header carries no workload metadata, so the server reports the source
-//! workload as "unknown".
+//! endpoint (the control plane's word); on the server's side, the verified source principal and,
+//! when the stream is `sinew/tcp-peer` (both proxies know it), the client's workload from the
+//! peer metadata in its header, believed under the same rule as `x-sinew-peer`
+//! ([`super::peer::resolve`]). A client that speaks plain `sinew/tcp` leaves it "unknown".
 
 use super::access_log::{self, Entry};
 use super::labels::{DestinationService, Labels, Reporter, Security, Shared};
@@ -71,15 +72,17 @@ impl TcpReport {
         Self::open(reports, labels, upstream, peer_identity, local, remote)
     }
 
-    /// A stream to this pod from the verified `peer` (`None`: plaintext).
+    /// A stream to this pod from the verified `peer` (`None`: plaintext), which sent the peer
+    /// metadata `header` (a `sinew/tcp-peer` stream).
     pub fn inbound(
         reports: Reports,
         peer: Option<Arc<str>>,
+        header: Option<&http::HeaderValue>,
         services: &[Arc<str>],
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
     ) -> Self {
-        let src = peer::resolve(None, peer.as_deref(), services);
+        let src = peer::resolve(header, peer.as_deref(), services);
         let labels = Labels {
             reporter: Reporter::Destination,
             source: src.workload,

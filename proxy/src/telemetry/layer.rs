@@ -20,13 +20,17 @@
 //!   line's fields are captured only when the span is sampled or the access log on), label sets
 //!   resolved once per (connection, peer) and reused while the peer stays the same.
 
-use super::access_log::{self, AccessLog, Entry};
-use super::labels::{DestinationService, Labels, Reporter, Security, Shared};
+pub use super::conn::{Conn, Reports};
+pub use super::request_bytes::{InBody, RequestBytes};
+
+use super::access_log::{self, Entry};
+use super::conn::Side;
+use super::labels::Shared;
 use super::metrics::{GrpcStatus, HttpSample};
 use super::peer;
-use super::trace::{Outcome, Span, SpanKind, Tracer};
+use super::request_bytes::{RequestSize, meter};
+use super::trace::{Outcome, Span};
 use super::{FromUpstream, RequestProtocol, Retries, UNKNOWN, Upstream, Workload};
-use crate::metrics::Metrics;
 use crate::traffic::ResponseFlags;
 use bytes::Buf;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
@@ -34,265 +38,13 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 use tokio::time::Instant;
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-
-/// The request body both directions' stacks carry: the client's, metered.
-pub type InBody = RequestBytes<hyper::body::Incoming>;
-
-pin_project! {
-    /// A request body that counts the bytes it passes, for `istio_request_bytes` and
-    /// `%BYTES_RECEIVED%`. Only a body of unknown length is metered (one shared counter); an
-    /// empty body and one with a `content-length` cost nothing.
-    pub struct RequestBytes<B> {
-        #[pin]
-        inner: B,
-        count: Option<Arc<AtomicU64>>,
-    }
-}
-
-impl<B: Body> Body for RequestBytes<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let (Some(Ok(f)), Some(count)) = (&frame, this.count.as_ref())
-            && let Some(d) = f.data_ref()
-        {
-            count.fetch_add(d.remaining() as u64, Ordering::Relaxed);
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// How many bytes a request's body had.
-enum RequestSize {
-    /// Empty, or the `content-length` it declared.
-    Known(u64),
-    /// Streamed: counted as it passes.
-    Metered(Arc<AtomicU64>),
-}
-
-impl RequestSize {
-    fn get(&self) -> u64 {
-        match self {
-            Self::Known(n) => *n,
-            Self::Metered(c) => c.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What one connection's requests share: where reports go and who the parties are.
-pub struct Conn {
-    metrics: Arc<Metrics>,
-    tracer: Tracer,
-    log: Arc<AccessLog>,
-    side: Side,
-    own: Arc<Workload>,
-    own_principal: Arc<str>,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
-    cache: Mutex<Cache>,
-}
-
-enum Side {
-    /// The app's connection: requests to `service` (its host).
-    Outbound { service: Arc<str> },
-    /// A connection from a peer proxy (`peer`: its verified identity) or a plaintext client.
-    Inbound {
-        peer: Option<Arc<str>>,
-        services: Arc<[Arc<str>]>,
-    },
-}
-
-/// The label sets this connection resolved last: a request from the same peer (or to the same
-/// endpoint) reuses them without hashing strings.
-#[derive(Default)]
-struct Cache {
-    /// Inbound: the peer header last seen and its labels.
-    inbound: Option<(Option<HeaderValue>, Shared)>,
-    /// Outbound: the endpoint last answered from and its labels.
-    upstream: Option<(Arc<super::UpstreamInfo>, Shared)>,
-    /// Outbound: local replies (no endpoint answered).
-    local: Option<Shared>,
-}
-
-/// Who this proxy is, where reports go: what [`Conn`] is built from.
-#[derive(Clone)]
-pub struct Reports {
-    pub metrics: Arc<Metrics>,
-    pub tracer: Tracer,
-    pub log: Arc<AccessLog>,
-    pub own: Arc<Workload>,
-    /// This proxy's SPIFFE identity, "unknown" without a certificate yet.
-    pub own_principal: Arc<str>,
-}
-
-// === impl Reports ===
-
-impl Reports {
-    /// The proxy's reports under `config` (its own workload), with its current identity.
-    pub fn new(ctx: &crate::ctx::Ctx, config: &crate::config::Config) -> Self {
-        Self {
-            metrics: ctx.metrics.clone(),
-            tracer: ctx.tracer.clone(),
-            log: ctx.access_log.clone(),
-            own: config.telemetry.workload.clone(),
-            own_principal: ctx.tls.current().map_or_else(
-                || Arc::from(UNKNOWN),
-                |s| Arc::from(s.creds.identity.as_str()),
-            ),
-        }
-    }
-}
-
-// === impl Conn ===
-
-impl Conn {
-    /// An app connection whose requests go to `service`.
-    pub fn outbound(
-        r: Reports,
-        service: Arc<str>,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-    ) -> Arc<Self> {
-        Self::new(r, Side::Outbound { service }, local, remote)
-    }
-
-    /// A connection to this pod: from a peer proxy with the verified identity `peer`, or
-    /// plaintext (`None`); the pod serves `services`.
-    pub fn inbound(
-        r: Reports,
-        peer: Option<Arc<str>>,
-        services: Arc<[Arc<str>]>,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-    ) -> Arc<Self> {
-        Self::new(r, Side::Inbound { peer, services }, local, remote)
-    }
-
-    fn new(
-        r: Reports,
-        side: Side,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            metrics: r.metrics,
-            tracer: r.tracer,
-            log: r.log,
-            side,
-            own: r.own,
-            own_principal: r.own_principal,
-            local,
-            remote,
-            cache: Mutex::new(Cache::default()),
-        })
-    }
-
-    fn kind(&self) -> SpanKind {
-        match self.side {
-            Side::Outbound { .. } => SpanKind::Client,
-            Side::Inbound { .. } => SpanKind::Server,
-        }
-    }
-
-    /// The labels of an inbound request that carried `header`.
-    fn inbound_labels(&self, header: Option<HeaderValue>) -> Option<Shared> {
-        let Side::Inbound { peer, services } = &self.side else {
-            return None;
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((h, labels)) = &cache.inbound
-            && *h == header
-        {
-            return Some(labels.clone());
-        }
-        let src = peer::resolve(header.as_ref(), peer.as_deref(), services);
-        let labels = self.metrics.istio.labels(Labels {
-            reporter: Reporter::Destination,
-            source: src.workload,
-            source_principal: src.principal,
-            destination: (*self.own).clone(),
-            destination_principal: self.own_principal.clone(),
-            destination_service: src.destination_service,
-            security: if peer.is_some() {
-                Security::MutualTls
-            } else {
-                Security::None
-            },
-        });
-        cache.inbound = Some((header, labels.clone()));
-        Some(labels)
-    }
-
-    /// The labels of an outbound request answered from `upstream` (`None`: a local reply).
-    fn outbound_labels(&self, upstream: Option<&Upstream>) -> Shared {
-        let service = match &self.side {
-            Side::Outbound { service } => service,
-            Side::Inbound { .. } => {
-                return self.metrics.istio.interner.overflow_set(Reporter::Source);
-            }
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(Upstream(info)) = upstream else {
-            if let Some(l) = &cache.local {
-                return l.clone();
-            }
-            let l = self.metrics.istio.labels(Labels {
-                destination_service: DestinationService::from_host(service),
-                ..self.source_side(None, None)
-            });
-            cache.local = Some(l.clone());
-            return l;
-        };
-        if let Some((i, l)) = &cache.upstream
-            && Arc::ptr_eq(i, info)
-        {
-            return l.clone();
-        }
-        let l = self.metrics.istio.labels(Labels {
-            destination_service: DestinationService::from_host(&info.service),
-            ..self.source_side(info.workload.as_deref(), info.principal.clone())
-        });
-        cache.upstream = Some((info.clone(), l.clone()));
-        l
-    }
-
-    /// The client's side of a request: `connection_security_policy` is "unknown" there, as in
-    /// Istio (the server's proxy is the one that knows the policy it enforced).
-    fn source_side(&self, destination: Option<&Workload>, principal: Option<Arc<str>>) -> Labels {
-        Labels {
-            reporter: Reporter::Source,
-            source: (*self.own).clone(),
-            source_principal: self.own_principal.clone(),
-            destination: destination.cloned().unwrap_or_else(Workload::unknown),
-            destination_principal: principal.unwrap_or_else(|| Arc::from(UNKNOWN)),
-            destination_service: DestinationService::unknown(),
-            security: Security::Unknown,
-        }
-    }
-}
 
 /// The layer's service: wraps the errors layer of one connection.
 #[derive(Clone)]
@@ -377,34 +129,6 @@ fn protocol(headers: &HeaderMap) -> RequestProtocol {
         Some(ct) if ct.as_bytes().starts_with(b"application/grpc") => RequestProtocol::Grpc,
         _ => RequestProtocol::Http,
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
-}
-
-/// Meters `req`'s body unless its size is known already (hyper knows it exactly from a
-/// `content-length`).
-fn meter<B: Body>(req: Request<B>) -> (Request<RequestBytes<B>>, RequestSize) {
-    let (parts, inner) = req.into_parts();
-    let (count, size) = if inner.is_end_stream() {
-        (None, RequestSize::Known(0))
-    } else if let Some(n) = inner
-        .size_hint()
-        .exact()
-        .or_else(|| content_length(&parts.headers))
-    {
-        (None, RequestSize::Known(n))
-    } else {
-        let c = Arc::new(AtomicU64::new(0));
-        (Some(c.clone()), RequestSize::Metered(c))
-    };
-    (
-        Request::from_parts(parts, RequestBytes { inner, count }),
-        size,
-    )
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for Observe<S>

@@ -3,7 +3,9 @@
 //! path hands them without blocking, and drop (and count) what they cannot keep.
 //!
 //! - [`layer`]: the outermost per-request layer of both directions; it starts the span, watches
-//!   the response body to its end and then reports (metrics, access log, span);
+//!   the response body to its end and then reports (metrics, access log, span); `conn`: what a
+//!   connection's requests share (label sets resolved once per peer); `request_bytes`: the
+//!   metered request body;
 //! - [`labels`]: Istio's label set, validated, resolved once per (connection, peer);
 //! - [`metrics`]: the `istio_*` families, with a cap on their series;
 //! - [`peer`]: the `x-sinew-peer` metadata exchange between proxies;
@@ -13,10 +15,12 @@
 //! - [`trace`]: spans (context propagation, sampling, export).
 
 pub mod access_log;
+mod conn;
 pub mod labels;
 pub mod layer;
 pub mod metrics;
 pub mod peer;
+mod request_bytes;
 pub mod tcp;
 pub mod trace;
 pub mod workload;

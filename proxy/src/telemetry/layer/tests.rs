@@ -1,7 +1,11 @@
 use super::*;
+use crate::metrics::Metrics;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::access_log::Format;
+use crate::telemetry::trace::Tracer;
 use crate::telemetry::{UpstreamInfo, peer};
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use prometheus_client::metrics::counter::Counter;
 use std::io;

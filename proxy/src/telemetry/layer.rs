@@ -16,9 +16,10 @@
 //!   code 0 with `DC`;
 //! - response bytes are counted as they pass;
 //! - the gRPC status is read from the trailers, or from the headers of a trailers-only response;
-//! - cheap when nothing but metrics is on: no allocation of its own per request (the request
-//!   line's fields are captured only when the span is sampled or the access log on), label sets
-//!   resolved once per (connection, peer) and reused while the peer stays the same.
+//! - cheap when nothing but metrics is on: no allocation of its own per request but one shared
+//!   counter for a request body of unknown length (the request line's fields are captured only
+//!   when the span is sampled or the access log on; `tests/telemetry_alloc.rs` counts), label
+//!   sets resolved once per (connection, peer) and reused while the peer stays the same.
 
 pub use super::conn::{Conn, Reports};
 pub use super::request_bytes::{InBody, RequestBytes};

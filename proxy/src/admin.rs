@@ -90,8 +90,12 @@ impl Admin {
         match (which, req.method(), path) {
             (Endpoint::Health, &Method::GET, "/healthz/ready")
             | (Endpoint::Admin, &Method::GET, "/ready") => self.readiness(),
-            (Endpoint::Metrics, &Method::GET, "/metrics")
-            | (Endpoint::Admin, &Method::GET, "/metrics") => {
+            // `/stats/prometheus` is Istio's path (what its scrape annotations name).
+            (
+                Endpoint::Metrics | Endpoint::Admin,
+                &Method::GET,
+                "/metrics" | "/stats/prometheus",
+            ) => {
                 self.sync_policy_counters();
                 let mut r = text(StatusCode::OK, self.ctx.metrics.encode());
                 r.headers_mut().insert(
@@ -148,7 +152,7 @@ impl Admin {
             }
             (Endpoint::Admin, _, "/") => text(
                 StatusCode::OK,
-                "GET /config_dump\nGET /clusters\nGET /metrics\nGET /ready\nPOST /shutdown\nPOST /logging?level=<filter>\n",
+                "GET /config_dump\nGET /clusters\nGET /metrics\nGET /stats/prometheus\nGET /ready\nPOST /shutdown\nPOST /logging?level=<filter>\n",
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }

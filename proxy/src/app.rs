@@ -127,6 +127,12 @@ impl Proxy {
         self
     }
 
+    /// Writes access-log lines in `format` whatever the config says (`--access-log`).
+    pub fn with_access_log(self, format: crate::telemetry::access_log::Format) -> Self {
+        self.admin.ctx.access_log.force(format);
+        self
+    }
+
     /// Serves until a shutdown signal, then drains. `extra_shutdown` lets tests stop the proxy.
     pub async fn run(mut self, extra_shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let ctx = self.admin.ctx.clone();

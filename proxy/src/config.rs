@@ -84,8 +84,21 @@ pub struct Config {
     pub control_plane: Option<ControlPlane>,
     /// The mesh's service and pod ranges: unresolved destinations inside fail closed.
     pub mesh_ranges: Vec<IpNet>,
-    /// `telemetry.tracing` and the workload spans are reported as.
+    /// Who this proxy reports as, its pod's services, tracing and access-log settings.
+    pub telemetry: Telemetry,
+}
+
+/// `telemetry`, validated, with every default applied.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    /// This proxy's workload: `telemetry.workload`, else derived from the pod (see
+    /// [`crate::telemetry::workload`]).
+    pub workload: Arc<crate::telemetry::Workload>,
+    /// The FQDNs of the Services selecting this pod (valid label values only).
+    pub services: Arc<[Arc<str>]>,
     pub tracing: crate::telemetry::trace::Settings,
+    /// `None`: no access log (unless the proxy flag forces one).
+    pub access_log: Option<crate::telemetry::access_log::Format>,
 }
 
 /// Where certificates and config come from at run time.
@@ -242,6 +255,9 @@ pub struct Endpoint {
     /// Where the peer proxy's inbound listener is (same IP as `addr`).
     pub mesh_addr: SocketAddr,
     pub labels: BTreeMap<String, String>,
+    /// The workload behind the endpoint (the control plane's word), for the `destination_*`
+    /// labels a client reports; `None` for endpoints without a pod.
+    pub workload: Option<Arc<crate::telemetry::Workload>>,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -575,11 +591,13 @@ impl Config {
             }
         };
 
-        let tracing = trace::settings(&msg)?;
+        let telemetry = telemetry(msg.telemetry.as_ref(), msg.control_plane.as_ref(), &|k| {
+            std::env::var(k).ok()
+        })?;
         Ok(Self {
+            telemetry,
             control_plane,
             mesh_ranges,
-            tracing,
             version: msg.version.clone(),
             source: msg,
             tls,
@@ -628,6 +646,71 @@ impl Config {
     }
 }
 
+/// Validates `telemetry`; what it leaves unset comes from `env` (the injector's variables) and
+/// the control-plane section (the pod's name, namespace and labels).
+pub fn telemetry(
+    t: Option<&pb::Telemetry>,
+    cp: Option<&pb::ControlPlane>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Telemetry, ConfigError> {
+    use crate::telemetry::{Workload, workload};
+    let default = pb::Telemetry::default();
+    let t = t.unwrap_or(&default);
+    let workload = match (&t.workload, cp) {
+        (Some(w), _) => Workload::from_proto(w),
+        (None, Some(cp)) if !cp.pod.is_empty() => workload::from_pod(
+            &cp.pod,
+            &cp.namespace,
+            &cp.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => workload::from_pod(
+            &env(workload::POD_NAME_ENV).unwrap_or_default(),
+            &env(workload::POD_NAMESPACE_ENV).unwrap_or_default(),
+            &BTreeMap::new(),
+        ),
+    };
+    let pod = match (&t.workload, cp) {
+        (Some(w), _) if !w.pod.is_empty() => w.pod.clone(),
+        (_, Some(cp)) if !cp.pod.is_empty() => cp.pod.clone(),
+        _ => env(workload::POD_NAME_ENV).unwrap_or_default(),
+    };
+    let services = t
+        .services
+        .iter()
+        .filter_map(|s| crate::telemetry::labels::value(s).map(Arc::from))
+        .collect();
+    // The injector's tracing env reaches the bootstrap through `run`'s flags
+    // (`bootstrap::with_tracing`), so a config is read the same whatever process parses it.
+    let tr = t.tracing.clone().unwrap_or_default();
+    let mut tracing = crate::telemetry::trace::Settings {
+        endpoint: trace::endpoint(&tr.otlp_endpoint)?,
+        report: !tr.disable_span_reporting,
+        workload: workload.clone(),
+        pod: Arc::from(pod.as_str()),
+        ..Default::default()
+    };
+    if let Some(p) = tr.random_sampling_percentage {
+        tracing.sampling_percent = trace::percent(p)?;
+    }
+    let access_log = match &t.access_log {
+        Some(a) if a.enabled => Some(match pb::AccessLogEncoding::try_from(a.encoding) {
+            Ok(pb::AccessLogEncoding::Text) => crate::telemetry::access_log::Format::Text,
+            Ok(pb::AccessLogEncoding::Json) => crate::telemetry::access_log::Format::Json,
+            Err(_) => return Err(invalid("telemetry.accessLog.encoding", "unknown encoding")),
+        }),
+        _ => None,
+    };
+    Ok(Telemetry {
+        workload: Arc::new(workload),
+        services,
+        tracing,
+        access_log,
+    })
+}
+
 fn protocol(field: &str, p: i32) -> Result<ServiceProtocol, ConfigError> {
     Ok(match pb::Protocol::try_from(p) {
         Ok(pb::Protocol::Detect) => ServiceProtocol::Detect,
@@ -668,6 +751,10 @@ fn service(field: &str, s: &pb::Service) -> Result<Service, ConfigError> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            workload: e
+                .workload
+                .as_ref()
+                .map(|w| Arc::new(crate::telemetry::Workload::from_proto(w))),
         });
     }
     let port = match s.port {
@@ -829,6 +916,7 @@ impl Endpoint {
             identity: None,
             mesh_addr: SocketAddr::new(addr.ip(), DEFAULT_MESH_PORT),
             labels: BTreeMap::new(),
+            workload: None,
         }
     }
 }

@@ -80,7 +80,7 @@ pub struct Ctx {
     /// Outbound credentials, metrics and connection pools, shared by every outbound stack.
     pub outbound: Arc<crate::outbound::Clients>,
     /// Delivery to the local app, from [`crate::inbound::APP_SOURCE`].
-    pub app: PlainClient,
+    pub app: PlainClient<crate::telemetry::layer::InBody>,
     /// Set when a control plane is configured: on-demand subscriptions.
     pub discovery: OnceLock<crate::control::discovery::Discovery>,
     /// Versions of the resources the control plane sent, by name (for /config_dump).
@@ -89,6 +89,8 @@ pub struct Ctx {
     last_config_error: RwLock<Option<String>>,
     /// Spans: context propagation, sampling and export (configured from the config in force).
     pub tracer: crate::telemetry::trace::Tracer,
+    /// Access-log lines, when on (configured from the config in force and the proxy flag).
+    pub access_log: Arc<crate::telemetry::access_log::AccessLog>,
 }
 
 impl Ctx {
@@ -105,8 +107,14 @@ impl Ctx {
         );
         let snapshot = Snapshot::new(config.clone(), None, &outbound);
         let tracer = crate::telemetry::trace::Tracer::new(metrics.trace.clone());
-        tracer.configure(&config.tracing);
+        tracer.configure(&config.telemetry.tracing);
+        let access_log = Arc::new(crate::telemetry::access_log::AccessLog::new(
+            None,
+            metrics.access_log_dropped.clone(),
+        ));
+        access_log.configure(config.telemetry.access_log);
         Self {
+            access_log,
             snapshot: RwLock::new(Arc::new(snapshot)),
             updating: Mutex::new(()),
             tls,
@@ -145,7 +153,8 @@ impl Ctx {
     pub fn set_config(&self, config: Arc<Config>) {
         let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.snapshot();
-        self.tracer.configure(&config.tracing);
+        self.tracer.configure(&config.telemetry.tracing);
+        self.access_log.configure(config.telemetry.access_log);
         let next = Arc::new(Snapshot::new(config, Some(&prev), &self.outbound));
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
         // A destination this version removed would take its unreported counts with it.

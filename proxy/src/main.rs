@@ -51,6 +51,10 @@ struct RunArgs {
     /// telemetry.tracing.randomSamplingPercentage (empty: keep it; default 1).
     #[arg(long, env = "SINEW_TRACE_SAMPLING")]
     trace_sampling: Option<String>,
+    /// Write an access-log line per request and TCP connection on stdout, in Envoy's default
+    /// text format or as JSON, whatever the config says (default: as the config says; off).
+    #[arg(long, env = "SINEW_ACCESS_LOG", value_parser = ["text", "json"])]
+    access_log: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,6 +109,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         args.otlp_endpoint.as_deref(),
         args.trace_sampling.as_deref(),
     )?;
+    let access_log = args
+        .access_log
+        .as_deref()
+        .map(str::parse::<sinew_proxy::telemetry::access_log::Format>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("invalid --access-log: {e}"))?;
     let probers = Probers::from_env(std::env::var_os(app_health::spec::ENV).as_deref())?;
     // The kubelet's probes carry the pod's IP as their Host; the downward API gives it to us.
     let pod_ip = std::env::var(POD_IP_ENV)
@@ -122,6 +132,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     runtime.block_on(async move {
         let mut proxy = Proxy::bind(config, Some(set_level)).await?;
+        if let Some(format) = access_log {
+            proxy = proxy.with_access_log(format);
+        }
         if !probers.is_empty() {
             tracing::info!(
                 probes = probers.len(),

@@ -117,6 +117,10 @@ const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
 pub struct Metrics {
     registry: Registry,
+    /// Istio's standard metrics (`istio_*`, unprefixed), served alongside ours.
+    pub istio: crate::telemetry::metrics::IstioMetrics,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
     conns: [[Counter; 8]; 2],
     refused: [[Counter; 2]; 2],
     idle_closed: [Counter; 2],
@@ -139,7 +143,36 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sinew");
+        Self::with_series_cap(
+            crate::telemetry::metrics::DEFAULT_MAX_SERIES,
+            crate::telemetry::metrics::DEFAULT_MAX_LABEL_SETS,
+        )
+    }
+
+    /// With `max_series` Istio series per group and `max_label_sets` peer label sets (see
+    /// [`crate::telemetry::metrics`]).
+    pub fn with_series_cap(max_series: usize, max_label_sets: usize) -> Self {
+        let mut root = Registry::default();
+        let overflowed = Counter::default();
+        let istio = crate::telemetry::metrics::IstioMetrics::register(
+            &mut root,
+            max_series,
+            max_label_sets,
+            overflowed.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("sinew");
+        registry.register(
+            "metrics_label_overflow",
+            "Istio metric label sets or series past the cap, counted in the series whose peer \
+             labels read \"unknown\" instead",
+            overflowed,
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer fell behind (the request never waits)",
+            access_log_dropped.clone(),
+        );
         let conn_family = Family::<ConnLabels, Counter>::default();
         let req_family = Family::<ReqLabels, Counter>::default();
         let active = Family::<[(&'static str, &'static str); 1], Gauge>::default();
@@ -277,7 +310,9 @@ impl Metrics {
         });
         let idle_closed = dirs.map(|d| idle.get_or_create(&[("direction", d.as_str())]).clone());
         Self {
-            registry,
+            registry: root,
+            istio,
+            access_log_dropped,
             conns,
             refused,
             idle_closed,

@@ -368,3 +368,95 @@ fn the_injected_post_start_hook_holds_until_the_proxy_beside_it_is_ready() {
     tcp.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A plaintext HTTP/1.1 app answering every request `200 ok`, on a thread.
+fn tiny_app() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    port
+}
+
+#[test]
+fn access_log_json_lines_go_to_stdout_with_hostile_headers_escaped() {
+    let app = tiny_app();
+    let inbound = free_port();
+    let health = free_port();
+    let json = format!(
+        r#"{{"listeners": [{{"address": "127.0.0.1:{inbound}", "direction": "INBOUND", "appPort": {app}}}],
+            "admin": {{"adminAddress": "127.0.0.1:0", "healthAddress": "127.0.0.1:{health}", "metricsAddress": "127.0.0.1:0"}}}}"#
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinew-proxy"))
+        .args(["run", "--access-log", "json"])
+        .env_remove("SINEW_CONFIG")
+        .env_remove("SINEW_APP_PROBERS")
+        .env_remove("SINEW_ACCESS_LOG")
+        .env("SINEW_PROXY_CONFIG", json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the proxy runs");
+    let stdout = child.stdout.take().expect("piped");
+    let _proxy = Running(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The listener is bound once the process is up: retry the connection (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut tcp = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", inbound)) {
+            Ok(t) => break t,
+            Err(e) if std::time::Instant::now() > deadline => panic!("proxy not up: {e}"),
+            Err(_) => std::thread::yield_now(),
+        }
+    };
+    // A User-Agent with a quote, a backslash and obs-text: one line, valid JSON.
+    tcp.write_all(
+        b"GET /hello?x=1 HTTP/1.1\r\nHost: web:8080\r\nUser-Agent: evil\" \\ \xff\r\n\
+          x-request-id: req-7\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let line = lines
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("an access-log line on stdout");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/hello?x=1");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["response_code"], 200);
+    assert_eq!(v["response_flags"], "-");
+    assert_eq!(v["bytes_sent"], 2);
+    assert_eq!(v["user_agent"], "evil\" \\ \u{fffd}");
+    assert_eq!(v["request_id"], "req-7");
+    assert_eq!(v["authority"], "web:8080");
+    // Plaintext: no peer identity.
+    assert_eq!(v["peer_identity"], serde_json::Value::Null);
+}
+
+#[test]
+fn an_unknown_access_log_format_is_a_usage_error() {
+    let out = run_with_env(&["--access-log", "yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--access-log"), "{stderr}");
+}

@@ -225,3 +225,90 @@ fn idle_and_connection_limits_have_bounded_defaults_and_can_be_set() {
         .to_string();
     assert_eq!(e, "timeouts.tcpIdle: must be positive");
 }
+
+fn telemetry_of(yaml: &str, env: &[(&str, &str)]) -> Result<Telemetry, ConfigError> {
+    let msg: pb::ProxyConfig = serde_saphyr::from_str(yaml).expect("test yaml");
+    let env = |k: &str| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    };
+    telemetry(msg.telemetry.as_ref(), msg.control_plane.as_ref(), &env)
+}
+
+#[test]
+fn telemetry_defaults_are_istios_and_access_logs_are_off() {
+    let t = telemetry_of("{}", &[]).unwrap();
+    assert_eq!(t.tracing.sampling_percent, 1.0);
+    assert_eq!(t.tracing.endpoint, None);
+    assert!(t.tracing.report);
+    assert_eq!(t.access_log, None);
+    assert_eq!(&*t.workload.name, "unknown");
+    assert!(t.services.is_empty());
+}
+
+#[test]
+fn telemetry_fields_are_read_and_invalid_services_left_out() {
+    let yaml = r#"
+telemetry:
+  workload: {name: reviews-v1, namespace: default, app: reviews, version: v1, canonicalService: reviews, canonicalRevision: v1, pod: reviews-v1-7b9f8c6d5-xbcdz}
+  services: [reviews.default.svc.cluster.local, "bad host"]
+  tracing: {otlpEndpoint: "http://collector:4317", randomSamplingPercentage: 25, disableSpanReporting: true}
+  accessLog: {enabled: true, encoding: JSON}
+"#;
+    let env = [("SINEW_POD_NAME", "other-7b9f8c6d5-xbcdz")];
+    let t = telemetry_of(yaml, &env).unwrap();
+    assert_eq!(t.tracing.endpoint.as_deref(), Some("http://collector:4317"));
+    assert_eq!(t.tracing.sampling_percent, 25.0);
+    assert!(!t.tracing.report);
+    assert_eq!(
+        t.access_log,
+        Some(crate::telemetry::access_log::Format::Json)
+    );
+    assert_eq!(&*t.workload.name, "reviews-v1");
+    // The spans' resource names the same workload and pod.
+    assert_eq!(t.tracing.workload, *t.workload);
+    assert_eq!(&*t.tracing.pod, "reviews-v1-7b9f8c6d5-xbcdz");
+    // An invalid service name is left out, not passed on as a label.
+    assert_eq!(t.services.len(), 1);
+    assert_eq!(&*t.services[0], "reviews.default.svc.cluster.local");
+}
+
+#[test]
+fn an_unset_workload_comes_from_the_pod() {
+    let env = [
+        ("SINEW_POD_NAME", "reviews-v2-7b9f8c6d5-xbcdz"),
+        ("SINEW_POD_NAMESPACE", "shop"),
+    ];
+    let t = telemetry_of("{}", &env).unwrap();
+    assert_eq!(
+        (&*t.workload.name, &*t.workload.namespace),
+        ("reviews-v2", "shop")
+    );
+    assert_eq!(&*t.tracing.pod, "reviews-v2-7b9f8c6d5-xbcdz");
+    // The control plane section's pod wins over the env.
+    let yaml = r#"
+controlPlane: {address: "cp:15012", rootCertFile: /r, tokenFile: /t, pod: ratings-v1-545db77b95-2ps7q, namespace: default, labels: {app: ratings, version: v1, pod-template-hash: 545db77b95}}
+"#;
+    let t = telemetry_of(yaml, &env).unwrap();
+    assert_eq!(&*t.workload.name, "ratings-v1");
+    assert_eq!(&*t.workload.canonical_service, "ratings");
+    assert_eq!(&*t.tracing.workload.canonical_service, "ratings");
+}
+
+#[test]
+fn bad_tracing_values_are_refused_naming_the_field() {
+    for (yaml, field) in [
+        (
+            "telemetry: {tracing: {randomSamplingPercentage: 101}}",
+            "telemetry.tracing.randomSamplingPercentage",
+        ),
+        (
+            "telemetry: {tracing: {otlpEndpoint: 'https://collector:4317'}}",
+            "telemetry.tracing.otlpEndpoint",
+        ),
+    ] {
+        let e = telemetry_of(yaml, &[]).unwrap_err().to_string();
+        assert!(e.contains(field), "{yaml}: {e}");
+    }
+}

@@ -1,30 +1,11 @@
-//! `telemetry.tracing` (and the workload it names) into the tracer's [`Settings`].
+//! The checks of `telemetry.tracing`'s values (used by [`super::telemetry`] and the bootstrap's
+//! flags).
 //!
 //! Promises: an endpoint that is set is `http://host:port` (the proxy's OTLP client speaks
 //! plaintext gRPC), a sampling percentage is a number from 0 to 100; anything else is an error
 //! naming the field. Unset fields take Istio's defaults (1 %, reporting on).
 
 use super::{ConfigError, invalid};
-use crate::telemetry::Workload;
-use crate::telemetry::trace::Settings;
-use sinew_proto::config::v1 as pb;
-use std::sync::Arc;
-
-/// The tracing settings and the workload the spans' resource names.
-pub fn settings(msg: &pb::ProxyConfig) -> Result<Settings, ConfigError> {
-    let telemetry = msg.telemetry.clone().unwrap_or_default();
-    let tracing = telemetry.tracing.unwrap_or_default();
-    let mut s = Settings {
-        endpoint: endpoint(&tracing.otlp_endpoint)?,
-        report: !tracing.disable_span_reporting,
-        ..Settings::default()
-    };
-    if let Some(p) = tracing.random_sampling_percentage {
-        s.sampling_percent = percent(p)?;
-    }
-    (s.workload, s.pod) = workload(telemetry.workload.as_ref(), msg.control_plane.as_ref());
-    Ok(s)
-}
 
 /// The sampling percentage `p`, if it is one.
 pub fn percent(p: f64) -> Result<f64, ConfigError> {
@@ -81,57 +62,21 @@ pub fn endpoint(e: &str) -> Result<Option<String>, ConfigError> {
     Ok(Some(format!("http://{authority}")))
 }
 
-/// `telemetry.workload` when the control plane sent it; else what the bootstrap's
-/// `controlPlane` says of the pod (Istio's label precedence for the canonical names).
-fn workload(w: Option<&pb::Workload>, cp: Option<&pb::ControlPlane>) -> (Workload, Arc<str>) {
-    if let Some(w) = w.filter(|w| !w.name.is_empty() || !w.canonical_service.is_empty()) {
-        let workload = Workload {
-            name: Arc::from(w.name.as_str()),
-            namespace: Arc::from(w.namespace.as_str()),
-            app: Arc::from(w.app.as_str()),
-            version: Arc::from(w.version.as_str()),
-            canonical_service: Arc::from(w.canonical_service.as_str()),
-            canonical_revision: Arc::from(w.canonical_revision.as_str()),
-        };
-        return (workload, Arc::from(w.pod.as_str()));
-    }
-    let Some(cp) = cp else {
-        return (Workload::default(), Arc::from(""));
-    };
-    let label = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| cp.labels.get(*k).filter(|v| !v.is_empty()))
-            .cloned()
-    };
-    let canonical_service = label(&[
-        "service.istio.io/canonical-name",
-        "app.kubernetes.io/name",
-        "app",
-    ])
-    .unwrap_or_else(|| cp.pod.clone());
-    let canonical_revision = label(&[
-        "service.istio.io/canonical-revision",
-        "app.kubernetes.io/version",
-        "version",
-    ])
-    .unwrap_or_else(|| "latest".into());
-    let workload = Workload {
-        name: Arc::from(cp.pod.as_str()),
-        namespace: Arc::from(cp.namespace.as_str()),
-        app: Arc::from(label(&["app"]).unwrap_or_default()),
-        version: Arc::from(label(&["version"]).unwrap_or_default()),
-        canonical_service: Arc::from(canonical_service),
-        canonical_revision: Arc::from(canonical_revision),
-    };
-    (workload, Arc::from(cp.pod.as_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::trace::Settings;
+    use sinew_proto::config::v1 as pb;
 
     fn msg(yaml: &str) -> pb::ProxyConfig {
         serde_saphyr::from_str(yaml).expect("test yaml")
+    }
+
+    fn settings(msg: &pb::ProxyConfig) -> Result<Settings, ConfigError> {
+        super::super::telemetry(msg.telemetry.as_ref(), msg.control_plane.as_ref(), &|_| {
+            None
+        })
+        .map(|t| t.tracing)
     }
 
     #[test]

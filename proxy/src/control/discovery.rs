@@ -389,11 +389,41 @@ fn merge(
                 ports.sort_by_key(|p| p.port);
                 ports.dedup_by_key(|p| p.port);
                 merged.inbound_ports.extend(ports);
+                if let Some(from_cp) = &s.telemetry {
+                    merged.telemetry = Some(merge_telemetry(base.telemetry.as_ref(), from_cp));
+                }
             }
             _ => {}
         }
     }
     merged
+}
+
+/// The control plane's telemetry over the bootstrap's: each field the control plane sets wins;
+/// an OTLP endpoint the bootstrap names stays when the control plane sends none.
+fn merge_telemetry(base: Option<&cfg::Telemetry>, cp: &cfg::Telemetry) -> cfg::Telemetry {
+    let mut m = base.cloned().unwrap_or_default();
+    if cp.workload.is_some() {
+        m.workload = cp.workload.clone();
+    }
+    if !cp.services.is_empty() {
+        m.services = cp.services.clone();
+    }
+    if let Some(t) = &cp.tracing {
+        let mut tracing = m.tracing.take().unwrap_or_default();
+        if !t.otlp_endpoint.is_empty() {
+            tracing.otlp_endpoint = t.otlp_endpoint.clone();
+        }
+        if t.random_sampling_percentage.is_some() {
+            tracing.random_sampling_percentage = t.random_sampling_percentage;
+        }
+        tracing.disable_span_reporting = t.disable_span_reporting;
+        m.tracing = Some(tracing);
+    }
+    if cp.access_log.is_some() {
+        m.access_log = cp.access_log;
+    }
+    m
 }
 
 #[cfg(test)]
@@ -772,5 +802,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.source.services.len(), 1);
+    }
+
+    #[test]
+    fn the_control_planes_telemetry_wins_field_by_field_and_keeps_the_bootstraps_collector() {
+        let base = cfg::ProxyConfig {
+            telemetry: Some(cfg::Telemetry {
+                tracing: Some(cfg::Tracing {
+                    otlp_endpoint: "http://127.0.0.1:4317".into(),
+                    random_sampling_percentage: Some(100.0),
+                    ..Default::default()
+                }),
+                services: vec!["old.default.svc.cluster.local".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut held = BTreeMap::new();
+        held.insert(
+            "settings".to_string(),
+            pb::Resource {
+                name: "settings".into(),
+                version: "1".into(),
+                kind: Some(ResourceKind::Settings(pb::ProxySettings {
+                    telemetry: Some(cfg::Telemetry {
+                        workload: Some(cfg::Workload {
+                            name: "reviews-v1".into(),
+                            ..Default::default()
+                        }),
+                        services: vec!["reviews.default.svc.cluster.local".into()],
+                        tracing: Some(cfg::Tracing {
+                            random_sampling_percentage: Some(5.0),
+                            ..Default::default()
+                        }),
+                        access_log: Some(cfg::AccessLog {
+                            enabled: true,
+                            encoding: cfg::AccessLogEncoding::Json as i32,
+                        }),
+                    }),
+                    ..Default::default()
+                })),
+            },
+        );
+        let merged = merge(&base, &held, "1");
+        let config = Config::from_proto(merged).expect("valid");
+        let t = &config.telemetry;
+        assert_eq!(t.tracing.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(t.tracing.sampling_percent, 5.0);
+        assert_eq!(&*t.workload.name, "reviews-v1");
+        assert_eq!(&*t.services[0], "reviews.default.svc.cluster.local");
+        assert_eq!(t.services.len(), 1);
+        assert_eq!(
+            t.access_log,
+            Some(crate::telemetry::access_log::Format::Json)
+        );
     }
 }

@@ -83,6 +83,9 @@ pub struct UpstreamBody {
     permit: Option<Permit>,
     /// The endpoint's active-request count (what LEAST_REQUEST balances on).
     active: Option<ActiveGuard>,
+    /// Which endpoint answered, for the request's report (set by the connection layer; a
+    /// reference, so reporting it allocates nothing).
+    upstream: Option<crate::telemetry::Upstream>,
 }
 
 /// Something a response keeps until its body ends.
@@ -138,7 +141,17 @@ impl UpstreamBody {
             stream,
             permit: None,
             active: None,
+            upstream: None,
         }
+    }
+
+    /// Records the endpoint this body comes from.
+    pub fn set_upstream(&mut self, upstream: crate::telemetry::Upstream) {
+        self.upstream = Some(upstream);
+    }
+
+    pub fn upstream(&self) -> Option<&crate::telemetry::Upstream> {
+        self.upstream.as_ref()
     }
 }
 

@@ -1,5 +1,6 @@
-//! The outermost layer of both directions: turns a [`ProxyError`] into the response a client
-//! sees, as Envoy would answer it, and accounts every request once.
+//! The error layer of both directions (right inside [`crate::telemetry::layer`], which reports
+//! what it renders): turns a [`ProxyError`] into the response a client sees, as Envoy would
+//! answer it, and accounts every request once.
 //!
 //! Promises, for each request:
 //! - an error becomes Envoy's status and body text (`no healthy upstream`, `upstream request

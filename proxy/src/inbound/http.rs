@@ -1,6 +1,7 @@
 //! The inbound HTTP service: one request from a peer proxy or a plaintext client to the app.
 //!
-//! Mesh requests lose the headers proxies exchange and gain `x-forwarded-client-cert` naming the
+//! Mesh requests lose the headers proxies exchange (`x-sinew-peer` is read and removed by the
+//! telemetry layer in front) and gain `x-forwarded-client-cert` naming the
 //! caller; plaintext requests lose any `x-forwarded-client-cert` they brought (only the mesh may
 //! vouch for a caller) and any sinew headers. A port with connection-pool limits
 //! (`inboundPorts[].connectionPool`) sheds requests over them with `503 UO`.
@@ -11,30 +12,43 @@ use crate::http::client::ConnPolicy;
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
+use crate::telemetry::layer::InBody;
+use crate::telemetry::layer::{self as telemetry, Observe, Reports};
 use crate::tls::PeerInfo;
 use crate::traffic::breaker;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// The per-connection service hyper drives: the shared errors layer around [`Forward`].
-pub type InboundHttp = Errors<Forward>;
+/// The per-connection service hyper drives: the telemetry and errors layers around [`Forward`].
+pub type InboundHttp = Observe<Errors<Forward>>;
 
-/// Builds the service for one inbound connection.
+/// Builds the service for one inbound connection from `client` to `local`.
 pub fn service(
     ctx: Arc<Ctx>,
     peer: Option<PeerInfo>,
     default_port: Option<u16>,
     app_ip: IpAddr,
+    (local, client): (Option<SocketAddr>, SocketAddr),
 ) -> InboundHttp {
     let metrics = ctx.metrics.clone();
-    Errors::new(
-        Forward::new(ctx, peer, default_port, app_ip),
-        Direction::Inbound,
-        metrics,
+    let config = ctx.config();
+    let conn = telemetry::Conn::inbound(
+        Reports::new(&ctx, &config),
+        peer.as_ref().map(|p| Arc::from(p.identity.as_str())),
+        config.telemetry.services.clone(),
+        local,
+        Some(client),
+    );
+    Observe::new(
+        Errors::new(
+            Forward::new(ctx, peer, default_port, app_ip),
+            Direction::Inbound,
+            metrics,
+        ),
+        conn,
     )
 }
 
@@ -81,7 +95,7 @@ impl Forward {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn forward(&self, mut req: Request<InBody>) -> Result<Response<Body>, ProxyError> {
         let port = if self.peer.is_some() {
             h::from_mesh(&mut req).or(self.default_port)
         } else {
@@ -122,7 +136,7 @@ impl Forward {
     }
 }
 
-impl tower::Service<Request<Incoming>> for Forward {
+impl tower::Service<Request<InBody>> for Forward {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = BoxFuture<'static, Result<Response<Body>, ProxyError>>;
@@ -131,7 +145,7 @@ impl tower::Service<Request<Incoming>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<InBody>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { this.forward(req).await })
     }

@@ -20,8 +20,11 @@ use crate::drain;
 use crate::first_speaker::{self, Settled};
 use crate::io::Prefixed;
 use crate::metrics::{ConnKind, Direction};
+use crate::telemetry::layer::Reports;
+use crate::telemetry::tcp::TcpReport;
 use crate::tls::client_hello::{self, Hello};
 use crate::tls::{self, PeerInfo};
+use crate::traffic::ResponseFlags;
 use bytes::BytesMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -81,7 +84,8 @@ pub async fn serve(
     match first {
         First::Mesh => {
             let io = Prefixed::new(buf.freeze(), tcp);
-            serve_mesh(&ctx, default_port, app_ip, io, client, drain).await
+            let local = original.or(Some(local));
+            serve_mesh(&ctx, default_port, app_ip, io, (local, client), drain).await
         }
         _ if config.inbound_mode == InboundMode::Strict => {
             metrics.connection(Direction::Inbound, ConnKind::Refused);
@@ -93,7 +97,8 @@ pub async fn serve(
                 return no_port(client);
             };
             let app = SocketAddr::new(app_ip, port);
-            forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp)).await;
+            let side = TcpSide::plain(original.or(Some(local)), client);
+            forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp), side).await;
         }
         First::Plain => {
             let Some(port) = default_port else {
@@ -103,7 +108,8 @@ pub async fn serve(
             let declared = config.inbound_protocol(port);
             if declared == ServiceProtocol::Tcp {
                 metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp)).await;
+                let side = TcpSide::plain(original.or(Some(local)), client);
+                forward_tcp(&ctx, app, Prefixed::new(buf.freeze(), tcp), side).await;
                 return;
             }
             let declared_http = matches!(declared, ServiceProtocol::Http1 | ServiceProtocol::Http2);
@@ -127,7 +133,10 @@ pub async fn serve(
                         Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                         Ok(Settled::Opaque { pending, upstream }) => {
                             metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                            splice(&ctx, app, Prefixed::new(pending.freeze(), tcp), upstream).await;
+                            let report =
+                                TcpSide::plain(original.or(Some(local)), client).report(&ctx);
+                            let io = Prefixed::new(pending.freeze(), tcp);
+                            splice(&ctx, app, io, upstream, report).await;
                             return;
                         }
                         Err(e) => {
@@ -139,7 +148,13 @@ pub async fn serve(
                 protocol => (protocol, detected.buffered),
             };
             let io = Prefixed::new(buffered.freeze(), tcp);
-            let svc = self::http::service(ctx.clone(), None, Some(port), app_ip);
+            let svc = self::http::service(
+                ctx.clone(),
+                None,
+                Some(port),
+                app_ip,
+                (original.or(Some(local)), client),
+            );
             let res = match protocol {
                 Protocol::Http1 => {
                     metrics.connection(Direction::Inbound, ConnKind::Http1);
@@ -166,7 +181,8 @@ pub async fn serve(
                 }
                 Protocol::Opaque => {
                     metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                    forward_tcp(&ctx, app, io).await;
+                    let side = TcpSide::plain(original.or(Some(local)), client);
+                    forward_tcp(&ctx, app, io, side).await;
                     Ok(())
                 }
             };
@@ -190,7 +206,7 @@ async fn serve_mesh(
     default_port: Option<u16>,
     app_ip: IpAddr,
     io: Prefixed<TcpStream>,
-    client: SocketAddr,
+    (local, client): (Option<SocketAddr>, SocketAddr),
     drain: drain::Watch,
 ) {
     let config = ctx.config();
@@ -220,7 +236,14 @@ async fn serve_mesh(
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     debug!(%client, peer = %peer.identity, "mesh connection established");
-    let svc = self::http::service(ctx.clone(), Some(peer), default_port, app_ip);
+    let identity: Arc<str> = Arc::from(peer.identity.as_str());
+    let svc = self::http::service(
+        ctx.clone(),
+        Some(peer),
+        default_port,
+        app_ip,
+        (local, client),
+    );
     let res = match alpn.as_deref() {
         Some(tls::ALPN_H2) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshH2);
@@ -245,9 +268,16 @@ async fn serve_mesh(
             )
             .await
         }
-        Some(tls::ALPN_TCP) => {
+        Some(alpn @ (tls::ALPN_TCP | tls::ALPN_TCP_PEER)) => {
             metrics.connection(Direction::Inbound, ConnKind::MeshTcp);
-            serve_mesh_tcp(ctx, tls, app_ip, client).await;
+            let with_peer = alpn == tls::ALPN_TCP_PEER;
+            let side = TcpSide {
+                peer: Some(identity),
+                peer_header: None,
+                local,
+                client,
+            };
+            serve_mesh_tcp(ctx, tls, app_ip, side, with_peer).await;
             Ok(())
         }
         _ => {
@@ -260,34 +290,94 @@ async fn serve_mesh(
     }
 }
 
-/// A `sinew/tcp` stream: read the header naming the app port, then splice.
-async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, app_ip: IpAddr, client: SocketAddr)
+/// A `sinew/tcp` stream: read the header naming the app port (and, on `sinew/tcp-peer`, the
+/// client's peer metadata), then splice.
+async fn serve_mesh_tcp<I>(ctx: &Ctx, mut io: I, app_ip: IpAddr, mut side: TcpSide, with_peer: bool)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let client = side.client;
     let timeout = ctx.config().timeouts.detect;
-    let mut hdr = [0u8; 6];
-    match tokio::time::timeout(timeout, io.read_exact(&mut hdr)).await {
-        Ok(Ok(_)) if &hdr[..4] == crate::outbound::TCP_MAGIC => {}
+    let magic = match with_peer {
+        true => crate::outbound::TCP_MAGIC_PEER,
+        false => crate::outbound::TCP_MAGIC,
+    };
+    let read = async {
+        let mut hdr = [0u8; 6];
+        io.read_exact(&mut hdr).await?;
+        if &hdr[..4] != magic {
+            return Ok(None);
+        }
+        let port = u16::from_be_bytes([hdr[4], hdr[5]]);
+        let mut meta = Vec::new();
+        if with_peer {
+            let mut len = [0u8; 2];
+            io.read_exact(&mut len).await?;
+            let len = u16::from_be_bytes(len) as usize;
+            if len > crate::telemetry::peer::MAX_LEN {
+                return Ok(None);
+            }
+            meta.resize(len, 0);
+            io.read_exact(&mut meta).await?;
+        }
+        Ok::<_, std::io::Error>(Some((port, meta)))
+    };
+    let (port, meta) = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(Some(h))) => h,
         _ => {
             warn!(%client, "mesh TCP stream without a valid header; closing");
             return;
         }
-    }
-    let port = u16::from_be_bytes([hdr[4], hdr[5]]);
+    };
     if port == 0 {
         warn!(%client, "mesh TCP stream names port 0; closing");
         return;
     }
-    forward_tcp(ctx, SocketAddr::new(app_ip, port), io).await;
+    side.peer_header = ::http::HeaderValue::from_bytes(&meta).ok();
+    forward_tcp(ctx, SocketAddr::new(app_ip, port), io, side).await;
 }
 
-async fn forward_tcp<I>(ctx: &Ctx, app: SocketAddr, io: I)
+/// The client's side of an inbound TCP stream, for its report.
+struct TcpSide {
+    /// The verified identity of a mesh peer; `None` for plaintext.
+    peer: Option<Arc<str>>,
+    /// The peer metadata a `sinew/tcp-peer` stream carried (believed only for `peer`).
+    peer_header: Option<::http::HeaderValue>,
+    local: Option<SocketAddr>,
+    client: SocketAddr,
+}
+
+impl TcpSide {
+    fn plain(local: Option<SocketAddr>, client: SocketAddr) -> Self {
+        Self {
+            peer: None,
+            peer_header: None,
+            local,
+            client,
+        }
+    }
+
+    fn report(self, ctx: &Ctx) -> TcpReport {
+        let config = ctx.config();
+        TcpReport::inbound(
+            Reports::new(ctx, &config),
+            self.peer,
+            self.peer_header.as_ref(),
+            &config.telemetry.services,
+            self.local,
+            Some(self.client),
+        )
+    }
+}
+
+async fn forward_tcp<I>(ctx: &Ctx, app: SocketAddr, io: I, side: TcpSide)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Some(upstream) = connect_app(ctx, app).await {
-        splice(ctx, app, io, upstream).await;
+    let report = side.report(ctx);
+    match connect_app(ctx, app).await {
+        Some(upstream) => splice(ctx, app, io, upstream, report).await,
+        None => report.close(0, 0, ResponseFlags::UF),
     }
 }
 
@@ -302,14 +392,17 @@ async fn connect_app(ctx: &Ctx, app: SocketAddr) -> Option<TcpStream> {
     }
 }
 
-async fn splice<I>(ctx: &Ctx, app: SocketAddr, mut io: I, mut upstream: TcpStream)
+async fn splice<I>(ctx: &Ctx, app: SocketAddr, io: I, mut upstream: TcpStream, report: TcpReport)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = ctx
         .metrics
         .idle_timeout(Direction::Inbound, ctx.config().timeouts.tcp_idle);
+    let mut io = report.wrap(io);
     if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut upstream, idle).await {
         debug!(%app, error = %e, "inbound TCP stream ended with an error");
     }
+    let (received, sent) = io.totals();
+    report.close(received, sent, ResponseFlags::default());
 }

@@ -19,9 +19,10 @@ use crate::http::body::UpstreamBody;
 use crate::http::client::{ConnPolicy, H2Pool, Lease, PlainClient, Reuse};
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
+use crate::telemetry::{Upstream, UpstreamInfo, Workload, peer};
 use crate::tls::originate::ClientTls;
 use crate::tls::originate::{OriginPool, Originate};
-use crate::tls::{self, ALPN_H1, ALPN_H2, Identity};
+use crate::tls::{self, Identity, OFFER_H1, OFFER_H2};
 use crate::traffic::balance::Balance;
 use crate::traffic::breaker::{BreakerLayer, BreakerService};
 use crate::traffic::cache::Destination;
@@ -31,7 +32,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tower::Layer;
 
@@ -54,6 +55,8 @@ pub struct Clients {
 pub struct NewOutbound {
     clients: Arc<Clients>,
     timeouts: Timeouts,
+    /// This proxy's workload, for the peer-metadata header.
+    own: Arc<Workload>,
 }
 
 /// Builds the endpoint → connection stack for an endpoint of one destination.
@@ -66,6 +69,18 @@ pub struct NewConnect {
     policy: ConnPolicy,
     /// The service's name: the authority of HTTP/1.0 requests that name none.
     authority: Arc<str>,
+    /// The destination's Service port and subset (its Envoy cluster name).
+    port: Option<u16>,
+    subset: Option<Arc<str>>,
+    peer: PeerHeader,
+}
+
+/// The `x-sinew-peer` value for one destination: built at its first mesh request (this proxy's
+/// identity is known by then) and shared by every later one.
+#[derive(Clone)]
+struct PeerHeader {
+    own: Arc<Workload>,
+    value: Arc<OnceLock<HeaderValue>>,
 }
 
 /// One request to one endpoint.
@@ -76,6 +91,9 @@ pub struct Connect {
     policy: ConnPolicy,
     authority: Arc<str>,
     ep: Arc<EndpointState>,
+    /// What a response reports about this endpoint (telemetry).
+    info: Arc<UpstreamInfo>,
+    peer: PeerHeader,
 }
 
 // === impl Clients ===
@@ -109,6 +127,7 @@ impl NewOutbound {
         Self {
             clients,
             timeouts: config.timeouts,
+            own: config.telemetry.workload.clone(),
         }
     }
 }
@@ -137,6 +156,16 @@ impl NewDestination<OutboundBody> for NewOutbound {
                     keepalive: dest.policy.limits.tcp_keepalive,
                 },
                 authority: dest.name.clone(),
+                port: dest
+                    .key
+                    .service
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok()),
+                subset: dest.key.subset.clone(),
+                peer: PeerHeader {
+                    own: self.own.clone(),
+                    value: Arc::new(OnceLock::new()),
+                },
             },
         );
         BreakerLayer::new(dest.breaker.clone()).layer(balance)
@@ -149,6 +178,15 @@ impl NewEndpoint<OutboundBody> for NewConnect {
     type Service = Endpoint<Connect>;
 
     fn new_endpoint(&self, ep: &Arc<EndpointState>) -> Self::Service {
+        let mtls = matches!(self.mode, ClientTls::Auto | ClientTls::IstioMutual)
+            && ep.endpoint.identity.is_some();
+        let info = UpstreamInfo::new(
+            &ep.endpoint,
+            &self.authority,
+            self.port,
+            self.subset.as_deref(),
+            mtls,
+        );
         // The endpoint layer reports each call's outcome to the outlier detector.
         Endpoint::new(
             ep.clone(),
@@ -159,8 +197,31 @@ impl NewEndpoint<OutboundBody> for NewConnect {
                 policy: self.policy,
                 authority: self.authority.clone(),
                 ep: ep.clone(),
+                info: Arc::new(info),
+                peer: self.peer.clone(),
             },
         )
+    }
+}
+
+// === impl PeerHeader ===
+
+impl PeerHeader {
+    /// Adds this proxy's peer metadata for requests to `service`.
+    fn add(&self, clients: &Clients, service: &str, headers: &mut http::HeaderMap) {
+        let value = match self.value.get() {
+            Some(v) => v,
+            None => {
+                let Some(tls) = clients.tls.current() else {
+                    return;
+                };
+                let Some(v) = peer::encode(&self.own, tls.creds.identity.as_str(), service) else {
+                    return;
+                };
+                self.value.get_or_init(|| v)
+            }
+        };
+        headers.insert(peer::PEER.clone(), value.clone());
     }
 }
 
@@ -183,8 +244,23 @@ impl tower::Service<Request<OutboundBody>> for Connect {
             policy: self.policy,
             authority: self.authority.clone(),
             ep: self.ep.clone(),
+            info: self.info.clone(),
+            peer: self.peer.clone(),
         };
-        Box::pin(async move { this.send(req).await })
+        Box::pin(async move {
+            let info = this.info.clone();
+            let mut res = this.send(req).await;
+            if let Ok(rsp) = &mut res {
+                match rsp.body_mut() {
+                    Either::Left(body) => body.set_upstream(Upstream(info)),
+                    // A body the proxy made (rare here): the extension costs an allocation.
+                    Either::Right(_) => {
+                        rsp.extensions_mut().insert(Upstream(info));
+                    }
+                }
+            }
+            res
+        })
     }
 }
 
@@ -293,9 +369,11 @@ impl Connect {
         let keepalive = self.policy.keepalive.as_ref();
         let (clients, timeouts) = (&self.clients, &self.timeouts);
         let io =
-            super::mesh::connect(clients, timeouts, ep.mesh_addr, id, ALPN_H1, keepalive).await?;
+            super::mesh::connect(clients, timeouts, ep.mesh_addr, id, OFFER_H1, keepalive).await?;
         req.headers_mut()
             .insert(h::DST_PORT.clone(), HeaderValue::from(ep.addr.port()));
+        self.peer
+            .add(&self.clients, &self.authority, req.headers_mut());
         h::upgrade::forward(io, req).await
     }
 
@@ -318,7 +396,7 @@ impl Connect {
                 async move {
                     let keepalive = policy.keepalive.as_ref();
                     let io = super::mesh::connect(
-                        &clients, &timeouts, addr, &identity, ALPN_H2, keepalive,
+                        &clients, &timeouts, addr, &identity, OFFER_H2, keepalive,
                     )
                     .await?;
                     h::client::h2_handshake(io, addr, Default::default()).await
@@ -327,6 +405,8 @@ impl Connect {
             .await?;
         let version = req.version();
         h::to_mesh(&mut req, &self.ep.port_header, &self.authority);
+        self.peer
+            .add(&self.clients, &self.authority, req.headers_mut());
         let (req, failed) = h::body::track(req);
         let mut rsp = send
             .send_request(req)

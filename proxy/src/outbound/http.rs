@@ -2,7 +2,7 @@
 //! config in force for each request and sends the request down that service's stack.
 //!
 //! ```text
-//! errors → lookup (this module) → router → fault → timeout → retry → breaker → balancer →
+//! telemetry → errors → lookup (this module) → router → fault → timeout → retry → breaker → balancer →
 //!   endpoint → connect
 //! ```
 //!
@@ -23,25 +23,28 @@ use crate::ctx::{Ctx, Snapshot};
 use crate::http::errors::Errors;
 use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Direction;
+use crate::telemetry::layer::InBody;
+use crate::telemetry::layer::{self as telemetry, Observe, Reports};
 use crate::traffic::balance::ConnInfo;
 use crate::traffic::cache::Services;
 use crate::traffic::dispatch::{self, Dispatch, NewDestination};
 use crate::traffic::route::Router;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 /// The per-connection service hyper drives.
-pub type OutboundHttp = Errors<Lookup>;
+pub type OutboundHttp = Observe<Errors<Lookup>>;
 
 /// Builds the service for one app connection to `dst`, which `svc` owned when it was accepted.
 pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr) -> OutboundHttp {
     let metrics = ctx.metrics.clone();
-    Errors::new(
+    let reports = Reports::new(&ctx, &ctx.config());
+    let conn = telemetry::Conn::outbound(reports, svc.name.clone(), Some(dst), Some(client));
+    let errors = Errors::new(
         Lookup(Arc::new(Connection {
             ctx,
             key: svc.key.clone(),
@@ -56,7 +59,8 @@ pub fn service(ctx: Arc<Ctx>, svc: &Service, dst: SocketAddr, client: SocketAddr
         Direction::Outbound,
         metrics,
     )
-    .with_service(svc.key.clone())
+    .with_service(svc.key.clone());
+    Observe::new(errors, conn)
 }
 
 /// Looks the connection's service up in the config in force and dispatches. hyper clones the
@@ -87,7 +91,7 @@ struct Last {
 /// One service's outbound stack below the lookup.
 pub type ServiceStack = Router<Dispatch<<NewOutbound as NewDestination<OutboundBody>>::Service>>;
 
-type StackFuture = <ServiceStack as tower::Service<Request<Incoming>>>::Future;
+type StackFuture = <ServiceStack as tower::Service<Request<InBody>>>::Future;
 
 /// Builds every service's stack for one config version.
 pub fn stacks(
@@ -109,7 +113,7 @@ pub fn stacks(
 
 // === impl Lookup ===
 
-impl tower::Service<Request<Incoming>> for Lookup {
+impl tower::Service<Request<InBody>> for Lookup {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = Either<Ready<Result<Response<Body>, ProxyError>>, StackFuture>;
@@ -118,7 +122,7 @@ impl tower::Service<Request<Incoming>> for Lookup {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<InBody>) -> Self::Future {
         if let Err(e) = h::check_host(&req) {
             return Either::Left(ready(Err(e)));
         }

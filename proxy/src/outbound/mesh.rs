@@ -17,11 +17,11 @@ pub async fn connect(
     timeouts: &Timeouts,
     addr: SocketAddr,
     identity: &Identity,
-    alpn: &'static [u8],
+    offer: &'static [&'static [u8]],
     keepalive: Option<&TcpKeepalive>,
 ) -> Result<TlsStream<TcpStream>, ProxyError> {
     let tls = clients.tls()?;
-    let client_config = tls.client_config(identity, alpn)?;
+    let client_config = tls.client_config(identity, offer)?;
     let tcp = crate::http::client::connect_tcp(addr, timeouts.connect, keepalive).await?;
     let connector = tokio_rustls::TlsConnector::from(client_config);
     let handshake = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp);
@@ -42,8 +42,9 @@ pub async fn connect(
             });
         }
     };
-    if stream.get_ref().1.alpn_protocol() != Some(alpn) {
-        return Err(ProxyError::NoMeshAlpn { addr });
+    match stream.get_ref().1.alpn_protocol() {
+        Some(chosen) if offer.contains(&chosen) => {}
+        _ => return Err(ProxyError::NoMeshAlpn { addr }),
     }
     Ok(stream)
 }

@@ -21,8 +21,8 @@ pub use self::http::{OutboundHttp, ServiceStack, stacks};
 
 /// The request body the outbound stack carries. The connection layer and the pools are typed by
 /// it; every layer above is generic (the retry layer will make this a replayable body).
-pub type OutboundBody = crate::traffic::replay::ReplayBody<hyper::body::Incoming>;
-pub use self::tcp::MAGIC as TCP_MAGIC;
+pub type OutboundBody = crate::traffic::replay::ReplayBody<crate::telemetry::layer::InBody>;
+pub use self::tcp::{MAGIC as TCP_MAGIC, MAGIC_PEER as TCP_MAGIC_PEER};
 
 use crate::config::Config;
 use crate::config::ServiceProtocol;
@@ -104,15 +104,16 @@ pub async fn serve(
     let (protocol, buffered) = match detected.protocol {
         Protocol::Opaque if declared_http => (Protocol::Http1, detected.buffered),
         Protocol::Opaque if detected.is_silent() => {
-            let Some(upstream) = tcp::connect(&ctx, &svc, client, dst).await else {
-                return;
+            let upstream = match tcp::connect(&ctx, &svc, client, dst).await {
+                Ok(u) => u,
+                Err(flags) => return tcp::report_failure(&ctx, &svc, client, dst, flags),
             };
             match first_speaker::settle(&mut tcp, upstream, config.timeouts.header_read).await {
                 Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                 Ok(Settled::Opaque { pending, upstream }) => {
                     metrics.connection(Direction::Outbound, ConnKind::Tcp);
                     let io = Prefixed::new(pending.freeze(), tcp);
-                    tcp::splice(&ctx, &svc, io, upstream).await;
+                    tcp::splice(&ctx, &svc, io, upstream, (client, dst)).await;
                     return;
                 }
                 Err(e) => {

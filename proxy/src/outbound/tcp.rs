@@ -6,14 +6,19 @@ use crate::config::Service;
 use crate::ctx::Ctx;
 use crate::io::Prefixed;
 use crate::metrics::Direction;
-use crate::tls::ALPN_TCP;
+use crate::telemetry::UpstreamInfo;
+use crate::telemetry::layer::Reports;
+use crate::telemetry::tcp::TcpReport;
 use crate::tls::originate::ClientTls;
+use crate::tls::{ALPN_TCP_PEER, OFFER_TCP};
+use crate::traffic::ResponseFlags;
 use crate::traffic::balance::{BalanceTarget, HashKey, PickInput};
 use crate::traffic::cache::TcpSlot;
 use crate::traffic::endpoint::ActiveGuard;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -22,10 +27,43 @@ use tracing::debug;
 
 /// The stream header on `sinew/tcp` connections: magic, version, target port.
 pub const MAGIC: &[u8; 4] = b"SNW\x01";
+/// The stream header on `sinew/tcp-peer` connections: magic, version 2, target port, then the
+/// length (2 bytes, big-endian) and bytes of the client's peer metadata (the `x-sinew-peer`
+/// value, at most [`crate::telemetry::peer::MAX_LEN`]; length 0: none).
+pub const MAGIC_PEER: &[u8; 4] = b"SNW\x02";
 
 pub fn header(port: u16) -> [u8; 6] {
     let p = port.to_be_bytes();
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], p[0], p[1]]
+}
+
+/// The `sinew/tcp-peer` header: metadata longer than the receiver reads is left out.
+pub fn header_with_peer(port: u16, meta: &[u8]) -> Vec<u8> {
+    let meta = if meta.len() <= crate::telemetry::peer::MAX_LEN {
+        meta
+    } else {
+        &[]
+    };
+    let mut h = Vec::with_capacity(8 + meta.len());
+    h.extend_from_slice(MAGIC_PEER);
+    h.extend_from_slice(&port.to_be_bytes());
+    h.extend_from_slice(&(meta.len() as u16).to_be_bytes());
+    h.extend_from_slice(meta);
+    h
+}
+
+/// The header for the stream `tls` negotiated: with this proxy's peer metadata when the server
+/// takes it.
+fn stream_header(ctx: &Ctx, svc: &Service, tls: &TlsStream<TcpStream>, port: u16) -> Vec<u8> {
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN_TCP_PEER) {
+        return header(port).to_vec();
+    }
+    let own = ctx.config().telemetry.workload.clone();
+    let meta = ctx
+        .tls
+        .current()
+        .and_then(|s| crate::telemetry::peer::encode(&own, s.creds.identity.as_str(), &svc.name));
+    header_with_peer(port, meta.as_ref().map_or(&[][..], |v| v.as_bytes()))
 }
 
 /// The far end of an opaque stream: a peer proxy over mTLS (stream header already sent) or an
@@ -33,6 +71,8 @@ pub fn header(port: u16) -> [u8; 6] {
 pub struct Upstream {
     io: UpstreamIo,
     _active: Option<(ActiveGuard, TcpSlot)>,
+    /// The endpoint, for the stream's report.
+    info: Arc<UpstreamInfo>,
 }
 
 enum UpstreamIo {
@@ -41,17 +81,18 @@ enum UpstreamIo {
 }
 
 /// Connects to an endpoint of the service, chosen by its balancer in the config in force (the
-/// same per-service state as HTTP); failures are logged and give `None`.
+/// same per-service state as HTTP); failures are logged and give the response flag that says
+/// why (NR, UH, UO, UF).
 pub async fn connect(
     ctx: &Ctx,
     svc: &Service,
     client: SocketAddr,
     dst: SocketAddr,
-) -> Option<Upstream> {
+) -> Result<Upstream, ResponseFlags> {
     let snap = ctx.snapshot();
     let Some(state) = snap.services.service(&svc.key) else {
         debug!(service = %svc.name, "service no longer configured; closing TCP connection");
-        return None;
+        return Err(ResponseFlags::NR);
     };
     let dest = match state.service.tcp_routes.pick() {
         None => &state.default,
@@ -59,7 +100,7 @@ pub async fn connect(
             Some(d) => d,
             None => {
                 debug!(service = %svc.name, destination = %key.service, subset = ?key.subset, "TCP route names an unknown destination; closing");
-                return None;
+                return Err(ResponseFlags::NR);
             }
         },
     };
@@ -75,7 +116,7 @@ pub async fn connect(
         Ok(i) => dest.endpoints()[i].clone(),
         Err(why) => {
             debug!(service = %svc.name, ?why, "no usable endpoint; closing TCP connection");
-            return None;
+            return Err(ResponseFlags::UH);
         }
     };
     let Some(slot) = dest.tcp_connection() else {
@@ -83,7 +124,7 @@ pub async fn connect(
             .upstream(&dest.key.service)
             .overflow(crate::http::Overflow::Connections);
         debug!(service = %svc.name, "maxConnections reached; closing TCP connection");
-        return None;
+        return Err(ResponseFlags::UO);
     };
     let active = ep.stats.start();
     let e = &ep.endpoint;
@@ -97,7 +138,7 @@ pub async fn connect(
         (ClientTls::Auto | ClientTls::IstioMutual, Some(id)) => Some(id),
         (mode, _) => {
             debug!(service = %svc.name, ?mode, endpoint = %e.addr, "tls mode cannot reach this endpoint over opaque TCP; closing");
-            return None;
+            return Err(ResponseFlags::UF);
         }
     };
     let connected = match identity {
@@ -107,11 +148,14 @@ pub async fn connect(
                 &timeouts,
                 e.mesh_addr,
                 id,
-                ALPN_TCP,
+                OFFER_TCP,
                 keepalive,
             );
             match dial.await {
-                Ok(mut tls) => match tls.write_all(&header(e.addr.port())).await {
+                Ok(mut tls) => match tls
+                    .write_all(&stream_header(ctx, svc, &tls, e.addr.port()))
+                    .await
+                {
                     Ok(()) => Ok(UpstreamIo::Mesh(Box::new(tls))),
                     Err(err) => Err(format!("mesh TCP header not sent: {err}")),
                 },
@@ -138,31 +182,72 @@ pub async fn connect(
         }
         Err(why) => {
             debug!(service = %svc.name, endpoint = %e.addr, "{why}");
-            return None;
+            return Err(ResponseFlags::UF);
         }
     };
-    Some(Upstream {
+    let info = UpstreamInfo::new(
+        e,
+        &svc.name,
+        svc.port,
+        dest.key.subset.as_deref(),
+        identity.is_some(),
+    );
+    Ok(Upstream {
         io,
         _active: Some((active, slot)),
+        info: Arc::new(info),
     })
 }
 
-/// Copies both ways until either side is done or the stream idles out.
-pub async fn splice<I>(ctx: &Ctx, svc: &Service, mut io: I, mut upstream: Upstream)
-where
+/// The report of the app's stream from `client` to `dst` (a service address).
+fn report(
+    ctx: &Ctx,
+    svc: &Service,
+    upstream: Option<Arc<UpstreamInfo>>,
+    client: SocketAddr,
+    dst: SocketAddr,
+) -> TcpReport {
+    let reports = Reports::new(ctx, &ctx.config());
+    TcpReport::outbound(reports, &svc.name, upstream, Some(dst), Some(client))
+}
+
+/// Reports a stream that got no upstream (`flags` say why).
+pub fn report_failure(
+    ctx: &Ctx,
+    svc: &Service,
+    client: SocketAddr,
+    dst: SocketAddr,
+    flags: ResponseFlags,
+) {
+    report(ctx, svc, None, client, dst).close(0, 0, flags);
+}
+
+/// Copies both ways until either side is done or the stream idles out, then reports it.
+pub async fn splice<I>(
+    ctx: &Ctx,
+    svc: &Service,
+    io: I,
+    mut upstream: Upstream,
+    (client, dst): (SocketAddr, SocketAddr),
+) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let report = report(ctx, svc, Some(upstream.info.clone()), client, dst);
+    let mut io = report.wrap(io);
     if let Err(e) = crate::io::copy_with_idle_timeout(&mut io, &mut upstream, idle(ctx)).await {
         debug!(service = %svc.name, error = %e, "TCP stream ended with an error");
     }
+    let (received, sent) = io.totals();
+    report.close(received, sent, ResponseFlags::default());
 }
 
 pub async fn forward<I>(ctx: &Ctx, svc: &Service, client: SocketAddr, dst: SocketAddr, io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Some(upstream) = connect(ctx, svc, client, dst).await {
-        splice(ctx, svc, io, upstream).await;
+    match connect(ctx, svc, client, dst).await {
+        Ok(upstream) => splice(ctx, svc, io, upstream, (client, dst)).await,
+        Err(flags) => report_failure(ctx, svc, client, dst, flags),
     }
 }
 

@@ -64,8 +64,16 @@ pub const ALPN_H2: &[u8] = b"sinew/h2";
 pub const ALPN_H1: &[u8] = b"sinew/h1";
 /// ALPN of an opaque TCP stream between proxies (a small header names the target port).
 pub const ALPN_TCP: &[u8] = b"sinew/tcp";
-/// Every ALPN that marks a connection as mesh traffic.
-pub const MESH_ALPNS: &[&[u8]] = &[ALPN_H2, ALPN_H1, ALPN_TCP];
+/// ALPN of an opaque TCP stream whose header also carries the client's peer metadata (the
+/// `x-sinew-peer` value). Clients offer it before `sinew/tcp`; a server that does not know it
+/// picks `sinew/tcp`, so old and new proxies keep talking (the server chooses by its own order).
+pub const ALPN_TCP_PEER: &[u8] = b"sinew/tcp-peer";
+/// Every ALPN that marks a connection as mesh traffic, in the server's order of preference.
+pub const MESH_ALPNS: &[&[u8]] = &[ALPN_H2, ALPN_H1, ALPN_TCP_PEER, ALPN_TCP];
+/// What a client offers for each kind of mesh connection, preferred first.
+pub const OFFER_H2: &[&[u8]] = &[ALPN_H2];
+pub const OFFER_H1: &[&[u8]] = &[ALPN_H1];
+pub const OFFER_TCP: &[&[u8]] = &[ALPN_TCP_PEER, ALPN_TCP];
 
 /// A SPIFFE identity, e.g. `spiffe://cluster.local/ns/default/sa/reviews`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -329,8 +337,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(p)
 }
 
-/// Client configs by (expected server identity, ALPN).
-type ClientConfigs = HashMap<(Identity, &'static [u8]), Arc<ClientConfig>>;
+/// Client configs by (expected server identity, ALPNs offered).
+type ClientConfigs = HashMap<(Identity, &'static [&'static [u8]]), Arc<ClientConfig>>;
 
 /// TLS configs derived from one set of credentials.
 pub struct TlsState {
@@ -366,13 +374,14 @@ impl TlsState {
         self.server.clone()
     }
 
-    /// A client config that presents our certificate and accepts only `expected` as the server.
+    /// A client config that presents our certificate, accepts only `expected` as the server and
+    /// offers the ALPNs `offer` (preferred first).
     pub fn client_config(
         &self,
         expected: &Identity,
-        alpn: &'static [u8],
+        offer: &'static [&'static [u8]],
     ) -> Result<Arc<ClientConfig>, TlsError> {
-        let key = (expected.clone(), alpn);
+        let key = (expected.clone(), offer);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
@@ -388,7 +397,7 @@ impl TlsState {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(verify::FixedCert(self.creds.key.clone())));
-        config.alpn_protocols = vec![alpn.to_vec()];
+        config.alpn_protocols = offer.iter().map(|a| a.to_vec()).collect();
         config.resumption = rustls::client::Resumption::disabled();
         let config = Arc::new(config);
         clients.insert(key, config.clone());

@@ -21,7 +21,7 @@ async fn handshake(
     let (a, b) = tokio::io::duplex(64 * 1024);
     let connector = tokio_rustls::TlsConnector::from(
         client
-            .client_config(&Identity::parse(expect).unwrap(), ALPN_H2)
+            .client_config(&Identity::parse(expect).unwrap(), OFFER_H2)
             .unwrap(),
     );
     let acceptor = tokio_rustls::TlsAcceptor::from(server.server_config());

@@ -112,8 +112,10 @@ impl ResponseFlags {
     pub const DPE: Self = Self(1 << 9);
     /// Upstream remote reset.
     pub const UR: Self = Self(1 << 10);
+    /// Downstream connection termination: the client went away before the response ended.
+    pub const DC: Self = Self(1 << 11);
 
-    const NAMES: [(Self, &'static str); 11] = [
+    const NAMES: [(Self, &'static str); 12] = [
         (Self::UO, "UO"),
         (Self::UF, "UF"),
         (Self::URX, "URX"),
@@ -125,6 +127,7 @@ impl ResponseFlags {
         (Self::FI, "FI"),
         (Self::DPE, "DPE"),
         (Self::UR, "UR"),
+        (Self::DC, "DC"),
     ];
 
     pub fn is_empty(self) -> bool {

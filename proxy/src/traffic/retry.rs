@@ -414,7 +414,14 @@ where
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
         *req.extensions_mut() = parts.extensions.clone();
-        let res = try_once(policy.per_try_timeout, &mut inner, req).await;
+        let mut res = try_once(policy.per_try_timeout, &mut inner, req).await;
+        if retries > 0
+            && let Ok(rsp) = &mut res
+        {
+            // For the request's report (metrics, access log, span).
+            rsp.extensions_mut()
+                .insert(crate::telemetry::Retries(retries));
+        }
         if !policy.is_retriable(&res) {
             return res;
         }

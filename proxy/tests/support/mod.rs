@@ -134,6 +134,11 @@ pub struct MeshOptions {
     pub app_protocol: pb::Protocol,
     /// A's policy for the service (a DestinationRule, resolved).
     pub traffic_policy: Option<pb::TrafficPolicy>,
+    /// Each proxy's `telemetry` section.
+    pub a_telemetry: Option<pb::Telemetry>,
+    pub b_telemetry: Option<pb::Telemetry>,
+    /// The workload A's config names for B's endpoint.
+    pub endpoint_workload: Option<pb::Workload>,
 }
 
 impl MeshOptions {
@@ -150,6 +155,9 @@ impl MeshOptions {
             pod_ip: "127.0.0.1",
             app_protocol: pb::Protocol::Detect,
             traffic_policy: None,
+            a_telemetry: None,
+            b_telemetry: None,
+            endpoint_workload: None,
         }
     }
 }
@@ -215,6 +223,7 @@ impl Mesh {
                 protocol: o.app_protocol as i32,
                 ..Default::default()
             }],
+            telemetry: o.b_telemetry.clone(),
             ..Default::default()
         })
         .await;
@@ -231,7 +240,7 @@ impl Mesh {
                     identity: o.expect.clone(),
                     mesh_port: b_inbound.port() as u32,
                     labels: Default::default(),
-                    workload: None,
+                    workload: o.endpoint_workload.clone(),
                 }],
                 traffic_policy: o.traffic_policy.clone(),
                 ..Default::default()
@@ -239,6 +248,7 @@ impl Mesh {
             admin: local_admin(),
             timeouts,
             limits,
+            telemetry: o.a_telemetry.clone(),
             ..Default::default()
         })
         .await;
@@ -313,7 +323,12 @@ async fn echo(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallib
         )
         .header(
             "x-seen-sinew",
-            format!("{}{}", seen("sinew-orig-proto"), seen("sinew-dst-port")),
+            format!(
+                "{}{}{}",
+                seen("sinew-orig-proto"),
+                seen("sinew-dst-port"),
+                seen("x-sinew-peer")
+            ),
         )
         .header("x-seen-path", req.uri().path().to_string())
         .header("x-seen-expect", seen("expect"));
@@ -454,6 +469,22 @@ pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no series {series} in the exposition:\n{text}"))
+}
+
+/// The Prometheus exposition at Istio's path.
+pub async fn stats(addr: SocketAddr) -> String {
+    let mut c = h1_client(addr).await;
+    let rsp = c.send_request(get("/stats/prometheus")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    body_string(rsp).await
+}
+
+/// The value of the series of `name` whose labels include every one of `labels`, if exposed.
+pub fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Waits (bounded) until `f` holds, and fails the test if it never does.

@@ -160,10 +160,10 @@ fn the_injectors_tracing_env_sets_the_bootstrap_tracing() {
     let config =
         with_tracing(config, Some("http://10.0.0.9:4317"), Some("2.5")).expect("valid env");
     assert_eq!(
-        config.tracing.endpoint.as_deref(),
+        config.telemetry.tracing.endpoint.as_deref(),
         Some("http://10.0.0.9:4317")
     );
-    assert_eq!(config.tracing.sampling_percent, 2.5);
+    assert_eq!(config.telemetry.tracing.sampling_percent, 2.5);
     let tracing = config
         .source
         .telemetry
@@ -187,10 +187,10 @@ fn empty_tracing_env_keeps_the_configs_values() {
     );
     let config = with_tracing(from_json(&json).expect("valid"), Some(""), Some(" ")).unwrap();
     assert_eq!(
-        config.tracing.endpoint.as_deref(),
+        config.telemetry.tracing.endpoint.as_deref(),
         Some("http://jaeger:4317")
     );
-    assert_eq!(config.tracing.sampling_percent, 7.0);
+    assert_eq!(config.telemetry.tracing.sampling_percent, 7.0);
 }
 
 #[test]

@@ -163,6 +163,7 @@ async fn cluster(test: &str) -> Option<Cluster> {
         dns_names: vec![],
         mesh_ranges: vec![],
         root_namespace: "sinew-system".into(),
+        telemetry: Default::default(),
         webhook: Some("127.0.0.1:0".parse().unwrap()),
         injector: sinew_injector::Settings::default(),
     })

@@ -228,10 +228,7 @@ fn access_logging_turns_on_and_off_by_level_with_the_flags_encoding() {
         enabled: true,
         encoding: pb::AccessLogEncoding::Text as i32,
     };
-    assert_eq!(
-        r.resolve("other", &BTreeMap::new()).1,
-        Some(text_on)
-    );
+    assert_eq!(r.resolve("other", &BTreeMap::new()).1, Some(text_on));
     assert_eq!(
         r.resolve("shop", &BTreeMap::new()).1.map(|l| l.enabled),
         Some(false)

@@ -52,7 +52,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use self::assemble::{PolicyObject, Refused};
-pub use self::kinds::{CustomKind, KindId};
+pub use self::kinds::{CUSTOM_KINDS, CustomKind, KindId};
 pub use self::metrics::{KindCounters, SourceMetrics};
 
 use self::assemble::{Assembler, Stores};
@@ -153,7 +153,7 @@ pub async fn spawn(
             metrics.clone(),
         ));
     }
-    let senders: [watch::Sender<bool>; 4] = senders
+    let senders: [watch::Sender<bool>; CUSTOM_KINDS] = senders
         .try_into()
         .map_err(|_| anyhow::anyhow!("one presence flag per custom kind"))?;
     tokio::spawn(reflect::watch_crds(

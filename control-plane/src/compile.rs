@@ -536,6 +536,73 @@ mod tests {
     }
 
     #[test]
+    fn a_pods_telemetry_is_kept_as_the_same_value_until_something_it_reads_changes() {
+        let mesh = MeshTelemetry::default();
+        let snapshot = |extra: &str| {
+            let yaml = format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: default, labels: {{sinew-injection: enabled}}}}\n---\n{YAML}{extra}"
+            );
+            // The namespace injects, so web-0 is meshed and has a proxy to tell.
+            Snapshot::from_yaml("web.yaml", &yaml).unwrap()
+        };
+        let no_labels = BTreeMap::new();
+        let first = Index::build_with(
+            &snapshot(""),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        let before = first.telemetry("default", "web-0", &no_labels);
+        let workload = before.workload.as_ref().expect("a known pod's workload");
+        assert_eq!(
+            (workload.name.as_str(), workload.app.as_str()),
+            ("web-0", "web")
+        );
+        assert_eq!(before.services, ["web.default.svc.cluster.local"]);
+
+        // Another service appears: web-0's telemetry is the very same value.
+        let other = "---\napiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  selector: {app: db}\n  clusterIP: 10.0.0.9\n  ports: [{name: tcp, port: 5432}]\n";
+        let next = first.rebuild(
+            &snapshot(other),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        assert!(Arc::ptr_eq(
+            &before,
+            &next.telemetry("default", "web-0", &no_labels)
+        ));
+
+        // A Telemetry for its namespace: a new value, with the sampling.
+        let telemetry = "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: {tracing: [{randomSamplingPercentage: 5}]}\n";
+        let last = next.rebuild(
+            &snapshot(&format!("{other}{telemetry}")),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        let after = last.telemetry("default", "web-0", &no_labels);
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(
+            after
+                .tracing
+                .as_ref()
+                .and_then(|t| t.random_sampling_percentage),
+            Some(5.0)
+        );
+        // A pod the registry does not know: its namespace's settings, no workload.
+        let unknown = last.telemetry("default", "ghost-0", &no_labels);
+        assert_eq!(unknown.workload, None);
+        assert_eq!(
+            unknown
+                .tracing
+                .as_ref()
+                .and_then(|t| t.random_sampling_percentage),
+            Some(5.0)
+        );
+    }
+
+    #[test]
     fn a_pods_own_ports_carry_the_protocol_its_services_declare() {
         let yaml = "\
 apiVersion: v1

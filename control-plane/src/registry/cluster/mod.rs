@@ -13,6 +13,7 @@
 //! | `Pod` | labels, service account, IP, whether the sidecar is injected |
 //! | `CustomResourceDefinition` (metadata only) | which of the kinds below exist |
 //! | `DestinationRule`, `VirtualService` of `networking.istio.io` and `sinew.dev` | traffic policy, one served version each (`v1`, else `v1beta1`, else `v1alpha3`) |
+//! | `Telemetry` of `telemetry.istio.io` | tracing sampling and access logging (`v1`, else `v1alpha1`) |
 //!
 //! # What is promised
 //!

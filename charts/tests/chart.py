@@ -40,6 +40,8 @@ CUSTOM = {
                           'limits': {'cpu': '200m', 'memory': '64Mi'}},
     },
     'tracing': {'sampling': 12.5},
+    'accessLog': {'enabled': True, 'encoding': 'json'},
+    'grafana': {'dashboards': {'enabled': True}},
     'meshAddressRanges': {'serviceCIDRs': ['10.96.0.0/12', 'fd00:10:96::/112'], 'podCIDRs': ['10.244.0.0/16']},
     'istioCRDs': {'enabled': False},
     'injector': {'failurePolicy': 'Ignore'},
@@ -50,7 +52,7 @@ CUSTOM = {
 # Jaeger on, but an explicit tracing endpoint: the explicit one wins.
 EXPLICIT_TRACING = {
     'jaeger': {'enabled': True},
-    'tracing': {'endpoint': 'https://otel-collector.observability.svc:4317', 'sampling': 0},
+    'tracing': {'endpoint': 'http://otel-collector.observability.svc:4317', 'sampling': 0},
 }
 
 VALUE_SETS = {'default': None, 'custom': CUSTOM, 'explicit-tracing': EXPLICIT_TRACING}

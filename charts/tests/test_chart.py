@@ -119,6 +119,10 @@ class ValuesSchemaTest(unittest.TestCase):
             ({'tracing': {'sampling': 100.5}}, 'sampling'),
             ({'tracing': {'sampling': -1}}, 'sampling'),
             ({'tracing': {'endpoint': 'collector:4317'}}, 'endpoint'),
+            ({'tracing': {'endpoint': 'http://collector:4317/v1/traces'}}, 'endpoint'),
+            ({'accessLog': {'encoding': 'yaml'}}, 'encoding'),
+            ({'accessLog': {'enabled': 'yes'}}, 'enabled'),
+            ({'grafana': {'dashboards': {'enabled': 1}}}, 'enabled'),
             ({'meshAddressRanges': {'podCIDRs': ['10.244.0.0']}}, 'podCIDRs'),
             ({'meshAddressRanges': {'podCIDRs': ['10.244.0.0/33']}}, 'podCIDRs'),
             ({'proxy': {'resources': {'limits': {'cpu': 0.5}}}}, 'cpu'),
@@ -170,6 +174,7 @@ class ObjectsTest(unittest.TestCase):
             ('ClusterRoleBinding', 'sinew-control-plane'),
             ('ConfigMap', 'sinew-injector'),
             ('CustomResourceDefinition', 'destinationrules.networking.istio.io'),
+            ('CustomResourceDefinition', 'telemetries.telemetry.istio.io'),
             ('CustomResourceDefinition', 'virtualservices.networking.istio.io'),
             ('Deployment', 'sinew-control-plane'),
             ('MutatingWebhookConfiguration', 'sinew-injector'),
@@ -183,9 +188,11 @@ class ObjectsTest(unittest.TestCase):
 
     def test_custom_values_add_jaeger_and_drop_the_istio_crds_and_the_single_replica_pdb(self):
         default, custom = set(self.kinds(None)), set(self.kinds(CUSTOM))
-        self.assertEqual(custom - default, {('Deployment', 'sinew-jaeger'), ('Service', 'sinew-jaeger')})
+        self.assertEqual(custom - default, {('Deployment', 'sinew-jaeger'), ('Service', 'sinew-jaeger'),
+                                            ('ConfigMap', 'sinew-grafana-dashboards')})
         self.assertEqual(default - custom, {
             ('CustomResourceDefinition', 'destinationrules.networking.istio.io'),
+            ('CustomResourceDefinition', 'telemetries.telemetry.istio.io'),
             ('CustomResourceDefinition', 'virtualservices.networking.istio.io'),
             ('PodDisruptionBudget', 'sinew-control-plane'),
         })
@@ -275,8 +282,19 @@ class ControlPlaneTest(unittest.TestCase):
             '--service-cidr=10.96.0.0/12',
             '--service-cidr=fd00:10:96::/112',
             '--pod-cidr=10.244.0.0/16',
+            f'--otlp-endpoint=http://sinew-jaeger.{NAMESPACE}.svc:4317',
+            '--trace-sampling=12.5',
+            '--access-log',
+            '--access-log-encoding=json',
         ])
-        self.assertNotIn('--service-cidr', ' '.join(self.container()['args']))
+        defaults = self.container()['args']
+        self.assertNotIn('--service-cidr', ' '.join(defaults))
+        # No endpoint and no mesh-wide access log unless asked for; sampling as the proxies get it.
+        self.assertEqual([a for a in defaults if 'otlp' in a or 'access' in a or 'sampling' in a],
+                         ['--trace-sampling=1', '--access-log-encoding=text'])
+        explicit = self.container(EXPLICIT_TRACING)['args']
+        self.assertIn('--otlp-endpoint=http://otel-collector.observability.svc:4317', explicit)
+        self.assertIn('--trace-sampling=0', explicit)
 
     def test_the_injector_config_file_is_the_mounted_config_map_key(self):
         deployment = self.deployment()
@@ -392,7 +410,7 @@ class InjectorConfigTest(unittest.TestCase):
 
     def test_an_explicit_tracing_endpoint_wins_over_jaeger(self):
         self.assertEqual(injector_config(EXPLICIT_TRACING)['tracing'],
-                         {'endpoint': 'https://otel-collector.observability.svc:4317', 'sampling': 0})
+                         {'endpoint': 'http://otel-collector.observability.svc:4317', 'sampling': 0})
 
     def test_the_jaeger_endpoint_is_the_jaeger_service_otlp_port(self):
         endpoint = injector_config(CUSTOM)['tracing']['endpoint']
@@ -470,7 +488,8 @@ class IstioCrdsTest(unittest.TestCase):
     def test_only_sinew_dev_crds_are_installed_unconditionally(self):
         groups = {d['spec']['group'] for d in chart.crd_files().values()}
         self.assertEqual(groups, {'sinew.dev'})
-        self.assertEqual({d['spec']['group'] for d in chart.istio_crd_files().values()}, {'networking.istio.io'})
+        self.assertEqual({d['spec']['group'] for d in chart.istio_crd_files().values()},
+                         {'networking.istio.io', 'telemetry.istio.io'})
 
 
 class RbacTest(unittest.TestCase):

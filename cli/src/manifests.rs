@@ -838,6 +838,32 @@ mod tests {
     }
 
     #[test]
+    fn apply_refuses_a_telemetry_sampling_150_percent_at_its_line() {
+        let d = Dir::new("telemetry");
+        let f = d.file(
+            "t.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default}\nspec:\n  tracing:\n  - randomSamplingPercentage: 150\n",
+        );
+        let msg = read_inputs(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{}: document 1 (line 6): Telemetry \"mesh-default\": spec.tracing[0].randomSamplingPercentage: must be between 0 and 100, not 150",
+                f.display()
+            )
+        );
+        // A valid one is a kind local mode runs (no "stored but not used" warning).
+        let ok = d.file(
+            "ok.yaml",
+            "apiVersion: telemetry.istio.io/v1alpha1\nkind: Telemetry\nmetadata: {name: mesh-default}\nspec:\n  tracing: [{randomSamplingPercentage: 10}]\n",
+        );
+        let docs = read_inputs(&[ok]).unwrap();
+        assert_eq!(unused_warnings(&docs), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_second_place_in_a_reason_is_the_users_too() {
         let d = Dir::new("second");
         let store = Store::new(d.0.join("manifests"));

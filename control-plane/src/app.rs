@@ -57,6 +57,9 @@ pub struct Options {
     pub webhook: Option<SocketAddr>,
     /// The injector's settings (`--injector-config`), for `/inject`.
     pub injector: sinew_injector::Settings,
+    /// The mesh's telemetry defaults (`--otlp-endpoint`, `--trace-sampling`, `--access-log`,
+    /// `--access-log-encoding`), under the Telemetry resources in every proxy's settings.
+    pub telemetry: compile::MeshTelemetry,
 }
 
 pub struct ControlPlane {
@@ -135,7 +138,12 @@ impl ControlPlane {
             )),
         });
         let ca = Arc::new(ca);
-        let index = compile::spawn(snapshots, o.trust_domain.clone(), o.root_namespace.clone());
+        let index = compile::spawn(
+            snapshots,
+            o.trust_domain.clone(),
+            o.root_namespace.clone(),
+            o.telemetry.clone(),
+        );
 
         let grpc = TcpListener::bind(o.listen)
             .await

@@ -14,8 +14,10 @@
 //! service no rule touches is the shared base resource itself.
 
 pub mod policy;
+pub mod telemetry;
 
 pub use self::policy::{ProxyContext, Rules};
+pub use self::telemetry::{MeshTelemetry, TelemetryRules};
 
 use crate::registry::{CLUSTER_DOMAIN, Snapshot};
 use prost::Message;
@@ -86,6 +88,11 @@ pub struct Index {
     pod_labels: HashMap<(String, String), BTreeMap<String, String>>,
     /// The snapshot's warnings (for status).
     warnings: Vec<String>,
+    /// The Telemetry resources and mesh defaults, for proxies whose pod the registry lacks.
+    telemetry_rules: TelemetryRules,
+    /// Each meshed pod's telemetry settings, by (namespace, pod); a value equal to the previous
+    /// index's is that very `Arc`, so streams tell "unchanged" by pointer.
+    telemetry: HashMap<(String, String), Arc<pb::Telemetry>>,
 }
 
 // === impl Index ===
@@ -98,22 +105,48 @@ impl Index {
 
     /// An index whose mesh-wide rules live in `root_namespace`.
     pub fn build_with_root(snapshot: &Snapshot, trust_domain: &str, root_namespace: &str) -> Self {
-        Self::compile(snapshot, trust_domain, root_namespace, None)
+        Self::build_with(
+            snapshot,
+            trust_domain,
+            root_namespace,
+            &MeshTelemetry::default(),
+        )
+    }
+
+    /// An index whose mesh-wide rules live in `root_namespace`, with the mesh's telemetry
+    /// defaults.
+    pub fn build_with(
+        snapshot: &Snapshot,
+        trust_domain: &str,
+        root_namespace: &str,
+        mesh: &MeshTelemetry,
+    ) -> Self {
+        Self::compile(snapshot, trust_domain, root_namespace, mesh, None)
     }
 
     /// The index after this one for `snapshot`: what the change did not touch is taken from
     /// `self` as it is (the same `Arc`s, so nothing re-encoded or resolved again).
-    pub fn rebuild(&self, snapshot: &Snapshot, trust_domain: &str, root_namespace: &str) -> Self {
-        Self::compile(snapshot, trust_domain, root_namespace, Some(self))
+    pub fn rebuild(
+        &self,
+        snapshot: &Snapshot,
+        trust_domain: &str,
+        root_namespace: &str,
+        mesh: &MeshTelemetry,
+    ) -> Self {
+        Self::compile(snapshot, trust_domain, root_namespace, mesh, Some(self))
     }
 
     fn compile(
         snapshot: &Snapshot,
         trust_domain: &str,
         root_namespace: &str,
+        mesh: &MeshTelemetry,
         previous: Option<&Index>,
     ) -> Self {
         let rules = Rules::new(snapshot, root_namespace);
+        let telemetry_rules = TelemetryRules::new(snapshot, root_namespace, mesh);
+        // The Services each pod serves, for its telemetry (`destination_service`).
+        let mut pod_services: HashMap<(String, String), Vec<String>> = HashMap::new();
         let mut by_name = HashMap::new();
         let mut keys = HashMap::new();
         let mut declared: HashMap<(String, String), BTreeMap<u32, i32>> = HashMap::new();
@@ -141,6 +174,14 @@ impl Index {
                             .entry(u32::from(*port))
                             .or_insert(pool);
                     }
+                }
+            }
+            for (pod, _) in &r.pod_ports {
+                let services = pod_services
+                    .entry((r.namespace.clone(), pod.clone()))
+                    .or_default();
+                if !services.contains(&fqdn) {
+                    services.push(fqdn.clone());
                 }
             }
             for (pod, port) in r.pod_ports {
@@ -206,6 +247,7 @@ impl Index {
             }),
             _ => Memo::default(),
         };
+        let telemetry = pod_telemetry(snapshot, &telemetry_rules, pod_services, previous);
         Self {
             generation: snapshot.generation(),
             by_name,
@@ -215,6 +257,28 @@ impl Index {
             inbound,
             pod_labels,
             warnings: snapshot.warnings().to_vec(),
+            telemetry_rules,
+            telemetry,
+        }
+    }
+
+    /// The telemetry settings of the proxy of pod `namespace/pod`: precomputed when the registry
+    /// knows the pod as meshed; otherwise resolved from its namespace and the labels its hello
+    /// declared, without a workload (the proxy derives its own).
+    pub fn telemetry(
+        &self,
+        namespace: &str,
+        pod: &str,
+        hello_labels: &BTreeMap<String, String>,
+    ) -> Arc<pb::Telemetry> {
+        match self.telemetry.get(&(namespace.to_owned(), pod.to_owned())) {
+            Some(known) => known.clone(),
+            None => {
+                Arc::new(
+                    self.telemetry_rules
+                        .telemetry(namespace, hello_labels, None, Vec::new()),
+                )
+            }
         }
     }
 
@@ -297,6 +361,35 @@ impl Index {
     }
 }
 
+/// Every meshed pod's telemetry settings; an unchanged one is the previous index's `Arc`.
+fn pod_telemetry(
+    snapshot: &Snapshot,
+    rules: &TelemetryRules,
+    mut pod_services: HashMap<(String, String), Vec<String>>,
+    previous: Option<&Index>,
+) -> HashMap<(String, String), Arc<pb::Telemetry>> {
+    snapshot
+        .pods()
+        .iter()
+        .filter(|(_, pod)| pod.meshed)
+        .map(|(key, pod)| {
+            let mut services = pod_services.remove(key).unwrap_or_default();
+            services.sort();
+            let now = rules.telemetry(
+                &pod.namespace,
+                &pod.labels,
+                Some(crate::registry::workload::workload(pod)),
+                services,
+            );
+            let kept = previous
+                .and_then(|p| p.telemetry.get(key))
+                .filter(|before| ***before == now)
+                .cloned();
+            (key.clone(), kept.unwrap_or_else(|| Arc::new(now)))
+        })
+        .collect()
+}
+
 /// A short content digest (hex of the first 8 bytes of SHA-256).
 pub fn version_of(bytes: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -308,18 +401,20 @@ pub fn spawn(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     trust_domain: String,
     root_namespace: String,
+    mesh: MeshTelemetry,
 ) -> watch::Receiver<Arc<Index>> {
-    let first = Index::build_with_root(
+    let first = Index::build_with(
         &snapshots.borrow_and_update(),
         &trust_domain,
         &root_namespace,
+        &mesh,
     );
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
         while snapshots.changed().await.is_ok() {
             let snapshot = snapshots.borrow_and_update().clone();
             let previous = tx.borrow().clone();
-            let index = previous.rebuild(&snapshot, &trust_domain, &root_namespace);
+            let index = previous.rebuild(&snapshot, &trust_domain, &root_namespace, &mesh);
             drop(previous);
             tracing::debug!(
                 generation = index.generation,
@@ -383,6 +478,7 @@ mod tests {
             &two_services("10.1.0.2", 7),
             "cluster.local",
             DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
         );
         let web_after = next.service_for("10.0.0.1:80", &proxy).unwrap();
         let db_after = next.service_for("10.0.0.2:80", &proxy).unwrap();
@@ -421,6 +517,7 @@ mod tests {
             &two_services("10.1.0.1", 8),
             "cluster.local",
             DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
         );
         // The base resources are unchanged, but resolved policy is not carried over a rule change.
         assert!(Arc::ptr_eq(
@@ -436,6 +533,73 @@ mod tests {
         };
         let db = next.service_for("10.0.0.2:80", &proxy).unwrap();
         assert_eq!(pool(&db), Some(8));
+    }
+
+    #[test]
+    fn a_pods_telemetry_is_kept_as_the_same_value_until_something_it_reads_changes() {
+        let mesh = MeshTelemetry::default();
+        let snapshot = |extra: &str| {
+            let yaml = format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: default, labels: {{sinew-injection: enabled}}}}\n---\n{YAML}{extra}"
+            );
+            // The namespace injects, so web-0 is meshed and has a proxy to tell.
+            Snapshot::from_yaml("web.yaml", &yaml).unwrap()
+        };
+        let no_labels = BTreeMap::new();
+        let first = Index::build_with(
+            &snapshot(""),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        let before = first.telemetry("default", "web-0", &no_labels);
+        let workload = before.workload.as_ref().expect("a known pod's workload");
+        assert_eq!(
+            (workload.name.as_str(), workload.app.as_str()),
+            ("web-0", "web")
+        );
+        assert_eq!(before.services, ["web.default.svc.cluster.local"]);
+
+        // Another service appears: web-0's telemetry is the very same value.
+        let other = "---\napiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  selector: {app: db}\n  clusterIP: 10.0.0.9\n  ports: [{name: tcp, port: 5432}]\n";
+        let next = first.rebuild(
+            &snapshot(other),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        assert!(Arc::ptr_eq(
+            &before,
+            &next.telemetry("default", "web-0", &no_labels)
+        ));
+
+        // A Telemetry for its namespace: a new value, with the sampling.
+        let telemetry = "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: {tracing: [{randomSamplingPercentage: 5}]}\n";
+        let last = next.rebuild(
+            &snapshot(&format!("{other}{telemetry}")),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &mesh,
+        );
+        let after = last.telemetry("default", "web-0", &no_labels);
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(
+            after
+                .tracing
+                .as_ref()
+                .and_then(|t| t.random_sampling_percentage),
+            Some(5.0)
+        );
+        // A pod the registry does not know: its namespace's settings, no workload.
+        let unknown = last.telemetry("default", "ghost-0", &no_labels);
+        assert_eq!(unknown.workload, None);
+        assert_eq!(
+            unknown
+                .tracing
+                .as_ref()
+                .and_then(|t| t.random_sampling_percentage),
+            Some(5.0)
+        );
     }
 
     #[test]

@@ -90,8 +90,87 @@ struct ServeArgs {
     /// `rootNamespace`, `istio-system` there). Default `sinew-system`.
     #[arg(long, default_value = sinew_control_plane::compile::DEFAULT_ROOT_NAMESPACE)]
     root_namespace: String,
+    /// The OTLP/gRPC collector every proxy exports spans to (`http://jaeger-collector:4317`).
+    /// Empty (the default): each proxy keeps its own (`SINEW_OTLP_ENDPOINT`), else exports none.
+    #[arg(long, value_name = "URL", default_value = "", value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: String,
+    /// Percent (0-100) of requests arriving without a sampling decision that are traced,
+    /// mesh-wide; Telemetry resources override it. Without it each proxy keeps its own
+    /// (`SINEW_TRACE_SAMPLING`), else 1 (Istio's default).
+    #[arg(long, value_name = "PCT", value_parser = parse_percentage)]
+    trace_sampling: Option<f64>,
+    /// Access logging on for every proxy (Istio's `meshConfig.accessLogFile`); Telemetry
+    /// resources may turn it off per namespace or workload. Without it, only Telemetries (or a
+    /// proxy's own flag) turn it on.
+    #[arg(long)]
+    access_log: bool,
+    /// What the access log (Telemetry provider `envoy`) writes: Envoy's default `text` format or
+    /// one `json` object per line (Istio's `meshConfig.accessLogEncoding`).
+    #[arg(long, value_enum, default_value = "text", value_name = "ENCODING")]
+    access_log_encoding: AccessLogEncoding,
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+/// `--access-log-encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AccessLogEncoding {
+    Text,
+    Json,
+}
+
+/// `--otlp-endpoint`: empty, or `http://host:port` (what the proxies accept: they export
+/// OTLP/gRPC in plaintext, so an endpoint they would refuse is refused here, not NACKed by each).
+fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if s.starts_with("https://") {
+        return Err(
+            "https is not supported: the proxies export OTLP/gRPC in plaintext; use http://host:port"
+                .into(),
+        );
+    }
+    let authority = s
+        .strip_prefix("http://")
+        .ok_or("must start with http:// (OTLP over gRPC, e.g. http://jaeger:4317)")?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok
+        || authority.contains(['/', '?', '#', '@'])
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("must be http://host:port with no path, e.g. http://jaeger:4317".into());
+    }
+    Ok(format!("http://{authority}"))
+}
+
+/// `--trace-sampling`: a percentage, 0 to 100.
+fn parse_percentage(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("must be a percentage between 0 and 100 (e.g. 1 or 0.5)".into()),
+    }
+}
+
+impl ServeArgs {
+    /// The mesh's telemetry defaults, from the flags.
+    fn telemetry(&self) -> sinew_control_plane::compile::MeshTelemetry {
+        use sinew_proto::config::v1::AccessLogEncoding as Encoding;
+        sinew_control_plane::compile::MeshTelemetry {
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            random_sampling_percentage: self.trace_sampling,
+            access_log: self.access_log,
+            access_log_encoding: match self.access_log_encoding {
+                AccessLogEncoding::Text => Encoding::Text,
+                AccessLogEncoding::Json => Encoding::Json,
+            },
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -151,6 +230,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let telemetry = a.telemetry();
     let mut mesh_ranges = a.service_cidr;
     mesh_ranges.extend(a.pod_cidr);
     if mesh_ranges.is_empty() {
@@ -187,6 +267,7 @@ async fn run(a: ServeArgs) -> anyhow::Result<()> {
         root_namespace: a.root_namespace,
         webhook: Some(a.webhook_listen),
         injector,
+        telemetry,
     })
     .await?;
     tracing::info!(grpc = %cp.grpc_addr, monitoring = %cp.monitoring_addr, "control plane serving");
@@ -299,6 +380,57 @@ mod tests {
             assert!(parse(argv).is_err(), "{argv:?} must be refused");
         }
         assert!(kubernetes_source(None, Some("Not_A_Label".into())).is_err());
+    }
+
+    #[test]
+    fn telemetry_flags_default_to_nothing_set_and_are_checked() {
+        use sinew_proto::config::v1::AccessLogEncoding as Encoding;
+        let defaults = serve_args(&[]).unwrap().telemetry();
+        assert_eq!(
+            defaults,
+            sinew_control_plane::compile::MeshTelemetry::default()
+        );
+        let set = serve_args(&[
+            "--otlp-endpoint",
+            "http://jaeger.tracing:4317",
+            "--trace-sampling",
+            "12.5",
+            "--access-log",
+            "--access-log-encoding",
+            "json",
+        ])
+        .unwrap()
+        .telemetry();
+        assert_eq!(
+            set,
+            sinew_control_plane::compile::MeshTelemetry {
+                otlp_endpoint: "http://jaeger.tracing:4317".into(),
+                random_sampling_percentage: Some(12.5),
+                access_log: true,
+                access_log_encoding: Encoding::Json,
+            }
+        );
+        for (flag, value, says) in [
+            ("--trace-sampling", "150", "between 0 and 100"),
+            ("--trace-sampling", "-1", "between 0 and 100"),
+            ("--trace-sampling", "NaN", "between 0 and 100"),
+            ("--trace-sampling", "ten", "between 0 and 100"),
+            ("--otlp-endpoint", "jaeger:4317", "http://"),
+            ("--otlp-endpoint", "http://", "host:port"),
+            ("--otlp-endpoint", "http://jaeger:4317/v1/traces", "no path"),
+            ("--otlp-endpoint", "http://ja eger:4317", "host:port"),
+            ("--otlp-endpoint", "http://jaeger", "host:port"),
+            ("--otlp-endpoint", "https://jaeger:4317", "plaintext"),
+            ("--access-log-encoding", "yaml", "text"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let e = serve_args(&[&arg]).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains(flag) && e.contains(says)),
+                "{flag} {value}: {e:?}"
+            );
+        }
     }
 
     #[test]

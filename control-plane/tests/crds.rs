@@ -22,7 +22,7 @@ const UPDATE: &str = "SINEW_UPDATE_CRDS=1 cargo test -p sinew-control-plane --te
 /// only Sinew's group is there; Istio's is read by a template that a value switches off.
 fn chart_dir(crd: &CustomResourceDefinition) -> PathBuf {
     let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/sinew");
-    if crd.spec.group == "networking.istio.io" {
+    if crd.spec.group.ends_with(".istio.io") {
         chart.join("files/istio-crds")
     } else {
         chart.join("crds")
@@ -144,6 +144,12 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                 istio_categories,
                 istio_versions
             ),
+            (
+                "telemetries.telemetry.istio.io".into(),
+                vec!["telemetry".into()],
+                vec!["istio-io".into(), "telemetry-istio-io".into()],
+                vec![("v1".into(), true, true), ("v1alpha1".into(), true, false)]
+            ),
         ]
     );
     for c in &crds {
@@ -155,21 +161,21 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                 .flatten()
                 .map(|p| (p.name.as_str(), p.json_path.as_str()))
                 .collect();
-            let expected = if c.spec.names.kind == "DestinationRule" {
-                vec![
+            let expected = match c.spec.names.kind.as_str() {
+                "DestinationRule" => vec![
                     ("Host", ".spec.host"),
                     ("Age", ".metadata.creationTimestamp"),
-                ]
-            } else {
-                vec![
+                ],
+                "Telemetry" => vec![("Age", ".metadata.creationTimestamp")],
+                _ => vec![
                     ("Gateways", ".spec.gateways"),
                     ("Hosts", ".spec.hosts"),
                     ("Age", ".metadata.creationTimestamp"),
-                ]
+                ],
             };
             assert_eq!(columns, expected, "{:?} {}", c.metadata.name, v.name);
             let keeps_others = schema(c, &v.name)["status"].x_kubernetes_preserve_unknown_fields;
-            let istio = c.spec.group == "networking.istio.io";
+            let istio = c.spec.group.ends_with(".istio.io");
             assert_eq!(
                 keeps_others,
                 istio.then_some(true),
@@ -233,13 +239,16 @@ fn schema<'a>(
 
 /// Fields Sinew keeps as raw JSON (accepted with a warning, or refused by name), and the Istio
 /// kinds' status that istiod also writes: the only places unknown fields may be kept.
-const RAW_FIELDS: [&str; 6] = [
+const RAW_FIELDS: [&str; 9] = [
     "zoneAwareLbSetting",
     "tls[]",
     "directResponse",
     "delegate",
     "corsPolicy",
     "uriRegexRewrite",
+    "targetRef",
+    "targetRefs[]",
+    "customTags",
 ];
 
 /// Kubernetes' structural-schema rules that apply to what we generate: every node typed (or
@@ -310,7 +319,7 @@ fn structural_errors(node: &JSONSchemaProps, path: &str, istio: bool, errors: &m
 #[test]
 fn every_schema_is_structural_and_strict() {
     for crd in crds() {
-        let istio = crd.spec.group == "networking.istio.io";
+        let istio = crd.spec.group.ends_with(".istio.io");
         for version in &crd.spec.versions {
             let root = version
                 .schema
@@ -492,4 +501,44 @@ fn typed_custom_resources_read_the_seed_and_write_back_no_nulls() {
     );
     let back = serde_json::to_value(&rule).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back["spec"], seed["spec"]);
+}
+
+#[test]
+fn the_telemetry_schema_refuses_150_percent_a_string_and_a_misspelled_field() {
+    for version in ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"] {
+        let schema = spec_schema(version, "Telemetry");
+        let mut out = Vec::new();
+        let good = serde_json::json!({
+            "selector": {"matchLabels": {"app": "reviews"}},
+            "tracing": [{"randomSamplingPercentage": 10.5, "disableSpanReporting": false,
+                         "providers": [{"name": "otel"}], "match": {"mode": "CLIENT_AND_SERVER"}}],
+            "accessLogging": [{"providers": [{"name": "envoy"}], "disabled": false}],
+            "metrics": [{"overrides": [{"match": {"metric": "REQUEST_COUNT"}, "disabled": true}]}]
+        });
+        misfits(&good, &schema, "spec", &mut out);
+        assert!(out.is_empty(), "{version}: {out:?}");
+        let sampling = &schema.properties.as_ref().expect("properties")["tracing"];
+        let Some(JSONSchemaPropsOrArray::Schema(item)) = &sampling.items else {
+            panic!("tracing has no item schema");
+        };
+        let percentage = &item.properties.as_ref().expect("properties")["randomSamplingPercentage"];
+        assert_eq!(
+            (percentage.minimum, percentage.maximum),
+            (Some(0.0), Some(100.0))
+        );
+        let bad = serde_json::json!({
+            "tracing": [{"randomSamplingPercentage": "ten", "randomSamplingPercent": 5}],
+            "accessLogging": [{"match": {"mode": "BOTH"}}]
+        });
+        misfits(&bad, &schema, "spec", &mut out);
+        assert_eq!(
+            out,
+            [
+                "spec.accessLogging[0].match.mode: \"BOTH\" is not one of the enum",
+                "spec.tracing[0].randomSamplingPercent: not in the schema",
+                "spec.tracing[0].randomSamplingPercentage: not number",
+            ],
+            "{version}"
+        );
+    }
 }

@@ -595,3 +595,83 @@ async fn a_proxy_receives_its_policy_and_an_invalid_rule_changes_nothing() {
         Some(4)
     );
 }
+
+#[tokio::test]
+async fn a_telemetry_file_sets_the_sampling_and_access_log_a_proxy_receives_with_its_workload() {
+    let cp = start_default().await;
+    let mut web = RawClient::connect_as(&cp, "web", pb::Hello::default()).await;
+    let base = web.next().await;
+    let telemetry = settings_of(&base).telemetry.clone().expect("telemetry");
+    assert_eq!(
+        telemetry.workload,
+        Some(cfg::Workload {
+            name: "web-0".into(),
+            namespace: "shop".into(),
+            app: "web".into(),
+            version: String::new(),
+            canonical_service: "web".into(),
+            canonical_revision: "latest".into(),
+            pod: "web-0".into(),
+        })
+    );
+    assert_eq!(telemetry.services, ["web.shop.svc.cluster.local"]);
+    // No flags and no Telemetry: the proxy's own sampling and access-log settings stand.
+    let tracing = telemetry.tracing.expect("tracing");
+    assert_eq!(tracing.random_sampling_percentage, None);
+    assert_eq!(telemetry.access_log, None);
+    web.send(Kind::Ack(pb::Ack { nonce: base.nonce })).await;
+
+    std::fs::write(
+        cp.registry.join("telemetry.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: shop, namespace: shop}\nspec:\n  tracing: [{randomSamplingPercentage: 25}]\n  accessLogging: [{providers: [{name: envoy}]}]\n",
+    )
+    .unwrap();
+    let changed = web.next().await;
+    let telemetry = settings_of(&changed).telemetry.clone().expect("telemetry");
+    assert_eq!(
+        telemetry.tracing.and_then(|t| t.random_sampling_percentage),
+        Some(25.0)
+    );
+    assert_eq!(
+        telemetry.access_log,
+        Some(cfg::AccessLog {
+            enabled: true,
+            encoding: cfg::AccessLogEncoding::Text as i32,
+        })
+    );
+    web.send(Kind::Ack(pb::Ack {
+        nonce: changed.nonce,
+    }))
+    .await;
+
+    // An invalid version is refused; the proxy keeps the last good settings and is sent nothing
+    // until a valid change (which proves the invalid one was not sent first).
+    std::fs::write(
+        cp.registry.join("telemetry.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: shop, namespace: shop}\nspec:\n  tracing: [{randomSamplingPercentage: 150}]\n",
+    )
+    .unwrap();
+    let refused = || async {
+        cp.monitoring("/debug/proxies")
+            .await
+            .contains("must be between 0 and 100, not 150")
+    };
+    eventually(
+        "the invalid Telemetry is reported",
+        Duration::from_secs(10),
+        refused,
+    )
+    .await;
+    std::fs::write(
+        cp.registry.join("telemetry.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: shop, namespace: shop}\nspec:\n  tracing: [{randomSamplingPercentage: 50}]\n",
+    )
+    .unwrap();
+    let next = web.next().await;
+    let telemetry = settings_of(&next).telemetry.clone().expect("telemetry");
+    assert_eq!(
+        telemetry.tracing.and_then(|t| t.random_sampling_percentage),
+        Some(50.0)
+    );
+    assert_eq!(telemetry.access_log, None, "the access log entry is gone");
+}

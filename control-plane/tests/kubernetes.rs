@@ -122,6 +122,23 @@ fn sinew_destination_rule_crd() -> Value {
     })
 }
 
+/// Istio's Telemetry CRD, as the chart installs it (only what the fake needs to serve it).
+fn telemetry_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "telemetries.telemetry.istio.io"},
+        "spec": {
+            "group": "telemetry.istio.io", "scope": "Namespaced",
+            "names": {"plural": "telemetries", "singular": "telemetry",
+                      "kind": "Telemetry", "listKind": "TelemetryList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                              "x-kubernetes-preserve-unknown-fields": true}},
+                          "subresources": {"status": {}}}]
+        }
+    })
+}
+
 struct Cluster {
     dir: Arc<TempDir>,
     api: FakeApiServer,
@@ -163,6 +180,7 @@ async fn cluster(test: &str) -> Option<Cluster> {
         dns_names: vec![],
         mesh_ranges: vec![],
         root_namespace: "sinew-system".into(),
+        telemetry: Default::default(),
         webhook: Some("127.0.0.1:0".parse().unwrap()),
         injector: sinew_injector::Settings::default(),
     })
@@ -746,6 +764,146 @@ async fn webhook_call(webhook: SocketAddr, ca_bundle: &str, path: &str, body: &[
 }
 
 /// How long a change may take to reach a proxy here (it takes well under a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telemetry_created_through_the_api_changes_the_sampling_the_proxy_receives() {
+    let test = "a_telemetry_created_through_the_api_changes_the_sampling_the_proxy_receives";
+    let Some(c) = cluster(test).await else {
+        return;
+    };
+    let mut web = c.discovery("tok-web", "web-0").await;
+    let first = web.settings().await;
+    assert_eq!(
+        first
+            .workload
+            .as_ref()
+            .map(|w| (w.name.as_str(), w.pod.as_str())),
+        Some(("web-0", "web-0"))
+    );
+    assert_eq!(first.services, ["web.shop.svc.cluster.local"]);
+    let sampling = |t: &cfg::Telemetry| {
+        t.tracing
+            .as_ref()
+            .and_then(|t| t.random_sampling_percentage)
+    };
+    assert_eq!(sampling(&first), None, "no flag and no Telemetry yet");
+
+    // The kind appears with its CRD; a mesh-wide Telemetry in the root namespace applies.
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    c.write("POST", crds, Some(&telemetry_crd()), 201).await;
+    let telemetry = |percent: f64| {
+        json!({
+            "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+            "metadata": {"name": "mesh-default", "namespace": "sinew-system"},
+            "spec": {"tracing": [{"randomSamplingPercentage": percent}]}
+        })
+    };
+    let collection = "/apis/telemetry.istio.io/v1/namespaces/sinew-system/telemetries";
+    let object = format!("{collection}/mesh-default");
+    c.write("POST", collection, Some(&telemetry(25.0)), 201)
+        .await;
+    assert_eq!(sampling(&web.settings().await), Some(25.0));
+    let accepted = |status: &'static str| {
+        let object = object.clone();
+        let api = &c.api;
+        move || {
+            let object = object.clone();
+            async move {
+                let (_, body) = api.request("GET", &object, None).await;
+                body["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|cond| cond["type"] == "Accepted" && cond["status"] == status)
+            }
+        }
+    };
+    eventually(
+        "the Telemetry's status says Accepted=True",
+        WAIT,
+        accepted("True"),
+    )
+    .await;
+
+    // 150 % got past the webhook (it is not called here): refused, its status says why, and the
+    // proxy keeps 25 % — the next settings it gets are the next valid version's.
+    c.write("PUT", &object, Some(&telemetry(150.0)), 200).await;
+    eventually(
+        "the Telemetry's status says Accepted=False",
+        WAIT,
+        accepted("False"),
+    )
+    .await;
+    let (_, body) = c.api.request("GET", &object, None).await;
+    assert!(
+        body["status"]["conditions"].to_string().contains(
+            "spec.tracing[0].randomSamplingPercentage: must be between 0 and 100, not 150"
+        ),
+        "{body}"
+    );
+    c.write("PUT", &object, Some(&telemetry(40.0)), 200).await;
+    assert_eq!(sampling(&web.settings().await), Some(40.0));
+
+    // Deleted: back to the proxy's own.
+    c.write("DELETE", &object, None, 200).await;
+    assert_eq!(sampling(&web.settings().await), None);
+}
+
+/// A raw discovery stream, as a proxy holds it: only its settings are read here.
+struct Discovery {
+    _tx: tokio::sync::mpsc::Sender<sinew_proto::discovery::v1::DiscoveryRequest>,
+    rx: tonic::Streaming<sinew_proto::discovery::v1::DiscoveryResponse>,
+}
+
+impl Cluster {
+    /// Connects to discovery as the pod whose token is `token`, with an empty hello.
+    async fn discovery(&self, token: &str, pod: &str) -> Discovery {
+        use sinew_proto::discovery::v1 as pb;
+        let cp = sinew_proxy::config::Config::from_proto(cfg::ProxyConfig {
+            control_plane: Some(self.proxy_cp(token, pod)),
+            ..Default::default()
+        })
+        .unwrap()
+        .control_plane
+        .unwrap();
+        let channel = sinew_proxy::control::Channel::new(&cp).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        tx.send(pb::DiscoveryRequest {
+            kind: Some(pb::discovery_request::Kind::Hello(pb::Hello::default())),
+        })
+        .await
+        .unwrap();
+        let mut client =
+            pb::discovery_client::DiscoveryClient::with_origin(channel.clone(), channel.origin());
+        let mut req =
+            tonic::Request::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let rx = client.stream(req).await.unwrap().into_inner();
+        Discovery { _tx: tx, rx }
+    }
+}
+
+impl Discovery {
+    /// The telemetry of the next response that carries settings.
+    async fn settings(&mut self) -> cfg::Telemetry {
+        use sinew_proto::discovery::v1::resource::Kind;
+        loop {
+            let rsp = tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+                .await
+                .expect("a response in time")
+                .unwrap()
+                .expect("the stream stays open");
+            let settings = rsp.resources.into_iter().find_map(|r| match r.kind {
+                Some(Kind::Settings(s)) => Some(s),
+                _ => None,
+            });
+            if let Some(s) = settings {
+                return s.telemetry.expect("settings carry telemetry");
+            }
+        }
+    }
+}
+
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Whether the client proxy's config carries the test rule's pool limit.

@@ -3,10 +3,11 @@
 //! what a field is called or what it holds.
 //!
 //! What it promises:
-//! - [`all_crds`] gives four CRDs: `sinew.dev/v1alpha1` DestinationRule and VirtualService
-//!   (short names `sdr`/`svs`: Istio already claims `dr`/`vs`), and Istio's
-//!   `networking.istio.io` ones (`v1` stored, `v1beta1` and `v1alpha3` served with the same
-//!   schema; short names `dr`/`vs`, Istio's categories), for clusters without Istio installed.
+//! - [`all_crds`] gives five CRDs: `sinew.dev/v1alpha1` DestinationRule and VirtualService
+//!   (short names `sdr`/`svs`: Istio already claims `dr`/`vs`), Istio's `networking.istio.io`
+//!   ones (`v1` stored, `v1beta1` and `v1alpha3` served with the same schema; short names
+//!   `dr`/`vs`, Istio's categories) and Istio's `telemetry.istio.io` Telemetry (`v1` stored,
+//!   `v1alpha1` served; short name `telemetry`), for clusters without Istio installed.
 //! - Every schema is structural: enums are strings listing Istio's names, durations strings as
 //!   written (`30s`), and only the fields Sinew keeps as raw JSON (accepted with a warning or
 //!   refused by name) preserve unknown fields — plus the Istio kinds' `status`, which istiod and
@@ -15,7 +16,7 @@
 //!   reason, message, lastTransitionTime, observedGeneration), and the printer columns Istio's
 //!   own CRDs have (host or gateways and hosts, age).
 //! - [`to_yaml`] renders one CRD the way the chart holds it: `charts/sinew/crds/` (sinew.dev)
-//!   and `charts/sinew/files/istio-crds/` (networking.istio.io) (`tests/crds.rs` regenerates
+//!   and `charts/sinew/files/istio-crds/` (Istio's groups) (`tests/crds.rs` regenerates
 //!   those files and fails on any difference).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -180,6 +181,47 @@ pub mod networking_istio_io {
     }
 }
 
+/// One derive makes one version of Istio's Telemetry; the spec type is the registry's.
+macro_rules! telemetry_kind {
+    ($version:literal, storage = $storage:literal) => {
+        /// A Telemetry's spec, as the registry decodes it.
+        #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[kube(
+            group = "telemetry.istio.io",
+            version = $version,
+            kind = "Telemetry",
+            plural = "telemetries",
+            doc = "How traces, metrics and access logs are produced for workloads (Istio's Telemetry).",
+            namespaced,
+            storage = $storage,
+            shortname = "telemetry",
+            category = "istio-io",
+            category = "telemetry-istio-io",
+            status = "crate::cluster::crd::RuleStatus",
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        )]
+        #[serde(transparent)]
+        pub struct TelemetrySpec(pub $crate::registry::istio::telemetry::TelemetrySpec);
+    };
+}
+
+/// Istio's telemetry group, version by version (same schema; `v1` is stored).
+pub mod telemetry_istio_io {
+    /// The stored version.
+    pub mod v1 {
+        use super::super::*;
+
+        telemetry_kind!("v1", storage = true);
+    }
+
+    /// Served, not stored.
+    pub mod v1alpha1 {
+        use super::super::*;
+
+        telemetry_kind!("v1alpha1", storage = false);
+    }
+}
+
 /// Why the CRDs could not be put together (a mistake in this module, not in any input).
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
@@ -194,7 +236,7 @@ pub enum CrdError {
 }
 
 /// Every CRD Sinew reads, in a fixed order: `sinew.dev` DestinationRule and VirtualService,
-/// then Istio's.
+/// then Istio's (DestinationRule, VirtualService, Telemetry).
 pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     use networking_istio_io::{v1, v1alpha3, v1beta1};
     let istio_rule = merge_crds(
@@ -221,11 +263,23 @@ pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, CrdError> {
         name: v1::VirtualService::crd_name(),
         source,
     })?;
+    let istio_telemetry = merge_crds(
+        vec![
+            telemetry_istio_io::v1::Telemetry::crd(),
+            telemetry_istio_io::v1alpha1::Telemetry::crd(),
+        ],
+        "v1",
+    )
+    .map_err(|source| CrdError::Merge {
+        name: telemetry_istio_io::v1::Telemetry::crd_name(),
+        source,
+    })?;
     let mut crds = vec![
         sinew::DestinationRule::crd(),
         sinew::VirtualService::crd(),
         istio_rule,
         istio_service,
+        istio_telemetry,
     ];
     for crd in &mut crds[2..] {
         keep_others_status(crd);

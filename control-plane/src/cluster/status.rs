@@ -1,6 +1,6 @@
-//! Status written back: each DestinationRule and VirtualService (both groups) gets
-//! `status.conditions` saying whether the control plane accepted it, and what is wrong across
-//! objects, so `kubectl get -o yaml` answers what `istioctl analyze` would.
+//! Status written back: each DestinationRule and VirtualService (both groups) and each Istio
+//! Telemetry gets `status.conditions` saying whether the control plane accepted it, and what is
+//! wrong across objects, so `kubectl get -o yaml` answers what `istioctl analyze` would.
 //!
 //! What it promises:
 //! - **Conditions we own** (`type`, `status`, `reason`, `message`, `observedGeneration` =
@@ -9,7 +9,7 @@
 //!     whether the last accepted version stays in force);
 //!   - `ResolvedRefs` (VirtualServices): `False`/`SubsetNotFound` naming each route to a subset
 //!     no DestinationRule defines, else `True`/`ResolvedRefs`;
-//!   - `Conflicted`: `True`/`DuplicateSubset` or `True`/`HostConflict` naming the other object,
+//!   - `Conflicted` (DestinationRules and VirtualServices): `True`/`DuplicateSubset` or `True`/`HostConflict` naming the other object,
 //!     else `False`/`NoConflicts`.
 //!
 //!   An object refused without an earlier accepted version gets only `Accepted` (nothing of it
@@ -351,6 +351,10 @@ impl<'a> Verdicts<'a> {
                     message: missing.join("; "),
                 }
             });
+        }
+        // Telemetries have no cross-object conditions (their conflicts are logged warnings).
+        if key.kind == CustomKind::IstioTelemetry {
+            return wanted;
         }
         let duplicates = messages(WarningKind::DuplicateSubset);
         let shared = messages(WarningKind::HostConflict);

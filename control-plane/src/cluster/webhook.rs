@@ -1,6 +1,7 @@
 //! Validating admission for DestinationRules and VirtualServices (`networking.istio.io` v1,
-//! v1beta1, v1alpha3 and `sinew.dev/v1alpha1`): the API server asks before it stores one, and
-//! the answer is the one `sinewctl apply` would give.
+//! v1beta1, v1alpha3 and `sinew.dev/v1alpha1`) and Telemetries (`telemetry.istio.io` v1,
+//! v1alpha1): the API server asks before it stores one, and the answer is the one
+//! `sinewctl apply` would give.
 //!
 //! What it promises:
 //! - **Same checks as local mode**: the object goes through `registry::object::decode`, strictly
@@ -35,8 +36,14 @@ mod serve;
 pub use self::inject::Injector;
 pub use self::serve::{MAX_BODY, PATH, Webhooks, handle, serve};
 
-/// The groups whose DestinationRule and VirtualService Sinew reads.
-const GROUPS: [&str; 2] = ["networking.istio.io", "sinew.dev"];
+/// The (group, kind)s Sinew validates.
+const KINDS: [(&str, &str); 5] = [
+    ("networking.istio.io", "DestinationRule"),
+    ("networking.istio.io", "VirtualService"),
+    ("sinew.dev", "DestinationRule"),
+    ("sinew.dev", "VirtualService"),
+    ("telemetry.istio.io", "Telemetry"),
+];
 
 /// Answers one AdmissionReview. A review without a request (not something an API server
 /// sends) is answered as invalid rather than panicking.
@@ -63,11 +70,7 @@ pub fn review_json(body: &[u8]) -> Vec<u8> {
 /// The answer to one request.
 fn decide(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request);
-    let ours = GROUPS.contains(&request.kind.group.as_str())
-        && matches!(
-            request.kind.kind.as_str(),
-            "DestinationRule" | "VirtualService"
-        );
+    let ours = KINDS.contains(&(request.kind.group.as_str(), request.kind.kind.as_str()));
     let writes_spec = matches!(request.operation, Operation::Create | Operation::Update)
         && request.sub_resource.is_none();
     if !ours || !writes_spec {
@@ -87,10 +90,10 @@ fn decide(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
             return deny(response, request, vec![Rejection::whole(reason)]);
         }
     };
-    let kind: &'static str = if request.kind.kind == "DestinationRule" {
-        "DestinationRule"
-    } else {
-        "VirtualService"
+    let kind: &'static str = match request.kind.kind.as_str() {
+        "DestinationRule" => "DestinationRule",
+        "Telemetry" => "Telemetry",
+        _ => "VirtualService",
     };
     let origin = Origin::Object {
         kind,
@@ -149,6 +152,7 @@ fn name_the_field(kind: &str, value: &Value, rejections: &mut [Rejection]) {
     }
     let named = match kind {
         "DestinationRule" => explain::<istio::DestinationRuleDoc>(value),
+        "Telemetry" => explain::<istio::telemetry::TelemetryDoc>(value),
         _ => explain::<istio::virtual_service::VirtualServiceDoc>(value),
     };
     if let Some(named) = named {

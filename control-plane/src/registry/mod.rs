@@ -22,6 +22,7 @@
 //! | `apps/v1` | `Deployment` | `replicas` pods named `<deployment>-<index>` |
 //! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `DestinationRule` | [`DestinationRule`] (typed as [`istio::DestinationRuleSpec`], validated) |
 //! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `VirtualService` | [`VirtualService`] (mesh only; typed, validated) |
+//! | `telemetry.istio.io/{v1,v1alpha1}` | `Telemetry` | [`Telemetry`] (typed as [`istio::telemetry::TelemetrySpec`], validated; resolved per proxy by `compile::telemetry`) |
 //!
 //! DestinationRules and VirtualServices are decoded strictly and validated as istiod's webhook
 //! does (`object/validate.rs`); cross-object mistakes Istio accepts silently (a route to a subset
@@ -110,6 +111,7 @@ mod model;
 pub mod object;
 mod resolve;
 mod selector;
+pub mod workload;
 
 pub use self::assignments::Assignments;
 pub use self::crosscheck::{ObjectWarning, WarningKind};
@@ -117,14 +119,14 @@ pub use self::debounce::Debounce;
 pub use self::entry::{
     Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
     INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, VirtualService,
+    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, Telemetry, VirtualService,
     protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::watch::{FileRegistry, RegistryHandle};
 pub use self::file::{ManifestDoc, SKIPPED_KIND, split_manifest};
 pub use self::model::{Acceptance, Rejected, Snapshot, build};
-pub(crate) use self::object::validate::RETRY_ON_IGNORED;
+pub(crate) use self::object::validate::{ENVOY_PROVIDER, RETRY_ON_IGNORED};
 pub use self::resolve::{ServiceResource, spiffe_identity};
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::crosscheck::ObjectWarning;
 use super::entry::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
     INJECT_OPT_OUT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry,
-    TargetPort, VirtualService, service_account_of,
+    TargetPort, Telemetry, VirtualService, service_account_of,
 };
 use super::error::{Origin, Problem, RegistryError};
 use super::object::{Doc, Object, Parsed};
@@ -28,6 +28,7 @@ pub struct Snapshot {
     pods: BTreeMap<(String, String), PodEntry>,
     destination_rules: Vec<DestinationRule>,
     virtual_services: Vec<VirtualService>,
+    telemetries: Vec<Telemetry>,
     warnings: Vec<String>,
     object_warnings: Vec<ObjectWarning>,
     rejected: Vec<Rejected>,
@@ -68,6 +69,11 @@ impl Snapshot {
     /// Mesh VirtualServices, oldest first (by [`Age`](super::Age): document order in files).
     pub fn virtual_services(&self) -> &[VirtualService] {
         &self.virtual_services
+    }
+
+    /// Istio `Telemetry` resources, oldest first (by [`Age`](super::Age)).
+    pub fn telemetries(&self) -> &[Telemetry] {
+        &self.telemetries
     }
 
     /// Things that are allowed but probably not what the user meant (skipped kinds, named
@@ -125,6 +131,7 @@ impl Snapshot {
             && self.pods == other.pods
             && self.destination_rules == other.destination_rules
             && self.virtual_services == other.virtual_services
+            && self.telemetries == other.telemetries
             && self.warnings == other.warnings
             && self.rejected == other.rejected
     }
@@ -262,6 +269,7 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     let mut pods: BTreeMap<(String, String), PodEntry> = BTreeMap::new();
     let mut rules = Vec::new();
     let mut virtual_services = Vec::new();
+    let mut telemetries = Vec::new();
     for Doc { origin, object, .. } in docs {
         let result = match object {
             Object::Namespace(_) => Ok(()),
@@ -338,6 +346,14 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
                         }
                     })
             }
+            Object::Telemetry(t) => {
+                let what = format!("Telemetry {:?}", t.name);
+                namespace_known(&t.namespace, &origin, &what)
+                    .and_then(|()| {
+                        seen.first(key("Telemetry", &t.namespace, &t.name), &origin, &what)
+                    })
+                    .map(|()| telemetries.push(*t))
+            }
         };
         if let Err(p) = result {
             problems.push(p);
@@ -377,6 +393,8 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     // is not): "the oldest wins" reads position in these lists.
     rules.sort_by(|a, b| a.age.cmp(&b.age));
     virtual_services.sort_by(|a, b| a.age.cmp(&b.age));
+    telemetries.sort_by(|a, b| a.age.cmp(&b.age));
+    warnings.extend(telemetry_conflicts(&telemetries, &pods));
     warnings.extend(dangling_named_ports(&services, &pods));
     let mut object_warnings = super::crosscheck::duplicate_subsets(&rules);
     object_warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
@@ -387,6 +405,7 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     warnings.extend(object_warnings.iter().map(|w| w.message.clone()));
     snap.object_warnings = object_warnings;
     snap.virtual_services = virtual_services;
+    snap.telemetries = telemetries;
     snap.service_accounts = service_accounts;
     snap.services = services;
     snap.pods = pods;
@@ -484,6 +503,47 @@ fn expand(dep: &DeploymentDoc, origin: &Origin) -> Vec<PodEntry> {
             }
         })
         .collect()
+}
+
+/// Telemetries Istio calls invalid together: two without a selector in one namespace, or two
+/// whose selectors pick the same pod. The oldest applies (the list is oldest first); the others
+/// are named in a warning, once each.
+fn telemetry_conflicts(
+    telemetries: &[Telemetry],
+    pods: &BTreeMap<(String, String), PodEntry>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let applied = telemetries.iter().filter(|t| !t.is_targeted());
+    let mut namespace_wide: BTreeMap<&str, &Telemetry> = BTreeMap::new();
+    for t in applied.clone().filter(|t| !t.has_selector()) {
+        if let Some(first) = namespace_wide.get(t.namespace.as_str()) {
+            out.push(format!(
+                "{}: Telemetry {:?}: namespace {:?} already has Telemetry {:?} without a selector (at {}); the older one applies and this one is ignored",
+                t.origin, t.name, t.namespace, first.name, first.origin
+            ));
+        } else {
+            namespace_wide.insert(&t.namespace, t);
+        }
+    }
+    let selecting: Vec<&Telemetry> = applied.filter(|t| t.has_selector()).collect();
+    let mut shadowed = BTreeSet::new();
+    for pod in pods.values() {
+        let mut matching = selecting
+            .iter()
+            .filter(|t| t.namespace == pod.namespace && t.selects(&pod.labels));
+        let Some(first) = matching.next() else {
+            continue;
+        };
+        for t in matching {
+            if shadowed.insert((t.namespace.clone(), t.name.clone())) {
+                out.push(format!(
+                    "{}: Telemetry {:?}: selects pod {:?}, which the older Telemetry {:?} also selects; the older one applies to it",
+                    t.origin, t.name, pod.name, first.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A named targetPort that a selected pod lacks leaves that pod out of the port's endpoints

@@ -168,8 +168,8 @@ fn slice_endpoints(
     found
 }
 
-/// The endpoint at `address`: with the pod's identity, mesh port and labels when it is a known
-/// pod (identity and mesh port only when it is meshed).
+/// The endpoint at `address`: with the pod's identity, mesh port, labels and workload when it is
+/// a known pod (identity and mesh port only when it is meshed).
 fn endpoint(address: SocketAddr, pod: Option<&PodEntry>, trust_domain: &str) -> Endpoint {
     let (identity, mesh_port) = match pod {
         Some(pod) if pod.meshed => {
@@ -183,8 +183,7 @@ fn endpoint(address: SocketAddr, pod: Option<&PodEntry>, trust_domain: &str) -> 
         identity,
         mesh_port,
         labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
-        // Filled by the control plane's telemetry work (issue 12, helper 3).
-        workload: None,
+        workload: pod.map(super::workload::workload),
     }
 }
 

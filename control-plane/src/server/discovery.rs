@@ -66,6 +66,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
             nonces: self.nonces.clone(),
             settings_sent: None,
             inbound_sent: Vec::new(),
+            telemetry_sent: None,
             sent: HashMap::new(),
             pending: HashMap::new(),
             tx,
@@ -105,6 +106,9 @@ struct Session {
     /// The pod's inbound ports in the settings last sent: the only part that changes, compared
     /// so an index change that does not touch them costs no encoding and digest per proxy.
     inbound_sent: Vec<sinew_proto::config::v1::InboundPort>,
+    /// The telemetry in the settings last sent (the index's shared value: an index that did not
+    /// change it hands back the same `Arc`).
+    telemetry_sent: Option<Arc<sinew_proto::config::v1::Telemetry>>,
     /// Subscribed names and what was last sent for each (None: not answered yet).
     sent: HashMap<String, Option<Sent>>,
     /// Responses awaiting ACK/NACK, by nonce: the names they carried.
@@ -247,11 +251,15 @@ impl Session {
         .await
     }
 
-    /// This proxy's settings: the mesh-wide ones plus its pod's declared inbound ports.
+    /// This proxy's settings: the mesh-wide ones plus its pod's declared inbound ports and its
+    /// telemetry.
     fn settings_resource(&mut self, index: &Index) -> pb::Resource {
         let mut settings = self.settings.clone();
         settings.inbound_ports = index.inbound_ports(&self.namespace, &self.pod).to_vec();
         self.inbound_sent.clone_from(&settings.inbound_ports);
+        let telemetry = index.telemetry(&self.namespace, &self.pod, &self.hello_labels);
+        settings.telemetry = Some((*telemetry).clone());
+        self.telemetry_sent = Some(telemetry);
         let version = crate::compile::version_of(&prost::Message::encode_to_vec(&settings));
         self.settings_sent = Some(version.clone());
         pb::Resource {
@@ -275,13 +283,19 @@ impl Session {
     }
 
     /// Answers unanswered names and re-sends names whose version changed (and the settings,
-    /// when this pod's declared ports changed).
+    /// when this pod's declared ports or telemetry changed).
     async fn push_changes(&mut self, id: u64) -> Result<(), Status> {
         let index = self.index.borrow_and_update().clone();
         let mut resources = Vec::new();
         let inbound_changed = self.settings_sent.is_none()
             || index.inbound_ports(&self.namespace, &self.pod) != self.inbound_sent.as_slice();
-        if inbound_changed {
+        let telemetry_changed = || {
+            let now = index.telemetry(&self.namespace, &self.pod, &self.hello_labels);
+            self.telemetry_sent
+                .as_ref()
+                .is_none_or(|sent| !Arc::ptr_eq(sent, &now) && **sent != *now)
+        };
+        if inbound_changed || telemetry_changed() {
             let sent_settings = self.settings_sent.clone();
             let settings = self.settings_resource(&index);
             if sent_settings.as_ref() != Some(&settings.version) {

@@ -111,6 +111,7 @@ pub async fn start(dir: Arc<TempDir>, yaml: &str, assignments: &str, grpc: Socke
         dns_names: vec![],
         mesh_ranges: MESH_RANGES.iter().map(|r| r.parse().unwrap()).collect(),
         root_namespace: "sinew-system".into(),
+        telemetry: Default::default(),
         webhook: None,
         injector: sinew_injector::Settings::default(),
     })

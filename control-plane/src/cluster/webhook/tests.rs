@@ -293,6 +293,63 @@ fn accepted_but_unapplied_parts_come_back_as_warnings() {
 }
 
 #[test]
+fn a_telemetry_sampling_150_percent_is_denied_naming_the_field() {
+    let telemetry = json!({
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "mesh-default", "namespace": "default"},
+        "spec": {"tracing": [{"randomSamplingPercentage": 150}]}
+    });
+    let answer = answer(&request_for("CREATE", telemetry));
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(
+        message(&answer),
+        "Telemetry default/mesh-default is invalid: spec.tracing[0].randomSamplingPercentage: must be between 0 and 100, not 150"
+    );
+    assert_eq!(
+        answer["response"]["status"]["details"]["causes"][0]["field"],
+        "spec.tracing[0].randomSamplingPercentage"
+    );
+}
+
+#[test]
+fn a_telemetry_with_a_wrong_type_is_denied_naming_the_field() {
+    let telemetry = json!({
+        "apiVersion": "telemetry.istio.io/v1alpha1",
+        "kind": "Telemetry",
+        "metadata": {"name": "t", "namespace": "shop"},
+        "spec": {"tracing": [{"randomSamplingPercentage": "ten"}]}
+    });
+    let answer = answer(&request_for("CREATE", telemetry));
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert!(
+        message(&answer).contains("spec.tracing[0].randomSamplingPercentage"),
+        "{}",
+        message(&answer)
+    );
+}
+
+#[test]
+fn a_valid_telemetry_is_allowed_with_warnings_for_what_is_not_applied() {
+    let telemetry = json!({
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "t", "namespace": "shop"},
+        "spec": {
+            "tracing": [{"randomSamplingPercentage": 10}],
+            "metrics": [{"overrides": [{"disabled": true}]}]
+        }
+    });
+    let answer = answer(&request_for("CREATE", telemetry));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("spec.metrics: accepted and not applied"),
+        "{warnings}"
+    );
+}
+
+#[test]
 fn a_body_that_is_not_a_review_is_answered_as_invalid() {
     let answer: Value = serde_json::from_slice(&review_json(b"{\"kind\": 3")).expect("JSON");
     assert_eq!(answer["response"]["allowed"], false);

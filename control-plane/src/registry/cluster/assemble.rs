@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::Store;
 
-use super::kinds::{BUILTIN, CustomKind, KindId};
+use super::kinds::{BUILTIN, CUSTOM_KINDS, CustomKind, KindId};
 use super::reflect::{CustomStore, Note};
 use crate::registry::entry::{Age, EndpointEntry, Endpoints};
 use crate::registry::error::{Origin, RegistryError};
@@ -26,7 +26,7 @@ pub(super) struct Stores {
     pub slices: Store<EndpointSlice>,
     pub pods: Store<Pod>,
     /// A custom kind's store while its CRD is installed.
-    pub custom: [Option<CustomStore>; 4],
+    pub custom: [Option<CustomStore>; CUSTOM_KINDS],
 }
 
 /// Which lists have completed, and the decoded objects by resourceVersion.
@@ -34,7 +34,7 @@ pub(super) struct Assembler {
     stores: Stores,
     synced: BTreeSet<KindId>,
     /// `None` until the CRD list has completed.
-    crds: Option<[bool; 4]>,
+    crds: Option<[bool; CUSTOM_KINDS]>,
     cache: HashMap<ObjectKey, Decoded>,
     /// A custom object's last accepted version, kept in force while a newer one is invalid.
     accepted: HashMap<ObjectKey, Doc>,

@@ -1,6 +1,6 @@
 //! The kinds the Kubernetes source watches: the built-in ones every cluster serves, and the
-//! custom ones (Istio's and Sinew's DestinationRule and VirtualService) that exist only while
-//! their CustomResourceDefinition does.
+//! custom ones (Istio's and Sinew's DestinationRule and VirtualService, Istio's Telemetry) that
+//! exist only while their CustomResourceDefinition does.
 
 use kube::core::{ApiResource, GroupVersionKind};
 
@@ -24,7 +24,11 @@ pub enum CustomKind {
     IstioVirtualService,
     SinewDestinationRule,
     SinewVirtualService,
+    IstioTelemetry,
 }
+
+/// How many custom kinds there are.
+pub const CUSTOM_KINDS: usize = 5;
 
 /// The built-in kinds, in the order their first lists are awaited.
 pub const BUILTIN: [KindId; 5] = [
@@ -61,11 +65,12 @@ impl std::fmt::Display for KindId {
 // === impl CustomKind ===
 
 impl CustomKind {
-    pub const ALL: [CustomKind; 4] = [
+    pub const ALL: [CustomKind; CUSTOM_KINDS] = [
         CustomKind::IstioDestinationRule,
         CustomKind::IstioVirtualService,
         CustomKind::SinewDestinationRule,
         CustomKind::SinewVirtualService,
+        CustomKind::IstioTelemetry,
     ];
 
     pub fn group(self) -> &'static str {
@@ -74,6 +79,7 @@ impl CustomKind {
                 "networking.istio.io"
             }
             CustomKind::SinewDestinationRule | CustomKind::SinewVirtualService => "sinew.dev",
+            CustomKind::IstioTelemetry => "telemetry.istio.io",
         }
     }
 
@@ -83,6 +89,7 @@ impl CustomKind {
                 "DestinationRule"
             }
             CustomKind::IstioVirtualService | CustomKind::SinewVirtualService => "VirtualService",
+            CustomKind::IstioTelemetry => "Telemetry",
         }
     }
 
@@ -92,6 +99,7 @@ impl CustomKind {
                 "destinationrules"
             }
             CustomKind::IstioVirtualService | CustomKind::SinewVirtualService => "virtualservices",
+            CustomKind::IstioTelemetry => "telemetries",
         }
     }
 
@@ -102,6 +110,7 @@ impl CustomKind {
             CustomKind::IstioVirtualService => "virtualservices.networking.istio.io",
             CustomKind::SinewDestinationRule => "destinationrules.sinew.dev",
             CustomKind::SinewVirtualService => "virtualservices.sinew.dev",
+            CustomKind::IstioTelemetry => "telemetries.telemetry.istio.io",
         }
     }
 
@@ -111,6 +120,7 @@ impl CustomKind {
             CustomKind::IstioVirtualService => "VirtualService.networking.istio.io",
             CustomKind::SinewDestinationRule => "DestinationRule.sinew.dev",
             CustomKind::SinewVirtualService => "VirtualService.sinew.dev",
+            CustomKind::IstioTelemetry => "Telemetry.telemetry.istio.io",
         }
     }
 
@@ -120,6 +130,8 @@ impl CustomKind {
     pub fn versions(self) -> &'static [&'static str] {
         match self.group() {
             "sinew.dev" => &["v1alpha1"],
+            // Istio >= 1.22 serves `v1`; older releases only `v1alpha1`.
+            "telemetry.istio.io" => &["v1", "v1alpha1"],
             _ => &["v1", "v1beta1", "v1alpha3"],
         }
     }

@@ -13,6 +13,7 @@
 //! | `Pod` | labels, service account, IP, whether the sidecar is injected |
 //! | `CustomResourceDefinition` (metadata only) | which of the kinds below exist |
 //! | `DestinationRule`, `VirtualService` of `networking.istio.io` and `sinew.dev` | traffic policy, one served version each (`v1`, else `v1beta1`, else `v1alpha3`) |
+//! | `Telemetry` of `telemetry.istio.io` | tracing sampling and access logging (`v1`, else `v1alpha1`) |
 //!
 //! # What is promised
 //!
@@ -52,7 +53,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use self::assemble::{PolicyObject, Refused};
-pub use self::kinds::{CustomKind, KindId};
+pub use self::kinds::{CUSTOM_KINDS, CustomKind, KindId};
 pub use self::metrics::{KindCounters, SourceMetrics};
 
 use self::assemble::{Assembler, Stores};
@@ -153,7 +154,7 @@ pub async fn spawn(
             metrics.clone(),
         ));
     }
-    let senders: [watch::Sender<bool>; 4] = senders
+    let senders: [watch::Sender<bool>; CUSTOM_KINDS] = senders
         .try_into()
         .map_err(|_| anyhow::anyhow!("one presence flag per custom kind"))?;
     tokio::spawn(reflect::watch_crds(

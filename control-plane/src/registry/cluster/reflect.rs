@@ -25,7 +25,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
-use super::kinds::{CustomKind, KindId};
+use super::kinds::{CUSTOM_KINDS, CustomKind, KindId};
 use super::metrics::SourceMetrics;
 
 /// What a reflector tells the assembler.
@@ -40,7 +40,7 @@ pub(super) enum Note {
     CustomStore(CustomKind, Option<CustomStore>),
     /// Which of our CRDs are installed (in [`CustomKind::ALL`]'s order), once the CRD list has
     /// completed, and after each change of it.
-    Crds([bool; 4]),
+    Crds([bool; CUSTOM_KINDS]),
 }
 
 /// A custom kind's store and the served version its reflector watches (status is written to
@@ -161,7 +161,7 @@ async fn forward<K>(
 /// metadata-only watch of CustomResourceDefinitions (their specs are large and not needed).
 pub(super) async fn watch_crds(
     client: Client,
-    present: [watch::Sender<bool>; 4],
+    present: [watch::Sender<bool>; CUSTOM_KINDS],
     notes: Notes,
     metrics: Arc<SourceMetrics>,
 ) {

@@ -4,7 +4,7 @@
 //! typo, and an error that suggests the kind meant, as the API server would refuse it too.
 //! Groups not listed here (CRDs of other projects) are not second-guessed.
 
-use super::DESTINATION_RULE_VERSIONS;
+use super::{DESTINATION_RULE_VERSIONS, TELEMETRY_VERSIONS};
 
 /// The kinds of the API versions we know, as the API server serves them.
 const KNOWN: &[(&[&str], &[&str])] = &[
@@ -73,6 +73,10 @@ const KNOWN: &[(&[&str], &[&str])] = &[
         ],
     ),
     (
+        &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
+        &["Telemetry"],
+    ),
+    (
         &["sinew.dev/v1alpha1"],
         &["DestinationRule", "VirtualService"],
     ),
@@ -84,6 +88,7 @@ pub(crate) fn is_used(api_version: &str, kind: &str) -> bool {
         "Namespace" | "ServiceAccount" | "Service" | "Pod" => api_version == "v1",
         "Deployment" => api_version == "apps/v1",
         "DestinationRule" | "VirtualService" => DESTINATION_RULE_VERSIONS.contains(&api_version),
+        "Telemetry" => TELEMETRY_VERSIONS.contains(&api_version),
         _ => false,
     }
 }

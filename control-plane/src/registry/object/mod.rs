@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::entry::{
     Age, DeploymentDoc, DestinationRule, NamespaceEntry, PodEntry, ServiceAccountEntry,
-    ServiceEntry, VirtualService,
+    ServiceEntry, Telemetry, VirtualService,
 };
 use super::error::{Origin, Problem};
 use super::istio;
@@ -43,6 +43,10 @@ pub(crate) const DESTINATION_RULE_VERSIONS: [&str; 4] = [
     "sinew.dev/v1alpha1",
 ];
 
+/// The API versions whose `Telemetry` we accept (Istio's two; same schema).
+pub(crate) const TELEMETRY_VERSIONS: [&str; 2] =
+    ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"];
+
 /// One decoded, individually valid object.
 #[derive(Debug, Clone)]
 pub enum Object {
@@ -56,6 +60,7 @@ pub enum Object {
     /// The service and whether it applies to mesh traffic (gateway-only ones are checked, then
     /// left out of the snapshot).
     VirtualService(Box<VirtualService>, bool),
+    Telemetry(Box<Telemetry>),
 }
 
 /// One decoded object and where it came from: the unit the model builds from.
@@ -291,6 +296,22 @@ pub(crate) fn decode_with<R: Reader>(
                 }),
                 mesh,
             )
+        }
+        (v, "Telemetry") if TELEMETRY_VERSIONS.contains(&v) => {
+            let typed = reader.typed::<istio::telemetry::TelemetryDoc>(subject)?;
+            let meta = typed.metadata.clone().unwrap_or_default();
+            let name = checked!(name_of(&meta, NameRule::Subdomain));
+            // An empty spec is valid (and does nothing), as in Istio.
+            let spec = typed.spec.unwrap_or_default();
+            settle(validate::telemetry(&spec), subject, reader)?;
+            Object::Telemetry(Box::new(Telemetry {
+                api_version: v.to_string(),
+                namespace: namespace_of(&meta),
+                name,
+                age,
+                origin: origin.clone(),
+                spec,
+            }))
         }
         _ => match kinds::check(api_version, kind) {
             Ok(()) => return Ok(None),

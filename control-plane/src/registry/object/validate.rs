@@ -1,4 +1,5 @@
-//! Value checks of DestinationRules and VirtualServices, as istiod's validating webhook makes them
+//! Value checks of DestinationRules and VirtualServices (Telemetries: [`telemetry`]), as istiod's
+//! validating webhook makes them
 //! (`pkg/config/validation/validation.go`, reference §1.8): what the schema's types cannot say
 //! (durations of at least 1 ms in whole milliseconds, percents 0–100, non-negative pool sizes,
 //! unique DNS-1123 subset names, prime maglev tables, compiling regexes, known retry conditions,
@@ -1192,6 +1193,10 @@ fn headers(r: &mut Report, path: &str, h: Option<&Headers>) {
 fn is_authority(name: &str) -> bool {
     name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
+
+mod telemetry;
+
+pub(crate) use self::telemetry::{ENVOY_PROVIDER, telemetry};
 
 #[cfg(test)]
 mod tests;

@@ -71,12 +71,14 @@ fn service_resources_one_per_tcp_port_with_endpoints_and_identities() {
                     identity: identity.into(),
                     mesh_port: 15006,
                     labels: reviews_labels.clone(),
+                    workload: Some(reviews_workload("reviews-0")),
                 },
                 Endpoint {
                     address: "198.18.0.11:9080".into(),
                     identity: identity.into(),
                     mesh_port: 15006,
                     labels: reviews_labels.clone(),
+                    workload: Some(reviews_workload("reviews-1")),
                 },
             ],
             protocol: Protocol::Http1 as i32,
@@ -126,6 +128,15 @@ fn unmeshed_endpoints_have_no_identity() {
             identity: String::new(),
             mesh_port: 0,
             labels: labels(&[("app", "ratings")]),
+            workload: Some(sinew_proto::config::v1::Workload {
+                name: "ratings".into(),
+                namespace: "shop".into(),
+                app: "ratings".into(),
+                version: String::new(),
+                canonical_service: "ratings".into(),
+                canonical_revision: "latest".into(),
+                pod: "ratings".into(),
+            }),
         }]
     );
     let db = &resources[0];
@@ -344,4 +355,18 @@ fn an_address_in_two_slices_is_one_endpoint() {
         slice_endpoint("10.0.0.2", true, true, false),
     ]);
     assert_eq!(addresses(&snap, 80), ["10.0.0.2:8080"]);
+}
+
+/// A pod of the demo's `reviews` Deployment, as its endpoints describe it: the Deployment's
+/// name, its `app` and `version` labels.
+fn reviews_workload(pod: &str) -> sinew_proto::config::v1::Workload {
+    sinew_proto::config::v1::Workload {
+        name: "reviews".into(),
+        namespace: "shop".into(),
+        app: "reviews".into(),
+        version: "v1".into(),
+        canonical_service: "reviews".into(),
+        canonical_revision: "v1".into(),
+        pod: pod.into(),
+    }
 }

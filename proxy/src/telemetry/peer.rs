@@ -11,7 +11,7 @@
 //!
 //! Promises, on the server's side ([`resolve`]):
 //! - the header is read only on mTLS connections, and believed only when its identity equals
-//!   the verified peer identity; otherwise the source workload labels are "unknown" (the
+//!   the verified peer identity and its namespace is that identity's; otherwise the source workload labels are "unknown" (the
 //!   principal is still the verified one);
 //! - `destination_service` is the header's only if it names one of this pod's services
 //!   (`telemetry.services`), else this pod's only service if it has exactly one, else "unknown";
@@ -131,9 +131,11 @@ pub fn resolve(
         };
     };
     let principal = labels::principal_or_unknown(verified);
-    let claim = header
-        .and_then(parse)
-        .filter(|c| c.identity.as_deref() == Some(verified));
+    // The claimed namespace must be the identity's own: the certificate vouches for it.
+    let claim = header.and_then(parse).filter(|c| {
+        c.identity.as_deref() == Some(verified)
+            && namespace_of(verified) == Some(&*c.workload.namespace)
+    });
     match claim {
         Some(c) => {
             let dst = c
@@ -151,6 +153,21 @@ pub fn resolve(
             principal,
             destination_service: only(),
         },
+    }
+}
+
+/// The namespace a SPIFFE identity names (`spiffe://<trust domain>/ns/<namespace>/sa/<sa>`).
+fn namespace_of(identity: &str) -> Option<&str> {
+    let mut path = identity.strip_prefix("spiffe://")?.split('/').skip(1);
+    match (
+        path.next(),
+        path.next(),
+        path.next(),
+        path.next(),
+        path.next(),
+    ) {
+        (Some("ns"), Some(ns), Some("sa"), Some(_), None) => Some(ns),
+        _ => None,
     }
 }
 

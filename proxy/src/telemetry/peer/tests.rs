@@ -44,6 +44,25 @@ fn a_forged_identity_leaves_the_source_unknown_but_keeps_the_verified_principal(
 }
 
 #[test]
+fn a_namespace_other_than_the_identitys_is_not_believed() {
+    // The right identity, but a workload claimed in another namespace: the certificate vouches
+    // for `default` only.
+    let elsewhere = Workload {
+        namespace: Arc::from("payments"),
+        ..own()
+    };
+    let h = encode(&elsewhere, ID, REVIEWS).expect("valid header");
+    let src = resolve(Some(&h), Some(ID), &services(&[REVIEWS]));
+    assert_eq!(src.workload, Workload::unknown());
+    assert_eq!(&*src.principal, ID);
+    // An identity that is not `ns/<ns>/sa/<sa>` vouches for no namespace.
+    let odd = "spiffe://cluster.local/workload/x";
+    let h = encode(&own(), odd, REVIEWS).expect("valid header");
+    let src = resolve(Some(&h), Some(odd), &services(&[REVIEWS]));
+    assert_eq!(src.workload, Workload::unknown());
+}
+
+#[test]
 fn without_mtls_the_header_is_not_read() {
     let h = encode(&own(), ID, REVIEWS).expect("valid header");
     let src = resolve(

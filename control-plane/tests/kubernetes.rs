@@ -802,6 +802,11 @@ async fn a_telemetry_created_through_the_api_changes_the_sampling_the_proxy_rece
     c.write("POST", collection, Some(&telemetry(25.0)), 201)
         .await;
     assert_eq!(sampling(&web.settings().await), Some(25.0));
+    let registry = c.monitoring("/debug/registryz").await;
+    assert!(
+        registry.contains("\"telemetries\"") && registry.contains("\"mesh-default\""),
+        "{registry}"
+    );
     let accepted = |status: &'static str| {
         let object = object.clone();
         let api = &c.api;

@@ -9,8 +9,8 @@
 //!     whether the last accepted version stays in force);
 //!   - `ResolvedRefs` (VirtualServices): `False`/`SubsetNotFound` naming each route to a subset
 //!     no DestinationRule defines, else `True`/`ResolvedRefs`;
-//!   - `Conflicted` (DestinationRules and VirtualServices): `True`/`DuplicateSubset` or `True`/`HostConflict` naming the other object,
-//!     else `False`/`NoConflicts`.
+//!   - `Conflicted` (DestinationRules and VirtualServices): `True`/`DuplicateSubset` or
+//!     `True`/`HostConflict` naming the other object, else `False`/`NoConflicts`.
 //!
 //!   An object refused without an earlier accepted version gets only `Accepted` (nothing of it
 //!   is in force to have references or conflicts).

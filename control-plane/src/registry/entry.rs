@@ -1,7 +1,8 @@
 //! The registry's entries: what one namespace, service account, Service, pod, DestinationRule,
 //! VirtualService or Telemetry is once decoded and checked on its own, whichever source it came
-//! from (a manifest file or the Kubernetes API). Entries say where they came from ([`Origin`]) but hold
-//! nothing file-specific beyond that; the checks that need several objects live in the model.
+//! from (a manifest file or the Kubernetes API). Entries say where they came from ([`Origin`])
+//! but hold nothing file-specific beyond that; the checks that need several objects live in the
+//! model.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

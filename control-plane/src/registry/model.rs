@@ -525,12 +525,17 @@ fn telemetry_conflicts(
             namespace_wide.insert(&t.namespace, t);
         }
     }
-    let selecting: Vec<&Telemetry> = applied.filter(|t| t.has_selector()).collect();
+    // By namespace, oldest first: a pod is only compared with its own namespace's.
+    let mut selecting: BTreeMap<&str, Vec<&Telemetry>> = BTreeMap::new();
+    for t in applied.filter(|t| t.has_selector()) {
+        selecting.entry(&t.namespace).or_default().push(t);
+    }
     let mut shadowed = BTreeSet::new();
     for pod in pods.values() {
-        let mut matching = selecting
-            .iter()
-            .filter(|t| t.namespace == pod.namespace && t.selects(&pod.labels));
+        let Some(candidates) = selecting.get(pod.namespace.as_str()) else {
+            continue;
+        };
+        let mut matching = candidates.iter().filter(|t| t.selects(&pod.labels));
         let Some(first) = matching.next() else {
             continue;
         };

@@ -131,6 +131,7 @@ fn registry_json(snapshot: &Snapshot) -> Value {
                 "ip": p.ip,
                 "serviceAccount": p.service_account,
                 "meshed": p.meshed,
+                "workload": crate::registry::workload::workload_name(p),
             })
         })
         .collect();
@@ -144,12 +145,25 @@ fn registry_json(snapshot: &Snapshot) -> Value {
         .iter()
         .map(|v| json!({"apiVersion": v.api_version, "namespace": v.namespace, "name": v.name}))
         .collect();
+    let telemetries: Vec<Value> = snapshot
+        .telemetries()
+        .iter()
+        .map(|t| {
+            json!({
+                "apiVersion": t.api_version,
+                "namespace": t.namespace,
+                "name": t.name,
+                "selector": t.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+            })
+        })
+        .collect();
     json!({
         "generation": snapshot.generation(),
         "services": services,
         "pods": pods,
         "destinationRules": rules,
         "virtualServices": virtual_services,
+        "telemetries": telemetries,
         "warnings": snapshot.warnings(),
     })
 }

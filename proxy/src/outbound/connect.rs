@@ -31,8 +31,9 @@ use crate::traffic::endpoint::{Endpoint, EndpointState, NewEndpoint};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::Either;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use tower::Layer;
 
@@ -73,6 +74,10 @@ pub struct NewConnect {
     port: Option<u16>,
     subset: Option<Arc<str>>,
     peer: PeerHeader,
+    /// Each endpoint's report, built at its first request and shared by every later one (the
+    /// balancer builds an endpoint service per request; a report per request cost allocations
+    /// and defeated the per-connection label cache, which compares reports by pointer).
+    reports: Arc<RwLock<HashMap<SocketAddr, Arc<UpstreamInfo>, foldhash::fast::RandomState>>>,
 }
 
 /// The `x-sinew-peer` value for one destination: built at its first mesh request (this proxy's
@@ -166,6 +171,7 @@ impl NewDestination<OutboundBody> for NewOutbound {
                     own: self.own.clone(),
                     value: Arc::new(OnceLock::new()),
                 },
+                reports: Arc::default(),
             },
         );
         BreakerLayer::new(dest.breaker.clone()).layer(balance)
@@ -180,13 +186,7 @@ impl NewEndpoint<OutboundBody> for NewConnect {
     fn new_endpoint(&self, ep: &Arc<EndpointState>) -> Self::Service {
         let mtls = matches!(self.mode, ClientTls::Auto | ClientTls::IstioMutual)
             && ep.endpoint.identity.is_some();
-        let info = UpstreamInfo::new(
-            &ep.endpoint,
-            &self.authority,
-            self.port,
-            self.subset.as_deref(),
-            mtls,
-        );
+        let info = self.report(&ep.endpoint, mtls);
         // The endpoint layer reports each call's outcome to the outlier detector.
         Endpoint::new(
             ep.clone(),
@@ -197,10 +197,39 @@ impl NewEndpoint<OutboundBody> for NewConnect {
                 policy: self.policy,
                 authority: self.authority.clone(),
                 ep: ep.clone(),
-                info: Arc::new(info),
+                info,
                 peer: self.peer.clone(),
             },
         )
+    }
+}
+
+impl NewConnect {
+    /// The report of requests answered by `endpoint`: the one built for it before, else a new
+    /// one (the map holds at most this destination's endpoints of one config version).
+    fn report(&self, endpoint: &crate::config::Endpoint, mtls: bool) -> Arc<UpstreamInfo> {
+        let same = |i: &Arc<UpstreamInfo>| i.principal.is_some() == mtls;
+        if let Some(i) = self
+            .reports
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&endpoint.addr)
+            .filter(|i| same(i))
+        {
+            return i.clone();
+        }
+        let info = Arc::new(UpstreamInfo::new(
+            endpoint,
+            &self.authority,
+            self.port,
+            self.subset.as_deref(),
+            mtls,
+        ));
+        self.reports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint.addr, info.clone());
+        info
     }
 }
 

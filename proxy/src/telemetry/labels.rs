@@ -211,7 +211,7 @@ impl EncodeLabelSet for Shared {
 
 /// One `Arc` per distinct label set, at most `cap` of them.
 pub struct Interner {
-    sets: Mutex<HashSet<Arc<Labels>>>,
+    sets: Mutex<HashSet<Arc<Labels>, foldhash::fast::RandomState>>,
     cap: usize,
     overflow: [Arc<Labels>; 2],
     overflowed: Counter,
@@ -222,7 +222,7 @@ pub struct Interner {
 impl Interner {
     pub fn new(cap: usize, overflowed: Counter) -> Self {
         Self {
-            sets: Mutex::new(HashSet::new()),
+            sets: Mutex::new(HashSet::default()),
             cap,
             overflow: [
                 Arc::new(Labels::overflow(Reporter::Source)),

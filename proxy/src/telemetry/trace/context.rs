@@ -285,8 +285,15 @@ fn put_hex(out: &mut [u8], mut n: u128) {
     }
 }
 
+/// A propagation header value. Every one is new per request, so it is marked never-indexed: HPACK
+/// then sends it as a literal without inserting it into the connection's dynamic table, where a
+/// stream of unique values would only evict the headers that do repeat (`x-sinew-peer`,
+/// `:authority`, `user-agent`) and cost a table search per request.
 fn value(bytes: &[u8]) -> HeaderValue {
-    HeaderValue::from_bytes(bytes).expect("invariant: hex digits and dashes are valid header bytes")
+    let mut v = HeaderValue::from_bytes(bytes)
+        .expect("invariant: hex digits and dashes are valid header bytes");
+    v.set_sensitive(true);
+    v
 }
 
 /// Rewrites the propagation headers for the next hop: `traceparent` always, the B3 forms the
@@ -361,19 +368,28 @@ pub fn write(headers: &mut HeaderMap, incoming: &Incoming, out: &Outgoing) {
 /// Keeps a sane `x-request-id` (one value, 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII bytes) and
 /// replaces anything else with a new UUID v4, as Envoy does. Returns the id in force.
 pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = single(headers, &REQUEST_ID)
-        && !v.is_empty()
-        && v.len() <= MAX_REQUEST_ID_LEN
-        && v.iter().all(|b| (0x21..=0x7e).contains(b))
-    {
-        return headers
-            .get(&REQUEST_ID)
-            .cloned()
-            .expect("invariant: just read");
+    ensure_request_id(headers);
+    headers
+        .get(&REQUEST_ID)
+        .cloned()
+        .expect("invariant: just ensured")
+}
+
+/// [`request_id`] without the copy, for requests whose span records nothing. A kept id is
+/// marked never-indexed like the values written here (see [`value`]).
+pub fn ensure_request_id(headers: &mut HeaderMap) {
+    let sane = single(headers, &REQUEST_ID).is_some_and(|v| {
+        !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID_LEN
+            && v.iter().all(|b| (0x21..=0x7e).contains(b))
+    });
+    if sane {
+        if let Some(v) = headers.get_mut(&REQUEST_ID) {
+            v.set_sensitive(true);
+        }
+        return;
     }
-    let id = value(&uuid_v4(fastrand::u128(..)));
-    headers.insert(&REQUEST_ID, id.clone());
-    id
+    headers.insert(&REQUEST_ID, value(&uuid_v4(fastrand::u128(..))));
 }
 
 /// RFC 9562 version 4 text (`xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx`, V in 8..b) from 128 random bits.

@@ -196,17 +196,20 @@ impl Tracer {
             short_trace_id: incoming.parent.is_some_and(|p| p.short_trace_id),
         };
         context::write(headers, &incoming, &out);
-        let request_id = context::request_id(headers);
-        let recording = (decision.is_sampled() && self.inner.exporting.load(Ordering::Acquire))
-            .then(|| Recording {
+        let recording = if decision.is_sampled() && self.inner.exporting.load(Ordering::Acquire) {
+            Some(Recording {
                 tracer: self.inner.clone(),
                 started: span::Started {
                     kind,
                     context: out,
                     start: SystemTime::now(),
-                    request_id,
+                    request_id: context::request_id(headers),
                 },
-            });
+            })
+        } else {
+            context::ensure_request_id(headers);
+            None
+        };
         Span {
             context: out,
             recording,

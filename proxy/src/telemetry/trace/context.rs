@@ -59,6 +59,10 @@ pub struct Incoming {
     /// The W3C context was the one used (so `tracestate` is passed through).
     pub w3c: bool,
     pub b3: B3Forms,
+    /// The request came with a `tracestate` header (valid or not).
+    pub tracestate: bool,
+    /// The request came with an `x-request-id` header (sane or not).
+    pub request_id: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,13 +86,16 @@ pub struct Outgoing {
 
 /// Reads the incoming trace context; see the module doc for precedence.
 pub fn read(headers: &HeaderMap) -> Incoming {
-    let b3 = B3Forms {
-        single: headers.contains_key(&B3),
-        multi: [&B3_TRACE_ID, &B3_SPAN_ID, &B3_SAMPLED, &B3_FLAGS]
-            .iter()
-            .any(|h| headers.contains_key(*h)),
+    let present = scan(headers);
+    let base = Incoming {
+        b3: present.b3,
+        tracestate: present.tracestate,
+        request_id: present.request_id,
+        ..Incoming::default()
     };
-    if let Some((parent, sampled)) = single(headers, &TRACEPARENT).and_then(parse_traceparent) {
+    if present.traceparent
+        && let Some((parent, sampled)) = single(headers, &TRACEPARENT).and_then(parse_traceparent)
+    {
         return Incoming {
             parent: Some(parent),
             decision: Some(if sampled {
@@ -97,16 +104,16 @@ pub fn read(headers: &HeaderMap) -> Incoming {
                 Decision::NotSampled
             }),
             w3c: true,
-            b3,
+            ..base
         };
     }
-    let from_b3 = if b3.single {
+    let from_b3 = if present.b3.single {
         single(headers, &B3).and_then(parse_b3_single)
     } else {
         None
     };
     let from_b3 = from_b3.or_else(|| {
-        if b3.multi {
+        if present.b3.multi {
             parse_b3_multi(headers)
         } else {
             None
@@ -116,14 +123,37 @@ pub fn read(headers: &HeaderMap) -> Incoming {
         Some((parent, decision)) => Incoming {
             parent,
             decision,
-            w3c: false,
-            b3,
+            ..base
         },
-        None => Incoming {
-            b3,
-            ..Incoming::default()
-        },
+        None => base,
     }
+}
+
+/// Which propagation headers a request carries.
+#[derive(Clone, Copy, Default)]
+struct Present {
+    traceparent: bool,
+    tracestate: bool,
+    b3: B3Forms,
+    request_id: bool,
+}
+
+/// One pass over the request's header names: cheaper than a hashed lookup per propagation
+/// header (nine of them), since most requests carry none or only `traceparent` and
+/// `x-request-id`.
+fn scan(headers: &HeaderMap) -> Present {
+    let mut p = Present::default();
+    for name in headers.keys() {
+        match name.as_str() {
+            "traceparent" => p.traceparent = true,
+            "tracestate" => p.tracestate = true,
+            "b3" => p.b3.single = true,
+            "x-b3-traceid" | "x-b3-spanid" | "x-b3-sampled" | "x-b3-flags" => p.b3.multi = true,
+            "x-request-id" => p.request_id = true,
+            _ => {}
+        }
+    }
+    p
 }
 
 /// The value of a header that must appear once; several (or none) is `None`.
@@ -277,22 +307,35 @@ fn hex_lower(v: &[u8]) -> Option<u128> {
 }
 
 /// Writes `n`'s low `out.len() / 2` bytes as lowercase hex.
-fn put_hex(out: &mut [u8], mut n: u128) {
+fn put_hex(out: &mut [u8], n: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
+    debug_assert!(out.len() % 2 == 0 && out.len() <= 32);
+    let bytes = n.to_be_bytes();
+    let low = &bytes[16 - out.len() / 2..];
+    for (pair, b) in out.chunks_exact_mut(2).zip(low) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
-/// A propagation header value. Every one is new per request, so it is marked never-indexed: HPACK
-/// then sends it as a literal without inserting it into the connection's dynamic table, where a
-/// stream of unique values would only evict the headers that do repeat (`x-sinew-peer`,
-/// `:authority`, `user-agent`) and cost a table search per request.
+/// Propagation values are new per request, so they are sent never-indexed: HPACK then does not
+/// insert them into the connection's dynamic table, where a stream of unique values would only
+/// evict the headers that do repeat (`x-sinew-peer`, `:authority`, `user-agent`). One value in
+/// `INDEX_ONE_IN` is indexed all the same: that keeps its *name* in the table, so the others go
+/// out with a name reference of a byte or two instead of a Huffman-coded literal name that the
+/// next hop must decode and allocate again.
+const INDEX_ONE_IN: u32 = 64;
+
+/// Marks a propagation value never-indexed, but for one in `INDEX_ONE_IN` (see there).
+fn mark(v: &mut HeaderValue) {
+    v.set_sensitive(fastrand::u32(..INDEX_ONE_IN) != 0);
+}
+
+/// A propagation header value, marked for HPACK (see [`mark`]).
 fn value(bytes: &[u8]) -> HeaderValue {
     let mut v = HeaderValue::from_bytes(bytes)
         .expect("invariant: hex digits and dashes are valid header bytes");
-    v.set_sensitive(true);
+    mark(&mut v);
     v
 }
 
@@ -305,10 +348,16 @@ pub fn write(headers: &mut HeaderMap, incoming: &Incoming, out: &Outgoing) {
     put_hex(&mut tp[36..52], u128::from(out.span_id));
     put_hex(&mut tp[53..55], flags);
     headers.insert(&TRACEPARENT, value(&tp));
-    if !incoming.w3c {
+    if !incoming.w3c && incoming.tracestate {
         headers.remove(&TRACESTATE);
     }
+    if incoming.b3.single || incoming.b3.multi {
+        write_b3(headers, incoming.b3, out);
+    }
+}
 
+/// The B3 forms the request came with, rewritten for the next hop.
+fn write_b3(headers: &mut HeaderMap, forms: B3Forms, out: &Outgoing) {
     let mut trace = [0u8; 32];
     let trace: &[u8] = if out.short_trace_id {
         put_hex(&mut trace[..16], out.trace_id);
@@ -328,7 +377,7 @@ pub fn write(headers: &mut HeaderMap, incoming: &Incoming, out: &Outgoing) {
         Decision::NotSampled => b"0",
         Decision::Debug => b"d",
     };
-    if incoming.b3.single {
+    if forms.single {
         // {trace}-{span}-{decision}[-{parent}]: at most 32+1+16+1+1+1+16 bytes.
         let mut b = [0u8; 68];
         let mut n = 0;
@@ -343,7 +392,7 @@ pub fn write(headers: &mut HeaderMap, incoming: &Incoming, out: &Outgoing) {
         }
         headers.insert(&B3, value(&b[..n]));
     }
-    if incoming.b3.multi {
+    if forms.multi {
         headers.insert(&B3_TRACE_ID, value(trace));
         headers.insert(&B3_SPAN_ID, value(&span));
         match out.parent_span_id {
@@ -367,8 +416,8 @@ pub fn write(headers: &mut HeaderMap, incoming: &Incoming, out: &Outgoing) {
 
 /// Keeps a sane `x-request-id` (one value, 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII bytes) and
 /// replaces anything else with a new UUID v4, as Envoy does. Returns the id in force.
-pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    ensure_request_id(headers);
+pub fn request_id(headers: &mut HeaderMap, incoming: &Incoming) -> HeaderValue {
+    ensure_request_id(headers, incoming);
     headers
         .get(&REQUEST_ID)
         .cloned()
@@ -376,18 +425,20 @@ pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
 }
 
 /// [`request_id`] without the copy, for requests whose span records nothing. A kept id is
-/// marked never-indexed like the values written here (see [`value`]).
-pub fn ensure_request_id(headers: &mut HeaderMap) {
-    let sane = single(headers, &REQUEST_ID).is_some_and(|v| {
-        !v.is_empty()
-            && v.len() <= MAX_REQUEST_ID_LEN
-            && v.iter().all(|b| (0x21..=0x7e).contains(b))
-    });
-    if sane {
-        if let Some(v) = headers.get_mut(&REQUEST_ID) {
-            v.set_sensitive(true);
+/// marked for HPACK like the values written here (see [`mark`]).
+pub fn ensure_request_id(headers: &mut HeaderMap, incoming: &Incoming) {
+    if incoming.request_id {
+        let sane = single(headers, &REQUEST_ID).is_some_and(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.iter().all(|b| (0x21..=0x7e).contains(b))
+        });
+        if sane {
+            if let Some(v) = headers.get_mut(&REQUEST_ID) {
+                mark(v);
+            }
+            return;
         }
-        return;
     }
     headers.insert(&REQUEST_ID, value(&uuid_v4(fastrand::u128(..))));
 }

@@ -203,11 +203,11 @@ impl Tracer {
                     kind,
                     context: out,
                     start: SystemTime::now(),
-                    request_id: context::request_id(headers),
+                    request_id: context::request_id(headers, &incoming),
                 },
             })
         } else {
-            context::ensure_request_id(headers);
+            context::ensure_request_id(headers, &incoming);
             None
         };
         Span {

@@ -389,14 +389,19 @@ fn b3_debug_and_short_ids_are_written_as_b3_expects() {
     );
 }
 
+fn kept_or_new_request_id(h: &mut HeaderMap) -> http::HeaderValue {
+    let incoming = read(h);
+    request_id(h, &incoming)
+}
+
 #[test]
 fn a_sane_request_id_is_kept() {
     let mut h = headers(&[("x-request-id", b"f81d4fae-7dec-11d0-a765-00a0c91e6bf6")]);
-    assert_eq!(request_id(&mut h), "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+    assert_eq!(kept_or_new_request_id(&mut h), "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
     assert_eq!(h["x-request-id"], "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
     let long = vec![b'a'; MAX_REQUEST_ID_LEN];
     let mut h = headers(&[("x-request-id", &long)]);
-    assert_eq!(request_id(&mut h).as_bytes(), &long[..]);
+    assert_eq!(kept_or_new_request_id(&mut h).as_bytes(), &long[..]);
 }
 
 fn is_uuid_v4(v: &[u8]) -> bool {
@@ -424,7 +429,7 @@ fn a_missing_or_insane_request_id_is_replaced_by_a_uuid() {
     ];
     for case in cases {
         let mut h = headers(case);
-        let id = request_id(&mut h);
+        let id = kept_or_new_request_id(&mut h);
         assert!(is_uuid_v4(id.as_bytes()), "{case:?} -> {id:?}");
         assert_eq!(h.get_all("x-request-id").iter().count(), 1);
         assert_eq!(h["x-request-id"], id);
@@ -438,4 +443,59 @@ fn uuid_v4_sets_the_version_and_variant_bits() {
     for _ in 0..100 {
         assert!(is_uuid_v4(&uuid_v4(fastrand::u128(..))));
     }
+}
+
+#[test]
+fn the_one_pass_scan_finds_what_lookups_by_name_find() {
+    let names = [
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "x-request-id",
+    ];
+    // Every subset, among unrelated headers (standard and custom, some with near names).
+    for subset in 0u32..1 << names.len() {
+        let mut h = headers(&[
+            ("user-agent", b"curl/8"),
+            ("x-b3", b"1"),
+            ("traceparents", b"1"),
+            ("x-request-i", b"1"),
+        ]);
+        for (i, name) in names.iter().enumerate() {
+            if subset & (1 << i) != 0 {
+                h.append(*name, http::HeaderValue::from_static("v"));
+            }
+        }
+        let p = scan(&h);
+        let has = |n: &str| h.contains_key(n);
+        assert_eq!(p.traceparent, has("traceparent"), "{subset:b}");
+        assert_eq!(p.tracestate, has("tracestate"), "{subset:b}");
+        assert_eq!(p.b3.single, has("b3"), "{subset:b}");
+        assert_eq!(
+            p.b3.multi,
+            ["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"]
+                .iter()
+                .any(|n| has(n)),
+            "{subset:b}"
+        );
+        assert_eq!(p.request_id, has("x-request-id"), "{subset:b}");
+    }
+}
+
+#[test]
+fn hex_digits_are_lowercase_and_zero_padded() {
+    let mut out = [0u8; 32];
+    put_hex(&mut out, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+    assert_eq!(&out, b"0123456789abcdeffedcba9876543210");
+    let mut out = [0u8; 16];
+    put_hex(&mut out, 0xab);
+    assert_eq!(&out, b"00000000000000ab");
+    let mut out = [0u8; 2];
+    put_hex(&mut out, 1);
+    assert_eq!(&out, b"01");
 }

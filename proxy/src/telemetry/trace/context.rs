@@ -309,7 +309,7 @@ fn hex_lower(v: &[u8]) -> Option<u128> {
 /// Writes `n`'s low `out.len() / 2` bytes as lowercase hex.
 fn put_hex(out: &mut [u8], n: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    debug_assert!(out.len() % 2 == 0 && out.len() <= 32);
+    debug_assert!(out.len().is_multiple_of(2) && out.len() <= 32);
     let bytes = n.to_be_bytes();
     let low = &bytes[16 - out.len() / 2..];
     for (pair, b) in out.chunks_exact_mut(2).zip(low) {

@@ -397,7 +397,10 @@ fn kept_or_new_request_id(h: &mut HeaderMap) -> http::HeaderValue {
 #[test]
 fn a_sane_request_id_is_kept() {
     let mut h = headers(&[("x-request-id", b"f81d4fae-7dec-11d0-a765-00a0c91e6bf6")]);
-    assert_eq!(kept_or_new_request_id(&mut h), "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+    assert_eq!(
+        kept_or_new_request_id(&mut h),
+        "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    );
     assert_eq!(h["x-request-id"], "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
     let long = vec![b'a'; MAX_REQUEST_ID_LEN];
     let mut h = headers(&[("x-request-id", &long)]);

@@ -221,7 +221,9 @@ where
             self.drop_batch();
             return;
         };
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.limits.max_batch));
+        // Grown as spans come rather than reserved at `max_batch`: at low rates a batch holds a
+        // few dozen spans.
+        let batch = std::mem::take(&mut self.batch);
         let n = batch.len() as u64;
         let res = tokio::time::timeout(self.limits.export_timeout, exporter.export(batch)).await;
         let error = match res {

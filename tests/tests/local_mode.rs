@@ -672,7 +672,8 @@ fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
 
     // Not running any more, as far as the tools can tell; `down` removes what is left.
     let status = mesh.ctl(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stderr).contains("no local mesh"));
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(said.contains("no local mesh"), "status said: {said}");
     let said = mesh.down();
     assert!(said.contains("removed"), "{said}");
     assert_eq!(leftovers(&run), Vec::<String>::new());

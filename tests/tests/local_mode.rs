@@ -670,10 +670,22 @@ fn down_cleans_up_after_a_crashed_run_while_another_runs_beside_it() {
         "the pods died with the supervisor"
     );
 
-    // Not running any more, as far as the tools can tell; `down` removes what is left.
-    let status = mesh.ctl(&["status"]);
-    let said = String::from_utf8_lossy(&status.stderr);
-    assert!(said.contains("no local mesh"), "status said: {said}");
+    // Not running any more, as far as the tools can tell; `down` removes what is left. The
+    // kernel releases the supervisor's lock on `up.pid` when its last thread has exited, which
+    // can be a moment after its main thread shows as a zombie: wait for it, not for a time.
+    wait_until("status says no mesh runs", Duration::from_secs(10), || {
+        let status = mesh.ctl(&["status"]);
+        let said = String::from_utf8_lossy(&status.stderr).into_owned();
+        if said.contains("no local mesh") {
+            Ok(())
+        } else {
+            Err(format!(
+                "status said: {said}{}",
+                String::from_utf8_lossy(&status.stdout)
+            ))
+        }
+    })
+    .unwrap();
     let said = mesh.down();
     assert!(said.contains("removed"), "{said}");
     assert_eq!(leftovers(&run), Vec::<String>::new());

@@ -18,6 +18,7 @@ use sinew_tests::process::{run_bounded, signal, wait_exit, wait_until};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -634,8 +635,14 @@ impl Drop for Prometheus {
     }
 }
 
-/// Steady traffic client-0 → frontend → backend for `secs` seconds, in the background.
-fn load(mesh: &LocalMesh, secs: u32) -> std::thread::JoinHandle<()> {
+/// Steady traffic client-0 → frontend → backend in the background, stopped when dropped (SIGTERM
+/// to its process group: `sinewctl exec` and the load it runs), so a test waits for what it
+/// checks and not for the load to run out. `--duration` only bounds a test that hangs.
+struct Load {
+    child: Child,
+}
+
+fn load(mesh: &LocalMesh) -> Load {
     let mut cmd = Command::new(&mesh.sinewctl);
     cmd.args(["--name", &mesh.run, "--state-root"])
         .arg(&mesh.state_root)
@@ -648,11 +655,30 @@ fn load(mesh: &LocalMesh, secs: u32) -> std::thread::JoinHandle<()> {
             "--rps",
             "20",
         ])
-        .args(["--duration", &secs.to_string(), "--report-secs", "600"]);
-    let bound = Duration::from_secs(u64::from(secs) + 60);
-    std::thread::spawn(move || {
-        let _ = run_bounded(cmd, bound);
-    })
+        .args(["--duration", "300", "--report-secs", "600"])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Load {
+        child: cmd.spawn().expect("start the load"),
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        for sig in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if wait_exit(&mut self.child, Duration::from_secs(10)).is_some() {
+                return;
+            }
+        }
+    }
 }
 
 /// `(service, value)` for the query's series, by `destination_service`.
@@ -675,7 +701,7 @@ fn prometheus_answers_the_promql_of_istios_dashboards() {
     let scratch = Scratch::new("prometheus");
     let mesh = start_mesh(&bin_dir, &scratch, "prom", &[]);
     let prom = Prometheus::start(&mesh, &scratch, prometheus.path("prometheus"));
-    let traffic = load(&mesh, 30);
+    let traffic = load(&mesh);
 
     // Istio's service dashboard: request rate by destination service, success rate (non-5xx
     // share), and p99 from the duration histogram — over the server side (reporter destination).
@@ -714,7 +740,7 @@ fn prometheus_answers_the_promql_of_istios_dashboards() {
         assert!(*rps < 100.0, "{svc}: {rps} requests/s from a 20/s load");
     }
     drop(prom);
-    let _ = traffic.join();
+    drop(traffic);
 }
 
 #[test]
@@ -725,7 +751,7 @@ fn stat_shows_each_workloads_live_traffic() {
     };
     let scratch = Scratch::new("stat");
     let mesh = start_mesh(&bin_dir, &scratch, "stat", &[]);
-    let traffic = load(&mesh, 20);
+    let traffic = load(&mesh);
     let rows = wait_until("stat sees the load", Duration::from_secs(45), || {
         let out = mesh.ctl(&[
             "stat", "deploy", "-n", "shop", "--window", "2s", "-o", "json",
@@ -791,5 +817,5 @@ fn stat_shows_each_workloads_live_traffic() {
     let out = mesh.ctl(&["stat", "deploy", "nope", "-n", "shop", "--window", "1s"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no deployment \"nope\""));
-    let _ = traffic.join();
+    drop(traffic);
 }

@@ -171,7 +171,7 @@ async fn without_a_target_spans_are_dropped_and_counted() {
     settle().await;
     q.offer(span(2));
     settle().await;
-    tokio::time::sleep(SMALL.interval * 2).await;
+    until_accounted(&counters, 2).await;
     assert_eq!(
         counters.dropped.get(),
         2,

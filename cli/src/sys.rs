@@ -15,10 +15,10 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Where `ip netns exec` looks for a namespace's own `/etc` files (hosts, resolv.conf).
 pub const NETNS_ETC_DIR: &str = "/etc/netns";
 
-/// Connects to `addr` from inside network namespace `netns`. A socket belongs to the namespace
-/// it was created in, so a short-lived thread moves itself into the namespace, connects, and
-/// hands the connected socket back; the caller's threads never change namespace.
-pub fn connect_in(netns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// Runs `make` on a short-lived thread moved into network namespace `netns` and returns what it
+/// made: a socket belongs to the namespace it was created in, wherever it is used from, and the
+/// caller's threads never change namespace.
+fn in_netns<T: Send>(netns: &str, make: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     let path = Path::new(NETNS_DIR).join(netns);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -27,31 +27,24 @@ pub fn connect_in(netns: &str, addr: SocketAddr, timeout: Duration) -> io::Resul
                 ns.as_fd(),
                 Some(LinkNameSpaceType::Network),
             )?;
-            TcpStream::connect_timeout(&addr, timeout)
+            make()
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
     })
 }
 
-/// A listening socket on `addr` inside network namespace `netns`, made like [`connect_in`]'s:
-/// a short-lived thread enters the namespace and binds; the socket stays in that namespace
-/// wherever it is used from. Non-blocking, ready for tokio.
+/// Connects to `addr` from inside network namespace `netns`.
+pub fn connect_in(netns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    in_netns(netns, || TcpStream::connect_timeout(&addr, timeout))
+}
+
+/// A listening socket on `addr` inside network namespace `netns`; non-blocking, ready for tokio.
 pub fn listen_in(netns: &str, addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let path = Path::new(NETNS_DIR).join(netns);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = std::fs::File::open(&path)?;
-            rustix::thread::move_into_link_name_space(
-                ns.as_fd(),
-                Some(LinkNameSpaceType::Network),
-            )?;
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
-            Ok(listener)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    in_netns(netns, || {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
     })
 }
 

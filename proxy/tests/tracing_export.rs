@@ -53,6 +53,19 @@ struct Req {
     uri: http::Uri,
 }
 
+/// A receiver on a free port, a tracer exporting to it, and a `GET path` to trace.
+async fn exporting_to_a_receiver(path: &str) -> (Receiver, Tracer, Req) {
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let tracer = tracer(receiver.endpoint());
+    let req = Req {
+        method: http::Method::GET,
+        uri: path.parse().unwrap(),
+    };
+    (receiver, tracer, req)
+}
+
 fn outcome(r: &Req, status: u16, flags: ResponseFlags) -> Outcome<'_> {
     Outcome {
         method: &r.method,
@@ -77,14 +90,7 @@ fn outcome(r: &Req, status: u16, flags: ResponseFlags) -> Outcome<'_> {
 
 #[tokio::test]
 async fn a_client_and_a_server_span_arrive_parented_with_kinds_and_attributes() {
-    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let tracer = tracer(receiver.endpoint());
-    let req = Req {
-        method: http::Method::GET,
-        uri: "/reviews/1".parse().unwrap(),
-    };
+    let (receiver, tracer, req) = exporting_to_a_receiver("/reviews/1").await;
 
     // The app's request leaves through the caller's proxy…
     let mut headers = sampled(TRACE, APP_SPAN);
@@ -154,14 +160,7 @@ async fn a_client_and_a_server_span_arrive_parented_with_kinds_and_attributes() 
 
 #[tokio::test]
 async fn an_unsampled_request_sends_no_span() {
-    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let tracer = tracer(receiver.endpoint());
-    let req = Req {
-        method: http::Method::GET,
-        uri: "/".parse().unwrap(),
-    };
+    let (receiver, tracer, req) = exporting_to_a_receiver("/").await;
     let mut unsampled = HeaderMap::new();
     unsampled.insert(
         "traceparent",
@@ -181,14 +180,7 @@ async fn an_unsampled_request_sends_no_span() {
 
 #[tokio::test]
 async fn spans_flow_again_once_a_stopped_collector_is_back() {
-    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let tracer = tracer(receiver.endpoint());
-    let req = Req {
-        method: http::Method::GET,
-        uri: "/".parse().unwrap(),
-    };
+    let (receiver, tracer, req) = exporting_to_a_receiver("/").await;
     let send = |trace: &str| {
         let span = tracer.start(SpanKind::Client, &mut sampled(trace, APP_SPAN));
         span.finish(&outcome(&req, 200, ResponseFlags::default()));

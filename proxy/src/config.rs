@@ -131,6 +131,8 @@ pub struct TlsPaths {
 pub enum InboundMode {
     Permissive,
     Strict,
+    /// Clients are told to send plaintext; mesh mTLS is still accepted (see the proto).
+    Disable,
 }
 
 #[derive(Clone, Debug)]
@@ -348,6 +350,7 @@ impl Config {
         let inbound_mode = match pb::InboundMode::try_from(msg.inbound_mode) {
             Ok(pb::InboundMode::Permissive) => InboundMode::Permissive,
             Ok(pb::InboundMode::Strict) => InboundMode::Strict,
+            Ok(pb::InboundMode::Disable) => InboundMode::Disable,
             Err(_) => return Err(invalid("inboundMode", "unknown mode")),
         };
 

@@ -371,6 +371,20 @@ fn merge(
                 } else {
                     merged.inbound_mode = s.inbound_mode;
                 }
+                // Per port likewise: the file's STRICT (workload-wide or on the port) stands.
+                for (&port, &mode) in &s.port_inbound_modes {
+                    let known = cfg::InboundMode::try_from(mode).is_ok();
+                    let file_strict = base.inbound_mode == strict
+                        || base.port_inbound_modes.get(&port) == Some(&strict);
+                    let mode = if file_strict || !known { strict } else { mode };
+                    merged.port_inbound_modes.insert(port, mode);
+                }
+                // The file's policies (if any) and the control plane's all apply.
+                if let Some(from_cp) = &s.authorization {
+                    let mut all = base.authorization.clone().unwrap_or_default();
+                    all.policies.extend(from_cp.policies.iter().cloned());
+                    merged.authorization = Some(all);
+                }
                 merged.opaque_ports.extend(s.opaque_ports.iter().copied());
                 // Both lists count: the file's ranges hold before the control plane answers,
                 // and the control plane may know ranges the file does not.

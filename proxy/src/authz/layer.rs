@@ -118,3 +118,6 @@ fn normalize_path<B>(req: &mut Request<B>) -> Result<(), InvalidPath> {
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| InvalidPath)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,13 +23,12 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} ({} bytes",
-            self.target,
-            self.message,
-            self.input.len()
-        )?;
+        // Messages can quote the whole input: the start says what broke.
+        let message = match self.message.char_indices().nth(600) {
+            Some((i, _)) => format!("{}…", &self.message[..i]),
+            None => self.message.clone(),
+        };
+        write!(f, "{}: {message} ({} bytes", self.target, self.input.len())?;
         match &self.saved {
             Some(p) => write!(f, ", saved to {})", p.display()),
             None => write!(

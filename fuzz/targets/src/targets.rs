@@ -27,8 +27,14 @@ pub fn outcome<T, E: std::fmt::Display>(what: &str, result: &Result<T, E>) -> St
     }
 }
 
-/// `message` with quoted parts and digits blanked, at most 100 characters.
+/// `message` with quoted parts and digits blanked, cut after its third `: ` (where the
+/// offending value usually follows unquoted: `field: reason: value`), at most 100 characters.
 pub fn shape(message: &str) -> String {
+    let message = message
+        .splitn(4, ": ")
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(": ");
     let mut out = String::new();
     let mut quote: Option<char> = None;
     for c in message.chars() {

@@ -328,8 +328,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_yaml(path, &text)
+    }
+
+    /// Decodes and validates a YAML (or JSON) ProxyConfig; `path` names it in errors.
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let msg: pb::ProxyConfig =
-            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;

@@ -276,11 +276,11 @@ impl Client {
     }
 }
 
-type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
+pub type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
 
 /// Validates a response against what is held: the merged config and any new trust bundle, or
-/// the reason to NACK. Changes nothing.
-fn prepare(
+/// the reason to NACK. Changes nothing. (Public for the fuzz targets.)
+pub fn prepare(
     base: &cfg::ProxyConfig,
     held: &BTreeMap<String, pb::Resource>,
     rsp: pb::DiscoveryResponse,

@@ -10,6 +10,7 @@
 //! its pod instead of being exposed to the mesh by its sidecar.
 
 mod http;
+pub mod tcp_header;
 
 pub use self::http::InboundHttp;
 
@@ -313,37 +314,14 @@ where
 {
     let client = side.client;
     let timeout = ctx.config().timeouts.detect;
-    let magic = match with_peer {
-        true => crate::outbound::TCP_MAGIC_PEER,
-        false => crate::outbound::TCP_MAGIC,
-    };
-    let read = async {
-        let mut hdr = [0u8; 6];
-        io.read_exact(&mut hdr).await?;
-        if &hdr[..4] != magic {
-            return Ok(None);
-        }
-        let port = u16::from_be_bytes([hdr[4], hdr[5]]);
-        let mut meta = Vec::new();
-        if with_peer {
-            let mut len = [0u8; 2];
-            io.read_exact(&mut len).await?;
-            let len = u16::from_be_bytes(len) as usize;
-            if len > crate::telemetry::peer::MAX_LEN {
-                return Ok(None);
+    let (port, meta) =
+        match tokio::time::timeout(timeout, tcp_header::read(&mut io, with_peer)).await {
+            Ok(Ok(Some(h))) => (h.port, h.meta),
+            _ => {
+                warn!(%client, "mesh TCP stream without a valid header; closing");
+                return;
             }
-            meta.resize(len, 0);
-            io.read_exact(&mut meta).await?;
-        }
-        Ok::<_, std::io::Error>(Some((port, meta)))
-    };
-    let (port, meta) = match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(Some(h))) => h,
-        _ => {
-            warn!(%client, "mesh TCP stream without a valid header; closing");
-            return;
-        }
-    };
+        };
     if port == 0 {
         warn!(%client, "mesh TCP stream names port 0; closing");
         return;

@@ -76,6 +76,7 @@ where
         let Some(port) = port else {
             return Either::Left(self.inner.call(req));
         };
+        align_host(&mut req);
         let host = req
             .uri()
             .authority()
@@ -96,6 +97,22 @@ where
         } else {
             Either::Right(ready(Err(ProxyError::Denied)))
         }
+    }
+}
+
+/// A request naming its authority in the URI (HTTP/1 absolute form, HTTP/2 `:authority`) and
+/// another in `Host` would be matched on one and served by the other: `Host` is made the URI's,
+/// as RFC 9112 §3.2.2 tells a proxy to do, so the app is addressed as the policy saw it.
+fn align_host<B>(req: &mut Request<B>) {
+    let Some(authority) = req.uri().authority() else {
+        return;
+    };
+    let differs = req.headers().get(header::HOST).is_some_and(|h| {
+        !h.as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    });
+    if differs && let Ok(v) = header::HeaderValue::from_str(authority.as_str()) {
+        req.headers_mut().insert(header::HOST, v);
     }
 }
 

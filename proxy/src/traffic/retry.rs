@@ -38,6 +38,11 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
     /// Envoy's `previous_hosts` predicate: prefer another endpoint on a retry.
     pub previous_hosts: bool,
+    /// Also retry an idempotent request (GET, HEAD, OPTIONS, TRACE) whose upstream connection
+    /// was lost before the response began: on with the default conditions (no `retryOn`), so a
+    /// replica killed mid-request costs its callers nothing; off when `retryOn` is written out
+    /// (then Envoy's conditions hold exactly).
+    pub idempotent_resets: bool,
 }
 
 /// Envoy's `retryOn` conditions, as a bit set.
@@ -111,6 +116,7 @@ impl RetryPolicy {
             codes: Box::new([]),
             backoff: Backoff::default(),
             previous_hosts: true,
+            idempotent_resets: true,
         }
     }
 
@@ -192,6 +198,7 @@ impl RetryPolicy {
         }
         if on != Conditions::default() {
             policy.on = on;
+            policy.idempotent_resets = false;
         } else if !codes.is_empty() {
             policy.on.insert(Conditions::RETRIABLE_STATUS_CODES);
         }
@@ -211,8 +218,19 @@ impl RetryPolicy {
 
     /// Whether a try's outcome is worth another try under this policy.
     pub fn is_retriable<B>(&self, res: &Result<Response<B>, ProxyError>) -> bool {
+        self.is_retriable_for(res, false)
+    }
+
+    /// As [`Self::is_retriable`], for a request whose method is `idempotent` (see
+    /// [`Self::idempotent_resets`]).
+    pub fn is_retriable_for<B>(
+        &self,
+        res: &Result<Response<B>, ProxyError>,
+        idempotent: bool,
+    ) -> bool {
         match res {
             Ok(rsp) => self.response_retriable(rsp),
+            Err(e) if idempotent && self.idempotent_resets && is_lost_connection(e) => true,
             Err(e) => self.error_retriable(e),
         }
     }
@@ -404,6 +422,7 @@ where
     };
     let _active = budget.as_ref().map(|b| b.track());
     let (parts, handle) = req.into_parts();
+    let idempotent = is_idempotent(&parts.method);
     let mut body = first;
     let mut retries = 0;
     let mut rng: Option<fastrand::Rng> = None;
@@ -424,7 +443,7 @@ where
             rsp.extensions_mut()
                 .insert(crate::telemetry::Retries(retries));
         }
-        if !policy.is_retriable(&res) {
+        if !policy.is_retriable_for(&res, idempotent) {
             return res;
         }
         if retries >= policy.retries {
@@ -456,6 +475,30 @@ where
         tokio::time::sleep(policy.backoff.delay(retries, rng)).await;
         body = next;
     }
+}
+
+/// The upstream connection failed or was lost before a response began (not a local limit, a
+/// timeout or the client's own error).
+fn is_lost_connection(e: &ProxyError) -> bool {
+    matches!(
+        e.root(),
+        ProxyError::Upstream(_)
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::Tls { .. }
+            | ProxyError::NoMeshAlpn { .. }
+            | ProxyError::Handshake { .. }
+    )
+}
+
+/// RFC 9110's safe methods, which a server must not treat as changing anything: sent twice,
+/// they do no more harm than once. (PUT and DELETE are idempotent too, but apps that get them
+/// wrong are common enough not to bet on.)
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+    )
 }
 
 async fn try_once<S, R>(

@@ -61,6 +61,32 @@ fn get(uri: &str) -> Request<()> {
     Request::get(uri).body(()).unwrap()
 }
 
+/// Sends `req`; the request the app received, or the status of the proxy's own answer.
+async fn send_full<S>(
+    svc: &mut S,
+    handle: &mut Handle,
+    req: Request<()>,
+) -> Result<Request<()>, StatusCode>
+where
+    S: tower::Service<Request<()>, Response = Response<Body>, Error = ProxyError>,
+{
+    svc.ready().await.expect("ready");
+    let fut = svc.call(req);
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        res = &mut fut => match res {
+            Ok(_) => unreachable!("the mock answers only after the request is taken"),
+            Err(e) => Err(e.status_and_flag().0),
+        },
+        Some((req, respond)) = handle.next_request() => {
+            respond.send_response(Response::new(crate::http::empty_body()));
+            fut.await.expect("answered");
+            Ok(req)
+        }
+    }
+}
+
 /// Sends `req`; the path the app received, or the status of the proxy's own answer.
 async fn send<S>(svc: &mut S, handle: &mut Handle, req: Request<()>) -> Result<String, StatusCode>
 where
@@ -169,5 +195,36 @@ authorization:
     assert_eq!(
         send(&mut svc, &mut handle, get("/")).await,
         Err(StatusCode::FORBIDDEN)
+    );
+}
+
+/// `GET http://public/ HTTP/1.1` with `Host: admin`: matched and served as `public`.
+#[tokio::test]
+async fn a_host_header_that_contradicts_the_uri_is_replaced_by_the_uris_authority() {
+    let ctx = ctx(r#"
+authorization:
+  policies:
+    - name: shop/no-admin-host
+      action: DENY
+      rules: [{to: [{hosts: ["admin*"]}]}]
+"#);
+    let (mut svc, mut handle) = layer(&ctx, None);
+    let mut req = get("http://public.example/x");
+    req.headers_mut().insert(
+        header::HOST,
+        http::HeaderValue::from_static("admin.example"),
+    );
+    let seen = send_full(&mut svc, &mut handle, req)
+        .await
+        .expect("public is allowed");
+    assert_eq!(seen.headers()[header::HOST], "public.example");
+    let mut req = get("http://admin.example/x");
+    req.headers_mut().insert(
+        header::HOST,
+        http::HeaderValue::from_static("public.example"),
+    );
+    assert_eq!(
+        send_full(&mut svc, &mut handle, req).await.err(),
+        Some(StatusCode::FORBIDDEN)
     );
 }

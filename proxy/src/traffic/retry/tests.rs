@@ -474,3 +474,64 @@ async fn the_route_timeout_covers_all_retries() {
     assert_eq!(Instant::now() - start, Duration::from_millis(250));
     assert!((2..=10).contains(&tries), "{tries}");
 }
+
+#[test]
+fn with_the_default_conditions_an_idempotent_request_is_retried_after_a_lost_connection() {
+    let default = RetryPolicy::istio_default();
+    let reset = || {
+        Err::<Response<Body>, _>(ProxyError::Upstream(Box::new(h2::Error::from(
+            h2::Reason::INTERNAL_ERROR,
+        ))))
+    };
+    assert!(
+        default.is_retriable_for(&reset(), true),
+        "GET: the replica died mid-request"
+    );
+    assert!(
+        !default.is_retriable_for(&reset(), false),
+        "POST: it may have been applied"
+    );
+    assert!(
+        !default.is_retriable_for(
+            &Err::<Response<Body>, _>(ProxyError::Timeout(Duration::from_secs(1))),
+            true
+        ),
+        "a timeout is not a lost connection"
+    );
+    // retryOn written out: Envoy's conditions exactly.
+    let explicit = policy(&["connect-failure"], 2);
+    assert!(!explicit.is_retriable_for(&reset(), true));
+    // attempts set, retryOn left empty: the default conditions, idempotent resets included.
+    let attempts_only = RetryPolicy::from_proto(
+        "r",
+        Some(&pb::RetryPolicy {
+            attempts: 3,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    assert!(attempts_only.is_retriable_for(&reset(), true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_whose_replica_died_mid_request_is_retried_and_a_post_is_not() {
+    let reset = || ProxyError::Upstream(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+    let (svc, mut handle) = retry(
+        RetryPolicy::istio_default(),
+        Arc::new(RetryBudget::unlimited()),
+    );
+    let task = spawn(&svc, request(""));
+    answer(&mut handle, 2, |i| {
+        if i == 0 { Err(reset()) } else { Ok(rsp(200)) }
+    })
+    .await;
+    assert_eq!(task.await.unwrap().unwrap().status(), 200);
+
+    let mut post = request("order");
+    *post.method_mut() = http::Method::POST;
+    let task = spawn(&svc, post);
+    answer(&mut handle, 1, |_| Err(reset())).await;
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err.root(), ProxyError::Upstream(_)), "{err}");
+    no_more_tries(svc, &mut handle).await;
+}

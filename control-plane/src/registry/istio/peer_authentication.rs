@@ -34,7 +34,7 @@ pub struct PeerAuthenticationSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtls: Option<PeerMtls>,
     /// Per workload port (the port the app listens on, not a Service port); needs a selector.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "kubernetes",
         schemars(schema_with = "port_level_mtls_schema")

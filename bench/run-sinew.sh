@@ -35,6 +35,9 @@
 #                        in release mode unless SINEW_OTLP_RECEIVER_BIN is set) that this script
 #                        starts on 127.0.0.1:$SINEW_BENCH_OTLP_PORT (default 14317) and stops;
 #                        default: unset, no tracing. Istio's standard metrics are always on.
+#   SINEW_BENCH_AUTHZ    `allow`: the server proxy enforces an AuthorizationPolicy admitting the
+#                        client's identity for GET (every request is checked, its path
+#                        normalised); default: unset, no policy.
 #
 # Internal: the harness starts each proxy as `run-sinew.sh --exec-client|--exec-server`. That mode
 # reads OURS_PORT OURS_SERVER_PORT UPSTREAM_PORT CERT_DIR RUN_DIR (exported by the harness), writes the
@@ -56,6 +59,18 @@ policy_yaml() {  # the client service's trafficPolicy for SINEW_BENCH_POLICY (in
       echo '      outlierDetection: {consecutive5xxErrors: 2, interval: 60s, baseEjectionTime: 30s, maxEjectionPercent: 100}'
       ;;
     *) echo "unknown SINEW_BENCH_POLICY=$SINEW_BENCH_POLICY (known: seed)" >&2; exit 2 ;;
+  esac
+}
+
+authz_yaml() {  # the server's authorization for SINEW_BENCH_AUTHZ
+  case ${SINEW_BENCH_AUTHZ:-} in
+    '') ;;
+    allow)
+      echo 'authorization:'
+      echo '  policies:'
+      echo '    - {name: default/allow-client, rules: [{from: [{principals: ["cluster.local/ns/default/sa/client"]}], to: [{methods: [GET]}]}]}'
+      ;;
+    *) echo "unknown SINEW_BENCH_AUTHZ=$SINEW_BENCH_AUTHZ (known: allow)" >&2; exit 2 ;;
   esac
 }
 
@@ -94,6 +109,7 @@ listeners:
   - {name: inbound, address: "127.0.0.1:$OURS_SERVER_PORT", direction: INBOUND, appPort: $UPSTREAM_PORT}
 admin: {adminAddress: "127.0.0.1:0", healthAddress: "127.0.0.1:0", metricsAddress: "127.0.0.1:0"}
 $(telemetry_yaml)
+$(authz_yaml)
 EOF
   fi
   [[ $side == client && -n ${SINEW_BENCH_BUILD_INFO:-} ]] && echo "$SINEW_BENCH_BUILD_INFO" >"$RUN_DIR/sinew-build.txt"

@@ -68,7 +68,13 @@ pub struct Config {
     /// The message this was built from, for `/config_dump`.
     pub source: pb::ProxyConfig,
     pub tls: Option<TlsPaths>,
+    /// What inbound plaintext is allowed on ports `port_inbound_modes` does not list
+    /// (use [`Config::inbound_mode`]).
     pub inbound_mode: InboundMode,
+    /// Per workload port (PeerAuthentication `portLevelMtls`).
+    port_inbound_modes: HashMap<u16, InboundMode>,
+    /// The workload's AuthorizationPolicies, compiled.
+    pub authorization: Arc<crate::authz::Authorizer>,
     pub listeners: Vec<Listener>,
     services: HashMap<SocketAddr, Arc<Service>>,
     opaque_ports: PortSet,
@@ -322,8 +328,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_yaml(path, &text)
+    }
+
+    /// Decodes and validates a YAML (or JSON) ProxyConfig; `path` names it in errors.
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let msg: pb::ProxyConfig =
-            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
@@ -347,11 +358,21 @@ impl Config {
                 }
             }
         }
-        let inbound_mode = match pb::InboundMode::try_from(msg.inbound_mode) {
-            Ok(pb::InboundMode::Permissive) => InboundMode::Permissive,
-            Ok(pb::InboundMode::Strict) => InboundMode::Strict,
-            Ok(pb::InboundMode::Disable) => InboundMode::Disable,
-            Err(_) => return Err(invalid("inboundMode", "unknown mode")),
+        let inbound_mode = inbound_mode("inboundMode", msg.inbound_mode)?;
+        let mut port_inbound_modes = HashMap::with_capacity(msg.port_inbound_modes.len());
+        for (&port, &mode) in &msg.port_inbound_modes {
+            let field = format!("portInboundModes[{port}]");
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| invalid(&field, "not a port (1-65535)"))?;
+            port_inbound_modes.insert(port, self::inbound_mode(&field, mode)?);
+        }
+        let authorization = match &msg.authorization {
+            Some(a) => {
+                crate::authz::Authorizer::compile(a).map_err(|e| invalid("authorization", e))?
+            }
+            None => crate::authz::Authorizer::default(),
         };
 
         let mut services = HashMap::new();
@@ -605,6 +626,8 @@ impl Config {
             source: msg,
             tls,
             inbound_mode,
+            port_inbound_modes,
+            authorization: Arc::new(authorization),
             listeners,
             services,
             opaque_ports: PortSet::new(opaque),
@@ -641,11 +664,36 @@ impl Config {
     }
 
     /// How this pod's own `port` is declared (Detect when nothing says).
+    /// What inbound plaintext is allowed on workload port `port`.
+    pub fn inbound_mode(&self, port: Option<u16>) -> InboundMode {
+        port.and_then(|p| self.port_inbound_modes.get(&p).copied())
+            .unwrap_or(self.inbound_mode)
+    }
+
+    /// Whether some port (or the workload) refuses plaintext: a plaintext connection that names
+    /// no port is then refused too.
+    pub fn any_strict(&self) -> bool {
+        self.inbound_mode == InboundMode::Strict
+            || self
+                .port_inbound_modes
+                .values()
+                .any(|m| *m == InboundMode::Strict)
+    }
+
     pub fn inbound_protocol(&self, port: u16) -> ServiceProtocol {
         self.inbound_ports
             .get(&port)
             .copied()
             .unwrap_or(ServiceProtocol::Detect)
+    }
+}
+
+fn inbound_mode(field: &str, mode: i32) -> Result<InboundMode, ConfigError> {
+    match pb::InboundMode::try_from(mode) {
+        Ok(pb::InboundMode::Permissive) => Ok(InboundMode::Permissive),
+        Ok(pb::InboundMode::Strict) => Ok(InboundMode::Strict),
+        Ok(pb::InboundMode::Disable) => Ok(InboundMode::Disable),
+        Err(_) => Err(invalid(field, "unknown mode")),
     }
 }
 

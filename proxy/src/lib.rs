@@ -2,6 +2,7 @@
 //!
 //! Module map (see docs/architecture.md):
 //! - [`outbound`] / [`inbound`]: the two directions of the data path;
+//! - [`authz`]: inbound authorization (Istio's AuthorizationPolicy) and path normalisation;
 //! - [`traffic`]: traffic policy as tower layers (dispatch, balancer, endpoint, breaker, outlier
 //!   detection) and the per-service cache that holds their state across config pushes;
 //! - [`detect`], [`tls`], [`http`], [`io`], [`idle`], [`transport`]: the pieces they are built from;
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod app;
 pub mod app_health;
+pub mod authz;
 pub mod config;
 pub mod conn_limit;
 pub mod control;

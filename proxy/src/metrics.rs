@@ -121,6 +121,8 @@ pub struct Metrics {
     pub istio: crate::telemetry::metrics::IstioMetrics,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// Authorization decisions (`sinew_authz_decisions_total`).
+    pub authz: crate::authz::AuthzMetrics,
     conns: [[Counter; 8]; 2],
     refused: [[Counter; 2]; 2],
     idle_closed: [Counter; 2],
@@ -173,6 +175,7 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind (the request never waits)",
             access_log_dropped.clone(),
         );
+        let authz = crate::authz::AuthzMetrics::register(registry);
         let conn_family = Family::<ConnLabels, Counter>::default();
         let req_family = Family::<ReqLabels, Counter>::default();
         let active = Family::<[(&'static str, &'static str); 1], Gauge>::default();
@@ -313,6 +316,7 @@ impl Metrics {
             registry: root,
             istio,
             access_log_dropped,
+            authz,
             conns,
             refused,
             idle_closed,

@@ -85,6 +85,12 @@ pub struct Issued {
     pub not_after: SystemTime,
 }
 
+/// Checks a PEM CSR as [`Ca::issue`] does before signing anything: it parses, holds a P-256
+/// key, and its self-signature verifies. For the fuzz targets and dry runs.
+pub fn verify_csr(csr_pem: &str) -> Result<(), CaError> {
+    csr::verified_key(csr_pem).map(drop)
+}
+
 // === impl Ca ===
 
 impl Ca {

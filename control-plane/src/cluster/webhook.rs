@@ -63,8 +63,17 @@ pub fn review(review: AdmissionReview<DynamicObject>) -> AdmissionReview<Dynamic
 pub fn review_json(body: &[u8]) -> Vec<u8> {
     let answer = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
         Ok(request) => review(request),
-        Err(e) => AdmissionResponse::invalid(format!("cannot read the AdmissionReview: {e}"))
-            .into_review(),
+        Err(e) => {
+            let mut invalid =
+                AdmissionResponse::invalid(format!("cannot read the AdmissionReview: {e}"));
+            // The API server discards an answer whose uid is not its request's: answer to the
+            // uid when the body has one, even though the rest could not be read.
+            invalid.uid = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.pointer("/request/uid")?.as_str().map(String::from))
+                .unwrap_or_default();
+            invalid.into_review()
+        }
     };
     // Serialising our own response cannot fail (string keys, no non-finite floats).
     serde_json::to_vec(&answer).unwrap_or_default()

@@ -276,11 +276,11 @@ impl Client {
     }
 }
 
-type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
+pub type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
 
 /// Validates a response against what is held: the merged config and any new trust bundle, or
-/// the reason to NACK. Changes nothing.
-fn prepare(
+/// the reason to NACK. Changes nothing. (Public for the fuzz targets.)
+pub fn prepare(
     base: &cfg::ProxyConfig,
     held: &BTreeMap<String, pb::Resource>,
     rsp: pb::DiscoveryResponse,
@@ -370,6 +370,20 @@ fn merge(
                     merged.inbound_mode = strict;
                 } else {
                     merged.inbound_mode = s.inbound_mode;
+                }
+                // Per port likewise: the file's STRICT (workload-wide or on the port) stands.
+                for (&port, &mode) in &s.port_inbound_modes {
+                    let known = cfg::InboundMode::try_from(mode).is_ok();
+                    let file_strict = base.inbound_mode == strict
+                        || base.port_inbound_modes.get(&port) == Some(&strict);
+                    let mode = if file_strict || !known { strict } else { mode };
+                    merged.port_inbound_modes.insert(port, mode);
+                }
+                // The file's policies (if any) and the control plane's all apply.
+                if let Some(from_cp) = &s.authorization {
+                    let mut all = base.authorization.clone().unwrap_or_default();
+                    all.policies.extend(from_cp.policies.iter().cloned());
+                    merged.authorization = Some(all);
                 }
                 merged.opaque_ports.extend(s.opaque_ports.iter().copied());
                 // Both lists count: the file's ranges hold before the control plane answers,

@@ -139,7 +139,9 @@ fn log(e: &ProxyError, direction: Direction) {
         | ProxyError::Overflow { .. }
         | ProxyError::NoRoute(_)
         | ProxyError::UnknownDestination(_)
-        | ProxyError::FaultAbort(_) => {
+        | ProxyError::FaultAbort(_)
+        | ProxyError::Denied
+        | ProxyError::InvalidPath => {
             tracing::debug!(direction = dir, error = %e, "request failed");
         }
         _ => tracing::info!(direction = dir, error = %e, "request failed"),
@@ -195,8 +197,10 @@ pub fn render(e: &ProxyError) -> Response<Body> {
         ProxyError::NoRoute(_) => Bytes::new(),
         ProxyError::UnknownDestination(_) => Bytes::new(),
         ProxyError::FaultAbort(_) => Bytes::from_static(b"fault filter abort"),
+        ProxyError::Denied => Bytes::from_static(b"RBAC: access denied"),
         ProxyError::Downstream(_)
         | ProxyError::NoTargetPort
+        | ProxyError::InvalidPath
         | ProxyError::BadHost(_)
         | ProxyError::Shared(_)
         | ProxyError::Flagged { .. } => Bytes::from(format!("{root}\n")),
@@ -205,7 +209,9 @@ pub fn render(e: &ProxyError) -> Response<Body> {
     *rsp.status_mut() = status;
     let h = rsp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
+    if flag != "-" {
+        h.insert(RESPONSE_FLAGS.clone(), HeaderValue::from_static(flag));
+    }
     match root {
         ProxyError::Overflow { .. } => {
             h.insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));

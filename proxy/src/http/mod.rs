@@ -85,6 +85,14 @@ pub enum ProxyError {
     /// A VirtualService fault aborted the request.
     #[error("fault injected: abort with {0}")]
     FaultAbort(StatusCode),
+    /// The workload's AuthorizationPolicies deny the request (the decision is logged and
+    /// counted by [`crate::authz`]).
+    #[error("RBAC: access denied")]
+    Denied,
+    /// The request path has a `%` that is no percent-encoding: it cannot be normalised for
+    /// authorization, and a server could read it either way.
+    #[error("invalid percent-encoding in the request path")]
+    InvalidPath,
     #[error("{0}")]
     Shared(Arc<ProxyError>),
     /// An error a route-level layer added response flags to on its way out (URX when the
@@ -119,6 +127,9 @@ impl ProxyError {
             Self::UnknownDestination(_) => (StatusCode::SERVICE_UNAVAILABLE, "NR"),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UT"),
             Self::FaultAbort(status) => (*status, "FI"),
+            // Envoy's RBAC filter sets no response flag.
+            Self::Denied => (StatusCode::FORBIDDEN, "-"),
+            Self::InvalidPath => (StatusCode::BAD_REQUEST, "DPE"),
             Self::Shared(e) => e.status_and_flag(),
             Self::Flagged { error, .. } => error.status_and_flag(),
         }
@@ -347,11 +358,8 @@ pub fn to_mesh<B>(req: &mut Request<B>, dst_port: &HeaderValue, fallback_authori
 /// Undoes [`to_mesh`] on the receiving proxy: returns the target port if the request named one,
 /// and restores HTTP/1 requests (version, `Host`, origin-form target).
 pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
-    let port = req
-        .headers_mut()
-        .remove(&DST_PORT)
-        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
-        .filter(|p| *p != 0);
+    let port = mesh_dst_port(req);
+    req.headers_mut().remove(&DST_PORT);
     if let Some(orig) = req.headers_mut().remove(&ORIG_PROTO) {
         *req.version_mut() = if orig.as_bytes() == b"HTTP/1.0" {
             Version::HTTP_10
@@ -366,6 +374,14 @@ pub fn from_mesh<B>(req: &mut Request<B>) -> Option<u16> {
         }
     }
     port
+}
+
+/// The target port a mesh request names (`sinew-dst-port`), as [`from_mesh`] reads it.
+pub fn mesh_dst_port<B>(req: &Request<B>) -> Option<u16> {
+    req.headers()
+        .get(&DST_PORT)
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+        .filter(|p| *p != 0)
 }
 
 /// Readies a request for the plaintext HTTP/1 pool: origin form on the wire (`GET /path`), with

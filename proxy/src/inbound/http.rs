@@ -6,6 +6,7 @@
 //! vouch for a caller) and any sinew headers. A port with connection-pool limits
 //! (`inboundPorts[].connectionPool`) sheds requests over them with `503 UO`.
 
+use crate::authz::{Authorize, Source};
 use crate::ctx::Ctx;
 use crate::http::body::{EndGuard, HoldUntilEnd};
 use crate::http::client::ConnPolicy;
@@ -22,13 +23,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// The per-connection service hyper drives: the telemetry and errors layers around [`Forward`].
-pub type InboundHttp = Observe<Errors<Forward>>;
+/// The per-connection service hyper drives: the telemetry, errors and authorization layers
+/// around [`Forward`].
+pub type InboundHttp = Observe<Errors<Authorize<Forward>>>;
 
 /// Builds the service for one inbound connection from `client` to `local`.
 pub fn service(
     ctx: Arc<Ctx>,
     peer: Option<PeerInfo>,
+    sni: Option<Arc<str>>,
     default_port: Option<u16>,
     app_ip: IpAddr,
     (local, client): (Option<SocketAddr>, SocketAddr),
@@ -42,9 +45,17 @@ pub fn service(
         local,
         Some(client),
     );
+    let mut source = Source::new(
+        peer.as_ref().map(|p| p.identity.as_str()),
+        client.ip(),
+        local.map(|l| l.ip()),
+    );
+    source.sni = sni;
+    let mesh = peer.is_some();
+    let forward = Forward::new(ctx.clone(), peer, default_port, app_ip);
     Observe::new(
         Errors::new(
-            Forward::new(ctx, peer, default_port, app_ip),
+            Authorize::new(forward, ctx, source, mesh, default_port),
             Direction::Inbound,
             metrics,
         ),

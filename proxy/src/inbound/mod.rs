@@ -10,9 +10,11 @@
 //! its pod instead of being exposed to the mesh by its sidecar.
 
 mod http;
+pub mod tcp_header;
 
 pub use self::http::InboundHttp;
 
+use crate::authz::Source;
 use crate::config::{InboundMode, ServiceProtocol};
 use crate::ctx::Ctx;
 use crate::detect::{self, Protocol};
@@ -87,9 +89,14 @@ pub async fn serve(
             let local = original.or(Some(local));
             serve_mesh(&ctx, default_port, app_ip, io, (local, client), drain).await
         }
-        _ if config.inbound_mode == InboundMode::Strict => {
+        // A port in STRICT mode; without a port, any STRICT port (it may be the one meant).
+        _ if match default_port {
+            Some(port) => config.inbound_mode(Some(port)) == InboundMode::Strict,
+            None => config.any_strict(),
+        } =>
+        {
             metrics.connection(Direction::Inbound, ConnKind::Refused);
-            info!(%client, "refused a connection without mesh mTLS: inbound mode is STRICT");
+            info!(%client, port = ?default_port, "refused a connection without mesh mTLS: the port's mTLS mode is STRICT");
         }
         First::OtherTls => {
             metrics.connection(Direction::Inbound, ConnKind::Tcp);
@@ -133,8 +140,13 @@ pub async fn serve(
                         Ok(Settled::Http { protocol, buffered }) => (protocol, buffered),
                         Ok(Settled::Opaque { pending, upstream }) => {
                             metrics.connection(Direction::Inbound, ConnKind::Tcp);
-                            let report =
-                                TcpSide::plain(original.or(Some(local)), client).report(&ctx);
+                            let side = TcpSide::plain(original.or(Some(local)), client);
+                            let allowed = side.allowed(&ctx, port);
+                            let report = side.report(&ctx);
+                            if !allowed {
+                                report.close(0, 0, ResponseFlags::default());
+                                return;
+                            }
                             let io = Prefixed::new(pending.freeze(), tcp);
                             splice(&ctx, app, io, upstream, report).await;
                             return;
@@ -150,6 +162,7 @@ pub async fn serve(
             let io = Prefixed::new(buffered.freeze(), tcp);
             let svc = self::http::service(
                 ctx.clone(),
+                None,
                 None,
                 Some(port),
                 app_ip,
@@ -235,11 +248,13 @@ async fn serve_mesh(
         return;
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let sni: Option<Arc<str>> = conn.server_name().map(Arc::from);
     debug!(%client, peer = %peer.identity, "mesh connection established");
     let identity: Arc<str> = Arc::from(peer.identity.as_str());
     let svc = self::http::service(
         ctx.clone(),
         Some(peer),
+        sni.clone(),
         default_port,
         app_ip,
         (local, client),
@@ -274,6 +289,7 @@ async fn serve_mesh(
             let side = TcpSide {
                 peer: Some(identity),
                 peer_header: None,
+                sni,
                 local,
                 client,
             };
@@ -298,37 +314,14 @@ where
 {
     let client = side.client;
     let timeout = ctx.config().timeouts.detect;
-    let magic = match with_peer {
-        true => crate::outbound::TCP_MAGIC_PEER,
-        false => crate::outbound::TCP_MAGIC,
-    };
-    let read = async {
-        let mut hdr = [0u8; 6];
-        io.read_exact(&mut hdr).await?;
-        if &hdr[..4] != magic {
-            return Ok(None);
-        }
-        let port = u16::from_be_bytes([hdr[4], hdr[5]]);
-        let mut meta = Vec::new();
-        if with_peer {
-            let mut len = [0u8; 2];
-            io.read_exact(&mut len).await?;
-            let len = u16::from_be_bytes(len) as usize;
-            if len > crate::telemetry::peer::MAX_LEN {
-                return Ok(None);
+    let (port, meta) =
+        match tokio::time::timeout(timeout, tcp_header::read(&mut io, with_peer)).await {
+            Ok(Ok(Some(h))) => (h.port, h.meta),
+            _ => {
+                warn!(%client, "mesh TCP stream without a valid header; closing");
+                return;
             }
-            meta.resize(len, 0);
-            io.read_exact(&mut meta).await?;
-        }
-        Ok::<_, std::io::Error>(Some((port, meta)))
-    };
-    let (port, meta) = match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(Some(h))) => h,
-        _ => {
-            warn!(%client, "mesh TCP stream without a valid header; closing");
-            return;
-        }
-    };
+        };
     if port == 0 {
         warn!(%client, "mesh TCP stream names port 0; closing");
         return;
@@ -343,6 +336,8 @@ struct TcpSide {
     peer: Option<Arc<str>>,
     /// The peer metadata a `sinew/tcp-peer` stream carried (believed only for `peer`).
     peer_header: Option<::http::HeaderValue>,
+    /// The SNI of the mesh TLS handshake.
+    sni: Option<Arc<str>>,
     local: Option<SocketAddr>,
     client: SocketAddr,
 }
@@ -352,9 +347,25 @@ impl TcpSide {
         Self {
             peer: None,
             peer_header: None,
+            sni: None,
             local,
             client,
         }
+    }
+
+    /// Whether the workload's AuthorizationPolicies let this stream to `port` through.
+    fn allowed(&self, ctx: &Ctx, port: u16) -> bool {
+        let config = ctx.config();
+        if config.authorization.is_empty() {
+            return true;
+        }
+        let mut source = Source::new(
+            self.peer.as_deref(),
+            self.client.ip(),
+            self.local.map(|l| l.ip()),
+        );
+        source.sni = self.sni.clone();
+        crate::authz::allows_tcp(&config.authorization, &source, port, &ctx.metrics.authz)
     }
 
     fn report(self, ctx: &Ctx) -> TcpReport {
@@ -370,11 +381,17 @@ impl TcpSide {
     }
 }
 
+/// Delivers an opaque stream to the app, if the workload's policies allow it (else closes it).
 async fn forward_tcp<I>(ctx: &Ctx, app: SocketAddr, io: I, side: TcpSide)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let allowed = side.allowed(ctx, app.port());
     let report = side.report(ctx);
+    if !allowed {
+        report.close(0, 0, ResponseFlags::default());
+        return;
+    }
     match connect_app(ctx, app).await {
         Some(upstream) => splice(ctx, app, io, upstream, report).await,
         None => report.close(0, 0, ResponseFlags::UF),

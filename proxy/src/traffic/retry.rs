@@ -296,6 +296,8 @@ impl RetryPolicy {
             ProxyError::Overflow { .. }
             | ProxyError::Downstream(_)
             | ProxyError::BadHost(_)
+            | ProxyError::Denied
+            | ProxyError::InvalidPath
             | ProxyError::NoEndpoints(_)
             | ProxyError::NoHealthy(_)
             | ProxyError::NoRoute(_)

@@ -139,6 +139,9 @@ pub struct MeshOptions {
     pub b_telemetry: Option<pb::Telemetry>,
     /// The workload A's config names for B's endpoint.
     pub endpoint_workload: Option<pb::Workload>,
+    /// B's AuthorizationPolicies and per-port inbound modes.
+    pub b_authorization: Option<pb::Authorization>,
+    pub b_port_modes: std::collections::BTreeMap<u32, i32>,
 }
 
 impl MeshOptions {
@@ -158,6 +161,8 @@ impl MeshOptions {
             a_telemetry: None,
             b_telemetry: None,
             endpoint_workload: None,
+            b_authorization: None,
+            b_port_modes: Default::default(),
         }
     }
 }
@@ -224,6 +229,8 @@ impl Mesh {
                 ..Default::default()
             }],
             telemetry: o.b_telemetry.clone(),
+            authorization: o.b_authorization.clone(),
+            port_inbound_modes: o.b_port_modes.clone(),
             ..Default::default()
         })
         .await;

@@ -1,12 +1,10 @@
-//! Shared by the HTTP/1 targets: how an input chooses where the byte stream is split.
+//! Shared by the HTTP/1 targets (and the cargo-fuzz crate's copies of them): how an input chooses where the byte stream is split.
 //!
 //! The first byte picks the split:
 //! - bit 7 clear: a fixed step of `(b & 0x7f) + 1` bytes;
 //! - bit 7 set: a cycle of `(b & 0x07) + 1` piece sizes, taken from the next bytes (each `+ 1`).
 //!
 //! Everything after that is the payload (the bytes a client sends).
-
-#![allow(dead_code)]
 
 pub struct Split<'a> {
     pub sizes: Vec<usize>,

@@ -314,10 +314,19 @@ fn condition(r: &mut Report, path: &str, c: &Condition) {
         return;
     }
     if let Some(rest) = key.strip_prefix("request.headers[") {
-        if rest.strip_suffix(']').is_none_or(|name| name.is_empty()) {
+        let is_token = |name: &str| {
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if rest
+            .strip_suffix(']')
+            .is_none_or(|name| name.is_empty() || !is_token(name))
+        {
             r.error(
                 format!("{path}.key"),
-                format!("{key}: a header condition is written request.headers[<name>]"),
+                format!(
+                    "{key}: a header condition is written request.headers[<name>], with a valid header name"
+                ),
             );
         }
         return;
@@ -353,6 +362,8 @@ fn is_port(v: &str) -> bool {
 fn is_ip_or_cidr(v: &str) -> bool {
     match v.split_once('/') {
         None => v.parse::<IpAddr>().is_ok(),
+        // "08" and "+8" would parse as 8: typos, and the proxy refuses them.
+        Some((_, len)) if len.starts_with('+') || (len.len() > 1 && len.starts_with('0')) => false,
         Some((ip, len)) => match (ip.parse::<IpAddr>(), len.parse::<u8>()) {
             (Ok(IpAddr::V4(_)), Ok(l)) => l <= 32,
             (Ok(IpAddr::V6(_)), Ok(l)) => l <= 128,
@@ -379,7 +390,12 @@ fn path_problem(path: &str) -> Option<&'static str> {
         }
         return None;
     }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // As the proxy reads a template: from a leading '/', every '/' a separator (so nothing,
+    // not even an empty segment, may follow `{**}`).
+    let Some(body) = path.strip_prefix('/') else {
+        return Some("a path template must start with '/'");
+    };
+    let segments: Vec<&str> = body.split('/').collect();
     let last = segments.len() - 1;
     for (i, segment) in segments.iter().enumerate() {
         match *segment {

@@ -102,7 +102,11 @@ fn condition_keys_must_be_known_and_have_values() {
     );
     assert_eq!(
         reason("  rules:\n  - when: [{key: \"request.headers[]\", values: [x]}]\n"),
-        "spec.rules[0].when[0].key: request.headers[]: a header condition is written request.headers[<name>]"
+        "spec.rules[0].when[0].key: request.headers[]: a header condition is written request.headers[<name>], with a valid header name"
+    );
+    assert_eq!(
+        reason("  rules:\n  - when: [{key: \"request.headers[x user]\", values: [x]}]\n"),
+        "spec.rules[0].when[0].key: request.headers[x user]: a header condition is written request.headers[<name>], with a valid header name"
     );
     assert_eq!(
         reason("  rules:\n  - when: [{key: destination.port, notValues: [\"0\"]}]\n"),
@@ -197,6 +201,16 @@ fn ports_and_ip_blocks_must_parse() {
             "spec.rules[0].from[0].source.notRemoteIpBlocks[0]: \"fe80::/129\" is not an IP address or CIDR",
         ]
     );
+    // Prefix lengths written "08" or "+8" are typos (and the proxy refuses them).
+    assert_eq!(
+        reasons(
+            "  rules:\n  - from: [{source: {ipBlocks: [10.0.0.0/08, 10.0.0.0/+8, 10.0.0.0/0]}}]\n"
+        ),
+        [
+            "spec.rules[0].from[0].source.ipBlocks[0]: \"10.0.0.0/08\" is not an IP address or CIDR",
+            "spec.rules[0].from[0].source.ipBlocks[1]: \"10.0.0.0/+8\" is not an IP address or CIDR",
+        ]
+    );
 }
 
 #[test]
@@ -241,6 +255,11 @@ fn paths_use_edge_wildcards_or_whole_segment_templates_never_both() {
         (
             "/a/{*}/b*",
             "'*' cannot be mixed with the path templates {*} and {**}",
+        ),
+        ("a/{*}", "a path template must start with '/'"),
+        (
+            "/a/{**}/",
+            "{**} may appear once, as the last segment of a path template",
         ),
         (
             "/a b/{*}",

@@ -173,7 +173,9 @@ class ObjectsTest(unittest.TestCase):
             ('ClusterRole', 'sinew-control-plane'),
             ('ClusterRoleBinding', 'sinew-control-plane'),
             ('ConfigMap', 'sinew-injector'),
+            ('CustomResourceDefinition', 'authorizationpolicies.security.istio.io'),
             ('CustomResourceDefinition', 'destinationrules.networking.istio.io'),
+            ('CustomResourceDefinition', 'peerauthentications.security.istio.io'),
             ('CustomResourceDefinition', 'telemetries.telemetry.istio.io'),
             ('CustomResourceDefinition', 'virtualservices.networking.istio.io'),
             ('Deployment', 'sinew-control-plane'),
@@ -191,6 +193,8 @@ class ObjectsTest(unittest.TestCase):
         self.assertEqual(custom - default, {('Deployment', 'sinew-jaeger'), ('Service', 'sinew-jaeger'),
                                             ('ConfigMap', 'sinew-grafana-dashboards')})
         self.assertEqual(default - custom, {
+            ('CustomResourceDefinition', 'authorizationpolicies.security.istio.io'),
+            ('CustomResourceDefinition', 'peerauthentications.security.istio.io'),
             ('CustomResourceDefinition', 'destinationrules.networking.istio.io'),
             ('CustomResourceDefinition', 'telemetries.telemetry.istio.io'),
             ('CustomResourceDefinition', 'virtualservices.networking.istio.io'),
@@ -489,7 +493,7 @@ class IstioCrdsTest(unittest.TestCase):
         groups = {d['spec']['group'] for d in chart.crd_files().values()}
         self.assertEqual(groups, {'sinew.dev'})
         self.assertEqual({d['spec']['group'] for d in chart.istio_crd_files().values()},
-                         {'networking.istio.io', 'telemetry.istio.io'})
+                         {'networking.istio.io', 'telemetry.istio.io', 'security.istio.io'})
 
 
 class RbacTest(unittest.TestCase):

@@ -13,10 +13,14 @@
 //! the encoded result: proxies with the same inputs share one resource and one version, and a
 //! service no rule touches is the shared base resource itself.
 
+pub mod authorization;
+pub mod peer_authentication;
 pub mod policy;
+pub mod security;
 pub mod telemetry;
 
 pub use self::policy::{ProxyContext, Rules};
+pub use self::security::{PodSecurity, SecurityRules};
 pub use self::telemetry::{MeshTelemetry, TelemetryRules};
 
 use crate::registry::{CLUSTER_DOMAIN, Snapshot};
@@ -93,6 +97,12 @@ pub struct Index {
     /// Each meshed pod's telemetry settings, by (namespace, pod); a value equal to the previous
     /// index's is that very `Arc`, so streams tell "unchanged" by pointer.
     telemetry: HashMap<(String, String), Arc<pb::Telemetry>>,
+    /// The PeerAuthentications and AuthorizationPolicies, for proxies whose pod the registry
+    /// lacks.
+    security_rules: SecurityRules,
+    /// Each meshed pod's security settings, by (namespace, pod); like `telemetry`, an unchanged
+    /// value is the previous index's `Arc`.
+    security: HashMap<(String, String), Arc<PodSecurity>>,
 }
 
 // === impl Index ===
@@ -145,6 +155,7 @@ impl Index {
     ) -> Self {
         let rules = Rules::new(snapshot, root_namespace);
         let telemetry_rules = TelemetryRules::new(snapshot, root_namespace, mesh);
+        let security_rules = SecurityRules::new(snapshot, root_namespace);
         // The Services each pod serves, for its telemetry (`destination_service`).
         let mut pod_services: HashMap<(String, String), Vec<String>> = HashMap::new();
         let mut by_name = HashMap::new();
@@ -157,7 +168,13 @@ impl Index {
             .iter()
             .map(|(k, p)| (k.clone(), p.labels.clone()))
             .collect();
-        for r in snapshot.service_resources(trust_domain) {
+        // A pod whose PeerAuthentication says DISABLE on a port is reached there in plaintext.
+        let plaintext = |pod: &crate::registry::PodEntry, port: u16| {
+            security_rules
+                .peer
+                .plaintext(&pod.namespace, &pod.labels, port)
+        };
+        for r in snapshot.service_resources_with(trust_domain, &plaintext) {
             let fqdn = format!("{}.{}.{CLUSTER_DOMAIN}", r.name, r.namespace);
             for (pod, port) in &r.pod_ports {
                 // Inbound: the pool of the rule that applies to this Service, as the pod sees it.
@@ -248,6 +265,9 @@ impl Index {
             _ => Memo::default(),
         };
         let telemetry = pod_telemetry(snapshot, &telemetry_rules, pod_services, previous);
+        let security = pod_security(snapshot, &security_rules, previous);
+        let mut warnings = snapshot.warnings().to_vec();
+        warnings.extend(security_rules.warnings().cloned());
         Self {
             generation: snapshot.generation(),
             by_name,
@@ -256,9 +276,11 @@ impl Index {
             memo: Mutex::new(memo),
             inbound,
             pod_labels,
-            warnings: snapshot.warnings().to_vec(),
+            warnings,
             telemetry_rules,
             telemetry,
+            security_rules,
+            security,
         }
     }
 
@@ -279,6 +301,21 @@ impl Index {
                         .telemetry(namespace, hello_labels, None, Vec::new()),
                 )
             }
+        }
+    }
+
+    /// The security settings of the proxy of pod `namespace/pod`: precomputed when the registry
+    /// knows the pod as meshed; otherwise resolved from its namespace and the labels its hello
+    /// declared.
+    pub fn security(
+        &self,
+        namespace: &str,
+        pod: &str,
+        hello_labels: &BTreeMap<String, String>,
+    ) -> Arc<PodSecurity> {
+        match self.security.get(&(namespace.to_owned(), pod.to_owned())) {
+            Some(known) => known.clone(),
+            None => Arc::new(self.security_rules.resolve(namespace, hello_labels)),
         }
     }
 
@@ -383,6 +420,27 @@ fn pod_telemetry(
             );
             let kept = previous
                 .and_then(|p| p.telemetry.get(key))
+                .filter(|before| ***before == now)
+                .cloned();
+            (key.clone(), kept.unwrap_or_else(|| Arc::new(now)))
+        })
+        .collect()
+}
+
+/// Every meshed pod's security settings; an unchanged one is the previous index's `Arc`.
+fn pod_security(
+    snapshot: &Snapshot,
+    rules: &SecurityRules,
+    previous: Option<&Index>,
+) -> HashMap<(String, String), Arc<PodSecurity>> {
+    snapshot
+        .pods()
+        .iter()
+        .filter(|(_, pod)| pod.meshed)
+        .map(|(key, pod)| {
+            let now = rules.resolve(&pod.namespace, &pod.labels);
+            let kept = previous
+                .and_then(|p| p.security.get(key))
                 .filter(|before| ***before == now)
                 .cloned();
             (key.clone(), kept.unwrap_or_else(|| Arc::new(now)))
@@ -647,5 +705,153 @@ status: {podIP: 10.1.0.1}
             [(5000, pb::Protocol::Tcp), (9191, pb::Protocol::Http1)]
         );
         assert!(index.inbound_ports("default", "web-1").is_empty());
+    }
+
+    /// A meshed `web` (ports 80 → 8080 and 90 → 9090) and `db` in `default`, plus `extra`.
+    fn meshed(extra: &str) -> Snapshot {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: default, labels: {{sinew-injection: enabled}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  clusterIP: 10.0.0.1\n  ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: tcp, port: 90, targetPort: 9090}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-0, labels: {{app: web}}}}\nspec: {{containers: [{{name: app, image: x}}]}}\nstatus: {{podIP: 10.1.0.1}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: db}}\nspec:\n  selector: {{app: db}}\n  clusterIP: 10.0.0.2\n  ports: [{{name: tcp, port: 5432}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db-0, labels: {{app: db}}}}\nspec: {{containers: [{{name: app, image: x}}]}}\nstatus: {{podIP: 10.1.0.2}}\n{extra}"
+        );
+        Snapshot::from_yaml("mesh.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const WEB_8080_DISABLED: &str = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n  portLevelMtls: {8080: {mode: DISABLE}}\n";
+
+    #[test]
+    fn an_endpoint_is_plaintext_only_on_the_ports_its_peer_authentication_disables() {
+        let index = Index::build(&meshed(WEB_8080_DISABLED), "cluster.local");
+        let endpoint = |name: &str| index.get(name).unwrap().service.endpoints[0].clone();
+        let http = endpoint("10.0.0.1:80");
+        assert_eq!(http.address, "10.1.0.1:8080");
+        assert_eq!((http.identity.as_str(), http.mesh_port), ("", 0));
+        let tcp = endpoint("10.0.0.1:90");
+        assert_eq!(tcp.identity, "spiffe://cluster.local/ns/default/sa/default");
+        assert_eq!(tcp.mesh_port, u32::from(crate::registry::MESH_INBOUND_PORT));
+        let db = endpoint("10.0.0.2:5432");
+        assert_eq!(db.identity, "spiffe://cluster.local/ns/default/sa/default");
+
+        // STRICT and PERMISSIVE keep the identity: clients always use mTLS to meshed pods.
+        let strict = Index::build(
+            &meshed(
+                "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: all}\nspec: {mtls: {mode: STRICT}}\n",
+            ),
+            "cluster.local",
+        );
+        assert!(
+            !strict.get("10.0.0.1:80").unwrap().service.endpoints[0]
+                .identity
+                .is_empty()
+        );
+        // A namespace-wide DISABLE: every endpoint of the namespace is plaintext.
+        let disabled = Index::build(
+            &meshed(
+                "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: all}\nspec: {mtls: {mode: DISABLE}}\n",
+            ),
+            "cluster.local",
+        );
+        for name in ["10.0.0.1:80", "10.0.0.1:90", "10.0.0.2:5432"] {
+            assert_eq!(
+                disabled.get(name).unwrap().service.endpoints[0].identity,
+                "",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_peer_authentication_change_gives_the_affected_services_new_versions_only() {
+        let first = Index::build(&meshed(""), "cluster.local");
+        let next = first.rebuild(
+            &meshed(WEB_8080_DISABLED),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
+        );
+        let version = |index: &Index, name: &str| index.get(name).unwrap().version.clone();
+        assert_ne!(
+            version(&first, "10.0.0.1:80"),
+            version(&next, "10.0.0.1:80")
+        );
+        assert_ne!(
+            version(&first, "web.default.svc.cluster.local:80"),
+            version(&next, "web.default.svc.cluster.local:80")
+        );
+        assert_eq!(
+            version(&first, "10.0.0.1:90"),
+            version(&next, "10.0.0.1:90")
+        );
+        assert!(Arc::ptr_eq(
+            first.get("10.0.0.2:5432").unwrap(),
+            next.get("10.0.0.2:5432").unwrap()
+        ));
+        // What a proxy resolves with rules in force changes too (the memo is not carried).
+        let proxy = ProxyContext {
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+        };
+        assert_eq!(
+            next.service_for("10.0.0.1:80", &proxy)
+                .unwrap()
+                .service
+                .endpoints[0]
+                .identity,
+            ""
+        );
+        // Back to no policy: the old version again.
+        let last = next.rebuild(
+            &meshed(""),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
+        );
+        assert_eq!(
+            version(&first, "10.0.0.1:80"),
+            version(&last, "10.0.0.1:80")
+        );
+    }
+
+    #[test]
+    fn a_pods_security_settings_are_resolved_once_and_shared_until_they_change() {
+        let no_labels = BTreeMap::new();
+        let first = Index::build(&meshed(""), "cluster.local");
+        let before = first.security("default", "web-0", &no_labels);
+        assert_eq!(*before, PodSecurity::default(), "permissive, no policies");
+
+        let deny = "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-db}\nspec:\n  selector: {matchLabels: {app: db}}\n  action: DENY\n  rules: [{}]\n";
+        let next = first.rebuild(
+            &meshed(&format!("{WEB_8080_DISABLED}{deny}")),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
+        );
+        let web = next.security("default", "web-0", &no_labels);
+        assert_eq!(web.inbound_mode, pb::InboundMode::Strict);
+        assert_eq!(
+            web.port_inbound_modes,
+            BTreeMap::from([(8080, pb::InboundMode::Disable as i32)])
+        );
+        assert!(web.authorization.policies.is_empty());
+        let db = next.security("default", "db-0", &no_labels);
+        assert_eq!(db.authorization.policies[0].name, "default/deny-db");
+        assert_eq!(db.inbound_mode, pb::InboundMode::Permissive);
+
+        // An unrelated change keeps the very same values.
+        let last = next.rebuild(
+            &meshed(&format!("{WEB_8080_DISABLED}{deny}---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: extra}}\n")),
+            "cluster.local",
+            DEFAULT_ROOT_NAMESPACE,
+            &MeshTelemetry::default(),
+        );
+        assert!(Arc::ptr_eq(
+            &web,
+            &last.security("default", "web-0", &no_labels)
+        ));
+        // A pod the registry does not know: resolved from its hello's labels.
+        let ghost = last.security(
+            "default",
+            "ghost-0",
+            &BTreeMap::from([("app".to_string(), "db".to_string())]),
+        );
+        assert_eq!(ghost.authorization.policies.len(), 1);
     }
 }

@@ -150,6 +150,18 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                 vec!["istio-io".into(), "telemetry-istio-io".into()],
                 vec![("v1".into(), true, true), ("v1alpha1".into(), true, false)]
             ),
+            (
+                "peerauthentications.security.istio.io".into(),
+                vec!["pa".into()],
+                vec!["istio-io".into(), "security-istio-io".into()],
+                vec![("v1".into(), true, true), ("v1beta1".into(), true, false)]
+            ),
+            (
+                "authorizationpolicies.security.istio.io".into(),
+                vec!["ap".into()],
+                vec!["istio-io".into(), "security-istio-io".into()],
+                vec![("v1".into(), true, true), ("v1beta1".into(), true, false)]
+            ),
         ]
     );
     for c in &crds {
@@ -167,6 +179,14 @@ fn names_versions_and_subresources_are_as_istio_has_them() {
                     ("Age", ".metadata.creationTimestamp"),
                 ],
                 "Telemetry" => vec![("Age", ".metadata.creationTimestamp")],
+                "PeerAuthentication" => vec![
+                    ("Mode", ".spec.mtls.mode"),
+                    ("Age", ".metadata.creationTimestamp"),
+                ],
+                "AuthorizationPolicy" => vec![
+                    ("Action", ".spec.action"),
+                    ("Age", ".metadata.creationTimestamp"),
+                ],
                 _ => vec![
                     ("Gateways", ".spec.gateways"),
                     ("Hosts", ".spec.hosts"),

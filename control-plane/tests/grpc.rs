@@ -675,3 +675,117 @@ async fn a_telemetry_file_sets_the_sampling_and_access_log_a_proxy_receives_with
     );
     assert_eq!(telemetry.access_log, None, "the access log entry is gone");
 }
+
+/// web-0's PeerAuthentication (STRICT, its app port 18080 DISABLE) and a dry-run DENY policy.
+const SECURITY_YAML: &str = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  mtls: {mode: STRICT}
+  portLevelMtls: {18080: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin/*]}}]}]
+";
+
+/// The one endpoint of `web.shop.svc.cluster.local:8080` in a response.
+fn web_endpoint(rsp: &pb::DiscoveryResponse) -> cfg::Endpoint {
+    let found = rsp
+        .resources
+        .iter()
+        .find_map(|r| match &r.kind {
+            Some(ResourceKind::Service(s)) if r.name == "web.shop.svc.cluster.local:8080" => {
+                Some(s.endpoints.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no web service in {rsp:?}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn security_files_set_a_proxys_modes_and_policies_and_its_clients_endpoints() {
+    let cp = start_default().await;
+    let mut web = RawClient::connect_as(&cp, "web", pb::Hello::default()).await;
+    let base = web.next().await;
+    let settings = settings_of(&base);
+    assert_eq!(settings.inbound_mode, cfg::InboundMode::Permissive as i32);
+    assert!(settings.port_inbound_modes.is_empty());
+    // Always sent, empty when no policy applies.
+    assert_eq!(settings.authorization, Some(cfg::Authorization::default()));
+    web.send(Kind::Ack(pb::Ack { nonce: base.nonce })).await;
+
+    let subscribe = pb::Hello {
+        subscribe: vec!["web.shop.svc.cluster.local:8080".into()],
+        ..Default::default()
+    };
+    let mut client = RawClient::connect(&cp, subscribe).await;
+    let first = client.next().await;
+    let first = match first.resources.iter().any(|r| r.name.ends_with(":8080")) {
+        true => first,
+        false => client.next().await,
+    };
+    let meshed = web_endpoint(&first);
+    assert_eq!(meshed.identity, "spiffe://cluster.local/ns/shop/sa/web");
+    assert_ne!(meshed.mesh_port, 0);
+
+    std::fs::write(cp.registry.join("security.yaml"), SECURITY_YAML).unwrap();
+    let changed = web.next().await;
+    let settings = settings_of(&changed);
+    assert_eq!(settings.inbound_mode, cfg::InboundMode::Strict as i32);
+    assert_eq!(
+        settings.port_inbound_modes,
+        [(18080, cfg::InboundMode::Disable as i32)].into()
+    );
+    let policies = &settings
+        .authorization
+        .as_ref()
+        .expect("authorization")
+        .policies;
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(policies[0].name, "shop/deny-admin");
+    assert_eq!(policies[0].action, cfg::AuthorizationAction::Deny as i32);
+    assert!(policies[0].dry_run);
+    web.send(Kind::Ack(pb::Ack {
+        nonce: changed.nonce,
+    }))
+    .await;
+    // web-0 disables mTLS on the port the Service targets: clients are told plaintext.
+    let plaintext = web_endpoint(&client.next().await);
+    assert_eq!((plaintext.identity.as_str(), plaintext.mesh_port), ("", 0));
+    assert_eq!(plaintext.address, meshed.address);
+
+    // An invalid version is refused; nothing is sent until a valid change.
+    std::fs::write(
+        cp.registry.join("security.yaml"),
+        SECURITY_YAML.replace("action: DENY", "action: CUSTOM"),
+    )
+    .unwrap();
+    let refused = || async {
+        cp.monitoring("/debug/proxies")
+            .await
+            .contains("CUSTOM (external authorization) is not supported by Sinew")
+    };
+    eventually(
+        "the invalid AuthorizationPolicy is reported",
+        Duration::from_secs(10),
+        refused,
+    )
+    .await;
+    // Removing every policy lifts them: the settings say so, and the endpoint is meshed again.
+    std::fs::remove_file(cp.registry.join("security.yaml")).unwrap();
+    let lifted = web.next().await;
+    let settings = settings_of(&lifted);
+    assert_eq!(settings.inbound_mode, cfg::InboundMode::Permissive as i32);
+    assert!(settings.port_inbound_modes.is_empty());
+    assert_eq!(settings.authorization, Some(cfg::Authorization::default()));
+    assert_eq!(web_endpoint(&client.next().await), meshed);
+}

@@ -123,6 +123,23 @@ fn sinew_destination_rule_crd() -> Value {
 }
 
 /// Istio's Telemetry CRD, as the chart installs it (only what the fake needs to serve it).
+/// The CRD of `security.istio.io/v1` `kind` (plural `plural`), schema-less as in the fake.
+fn security_crd(kind: &str, plural: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.security.istio.io")},
+        "spec": {
+            "group": "security.istio.io", "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(),
+                      "kind": kind, "listKind": format!("{kind}List")},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                              "x-kubernetes-preserve-unknown-fields": true}},
+                          "subresources": {"status": {}}}]
+        }
+    })
+}
+
 fn telemetry_crd() -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -853,6 +870,109 @@ async fn a_telemetry_created_through_the_api_changes_the_sampling_the_proxy_rece
     assert_eq!(sampling(&web.settings().await), None);
 }
 
+#[tokio::test]
+async fn security_policies_created_through_the_api_reach_the_proxy_and_invalid_ones_keep_the_last_good()
+ {
+    let test = "security_policies_created_through_the_api_reach_the_proxy_and_invalid_ones_keep_the_last_good";
+    let Some(c) = cluster(test).await else {
+        return;
+    };
+    let mut web = c.discovery("tok-web", "web-0").await;
+    let first = web.proxy_settings().await;
+    assert_eq!(first.inbound_mode, cfg::InboundMode::Permissive as i32);
+    assert_eq!(first.authorization, Some(cfg::Authorization::default()));
+
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    for (kind, plural) in [
+        ("PeerAuthentication", "peerauthentications"),
+        ("AuthorizationPolicy", "authorizationpolicies"),
+    ] {
+        c.write("POST", crds, Some(&security_crd(kind, plural)), 201)
+            .await;
+    }
+    // A mesh-wide STRICT from the root namespace.
+    let peer = json!({
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "sinew-system"},
+        "spec": {"mtls": {"mode": "STRICT"}}
+    });
+    c.write(
+        "POST",
+        "/apis/security.istio.io/v1/namespaces/sinew-system/peerauthentications",
+        Some(&peer),
+        201,
+    )
+    .await;
+    let strict = web.proxy_settings().await;
+    assert_eq!(strict.inbound_mode, cfg::InboundMode::Strict as i32);
+
+    let policy = |action: &str| {
+        json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "action": action,
+                     "rules": [{"from": [{"source": {"namespaces": ["shop"]}}]}]}
+        })
+    };
+    let collection = "/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies";
+    let object = format!("{collection}/web");
+    c.write("POST", collection, Some(&policy("DENY")), 201)
+        .await;
+    let denied = web.proxy_settings().await;
+    let policies = denied.authorization.expect("authorization").policies;
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(policies[0].name, "shop/web");
+    assert_eq!(policies[0].action, cfg::AuthorizationAction::Deny as i32);
+    let accepted = |status: &'static str| {
+        let object = object.clone();
+        let api = &c.api;
+        move || {
+            let object = object.clone();
+            async move {
+                let (_, body) = api.request("GET", &object, None).await;
+                body["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|cond| cond["type"] == "Accepted" && cond["status"] == status)
+            }
+        }
+    };
+    eventually(
+        "the AuthorizationPolicy's status says Accepted=True",
+        WAIT,
+        accepted("True"),
+    )
+    .await;
+
+    // CUSTOM got past the webhook (it is not called here): refused on its status; the proxy
+    // keeps DENY, and the next settings it gets are the next valid version's.
+    c.write("PUT", &object, Some(&policy("CUSTOM")), 200).await;
+    eventually(
+        "the AuthorizationPolicy's status says Accepted=False",
+        WAIT,
+        accepted("False"),
+    )
+    .await;
+    let (_, body) = c.api.request("GET", &object, None).await;
+    assert!(
+        body["status"]["conditions"]
+            .to_string()
+            .contains("spec.action: CUSTOM (external authorization) is not supported by Sinew"),
+        "{body}"
+    );
+    c.write("PUT", &object, Some(&policy("AUDIT")), 200).await;
+    let audit = web.proxy_settings().await;
+    let policies = audit.authorization.expect("authorization").policies;
+    assert_eq!(policies[0].action, cfg::AuthorizationAction::Audit as i32);
+
+    // Deleted: an empty Authorization lifts it.
+    c.write("DELETE", &object, None, 200).await;
+    let lifted = web.proxy_settings().await;
+    assert_eq!(lifted.authorization, Some(cfg::Authorization::default()));
+    assert_eq!(lifted.inbound_mode, cfg::InboundMode::Strict as i32);
+}
+
 /// A raw discovery stream, as a proxy holds it: only its settings are read here.
 struct Discovery {
     _tx: tokio::sync::mpsc::Sender<sinew_proto::discovery::v1::DiscoveryRequest>,
@@ -891,6 +1011,14 @@ impl Cluster {
 impl Discovery {
     /// The telemetry of the next response that carries settings.
     async fn settings(&mut self) -> cfg::Telemetry {
+        self.proxy_settings()
+            .await
+            .telemetry
+            .expect("settings carry telemetry")
+    }
+
+    /// The next settings sent.
+    async fn proxy_settings(&mut self) -> sinew_proto::discovery::v1::ProxySettings {
         use sinew_proto::discovery::v1::resource::Kind;
         loop {
             let rsp = tokio::time::timeout(Duration::from_secs(10), self.rx.message())
@@ -903,7 +1031,7 @@ impl Discovery {
                 _ => None,
             });
             if let Some(s) = settings {
-                return s.telemetry.expect("settings carry telemetry");
+                return s;
             }
         }
     }

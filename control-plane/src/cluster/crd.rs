@@ -3,11 +3,13 @@
 //! what a field is called or what it holds.
 //!
 //! What it promises:
-//! - [`all_crds`] gives five CRDs: `sinew.dev/v1alpha1` DestinationRule and VirtualService
+//! - [`all_crds`] gives seven CRDs: `sinew.dev/v1alpha1` DestinationRule and VirtualService
 //!   (short names `sdr`/`svs`: Istio already claims `dr`/`vs`), Istio's `networking.istio.io`
 //!   ones (`v1` stored, `v1beta1` and `v1alpha3` served with the same schema; short names
 //!   `dr`/`vs`, Istio's categories) and Istio's `telemetry.istio.io` Telemetry (`v1` stored,
-//!   `v1alpha1` served; short name `telemetry`), for clusters without Istio installed.
+//!   `v1alpha1` served; short name `telemetry`) and `security.istio.io` PeerAuthentication and
+//!   AuthorizationPolicy (`v1` stored, `v1beta1` served; short names `pa`/`ap`), for clusters
+//!   without Istio installed.
 //! - Every schema is structural: enums are strings listing Istio's names, durations strings as
 //!   written (`30s`), and only the fields Sinew keeps as raw JSON (accepted with a warning or
 //!   refused by name) preserve unknown fields — plus the Istio kinds' `status`, which istiod and
@@ -222,6 +224,81 @@ pub mod telemetry_istio_io {
     }
 }
 
+/// One derive makes one version of Istio's security kinds; the spec types are the registry's.
+macro_rules! security_kinds {
+    ($version:literal, storage = $storage:literal) => {
+        /// A PeerAuthentication's spec, as the registry decodes it.
+        #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[kube(
+            group = "security.istio.io",
+            version = $version,
+            kind = "PeerAuthentication",
+            doc = "Which inbound traffic a workload accepts: mutual TLS only, plaintext too, or plaintext (Istio's PeerAuthentication).",
+            namespaced,
+            storage = $storage,
+            shortname = "pa",
+            category = "istio-io",
+            category = "security-istio-io",
+            status = "crate::cluster::crd::RuleStatus",
+            printcolumn(
+                name = "Mode",
+                type_ = "string",
+                description = "Defines the mTLS mode used for peer authentication.",
+                json_path = ".spec.mtls.mode"
+            ),
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        )]
+        #[serde(transparent)]
+        pub struct PeerAuthenticationSpec(
+            pub $crate::registry::istio::peer_authentication::PeerAuthenticationSpec,
+        );
+
+        /// An AuthorizationPolicy's spec, as the registry decodes it.
+        #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[kube(
+            group = "security.istio.io",
+            version = $version,
+            kind = "AuthorizationPolicy",
+            plural = "authorizationpolicies",
+            doc = "Who may call a workload, and what (Istio's AuthorizationPolicy).",
+            namespaced,
+            storage = $storage,
+            shortname = "ap",
+            category = "istio-io",
+            category = "security-istio-io",
+            status = "crate::cluster::crd::RuleStatus",
+            printcolumn(
+                name = "Action",
+                type_ = "string",
+                description = "The operation to take.",
+                json_path = ".spec.action"
+            ),
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        )]
+        #[serde(transparent)]
+        pub struct AuthorizationPolicySpec(
+            pub $crate::registry::istio::authorization_policy::AuthorizationPolicySpec,
+        );
+    };
+}
+
+/// Istio's security group, version by version (same schema; `v1` is stored).
+pub mod security_istio_io {
+    /// The stored version.
+    pub mod v1 {
+        use super::super::*;
+
+        security_kinds!("v1", storage = true);
+    }
+
+    /// Served, not stored.
+    pub mod v1beta1 {
+        use super::super::*;
+
+        security_kinds!("v1beta1", storage = false);
+    }
+}
+
 /// Why the CRDs could not be put together (a mistake in this module, not in any input).
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
@@ -236,7 +313,8 @@ pub enum CrdError {
 }
 
 /// Every CRD Sinew reads, in a fixed order: `sinew.dev` DestinationRule and VirtualService,
-/// then Istio's (DestinationRule, VirtualService, Telemetry).
+/// then Istio's (DestinationRule, VirtualService, Telemetry, PeerAuthentication,
+/// AuthorizationPolicy).
 pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     use networking_istio_io::{v1, v1alpha3, v1beta1};
     let istio_rule = merge_crds(
@@ -274,12 +352,37 @@ pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, CrdError> {
         name: telemetry_istio_io::v1::Telemetry::crd_name(),
         source,
     })?;
+    use security_istio_io as security;
+    let istio_peer_authentication = merge_crds(
+        vec![
+            security::v1::PeerAuthentication::crd(),
+            security::v1beta1::PeerAuthentication::crd(),
+        ],
+        "v1",
+    )
+    .map_err(|source| CrdError::Merge {
+        name: security::v1::PeerAuthentication::crd_name(),
+        source,
+    })?;
+    let istio_authorization_policy = merge_crds(
+        vec![
+            security::v1::AuthorizationPolicy::crd(),
+            security::v1beta1::AuthorizationPolicy::crd(),
+        ],
+        "v1",
+    )
+    .map_err(|source| CrdError::Merge {
+        name: security::v1::AuthorizationPolicy::crd_name(),
+        source,
+    })?;
     let mut crds = vec![
         sinew::DestinationRule::crd(),
         sinew::VirtualService::crd(),
         istio_rule,
         istio_service,
         istio_telemetry,
+        istio_peer_authentication,
+        istio_authorization_policy,
     ];
     for crd in &mut crds[2..] {
         keep_others_status(crd);

@@ -1,5 +1,5 @@
 //! Status written back: each DestinationRule and VirtualService (both groups) and each Istio
-//! Telemetry gets `status.conditions` saying whether the control plane accepted it, and what is
+//! Telemetry, PeerAuthentication and AuthorizationPolicy gets `status.conditions` saying whether the control plane accepted it, and what is
 //! wrong across objects, so `kubectl get -o yaml` answers what `istioctl analyze` would.
 //!
 //! What it promises:
@@ -352,8 +352,14 @@ impl<'a> Verdicts<'a> {
                 }
             });
         }
-        // Telemetries have no cross-object conditions (their conflicts are logged warnings).
-        if key.kind == CustomKind::IstioTelemetry {
+        // Telemetries and the security kinds have no cross-object conditions (their conflicts
+        // are logged warnings).
+        if matches!(
+            key.kind,
+            CustomKind::IstioTelemetry
+                | CustomKind::IstioPeerAuthentication
+                | CustomKind::IstioAuthorizationPolicy
+        ) {
             return wanted;
         }
         let duplicates = messages(WarningKind::DuplicateSubset);

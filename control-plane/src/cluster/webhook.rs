@@ -1,6 +1,7 @@
 //! Validating admission for DestinationRules and VirtualServices (`networking.istio.io` v1,
-//! v1beta1, v1alpha3 and `sinew.dev/v1alpha1`) and Telemetries (`telemetry.istio.io` v1,
-//! v1alpha1): the API server asks before it stores one, and the answer is the one
+//! v1beta1, v1alpha3 and `sinew.dev/v1alpha1`), Telemetries (`telemetry.istio.io` v1,
+//! v1alpha1) and PeerAuthentications and AuthorizationPolicies (`security.istio.io` v1,
+//! v1beta1): the API server asks before it stores one, and the answer is the one
 //! `sinewctl apply` would give.
 //!
 //! What it promises:
@@ -37,12 +38,14 @@ pub use self::inject::Injector;
 pub use self::serve::{MAX_BODY, PATH, Webhooks, handle, serve};
 
 /// The (group, kind)s Sinew validates.
-const KINDS: [(&str, &str); 5] = [
+const KINDS: [(&str, &str); 7] = [
     ("networking.istio.io", "DestinationRule"),
     ("networking.istio.io", "VirtualService"),
     ("sinew.dev", "DestinationRule"),
     ("sinew.dev", "VirtualService"),
     ("telemetry.istio.io", "Telemetry"),
+    ("security.istio.io", "PeerAuthentication"),
+    ("security.istio.io", "AuthorizationPolicy"),
 ];
 
 /// Answers one AdmissionReview. A review without a request (not something an API server
@@ -102,6 +105,8 @@ fn decide(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let kind: &'static str = match request.kind.kind.as_str() {
         "DestinationRule" => "DestinationRule",
         "Telemetry" => "Telemetry",
+        "PeerAuthentication" => "PeerAuthentication",
+        "AuthorizationPolicy" => "AuthorizationPolicy",
         _ => "VirtualService",
     };
     let origin = Origin::Object {
@@ -162,6 +167,10 @@ fn name_the_field(kind: &str, value: &Value, rejections: &mut [Rejection]) {
     let named = match kind {
         "DestinationRule" => explain::<istio::DestinationRuleDoc>(value),
         "Telemetry" => explain::<istio::telemetry::TelemetryDoc>(value),
+        "PeerAuthentication" => explain::<istio::peer_authentication::PeerAuthenticationDoc>(value),
+        "AuthorizationPolicy" => {
+            explain::<istio::authorization_policy::AuthorizationPolicyDoc>(value)
+        }
         _ => explain::<istio::virtual_service::VirtualServiceDoc>(value),
     };
     if let Some(named) = named {

@@ -1,5 +1,5 @@
 //! The registry's entries: what one namespace, service account, Service, pod, DestinationRule,
-//! VirtualService or Telemetry is once decoded and checked on its own, whichever source it came
+//! VirtualService, Telemetry, PeerAuthentication or AuthorizationPolicy is once decoded and checked on its own, whichever source it came
 //! from (a manifest file or the Kubernetes API). Entries say where they came from ([`Origin`])
 //! but hold nothing file-specific beyond that; the checks that need several objects live in the
 //! model.
@@ -203,6 +203,33 @@ pub struct Telemetry {
     pub spec: istio::telemetry::TelemetrySpec,
 }
 
+/// An Istio `PeerAuthentication` (`security.istio.io/v1` or `v1beta1`), decoded and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerAuthentication {
+    /// As written, e.g. `security.istio.io/v1`.
+    pub api_version: String,
+    pub namespace: String,
+    pub name: String,
+    /// How old it is: the oldest of one scope applies.
+    pub age: Age,
+    pub origin: Origin,
+    pub spec: istio::peer_authentication::PeerAuthenticationSpec,
+}
+
+/// An Istio `AuthorizationPolicy` (`security.istio.io/v1` or `v1beta1`), decoded and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthorizationPolicy {
+    /// As written, e.g. `security.istio.io/v1`.
+    pub api_version: String,
+    pub namespace: String,
+    pub name: String,
+    pub age: Age,
+    pub origin: Origin,
+    /// `istio.io/dry-run: "true"`: evaluated and logged by the proxy, never enforced.
+    pub dry_run: bool,
+    pub spec: istio::authorization_policy::AuthorizationPolicySpec,
+}
+
 /// How old an object is, ordered as Istio orders configs (`configCompareByCreationTime` in
 /// `pilot/pkg/model/config.go`): the oldest `creationTimestamp` first; equal timestamps (they have
 /// second precision, so ties are common) by name, then namespace, so the order is total and
@@ -308,6 +335,43 @@ impl Telemetry {
                 .target_refs
                 .as_ref()
                 .is_some_and(|t| !t.is_empty())
+    }
+}
+
+// === impl PeerAuthentication ===
+
+impl PeerAuthentication {
+    /// Its non-empty `selector.matchLabels`, if it names workloads (an empty selector is none,
+    /// as in Istio: the policy is namespace-wide).
+    pub fn match_labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .filter(|m| !m.is_empty())
+    }
+}
+
+// === impl AuthorizationPolicy ===
+
+impl AuthorizationPolicy {
+    /// Its non-empty `selector.matchLabels`, if it names workloads.
+    pub fn match_labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .filter(|m| !m.is_empty())
+    }
+
+    /// `targetRef` and `targetRefs` together.
+    pub fn target_refs(
+        &self,
+    ) -> impl Iterator<Item = &istio::authorization_policy::PolicyTargetReference> + '_ {
+        self.spec
+            .target_ref
+            .iter()
+            .chain(self.spec.target_refs.iter().flatten())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Istio's traffic schemas as typed Rust: the DestinationRule (Istio's
 //! `networking/v1alpha3/destination_rule.proto`, the same in `v1`, `v1beta1` and our
 //! `sinew.dev/v1alpha1`) here, the VirtualService in [`virtual_service`], and Istio's
-//! `Telemetry` in [`telemetry`]. Decoded strictly once
+//! `Telemetry` in [`telemetry`], the security kinds in [`peer_authentication`] and
+//! [`authorization_policy`]. Decoded strictly once
 //! per document: a field the schema does not have, or an enum value it does not list, is an error
 //! naming the field and its line, where a loose read would fall back to the default
 //! (`simple: ROUND_ROBBIN` would quietly balance by least requests). The decoded value is what
@@ -547,6 +548,8 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_nanos(nanos.round() as u64))
 }
 
+pub mod authorization_policy;
+pub mod peer_authentication;
 pub mod telemetry;
 pub mod virtual_service;
 

@@ -23,6 +23,8 @@
 //! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `DestinationRule` | [`DestinationRule`] (typed as [`istio::DestinationRuleSpec`], validated) |
 //! | `networking.istio.io/{v1,v1beta1,v1alpha3}`, `sinew.dev/v1alpha1` | `VirtualService` | [`VirtualService`] (mesh only; typed, validated) |
 //! | `telemetry.istio.io/{v1,v1alpha1}` | `Telemetry` | [`Telemetry`] (typed as [`istio::telemetry::TelemetrySpec`], validated; resolved per proxy by `compile::telemetry`) |
+//! | `security.istio.io/{v1,v1beta1}` | `PeerAuthentication` | [`PeerAuthentication`] (typed, validated; resolved per pod by `compile::peer_authentication`) |
+//! | `security.istio.io/{v1,v1beta1}` | `AuthorizationPolicy` | [`AuthorizationPolicy`] (typed, validated; selected per pod by `compile::authorization`) |
 //!
 //! DestinationRules and VirtualServices are decoded strictly and validated as istiod's webhook
 //! does (`object/validate.rs`); cross-object mistakes Istio accepts silently (a route to a subset
@@ -117,10 +119,10 @@ pub use self::assignments::Assignments;
 pub use self::crosscheck::{ObjectWarning, WarningKind};
 pub use self::debounce::Debounce;
 pub use self::entry::{
-    Age, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints, INJECT_OPT_OUT,
-    INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER,
-    ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort, Telemetry, VirtualService,
-    protocol_for_port,
+    Age, AuthorizationPolicy, CLUSTER_DOMAIN, DestinationRule, EndpointEntry, Endpoints,
+    INJECT_OPT_OUT, INJECTION_LABEL, MESH_INBOUND_PORT, NamespaceEntry, PeerAuthentication,
+    PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry, ServicePortEntry, TargetPort,
+    Telemetry, VirtualService, protocol_for_port,
 };
 pub use self::error::{Origin, Problem, RegistryError};
 pub use self::file::watch::{FileRegistry, RegistryHandle};

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::assignments::Assignments;
 use super::crosscheck::ObjectWarning;
+use super::entry::{AuthorizationPolicy, PeerAuthentication};
 use super::entry::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, DeploymentDoc, DestinationRule, Endpoints,
     INJECT_OPT_OUT, NamespaceEntry, PodEntry, SIDECAR_CONTAINER, ServiceAccountEntry, ServiceEntry,
@@ -29,6 +30,8 @@ pub struct Snapshot {
     destination_rules: Vec<DestinationRule>,
     virtual_services: Vec<VirtualService>,
     telemetries: Vec<Telemetry>,
+    peer_authentications: Vec<PeerAuthentication>,
+    authorization_policies: Vec<AuthorizationPolicy>,
     warnings: Vec<String>,
     object_warnings: Vec<ObjectWarning>,
     rejected: Vec<Rejected>,
@@ -74,6 +77,16 @@ impl Snapshot {
     /// Istio `Telemetry` resources, oldest first (by [`Age`](super::Age)).
     pub fn telemetries(&self) -> &[Telemetry] {
         &self.telemetries
+    }
+
+    /// Istio `PeerAuthentication` resources, oldest first (by [`Age`](super::Age)).
+    pub fn peer_authentications(&self) -> &[PeerAuthentication] {
+        &self.peer_authentications
+    }
+
+    /// Istio `AuthorizationPolicy` resources, oldest first (by [`Age`](super::Age)).
+    pub fn authorization_policies(&self) -> &[AuthorizationPolicy] {
+        &self.authorization_policies
     }
 
     /// Things that are allowed but probably not what the user meant (skipped kinds, named
@@ -132,6 +145,8 @@ impl Snapshot {
             && self.destination_rules == other.destination_rules
             && self.virtual_services == other.virtual_services
             && self.telemetries == other.telemetries
+            && self.peer_authentications == other.peer_authentications
+            && self.authorization_policies == other.authorization_policies
             && self.warnings == other.warnings
             && self.rejected == other.rejected
     }
@@ -270,6 +285,8 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     let mut rules = Vec::new();
     let mut virtual_services = Vec::new();
     let mut telemetries = Vec::new();
+    let mut peer_authentications = Vec::new();
+    let mut authorization_policies = Vec::new();
     for Doc { origin, object, .. } in docs {
         let result = match object {
             Object::Namespace(_) => Ok(()),
@@ -354,6 +371,24 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
                     })
                     .map(|()| telemetries.push(*t))
             }
+            Object::PeerAuthentication(p) => {
+                let what = format!("PeerAuthentication {:?}", p.name);
+                namespace_known(&p.namespace, &origin, &what)
+                    .and_then(|()| {
+                        let key = key("PeerAuthentication", &p.namespace, &p.name);
+                        seen.first(key, &origin, &what)
+                    })
+                    .map(|()| peer_authentications.push(*p))
+            }
+            Object::AuthorizationPolicy(p) => {
+                let what = format!("AuthorizationPolicy {:?}", p.name);
+                namespace_known(&p.namespace, &origin, &what)
+                    .and_then(|()| {
+                        let key = key("AuthorizationPolicy", &p.namespace, &p.name);
+                        seen.first(key, &origin, &what)
+                    })
+                    .map(|()| authorization_policies.push(*p))
+            }
         };
         if let Err(p) = result {
             problems.push(p);
@@ -395,6 +430,9 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     virtual_services.sort_by(|a, b| a.age.cmp(&b.age));
     telemetries.sort_by(|a, b| a.age.cmp(&b.age));
     warnings.extend(telemetry_conflicts(&telemetries, &pods));
+    peer_authentications.sort_by(|a, b| a.age.cmp(&b.age));
+    authorization_policies.sort_by(|a, b| a.age.cmp(&b.age));
+    warnings.extend(peer_authentication_conflicts(&peer_authentications, &pods));
     warnings.extend(dangling_named_ports(&services, &pods));
     let mut object_warnings = super::crosscheck::duplicate_subsets(&rules);
     object_warnings.extend(super::crosscheck::shared_hosts(&virtual_services));
@@ -406,6 +444,8 @@ pub fn build(parsed: Parsed, acceptance: Acceptance) -> Result<Snapshot, Registr
     snap.object_warnings = object_warnings;
     snap.virtual_services = virtual_services;
     snap.telemetries = telemetries;
+    snap.peer_authentications = peer_authentications;
+    snap.authorization_policies = authorization_policies;
     snap.service_accounts = service_accounts;
     snap.services = services;
     snap.pods = pods;
@@ -544,6 +584,54 @@ fn telemetry_conflicts(
                 out.push(format!(
                     "{}: Telemetry {:?}: selects pod {:?}, which the older Telemetry {:?} also selects; the older one applies to it",
                     t.origin, t.name, pod.name, first.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// PeerAuthentications of one scope that disagree about a pod: two without a selector in one
+/// namespace, or two whose selectors pick the same pod. The oldest applies (Istio's rule; the
+/// list is oldest first); the others are named in a warning, once each.
+fn peer_authentication_conflicts(
+    policies: &[PeerAuthentication],
+    pods: &BTreeMap<(String, String), PodEntry>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut namespace_wide: BTreeMap<&str, &PeerAuthentication> = BTreeMap::new();
+    for p in policies.iter().filter(|p| p.match_labels().is_none()) {
+        match namespace_wide.get(p.namespace.as_str()) {
+            Some(first) => out.push(format!(
+                "{}: PeerAuthentication {:?}: namespace {:?} already has PeerAuthentication {:?} without a selector (at {}); the older one applies and this one is ignored",
+                p.origin, p.name, p.namespace, first.name, first.origin
+            )),
+            None => {
+                namespace_wide.insert(&p.namespace, p);
+            }
+        }
+    }
+    let mut selecting: BTreeMap<&str, Vec<&PeerAuthentication>> = BTreeMap::new();
+    for p in policies.iter().filter(|p| p.match_labels().is_some()) {
+        selecting.entry(&p.namespace).or_default().push(p);
+    }
+    let mut shadowed = BTreeSet::new();
+    for pod in pods.values() {
+        let Some(candidates) = selecting.get(pod.namespace.as_str()) else {
+            continue;
+        };
+        let mut matching = candidates.iter().filter(|p| {
+            p.match_labels()
+                .is_some_and(|m| m.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
+        });
+        let Some(first) = matching.next() else {
+            continue;
+        };
+        for p in matching {
+            if shadowed.insert((p.namespace.clone(), p.name.clone())) {
+                out.push(format!(
+                    "{}: PeerAuthentication {:?}: selects pod {:?}, which the older PeerAuthentication {:?} also selects; the older one applies to it",
+                    p.origin, p.name, pod.name, first.name
                 ));
             }
         }

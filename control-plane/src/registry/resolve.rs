@@ -45,6 +45,18 @@ impl Snapshot {
     /// mesh port 15006; others have neither, so clients reach them in plaintext. Endpoints are
     /// sorted by address.
     pub fn service_resources(&self, trust_domain: &str) -> Vec<ServiceResource> {
+        self.service_resources_with(trust_domain, &|_, _| false)
+    }
+
+    /// [`service_resources`](Self::service_resources), where a meshed pod for which
+    /// `plaintext(pod, target_port)` holds is an endpoint without identity and mesh port, like
+    /// an unmeshed one: its PeerAuthentication says DISABLE there, so clients send plaintext
+    /// (Istio's auto-mTLS).
+    pub fn service_resources_with(
+        &self,
+        trust_domain: &str,
+        plaintext: &dyn Fn(&PodEntry, u16) -> bool,
+    ) -> Vec<ServiceResource> {
         // Candidates by (namespace, label, value): a service only looks at pods carrying its
         // first selector label, instead of every pod (services × pods dominated compiling a
         // 1,000-service registry).
@@ -74,13 +86,14 @@ impl Snapshot {
                         None => Vec::new(),
                     };
                     for port in ports {
-                        let found = selector_endpoints(port, &selected, trust_domain);
+                        let found = selector_endpoints(port, &selected, trust_domain, plaintext);
                         out.push(resource(svc, port, found));
                     }
                 }
                 Endpoints::Slices(slices) => {
                     for port in ports {
-                        let found = slice_endpoints(self, svc, port, slices, trust_domain);
+                        let found =
+                            slice_endpoints(self, svc, port, slices, trust_domain, plaintext);
                         out.push(resource(svc, port, found));
                     }
                 }
@@ -98,6 +111,7 @@ fn selector_endpoints(
     port: &ServicePortEntry,
     selected: &[&PodEntry],
     trust_domain: &str,
+    plaintext: &dyn Fn(&PodEntry, u16) -> bool,
 ) -> Found {
     selected
         .iter()
@@ -108,7 +122,7 @@ fn selector_endpoints(
                 TargetPort::Name(name) => pod.container_port(name)?,
             };
             let address = SocketAddr::new(ip, target);
-            let endpoint = endpoint(address, Some(pod), trust_domain);
+            let endpoint = endpoint(address, Some(pod), trust_domain, plaintext);
             Some((address, endpoint, Some((pod.name.clone(), target))))
         })
         .collect()
@@ -132,6 +146,7 @@ fn slice_endpoints(
     port: &ServicePortEntry,
     slices: &[EndpointEntry],
     trust_domain: &str,
+    plaintext: &dyn Fn(&PodEntry, u16) -> bool,
 ) -> Found {
     let wanted = port.name.as_deref().filter(|n| !n.is_empty());
     let serving_port = |e: &EndpointEntry| {
@@ -160,7 +175,8 @@ fn slice_endpoints(
                 .filter(|p| p.namespace == svc.namespace);
             // Only a known pod has a proxy to tell which port it serves.
             let pod_port = pod.map(|p| (p.name.clone(), number));
-            Some((address, endpoint(address, pod, trust_domain), pod_port))
+            let endpoint = endpoint(address, pod, trust_domain, plaintext);
+            Some((address, endpoint, pod_port))
         })
         .collect();
     found.sort_by_key(|(addr, ..)| *addr);
@@ -169,10 +185,15 @@ fn slice_endpoints(
 }
 
 /// The endpoint at `address`: with the pod's identity, mesh port, labels and workload when it is
-/// a known pod (identity and mesh port only when it is meshed).
-fn endpoint(address: SocketAddr, pod: Option<&PodEntry>, trust_domain: &str) -> Endpoint {
+/// a known pod (identity and mesh port only when it is meshed and takes mTLS on that port).
+fn endpoint(
+    address: SocketAddr,
+    pod: Option<&PodEntry>,
+    trust_domain: &str,
+    plaintext: &dyn Fn(&PodEntry, u16) -> bool,
+) -> Endpoint {
     let (identity, mesh_port) = match pod {
-        Some(pod) if pod.meshed => {
+        Some(pod) if pod.meshed && !plaintext(pod, address.port()) => {
             let id = spiffe_identity(trust_domain, &pod.namespace, &pod.service_account);
             (id, u32::from(MESH_INBOUND_PORT))
         }

@@ -67,6 +67,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
             settings_sent: None,
             inbound_sent: Vec::new(),
             telemetry_sent: None,
+            security_sent: None,
             sent: HashMap::new(),
             pending: HashMap::new(),
             tx,
@@ -109,6 +110,8 @@ struct Session {
     /// The telemetry in the settings last sent (the index's shared value: an index that did not
     /// change it hands back the same `Arc`).
     telemetry_sent: Option<Arc<sinew_proto::config::v1::Telemetry>>,
+    /// The security settings last sent (the index's shared value, like `telemetry_sent`).
+    security_sent: Option<Arc<crate::compile::PodSecurity>>,
     /// Subscribed names and what was last sent for each (None: not answered yet).
     sent: HashMap<String, Option<Sent>>,
     /// Responses awaiting ACK/NACK, by nonce: the names they carried.
@@ -251,8 +254,8 @@ impl Session {
         .await
     }
 
-    /// This proxy's settings: the mesh-wide ones plus its pod's declared inbound ports and its
-    /// telemetry.
+    /// This proxy's settings: the mesh-wide ones plus its pod's declared inbound ports, its
+    /// telemetry, its inbound mTLS modes and the AuthorizationPolicies that apply to it.
     fn settings_resource(&mut self, index: &Index) -> pb::Resource {
         let mut settings = self.settings.clone();
         settings.inbound_ports = index.inbound_ports(&self.namespace, &self.pod).to_vec();
@@ -260,6 +263,14 @@ impl Session {
         let telemetry = index.telemetry(&self.namespace, &self.pod, &self.hello_labels);
         settings.telemetry = Some((*telemetry).clone());
         self.telemetry_sent = Some(telemetry);
+        let security = index.security(&self.namespace, &self.pod, &self.hello_labels);
+        settings.inbound_mode = security.inbound_mode as i32;
+        settings
+            .port_inbound_modes
+            .clone_from(&security.port_inbound_modes);
+        // Always set, empty when no policy applies: removing the last policy must lift it.
+        settings.authorization = Some(security.authorization.clone());
+        self.security_sent = Some(security);
         let version = crate::compile::version_of(&prost::Message::encode_to_vec(&settings));
         self.settings_sent = Some(version.clone());
         pb::Resource {
@@ -295,7 +306,13 @@ impl Session {
                 .as_ref()
                 .is_none_or(|sent| !Arc::ptr_eq(sent, &now) && **sent != *now)
         };
-        if inbound_changed || telemetry_changed() {
+        let security_changed = || {
+            let now = index.security(&self.namespace, &self.pod, &self.hello_labels);
+            self.security_sent
+                .as_ref()
+                .is_none_or(|sent| !Arc::ptr_eq(sent, &now) && **sent != *now)
+        };
+        if inbound_changed || telemetry_changed() || security_changed() {
             let sent_settings = self.settings_sent.clone();
             let settings = self.settings_resource(&index);
             if sent_settings.as_ref() != Some(&settings.version) {

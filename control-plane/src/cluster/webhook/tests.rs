@@ -632,3 +632,47 @@ async fn a_body_not_sent_in_time_is_answered_408_after_the_deadline() {
     // Paused time: the deadline, not a wall clock.
     assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn a_custom_authorization_policy_is_denied_naming_the_field() {
+    let policy = json!({
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "ext", "namespace": "shop"},
+        "spec": {"action": "CUSTOM", "provider": {"name": "opa"}, "rules": [{}]}
+    });
+    let answer = answer(&request_for("CREATE", policy));
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(
+        message(&answer),
+        "AuthorizationPolicy default/ext is invalid: spec.action: CUSTOM (external authorization) is not supported by Sinew"
+    );
+    assert_eq!(
+        answer["response"]["status"]["details"]["causes"][0]["field"],
+        "spec.action"
+    );
+}
+
+#[test]
+fn peer_authentications_are_validated_with_json_port_keys() {
+    let policy = |port: &str| {
+        json!({
+            "apiVersion": "security.istio.io/v1beta1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "mtls": {"mode": "STRICT"},
+                "portLevelMtls": {port: {"mode": "DISABLE"}}
+            }
+        })
+    };
+    let good = answer(&request_for("CREATE", policy("8080")));
+    assert_eq!(good["response"]["allowed"], true, "{good}");
+    let bad = answer(&request_for("UPDATE", policy("0")));
+    assert_eq!(bad["response"]["allowed"], false, "{bad}");
+    assert_eq!(
+        message(&bad),
+        "PeerAuthentication default/web is invalid: spec.portLevelMtls.0: port must be between 1 and 65535, not 0"
+    );
+}

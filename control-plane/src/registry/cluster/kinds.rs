@@ -1,5 +1,6 @@
 //! The kinds the Kubernetes source watches: the built-in ones every cluster serves, and the
-//! custom ones (Istio's and Sinew's DestinationRule and VirtualService, Istio's Telemetry) that
+//! custom ones (Istio's and Sinew's DestinationRule and VirtualService, Istio's Telemetry,
+//! PeerAuthentication and AuthorizationPolicy) that
 //! exist only while their CustomResourceDefinition does.
 
 use kube::core::{ApiResource, GroupVersionKind};
@@ -25,10 +26,12 @@ pub enum CustomKind {
     SinewDestinationRule,
     SinewVirtualService,
     IstioTelemetry,
+    IstioPeerAuthentication,
+    IstioAuthorizationPolicy,
 }
 
 /// How many custom kinds there are.
-pub const CUSTOM_KINDS: usize = 5;
+pub const CUSTOM_KINDS: usize = 7;
 
 /// The built-in kinds, in the order their first lists are awaited.
 pub const BUILTIN: [KindId; 5] = [
@@ -71,6 +74,8 @@ impl CustomKind {
         CustomKind::SinewDestinationRule,
         CustomKind::SinewVirtualService,
         CustomKind::IstioTelemetry,
+        CustomKind::IstioPeerAuthentication,
+        CustomKind::IstioAuthorizationPolicy,
     ];
 
     pub fn group(self) -> &'static str {
@@ -80,6 +85,9 @@ impl CustomKind {
             }
             CustomKind::SinewDestinationRule | CustomKind::SinewVirtualService => "sinew.dev",
             CustomKind::IstioTelemetry => "telemetry.istio.io",
+            CustomKind::IstioPeerAuthentication | CustomKind::IstioAuthorizationPolicy => {
+                "security.istio.io"
+            }
         }
     }
 
@@ -90,6 +98,8 @@ impl CustomKind {
             }
             CustomKind::IstioVirtualService | CustomKind::SinewVirtualService => "VirtualService",
             CustomKind::IstioTelemetry => "Telemetry",
+            CustomKind::IstioPeerAuthentication => "PeerAuthentication",
+            CustomKind::IstioAuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 
@@ -100,6 +110,8 @@ impl CustomKind {
             }
             CustomKind::IstioVirtualService | CustomKind::SinewVirtualService => "virtualservices",
             CustomKind::IstioTelemetry => "telemetries",
+            CustomKind::IstioPeerAuthentication => "peerauthentications",
+            CustomKind::IstioAuthorizationPolicy => "authorizationpolicies",
         }
     }
 
@@ -111,6 +123,8 @@ impl CustomKind {
             CustomKind::SinewDestinationRule => "destinationrules.sinew.dev",
             CustomKind::SinewVirtualService => "virtualservices.sinew.dev",
             CustomKind::IstioTelemetry => "telemetries.telemetry.istio.io",
+            CustomKind::IstioPeerAuthentication => "peerauthentications.security.istio.io",
+            CustomKind::IstioAuthorizationPolicy => "authorizationpolicies.security.istio.io",
         }
     }
 
@@ -121,6 +135,8 @@ impl CustomKind {
             CustomKind::SinewDestinationRule => "DestinationRule.sinew.dev",
             CustomKind::SinewVirtualService => "VirtualService.sinew.dev",
             CustomKind::IstioTelemetry => "Telemetry.telemetry.istio.io",
+            CustomKind::IstioPeerAuthentication => "PeerAuthentication.security.istio.io",
+            CustomKind::IstioAuthorizationPolicy => "AuthorizationPolicy.security.istio.io",
         }
     }
 
@@ -132,6 +148,8 @@ impl CustomKind {
             "sinew.dev" => &["v1alpha1"],
             // Istio >= 1.22 serves `v1`; older releases only `v1alpha1`.
             "telemetry.istio.io" => &["v1", "v1alpha1"],
+            // Istio >= 1.22 serves `v1`; older releases only `v1beta1`.
+            "security.istio.io" => &["v1", "v1beta1"],
             _ => &["v1", "v1beta1", "v1alpha3"],
         }
     }

@@ -4,7 +4,7 @@
 //! typo, and an error that suggests the kind meant, as the API server would refuse it too.
 //! Groups not listed here (CRDs of other projects) are not second-guessed.
 
-use super::{DESTINATION_RULE_VERSIONS, TELEMETRY_VERSIONS};
+use super::{DESTINATION_RULE_VERSIONS, SECURITY_VERSIONS, TELEMETRY_VERSIONS};
 
 /// The kinds of the API versions we know, as the API server serves them.
 const KNOWN: &[(&[&str], &[&str])] = &[
@@ -89,6 +89,7 @@ pub(crate) fn is_used(api_version: &str, kind: &str) -> bool {
         "Deployment" => api_version == "apps/v1",
         "DestinationRule" | "VirtualService" => DESTINATION_RULE_VERSIONS.contains(&api_version),
         "Telemetry" => TELEMETRY_VERSIONS.contains(&api_version),
+        "PeerAuthentication" | "AuthorizationPolicy" => SECURITY_VERSIONS.contains(&api_version),
         _ => false,
     }
 }

@@ -14,8 +14,8 @@
 use serde::de::DeserializeOwned;
 
 use super::entry::{
-    Age, DeploymentDoc, DestinationRule, NamespaceEntry, PodEntry, ServiceAccountEntry,
-    ServiceEntry, Telemetry, VirtualService,
+    Age, AuthorizationPolicy, DeploymentDoc, DestinationRule, NamespaceEntry, PeerAuthentication,
+    PodEntry, ServiceAccountEntry, ServiceEntry, Telemetry, VirtualService,
 };
 use super::error::{Origin, Problem};
 use super::istio;
@@ -47,6 +47,11 @@ pub(crate) const DESTINATION_RULE_VERSIONS: [&str; 4] = [
 pub(crate) const TELEMETRY_VERSIONS: [&str; 2] =
     ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"];
 
+/// The API versions whose `PeerAuthentication` and `AuthorizationPolicy` we accept (Istio's
+/// two; same schema). Like `Telemetry`, they have no `sinew.dev` twin: Sinew adds no fields.
+pub(crate) const SECURITY_VERSIONS: [&str; 2] =
+    ["security.istio.io/v1", "security.istio.io/v1beta1"];
+
 /// One decoded, individually valid object.
 #[derive(Debug, Clone)]
 pub enum Object {
@@ -61,6 +66,8 @@ pub enum Object {
     /// left out of the snapshot).
     VirtualService(Box<VirtualService>, bool),
     Telemetry(Box<Telemetry>),
+    PeerAuthentication(Box<PeerAuthentication>),
+    AuthorizationPolicy(Box<AuthorizationPolicy>),
 }
 
 /// One decoded object and where it came from: the unit the model builds from.
@@ -310,6 +317,53 @@ pub(crate) fn decode_with<R: Reader>(
                 name,
                 age,
                 origin: origin.clone(),
+                spec,
+            }))
+        }
+        (v, "PeerAuthentication") if SECURITY_VERSIONS.contains(&v) => {
+            let typed =
+                reader.typed::<istio::peer_authentication::PeerAuthenticationDoc>(subject)?;
+            let meta = typed.metadata.clone().unwrap_or_default();
+            let name = checked!(name_of(&meta, NameRule::Subdomain));
+            // An empty spec is valid: UNSET everywhere, it inherits (Istio).
+            let spec = typed.spec.unwrap_or_default();
+            settle(validate::peer_authentication(&spec), subject, reader)?;
+            Object::PeerAuthentication(Box::new(PeerAuthentication {
+                api_version: v.to_string(),
+                namespace: namespace_of(&meta),
+                name,
+                age,
+                origin: origin.clone(),
+                spec,
+            }))
+        }
+        (v, "AuthorizationPolicy") if SECURITY_VERSIONS.contains(&v) => {
+            let typed =
+                reader.typed::<istio::authorization_policy::AuthorizationPolicyDoc>(subject)?;
+            let meta = typed.metadata.clone().unwrap_or_default();
+            let name = checked!(name_of(&meta, NameRule::Subdomain));
+            let namespace = namespace_of(&meta);
+            let annotation = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(validate::DRY_RUN_ANNOTATION));
+            let dry_run = checked!(
+                validate::dry_run(annotation.map(String::as_str)).map_err(Rejection::whole)
+            );
+            // An empty spec is valid: an ALLOW policy without rules, which denies everything.
+            let spec = typed.spec.unwrap_or_default();
+            settle(
+                validate::authorization_policy(&spec, &namespace),
+                subject,
+                reader,
+            )?;
+            Object::AuthorizationPolicy(Box::new(AuthorizationPolicy {
+                api_version: v.to_string(),
+                namespace,
+                name,
+                age,
+                origin: origin.clone(),
+                dry_run,
                 spec,
             }))
         }

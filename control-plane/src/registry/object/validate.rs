@@ -1,4 +1,6 @@
-//! Value checks of DestinationRules and VirtualServices (Telemetries: [`telemetry`]), as istiod's
+//! Value checks of DestinationRules and VirtualServices (Telemetries: [`telemetry`];
+//! PeerAuthentications and AuthorizationPolicies: [`peer_authentication`],
+//! [`authorization_policy`]), as istiod's
 //! validating webhook makes them
 //! (`pkg/config/validation/validation.go`, reference §1.8): what the schema's types cannot say
 //! (durations of at least 1 ms in whole milliseconds, percents 0–100, non-negative pool sizes,
@@ -1194,8 +1196,12 @@ fn is_authority(name: &str) -> bool {
     name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
 
+mod authorization_policy;
+mod peer_authentication;
 mod telemetry;
 
+pub(crate) use self::authorization_policy::{DRY_RUN_ANNOTATION, authorization_policy, dry_run};
+pub(crate) use self::peer_authentication::peer_authentication;
 pub(crate) use self::telemetry::{ENVOY_PROVIDER, telemetry};
 
 #[cfg(test)]

@@ -331,6 +331,15 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
         .and_then(|s| Identity::parse(&s).ok())
 }
 
+/// Hex SHA-256 of each certificate in a PEM text, in order (how `/config_dump` names roots).
+pub fn pem_sha256s(pem: &[u8]) -> Result<Vec<String>, TlsError> {
+    let path = Path::new("<PEM>");
+    Ok(certs("certificates", path, pem)?
+        .iter()
+        .map(|d| sha256_hex(d))
+        .collect())
+}
+
 /// PEM roots pushed by the control plane, as a store.
 pub fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, TlsError> {
     let path = Path::new("<trust bundle from the control plane>");

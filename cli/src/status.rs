@@ -264,7 +264,10 @@ fn rotation_line(rotation: &serde_json::Value) -> Option<String> {
         .unwrap_or_default();
     let mut line = match phase {
         "idle" => return None,
-        "done" => format!("root rotation done: trusting only root {}", short("newRootSha256")),
+        "done" => format!(
+            "root rotation done: trusting only root {}",
+            short("newRootSha256")
+        ),
         _ => format!(
             "root rotation from {} to {}: phase {phase}, waiting for {} prox{}{}",
             short("oldRootSha256"),

@@ -377,7 +377,9 @@ mod tests {
         let argv = ["sinew-control-plane", "serve"].iter().chain(argv);
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(*a),
-            Command::Token(_) | Command::RotateRoot(_) => unreachable!("invariant: the argv says serve"),
+            Command::Token(_) | Command::RotateRoot(_) => {
+                unreachable!("invariant: the argv says serve")
+            }
         }
     }
 

@@ -79,7 +79,10 @@ fn meshed_pods(mesh: &LocalMesh) -> Vec<(String, String)> {
         .filter(|p| p["pod"]["meshed"] == true)
         .map(|p| {
             (
-                p["pod"]["namespace"].as_str().unwrap_or_default().to_string(),
+                p["pod"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 p["pod"]["name"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -91,7 +94,13 @@ fn proxy_tls(mesh: &LocalMesh, ns: &str, pod: &str) -> serde_json::Value {
     let (_, body) = mesh.exec(
         ns,
         pod,
-        &["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000/config_dump"],
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:15000/config_dump",
+        ],
     );
     serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["tls"].clone()
 }
@@ -126,20 +135,24 @@ fn the_root_rotates_under_load_without_a_failed_request_or_a_restart() {
     let old = sha256s(&cp_dir.join("root-cert.pem"));
     assert_eq!(old.len(), 1);
     let old = old[0].clone();
-    assert_eq!(sha256s(&cp_dir.join("trust-bundle.pem")), [old.clone()]);
+    assert_eq!(sha256s(&cp_dir.join("trust-bundle.pem")), [old.as_str()]);
     let pids_before: Vec<_> = pods
         .iter()
         .map(|(ns, pod)| support::pod_state(&mesh, ns, pod)["proxy"]["pid"].clone())
         .collect();
     for (ns, pod) in &pods {
-        wait_until(&format!("{ns}/{pod} holds a certificate"), Duration::from_secs(30), || {
-            let tls = proxy_tls(&mesh, ns, pod);
-            if tls["certificateRootSha256"] == old.as_str() {
-                Ok(())
-            } else {
-                Err(tls.to_string())
-            }
-        })
+        wait_until(
+            &format!("{ns}/{pod} holds a certificate"),
+            Duration::from_secs(30),
+            || {
+                let tls = proxy_tls(&mesh, ns, pod);
+                if tls["certificateRootSha256"] == old.as_str() {
+                    Ok(())
+                } else {
+                    Err(tls.to_string())
+                }
+            },
+        )
         .unwrap();
     }
 
@@ -191,12 +204,12 @@ fn the_root_rotates_under_load_without_a_failed_request_or_a_restart() {
     assert_eq!(new.len(), 1);
     let new = new[0].clone();
     assert_ne!(new, old, "the root did not change");
-    assert_eq!(sha256s(&cp_dir.join("trust-bundle.pem")), [new.clone()]);
+    assert_eq!(sha256s(&cp_dir.join("trust-bundle.pem")), [new.as_str()]);
     let archived: Vec<String> = std::fs::read_dir(cp_dir.join("root-archive"))
         .unwrap()
         .flat_map(|e| sha256s(&e.unwrap().path().join("root-cert.pem")))
         .collect();
-    assert_eq!(archived, [old.clone()]);
+    assert_eq!(archived, [old.as_str()]);
 
     // Every proxy: a certificate under the new root, a bundle without the old one; same
     // process as before (nothing restarted).
@@ -240,7 +253,14 @@ fn the_root_rotates_under_load_without_a_failed_request_or_a_restart() {
     let (ok, body) = mesh.exec(
         "shop",
         "client-0",
-        &["curl", "-sS", "--fail", "--max-time", "5", "http://web.shop/"],
+        &[
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "5",
+            "http://web.shop/",
+        ],
     );
     assert!(ok, "{body}");
 

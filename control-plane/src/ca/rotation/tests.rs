@@ -4,9 +4,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sinew_proxy::testing::TempDir;
 
-/// Connected proxies by name: the bundle version each holds and the root of its certificate.
+/// What a fake proxy holds: the bundle version and the root of its certificate.
+type Held = (Option<String>, Option<String>);
+
+/// Connected proxies by name.
 #[derive(Default)]
-struct FakeMesh(Mutex<BTreeMap<String, (Option<String>, Option<String>)>>);
+struct FakeMesh(Mutex<BTreeMap<String, Held>>);
 
 impl FakeMesh {
     fn connect(&self, name: &str) {
@@ -177,10 +180,10 @@ async fn phases_advance_only_when_every_connected_proxy_has_the_bundle_and_then_
     s.mesh.renewed("shop/b", &new);
     run.await.unwrap().unwrap();
     assert_eq!(phase(&status), Phase::Done);
-    assert_eq!(s.bundle().root_sha256s(), [new.clone()]);
-    assert_eq!(s.bundle_file_sha256s(), [new.clone()]);
+    assert_eq!(s.bundle().root_sha256s(), [new.as_str()]);
+    assert_eq!(s.bundle_file_sha256s(), [new.as_str()]);
     let stored = FileRootStore::new(s.dir.path()).load().unwrap().unwrap();
-    assert_eq!(crate::ca::pem_sha256s(&stored.cert_pem), [new.clone()]);
+    assert_eq!(crate::ca::pem_sha256s(&stored.cert_pem), [new.as_str()]);
     let archived: Vec<_> = std::fs::read_dir(s.dir.path().join(ARCHIVE_DIR))
         .unwrap()
         .map(|e| {
@@ -261,7 +264,7 @@ async fn a_stop_in_the_issue_phase_keeps_the_old_root_trusted_and_a_restart_resu
     s.mesh.renewed("shop/a", &new);
     restarted.run(&request).await.unwrap();
     assert_eq!(s.ca.current().signing_root_sha256(), new);
-    assert_eq!(s.bundle().root_sha256s(), [new.clone()]);
+    assert_eq!(s.bundle().root_sha256s(), [new.as_str()]);
     let stored = FileRootStore::new(s.dir.path()).load().unwrap().unwrap();
     assert_eq!(crate::ca::pem_sha256s(&stored.cert_pem), [new]);
 }

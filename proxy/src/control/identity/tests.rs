@@ -207,7 +207,7 @@ async fn renews_at_once_when_a_pushed_bundle_names_another_signing_root() {
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
     let tls = store.current().unwrap();
-    assert_eq!(tls.creds.roots_sha256, [new_sha.clone()]);
+    assert_eq!(tls.creds.roots_sha256, [new_sha.as_str()]);
     assert_eq!(
         tls.creds.chain_root_sha256.as_deref(),
         Some(new_sha.as_str())

@@ -42,6 +42,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum RootCommand {
+    /// Generate a new self-signed root and rotate the running mesh to it: both roots trusted,
+    /// every proxy re-issued under the new one, then the old one dropped; no pod restarts.
+    Rotate {
+        /// How long each phase waits for every proxy before the rotation stops (safely, both
+        /// roots trusted) and `status` says which proxies it waited for.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        phase_timeout_secs: u64,
+        /// Retry a rotation that stopped.
+        #[arg(long)]
+        resume: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the mesh described by a directory of YAML (Namespaces, ServiceAccounts, Services,
     /// Pods, Deployments, DestinationRules) until Ctrl-C; then remove everything.
@@ -65,6 +80,9 @@ enum Command {
     },
     /// Stop the running mesh, or remove what a crashed one left behind.
     Down,
+    /// The mesh root: `root rotate` replaces it without restarting a pod (docs/security.md).
+    #[command(subcommand)]
+    Root(RootCommand),
     /// Create or update objects in the running mesh; takes effect without restarts.
     Apply {
         /// Files or directories (or - for standard input).
@@ -230,6 +248,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
         } => logs(&run, &namespace, &pod, container.as_deref(), follow)?,
         Command::Status { json } => status::status(&run, json)?,
+        Command::Root(RootCommand::Rotate {
+            phase_timeout_secs,
+            resume,
+        }) => {
+            let said = sinew_control_plane::ca::rotation::request(
+                &run.control_plane_dir(),
+                None,
+                sinew_control_plane::ca::CaConfig::default(),
+                std::time::Duration::from_secs(phase_timeout_secs),
+                resume,
+            )?;
+            println!("{said}; `sinewctl status` shows the rotation's phase");
+        }
         Command::Stat {
             kind,
             resource,

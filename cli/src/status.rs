@@ -123,7 +123,7 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
         let out = serde_json::json!({
             "run": state.run,
             "ready": state.ready,
-            "controlPlane": {"process": state.control_plane, "ready": cp.ready, "registryError": cp.registry_error, "registryWarnings": cp.registry_warnings, "connectedProxies": cp.proxies},
+            "controlPlane": {"process": state.control_plane, "ready": cp.ready, "registryError": cp.registry_error, "registryWarnings": cp.registry_warnings, "connectedProxies": cp.proxies, "rotation": cp.rotation},
             "pods": pods,
             "errors": state.errors,
         });
@@ -155,6 +155,9 @@ pub fn status(run: &Run, json: bool) -> anyhow::Result<()> {
     // Accepted but probably wrong (a route to a subset no DestinationRule defines answers 503).
     for w in &cp.registry_warnings {
         println!("warning: {w}");
+    }
+    if let Some(line) = rotation_line(&cp.rotation) {
+        println!("{line}");
     }
     let mut rows = vec![
         [
@@ -243,6 +246,45 @@ struct ControlPlaneReport {
     registry_error: Option<String>,
     /// The registry's warnings (undefined subsets, skipped kinds, …), as the control plane says.
     registry_warnings: Vec<String>,
+    /// `/debug/rotation`: the root rotation's phase, roots and pending proxies.
+    rotation: serde_json::Value,
+}
+
+/// One line about a root rotation under way (or stopped, or done), none when idle.
+fn rotation_line(rotation: &serde_json::Value) -> Option<String> {
+    let phase = rotation["phase"].as_str()?;
+    let short = |key: &str| {
+        rotation[key]
+            .as_str()
+            .map_or("-".to_string(), |s| s.chars().take(12).collect())
+    };
+    let pending: Vec<&str> = rotation["pending"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut line = match phase {
+        "idle" => return None,
+        "done" => format!(
+            "root rotation done: trusting only root {}",
+            short("newRootSha256")
+        ),
+        _ => format!(
+            "root rotation from {} to {}: phase {phase}, waiting for {} prox{}{}",
+            short("oldRootSha256"),
+            short("newRootSha256"),
+            pending.len(),
+            if pending.len() == 1 { "y" } else { "ies" },
+            if pending.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", pending.join(", "))
+            }
+        ),
+    };
+    if let Some(error) = rotation["error"].as_str() {
+        line.push_str(&format!("\nroot rotation STOPPED: {error}"));
+    }
+    Some(line)
 }
 
 fn control_plane(state: &RunState) -> ControlPlaneReport {
@@ -257,6 +299,10 @@ fn control_plane(state: &RunState) -> ControlPlaneReport {
         ready,
         proxies: debug["proxies"].as_array().map_or(0, Vec::len),
         registry_error: debug["registryError"].as_str().map(str::to_string),
+        rotation: sys::http_get(ns, addr, "/debug/rotation", PROBE_TIMEOUT)
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or_default(),
         registry_warnings: debug["registryWarnings"]
             .as_array()
             .map(|ws| {

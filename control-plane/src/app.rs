@@ -7,7 +7,8 @@
 //! server (reflectors, the CA in a Secret, TokenReview); everything after that is the same.
 
 use crate::auth::{Authenticator, LocalTokens};
-use crate::ca::{Ca, CaConfig, FileRootStore, WorkloadId};
+use crate::ca::rotation::{ActiveCa, Rotation, RotationStatus};
+use crate::ca::{Ca, CaConfig, FileRootStore, SharedCa, TrustBundle, WorkloadId};
 use crate::registry::{Debounce, FileRegistry, RegistryHandle, Snapshot};
 use crate::{compile, server};
 use anyhow::Context as _;
@@ -67,7 +68,13 @@ pub struct ControlPlane {
     pub monitoring_addr: SocketAddr,
     /// Where the webhooks listen (Kubernetes source only).
     pub webhook_addr: Option<SocketAddr>,
-    pub ca: Arc<Ca>,
+    /// The signing CA (a root rotation swaps it).
+    pub ca: Arc<SharedCa>,
+    /// Local mode's root rotation, watching the state directory (`None` with a Kubernetes
+    /// source: rotating a root kept in a Secret is not supported yet).
+    rotation: Option<Rotation>,
+    /// What `/debug/rotation` shows.
+    pub rotation_status: Arc<std::sync::Mutex<RotationStatus>>,
     /// Local mode's token minter (`None` with a Kubernetes source).
     pub tokens: Option<Arc<LocalTokens>>,
     /// The file registry's handle (`None` with a Kubernetes source).
@@ -88,7 +95,7 @@ pub struct ControlPlane {
     router: server::Router,
     /// The trust bundle every discovery stream pushes: a plug-in CA reload or root rotation
     /// publishes a new one here. Kept alive while serving: dropping it would end every stream.
-    pub bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
+    pub bundle: tokio::sync::watch::Sender<Arc<TrustBundle>>,
 }
 
 // === impl ControlPlane ===
@@ -137,7 +144,7 @@ impl ControlPlane {
                 snapshots.clone(),
             )),
         });
-        let ca = Arc::new(ca);
+        let ca = SharedCa::new(ca);
         let index = compile::spawn(
             snapshots,
             o.trust_domain.clone(),
@@ -196,7 +203,32 @@ impl ControlPlane {
         let tls = serving.tls_config(&[b"h2"])?;
         let status = Arc::new(server::status::Status::default());
         // A plug-in CA reload or root rotation publishes a new bundle here.
-        let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(Arc::new(ca.trust_bundle()));
+        let (bundle_tx, bundle_rx) =
+            tokio::sync::watch::channel(Arc::new(TrustBundle::of(&ca.current())));
+        let rotation = match &o.source {
+            Source::Files {
+                state_dir,
+                plugin_ca,
+                ..
+            } => {
+                let serving = serving.clone();
+                Some(Rotation::new(
+                    state_dir.clone(),
+                    plugin_ca
+                        .clone()
+                        .map_or(ActiveCa::SelfSigned, ActiveCa::PlugIn),
+                    ca.clone(),
+                    bundle_tx.clone(),
+                    status.clone(),
+                    Box::new(move || serving.renew()),
+                ))
+            }
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes(_) => None,
+        };
+        let rotation_status = rotation
+            .as_ref()
+            .map_or_else(Default::default, Rotation::status);
         // In a cluster the leader also publishes the bundle as a ConfigMap in every namespace.
         #[cfg(feature = "kubernetes")]
         if let Some((cluster, snapshots)) = cluster {
@@ -210,6 +242,7 @@ impl ControlPlane {
         let router = server::Router::new(
             server::ca::CertificateService {
                 ca: ca.clone(),
+                bundle: bundle_rx.clone(),
                 auth: auth.clone(),
                 status: status.clone(),
             },
@@ -237,6 +270,8 @@ impl ControlPlane {
             #[cfg(feature = "kubernetes")]
             webhooks,
             ca,
+            rotation,
+            rotation_status,
             tokens,
             registry,
             monitor,
@@ -258,7 +293,9 @@ impl ControlPlane {
             self.status.clone(),
             self.monitor,
             self.index,
+            self.rotation_status.clone(),
         ));
+        let _rotation = self.rotation.map(|r| AbortOnDrop(tokio::spawn(r.watch())));
         #[cfg(feature = "kubernetes")]
         if let Some(listener) = self.webhook {
             // Same certificate as 15012; the API server may speak HTTP/2 or HTTP/1.1.

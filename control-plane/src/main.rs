@@ -28,6 +28,32 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a local-mode credential for a pod (what `sinewctl` hands each sidecar).
     Token(TokenArgs),
+    /// Rotate the mesh root without restarting pods: writes the next root (generated, or the
+    /// plug-in CA in --plugin-ca) into --state-dir; the running control plane then trusts both
+    /// roots, re-issues every proxy under the new one, and drops the old (docs/security.md).
+    RotateRoot(RotateRootArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateRootArgs {
+    /// The state directory of the control plane to rotate (its `serve --state-dir`).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// For a control plane serving with `--plugin-ca`: a directory with the NEXT plug-in CA
+    /// (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem). Without it a self-signed root
+    /// is generated (for a control plane with a self-signed root).
+    #[arg(long)]
+    plugin_ca: Option<PathBuf>,
+    /// The trust domain (the new self-signed root's organisation).
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// How long each phase waits for every connected proxy before the rotation stops (safely,
+    /// both roots trusted) and says which proxies it waited for.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    phase_timeout_secs: u64,
+    /// Retry a rotation that stopped (after fixing or removing the proxies it named).
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(clap::Args)]
@@ -193,6 +219,7 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::Serve(a) => serve(*a),
         Command::Token(a) => token(a),
+        Command::RotateRoot(a) => rotate_root(a),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -213,6 +240,22 @@ fn token(a: TokenArgs) -> anyhow::Result<()> {
         pod: a.pod,
     };
     println!("{}", tokens.mint(&caller, Duration::from_secs(a.ttl_secs)));
+    Ok(())
+}
+
+fn rotate_root(a: RotateRootArgs) -> anyhow::Result<()> {
+    let config = sinew_control_plane::ca::CaConfig {
+        trust_domain: a.trust_domain,
+        ..Default::default()
+    };
+    let said = sinew_control_plane::ca::rotation::request(
+        &a.state_dir,
+        a.plugin_ca.as_deref(),
+        config,
+        Duration::from_secs(a.phase_timeout_secs),
+        a.resume,
+    )?;
+    println!("{said}; follow it at the control plane's /debug/rotation (port 15014)");
     Ok(())
 }
 
@@ -334,7 +377,9 @@ mod tests {
         let argv = ["sinew-control-plane", "serve"].iter().chain(argv);
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(*a),
-            Command::Token(_) => unreachable!("invariant: the argv says serve"),
+            Command::Token(_) | Command::RotateRoot(_) => {
+                unreachable!("invariant: the argv says serve")
+            }
         }
     }
 

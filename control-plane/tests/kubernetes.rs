@@ -204,7 +204,7 @@ async fn cluster(test: &str) -> Option<Cluster> {
     .await
     .unwrap_or_else(|e| panic!("control plane starts: {e:#}{}", api.log_tail()));
     let root_file = dir.path().join("root.pem");
-    std::fs::write(&root_file, cp.ca.trust_bundle().join("\n")).unwrap();
+    std::fs::write(&root_file, cp.ca.current().trust_bundle().join("\n")).unwrap();
     let (grpc, monitoring) = (cp.grpc_addr, cp.monitoring_addr);
     let webhook = cp
         .webhook_addr

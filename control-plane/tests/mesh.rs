@@ -84,7 +84,7 @@ struct Running2 {
     state: std::path::PathBuf,
     registry: std::path::PathBuf,
     tokens: Arc<sinew_control_plane::auth::LocalTokens>,
-    bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
+    bundle: tokio::sync::watch::Sender<Arc<sinew_control_plane::ca::TrustBundle>>,
 }
 
 impl Running2 {
@@ -282,9 +282,13 @@ async fn a_proxy_nacks_a_config_it_cannot_apply_and_keeps_serving_with_the_last_
     let good = m.info.bundle.borrow().clone();
 
     // A trust bundle whose certificate does not parse (a broken plug-in CA reload, say).
-    m.info.bundle.send_replace(Arc::new(vec![
-        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n".into(),
-    ]));
+    m.info.bundle.send_replace(Arc::new(
+        vec![
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+                .to_string(),
+        ]
+        .into(),
+    ));
     eventually(
         "the client proxy's NACK at the control plane",
         Duration::from_secs(10),

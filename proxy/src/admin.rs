@@ -221,6 +221,8 @@ impl Admin {
                 "identity": st.creds.identity.as_str(),
                 "certificateNotAfterUnix": expiry,
                 "trustAnchors": st.creds.roots.len(),
+                "trustAnchorsSha256": st.creds.roots_sha256,
+                "certificateRootSha256": st.creds.chain_root_sha256,
             })
         });
         let dump = serde_json::json!({

@@ -27,6 +27,8 @@ mod config;
 mod csr;
 mod error;
 mod rate;
+pub mod rotation;
+mod shared;
 mod store;
 
 #[cfg(test)]
@@ -49,6 +51,7 @@ pub use self::config::{
 };
 pub use self::error::CaError;
 use self::rate::RateLimiter;
+pub use self::shared::{SharedCa, TrustBundle};
 pub use self::store::{FileRootStore, ROOT_CERT_FILE, ROOT_KEY_FILE, RootMaterial, RootStore};
 
 /// Common name of the self-signed root.
@@ -70,6 +73,8 @@ pub struct Ca {
     /// root signs leaves directly.
     intermediates: Vec<String>,
     roots: Vec<String>,
+    /// Hex SHA-256 of the DER of the root the issuing chain leads to.
+    signing_root_sha256: String,
     limiter: RateLimiter,
     rng: SystemRandom,
 }
@@ -200,6 +205,12 @@ impl Ca {
         self.roots.clone()
     }
 
+    /// Hex SHA-256 of the DER of the root its certificates chain to (one of
+    /// [`Ca::trust_bundle`]): what proxies compare to know they hold a certificate under it.
+    pub fn signing_root_sha256(&self) -> &str {
+        &self.signing_root_sha256
+    }
+
     /// How long the certificates it issues by default live (the serving certificate too).
     pub fn default_ttl(&self) -> std::time::Duration {
         self.config.default_ttl
@@ -221,7 +232,7 @@ impl Ca {
         chain::check_ca_cert(&cert, "root-cert.pem", OffsetDateTime::now_utc())?;
         chain::check_signed_by(&cert, "root-cert.pem", &cert, "itself")?;
         let roots = vec![der.clone()];
-        Self::build(config, &der, key, Vec::new(), roots)
+        Self::build(config, &der, key, Vec::new(), roots, &der)
     }
 
     fn from_plug_in(
@@ -251,6 +262,7 @@ impl Ca {
             .collect();
 
         let mut intermediates = Vec::with_capacity(1 + links.len());
+        let mut anchor = cert_der.clone();
         if !root_ders.contains(&cert_der) {
             let mut child = cert;
             let mut child_what = "the CA certificate".to_string();
@@ -264,9 +276,10 @@ impl Ca {
                 child = parent;
                 child_what = what;
             }
-            anchor_in_roots(&child, &child_what, &root_ders, now)?;
+            let at = anchor_in_roots(&child, &child_what, &root_ders, now)?;
+            anchor = root_ders[at].clone();
         }
-        Self::build(config, &cert_der, key, intermediates, root_ders)
+        Self::build(config, &cert_der, key, intermediates, root_ders, &anchor)
     }
 
     /// Assembles a `Ca` and proves it works: one probe leaf must pass webpki path validation to
@@ -277,6 +290,7 @@ impl Ca {
         key: KeyPair,
         intermediates: Vec<CertificateDer<'static>>,
         roots: Vec<CertificateDer<'static>>,
+        signing_root: &CertificateDer<'static>,
     ) -> Result<Ca, String> {
         let issuing = chain::parse_x509(issuing_der, "the issuing certificate")?;
         let issuer = Issuer::from_ca_cert_der(issuing_der, key)
@@ -288,6 +302,7 @@ impl Ca {
             issuer_not_after: issuing.validity().not_after.to_datetime(),
             intermediates: intermediates.iter().map(|d| chain::pem_encode(d)).collect(),
             roots: roots.iter().map(|d| chain::pem_encode(d)).collect(),
+            signing_root_sha256: sha256_hex(signing_root),
             rng: SystemRandom::new(),
         };
 
@@ -371,19 +386,39 @@ impl std::fmt::Debug for Ca {
     }
 }
 
-/// The top of a plug-in chain must be signed by one of the supplied roots.
+/// Hex SHA-256 of a DER certificate: how roots are named on the wire (`signing_root_sha256`).
+pub fn sha256_hex(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// Hex SHA-256 of each certificate in a PEM text, in order (unparseable blocks are skipped).
+pub fn pem_sha256s(pem: &str) -> Vec<String> {
+    chain::parse_pem_certs(pem, "the bundle")
+        .map(|ders| ders.iter().map(|d| sha256_hex(d)).collect())
+        .unwrap_or_default()
+}
+
+/// The top of a plug-in chain must be signed by one of the supplied roots; returns which.
 fn anchor_in_roots(
     top: &x509_parser::certificate::X509Certificate<'_>,
     top_what: &str,
     roots: &[CertificateDer<'static>],
     now: OffsetDateTime,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let mut last_err = None;
     for (i, der) in roots.iter().enumerate() {
         let what = format!("root #{}", i + 1);
         let root = chain::parse_x509(der, &what)?;
         match chain::check_signed_by(top, top_what, &root, &what) {
-            Ok(()) => return chain::check_ca_cert(&root, &what, now),
+            Ok(()) => return chain::check_ca_cert(&root, &what, now).map(|()| i),
             Err(e) => last_err = Some(e),
         }
     }

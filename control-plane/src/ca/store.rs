@@ -38,6 +38,8 @@ pub struct RootMaterial {
 #[derive(Clone, Debug)]
 pub struct FileRootStore {
     dir: PathBuf,
+    cert_name: &'static str,
+    key_name: &'static str,
 }
 
 // === impl RootMaterial ===
@@ -55,15 +57,28 @@ impl std::fmt::Debug for RootMaterial {
 
 impl FileRootStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self::with_names(dir, ROOT_CERT_FILE, ROOT_KEY_FILE)
+    }
+
+    /// The same store under other file names (a root rotation's next root).
+    pub fn with_names(
+        dir: impl Into<PathBuf>,
+        cert_name: &'static str,
+        key_name: &'static str,
+    ) -> Self {
+        Self {
+            dir: dir.into(),
+            cert_name,
+            key_name,
+        }
     }
 
     pub fn cert_path(&self) -> PathBuf {
-        self.dir.join(ROOT_CERT_FILE)
+        self.dir.join(self.cert_name)
     }
 
     pub fn key_path(&self) -> PathBuf {
-        self.dir.join(ROOT_KEY_FILE)
+        self.dir.join(self.key_name)
     }
 }
 
@@ -116,7 +131,7 @@ impl RootStore for FileRootStore {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<String>, CaError> {
+pub(super) fn read_if_exists(path: &Path) -> Result<Option<String>, CaError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -128,7 +143,7 @@ fn read_if_exists(path: &Path) -> Result<Option<String>, CaError> {
     }
 }
 
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+pub(super) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let tmp = path.with_extension("pem.tmp");
     let io_err = |action, path: &Path| {
         let path = path.to_path_buf();

@@ -44,7 +44,7 @@ const RESYNC: Duration = Duration::from_secs(60);
 pub async fn publish(
     client: kube::Client,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    mut bundle: watch::Receiver<Arc<Vec<String>>>,
+    mut bundle: watch::Receiver<Arc<crate::ca::TrustBundle>>,
     mut leader: watch::Receiver<bool>,
 ) {
     // Namespace → the bundle its ConfigMap is known to hold.
@@ -53,7 +53,7 @@ pub async fn publish(
     let mut mutating_written: Option<Arc<String>> = None;
     loop {
         if *leader.borrow_and_update() {
-            let pem = Arc::new(bundle.borrow_and_update().join("\n"));
+            let pem = Arc::new(bundle.borrow_and_update().pem());
             let namespaces: Vec<String> = snapshots
                 .borrow_and_update()
                 .namespaces()

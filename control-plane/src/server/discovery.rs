@@ -10,6 +10,7 @@
 //!   reason (for `sinewctl status` and logs) and does not re-send the same version.
 
 use crate::auth::Authenticator;
+use crate::ca::TrustBundle;
 use crate::compile::{Index, ProxyContext};
 use crate::server::status::{ProxyState, Status as MeshStatus};
 use futures_util::{Stream, StreamExt};
@@ -30,7 +31,7 @@ const MAX_PENDING: usize = 256;
 
 pub struct DiscoveryService {
     pub index: watch::Receiver<Arc<Index>>,
-    pub bundle: watch::Receiver<Arc<Vec<String>>>,
+    pub bundle: watch::Receiver<Arc<TrustBundle>>,
     pub settings: pb::ProxySettings,
     pub auth: Arc<dyn Authenticator>,
     pub status: Arc<MeshStatus>,
@@ -70,6 +71,7 @@ impl pb::discovery_server::Discovery for DiscoveryService {
             security_sent: None,
             sent: HashMap::new(),
             pending: HashMap::new(),
+            bundle_sent: None,
             tx,
         };
         tokio::spawn(session.run(inbound, end_tx));
@@ -98,7 +100,10 @@ struct Session {
     /// The labels the proxy said it has (used when the registry does not know its pod).
     hello_labels: std::collections::BTreeMap<String, String>,
     index: watch::Receiver<Arc<Index>>,
-    bundle: watch::Receiver<Arc<Vec<String>>>,
+    bundle: watch::Receiver<Arc<TrustBundle>>,
+    /// The nonce of the last response that carried a trust bundle, and its version: its ACK
+    /// means the proxy holds that bundle (root rotation waits for it).
+    bundle_sent: Option<(String, String)>,
     settings: pb::ProxySettings,
     status: Arc<MeshStatus>,
     nonces: Arc<AtomicU64>,
@@ -163,7 +168,12 @@ impl Session {
             let already = known.get(&name).map(|v| Sent::Version(v.clone()));
             self.sent.insert(name, already);
         }
-        self.send_base(known.get(TRUST_BUNDLE).cloned()).await?;
+        let known_bundle = known.get(TRUST_BUNDLE).cloned();
+        if known_bundle.as_deref() == Some(self.bundle.borrow().version().as_str()) {
+            self.status
+                .update(id, |s| s.trust_bundle_version = known_bundle.clone());
+        }
+        self.send_base(known_bundle).await?;
         self.push_changes(id).await?;
         loop {
             tokio::select! {
@@ -184,7 +194,14 @@ impl Session {
                         }
                         Some(Kind::Ack(a)) => {
                             self.pending.remove(&a.nonce);
+                            let bundle = match &self.bundle_sent {
+                                Some((nonce, version)) if *nonce == a.nonce => Some(version.clone()),
+                                _ => None,
+                            };
                             self.status.update(id, |s| {
+                                if bundle.is_some() {
+                                    s.trust_bundle_version = bundle;
+                                }
                                 s.acks += 1;
                                 s.last_answer_unix = Some(super::status::unix_now());
                             });
@@ -232,20 +249,22 @@ impl Session {
 
     /// Settings and trust bundle (unless the proxy already holds this bundle version).
     async fn send_base(&mut self, known_bundle: Option<String>) -> Result<(), Status> {
-        let roots = self.bundle.borrow_and_update().clone();
-        let bundle_version = crate::compile::version_of(roots.join("").as_bytes());
+        let bundle = self.bundle.borrow_and_update().clone();
+        let bundle_version = bundle.version();
         let index = self.index.borrow().clone();
         let mut resources = vec![self.settings_resource(&index)];
+        let nonce = self.nonce();
         if known_bundle.as_deref() != Some(bundle_version.as_str()) {
+            self.bundle_sent = Some((nonce.clone(), bundle_version.clone()));
             resources.push(pb::Resource {
                 name: TRUST_BUNDLE.into(),
                 version: bundle_version,
                 kind: Some(ResourceKind::TrustBundle(pb::TrustBundle {
-                    roots: roots.to_vec(),
+                    roots: bundle.roots.clone(),
+                    signing_root_sha256: bundle.signing_root_sha256.clone(),
                 })),
             });
         }
-        let nonce = self.nonce();
         self.send(pb::DiscoveryResponse {
             nonce,
             resources,

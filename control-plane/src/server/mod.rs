@@ -140,7 +140,8 @@ pub async fn serve_grpc(listener: TcpListener, tls: Arc<rustls::ServerConfig>, r
 /// registry's last error and its warnings, such as routes to undefined subsets),
 /// `/debug/connections` (each discovery stream: the caller's verified identity and pod, when it
 /// connected and last answered, subscriptions, ACKs and NACKs), `/debug/registryz` (services with their endpoints, pods, rules as the control plane sees
-/// them, and the source's state), and
+/// them, and the source's state), `/debug/rotation` (the root rotation's phase, roots and the
+/// proxies it waits for; see docs/security.md), and
 /// `/debug/resolve?name=<vip:port | host:port>` (200 with the version, endpoint addresses and
 /// registry generation discovery would serve for that name now, 404 if none: how a runner knows
 /// a change is live before it hands addresses out); with `&namespace=<ns>[&pod=<pod>]` the
@@ -150,6 +151,7 @@ pub async fn serve_monitoring(
     status: Arc<status::Status>,
     source: SourceMonitor,
     index: tokio::sync::watch::Receiver<Arc<crate::compile::Index>>,
+    rotation: Arc<std::sync::Mutex<crate::ca::rotation::RotationStatus>>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -158,11 +160,13 @@ pub async fn serve_monitoring(
         let status = status.clone();
         let source = source.clone();
         let index = index.clone();
+        let rotation = rotation.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let status = status.clone();
                 let source = source.clone();
                 let index = index.clone();
+                let rotation = rotation.clone();
                 async move {
                     let (code, body) = match req.uri().path() {
                         "/debug/resolve" => {
@@ -214,6 +218,10 @@ pub async fn serve_monitoring(
                             }
                         }
                         "/ready" => (200, "ready\n".to_string()),
+                        "/debug/rotation" => {
+                            let now = rotation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                            (200, serde_json::to_string_pretty(&now).unwrap_or_default())
+                        }
                         "/metrics" => {
                             let mut text = metrics_text(&status);
                             text.push_str(&source.render_metrics());

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::ca::{Ca, WorkloadId};
+use crate::ca::{Ca, SharedCa, WorkloadId};
 
 /// A failed renewal is tried again this often (the current certificate still has half its life).
 const RETRY: Duration = Duration::from_secs(60);
@@ -20,7 +20,9 @@ const RETRY: Duration = Duration::from_secs(60);
 /// The current serving certificate, and how to get the next one.
 #[derive(Debug)]
 pub struct ServingCert {
-    ca: Arc<Ca>,
+    /// Read at each renewal: after a root rotation swaps it, [`ServingCert::renew`] re-issues
+    /// under the new root.
+    ca: Arc<SharedCa>,
     id: WorkloadId,
     dns: Vec<String>,
     ips: Vec<IpAddr>,
@@ -33,13 +35,13 @@ pub struct ServingCert {
 impl ServingCert {
     /// Issues the first certificate for `id` with `dns` and `ips` as SANs.
     pub fn issue(
-        ca: Arc<Ca>,
+        ca: Arc<SharedCa>,
         id: WorkloadId,
         dns: Vec<String>,
         ips: Vec<IpAddr>,
     ) -> anyhow::Result<Arc<Self>> {
         let provider = Arc::new(tls13_provider());
-        let first = certified_key(&ca, &id, &dns, &ips, &provider)?;
+        let first = certified_key(&ca.current(), &id, &dns, &ips, &provider)?;
         Ok(Arc::new(Self {
             ca,
             id,
@@ -52,7 +54,13 @@ impl ServingCert {
 
     /// Replaces the certificate with a fresh one.
     pub fn renew(&self) -> anyhow::Result<()> {
-        let next = certified_key(&self.ca, &self.id, &self.dns, &self.ips, &self.provider)?;
+        let next = certified_key(
+            &self.ca.current(),
+            &self.id,
+            &self.dns,
+            &self.ips,
+            &self.provider,
+        )?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
@@ -68,7 +76,7 @@ impl ServingCert {
     /// Renews at half the CA's default lifetime, for as long as the returned task runs.
     pub fn spawn_renewal(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let cert = Arc::downgrade(self);
-        let half_life = self.ca.default_ttl() / 2;
+        let half_life = self.ca.current().default_ttl() / 2;
         tokio::spawn(async move {
             let mut wait = half_life;
             loop {
@@ -147,7 +155,7 @@ mod tests {
             default_ttl: Duration::from_secs(3600),
             ..CaConfig::default()
         };
-        let ca = Arc::new(
+        let ca = SharedCa::new(
             Ca::self_signed(&FileRootStore::new(dir.path().to_path_buf()), config).unwrap(),
         );
         let id = WorkloadId {

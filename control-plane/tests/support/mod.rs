@@ -23,7 +23,7 @@ pub struct Running {
     pub state: PathBuf,
     pub assignments: PathBuf,
     /// Publishes a trust bundle to every connected proxy.
-    pub bundle: tokio::sync::watch::Sender<Arc<Vec<String>>>,
+    pub bundle: tokio::sync::watch::Sender<Arc<sinew_control_plane::ca::TrustBundle>>,
     pub task: tokio::task::JoinHandle<()>,
 }
 

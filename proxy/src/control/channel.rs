@@ -1,5 +1,7 @@
 //! A gRPC channel to the control plane: one HTTP/2 connection over TLS, re-dialled when it dies.
-//! The server must present the configured SPIFFE identity and chain to the bootstrap root.
+//! The server must present the configured SPIFFE identity and chain to the bootstrap roots, or,
+//! once the control plane has pushed a trust bundle, to the latest bundle's roots (so a root
+//! rotation re-issues the control plane's certificate without restarting a proxy).
 
 use crate::config::ControlPlane;
 use crate::tls;
@@ -24,6 +26,7 @@ pub struct Channel {
 struct Inner {
     address: String,
     tls: Arc<rustls::ClientConfig>,
+    roots: tls::ControlRoots,
     conn: Mutex<Option<SendRequest<GrpcBody>>>,
 }
 
@@ -31,15 +34,22 @@ struct Inner {
 
 impl Channel {
     pub fn new(cp: &ControlPlane) -> Result<Self, tls::TlsError> {
-        let roots = tls::load_roots(&cp.root_cert)?;
-        let tls = tls::control_client_config(roots, cp.identity.clone())?;
+        let roots = tls::ControlRoots::new(tls::load_roots(&cp.root_cert)?);
+        let tls = tls::control_client_config(roots.clone(), cp.identity.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 address: cp.address.clone(),
                 tls,
+                roots,
                 conn: Mutex::new(None),
             }),
         })
+    }
+
+    /// The roots the control plane is verified with: the bootstrap file's, until the discovery
+    /// client installs a pushed trust bundle (see [`tls::ControlRoots`]).
+    pub fn roots(&self) -> &tls::ControlRoots {
+        &self.inner.roots
     }
 
     /// The URI tonic clients use as their origin.

@@ -230,13 +230,19 @@ impl Client {
                 return Err(reason);
             }
         };
-        if let Some(b) = bundle {
-            self.material.set_bundle(b, &self.ctx.tls).map_err(|e| {
+        if let Some((pem, signing_root)) = bundle {
+            let reject = |e: crate::tls::TlsError| {
                 self.ctx.metrics.config_rejections.inc();
                 let reason = format!("invalid trust bundle: {e}");
                 self.ctx.set_last_config_error(Some(reason.clone()));
                 reason
-            })?;
+            };
+            // Parsed before anything changes, so a bad bundle changes neither trust.
+            let roots = crate::tls::roots_from_pem(pem.as_bytes()).map_err(reject)?;
+            self.material
+                .set_bundle(pem, signing_root, &self.ctx.tls)
+                .map_err(reject)?;
+            self.channel.roots().replace(Arc::new(roots));
         }
         self.ctx.set_last_config_error(None);
         self.ctx.set_config(Arc::new(config));
@@ -276,7 +282,13 @@ impl Client {
     }
 }
 
-pub type Prepared = (Config, BTreeMap<String, pb::Resource>, Option<String>);
+/// The merged config, the resources held after the response, and a new trust bundle (PEM and
+/// the root the CA signs under).
+pub type Prepared = (
+    Config,
+    BTreeMap<String, pb::Resource>,
+    Option<(String, String)>,
+);
 
 /// Validates a response against what is held: the merged config and any new trust bundle, or
 /// the reason to NACK. Changes nothing. (Public for the fuzz targets.)
@@ -292,7 +304,7 @@ pub fn prepare(
             if b.roots.is_empty() {
                 return Err("trust bundle with no roots".into());
             }
-            bundle = Some(b.roots.join("\n"));
+            bundle = Some((b.roots.join("\n"), b.signing_root_sha256.clone()));
         }
         next.insert(r.name.clone(), r);
     }
@@ -561,7 +573,10 @@ mod tests {
                 vec![pb::Resource {
                     name: "trust-bundle".into(),
                     version: "1".into(),
-                    kind: Some(ResourceKind::TrustBundle(pb::TrustBundle { roots: vec![] })),
+                    kind: Some(ResourceKind::TrustBundle(pb::TrustBundle {
+                        roots: vec![],
+                        ..Default::default()
+                    })),
                 }],
                 vec![],
             ),

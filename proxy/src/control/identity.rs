@@ -4,6 +4,14 @@
 //! Promises: the private key never leaves the process; a certificate is replaced only by a newer
 //! one, never dropped because renewal failed; new connections use the new certificate at once
 //! (through [`tls::Store`]), established ones keep theirs.
+//!
+//! Root rotation: the CA says which root each certificate chains to, and every pushed trust
+//! bundle which root the CA signs under now. When they differ the certificate is renewed at
+//! once (after up to [`ROOT_CHANGE_JITTER`], so a mesh does not hit the CA in one instant)
+//! instead of at half-life: that is how a rotation re-issues every workload without a restart.
+//! A bundle that no longer holds our certificate's root is still installed (our peers have it
+//! too, and refusing it would not make our certificate acceptable to them); the renewal it
+//! triggers is what fixes it.
 
 use super::{Backoff, Channel};
 use crate::config::ControlPlane;
@@ -16,6 +24,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+/// The longest a proxy waits before renewing under a new signing root.
+pub const ROOT_CHANGE_JITTER: Duration = Duration::from_secs(2);
+
 /// The PEM pieces the TLS state is built from. The trust bundle may change on its own (root
 /// rotation pushed over discovery), so the key and chain are kept to rebuild with.
 #[derive(Default)]
@@ -23,15 +34,39 @@ pub struct Material {
     key_pem: Option<String>,
     chain_pem: Option<String>,
     bundle_pem: Option<String>,
+    /// The root the held certificate was issued under, as the CA said (hex SHA-256; empty when
+    /// the CA did not say).
+    cert_root: String,
 }
 
 /// Shared between the certificate manager and the discovery client.
-#[derive(Clone, Default)]
-pub struct TlsMaterial(Arc<Mutex<Material>>);
+#[derive(Clone)]
+pub struct TlsMaterial {
+    material: Arc<Mutex<Material>>,
+    /// The root the CA signs under, as the latest pushed bundle says (empty: not said).
+    signing_root: watch::Sender<String>,
+}
+
+impl Default for TlsMaterial {
+    fn default() -> Self {
+        Self {
+            material: Default::default(),
+            signing_root: watch::channel(String::new()).0,
+        }
+    }
+}
 
 impl TlsMaterial {
     fn lock(&self) -> std::sync::MutexGuard<'_, Material> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.material.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when the held certificate was issued under another root than the one the CA signs
+    /// under now (both known).
+    pub fn signed_under_another_root(&self) -> bool {
+        let wanted = self.signing_root.borrow();
+        let held = &self.lock().cert_root;
+        !wanted.is_empty() && !held.is_empty() && *held != *wanted
     }
 
     /// Installs a new certificate (and the bundle it came with) and rebuilds the TLS state.
@@ -40,12 +75,14 @@ impl TlsMaterial {
         key_pem: String,
         chain_pem: String,
         bundle_pem: String,
+        cert_root: String,
         store: &tls::Store,
     ) -> Result<Credentials, tls::TlsError> {
         let creds = credentials(&key_pem, &chain_pem, &bundle_pem)?;
         let mut m = self.lock();
         m.key_pem = Some(key_pem);
         m.chain_pem = Some(chain_pem);
+        m.cert_root = cert_root;
         // A bundle pushed over discovery is at least as new as the one in the CA's answer.
         let bundle = m.bundle_pem.clone().unwrap_or(bundle_pem);
         m.bundle_pem = Some(bundle.clone());
@@ -60,18 +97,31 @@ impl TlsMaterial {
         Ok(creds)
     }
 
-    /// Installs a new trust bundle; rebuilds the TLS state if a certificate is held.
-    pub fn set_bundle(&self, bundle_pem: String, store: &tls::Store) -> Result<(), tls::TlsError> {
+    /// Installs a new trust bundle, naming the root the CA signs under now (`signing_root`,
+    /// hex SHA-256, empty if not said); rebuilds the TLS state if a certificate is held. A
+    /// signing root other than our certificate's wakes the certificate manager.
+    pub fn set_bundle(
+        &self,
+        bundle_pem: String,
+        signing_root: String,
+        store: &tls::Store,
+    ) -> Result<(), tls::TlsError> {
         let mut m = self.lock();
-        let (Some(k), Some(c)) = (m.key_pem.clone(), m.chain_pem.clone()) else {
+        if let (Some(k), Some(c)) = (m.key_pem.clone(), m.chain_pem.clone()) {
+            // Validate before committing: a bundle that does not parse changes nothing.
+            let state = TlsState::new(credentials(&k, &c, &bundle_pem)?)?;
             m.bundle_pem = Some(bundle_pem);
-            return Ok(());
-        };
-        // Validate before committing: a bundle that does not parse changes nothing.
-        let state = TlsState::new(credentials(&k, &c, &bundle_pem)?)?;
-        m.bundle_pem = Some(bundle_pem);
-        drop(m);
-        store.replace(state);
+            drop(m);
+            store.replace(state);
+        } else {
+            m.bundle_pem = Some(bundle_pem);
+            drop(m);
+        }
+        self.signing_root.send_if_modified(|s| {
+            let changed = *s != signing_root;
+            *s = signing_root;
+            changed
+        });
         Ok(())
     }
 }
@@ -171,7 +221,8 @@ impl Certifier {
                     info!(identity = %creds.identity, expires_in = ?creds.not_after.duration_since(now).unwrap_or_default(), "workload certificate installed");
                     expires = Some(creds.not_after);
                     self.has_cert.send_replace(true);
-                    tokio::time::sleep(at.duration_since(now).unwrap_or_default()).await;
+                    self.until_renewal(at.duration_since(now).unwrap_or_default())
+                        .await;
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -179,6 +230,27 @@ impl Certifier {
                     warn!(error = %e, retry_in = ?delay, current_certificate_valid_for = ?left, "certificate request failed");
                     tokio::time::sleep(delay).await;
                 }
+            }
+        }
+    }
+
+    /// Waits `half_life` (the jittered renewal time), or less if a pushed bundle says the CA
+    /// signs under another root than our certificate's: then up to [`ROOT_CHANGE_JITTER`].
+    async fn until_renewal(&self, half_life: Duration) {
+        let mut signing_root = self.material.signing_root.subscribe();
+        let new_root = async {
+            while !self.material.signed_under_another_root() {
+                if signing_root.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(half_life) => {}
+            () = new_root => {
+                let jitter = ROOT_CHANGE_JITTER.mul_f64(super::unit_random());
+                info!(after = ?jitter, "the mesh CA signs under a new root; renewing the certificate");
+                tokio::time::sleep(jitter).await;
             }
         }
     }
@@ -208,9 +280,13 @@ impl Certifier {
             .map_err(CertifyError::Refused)?;
         let chain = rsp.cert_chain.join("\n");
         let bundle = rsp.trust_bundle.join("\n");
-        Ok(self
-            .material
-            .set_certificate(key.serialize_pem(), chain, bundle, &self.store)?)
+        Ok(self.material.set_certificate(
+            key.serialize_pem(),
+            chain,
+            bundle,
+            rsp.signing_root_sha256,
+            &self.store,
+        )?)
     }
 }
 

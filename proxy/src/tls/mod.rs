@@ -154,6 +154,46 @@ pub struct Credentials {
     pub roots: Arc<RootCertStore>,
     pub identity: Identity,
     pub not_after: SystemTime,
+    /// Hex SHA-256 of each root's DER, in bundle order (for `/config_dump`).
+    pub roots_sha256: Vec<String>,
+    /// Hex SHA-256 of the root the certificate's chain verifies to now, if any: after a root
+    /// rotation, shows whether this proxy holds a certificate its peers accept.
+    pub chain_root_sha256: Option<String>,
+}
+
+/// Hex SHA-256 of DER bytes: how roots are named between the control plane and proxies.
+pub fn sha256_hex(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The root (of `roots`) that `chain` (leaf first) verifies to, as hex SHA-256.
+fn chain_root(
+    chain: &[CertificateDer<'static>],
+    roots: &[CertificateDer<'static>],
+) -> Option<String> {
+    let leaf = rustls::server::ParsedCertificate::try_from(chain.first()?).ok()?;
+    let algs = provider().signature_verification_algorithms.all;
+    let now = rustls::pki_types::UnixTime::now();
+    roots.iter().find_map(|root| {
+        let mut one = RootCertStore::empty();
+        one.add(root.clone()).ok()?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &leaf,
+            &one,
+            &chain[1..],
+            now,
+            algs,
+        )
+        .ok()
+        .map(|()| sha256_hex(root))
+    })
 }
 
 impl Credentials {
@@ -195,6 +235,8 @@ impl Credentials {
             path: cert_path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let chain_root_sha256 = chain_root(&certified.cert, &roots_der);
+        let roots_sha256 = roots_der.iter().map(|d| sha256_hex(d)).collect();
         let mut roots = RootCertStore::empty();
         for der in roots_der {
             roots.add(der).map_err(|e| TlsError::Roots {
@@ -207,6 +249,8 @@ impl Credentials {
             roots: Arc::new(roots),
             identity,
             not_after,
+            roots_sha256,
+            chain_root_sha256,
         })
     }
 }
@@ -287,6 +331,28 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
         .and_then(|s| Identity::parse(&s).ok())
 }
 
+/// Hex SHA-256 of each certificate in a PEM text, in order (how `/config_dump` names roots).
+pub fn pem_sha256s(pem: &[u8]) -> Result<Vec<String>, TlsError> {
+    let path = Path::new("<PEM>");
+    Ok(certs("certificates", path, pem)?
+        .iter()
+        .map(|d| sha256_hex(d))
+        .collect())
+}
+
+/// PEM roots pushed by the control plane, as a store.
+pub fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, TlsError> {
+    let path = Path::new("<trust bundle from the control plane>");
+    let mut roots = RootCertStore::empty();
+    for der in certs("trust bundle", path, pem)? {
+        roots.add(der).map_err(|e| TlsError::Roots {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
 /// Loads PEM roots from a file (the bootstrap trust for the control plane).
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let pem = read("root certificate", path)?;
@@ -303,11 +369,12 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// A client config for the control plane: TLS 1.3, ALPN h2, no client certificate (callers
 /// authenticate with a bearer credential), and the server must present `expected`.
 pub fn control_client_config(
-    roots: RootCertStore,
+    roots: ControlRoots,
     expected: Identity,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
-    let verifier = verify::SpiffeServerVerifier::new(Arc::new(roots), expected, provider.clone());
+    let verifier =
+        verify::SpiffeServerVerifier::new(verify::Roots::Shared(roots), expected, provider.clone());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -388,7 +455,7 @@ impl TlsState {
         }
         let provider = provider();
         let verifier = verify::SpiffeServerVerifier::new(
-            self.creds.roots.clone(),
+            verify::Roots::Fixed(self.creds.roots.clone()),
             expected.clone(),
             provider.clone(),
         );
@@ -402,6 +469,33 @@ impl TlsState {
         let config = Arc::new(config);
         clients.insert(key, config.clone());
         Ok(config)
+    }
+}
+
+/// The roots the control-plane channel verifies the control plane with: the bootstrap
+/// `root_cert_file` until the control plane pushes a trust bundle, then the latest pushed bundle.
+///
+/// Replaced rather than merged: after a root rotation the old root must stop being trusted here
+/// too, not only between proxies — a rotation is often done because the old key may have leaked,
+/// and a leaked root that still authenticates "the control plane" to every running proxy would
+/// hand out config and trust bundles. The pushed bundle came over the channel the bootstrap roots
+/// authenticated, and a rotation only drops a root once the serving certificate is under the new
+/// one. Handshakes read the current roots; an established connection is not affected.
+#[derive(Clone, Debug)]
+pub struct ControlRoots(Arc<RwLock<Arc<RootCertStore>>>);
+
+impl ControlRoots {
+    pub fn new(bootstrap: RootCertStore) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(bootstrap))))
+    }
+
+    pub fn current(&self) -> Arc<RootCertStore> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The next handshakes verify with `roots`.
+    pub fn replace(&self, roots: Arc<RootCertStore>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = roots;
     }
 }
 

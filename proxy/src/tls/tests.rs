@@ -105,3 +105,70 @@ fn identities_must_be_spiffe_uris() {
         assert!(Identity::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// One handshake of the control-plane channel's config against a server presenting `server`.
+async fn control_handshake(roots: &ControlRoots, server: &TlsState) -> Result<(), std::io::Error> {
+    let config = control_client_config(roots.clone(), Identity::parse(SERVER).unwrap()).unwrap();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    // The control plane's server: its certificate, h2, no client certificate.
+    let mut served = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(verify::FixedCert(server.creds.key.clone())));
+    served.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(served));
+    let name = rustls::pki_types::ServerName::try_from("control-plane.sinew").unwrap();
+    let (c, _) = tokio::join!(connector.connect(name, a), acceptor.accept(b));
+    c.map(|_| ())
+}
+
+#[tokio::test]
+async fn the_control_channel_verifies_with_the_latest_pushed_roots_instead_of_the_bootstrap() {
+    let (old, new) = (TestCa::new("old root"), TestCa::new("new root"));
+    let dir = TempDir::new("tls");
+    let under_old = state(&old, &dir, "old", SERVER);
+    let under_new = state(&new, &dir, "new", SERVER);
+    let roots = ControlRoots::new(roots_from_pem(old.root_pem().as_bytes()).unwrap());
+    control_handshake(&roots, &under_old).await.unwrap();
+    assert!(
+        control_handshake(&roots, &under_new).await.is_err(),
+        "the bootstrap root alone does not verify a certificate under the new root"
+    );
+
+    // A rotation's bundle (old and new): both serving certificates verify, on the same config.
+    let both = format!("{}\n{}", old.root_pem(), new.root_pem());
+    roots.replace(Arc::new(roots_from_pem(both.as_bytes()).unwrap()));
+    control_handshake(&roots, &under_old).await.unwrap();
+    control_handshake(&roots, &under_new).await.unwrap();
+
+    // The old root dropped: it no longer authenticates the control plane, bootstrap or not.
+    roots.replace(Arc::new(roots_from_pem(new.root_pem().as_bytes()).unwrap()));
+    control_handshake(&roots, &under_new).await.unwrap();
+    assert!(control_handshake(&roots, &under_old).await.is_err());
+}
+
+#[test]
+fn credentials_name_the_root_their_chain_verifies_to() {
+    let (old, new) = (TestCa::new("old root"), TestCa::new("new root"));
+    let (cert, key) = new.leaf(CLIENT);
+    let p = Path::new("test");
+    let sha = |pem: String| sha256_hex(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap());
+    let both = format!("{}\n{}", old.root_pem(), new.root_pem());
+    let creds =
+        Credentials::from_pem(cert.as_bytes(), key.as_bytes(), both.as_bytes(), [p, p, p]).unwrap();
+    assert_eq!(
+        creds.roots_sha256,
+        [sha(old.root_pem()), sha(new.root_pem())]
+    );
+    assert_eq!(creds.chain_root_sha256, Some(sha(new.root_pem())));
+    let only_old = Credentials::from_pem(
+        cert.as_bytes(),
+        key.as_bytes(),
+        old.root_pem().as_bytes(),
+        [p, p, p],
+    )
+    .unwrap();
+    assert_eq!(only_old.chain_root_sha256, None);
+}

@@ -19,19 +19,25 @@ pub struct IdentityMismatch {
     pub presented: String,
 }
 
+/// Where a verifier's trust anchors come from.
+#[derive(Debug)]
+pub(super) enum Roots {
+    /// Fixed for the verifier's life (mesh configs are rebuilt when the bundle changes).
+    Fixed(Arc<RootCertStore>),
+    /// Read at each handshake (the control-plane channel, whose config lives as long as the
+    /// proxy).
+    Shared(super::ControlRoots),
+}
+
 #[derive(Debug)]
 pub(super) struct SpiffeServerVerifier {
-    roots: Arc<RootCertStore>,
+    roots: Roots,
     expected: Identity,
     provider: Arc<CryptoProvider>,
 }
 
 impl SpiffeServerVerifier {
-    pub(super) fn new(
-        roots: Arc<RootCertStore>,
-        expected: Identity,
-        provider: Arc<CryptoProvider>,
-    ) -> Self {
+    pub(super) fn new(roots: Roots, expected: Identity, provider: Arc<CryptoProvider>) -> Self {
         Self {
             roots,
             expected,
@@ -52,9 +58,17 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let shared;
+        let roots = match &self.roots {
+            Roots::Fixed(r) => r,
+            Roots::Shared(r) => {
+                shared = r.current();
+                &shared
+            }
+        };
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::ca::TrustBundle;
 use crate::cluster::mock::{self, ApiServer};
 
 const MESH: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
@@ -66,7 +67,7 @@ fn config_map(namespace: &str, pem: &str) -> serde_json::Value {
 
 struct Running {
     api: ApiServer,
-    bundle: watch::Sender<Arc<Vec<String>>>,
+    bundle: watch::Sender<Arc<TrustBundle>>,
     leader: watch::Sender<bool>,
     _snapshots: watch::Sender<Arc<Snapshot>>,
 }
@@ -75,7 +76,8 @@ fn start(leading: bool) -> Running {
     let (client, api) = mock::client();
     let snapshot = Snapshot::from_yaml("mesh.yaml", MESH).unwrap();
     let (snapshots_tx, snapshots) = watch::channel(Arc::new(snapshot));
-    let (bundle_tx, bundle) = watch::channel(Arc::new(vec!["ROOT-A".to_string()]));
+    let (bundle_tx, bundle) =
+        watch::channel(Arc::new(TrustBundle::from(vec!["ROOT-A".to_string()])));
     let (leader_tx, leader) = watch::channel(leading);
     tokio::spawn(publish(client, snapshots, bundle, leader));
     Running {
@@ -140,7 +142,10 @@ async fn a_current_config_map_is_left_alone_and_a_stale_one_patched() {
 
     // A new root (rotation): both are written again, and only they.
     r.bundle
-        .send(Arc::new(vec!["ROOT-A".into(), "ROOT-B".into()]))
+        .send(Arc::new(TrustBundle::from(vec![
+            "ROOT-A".into(),
+            "ROOT-B".into(),
+        ])))
         .unwrap();
     for namespace in ["default", "shop"] {
         r.api
@@ -224,7 +229,9 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
 
     // A new bundle: ConfigMaps again, then the configurations, already right here: not
     // patched, so the next request is the next pass's (the following bundle's).
-    r.bundle.send(Arc::new(vec!["ROOT-B".into()])).unwrap();
+    r.bundle
+        .send(Arc::new(TrustBundle::from(vec!["ROOT-B".into()])))
+        .unwrap();
     for namespace in ["default", "shop"] {
         r.api
             .next()
@@ -240,7 +247,9 @@ async fn the_webhook_ca_bundle_is_patched_only_where_it_differs() {
     let get = r.api.next().await;
     assert_eq!(get.line(), format!("GET {INJECTOR_PATH}"));
     get.respond(200, injector_configuration(&[Some("ROOT-B")]));
-    r.bundle.send(Arc::new(vec!["ROOT-C".into()])).unwrap();
+    r.bundle
+        .send(Arc::new(TrustBundle::from(vec!["ROOT-C".into()])))
+        .unwrap();
     let next = r.api.next().await;
     assert_eq!(
         next.line(),

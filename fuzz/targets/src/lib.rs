@@ -93,6 +93,7 @@ pub const TARGETS: &[Target] = &[
         1024,
         30000,
     ),
+    t("authz_path", authz_path::check, &["path.dict"], 512, 30000),
     t(
         "trace_context",
         trace_context::check,

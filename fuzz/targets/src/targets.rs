@@ -2,6 +2,7 @@
 //! panics when the code under test breaks a promise.
 
 pub mod admission;
+pub mod authz_path;
 pub mod client_hello;
 pub mod csr;
 pub mod detect;

@@ -19,7 +19,8 @@
 #   and after.
 #
 # Prints the load's totals and exits 1 if any request failed. Bounded: the mesh is torn down on
-# exit (trap), load has a fixed duration. Honours CARGO_TARGET_DIR; builds release binaries.
+# exit (trap), load has a fixed duration. Builds release binaries (honours CARGO_TARGET_DIR), or
+# takes sinewctl, sinew-proxy, sinew-control-plane and sinew-demo from SINEW_BIN_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scenario=${1:-}
@@ -27,10 +28,14 @@ case $scenario in replica-kill|control-plane-down) ;; *) sed -n '2,6p' "$0" >&2;
 [[ $(id -u) -eq 0 ]] || { echo "needs root" >&2; exit 1; }
 RATE=${RATE:-200}
 OUTAGE_S=${OUTAGE_S:-300}
-cargo build -q --release -j 2 -p sinewctl -p sinew-proxy -p sinew-control-plane -p sinew-demo --bins
-target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+if [[ -n ${SINEW_BIN_DIR:-} ]]; then
+  bin_dir=$SINEW_BIN_DIR
+else
+  cargo build -q --release -j 2 -p sinewctl -p sinew-proxy -p sinew-control-plane -p sinew-demo --bins
+  bin_dir=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)/release
+fi
 run=fault
-ctl=("$target/release/sinewctl" --name "$run" --state-root /run/sinew-bench)
+ctl=("$bin_dir/sinewctl" --name "$run" --state-root /run/sinew-bench)
 work=$(mktemp -d)
 cp_pids=()
 cleanup() {
@@ -44,7 +49,7 @@ mkdir -p "$work/mesh"
 cat >"$work/mesh/mesh.yaml" <<'EOF'
 apiVersion: v1
 kind: Namespace
-metadata: {name: fault}
+metadata: {name: fault, labels: {sinew-injection: enabled}}
 ---
 apiVersion: v1
 kind: Pod
@@ -105,14 +110,21 @@ case $scenario in
   control-plane-down) duration=$((OUTAGE_S + 60)); echo "before:"; expiry ;;
 esac
 "${ctl[@]}" exec -n fault client -- sinew-demo load --target http://backend.fault/ \
-  --rps "$RATE" --duration "${duration}s" >"$work/load.log" 2>&1 &
+  --rps "$RATE" --duration "$duration" >"$work/load.log" 2>&1 &
 load=$!
 sleep 20
 case $scenario in
   replica-kill)
-    victim=$(ip netns list | awk '{print $1}' | grep "^sinew-$run\.fault\.backend-" | head -1)
-    mapfile -t pids < <(ip netns pids "$victim")
-    echo "killing ${#pids[@]} processes of ${victim#sinew-"$run".} (SIGKILL) at t=20 s"
+    # The pod's sidecar and containers, as the supervisor records them (run.json).
+    mapfile -t pids < <(python3 - "/run/sinew-bench/$run/run.json" <<'PY'
+import json, sys
+pod = next(p for p in json.load(open(sys.argv[1]))["pods"] if p["name"] == "backend-0")
+for proc in [pod["proxy"], *pod["containers"]]:
+    if proc and proc.get("pid"):
+        print(proc["pid"])
+PY
+)
+    echo "killing backend-0's sidecar and app (${#pids[@]} processes, SIGKILL) at t=20 s"
     kill -9 "${pids[@]}"
     ;;
   control-plane-down)
@@ -125,8 +137,11 @@ case $scenario in
     ;;
 esac
 wait "$load" || true
-grep -E '^load: ' "$work/load.log" | tail -3
+grep -E '^load: ' "$work/load.log" | tail -3 || true
 [[ $scenario == control-plane-down ]] && { echo "after:"; expiry; }
+echo "the client's proxy (retries, ejections, connect failures):"
+"${ctl[@]}" exec -n fault client -- curl -sS --max-time 5 http://127.0.0.1:15020/stats/prometheus |
+  grep -E '^sinew_(upstream_rq_retry|outlier_ejections)_total\{' || true
 total=$(grep -E '^load: total' "$work/load.log" | tail -1)
 [[ -n $total ]] || { echo "no totals from the load; its log:" >&2; cat "$work/load.log" >&2; exit 1; }
 failed=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$total")

@@ -139,7 +139,7 @@ esac
 wait "$load" || true
 grep -E '^load: ' "$work/load.log" | tail -3 || true
 [[ $scenario == control-plane-down ]] && { echo "after:"; expiry; }
-echo "the client's proxy (retries, ejections, connect failures):"
+echo "the client's proxy (retries, ejections; none listed: none happened):"
 "${ctl[@]}" exec -n fault client -- curl -sS --max-time 5 http://127.0.0.1:15020/stats/prometheus |
   grep -E '^sinew_(upstream_rq_retry|outlier_ejections)_total\{' || true
 total=$(grep -E '^load: total' "$work/load.log" | tail -1)

@@ -92,21 +92,8 @@ async fn send<S>(svc: &mut S, handle: &mut Handle, req: Request<()>) -> Result<S
 where
     S: tower::Service<Request<()>, Response = Response<Body>, Error = ProxyError>,
 {
-    svc.ready().await.expect("ready");
-    let fut = svc.call(req);
-    tokio::pin!(fut);
-    tokio::select! {
-        biased;
-        res = &mut fut => match res {
-            Ok(_) => unreachable!("the mock answers only after the request is taken"),
-            Err(e) => Err(e.status_and_flag().0),
-        },
-        Some((req, respond)) = handle.next_request() => {
-            respond.send_response(Response::new(crate::http::empty_body()));
-            fut.await.expect("answered");
-            Ok(req.uri().path_and_query().unwrap().to_string())
-        }
-    }
+    let seen = send_full(svc, handle, req).await?;
+    Ok(seen.uri().path_and_query().unwrap().to_string())
 }
 
 #[tokio::test]

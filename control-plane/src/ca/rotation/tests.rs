@@ -306,3 +306,100 @@ async fn a_second_request_is_refused_while_one_is_under_way_and_resume_needs_one
         "{err}"
     );
 }
+
+/// Writes plug-in material in Istio's layout (the chain up to and including the root).
+fn write_plug_in(dir: &Path, m: &crate::ca::tests::PlugIn) {
+    std::fs::create_dir_all(dir).unwrap();
+    let chain = format!("{}{}", m.int_pem, m.root_pem);
+    for (name, text) in PLUGIN_FILES
+        .iter()
+        .zip([&m.int_pem, &m.int_key_pem, &chain, &m.root_pem])
+    {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plug_in_ca_rotates_to_the_next_plug_in_and_its_directory_ends_holding_it() {
+    let tmp = TempDir::new("rotation-plug-in");
+    let (a, b) = (
+        crate::ca::tests::plug_in_material(),
+        crate::ca::tests::plug_in_material(),
+    );
+    let active = tmp.path().join("plugin-ca");
+    let next_src = tmp.path().join("next");
+    let state = tmp.path().join("state");
+    write_plug_in(&active, &a);
+    write_plug_in(&next_src, &b);
+    std::fs::create_dir_all(&state).unwrap();
+    let load = |dir: &Path| {
+        let f = |name: &str| read(&dir.join(name));
+        Ca::plug_in(
+            &f("ca-cert.pem"),
+            &f("ca-key.pem"),
+            &f("cert-chain.pem"),
+            &f("root-cert.pem"),
+            CaConfig::default(),
+        )
+        .unwrap()
+    };
+    let ca = SharedCa::new(load(&active));
+    let first = TrustBundle::of(&ca.current());
+    std::fs::write(state.join(crate::app::TRUST_BUNDLE_FILE), first.pem()).unwrap();
+    request(
+        &state,
+        Some(&next_src),
+        CaConfig::default(),
+        Duration::from_secs(600),
+        false,
+    )
+    .unwrap();
+    let (old, new) = (
+        crate::ca::pem_sha256s(&a.root_pem).remove(0),
+        crate::ca::pem_sha256s(&b.root_pem).remove(0),
+    );
+    assert_eq!(ca.current().signing_root_sha256(), old);
+    let (bundle_tx, bundle) = watch::channel(Arc::new(first));
+    let mesh = Arc::new(FakeMesh::default());
+    mesh.connect("shop/a");
+    let rotation = Rotation::new(
+        state.clone(),
+        ActiveCa::PlugIn(active.clone()),
+        ca.clone(),
+        bundle_tx,
+        mesh.clone(),
+        Box::new(|| Ok(())),
+    );
+    let req: Request =
+        serde_json::from_str(&read(&state.join(ROTATION_DIR).join(REQUEST_FILE))).unwrap();
+    let run = tokio::spawn(async move { rotation.run(&req).await });
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let both = bundle.borrow().clone();
+    assert_eq!(both.root_sha256s(), [old.clone(), new.clone()]);
+    mesh.ack("shop/a", both.version());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ca.current().signing_root_sha256(),
+        new,
+        "issuing under the next plug-in"
+    );
+    mesh.renewed("shop/a", &new);
+    run.await.unwrap().unwrap();
+
+    assert_eq!(bundle.borrow().root_sha256s(), [new.clone()]);
+    // The --plugin-ca directory now holds the next material (a restart loads it), the old is
+    // archived.
+    assert_eq!(read(&active.join("root-cert.pem")), b.root_pem);
+    assert_eq!(read(&active.join("ca-cert.pem")), b.int_pem);
+    assert_eq!(load(&active).signing_root_sha256(), new);
+    let archived: Vec<String> = std::fs::read_dir(state.join(ARCHIVE_DIR))
+        .unwrap()
+        .map(|e| read(&e.unwrap().path().join("root-cert.pem")))
+        .collect();
+    assert_eq!(archived, [a.root_pem.clone()]);
+}

@@ -391,7 +391,7 @@ async fn a_plug_in_ca_rotates_to_the_next_plug_in_and_its_directory_ends_holding
     mesh.renewed("shop/a", &new);
     run.await.unwrap().unwrap();
 
-    assert_eq!(bundle.borrow().root_sha256s(), [new.clone()]);
+    assert_eq!(bundle.borrow().root_sha256s(), [new.as_str()]);
     // The --plugin-ca directory now holds the next material (a restart loads it), the old is
     // archived.
     assert_eq!(read(&active.join("root-cert.pem")), b.root_pem);
@@ -401,5 +401,5 @@ async fn a_plug_in_ca_rotates_to_the_next_plug_in_and_its_directory_ends_holding
         .unwrap()
         .map(|e| read(&e.unwrap().path().join("root-cert.pem")))
         .collect();
-    assert_eq!(archived, [a.root_pem.clone()]);
+    assert_eq!(archived, [a.root_pem.as_str()]);
 }

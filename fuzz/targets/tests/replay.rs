@@ -98,21 +98,32 @@ fn a_broken_promise_is_a_failure_with_its_input_saved() {
     assert!(run::one(&BROKEN, b"abc").is_ok());
 }
 
-/// Writes `fuzz/seeds/discovery/<name>.pb`, the protobuf form of each JSON seed there (what the
-/// proxy really receives). Run by hand after changing those seeds:
-/// `cargo test -p sinew-fuzz-targets -- --ignored write_discovery_protobuf_seeds`.
+/// Each JSON seed in `fuzz/seeds/discovery` has its protobuf form beside it (`<name>.pb`, what
+/// the proxy really receives), up to date. A stale or missing one is written as `<name>.pb.new`
+/// for the failure message to point at: move it into place.
 #[test]
-#[ignore]
-fn write_discovery_protobuf_seeds() {
+fn every_json_discovery_seed_has_its_current_protobuf_form() {
     use prost::Message;
     let dir = corpus::root().join("seeds/discovery");
+    let mut stale = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("seeds/discovery") {
         let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let json = std::fs::read(&path).expect("seed");
-            let msg: sinew_proto::discovery::v1::DiscoveryResponse =
-                serde_json::from_slice(&json).expect("a JSON seed decodes");
-            std::fs::write(path.with_extension("pb"), msg.encode_to_vec()).expect("write");
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let json = std::fs::read(&path).expect("seed");
+        let msg: sinew_proto::discovery::v1::DiscoveryResponse =
+            serde_json::from_slice(&json).expect("a JSON seed decodes");
+        let want = msg.encode_to_vec();
+        let pb = path.with_extension("pb");
+        if std::fs::read(&pb).ok().as_deref() != Some(want.as_slice()) {
+            let new = path.with_extension("pb.new");
+            std::fs::write(&new, &want).expect("write");
+            stale.push(new.display().to_string());
         }
     }
+    assert!(
+        stale.is_empty(),
+        "stale protobuf seeds; move these into place: {stale:?}"
+    );
 }

@@ -38,6 +38,10 @@ pub struct Source {
     /// The verified peer identity without `spiffe://` (`cluster.local/ns/a/sa/b`); `None` for
     /// plaintext.
     pub principal: Option<Arc<str>>,
+    /// Where the principal splits into `<td>/ns/<ns>/sa/<sa>`, read once per connection rather
+    /// than per rule: (end of the trust domain, start and end of the namespace, start of the
+    /// service account).
+    parts: Option<[usize; 4]>,
     /// The connection's peer address.
     pub ip: IpAddr,
     /// The address the client reached (the pod IP under interception).
@@ -50,8 +54,22 @@ pub struct Source {
 
 impl Source {
     pub fn new(identity: Option<&str>, ip: IpAddr, destination_ip: Option<IpAddr>) -> Self {
+        let principal: Option<Arc<str>> =
+            identity.map(|id| Arc::from(id.strip_prefix("spiffe://").unwrap_or(id)));
+        let parts = principal.as_deref().and_then(|p| {
+            let td_end = p.find("/ns/")?;
+            let ns_start = td_end + "/ns/".len();
+            let ns_len = p[ns_start..].find("/sa/")?;
+            Some([
+                td_end,
+                ns_start,
+                ns_start + ns_len,
+                ns_start + ns_len + "/sa/".len(),
+            ])
+        });
         Self {
-            principal: identity.map(|id| Arc::from(id.strip_prefix("spiffe://").unwrap_or(id))),
+            principal,
+            parts,
             ip,
             destination_ip,
             sni: None,
@@ -60,22 +78,18 @@ impl Source {
 
     /// `<td>/ns/<namespace>/sa/<sa>`: the namespace.
     fn namespace(&self) -> Option<&str> {
-        let p = self.principal.as_deref()?;
-        let (_, rest) = p.split_once("/ns/")?;
-        let (ns, _) = rest.split_once("/sa/")?;
-        Some(ns)
+        self.service_account().map(|(ns, _)| ns)
     }
 
     /// `<namespace>/<sa>`, for `serviceAccounts`.
     fn service_account(&self) -> Option<(&str, &str)> {
-        let p = self.principal.as_deref()?;
-        let (_, rest) = p.split_once("/ns/")?;
-        rest.split_once("/sa/")
+        let (p, [_, ns, ns_end, sa]) = (self.principal.as_deref()?, self.parts?);
+        Some((&p[ns..ns_end], &p[sa..]))
     }
 
     fn trust_domain(&self) -> Option<&str> {
-        let p = self.principal.as_deref()?;
-        p.split_once("/ns/").map(|(td, _)| td)
+        let (p, [td_end, ..]) = (self.principal.as_deref()?, self.parts?);
+        Some(&p[..td_end])
     }
 }
 

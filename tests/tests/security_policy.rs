@@ -9,6 +9,7 @@ mod support;
 
 use sinew_tests::local::LocalMesh;
 use sinew_tests::process::wait_until;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use support::Scratch;
 
@@ -361,18 +362,26 @@ fn a_policy_applied_live_applies_to_the_next_request_on_a_kept_alive_connection(
     wait_for_status(&mesh, ("shop", "billing-0"), "GET", ORDERS, Some(200));
     let go = scratch.write("go", "");
     std::fs::remove_file(&go).unwrap();
-    // Python's http.client keeps one connection; it waits for `go` between the two requests.
+    // The app runs as an unprivileged user: it signals in a directory anyone may write.
+    let signals = scratch.0.join("signals");
+    std::fs::create_dir(&signals).unwrap();
+    std::fs::set_permissions(&signals, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let first_done = signals.join("first-done");
+    // Python's http.client keeps one connection. It says `first-done` after its first answer
+    // (the policy must not land before that request) and waits for `go` before the second.
     let script = format!(
         r#"
 import http.client, os, time
 c = http.client.HTTPConnection("orders.shop", 80, timeout=10)
 c.request("GET", "/orders/1"); r = c.getresponse(); r.read(); print(r.status, flush=True)
+open({first_done:?}, "w").close()
 sock = c.sock
 deadline = time.time() + 60
 while not os.path.exists({go:?}) and time.time() < deadline: time.sleep(0.05)
 c.request("GET", "/orders/1"); r = c.getresponse(); r.read(); print(r.status, c.sock is sock)
 "#,
-        go = go.to_str().unwrap()
+        go = go.to_str().unwrap(),
+        first_done = first_done.to_str().unwrap()
     );
     let caller = std::thread::scope(|s| {
         // stderr too: a Python error is what the assertion below shows.
@@ -381,6 +390,15 @@ c.request("GET", "/orders/1"); r = c.getresponse(); r.read(); print(r.status, c.
             let cmd = format!("python3 {} 2>&1", script_file.display());
             mesh.exec("shop", "billing-0", &["sh", "-c", &cmd])
         });
+        wait_until(
+            "the caller's first request is answered",
+            Duration::from_secs(30),
+            || match first_done.exists() || run.is_finished() {
+                true => Ok(()),
+                false => Err("no answer yet".to_string()),
+            },
+        )
+        .unwrap();
         apply(
             &mesh,
             &scratch,

@@ -66,8 +66,11 @@ sinew_cargo clippy "${jobs[@]}" --workspace --all-targets -- -D warnings
 # sinewctl alone: the control plane without its `kubernetes` feature, as sinewctl builds it (in
 # the workspace run above, feature unification turns the feature on for everyone).
 sinew_cargo clippy "${jobs[@]}" -p sinewctl --all-targets -- -D warnings
-# The end-to-end tests run the real binaries (sinewctl finds the others next to itself).
-sinew_build_bins debug
+# The end-to-end tests run the real binaries (sinewctl finds the others next to itself). They are
+# built with the tests' features (`--tests`: the dev-dependencies' features, tokio's test-util
+# among them, are unified in), so `cargo test` below reuses every dependency instead of building
+# tokio and the ~30 crates above it a second time (about 8 minutes of a cold CI run).
+sinew_cargo build "${jobs[@]}" --workspace --bins --tests
 # Includes the fuzz targets (fuzz/targets, sinew-fuzz-targets): every kept input of fuzz/seeds,
 # fuzz/regressions and fuzz/corpus, then a mutation run bounded by an iteration count per target
 # (about 2 minutes on 2 cores; a failure prints SINEW_FUZZ_SEED=... to rerun it, and the input's

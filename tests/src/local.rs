@@ -1,12 +1,13 @@
 //! A local mesh driven from a test: `sinewctl up` as a child process with a run name and state
 //! root of its own, and `sinewctl` commands against it.
 //!
-//! Promises: [`LocalMesh::up`] returns once `up` reports every pod running, or panics with what
-//! `up` printed; [`Drop`] runs `sinewctl down` and waits for `up` to exit (it removes everything
+//! Promises: [`LocalMesh::up`] returns once every pod runs and every demo app in them listens
+//! (`up` reports a pod running once its app is started, which is not yet listening), or panics
+//! with what `up` printed; [`Drop`] runs `sinewctl down` and waits for `up` to exit (it removes everything
 //! it made), on success and on panic alike; on panic, or with `SINEW_E2E_LOGS=1`, it first prints
 //! what `up` said and the tail of every log in the run's state directory.
 
-use crate::process::{run_bounded, wait_exit};
+use crate::process::{run_bounded, wait_exit, wait_until};
 use crate::testbed::SHOW_LOGS_ENV;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -96,7 +97,13 @@ impl LocalMesh {
         let start = Instant::now();
         loop {
             let out = mesh.output();
+            // "all N pods running", or "K of N pods running" (a pod slow to start is marked
+            // failed for a while, and `up` says so once): then wait for the rest.
             if out.lines().any(|l| l.contains(" pods running, ")) {
+                let left = UP_TIMEOUT.saturating_sub(start.elapsed());
+                if let Err(e) = mesh.wait_serving(left) {
+                    panic!("{e}\n{}", mesh.output());
+                }
                 return mesh;
             }
             let exited = mesh
@@ -144,6 +151,62 @@ impl LocalMesh {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// Waits until every pod of the run is `Running` and every demo app (`sinew-demo backend`
+    /// or `frontend`) has said it listens since its last start: a first request sent earlier
+    /// could meet a port nobody listens on yet (the caller then sees a 503 no retry hides).
+    /// After a container restart, call it again before sending to that pod.
+    pub fn wait_serving(&self, timeout: Duration) -> Result<(), String> {
+        wait_until(
+            "every pod running and its demo app listening",
+            timeout,
+            || {
+                let phases = json_strings(&self.state(), "phase");
+                if phases.is_empty() || phases.iter().any(|p| p != "Running") {
+                    return Err(format!("pod phases {phases:?}"));
+                }
+                match self.demo_apps_not_listening() {
+                    waiting if waiting.is_empty() => Ok(()),
+                    waiting => Err(format!("not listening yet: {waiting:?}")),
+                }
+            },
+        )
+    }
+
+    /// The container logs (`pods/<ns>/<pod>/<container>.log`) whose last start is a demo app
+    /// that has not yet said `listening on`.
+    fn demo_apps_not_listening(&self) -> Vec<PathBuf> {
+        let mut waiting = Vec::new();
+        let pods = self.dir().join("pods");
+        let dirs = std::fs::read_dir(&pods).into_iter().flatten().flatten();
+        for pod_dir in
+            dirs.flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+        {
+            for log in std::fs::read_dir(pod_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = log.path();
+                let is_app_log = path.extension().is_some_and(|e| e == "log")
+                    && path.file_name().is_some_and(|n| n != "proxy.log");
+                if !is_app_log {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let since_start = text
+                    .rfind("--- sinewctl: started ")
+                    .map_or("", |at| &text[at..]);
+                let first_line = since_start.lines().next().unwrap_or_default();
+                let serves = first_line.contains("sinew-demo backend")
+                    || first_line.contains("sinew-demo frontend");
+                if serves && !since_start.contains(" listening on ") {
+                    waiting.push(path);
+                }
+            }
+        }
+        waiting
     }
 
     /// The run's directory (`<state-root>/<run>`).
@@ -231,5 +294,38 @@ impl Drop for LocalMesh {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Every string value of `"key"` in a JSON text, in order (the tests' library has no JSON
+/// parser; `run.json`'s keys are unique words and its phases plain strings).
+fn json_strings(text: &str, key: &str) -> Vec<String> {
+    let needle = format!("\"{key}\"");
+    text.match_indices(&needle)
+        .filter_map(|(at, _)| {
+            let rest = text[at + needle.len()..].trim_start().strip_prefix(':')?;
+            let rest = rest.trim_start().strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_finds_every_value_of_a_key_in_pretty_and_compact_json() {
+        let pretty = "{\n  \"pods\": [\n    {\"name\": \"a\", \"phase\": \"Running\"},\n    {\"phase\" :  \"Failed: proxy not ready\", \"x\": 1}\n  ]\n}";
+        assert_eq!(
+            json_strings(pretty, "phase"),
+            ["Running", "Failed: proxy not ready"]
+        );
+        assert_eq!(
+            json_strings("{\"phase\":\"Starting\"}", "phase"),
+            ["Starting"]
+        );
+        // Not a string value, or another key that ends the same: not counted.
+        assert!(json_strings("{\"phase\": 3, \"subphase\": \"x\"}", "phase").is_empty());
     }
 }

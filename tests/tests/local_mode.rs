@@ -445,6 +445,9 @@ fn a_local_mesh_from_yaml_works_end_to_end_and_leaves_nothing() {
         }
     })
     .unwrap();
+    // web-1 could answer for web.shop while web-0's new app is not listening yet: the load
+    // below would then meet it.
+    mesh.wait_serving(Duration::from_secs(30)).unwrap();
     wait_until(
         "web answers after its restart",
         Duration::from_secs(30),

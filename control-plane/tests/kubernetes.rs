@@ -944,6 +944,20 @@ async fn security_policies_created_through_the_api_reach_the_proxy_and_invalid_o
         accepted("True"),
     )
     .await;
+    // `/debug/registryz` lists both as the control plane holds them.
+    let registry = body_json(&c.monitoring("/debug/registryz").await);
+    assert_eq!(
+        registry["peerAuthentications"],
+        json!([{"apiVersion": "security.istio.io/v1", "namespace": "sinew-system",
+                "name": "default", "selector": null, "mode": "STRICT", "portLevelMtls": {}}]),
+        "{registry}"
+    );
+    assert_eq!(
+        registry["authorizationPolicies"],
+        json!([{"apiVersion": "security.istio.io/v1", "namespace": "shop", "name": "web",
+                "selector": {"app": "web"}, "action": "DENY", "rules": 1, "dryRun": false}]),
+        "{registry}"
+    );
 
     // CUSTOM got past the webhook (it is not called here): refused on its status; the proxy
     // keeps DENY, and the next settings it gets are the next valid version's.
@@ -1037,7 +1051,9 @@ impl Discovery {
     }
 }
 
-const WAIT: Duration = Duration::from_secs(5);
+/// Generous for a loaded machine: the status writer and the leader retry after 10 s, and
+/// `eventually` returns as soon as the condition holds.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Whether the client proxy's config carries the test rule's pool limit.
 async fn has_pool_limit(client: &StartedProxy) -> bool {

@@ -2,11 +2,13 @@
 //! its metrics (watch errors and re-lists, TokenReview latency and failures for Kubernetes), and
 //! `/debug/registryz` (services, endpoints, pods and policies as the control plane sees them).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::registry::istio::peer_authentication::PeerMtls;
 use crate::registry::{RegistryHandle, Snapshot};
 
 /// The source's monitoring view. Cheap to clone.
@@ -157,6 +159,44 @@ fn registry_json(snapshot: &Snapshot) -> Value {
             })
         })
         .collect();
+    // Enum values by name (their Debug form), as written in YAML.
+    let peer_authentications: Vec<Value> = snapshot
+        .peer_authentications()
+        .iter()
+        .map(|p| {
+            let mode = |m: Option<&PeerMtls>| m.and_then(|m| m.mode).map(|m| format!("{m:?}"));
+            let ports: BTreeMap<u64, Option<String>> = p
+                .spec
+                .port_level_mtls
+                .iter()
+                .flatten()
+                .map(|(port, m)| (port.0, mode(Some(m))))
+                .collect();
+            json!({
+                "apiVersion": p.api_version,
+                "namespace": p.namespace,
+                "name": p.name,
+                "selector": p.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+                "mode": mode(p.spec.mtls.as_ref()),
+                "portLevelMtls": ports,
+            })
+        })
+        .collect();
+    let authorization_policies: Vec<Value> = snapshot
+        .authorization_policies()
+        .iter()
+        .map(|a| {
+            json!({
+                "apiVersion": a.api_version,
+                "namespace": a.namespace,
+                "name": a.name,
+                "selector": a.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+                "action": a.spec.action.map(|x| format!("{x:?}")),
+                "rules": a.spec.rules.as_ref().map_or(0, Vec::len),
+                "dryRun": a.dry_run,
+            })
+        })
+        .collect();
     json!({
         "generation": snapshot.generation(),
         "services": services,
@@ -164,6 +204,8 @@ fn registry_json(snapshot: &Snapshot) -> Value {
         "destinationRules": rules,
         "virtualServices": virtual_services,
         "telemetries": telemetries,
+        "peerAuthentications": peer_authentications,
+        "authorizationPolicies": authorization_policies,
         "warnings": snapshot.warnings(),
     })
 }

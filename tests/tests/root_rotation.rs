@@ -69,6 +69,35 @@ fn status(mesh: &LocalMesh) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
+/// The control plane's `/metrics`, fetched inside its network namespace.
+fn control_plane_metrics(mesh: &LocalMesh) -> String {
+    let s = support::state(mesh);
+    let netns = s["controlPlaneNetns"].as_str().expect("run.json names it");
+    let address = s["controlPlaneAddress"]
+        .as_str()
+        .expect("run.json names it");
+    let ip = address.rsplit_once(':').expect("ip:port").0;
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        netns,
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "5",
+    ])
+    .arg(format!("http://{ip}:15014/metrics"));
+    let out = run_bounded(cmd, Duration::from_secs(10)).expect("run curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("metrics are UTF-8")
+}
+
 /// The meshed pods, as (namespace, name).
 fn meshed_pods(mesh: &LocalMesh) -> Vec<(String, String)> {
     let s = status(mesh);
@@ -198,6 +227,20 @@ fn the_root_rotates_under_load_without_a_failed_request_or_a_restart() {
         !load.is_finished(),
         "the load ended before the rotation did: it did not cover the whole rotation"
     );
+    // The control plane's metrics say the same, for alerts.
+    let metrics = control_plane_metrics(&mesh);
+    for line in [
+        "sinew_cp_root_rotation_phase{phase=\"done\"} 1",
+        "sinew_cp_root_rotation_phase{phase=\"issue\"} 0",
+        "sinew_cp_root_rotation_stopped 0",
+        "sinew_cp_root_rotation_pending_proxies 0",
+        "sinew_cp_root_rotations_completed_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in:\n{metrics}"
+        );
+    }
 
     // After: the stored root and the bundle are the new root alone; the old one is archived.
     let new = sha256s(&cp_dir.join("root-cert.pem"));

@@ -580,5 +580,7 @@ impl std::fmt::Debug for Rotation {
     }
 }
 
+mod metrics;
+
 #[cfg(test)]
 mod tests;

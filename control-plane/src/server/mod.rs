@@ -224,6 +224,10 @@ pub async fn serve_monitoring(
                         }
                         "/metrics" => {
                             let mut text = metrics_text(&status);
+                            rotation
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .render_metrics(&mut text);
                             text.push_str(&source.render_metrics());
                             (200, text)
                         }

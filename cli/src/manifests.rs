@@ -295,7 +295,7 @@ impl Store {
     ) -> Vec<String> {
         // The store as it is now; one that does not load has no warnings to compare with.
         let before: Vec<String> = FileRegistry::load(&self.dir)
-            .map(|s| s.warnings().to_vec())
+            .map(|s| control_plane_warnings(&s))
             .unwrap_or_default();
         let (staged, stored) = (
             staging.dir.display().to_string(),
@@ -303,8 +303,7 @@ impl Store {
         );
         let names = staging.stored_names();
         let place = |o: &Origin| staged_place(o, sources, &names);
-        after
-            .warnings()
+        control_plane_warnings(after)
             .iter()
             .filter(|w| !w.ends_with(SKIPPED_KIND))
             .filter(|w| !before.contains(&w.replace(&staged, &stored)))
@@ -565,6 +564,15 @@ fn describe(problems: &[Problem], place: impl Fn(&Origin) -> String) -> String {
 /// Where a staged object came from: the user's file and line for what is being applied (the
 /// stored text has one comment line in front of the document's own lines), the object's name
 /// for what was applied earlier.
+/// What local mode's control plane warns about `snapshot`: the registry's warnings and the
+/// compiler's (security policies that never apply, such as a PeerAuthentication selector in the
+/// root namespace). The trust domain does not change any warning.
+fn control_plane_warnings(snapshot: &Snapshot) -> Vec<String> {
+    sinew_control_plane::compile::Index::build(snapshot, "cluster.local")
+        .warnings()
+        .to_vec()
+}
+
 fn staged_place(
     origin: &Origin,
     sources: &BTreeMap<PathBuf, ManifestDoc>,
@@ -713,6 +721,28 @@ mod tests {
         assert_eq!(
             store.apply(&docs(&other)).unwrap().warnings,
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn apply_reports_a_security_policy_that_never_applies_at_the_users_file() {
+        let d = Dir::new("warn-security");
+        let store = Store::new(d.0.join("manifests"));
+        store.apply(&docs(&d.file("base.yaml", BASE))).unwrap();
+        // A selector in the root namespace: Istio ignores it, and so does the control plane.
+        let policy = d.file(
+            "strict.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: sinew-system}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web-strict, namespace: sinew-system}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n",
+        );
+        let warnings = store.apply(&docs(&policy)).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!("{}: document 2 (line 5)", policy.display())),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("a selector in the root namespace \"sinew-system\" is ignored"),
+            "{warnings:?}"
         );
     }
 

@@ -61,6 +61,8 @@ if [[ $(id -u) -ne 0 && ${SINEW_ALLOW_SKIP:-} != 1 ]]; then
 fi
 
 jobs=(-j "${CARGO_BUILD_JOBS:-2}")
+sinew_say "checking and building the workspace with its tests, then running them (a first run" \
+  "takes about 25 minutes on 2 cores, most of it building; later ones rebuild only what changed)"
 sinew_cargo fmt --all -- --check
 sinew_cargo clippy "${jobs[@]}" --workspace --all-targets -- -D warnings
 # sinewctl alone: the control plane without its `kubernetes` feature, as sinewctl builds it (in

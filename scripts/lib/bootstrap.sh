@@ -24,7 +24,7 @@ SINEW_WHO=${SINEW_WHO:-sinew}
 SINEW_SBIN_PATH=${SINEW_SBIN_PATH-/usr/local/sbin:/usr/sbin:/sbin}
 SINEW_RUSTUP_URL=${SINEW_RUSTUP_URL:-https://sh.rustup.rs}
 # A clean debug build of the four binaries here; measured, see docs/benchmarks.md ("First build").
-SINEW_FIRST_BUILD="6 minutes"
+SINEW_FIRST_BUILD="10 minutes"
 
 sinew_say() { echo "$SINEW_WHO: $*" >&2; }
 sinew_die() { sinew_say "$*"; exit 1; }

@@ -3,9 +3,9 @@
 //!
 //! Promises: [`LocalMesh::up`] returns once every pod runs and every demo app in them listens
 //! (`up` reports a pod running once its app is started, which is not yet listening), or panics
-//! with what `up` printed; [`Drop`] runs `sinewctl down` and waits for `up` to exit (it removes everything
-//! it made), on success and on panic alike; on panic, or with `SINEW_E2E_LOGS=1`, it first prints
-//! what `up` said and the tail of every log in the run's state directory.
+//! with what `up` printed; [`Drop`] runs `sinewctl down` and waits for `up` to exit (it removes
+//! everything it made), on success and on panic alike; on panic, or with `SINEW_E2E_LOGS=1`, it
+//! first prints what `up` said and the tail of every log in the run's state directory.
 
 use crate::process::{run_bounded, wait_exit, wait_until};
 use crate::testbed::SHOW_LOGS_ENV;

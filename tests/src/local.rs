@@ -195,13 +195,7 @@ impl LocalMesh {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let since_start = text
-                    .rfind("--- sinewctl: started ")
-                    .map_or("", |at| &text[at..]);
-                let first_line = since_start.lines().next().unwrap_or_default();
-                let serves = first_line.contains("sinew-demo backend")
-                    || first_line.contains("sinew-demo frontend");
-                if serves && !since_start.contains(" listening on ") {
+                if demo_app_not_listening(&text) {
                     waiting.push(path);
                 }
             }
@@ -297,6 +291,28 @@ impl Drop for LocalMesh {
     }
 }
 
+/// Whether a container log's last start is a demo app (`sinew-demo backend|frontend`) that has
+/// not said `listening on` yet. The app's own lines may come before sinewctl's `started` line
+/// (written once the spawn returns), so this run's output is all that follows sinewctl's last
+/// other line (an exit, a restart), or the whole log.
+fn demo_app_not_listening(log: &str) -> bool {
+    let ours = |l: &str| l.starts_with("--- sinewctl: ");
+    let started = |l: &str| l.starts_with("--- sinewctl: started ");
+    let lines: Vec<&str> = log.lines().collect();
+    let Some(command) = lines.iter().rev().find(|l| started(l)) else {
+        return false;
+    };
+    let this_run = lines
+        .iter()
+        .rposition(|l| ours(l) && !started(l))
+        .map_or(&lines[..], |at| &lines[at + 1..]);
+    let serves = command.contains("sinew-demo backend") || command.contains("sinew-demo frontend");
+    serves
+        && !this_run
+            .iter()
+            .any(|l| !ours(l) && l.contains(" listening on "))
+}
+
 /// Every string value of `"key"` in a JSON text, in order (the tests' library has no JSON
 /// parser; `run.json`'s keys are unique words and its phases plain strings).
 fn json_strings(text: &str, key: &str) -> Vec<String> {
@@ -313,6 +329,41 @@ fn json_strings(text: &str, key: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STARTED: &str =
+        "--- sinewctl: started sinew-demo backend --name web --listen 0.0.0.0:8080 (pid 7)";
+    const LISTENING: &str = "sinew-demo: backend \"web\" listening on 0.0.0.0:8080";
+
+    #[test]
+    fn a_demo_app_listens_whichever_of_its_line_and_sinewctls_comes_first() {
+        assert!(demo_app_not_listening(&format!("{STARTED}\n")));
+        assert!(!demo_app_not_listening(&format!(
+            "{STARTED}\n{LISTENING}\n"
+        )));
+        // The app wrote before sinewctl's note (seen on CI).
+        assert!(!demo_app_not_listening(&format!(
+            "{LISTENING}\n{STARTED}\n"
+        )));
+    }
+
+    #[test]
+    fn after_a_restart_only_the_new_runs_listening_line_counts() {
+        let restarted = format!(
+            "{STARTED}\n{LISTENING}\n--- sinewctl: signal: 15 (SIGTERM); restarting in 1s\n{STARTED}\n"
+        );
+        assert!(demo_app_not_listening(&restarted));
+        assert!(!demo_app_not_listening(&format!(
+            "{restarted}{LISTENING}\n"
+        )));
+    }
+
+    #[test]
+    fn other_containers_are_not_waited_for() {
+        assert!(!demo_app_not_listening(
+            "--- sinewctl: started sleep infinity (pid 9)\n"
+        ));
+        assert!(!demo_app_not_listening(""));
+    }
 
     #[test]
     fn json_strings_finds_every_value_of_a_key_in_pretty_and_compact_json() {

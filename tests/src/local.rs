@@ -153,18 +153,33 @@ impl LocalMesh {
         )
     }
 
-    /// Waits until every pod of the run is `Running` and every demo app (`sinew-demo backend`
-    /// or `frontend`) has said it listens since its last start: a first request sent earlier
-    /// could meet a port nobody listens on yet (the caller then sees a 503 no retry hides).
-    /// After a container restart, call it again before sending to that pod.
+    /// Waits until every pod of the run is `Running`, every process in it has started (sinewctl
+    /// records a pid after writing its `started` line, so the logs say what runs), and every
+    /// demo app (`sinew-demo backend` or `frontend`) has said it listens since its last start: a
+    /// first request sent earlier could meet a port nobody listens on yet (the caller then sees
+    /// a 503 no retry hides). After a container restart, call it again before sending to that
+    /// pod.
     pub fn wait_serving(&self, timeout: Duration) -> Result<(), String> {
         wait_until(
             "every pod running and its demo app listening",
             timeout,
             || {
-                let phases = json_strings(&self.state(), "phase");
-                if phases.is_empty() || phases.iter().any(|p| p != "Running") {
+                let state = self.state();
+                let phases = json_values(&state, "phase");
+                if phases.iter().any(|p| *p != "Running") {
                     return Err(format!("pod phases {phases:?}"));
+                }
+                // Each process record has both keys, in this order: one never started has
+                // neither a pid nor a last exit.
+                let pids = json_values(&state, "pid");
+                let exits = json_values(&state, "lastExit");
+                if pids.len() != exits.len()
+                    || pids
+                        .iter()
+                        .zip(&exits)
+                        .any(|(p, e)| *p == "null" && *e == "null")
+                {
+                    return Err(format!("a process not started yet: pids {pids:?}"));
                 }
                 match self.demo_apps_not_listening() {
                     waiting if waiting.is_empty() => Ok(()),
@@ -313,15 +328,22 @@ fn demo_app_not_listening(log: &str) -> bool {
             .any(|l| !ours(l) && l.contains(" listening on "))
 }
 
-/// Every string value of `"key"` in a JSON text, in order (the tests' library has no JSON
-/// parser; `run.json`'s keys are unique words and its phases plain strings).
-fn json_strings(text: &str, key: &str) -> Vec<String> {
+/// Every value of `"key"` in a JSON text, in order: a string's content, or a bare token
+/// (`null`, a number). The tests' library has no JSON parser; `run.json`'s keys are unique
+/// words and its phases plain strings.
+fn json_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
     let needle = format!("\"{key}\"");
     text.match_indices(&needle)
         .filter_map(|(at, _)| {
             let rest = text[at + needle.len()..].trim_start().strip_prefix(':')?;
-            let rest = rest.trim_start().strip_prefix('"')?;
-            Some(rest[..rest.find('"')?].to_string())
+            let rest = rest.trim_start();
+            match rest.strip_prefix('"') {
+                Some(string) => Some(&string[..string.find('"')?]),
+                None => {
+                    let end = rest.find([',', '}', ']', '\n']).unwrap_or(rest.len());
+                    Some(rest[..end].trim_end())
+                }
+            }
         })
         .collect()
 }
@@ -366,17 +388,15 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_finds_every_value_of_a_key_in_pretty_and_compact_json() {
-        let pretty = "{\n  \"pods\": [\n    {\"name\": \"a\", \"phase\": \"Running\"},\n    {\"phase\" :  \"Failed: proxy not ready\", \"x\": 1}\n  ]\n}";
+    fn json_values_finds_every_value_of_a_key_in_pretty_and_compact_json() {
+        let pretty = "{\n  \"pods\": [\n    {\"name\": \"a\", \"phase\": \"Running\", \"pid\": 12},\n    {\"phase\" :  \"Failed: proxy not ready\", \"pid\": null}\n  ]\n}";
         assert_eq!(
-            json_strings(pretty, "phase"),
+            json_values(pretty, "phase"),
             ["Running", "Failed: proxy not ready"]
         );
-        assert_eq!(
-            json_strings("{\"phase\":\"Starting\"}", "phase"),
-            ["Starting"]
-        );
-        // Not a string value, or another key that ends the same: not counted.
-        assert!(json_strings("{\"phase\": 3, \"subphase\": \"x\"}", "phase").is_empty());
+        assert_eq!(json_values(pretty, "pid"), ["12", "null"]);
+        assert_eq!(json_values("{\"pid\":7}", "pid"), ["7"]);
+        // Another key that ends the same is not counted.
+        assert!(json_values("{\"subphase\": \"x\"}", "phase").is_empty());
     }
 }

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use sinew_control_plane::compile::{DEFAULT_ROOT_NAMESPACE, SecurityRules};
 use sinew_control_plane::registry::{
     FileRegistry, ManifestDoc, Origin, Problem, RegistryError, SKIPPED_KIND, Snapshot,
     split_manifest,
@@ -561,18 +562,19 @@ fn describe(problems: &[Problem], place: impl Fn(&Origin) -> String) -> String {
         .join("\n")
 }
 
+/// What local mode's control plane warns about `snapshot`: the registry's warnings and those of
+/// the security policies that never apply (a PeerAuthentication selector in the root namespace,
+/// a `targetRef` to a Service that does not exist), as the control plane's index adds them.
+fn control_plane_warnings(snapshot: &Snapshot) -> Vec<String> {
+    let security = SecurityRules::new(snapshot, DEFAULT_ROOT_NAMESPACE);
+    let mut warnings = snapshot.warnings().to_vec();
+    warnings.extend(security.warnings().cloned());
+    warnings
+}
+
 /// Where a staged object came from: the user's file and line for what is being applied (the
 /// stored text has one comment line in front of the document's own lines), the object's name
 /// for what was applied earlier.
-/// What local mode's control plane warns about `snapshot`: the registry's warnings and the
-/// compiler's (security policies that never apply, such as a PeerAuthentication selector in the
-/// root namespace). The trust domain does not change any warning.
-fn control_plane_warnings(snapshot: &Snapshot) -> Vec<String> {
-    sinew_control_plane::compile::Index::build(snapshot, "cluster.local")
-        .warnings()
-        .to_vec()
-}
-
 fn staged_place(
     origin: &Origin,
     sources: &BTreeMap<PathBuf, ManifestDoc>,

@@ -955,7 +955,8 @@ async fn security_policies_created_through_the_api_reach_the_proxy_and_invalid_o
     assert_eq!(
         registry["authorizationPolicies"],
         json!([{"apiVersion": "security.istio.io/v1", "namespace": "shop", "name": "web",
-                "selector": {"app": "web"}, "action": "DENY", "rules": 1, "dryRun": false}]),
+                "selector": {"app": "web"}, "targetRefs": [], "action": "DENY", "rules": 1,
+                "dryRun": false}]),
         "{registry}"
     );
 

@@ -191,6 +191,17 @@ fn registry_json(snapshot: &Snapshot) -> Value {
                 "namespace": a.namespace,
                 "name": a.name,
                 "selector": a.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+                "targetRefs": a
+                    .spec
+                    .target_ref
+                    .iter()
+                    .chain(a.spec.target_refs.iter().flatten())
+                    .map(|t| format!(
+                        "{}/{}",
+                        t.kind.as_deref().unwrap_or_default(),
+                        t.name.as_deref().unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>(),
                 "action": a.spec.action.map(|x| format!("{x:?}")),
                 "rules": a.spec.rules.as_ref().map_or(0, Vec::len),
                 "dryRun": a.dry_run,

@@ -13,7 +13,8 @@ const PHASES: [(Phase, &str); 4] = [
 
 impl RotationStatus {
     /// Appends the rotation's gauges and counter to `out`: the phase (1 on the current one), the
-    /// proxies it waits for, whether it stopped, and how many rotations finished.
+    /// proxies it waits for, whether it stopped with an error, and how many rotations finished
+    /// since the process started.
     pub fn render_metrics(&self, out: &mut String) {
         out.push_str(
             "# HELP sinew_cp_root_rotation_phase The root rotation's phase: 1 on the current one.\n\
@@ -31,10 +32,10 @@ impl RotationStatus {
             "# HELP sinew_cp_root_rotation_pending_proxies Connected proxies the rotation's phase waits for.\n\
              # TYPE sinew_cp_root_rotation_pending_proxies gauge\n\
              sinew_cp_root_rotation_pending_proxies {}\n\
-             # HELP sinew_cp_root_rotation_stopped 1 when a rotation stopped in its phase (both roots trusted) until `rotate-root --resume`.\n\
+             # HELP sinew_cp_root_rotation_stopped 1 when the last rotation attempt stopped with an error (`error` in /debug/rotation) until `rotate-root --resume`.\n\
              # TYPE sinew_cp_root_rotation_stopped gauge\n\
              sinew_cp_root_rotation_stopped {}\n\
-             # HELP sinew_cp_root_rotations_completed_total Root rotations finished by this control plane's state directory.\n\
+             # HELP sinew_cp_root_rotations_completed_total Root rotations finished since this control plane process started.\n\
              # TYPE sinew_cp_root_rotations_completed_total counter\n\
              sinew_cp_root_rotations_completed_total {}\n",
             self.pending.len(),

@@ -566,10 +566,7 @@ fn describe(problems: &[Problem], place: impl Fn(&Origin) -> String) -> String {
 /// the security policies that never apply (a PeerAuthentication selector in the root namespace,
 /// a `targetRef` to a Service that does not exist), as the control plane's index adds them.
 fn control_plane_warnings(snapshot: &Snapshot) -> Vec<String> {
-    let security = SecurityRules::new(snapshot, DEFAULT_ROOT_NAMESPACE);
-    let mut warnings = snapshot.warnings().to_vec();
-    warnings.extend(security.warnings().cloned());
-    warnings
+    SecurityRules::new(snapshot, DEFAULT_ROOT_NAMESPACE).with_registry_warnings(snapshot)
 }
 
 /// Where a staged object came from: the user's file and line for what is being applied (the

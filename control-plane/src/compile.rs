@@ -266,8 +266,7 @@ impl Index {
         };
         let telemetry = pod_telemetry(snapshot, &telemetry_rules, pod_services, previous);
         let security = pod_security(snapshot, &security_rules, previous);
-        let mut warnings = snapshot.warnings().to_vec();
-        warnings.extend(security_rules.warnings().cloned());
+        let warnings = security_rules.with_registry_warnings(snapshot);
         Self {
             generation: snapshot.generation(),
             by_name,

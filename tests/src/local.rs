@@ -164,58 +164,20 @@ impl LocalMesh {
             "every pod running and its demo app listening",
             timeout,
             || {
-                let state = self.state();
-                let phases = json_values(&state, "phase");
-                if phases.iter().any(|p| *p != "Running") {
-                    return Err(format!("pod phases {phases:?}"));
-                }
-                // Each process record has both keys, in this order: one never started has
-                // neither a pid nor a last exit.
-                let pids = json_values(&state, "pid");
-                let exits = json_values(&state, "lastExit");
-                if pids.len() != exits.len()
-                    || pids
-                        .iter()
-                        .zip(&exits)
-                        .any(|(p, e)| *p == "null" && *e == "null")
-                {
-                    return Err(format!("a process not started yet: pids {pids:?}"));
-                }
-                match self.demo_apps_not_listening() {
-                    waiting if waiting.is_empty() => Ok(()),
-                    waiting => Err(format!("not listening yet: {waiting:?}")),
+                let state: serde_json::Value =
+                    serde_json::from_str(&self.state()).map_err(|e| format!("run.json: {e}"))?;
+                let waiting: Vec<String> = state["pods"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(pod_not_serving)
+                    .collect();
+                match waiting.is_empty() {
+                    true => Ok(()),
+                    false => Err(format!("{waiting:?}")),
                 }
             },
         )
-    }
-
-    /// The container logs (`pods/<ns>/<pod>/<container>.log`) whose last start is a demo app
-    /// that has not yet said `listening on`.
-    fn demo_apps_not_listening(&self) -> Vec<PathBuf> {
-        let mut waiting = Vec::new();
-        let pods = self.dir().join("pods");
-        let dirs = std::fs::read_dir(&pods).into_iter().flatten().flatten();
-        for pod_dir in
-            dirs.flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
-        {
-            for log in std::fs::read_dir(pod_dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let path = log.path();
-                let is_app_log = path.extension().is_some_and(|e| e == "log")
-                    && path.file_name().is_some_and(|n| n != "proxy.log");
-                if !is_app_log {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if demo_app_not_listening(&text) {
-                    waiting.push(path);
-                }
-            }
-        }
-        waiting
     }
 
     /// The run's directory (`<state-root>/<run>`).
@@ -328,22 +290,29 @@ fn demo_app_not_listening(log: &str) -> bool {
             .any(|l| !ours(l) && l.contains(" listening on "))
 }
 
-/// Every value of `"key"` in a JSON text, in order: a string's content, or a bare token
-/// (`null`, a number). The tests' library has no JSON parser; `run.json`'s keys are unique
-/// words and its phases plain strings.
-fn json_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
-    let needle = format!("\"{key}\"");
-    text.match_indices(&needle)
-        .filter_map(|(at, _)| {
-            let rest = text[at + needle.len()..].trim_start().strip_prefix(':')?;
-            let rest = rest.trim_start();
-            match rest.strip_prefix('"') {
-                Some(string) => Some(&string[..string.find('"')?]),
-                None => {
-                    let end = rest.find([',', '}', ']', '\n']).unwrap_or(rest.len());
-                    Some(rest[..end].trim_end())
-                }
+/// What keeps a pod of `run.json` from serving: not `Running`, a process never started (one
+/// with neither a pid nor a last exit), or a demo app not listening yet.
+fn pod_not_serving(pod: &serde_json::Value) -> Vec<String> {
+    let name = format!(
+        "{}/{}",
+        pod["namespace"].as_str().unwrap_or_default(),
+        pod["name"].as_str().unwrap_or_default()
+    );
+    if pod["phase"] != "Running" {
+        return vec![format!("{name}: {}", pod["phase"])];
+    }
+    let processes = std::iter::once(&pod["proxy"])
+        .filter(|p| !p.is_null())
+        .chain(pod["containers"].as_array().into_iter().flatten());
+    processes
+        .filter_map(|p| {
+            let process = format!("{name} {}", p["name"].as_str().unwrap_or_default());
+            if p["pid"].is_null() && p["lastExit"].is_null() {
+                return Some(format!("{process}: not started"));
             }
+            let log = std::fs::read_to_string(p["log"].as_str().unwrap_or_default());
+            demo_app_not_listening(&log.unwrap_or_default())
+                .then(|| format!("{process}: not listening yet"))
         })
         .collect()
 }
@@ -385,18 +354,5 @@ mod tests {
             "--- sinewctl: started sleep infinity (pid 9)\n"
         ));
         assert!(!demo_app_not_listening(""));
-    }
-
-    #[test]
-    fn json_values_finds_every_value_of_a_key_in_pretty_and_compact_json() {
-        let pretty = "{\n  \"pods\": [\n    {\"name\": \"a\", \"phase\": \"Running\", \"pid\": 12},\n    {\"phase\" :  \"Failed: proxy not ready\", \"pid\": null}\n  ]\n}";
-        assert_eq!(
-            json_values(pretty, "phase"),
-            ["Running", "Failed: proxy not ready"]
-        );
-        assert_eq!(json_values(pretty, "pid"), ["12", "null"]);
-        assert_eq!(json_values("{\"pid\":7}", "pid"), ["7"]);
-        // Another key that ends the same is not counted.
-        assert!(json_values("{\"subphase\": \"x\"}", "phase").is_empty());
     }
 }

@@ -58,4 +58,12 @@ impl SecurityRules {
             .iter()
             .chain(self.authorization.warnings())
     }
+
+    /// Everything the control plane warns about a snapshot: the registry's warnings, then these
+    /// rules' (policies that never apply).
+    pub fn with_registry_warnings(&self, snapshot: &Snapshot) -> Vec<String> {
+        let mut warnings = snapshot.warnings().to_vec();
+        warnings.extend(self.warnings().cloned());
+        warnings
+    }
 }

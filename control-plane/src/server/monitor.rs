@@ -164,20 +164,20 @@ fn registry_json(snapshot: &Snapshot) -> Value {
         .peer_authentications()
         .iter()
         .map(|p| {
-            let mode = |m: Option<&PeerMtls>| m.and_then(|m| m.mode).map(|m| format!("{m:?}"));
+            let mode = |m: &PeerMtls| m.mode.map(|m| format!("{m:?}"));
             let ports: BTreeMap<u64, Option<String>> = p
                 .spec
                 .port_level_mtls
                 .iter()
                 .flatten()
-                .map(|(port, m)| (port.0, mode(Some(m))))
+                .map(|(port, m)| (port.0, mode(m)))
                 .collect();
             json!({
                 "apiVersion": p.api_version,
                 "namespace": p.namespace,
                 "name": p.name,
                 "selector": p.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
-                "mode": mode(p.spec.mtls.as_ref()),
+                "mode": p.spec.mtls.as_ref().and_then(mode),
                 "portLevelMtls": ports,
             })
         })
